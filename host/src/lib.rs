@@ -1,0 +1,55 @@
+//! Finds greeter plugins in a folder, checks them, loads them and calls them
+//! in-process through a stable ABI.
+//!
+//! A plugin is a dynamic library (`.so`, `.dylib`, `.dll`) built against
+//! [`greeter_interface`]. A library runs its own code as soon as it is opened
+//! and can never be safely unloaded, so what is checked before, during and
+//! after loading is what this crate is about. Each plugin goes through these
+//! stages:
+//!
+//! 1. **Discovery** ([`discover`]): the candidate files of a folder: the
+//!    platform's library suffix, not hidden, not a folder.
+//! 2. **Verification** ([`verify_library`]): the object-file headers are read
+//!    and every segment must lie inside the file, before the dynamic loader
+//!    sees it (a truncated library would crash it).
+//! 3. **Loading and version check** ([`Loader`]): abi_stable checks its own
+//!    ABI, the interface's major version and the root module's full layout;
+//!    then this crate applies its semver policy to the versions the plugin
+//!    declares and lets the plugin initialise.
+//! 4. **Registry** ([`Registry`]): loaded plugins by name; a second plugin
+//!    with a taken name is rejected.
+//! 5. **Calls** ([`GreeterPlugin::greet`]): a plain call through the root
+//!    module's function pointer.
+//!
+//! Every file either loads or yields a [`LoadError`] that names it and says
+//! what was expected and what was found; one bad file never stops the others.
+//!
+//! ```no_run
+//! use greeter_host::{GreeterInterface, Loader};
+//!
+//! let report = Loader::<GreeterInterface>::builder().dir("plugins").build().load()?;
+//! for plugin in report.registry.iter() {
+//!     match plugin.greet() {
+//!         Ok(greeting) => println!("{}: {greeting}", plugin.name()),
+//!         Err(error) => eprintln!("{error}"),
+//!     }
+//! }
+//! # Ok::<(), greeter_host::DiscoverError>(())
+//! ```
+//!
+//! The loader is generic: another interface crate reuses all of it by
+//! implementing [`PluginInterface`] for a marker type.
+
+#![deny(missing_docs)]
+
+mod discover;
+mod greeter;
+mod load;
+mod registry;
+mod verify;
+
+pub use discover::{DiscoverError, discover, is_candidate_name};
+pub use greeter::{GreeterInterface, GreeterPlugin, log_target};
+pub use load::{LoadError, Metadata, Plugin, PluginInterface, default_interface_req};
+pub use registry::{LoadReport, Loader, LoaderBuilder, Registry};
+pub use verify::{ObjectFormat, VerifyError, verify_library};

@@ -1,0 +1,313 @@
+//! `greeter-host`: lists, checks and calls the greeter plugins of a folder.
+
+use std::{
+    io::{self, Write},
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use greeter_host::{DiscoverError, GreeterInterface, LoadError, LoadReport, Loader};
+use serde::Serialize;
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0  every candidate file loaded (and, for greet, every greeting succeeded)
+  1  some file was rejected, a greeting failed, or a named plugin is not loaded
+  2  usage error, or the plugins folder is missing or unreadable
+
+Logging: RUST_LOG (default: warn). Plugin records use the target plugin::<name>.";
+
+/// Loads greeter plugins (dynamic libraries) from a folder and calls them
+/// in-process.
+#[derive(Debug, Parser)]
+#[command(version, after_help = AFTER_HELP)]
+struct Cli {
+    /// The plugins folder [default: $GREETER_PLUGINS_DIR, else ./plugins]
+    #[arg(long, global = true, value_name = "DIR", env = "GREETER_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every candidate file: name, versions, path, loaded or rejected and why.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Greet from every loaded plugin, or from the named ones: `name: greeting`.
+    Greet {
+        /// Plugins to greet from (default: all).
+        names: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Load every candidate file and report problems; exit 0 only if all load.
+    Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// One line of `list` or `greet` output; the JSON form is documented in the
+/// README.
+#[derive(Debug, Serialize)]
+struct Entry {
+    name: Option<String>,
+    version: Option<String>,
+    interface_version: Option<String>,
+    path: PathBuf,
+    status: Status,
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    greeting: Option<Option<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Loaded,
+    Rejected,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("greeter-host: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let dir = cli.plugins_dir.unwrap_or_else(|| PathBuf::from("plugins"));
+    let report = match Loader::<GreeterInterface>::builder()
+        .dir(&dir)
+        .build()
+        .load()
+    {
+        Ok(report) => report,
+        Err(error @ (DiscoverError::NotFound { .. } | DiscoverError::NotADirectory { .. })) => {
+            eprintln!("greeter-host: {error}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut out = io::stdout().lock();
+    let ok = match cli.command {
+        Command::List { format } => list(&mut out, &report, format)?,
+        Command::Greet { names, format } => greet(&mut out, &report, &names, format)?,
+        Command::Check => check(&mut out, &report, &dir)?,
+    };
+    out.flush().context("cannot write to standard output")?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Every candidate file, loaded or rejected, in path order.
+fn entries(report: &LoadReport<GreeterInterface>) -> Vec<Entry> {
+    let loaded = report.registry.iter().map(|plugin| Entry {
+        name: Some(plugin.name().to_owned()),
+        version: Some(plugin.version().to_string()),
+        interface_version: Some(plugin.interface_version().to_string()),
+        path: plugin.path().to_owned(),
+        status: Status::Loaded,
+        error: None,
+        greeting: None,
+    });
+    let rejected = report.rejected.iter().map(rejected_entry);
+    let mut entries: Vec<Entry> = loaded.chain(rejected).collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries
+}
+
+fn rejected_entry(error: &LoadError) -> Entry {
+    let name = match error {
+        LoadError::DuplicateName { name, .. } => Some(name.clone()),
+        _ => None,
+    };
+    Entry {
+        name,
+        version: None,
+        interface_version: None,
+        path: error.path().to_owned(),
+        status: Status::Rejected,
+        error: Some(error_chain(error)),
+        greeting: None,
+    }
+}
+
+/// An error and its sources on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn list(
+    out: &mut impl Write,
+    report: &LoadReport<GreeterInterface>,
+    format: Format,
+) -> anyhow::Result<bool> {
+    let entries = entries(report);
+    match format {
+        Format::Json => write_json(out, &entries)?,
+        Format::Text => {
+            if entries.is_empty() {
+                writeln!(out, "no plugin files found")?;
+            }
+            for entry in &entries {
+                let dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+                writeln!(
+                    out,
+                    "{:<16} {:<10} {:<10} {:<9} {}",
+                    dash(&entry.name),
+                    dash(&entry.version),
+                    dash(&entry.interface_version),
+                    match entry.status {
+                        Status::Loaded => "loaded",
+                        Status::Rejected => "rejected",
+                    },
+                    entry.path.display()
+                )?;
+                if let Some(error) = &entry.error {
+                    writeln!(out, "    {error}")?;
+                }
+            }
+        }
+    }
+    Ok(report.rejected.is_empty())
+}
+
+fn greet(
+    out: &mut impl Write,
+    report: &LoadReport<GreeterInterface>,
+    names: &[String],
+    format: Format,
+) -> anyhow::Result<bool> {
+    let mut ok = true;
+    let mut entries = Vec::new();
+    let selected: Vec<_> = if names.is_empty() {
+        report.registry.iter().collect()
+    } else {
+        names
+            .iter()
+            .filter_map(|name| {
+                let plugin = report.registry.get(name);
+                if plugin.is_none() {
+                    let loaded: Vec<&str> = report.registry.iter().map(|p| p.name()).collect();
+                    eprintln!(
+                        "greeter-host: no plugin named '{name}' is loaded (loaded: {})",
+                        if loaded.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            loaded.join(", ")
+                        }
+                    );
+                    ok = false;
+                }
+                plugin
+            })
+            .collect()
+    };
+    for plugin in selected {
+        let (greeting, error) = match plugin.greet() {
+            Ok(greeting) => (Some(greeting.into_string()), None),
+            Err(error) => {
+                ok = false;
+                (None, Some(error.to_string()))
+            }
+        };
+        if format == Format::Text {
+            match (&greeting, &error) {
+                (Some(greeting), _) => writeln!(out, "{}: {greeting}", plugin.name())?,
+                (_, Some(error)) => eprintln!("greeter-host: {error}"),
+                (None, None) => unreachable!("a greeting or an error"),
+            }
+        }
+        entries.push(Entry {
+            name: Some(plugin.name().to_owned()),
+            version: Some(plugin.version().to_string()),
+            interface_version: Some(plugin.interface_version().to_string()),
+            path: plugin.path().to_owned(),
+            status: Status::Loaded,
+            error,
+            greeting: Some(greeting),
+        });
+    }
+    // Greeting everything means accounting for every file: rejected ones are
+    // reported too, so a broken plugin does not go unnoticed.
+    if names.is_empty() {
+        for error in &report.rejected {
+            ok = false;
+            let mut entry = rejected_entry(error);
+            if format == Format::Text {
+                eprintln!(
+                    "greeter-host: rejected {}",
+                    entry.error.as_deref().unwrap_or_default()
+                );
+            }
+            entry.greeting = Some(None);
+            entries.push(entry);
+        }
+    }
+    if format == Format::Json {
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        write_json(out, &entries)?;
+    }
+    Ok(ok)
+}
+
+fn check(
+    out: &mut impl Write,
+    report: &LoadReport<GreeterInterface>,
+    dir: &Path,
+) -> anyhow::Result<bool> {
+    for plugin in report.registry.iter() {
+        writeln!(
+            out,
+            "ok        {} ({} {}, interface {})",
+            plugin.path().display(),
+            plugin.name(),
+            plugin.version(),
+            plugin.interface_version()
+        )?;
+    }
+    for error in &report.rejected {
+        writeln!(out, "rejected  {}", error_chain(error))?;
+    }
+    let total = report.registry.len() + report.rejected.len();
+    writeln!(
+        out,
+        "{}: {} of {total} plugin files loaded",
+        dir.display(),
+        report.registry.len()
+    )?;
+    Ok(report.rejected.is_empty())
+}
+
+fn write_json(out: &mut impl Write, entries: &[Entry]) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, entries).context("cannot write JSON")?;
+    writeln!(out)?;
+    Ok(())
+}
