@@ -37,6 +37,17 @@ impl ObjectFormat {
     };
 }
 
+impl ObjectFormat {
+    /// The format's name with its indefinite article, for messages.
+    fn with_article(self) -> &'static str {
+        match self {
+            Self::Elf => "an ELF",
+            Self::MachO => "a Mach-O",
+            Self::Pe => "a PE",
+        }
+    }
+}
+
 impl fmt::Display for ObjectFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -58,7 +69,7 @@ pub enum VerifyError {
     #[error("the file is empty")]
     Empty,
     /// The file is not an object file of this platform's format.
-    #[error("expected a {expected} shared library, found {found}")]
+    #[error("expected {} shared library, found {found}", expected.with_article())]
     WrongFormat {
         /// The platform's format.
         expected: ObjectFormat,
@@ -147,7 +158,7 @@ fn identify(head: &[u8]) -> Option<ObjectFormat> {
 
 fn describe(head: &[u8], format: Option<ObjectFormat>) -> String {
     if let Some(format) = format {
-        return format!("a {format} file");
+        return format!("{} file", format.with_article());
     }
     let printable = head
         .iter()
@@ -361,18 +372,6 @@ mod elf {
         if phnum == 0 {
             return Err(VerifyError::Corrupt("no program headers".to_owned()));
         }
-        if shnum != 0 {
-            if shentsize != want_sh {
-                return Err(VerifyError::Corrupt(format!(
-                    "section header size {shentsize}, expected {want_sh}"
-                )));
-            }
-            reader.check(
-                || "the section header table".to_owned(),
-                shoff,
-                u64::from(shnum) * u64::from(shentsize),
-            )?;
-        }
         let table = reader.read(
             || "the program header table".to_owned(),
             phoff,
@@ -400,6 +399,20 @@ mod elf {
                 )));
             }
             reader.check(|| format!("segment {index}"), offset, filesz)?;
+        }
+        // The loader never reads section headers, but a table past the end
+        // means the file was cut; its tail (symbols, debug info) is missing.
+        if shnum != 0 {
+            if shentsize != want_sh {
+                return Err(VerifyError::Corrupt(format!(
+                    "section header size {shentsize}, expected {want_sh}"
+                )));
+            }
+            reader.check(
+                || "the section header table".to_owned(),
+                shoff,
+                u64::from(shnum) * u64::from(shentsize),
+            )?;
         }
         if !has_dynamic {
             return Err(VerifyError::Mismatch {

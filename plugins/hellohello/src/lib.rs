@@ -1,0 +1,30 @@
+//! The plugin of HashiCorp's go-plugin greeter example, loaded in-process
+//! instead of served over RPC: greets `Hello!Hello!!`.
+
+use greeter_interface::{BoxError, Greeter, export_plugin};
+
+/// The plugin; it has no state.
+#[derive(Debug)]
+pub struct HelloHello;
+
+impl Greeter for HelloHello {
+    fn init() -> Result<Self, BoxError> {
+        Ok(HelloHello)
+    }
+
+    fn greet(&self) -> Result<String, BoxError> {
+        Ok("Hello!Hello!!".to_owned())
+    }
+}
+
+export_plugin!(name = "hellohello", greeter = HelloHello);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greets_twice_as_loud() {
+        assert_eq!(HelloHello::init().unwrap().greet().unwrap(), "Hello!Hello!!");
+    }
+}
