@@ -372,17 +372,29 @@ fn classify<I: PluginInterface>(
     }
 }
 
-/// abi_stable's layout report runs to hundreds of lines; its `Error:` lines
-/// say what differs.
+/// abi_stable's layout report runs to hundreds of lines. What differs is in
+/// its `Error:` entries, each optionally followed by `Expected:` and `Found:`
+/// headers with the value on the next line.
 fn summarize_layout_report(report: &str) -> String {
     const SHOWN: usize = 2;
-    let errors: Vec<&str> = report
+    let mut errors: Vec<String> = Vec::new();
+    let mut lines = report
         .lines()
         .map(str::trim)
-        .filter_map(|line| line.strip_prefix("Error:"))
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
+        .filter(|line| !line.is_empty());
+    while let Some(line) = lines.next() {
+        if let Some(error) = line.strip_prefix("Error:") {
+            errors.push(error.trim().to_owned());
+        } else if let Some(word) = match line {
+            "Expected:" => Some(": expected"),
+            "Found:" => Some(", found"),
+            _ => None,
+        } && let Some(last) = errors.last_mut()
+            && let Some(value) = lines.next()
+        {
+            last.push_str(&format!("{word} {value}"));
+        }
+    }
     if errors.is_empty() {
         return one_line(report);
     }
@@ -425,10 +437,11 @@ mod tests {
 
     #[test]
     fn layout_reports_are_cut_to_their_error_lines() {
-        let report = "\nlayout\n  Error: too many fields\n  noise\nError:\n Error: wrong type\nError: third\n";
+        let report = "\nlayout\n    Error:mismatched type\n    Expected:\n        GreeterMod\n    \
+                      Found:\n        ShoutMod\n  noise\n Error: too many fields\nError: third\n";
         assert_eq!(
             summarize_layout_report(report),
-            "too many fields; wrong type (and 1 more)"
+            "mismatched type: expected GreeterMod, found ShoutMod; too many fields (and 1 more)"
         );
         assert_eq!(summarize_layout_report("a\n  b  c\n"), "a b c");
     }

@@ -140,7 +140,7 @@ impl<I: PluginInterface> Loader<I> {
         };
         for path in discover(&self.dir)? {
             if let Err(error) = self.load_file(&mut report.registry, &path) {
-                log::debug!("rejected {}: {error}", path.display());
+                log::debug!("rejected: {error}");
                 report.rejected.push(error);
             }
         }

@@ -543,8 +543,8 @@ mod tests {
         assert_eq!(
             error.to_string(),
             format!(
-                "expected a {} shared library, found a text file",
-                ObjectFormat::NATIVE
+                "expected {} shared library, found a text file",
+                ObjectFormat::NATIVE.with_article()
             )
         );
     }

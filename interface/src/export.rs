@@ -116,6 +116,15 @@ impl<G: Greeter> PluginState<G> {
     /// The body of [`GreeterMod::init`](crate::GreeterMod::init).
     pub fn init(&'static self, sink: LogSink, max_level: LogLevel) -> RResult<(), GreetError> {
         logging::install(self.name, sink, max_level);
+        // The plugin has its own std, hence its own panic hook, which would
+        // print every caught panic to the host's stderr. The panic comes back
+        // to the host as an error; its location goes to the host's log.
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map_or_else(String::new, |l| format!(" at {l}"));
+            log::debug!("panicked{location}: {}", panic_message(info.payload()));
+        }));
         self.guard(|| {
             // The dynamic loader returns the same library for the same path,
             // so a host may legitimately initialise it twice.

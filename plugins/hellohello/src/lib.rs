@@ -25,6 +25,9 @@ mod tests {
 
     #[test]
     fn greets_twice_as_loud() {
-        assert_eq!(HelloHello::init().unwrap().greet().unwrap(), "Hello!Hello!!");
+        assert_eq!(
+            HelloHello::init().unwrap().greet().unwrap(),
+            "Hello!Hello!!"
+        );
     }
 }
