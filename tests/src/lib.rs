@@ -1,1 +1,231 @@
-//! x
+//! The integration tests' harness: real plugins, built once per test run,
+//! copied into a fresh plugins folder per test.
+
+use std::{
+    env::consts::{DLL_PREFIX, DLL_SUFFIX, EXE_SUFFIX},
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{Mutex, OnceLock},
+};
+
+use greeter_host::{GreeterInterface, LoadReport, Loader};
+use tempfile::TempDir;
+
+/// The packages the tests load or run.
+const PACKAGES: &[&str] = &[
+    "greeter-host",
+    "hello",
+    "hellohello",
+    "counter",
+    "not-a-plugin",
+    "shout-plugin",
+    "panicky",
+    "broken-init",
+];
+
+/// Where the plugins and the host binary of this test run were built.
+#[derive(Debug)]
+pub struct Artifacts {
+    dir: PathBuf,
+}
+
+/// Builds [`PACKAGES`] on first use, then returns the same artifacts.
+///
+/// The build has a target directory of its own: the outer `cargo test` holds
+/// the lock on the usual one while the tests run.
+pub fn artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let root = workspace_root();
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), PathBuf::from)
+            .join("test-artifacts");
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .current_dir(&root)
+            .arg("build")
+            .arg("--target-dir")
+            .arg(&target);
+        for package in PACKAGES {
+            cargo.args(["-p", package]);
+        }
+        let output = cargo.output().expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the test plugins failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Artifacts {
+            dir: target.join("debug"),
+        }
+    })
+}
+
+impl Artifacts {
+    /// The built library of the crate whose `[lib] name` is `lib`.
+    pub fn library(&self, lib: &str) -> PathBuf {
+        self.dir.join(library_file_name(lib))
+    }
+
+    /// The built `greeter-host` binary.
+    pub fn host_binary(&self) -> PathBuf {
+        self.dir.join(format!("greeter-host{EXE_SUFFIX}"))
+    }
+}
+
+/// The file name the platform gives the library `lib` (`libhello.so`).
+pub fn library_file_name(lib: &str) -> String {
+    format!("{DLL_PREFIX}{lib}{DLL_SUFFIX}")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_owned()
+}
+
+/// A fresh plugins folder, removed when dropped.
+///
+/// Every test copies the libraries it needs into its own folder: a copy is a
+/// distinct file, so the dynamic loader gives each test a fresh instance of a
+/// plugin, with its own state.
+#[derive(Debug)]
+pub struct PluginDir {
+    dir: TempDir,
+}
+
+impl PluginDir {
+    /// An empty folder.
+    pub fn new() -> Self {
+        Self {
+            dir: TempDir::with_prefix("greeter-plugins-").expect("a temporary folder"),
+        }
+    }
+
+    /// A folder holding copies of the libraries `libs`.
+    pub fn with(libs: &[&str]) -> Self {
+        let dir = Self::new();
+        for lib in libs {
+            dir.add(lib);
+        }
+        dir
+    }
+
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies the built library `lib` in under its own file name.
+    pub fn add(&self, lib: &str) -> PathBuf {
+        self.add_as(lib, &library_file_name(lib))
+    }
+
+    /// Copies the built library `lib` in as `file_name`.
+    pub fn add_as(&self, lib: &str, file_name: &str) -> PathBuf {
+        let path = self.path().join(file_name);
+        fs::copy(artifacts().library(lib), &path).expect("copy a built library");
+        path
+    }
+
+    /// Writes a file of the given bytes.
+    pub fn write(&self, file_name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path().join(file_name);
+        fs::write(&path, bytes).expect("write a file");
+        path
+    }
+
+    /// Loads the folder with the library, as a host application would.
+    pub fn load(&self) -> LoadReport<GreeterInterface> {
+        Loader::<GreeterInterface>::builder()
+            .dir(self.path())
+            .build()
+            .load()
+            .expect("the folder exists")
+    }
+
+    /// Runs `greeter-host --plugins-dir <this folder> <args>`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("greeter-host runs")
+    }
+
+    /// Like [`run`](Self::run), with one more environment variable.
+    pub fn run_with_env(&self, args: &[&str], key: &str, value: &str) -> Output {
+        self.command(args)
+            .env(key, value)
+            .output()
+            .expect("greeter-host runs")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = host_command();
+        command.arg("--plugins-dir").arg(self.path()).args(args);
+        command
+    }
+}
+
+impl Default for PluginDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A `greeter-host` command with a clean logging environment.
+pub fn host_command() -> Command {
+    let mut command = Command::new(artifacts().host_binary());
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("GREETER_PLUGINS_DIR")
+        .env_remove("RUST_BACKTRACE");
+    command
+}
+
+/// Records logged in this test process, by target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// The record's level.
+    pub level: log::Level,
+    /// The record's target.
+    pub target: String,
+    /// The formatted message.
+    pub message: String,
+}
+
+static CAPTURED: Mutex<Vec<Captured>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        CAPTURED.lock().unwrap().push(Captured {
+            level: record.level(),
+            target: record.target().to_owned(),
+            message: record.args().to_string(),
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs a logger that keeps every record (once per process) and returns
+/// the records logged so far with `target`.
+pub fn captured_logs(target: &str) -> Vec<Captured> {
+    static INSTALL: OnceLock<()> = OnceLock::new();
+    INSTALL.get_or_init(|| {
+        log::set_logger(&Capture).expect("no other logger in the test binary");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+    CAPTURED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|record| record.target == target)
+        .cloned()
+        .collect()
+}

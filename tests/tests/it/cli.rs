@@ -1,0 +1,313 @@
+use std::{fs, process::Output};
+
+use greeter_tests::{PluginDir, artifacts, host_command, library_file_name};
+use serde_json::Value;
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// A folder with the three example plugins and four broken files.
+fn mixed_folder() -> PluginDir {
+    let dir = PluginDir::with(&["hello", "hellohello", "counter", "not_a_plugin"]);
+    dir.write(&library_file_name("empty"), b"");
+    dir.write(&library_file_name("text"), b"this is not a library\n");
+    let original = fs::read(artifacts().library("hello")).unwrap();
+    dir.write(
+        &library_file_name("truncated"),
+        &original[..original.len() / 2],
+    );
+    dir
+}
+
+#[test]
+fn greet_prints_one_line_per_plugin_and_exits_0() {
+    let output = PluginDir::with(&["hello", "hellohello", "counter"]).run(&["greet"]);
+    assert_eq!(
+        stdout(&output),
+        "counter: Hello, visitor #1!\nhello: Hello!\nhellohello: Hello!Hello!!\n"
+    );
+    assert_eq!(stderr(&output), "");
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn greet_with_names_greets_only_those() {
+    let dir = PluginDir::with(&["hello", "hellohello"]);
+    let output = dir.run(&["greet", "hellohello"]);
+    assert_eq!(stdout(&output), "hellohello: Hello!Hello!!\n");
+    assert_eq!(output.status.code(), Some(0));
+
+    let output = dir.run(&["greet", "hello", "nobody"]);
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: no plugin named 'nobody' is loaded (loaded: hello, hellohello)\n"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn greet_on_a_folder_with_broken_files_still_greets_and_exits_1() {
+    let output = mixed_folder().run(&["greet"]);
+    assert_eq!(
+        stdout(&output),
+        "counter: Hello, visitor #1!\nhello: Hello!\nhellohello: Hello!Hello!!\n"
+    );
+    let stderr = stderr(&output);
+    assert_eq!(stderr.lines().count(), 4, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .all(|line| line.starts_with("greeter-host: rejected ")),
+        "{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn list_json_reports_every_file_with_the_documented_fields() {
+    let dir = mixed_folder();
+    let output = dir.run(&["list", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let entries: Vec<Value> = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let summary: Vec<(String, String)> = entries
+        .iter()
+        .map(|entry| {
+            let file = entry["path"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned();
+            (file, entry["status"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let expect = |lib: &str, status: &str| (library_file_name(lib), status.to_owned());
+    assert_eq!(
+        summary,
+        [
+            expect("counter", "loaded"),
+            expect("empty", "rejected"),
+            expect("hello", "loaded"),
+            expect("hellohello", "loaded"),
+            expect("not_a_plugin", "rejected"),
+            expect("text", "rejected"),
+            expect("truncated", "rejected"),
+        ]
+    );
+    for entry in &entries {
+        let object = entry.as_object().unwrap();
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "error",
+                "interface_version",
+                "name",
+                "path",
+                "status",
+                "version"
+            ]
+        );
+        let path = entry["path"].as_str().unwrap();
+        assert!(path.starts_with(dir.path().to_str().unwrap()), "{path}");
+    }
+    let hello = entries.iter().find(|e| e["name"] == "hello").unwrap();
+    assert_eq!(hello["version"], "1.0.0");
+    assert_eq!(
+        hello["interface_version"],
+        greeter_interface::INTERFACE_VERSION
+    );
+    assert_eq!(hello["error"], Value::Null);
+    let empty = &entries[1];
+    assert_eq!(empty["name"], Value::Null);
+    assert!(
+        empty["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("not a loadable library: the file is empty"),
+        "{empty}"
+    );
+}
+
+#[test]
+fn greet_json_adds_the_greeting_or_the_error() {
+    let dir = PluginDir::with(&["hello", "panicky"]);
+    dir.write(&library_file_name("empty"), b"");
+    let output = dir.run(&["greet", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let entries: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(entries.len(), 3);
+    let by_status = |name: &str| entries.iter().find(|e| e["name"] == name).unwrap();
+    assert_eq!(by_status("hello")["greeting"], "Hello!");
+    assert_eq!(by_status("hello")["status"], "loaded");
+    assert_eq!(by_status("panicky")["greeting"], Value::Null);
+    assert_eq!(
+        by_status("panicky")["error"],
+        "plugin 'panicky' panicked: greet is broken on purpose"
+    );
+    let empty = entries.iter().find(|e| e["status"] == "rejected").unwrap();
+    assert_eq!(empty["greeting"], Value::Null);
+}
+
+#[test]
+fn a_panicking_plugin_does_not_take_the_binary_down() {
+    let output = PluginDir::with(&["panicky", "hello"]).run(&["greet"]);
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: plugin 'panicky' panicked: greet is broken on purpose\n"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn list_text_shows_versions_and_reasons() {
+    let dir = PluginDir::with(&["hello"]);
+    let empty = dir.write(&library_file_name("empty"), b"");
+    let output = dir.run(&["list"]);
+    let hello = dir.path().join(library_file_name("hello"));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "{:<16} {:<10} {:<10} {:<9} {}\n    {}: not a loadable library: the file is empty\n\
+             {:<16} {:<10} {:<10} {:<9} {}\n",
+            "-",
+            "-",
+            "-",
+            "rejected",
+            empty.display(),
+            empty.display(),
+            "hello",
+            "1.0.0",
+            "1.0.0",
+            "loaded",
+            hello.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn check_exits_0_only_when_every_file_loads() {
+    let dir = PluginDir::with(&["hello", "hellohello"]);
+    let output = dir.run(&["check"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        stdout(&output).ends_with("2 of 2 plugin files loaded\n"),
+        "{}",
+        stdout(&output)
+    );
+
+    dir.add("not_a_plugin");
+    let output = dir.run(&["check"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("rejected  "),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stdout(&output).ends_with("2 of 3 plugin files loaded\n"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn the_folder_comes_from_the_option_then_the_variable_then_plugins() {
+    let dir = PluginDir::with(&["hello"]);
+    let output = host_command()
+        .env("GREETER_PLUGINS_DIR", dir.path())
+        .arg("greet")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+
+    let output = host_command()
+        .env("GREETER_PLUGINS_DIR", "/nonexistent")
+        .args(["greet", "--plugins-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+
+    let work = PluginDir::new();
+    fs::create_dir(work.path().join("plugins")).unwrap();
+    fs::copy(
+        dir.path().join(library_file_name("hello")),
+        work.path().join("plugins").join(library_file_name("hello")),
+    )
+    .unwrap();
+    let output = host_command()
+        .current_dir(work.path())
+        .arg("greet")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn a_missing_folder_exits_2_naming_it() {
+    let dir = PluginDir::new();
+    let missing = dir.path().join("missing");
+    let output = host_command()
+        .arg("--plugins-dir")
+        .arg(&missing)
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: plugins folder {} does not exist\n",
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = PluginDir::new();
+    assert_eq!(dir.run(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(dir.run(&["list", "--format", "xml"]).status.code(), Some(2));
+    assert_eq!(host_command().output().unwrap().status.code(), Some(2));
+}
+
+#[test]
+fn plugin_logs_reach_the_binary_logger() {
+    let output =
+        PluginDir::with(&["counter"]).run_with_env(&["greet"], "RUST_LOG", "plugin::counter=info");
+    assert_eq!(stdout(&output), "counter: Hello, visitor #1!\n");
+    let stderr = stderr(&output);
+    assert!(
+        stderr.contains(" INFO  plugin::counter] greeting visitor #1\n"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("counter ready"),
+        "debug is filtered out: {stderr}"
+    );
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let output = host_command().arg("--help").output().unwrap();
+    let help = stdout(&output);
+    for line in [
+        "0  every candidate file loaded",
+        "1  some file was rejected",
+        "2  usage error",
+    ] {
+        assert!(help.contains(line), "{help}");
+    }
+}

@@ -1,0 +1,17 @@
+//! Integration tests. Every test loads real plugins, built once per run by
+//! `greeter_tests::artifacts`, from its own temporary plugins folder.
+
+// Each example plugin loads and greets with its exact text.
+mod plugins;
+// Which files of a folder are candidates.
+mod discovery;
+// Every kind of bad file is rejected with its own reason; the rest still work.
+mod rejections;
+// A panicking plugin yields an error, and the host carries on.
+mod panics;
+// Plugin log records reach the host's logger.
+mod logs;
+// The loader core serves a second interface.
+mod generic;
+// The `greeter-host` binary: output, JSON, exit codes.
+mod cli;

@@ -1,0 +1,219 @@
+use std::{fs, path::Path};
+
+use greeter_host::{GreeterInterface, LoadError, LoadReport, VerifyError};
+use greeter_tests::{PluginDir, artifacts, library_file_name};
+
+/// The only rejection of `report`, after checking that the good plugin
+/// `hello` still loaded and greets.
+fn only_rejection(report: &LoadReport<GreeterInterface>, path: &Path) -> String {
+    assert_eq!(
+        report.registry.get("hello").unwrap().greet().unwrap(),
+        "Hello!"
+    );
+    assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+    let error = &report.rejected[0];
+    assert_eq!(error.path(), path);
+    error.to_string()
+}
+
+fn full_message(error: &dyn std::error::Error) -> String {
+    match error.source() {
+        Some(source) => format!("{error}: {}", full_message(source)),
+        None => error.to_string(),
+    }
+}
+
+#[test]
+fn an_empty_file_is_rejected_as_empty() {
+    let dir = PluginDir::with(&["hello"]);
+    let path = dir.write(&library_file_name("empty"), b"");
+    let report = dir.load();
+    only_rejection(&report, &path);
+    assert!(matches!(
+        &report.rejected[0],
+        LoadError::InvalidLibrary {
+            source: VerifyError::Empty,
+            ..
+        }
+    ));
+    assert_eq!(
+        full_message(&report.rejected[0]),
+        format!(
+            "{}: not a loadable library: the file is empty",
+            path.display()
+        )
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_text_file_named_like_a_library_is_rejected_as_text() {
+    let dir = PluginDir::with(&["hello"]);
+    let path = dir.write(&library_file_name("notes"), b"INPUT(-lc)\n");
+    let report = dir.load();
+    only_rejection(&report, &path);
+    assert_eq!(
+        full_message(&report.rejected[0]),
+        format!(
+            "{}: not a loadable library: expected an ELF shared library, found a text file",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn truncated_copies_of_a_real_plugin_are_rejected_before_the_loader_sees_them() {
+    let original = fs::read(artifacts().library("hello")).unwrap();
+    let len = original.len();
+    let dir = PluginDir::with(&["hello"]);
+    let cuts = [
+        1,
+        4,
+        16,
+        63,
+        64,
+        500,
+        4096,
+        65_536,
+        len / 2,
+        len - 4096,
+        len - 1,
+    ];
+    for cut in cuts {
+        dir.write(&library_file_name(&format!("cut{cut}")), &original[..cut]);
+    }
+    let report = dir.load();
+    assert_eq!(
+        report.registry.get("hello").unwrap().greet().unwrap(),
+        "Hello!"
+    );
+    assert_eq!(report.rejected.len(), cuts.len(), "{:?}", report.rejected);
+    for error in &report.rejected {
+        let LoadError::InvalidLibrary { source, .. } = error else {
+            panic!("expected an invalid library, found {error:?}");
+        };
+        let cut: usize = error.path().file_stem().unwrap().to_str().unwrap()["libcut".len()..]
+            .parse()
+            .unwrap();
+        if cut >= 64 {
+            assert!(
+                matches!(source, VerifyError::OutOfBounds { len, .. } if *len == cut as u64),
+                "{cut}: {source:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_shared_library_without_a_root_module_is_not_a_plugin() {
+    let dir = PluginDir::with(&["hello"]);
+    let path = dir.add("not_a_plugin");
+    let report = dir.load();
+    assert_eq!(
+        only_rejection(&report, &path),
+        format!(
+            "{}: not a plugin: expected an abi_stable root module, found a library without one",
+            path.display()
+        )
+    );
+    assert!(matches!(report.rejected[0], LoadError::NotAPlugin { .. }));
+}
+
+#[test]
+fn a_plugin_of_another_interface_is_rejected_with_both_type_names() {
+    let dir = PluginDir::with(&["hello"]);
+    let path = dir.add("shout_plugin");
+    let report = dir.load();
+    assert_eq!(
+        only_rejection(&report, &path),
+        format!(
+            "{}: not a greeter plugin of a compatible layout: \
+             mismatched type: expected GreeterMod, found ShoutMod",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn a_plugin_whose_init_fails_is_rejected_with_its_reason() {
+    let dir = PluginDir::with(&["hello"]);
+    let path = dir.add("broken_init");
+    let report = dir.load();
+    assert_eq!(
+        only_rejection(&report, &path),
+        format!(
+            "{}: plugin failed to initialise: plugin 'broken-init' failed: no configuration found",
+            path.display()
+        )
+    );
+    assert!(report.registry.get("broken-init").is_none());
+}
+
+#[test]
+fn a_second_plugin_with_a_taken_name_is_rejected_naming_both_files() {
+    let dir = PluginDir::new();
+    let first = dir.add("hello");
+    // Sorts after the first: files load in path order.
+    let second = dir.add_as("hello", &library_file_name("hello_copy"));
+    let report = dir.load();
+    assert_eq!(
+        only_rejection(&report, &second),
+        format!(
+            "{}: a plugin named 'hello' is already loaded from {}",
+            second.display(),
+            first.display()
+        )
+    );
+    assert_eq!(report.registry.get("hello").unwrap().path(), first);
+}
+
+#[test]
+fn every_kind_of_bad_file_in_one_folder_is_rejected_and_the_good_ones_greet() {
+    let dir = PluginDir::with(&[
+        "hello",
+        "hellohello",
+        "not_a_plugin",
+        "shout_plugin",
+        "broken_init",
+    ]);
+    dir.write(&library_file_name("empty"), b"");
+    dir.write(&library_file_name("text"), b"hello\n");
+    let original = fs::read(artifacts().library("hello")).unwrap();
+    dir.write(
+        &library_file_name("truncated"),
+        &original[..original.len() / 3],
+    );
+    let report = dir.load();
+    let rejected: Vec<String> = report
+        .rejected
+        .iter()
+        .map(|error| {
+            error
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let expected: Vec<String> = [
+        "broken_init",
+        "empty",
+        "not_a_plugin",
+        "shout_plugin",
+        "text",
+        "truncated",
+    ]
+    .iter()
+    .map(|lib| library_file_name(lib))
+    .collect();
+    assert_eq!(rejected, expected);
+    assert_eq!(
+        report.registry.get("hello").unwrap().greet().unwrap(),
+        "Hello!"
+    );
+    assert_eq!(
+        report.registry.get("hellohello").unwrap().greet().unwrap(),
+        "Hello!Hello!!"
+    );
+}
