@@ -30,7 +30,7 @@ pub struct Artifacts {
     dir: PathBuf,
 }
 
-/// Builds [`PACKAGES`] on first use, then returns the same artifacts.
+/// Builds the plugins, fixtures and host binary on first use, then returns the same artifacts.
 ///
 /// The build has a target directory of its own: the outer `cargo test` holds
 /// the lock on the usual one while the tests run.
