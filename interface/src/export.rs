@@ -1,4 +1,4 @@
-//! The plugin author's side: the [`Greeter`] trait and [`export_plugin!`].
+//! The plugin author's side: the [`Greeter`] trait and [`export_plugin!`](crate::export_plugin!).
 
 use std::{
     any::Any,
@@ -14,7 +14,7 @@ use crate::{GreetError, GreetErrorKind, LogLevel, LogSink, logging};
 /// a `String` or a `&str` included.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What a plugin implements. Plain Rust: [`export_plugin!`] does the rest.
+/// What a plugin implements. Plain Rust: [`export_plugin!`](crate::export_plugin!) does the rest.
 ///
 /// The host may call a plugin from several threads at once, hence
 /// `Send + Sync`.
@@ -96,7 +96,7 @@ macro_rules! export_plugin {
     };
 }
 
-/// A plugin's state, owned by the static that [`export_plugin!`] declares.
+/// A plugin's state, owned by the static that [`export_plugin!`](crate::export_plugin!) declares.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct PluginState<G> {
