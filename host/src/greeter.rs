@@ -25,6 +25,7 @@ impl PluginInterface for GreeterInterface {
             name: module.name().as_str(),
             version: module.version().as_str(),
             interface_version: module.interface_version().as_str(),
+            host_requirement: module.host_requirement().map(|req| req.as_str()),
         }
     }
 
@@ -50,6 +51,54 @@ impl Plugin<GreeterInterface> {
     /// caught inside the plugin).
     pub fn greet(&self) -> Result<RString, GreetError> {
         (self.module().greet())().into_result()
+    }
+}
+
+/// A capability added to the greeter interface after 1.0: present in a
+/// plugin built against the version that added it or a later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Capability {
+    /// [`GreeterPlugin::greet_to`], since 1.1.
+    GreetTo,
+}
+
+impl Capability {
+    /// Every capability, oldest first.
+    pub const ALL: &'static [Capability] = &[Capability::GreetTo];
+
+    /// Its name, as the interface's field is called.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::GreetTo => "greet_to",
+        }
+    }
+
+    /// The interface version that added it.
+    pub fn since(self) -> &'static str {
+        match self {
+            Self::GreetTo => "1.1.0",
+        }
+    }
+}
+
+impl Plugin<GreeterInterface> {
+    /// Whether the plugin has `capability`.
+    pub fn has(&self, capability: Capability) -> bool {
+        match capability {
+            Capability::GreetTo => self.module().greet_to().is_some(),
+        }
+    }
+
+    /// Greets the person called `name`, or `None` if the plugin was built
+    /// against an interface before 1.1 and cannot.
+    ///
+    /// # Errors
+    ///
+    /// The plugin's [`GreetError`], as for [`greet`](Self::greet).
+    pub fn greet_to(&self, name: &str) -> Option<Result<RString, GreetError>> {
+        let greet_to = self.module().greet_to()?;
+        Some(greet_to(name.into()).into_result())
     }
 }
 

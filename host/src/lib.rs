@@ -49,7 +49,7 @@ mod registry;
 mod verify;
 
 pub use discover::{DiscoverError, discover, is_candidate_name};
-pub use greeter::{GreeterInterface, GreeterPlugin, log_target};
+pub use greeter::{Capability, GreeterInterface, GreeterPlugin, log_target};
 pub use load::{LoadError, Metadata, Plugin, PluginInterface, default_interface_req};
 pub use registry::{LoadReport, Loader, LoaderBuilder, Registry};
 pub use verify::{ObjectFormat, VerifyError, verify_library};

@@ -10,7 +10,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use abi_stable::library::{LibraryError, RootModule, RootModuleError, lib_header_from_path};
+use abi_stable::{
+    StableAbi,
+    abi_stability::abi_checking::check_layout_compatibility,
+    library::{LibHeader, LibraryError, RootModule, RootModuleError, lib_header_from_path},
+};
 use semver::{Version, VersionReq};
 
 use crate::verify::{VerifyError, verify_library};
@@ -56,6 +60,9 @@ pub struct Metadata {
     pub version: &'static str,
     /// The interface version the plugin was built against (semver).
     pub interface_version: &'static str,
+    /// The host versions the plugin supports (a semver requirement); `None`
+    /// or empty for any host.
+    pub host_requirement: Option<&'static str>,
 }
 
 /// Why one file was rejected. Every variant names the file.
@@ -99,7 +106,7 @@ pub enum LoadError {
     /// The plugin was built against an interface version the host does not
     /// accept.
     #[error(
-        "{}: built against {interface} interface {found}, expected a version matching {expected}",
+        "{}: built against {interface} interface {found}, but this host has {host} and accepts {expected}",
         path.display()
     )]
     IncompatibleInterface {
@@ -109,13 +116,15 @@ pub enum LoadError {
         interface: &'static str,
         /// The versions the host accepts.
         expected: VersionReq,
+        /// The interface version the host was built with.
+        host: &'static str,
         /// The version the plugin was built against.
         found: String,
     },
     /// The root module's layout differs from the one the host was built with:
     /// another interface, or a changed type.
     #[error(
-        "{}: not a {interface} plugin of a compatible layout: {summary}",
+        "{}: not a {interface} plugin of a compatible layout (its interface version {found}, the host's {host}): {summary}",
         path.display()
     )]
     Layout {
@@ -123,9 +132,38 @@ pub enum LoadError {
         path: PathBuf,
         /// The interface's name.
         interface: &'static str,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The interface version the library declares.
+        found: String,
         /// The first differences abi_stable found (the full report is logged
         /// at debug level).
         summary: String,
+    },
+    /// The library carries no root-module layout, so its ABI cannot be
+    /// checked.
+    #[error(
+        "{}: expected a root module layout to check, found a library exported without one",
+        path.display()
+    )]
+    NoLayout {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The plugin does not support this host's version.
+    #[error(
+        "{}: plugin '{name}' requires a host matching {required}, but this host is {host}",
+        path.display()
+    )]
+    UnsupportedHost {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        name: String,
+        /// The host versions the plugin supports.
+        required: VersionReq,
+        /// This host's version.
+        host: Version,
     },
     /// A name or version in the root module is not acceptable.
     #[error("{}: invalid {field} {value:?}: {reason}", path.display())]
@@ -173,6 +211,8 @@ impl LoadError {
             | Self::AbiStable { path, .. }
             | Self::IncompatibleInterface { path, .. }
             | Self::Layout { path, .. }
+            | Self::NoLayout { path }
+            | Self::UnsupportedHost { path, .. }
             | Self::InvalidMetadata { path, .. }
             | Self::Init { path, .. }
             | Self::DuplicateName { path, .. } => path,
@@ -189,6 +229,7 @@ pub struct Plugin<I: PluginInterface> {
     name: &'static str,
     version: Version,
     interface_version: Version,
+    host_requirement: Option<VersionReq>,
     path: PathBuf,
     module: I::Module,
 }
@@ -209,6 +250,11 @@ impl<I: PluginInterface> Plugin<I> {
         &self.interface_version
     }
 
+    /// The host versions the plugin supports; `None` for any.
+    pub fn host_requirement(&self) -> Option<&VersionReq> {
+        self.host_requirement.as_ref()
+    }
+
     /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -227,6 +273,7 @@ impl<I: PluginInterface> fmt::Debug for Plugin<I> {
             .field("name", &self.name)
             .field("version", &self.version)
             .field("interface_version", &self.interface_version)
+            .field("host_requirement", &self.host_requirement)
             .field("path", &self.path)
             .finish()
     }
@@ -246,15 +293,24 @@ pub fn default_interface_req(version: &Version) -> VersionReq {
     VersionReq::parse(&req).expect("a well-formed requirement")
 }
 
+/// What a host accepts, beyond what abi_stable checks.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// The interface versions accepted.
+    pub(crate) accepted: VersionReq,
+    /// The host's own version, matched against a plugin's host requirement.
+    pub(crate) host_version: Version,
+}
+
 /// Opens `path` and runs every check short of the plugin's own
 /// initialisation; [`initialize`] finishes the job.
 ///
 /// # Errors
 ///
 /// A [`LoadError`] naming `path` and the first check that failed.
-pub fn open<I: PluginInterface>(
+pub(crate) fn open<I: PluginInterface>(
     path: &Path,
-    accepted: &VersionReq,
+    policy: &Policy,
 ) -> Result<Plugin<I>, LoadError> {
     verify_library(path).map_err(|source| LoadError::InvalidLibrary {
         path: path.to_owned(),
@@ -262,9 +318,16 @@ pub fn open<I: PluginInterface>(
     })?;
     // Never `RootModule::load_from_*`: those cache one module per type, so a
     // second plugin would come back as the first.
-    let module = lib_header_from_path(path)
-        .and_then(|header| header.init_root_module::<I::Module>())
-        .map_err(|error| classify::<I>(path, accepted, error))?;
+    let header =
+        lib_header_from_path(path).map_err(|error| classify::<I>(path, policy, None, error))?;
+    if header.layout().is_none() {
+        // abi_stable would skip its layout check for such a library.
+        return Err(LoadError::NoLayout {
+            path: path.to_owned(),
+        });
+    }
+    let module = init_root_module::<I>(header)
+        .map_err(|error| classify::<I>(path, policy, Some(header), error))?;
     let meta = I::metadata(module);
     let invalid = |field, value: &str, reason: String| LoadError::InvalidMetadata {
         path: path.to_owned(),
@@ -287,21 +350,84 @@ pub fn open<I: PluginInterface>(
             format!("expected semver: {e}"),
         )
     })?;
-    if !accepted.matches(&interface_version) {
+    if !policy.accepted.matches(&interface_version) {
         return Err(LoadError::IncompatibleInterface {
             path: path.to_owned(),
             interface: I::NAME,
-            expected: accepted.clone(),
+            expected: policy.accepted.clone(),
+            host: I::VERSION,
             found: interface_version.to_string(),
+        });
+    }
+    let host_requirement = match meta.host_requirement.filter(|req| !req.trim().is_empty()) {
+        None => None,
+        Some(requirement) => Some(VersionReq::parse(requirement).map_err(|e| {
+            invalid(
+                "host requirement",
+                requirement,
+                format!("expected a semver requirement: {e}"),
+            )
+        })?),
+    };
+    if let Some(required) = &host_requirement
+        && !required.matches(&policy.host_version)
+    {
+        return Err(LoadError::UnsupportedHost {
+            path: path.to_owned(),
+            name: meta.name.to_owned(),
+            required: required.clone(),
+            host: policy.host_version.clone(),
         });
     }
     Ok(Plugin {
         name: meta.name,
         version,
         interface_version,
+        host_requirement,
         path: path.to_owned(),
         module,
     })
+}
+
+/// abi_stable's checks, plus the one case where it is stricter than its own
+/// rules: a plugin built against an earlier minor version of the interface.
+fn init_root_module<I: PluginInterface>(
+    header: &'static LibHeader,
+) -> Result<I::Module, LibraryError> {
+    match header.init_root_module::<I::Module>() {
+        // abi_stable refuses a root module with fewer fields than the host's
+        // ("too many fields"), although appending fields is how a prefix type
+        // evolves. Checked with the roles swapped (the plugin's layout as the
+        // interface, the host's as the implementation), such a plugin passes,
+        // and only such a plugin: every field it has, the host has at the same
+        // place with the same type, recursively; the host only adds fields
+        // after them. Any other difference fails this check too.
+        Err(LibraryError::AbiInstability(_))
+            if header.layout().is_some_and(|plugin| {
+                check_layout_compatibility(plugin, <I::Module as StableAbi>::LAYOUT).is_ok()
+            }) =>
+        {
+            log::debug!(
+                "root module built against {} {} is a prefix of the host's {}",
+                I::NAME,
+                header.version_strings().version,
+                I::VERSION
+            );
+            // SAFETY: the check above proved the plugin's root module a prefix
+            // of `I::Module`: the fields it has are, in order, those of
+            // `I::Module` with identical layouts. The host reaches a root
+            // module only through the accessors abi_stable generates for prefix
+            // types. Those of prefix fields (which every plugin of this major
+            // has, or abi_stable's own check would have refused the layout
+            // with a missing prefix field) read fields the plugin provides;
+            // those of later fields consult the field count stored in the
+            // plugin's own module metadata and return `None` for every field
+            // the plugin lacks, so no read goes past the plugin's module.
+            // The version check still runs inside.
+            unsafe { header.init_root_module_with_unchecked_layout::<I::Module>() }
+        }
+        result => result,
+    }
 }
 
 /// Runs the plugin's initialisation ([`PluginInterface::initialize`]).
@@ -331,10 +457,17 @@ fn check_name(name: &str) -> Result<(), String> {
 
 fn classify<I: PluginInterface>(
     path: &Path,
-    accepted: &VersionReq,
+    policy: &Policy,
+    header: Option<&LibHeader>,
     error: LibraryError,
 ) -> LoadError {
     let path = path.to_owned();
+    let found = || {
+        header.map_or_else(
+            || "an unknown version".to_owned(),
+            |header| header.version_strings().version.to_string(),
+        )
+    };
     match error {
         LibraryError::OpenError { err, .. } => LoadError::Open {
             path,
@@ -345,7 +478,8 @@ fn classify<I: PluginInterface>(
             LoadError::IncompatibleInterface {
                 path,
                 interface: I::NAME,
-                expected: accepted.clone(),
+                expected: policy.accepted.clone(),
+                host: I::VERSION,
                 found: actual_version.to_string(),
             }
         }
@@ -355,6 +489,8 @@ fn classify<I: PluginInterface>(
             LoadError::Layout {
                 path,
                 interface: I::NAME,
+                host: I::VERSION,
+                found: found(),
                 summary: summarize_layout_report(&report),
             }
         }

@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use greeter_host::{DiscoverError, GreeterInterface, LoadError, LoadReport, Loader};
+use greeter_host::{
+    Capability, DiscoverError, GreeterInterface, GreeterPlugin, LoadError, LoadReport, Loader,
+};
+use semver::VersionReq;
 use serde::Serialize;
 
 const AFTER_HELP: &str = "\
@@ -28,6 +31,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR", env = "GREETER_PLUGINS_DIR")]
     plugins_dir: Option<PathBuf>,
 
+    /// Interface versions to accept, a semver requirement [default: the
+    /// host's interface major]. Can only narrow it: another major never loads.
+    #[arg(long, global = true, value_name = "REQ")]
+    accept_interface: Option<VersionReq>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -44,11 +52,16 @@ enum Command {
     Greet {
         /// Plugins to greet from (default: all).
         names: Vec<String>,
+        /// Greet this person by name (interface 1.1). Plugins built against
+        /// 1.0 give their plain greeting instead, with a note on stderr.
+        #[arg(long, value_name = "NAME")]
+        to: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Load every candidate file and report problems; exit 0 only if all load.
+    /// Print each file's compatibility verdict, expected vs found; exit 0
+    /// only if every file loads.
     Check,
 }
 
@@ -68,8 +81,14 @@ struct Entry {
     path: PathBuf,
     status: Status,
     error: Option<String>,
+    /// The interface capabilities after 1.0 the plugin has; null if rejected.
+    capabilities: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     greeting: Option<Option<String>>,
+    /// Why the greeting is not what was asked for (`greet --to` on a plugin
+    /// that predates it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -93,11 +112,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.plugins_dir.unwrap_or_else(|| PathBuf::from("plugins"));
-    let report = match Loader::<GreeterInterface>::builder()
-        .dir(&dir)
-        .build()
-        .load()
-    {
+    let mut builder = Loader::<GreeterInterface>::builder().dir(&dir);
+    if let Some(req) = cli.accept_interface {
+        builder = builder.accept_interface(req);
+    }
+    let loader = builder.build();
+    let report = match loader.load() {
         Ok(report) => report,
         Err(error @ (DiscoverError::NotFound { .. } | DiscoverError::NotADirectory { .. })) => {
             eprintln!("greeter-host: {error}");
@@ -108,8 +128,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     let ok = match cli.command {
         Command::List { format } => list(&mut out, &report, format)?,
-        Command::Greet { names, format } => greet(&mut out, &report, &names, format)?,
-        Command::Check => check(&mut out, &report, &dir)?,
+        Command::Greet { names, to, format } => {
+            greet(&mut out, &report, &names, to.as_deref(), format)?
+        }
+        Command::Check => check(&mut out, &report, &loader)?,
     };
     out.flush().context("cannot write to standard output")?;
     Ok(if ok {
@@ -121,19 +143,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Every candidate file, loaded or rejected, in path order.
 fn entries(report: &LoadReport<GreeterInterface>) -> Vec<Entry> {
-    let loaded = report.registry.iter().map(|plugin| Entry {
+    let loaded = report.registry.iter().map(loaded_entry);
+    let rejected = report.rejected.iter().map(rejected_entry);
+    let mut entries: Vec<Entry> = loaded.chain(rejected).collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries
+}
+
+fn loaded_entry(plugin: &GreeterPlugin) -> Entry {
+    Entry {
         name: Some(plugin.name().to_owned()),
         version: Some(plugin.version().to_string()),
         interface_version: Some(plugin.interface_version().to_string()),
         path: plugin.path().to_owned(),
         status: Status::Loaded,
         error: None,
+        capabilities: Some(capabilities(plugin, true)),
         greeting: None,
-    });
-    let rejected = report.rejected.iter().map(rejected_entry);
-    let mut entries: Vec<Entry> = loaded.chain(rejected).collect();
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
-    entries
+        note: None,
+    }
+}
+
+/// The capabilities after 1.0 that `plugin` has (or lacks).
+fn capabilities(plugin: &GreeterPlugin, has: bool) -> Vec<&'static str> {
+    Capability::ALL
+        .iter()
+        .filter(|&&capability| plugin.has(capability) == has)
+        .map(|capability| capability.name())
+        .collect()
 }
 
 fn rejected_entry(error: &LoadError) -> Entry {
@@ -148,7 +185,9 @@ fn rejected_entry(error: &LoadError) -> Entry {
         path: error.path().to_owned(),
         status: Status::Rejected,
         error: Some(error_chain(error)),
+        capabilities: None,
         greeting: None,
+        note: None,
     }
 }
 
@@ -203,6 +242,7 @@ fn greet(
     out: &mut impl Write,
     report: &LoadReport<GreeterInterface>,
     names: &[String],
+    to: Option<&str>,
     format: Format,
 ) -> anyhow::Result<bool> {
     let mut ok = true;
@@ -231,7 +271,21 @@ fn greet(
             .collect()
     };
     for plugin in selected {
-        let (greeting, error) = match plugin.greet() {
+        let mut note = None;
+        let result = match to.map(|name| plugin.greet_to(name)) {
+            None => plugin.greet(),
+            Some(Some(result)) => result,
+            Some(None) => {
+                note = Some(format!(
+                    "'{}' predates interface {} (built against {}): plain greeting instead",
+                    plugin.name(),
+                    Capability::GreetTo.since(),
+                    plugin.interface_version()
+                ));
+                plugin.greet()
+            }
+        };
+        let (greeting, error) = match result {
             Ok(greeting) => (Some(greeting.into_string()), None),
             Err(error) => {
                 ok = false;
@@ -239,6 +293,9 @@ fn greet(
             }
         };
         if format == Format::Text {
+            if let Some(note) = &note {
+                eprintln!("greeter-host: {note}");
+            }
             match (&greeting, &error) {
                 (Some(greeting), _) => writeln!(out, "{}: {greeting}", plugin.name())?,
                 (_, Some(error)) => eprintln!("greeter-host: {error}"),
@@ -246,13 +303,10 @@ fn greet(
             }
         }
         entries.push(Entry {
-            name: Some(plugin.name().to_owned()),
-            version: Some(plugin.version().to_string()),
-            interface_version: Some(plugin.interface_version().to_string()),
-            path: plugin.path().to_owned(),
-            status: Status::Loaded,
             error,
             greeting: Some(greeting),
+            note,
+            ..loaded_entry(plugin)
         });
     }
     // Greeting everything means accounting for every file: rejected ones are
@@ -281,27 +335,55 @@ fn greet(
 fn check(
     out: &mut impl Write,
     report: &LoadReport<GreeterInterface>,
-    dir: &Path,
+    loader: &Loader<GreeterInterface>,
 ) -> anyhow::Result<bool> {
+    let mut entries: Vec<(&Path, String)> = Vec::new();
     for plugin in report.registry.iter() {
-        writeln!(
-            out,
-            "ok        {} ({} {}, interface {})",
+        let missing: Vec<String> = Capability::ALL
+            .iter()
+            .filter(|&&capability| !plugin.has(capability))
+            .map(|capability| format!("{} (since {})", capability.name(), capability.since()))
+            .collect();
+        let verdict = format!(
+            "ok        {}\n          plugin {} {}; interface {} (host accepts {}); \
+             host requirement {} (host is {}); missing capabilities: {}",
             plugin.path().display(),
             plugin.name(),
             plugin.version(),
-            plugin.interface_version()
-        )?;
+            plugin.interface_version(),
+            loader.accepted_interface(),
+            plugin
+                .host_requirement()
+                .map_or_else(|| "any".to_owned(), ToString::to_string),
+            loader.host_version(),
+            if missing.is_empty() {
+                "none".to_owned()
+            } else {
+                missing.join(", ")
+            }
+        );
+        entries.push((plugin.path(), verdict));
     }
     for error in &report.rejected {
-        writeln!(out, "rejected  {}", error_chain(error))?;
+        entries.push((
+            error.path(),
+            format!(
+                "rejected  {}\n          {}",
+                error.path().display(),
+                error_chain(error)
+            ),
+        ));
     }
-    let total = report.registry.len() + report.rejected.len();
+    entries.sort();
+    for (_, verdict) in &entries {
+        writeln!(out, "{verdict}")?;
+    }
     writeln!(
         out,
-        "{}: {} of {total} plugin files loaded",
-        dir.display(),
-        report.registry.len()
+        "{}: {} of {} plugin files loaded",
+        loader.dir().display(),
+        report.registry.len(),
+        entries.len()
     )?;
     Ok(report.rejected.is_empty())
 }

@@ -12,7 +12,7 @@ use semver::{Version, VersionReq};
 
 use crate::{
     discover::{DiscoverError, discover},
-    load::{self, LoadError, Plugin, PluginInterface, default_interface_req},
+    load::{self, LoadError, Plugin, PluginInterface, Policy, default_interface_req},
 };
 
 /// Loaded plugins of one interface, by name.
@@ -93,7 +93,7 @@ pub struct LoadReport<I: PluginInterface> {
 /// ```
 pub struct Loader<I: PluginInterface> {
     dir: PathBuf,
-    accepted: VersionReq,
+    policy: Policy,
     interface: PhantomData<fn() -> I>,
 }
 
@@ -102,7 +102,8 @@ impl<I: PluginInterface> fmt::Debug for Loader<I> {
         f.debug_struct("Loader")
             .field("interface", &I::NAME)
             .field("dir", &self.dir)
-            .field("accepted", &self.accepted)
+            .field("accepted", &self.policy.accepted)
+            .field("host_version", &self.policy.host_version)
             .finish()
     }
 }
@@ -113,6 +114,7 @@ impl<I: PluginInterface> Loader<I> {
         LoaderBuilder {
             dir: PathBuf::from("plugins"),
             accepted: None,
+            host_version: None,
             interface: PhantomData,
         }
     }
@@ -124,7 +126,12 @@ impl<I: PluginInterface> Loader<I> {
 
     /// The interface versions this loader accepts.
     pub fn accepted_interface(&self) -> &VersionReq {
-        &self.accepted
+        &self.policy.accepted
+    }
+
+    /// The host version plugins' host requirements are matched against.
+    pub fn host_version(&self) -> &Version {
+        &self.policy.host_version
     }
 
     /// Loads every candidate file of the folder. A file that fails is
@@ -153,7 +160,7 @@ impl<I: PluginInterface> Loader<I> {
     ///
     /// A [`LoadError`] naming the file and the check that failed.
     pub fn load_file(&self, registry: &mut Registry<I>, path: &Path) -> Result<(), LoadError> {
-        let plugin = load::open::<I>(path, &self.accepted)?;
+        let plugin = load::open::<I>(path, &self.policy)?;
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
         if let Some(first) = registry.get(plugin.name()) {
@@ -180,6 +187,7 @@ impl<I: PluginInterface> Loader<I> {
 pub struct LoaderBuilder<I: PluginInterface> {
     dir: PathBuf,
     accepted: Option<VersionReq>,
+    host_version: Option<Version>,
     interface: PhantomData<fn() -> I>,
 }
 
@@ -188,6 +196,7 @@ impl<I: PluginInterface> fmt::Debug for LoaderBuilder<I> {
         f.debug_struct("LoaderBuilder")
             .field("dir", &self.dir)
             .field("accepted", &self.accepted)
+            .field("host_version", &self.host_version)
             .finish()
     }
 }
@@ -208,15 +217,28 @@ impl<I: PluginInterface> LoaderBuilder<I> {
         self
     }
 
+    /// The version of the host application, matched against the host
+    /// requirement a plugin may declare (default: this crate's version).
+    pub fn host_version(mut self, version: Version) -> Self {
+        self.host_version = Some(version);
+        self
+    }
+
     /// The configured loader.
     pub fn build(self) -> Loader<I> {
         let accepted = self.accepted.unwrap_or_else(|| {
             let own = Version::parse(I::VERSION).expect("the interface crate's version is semver");
             default_interface_req(&own)
         });
+        let host_version = self.host_version.unwrap_or_else(|| {
+            Version::parse(env!("CARGO_PKG_VERSION")).expect("this crate's version is semver")
+        });
         Loader {
             dir: self.dir,
-            accepted,
+            policy: Policy {
+                accepted,
+                host_version,
+            },
             interface: PhantomData,
         }
     }

@@ -34,6 +34,16 @@ pub trait Greeter: Sized + Send + Sync + 'static {
     ///
     /// Whatever prevents the plugin from greeting; the host reports it.
     fn greet(&self) -> Result<String, BoxError>;
+
+    /// Greets the person called `name` (since interface 1.1). By default,
+    /// the plain greeting addressed to them: `"{name}, {greeting}"`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever prevents the plugin from greeting; the host reports it.
+    fn greet_to(&self, name: &str) -> Result<String, BoxError> {
+        Ok(format!("{name}, {}", self.greet()?))
+    }
 }
 
 /// Exports a [`Greeter`] as this library's root module.
@@ -43,11 +53,14 @@ pub trait Greeter: Sized + Send + Sync + 'static {
 /// ```
 ///
 /// `name` is the plugin's name (a `&'static str` constant); the plugin's
-/// version is its package version. Invoke it once per `cdylib`, at the crate
-/// root.
+/// version is its package version. An optional `host = ">=0.2, <0.4"` (a
+/// semver requirement) limits the host versions that may load the plugin.
+/// Invoke it once per `cdylib`, at the crate root.
 #[macro_export]
 macro_rules! export_plugin {
-    (name = $name:expr, greeter = $greeter:ty $(,)?) => {
+    (@or_empty) => { "" };
+    (@or_empty $host:expr) => { $host };
+    (name = $name:expr, greeter = $greeter:ty $(, host = $host:expr)? $(,)?) => {
         const _: () = {
             use $crate::__private as p;
 
@@ -64,6 +77,10 @@ macro_rules! export_plugin {
                 STATE.greet()
             }
 
+            extern "C" fn greet_to(name: p::RStr<'_>) -> p::RResult<p::RString, $crate::GreetError> {
+                STATE.greet_to(name.as_str())
+            }
+
             fn root_module() -> $crate::GreeterModRef {
                 p::PrefixTypeTrait::leak_into_prefix($crate::GreeterMod {
                     name: p::RStr::from_str($name),
@@ -71,6 +88,8 @@ macro_rules! export_plugin {
                     interface_version: p::RStr::from_str($crate::INTERFACE_VERSION),
                     init,
                     greet,
+                    greet_to,
+                    host_requirement: p::RStr::from_str($crate::export_plugin!(@or_empty $($host)?)),
                 })
             }
 
@@ -140,6 +159,14 @@ impl<G: Greeter> PluginState<G> {
         self.guard(|| match self.greeter.get() {
             Some(greeter) => greeter.greet().map(RString::from),
             None => Err("greet called before init".into()),
+        })
+    }
+
+    /// The body of [`GreeterMod::greet_to`](crate::GreeterMod::greet_to).
+    pub fn greet_to(&self, name: &str) -> RResult<RString, GreetError> {
+        self.guard(|| match self.greeter.get() {
+            Some(greeter) => greeter.greet_to(name).map(RString::from),
+            None => Err("greet_to called before init".into()),
         })
     }
 

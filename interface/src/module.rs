@@ -63,6 +63,20 @@ pub struct GreeterMod {
     /// later minor versions go after it.
     #[sabi(last_prefix_field)]
     pub greet: extern "C" fn() -> RResult<RString, GreetError>,
+
+    /// Added in 1.1: greets the person called `name`. Never unwinds.
+    ///
+    /// Not part of the prefix: the host reads it as `Option`, `None` for a
+    /// plugin built against 1.0.
+    pub greet_to: extern "C" fn(name: RStr<'_>) -> RResult<RString, GreetError>,
+
+    /// Added in 1.1: the versions of the host the plugin supports, as a semver
+    /// requirement (`">=0.2, <0.4"`); empty for any host. The host refuses the
+    /// plugin, before initialising it, when its own version does not match.
+    ///
+    /// Not part of the prefix: `None` for a plugin built against 1.0, which
+    /// supports any host.
+    pub host_requirement: RStr<'static>,
 }
 
 impl RootModule for GreeterModRef {

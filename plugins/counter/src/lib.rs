@@ -36,5 +36,7 @@ mod tests {
         let counter = Counter::init().unwrap();
         assert_eq!(counter.greet().unwrap(), "Hello, visitor #1!");
         assert_eq!(counter.greet().unwrap(), "Hello, visitor #2!");
+        // The interface's default `greet_to` addresses the plain greeting.
+        assert_eq!(counter.greet_to("Ada").unwrap(), "Ada, Hello, visitor #3!");
     }
 }

@@ -14,6 +14,10 @@ impl Greeter for Hello {
     fn greet(&self) -> Result<String, BoxError> {
         Ok("Hello!".to_owned())
     }
+
+    fn greet_to(&self, name: &str) -> Result<String, BoxError> {
+        Ok(format!("Hello, {name}!"))
+    }
 }
 
 export_plugin!(name = "hello", greeter = Hello);
@@ -24,6 +28,8 @@ mod tests {
 
     #[test]
     fn greets_hello() {
-        assert_eq!(Hello::init().unwrap().greet().unwrap(), "Hello!");
+        let hello = Hello::init().unwrap();
+        assert_eq!(hello.greet().unwrap(), "Hello!");
+        assert_eq!(hello.greet_to("Ada").unwrap(), "Hello, Ada!");
     }
 }

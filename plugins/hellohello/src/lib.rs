@@ -15,6 +15,10 @@ impl Greeter for HelloHello {
     fn greet(&self) -> Result<String, BoxError> {
         Ok("Hello!Hello!!".to_owned())
     }
+
+    fn greet_to(&self, name: &str) -> Result<String, BoxError> {
+        Ok(format!("Hello, {name}!Hello, {name}!!"))
+    }
 }
 
 export_plugin!(name = "hellohello", greeter = HelloHello);

@@ -108,6 +108,7 @@ fn list_json_reports_every_file_with_the_documented_fields() {
         assert_eq!(
             keys,
             [
+                "capabilities",
                 "error",
                 "interface_version",
                 "name",
@@ -126,6 +127,7 @@ fn list_json_reports_every_file_with_the_documented_fields() {
         greeter_interface::INTERFACE_VERSION
     );
     assert_eq!(hello["error"], Value::Null);
+    assert_eq!(hello["capabilities"], serde_json::json!(["greet_to"]));
     let empty = &entries[1];
     assert_eq!(empty["name"], Value::Null);
     assert!(
@@ -187,7 +189,7 @@ fn list_text_shows_versions_and_reasons() {
             empty.display(),
             "hello",
             "1.0.0",
-            "1.0.0",
+            greeter_interface::INTERFACE_VERSION,
             "loaded",
             hello.display()
         )

@@ -19,6 +19,7 @@ impl PluginInterface for Shout {
             name: module.name().as_str(),
             version: module.version().as_str(),
             interface_version: module.interface_version().as_str(),
+            host_requirement: None,
         }
     }
 }
@@ -52,9 +53,11 @@ fn the_loader_loads_plugins_of_another_interface_and_rejects_greeters() {
         "{error:?}"
     );
     assert!(
-        error
-            .to_string()
-            .ends_with("not a shout plugin of a compatible layout: mismatched type: expected ShoutMod, found GreeterMod"),
+        error.to_string().ends_with(&format!(
+            "not a shout plugin of a compatible layout (its interface version {}, the host's 1.0.0): \
+             mismatched type: expected ShoutMod, found GreeterMod",
+            greeter_interface::INTERFACE_VERSION
+        )),
         "{error}"
     );
 }

@@ -127,9 +127,10 @@ fn a_plugin_of_another_interface_is_rejected_with_both_type_names() {
     assert_eq!(
         only_rejection(&report, &path),
         format!(
-            "{}: not a greeter plugin of a compatible layout: \
-             mismatched type: expected GreeterMod, found ShoutMod",
-            path.display()
+            "{}: not a greeter plugin of a compatible layout (its interface version 1.0.0, \
+             the host's {}): mismatched type: expected GreeterMod, found ShoutMod",
+            path.display(),
+            greeter_interface::INTERFACE_VERSION
         )
     );
 }
