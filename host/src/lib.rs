@@ -42,6 +42,10 @@
 
 #![deny(missing_docs)]
 
+/// This crate's version: by default, the host version that plugins' host
+/// requirements are matched against.
+pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 mod discover;
 mod greeter;
 mod load;

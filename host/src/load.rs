@@ -510,33 +510,68 @@ fn classify<I: PluginInterface>(
 
 /// abi_stable's layout report runs to hundreds of lines. What differs is in
 /// its `Error:` entries, each optionally followed by `Expected:` and `Found:`
-/// headers with the value on the next line.
+/// headers with the value on the next lines. A changed field type shows up as
+/// an entry naming the field (`field_name:version`), then a "mismatched type"
+/// entry naming the types: they are merged into one, listed first.
 fn summarize_layout_report(report: &str) -> String {
     const SHOWN: usize = 2;
-    let mut errors: Vec<String> = Vec::new();
+    #[derive(Default)]
+    struct Entry<'a> {
+        error: &'a str,
+        expected: Option<&'a str>,
+        found: Option<&'a str>,
+    }
+    let mut entries: Vec<Entry<'_>> = Vec::new();
     let mut lines = report
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty());
     while let Some(line) = lines.next() {
         if let Some(error) = line.strip_prefix("Error:") {
-            errors.push(error.trim().to_owned());
-        } else if let Some(word) = match line {
-            "Expected:" => Some(": expected"),
-            "Found:" => Some(", found"),
-            _ => None,
-        } && let Some(last) = errors.last_mut()
-            && let Some(value) = lines.next()
-        {
-            last.push_str(&format!("{word} {value}"));
+            entries.push(Entry {
+                error: error.trim(),
+                ..Entry::default()
+            });
+        } else if let Some(entry) = entries.last_mut() {
+            match line {
+                "Expected:" => entry.expected = lines.next(),
+                "Found:" => entry.found = lines.next(),
+                _ => {}
+            }
         }
     }
-    if errors.is_empty() {
+    let mut field = None;
+    let mut first = Vec::new();
+    let mut rest = Vec::new();
+    for entry in &entries {
+        if let Some(name) = entry
+            .expected
+            .and_then(|value| value.strip_prefix("field_name:"))
+        {
+            field = Some(name);
+            if entry.error == "field references different lifetimes" {
+                continue;
+            }
+        }
+        let mut text = entry.error.to_owned();
+        if let Some(expected) = entry.expected {
+            text.push_str(&format!(": expected {expected}"));
+        }
+        if let Some(found) = entry.found {
+            text.push_str(&format!(", found {found}"));
+        }
+        match (entry.error, field) {
+            ("mismatched type", Some(name)) => first.push(format!("field `{name}`: {text}")),
+            _ => rest.push(text),
+        }
+    }
+    first.append(&mut rest);
+    if first.is_empty() {
         return one_line(report);
     }
-    let mut summary = errors[..errors.len().min(SHOWN)].join("; ");
-    if errors.len() > SHOWN {
-        summary.push_str(&format!(" (and {} more)", errors.len() - SHOWN));
+    let mut summary = first[..first.len().min(SHOWN)].join("; ");
+    if first.len() > SHOWN {
+        summary.push_str(&format!(" (and {} more)", first.len() - SHOWN));
     }
     summary
 }
@@ -578,6 +613,15 @@ mod tests {
         assert_eq!(
             summarize_layout_report(report),
             "mismatched type: expected GreeterMod, found ShoutMod; too many fields (and 1 more)"
+        );
+        let report = "Error:incompatible type size\nExpected:\n 64\nFound:\n 56\n\
+                      Error:field references different lifetimes\nExpected:\n field_name:version\n \
+                      type:RStr<'a>\nFound:\n field_name:version\n type:u64\n\
+                      Error:mismatched type\nExpected:\n RStr<'a>\nFound:\n u64\n";
+        assert_eq!(
+            summarize_layout_report(report),
+            "field `version`: mismatched type: expected RStr<'a>, found u64; \
+             incompatible type size: expected 64, found 56"
         );
         assert_eq!(summarize_layout_report("a\n  b  c\n"), "a b c");
     }

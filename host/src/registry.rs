@@ -231,7 +231,7 @@ impl<I: PluginInterface> LoaderBuilder<I> {
             default_interface_req(&own)
         });
         let host_version = self.host_version.unwrap_or_else(|| {
-            Version::parse(env!("CARGO_PKG_VERSION")).expect("this crate's version is semver")
+            Version::parse(crate::HOST_VERSION).expect("this crate's version is semver")
         });
         Loader {
             dir: self.dir,

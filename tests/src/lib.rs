@@ -22,7 +22,12 @@ const PACKAGES: &[&str] = &[
     "shout-plugin",
     "panicky",
     "broken-init",
+    "needs-new-host",
 ];
+
+/// The frozen interface versions under `tests/compat/`, each a workspace with
+/// one plugin whose `[lib] name` is `compat_<version>`.
+pub const COMPAT_VERSIONS: &[&str] = &["v1_0", "v1_2", "v2_0", "v1_1_changed", "v1_0_changed"];
 
 /// Where the plugins and the host binary of this test run were built.
 #[derive(Debug)]
@@ -60,6 +65,45 @@ pub fn artifacts() -> &'static Artifacts {
             dir: target.join("debug"),
         }
     })
+}
+
+/// Builds every [`COMPAT_VERSIONS`] workspace on first use, each in a target
+/// directory of its own (they all contain a crate named `greeter-interface`,
+/// at different versions), and returns where the plugins are.
+pub fn compat_artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let out = target_dir().join("compat-plugins");
+        fs::create_dir_all(&out).expect("create the compat output folder");
+        for version in COMPAT_VERSIONS {
+            let workspace = workspace_root().join("tests/compat").join(version);
+            let target = target_dir().join("compat").join(version);
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .current_dir(&workspace)
+                .args(["build", "--locked", "--target-dir"])
+                .arg(&target);
+            run_cargo(cargo);
+            let lib = library_file_name(&format!("compat_{version}"));
+            fs::copy(target.join("debug").join(&lib), out.join(&lib))
+                .expect("copy a compat plugin");
+        }
+        Artifacts { dir: out }
+    })
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+fn run_cargo(mut cargo: Command) {
+    let output = cargo.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "{cargo:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 impl Artifacts {
@@ -127,6 +171,15 @@ impl PluginDir {
     pub fn add_as(&self, lib: &str, file_name: &str) -> PathBuf {
         let path = self.path().join(file_name);
         fs::copy(artifacts().library(lib), &path).expect("copy a built library");
+        path
+    }
+
+    /// Copies in the plugin built against the frozen interface `version`
+    /// (one of [`COMPAT_VERSIONS`]).
+    pub fn add_compat(&self, version: &str) -> PathBuf {
+        let lib = format!("compat_{version}");
+        let path = self.path().join(library_file_name(&lib));
+        fs::copy(compat_artifacts().library(&lib), &path).expect("copy a compat plugin");
         path
     }
 

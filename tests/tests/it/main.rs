@@ -15,3 +15,5 @@ mod logs;
 mod generic;
 // The `greeter-host` binary: output, JSON, exit codes.
 mod cli;
+// Plugins built against earlier, later and broken versions of the interface.
+mod compat;

@@ -1,0 +1,26 @@
+//! A plugin built against a greeter-interface 1.1.0 whose field type changed.
+
+use greeter_interface::{BoxError, Greeter, export_plugin};
+
+struct Compat;
+
+impl Greeter for Compat {
+    fn init() -> Result<Self, BoxError> {
+        mark("compat-1.1-changed");
+        Ok(Compat)
+    }
+
+    fn greet(&self) -> Result<String, BoxError> {
+        Ok("Hello from a changed interface!".to_owned())
+    }
+}
+
+/// Proves to the tests whether the host ever ran this plugin's code: with
+/// `GREETER_COMPAT_MARKERS` set, `init` leaves a file named after the plugin.
+fn mark(name: &str) {
+    if let Some(dir) = std::env::var_os("GREETER_COMPAT_MARKERS") {
+        let _ = std::fs::write(std::path::Path::new(&dir).join(name), b"init ran\n");
+    }
+}
+
+export_plugin!(name = "compat-1.1-changed", greeter = Compat);
