@@ -46,9 +46,9 @@ pub fn is_candidate_name(name: &OsStr) -> bool {
 /// Lists the candidate plugin files in `dir`, sorted by path.
 ///
 /// A candidate is an entry whose name ends with the platform's library suffix
-/// and does not start with a dot, and that is not a folder. Symbolic links are
-/// followed; a broken one is still a candidate, so that loading reports it
-/// instead of silently skipping it.
+/// and does not start with a dot. Folders and broken links named like
+/// libraries are candidates too, so that loading reports them instead of
+/// silently skipping them.
 ///
 /// # Errors
 ///
@@ -77,12 +77,7 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, DiscoverError> {
         if !is_candidate_name(&entry.file_name()) {
             continue;
         }
-        let path = entry.path();
-        // `metadata` follows links: a link to a folder is a folder.
-        if fs::metadata(&path).is_ok_and(|meta| meta.is_dir()) {
-            continue;
-        }
-        candidates.push(path);
+        candidates.push(entry.path());
     }
     candidates.sort();
     Ok(candidates)

@@ -2,9 +2,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use abi_stable::std_types::RString;
+use abi_stable::std_types::{RResult, RString};
 use greeter_interface::{
-    GreetError, GreeterModRef, INTERFACE_VERSION, LogLevel, LogRecord, LogSink,
+    GreetError, GreetErrorKind, GreeterModRef, INTERFACE_VERSION, LogLevel, LogRecord, LogSink,
 };
 
 use crate::load::{Metadata, Plugin, PluginInterface};
@@ -41,16 +41,56 @@ impl PluginInterface for GreeterInterface {
 /// A loaded greeter plugin.
 pub type GreeterPlugin = Plugin<GreeterInterface>;
 
+/// Why a call into a plugin returned no greeting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The plugin failed or panicked in this call (the panic was caught
+    /// inside the plugin). After a panic the plugin is disabled.
+    #[error(transparent)]
+    Plugin(#[from] GreetError),
+    /// The plugin panicked in an earlier call and is not called again.
+    #[error("plugin '{plugin}' is disabled after an earlier panic ({reason})")]
+    Disabled {
+        /// The plugin's name.
+        plugin: String,
+        /// The earlier panic.
+        reason: String,
+    },
+}
+
 impl Plugin<GreeterInterface> {
     /// Calls the plugin's `greet`: one call through a function pointer. The
     /// string is the plugin's own allocation, handed over without a copy.
     ///
     /// # Errors
     ///
-    /// The plugin's [`GreetError`]: it failed, or it panicked (the panic was
-    /// caught inside the plugin).
-    pub fn greet(&self) -> Result<RString, GreetError> {
-        (self.module().greet())().into_result()
+    /// [`CallError::Plugin`] with the plugin's [`GreetError`]: it failed, or
+    /// it panicked, which also disables it; [`CallError::Disabled`] if it
+    /// panicked before.
+    pub fn greet(&self) -> Result<RString, CallError> {
+        self.call(|| (self.module().greet())())
+    }
+
+    /// Runs one entry point unless the plugin is disabled; disables it if the
+    /// entry point panicked.
+    fn call(
+        &self,
+        entry: impl FnOnce() -> RResult<RString, GreetError>,
+    ) -> Result<RString, CallError> {
+        if let Some(reason) = self.failure() {
+            return Err(CallError::Disabled {
+                plugin: self.name().to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
+        entry().into_result().map_err(|error| {
+            if error.kind() == GreetErrorKind::Panicked {
+                log::info!("disabling it for this process: {error}");
+                self.disable(format!("panicked: {}", error.message()));
+            }
+            CallError::Plugin(error)
+        })
     }
 }
 
@@ -95,10 +135,10 @@ impl Plugin<GreeterInterface> {
     ///
     /// # Errors
     ///
-    /// The plugin's [`GreetError`], as for [`greet`](Self::greet).
-    pub fn greet_to(&self, name: &str) -> Option<Result<RString, GreetError>> {
+    /// As for [`greet`](Self::greet).
+    pub fn greet_to(&self, name: &str) -> Option<Result<RString, CallError>> {
         let greet_to = self.module().greet_to()?;
-        Some(greet_to(name.into()).into_result())
+        Some(self.call(|| greet_to(name.into())))
     }
 }
 

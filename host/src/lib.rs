@@ -8,10 +8,14 @@
 //! stages:
 //!
 //! 1. **Discovery** ([`discover`]): the candidate files of a folder: the
-//!    platform's library suffix, not hidden, not a folder.
-//! 2. **Verification** ([`verify_library`]): the object-file headers are read
-//!    and every segment must lie inside the file, before the dynamic loader
-//!    sees it (a truncated library would crash it).
+//!    platform's library suffix, not hidden.
+//! 2. **Verification**: the file's permissions ([`check_permissions`]: only
+//!    the host's user or root may write it); a private copy, hashed while it
+//!    is made, which is what gets checked and opened, so the bytes cannot
+//!    change in between; the hash against the folder's [`Lockfile`], if any;
+//!    and the copy's object-file headers ([`verify_library`]): every segment
+//!    must lie inside the file before the dynamic loader sees it (a truncated
+//!    library would crash it).
 //! 3. **Loading and version check** ([`Loader`]): abi_stable checks its own
 //!    ABI, the interface's major version and the root module's full layout;
 //!    then this crate applies its semver policy to the versions the plugin
@@ -34,7 +38,7 @@
 //!         Err(error) => eprintln!("{error}"),
 //!     }
 //! }
-//! # Ok::<(), greeter_host::DiscoverError>(())
+//! # Ok::<(), greeter_host::LoaderError>(())
 //! ```
 //!
 //! The loader is generic: another interface crate reuses all of it by
@@ -49,11 +53,16 @@ pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
 mod discover;
 mod greeter;
 mod load;
+mod lockfile;
+mod permissions;
 mod registry;
+mod snapshot;
 mod verify;
 
 pub use discover::{DiscoverError, discover, is_candidate_name};
-pub use greeter::{Capability, GreeterInterface, GreeterPlugin, log_target};
+pub use greeter::{CallError, Capability, GreeterInterface, GreeterPlugin, log_target};
 pub use load::{LoadError, Metadata, Plugin, PluginInterface, default_interface_req};
-pub use registry::{LoadReport, Loader, LoaderBuilder, Registry};
+pub use lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError};
+pub use permissions::{PermissionError, Writers, check_permissions};
+pub use registry::{LoadReport, Loader, LoaderBuilder, LoaderError, LockMode, Registry};
 pub use verify::{ObjectFormat, VerifyError, verify_library};

@@ -6,8 +6,9 @@
 //! the host's own version policy have passed.
 
 use std::{
-    fmt,
+    fmt, io,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
 use abi_stable::{
@@ -17,7 +18,11 @@ use abi_stable::{
 };
 use semver::{Version, VersionReq};
 
-use crate::verify::{VerifyError, verify_library};
+use crate::{
+    permissions::PermissionError,
+    snapshot::hex,
+    verify::{VerifyError, verify_library},
+};
 
 /// An interface whose plugins this loader can load: the glue between a
 /// root-module type and the generic loader.
@@ -69,6 +74,64 @@ pub struct Metadata {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
+    /// The file could not be read (a broken link, say).
+    #[error("{}: cannot read the file", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A folder named like a library.
+    #[error("{}: expected a library file, found a folder", path.display())]
+    NotAFile {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Someone other than the host's user could have written the file.
+    #[error("{}: not safe to load", path.display())]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Which permission is wrong.
+        #[source]
+        source: PermissionError,
+    },
+    /// The private copy could not be made.
+    #[error("{}: cannot create the private snapshot folder", path.display())]
+    Snapshot {
+        /// The file that was being loaded.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A lock file is in force and does not list the file.
+    #[error(
+        "{}: not listed in {}; expected only locked plugins (record it with `greeter-host lock`)",
+        path.display(),
+        lockfile.display()
+    )]
+    NotLocked {
+        /// The file.
+        path: PathBuf,
+        /// The lock file.
+        lockfile: PathBuf,
+    },
+    /// The file's bytes differ from those recorded in the lock file.
+    #[error(
+        "{}: SHA-256 mismatch: expected {expected} (from the lock file), found {actual}",
+        path.display()
+    )]
+    HashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The SHA-256 in the lock file.
+        expected: String,
+        /// The SHA-256 of the file.
+        actual: String,
+    },
     /// The file is not a library this host can map: see the source.
     #[error("{}: not a loadable library", path.display())]
     InvalidLibrary {
@@ -205,7 +268,13 @@ impl LoadError {
     /// The rejected file.
     pub fn path(&self) -> &Path {
         match self {
-            Self::InvalidLibrary { path, .. }
+            Self::Unreadable { path, .. }
+            | Self::NotAFile { path }
+            | Self::InsecurePermissions { path, .. }
+            | Self::Snapshot { path, .. }
+            | Self::NotLocked { path, .. }
+            | Self::HashMismatch { path, .. }
+            | Self::InvalidLibrary { path, .. }
             | Self::Open { path, .. }
             | Self::NotAPlugin { path }
             | Self::AbiStable { path, .. }
@@ -231,7 +300,10 @@ pub struct Plugin<I: PluginInterface> {
     interface_version: Version,
     host_requirement: Option<VersionReq>,
     path: PathBuf,
+    loaded_from: PathBuf,
+    sha256: [u8; 32],
     module: I::Module,
+    failure: OnceLock<String>,
 }
 
 impl<I: PluginInterface> Plugin<I> {
@@ -255,9 +327,32 @@ impl<I: PluginInterface> Plugin<I> {
         self.host_requirement.as_ref()
     }
 
-    /// The file it was loaded from.
+    /// The file it was found as, in the plugins folder.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The private copy the dynamic loader opened (see [`Loader`](crate::Loader)).
+    /// It is removed with the registry; the library stays mapped.
+    pub fn loaded_from(&self) -> &Path {
+        &self.loaded_from
+    }
+
+    /// The SHA-256 of the bytes that were loaded, lowercase hexadecimal.
+    pub fn sha256(&self) -> String {
+        hex(&self.sha256)
+    }
+
+    /// Why the plugin is disabled: it panicked earlier in this process.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// Disables the plugin for the rest of the process: after a panic its
+    /// state may be broken, so it is not called again. The first reason
+    /// sticks.
+    pub fn disable(&self, reason: impl Into<String>) {
+        let _ = self.failure.set(reason.into());
     }
 
     /// The root module, for calls the typed wrappers do not cover.
@@ -275,6 +370,8 @@ impl<I: PluginInterface> fmt::Debug for Plugin<I> {
             .field("interface_version", &self.interface_version)
             .field("host_requirement", &self.host_requirement)
             .field("path", &self.path)
+            .field("sha256", &self.sha256())
+            .field("failure", &self.failure())
             .finish()
     }
 }
@@ -302,7 +399,8 @@ pub(crate) struct Policy {
     pub(crate) host_version: Version,
 }
 
-/// Opens `path` and runs every check short of the plugin's own
+/// Verifies and opens `copy`, the private snapshot of `path` whose bytes hash
+/// to `sha256`, and runs every check short of the plugin's own
 /// initialisation; [`initialize`] finishes the job.
 ///
 /// # Errors
@@ -310,16 +408,18 @@ pub(crate) struct Policy {
 /// A [`LoadError`] naming `path` and the first check that failed.
 pub(crate) fn open<I: PluginInterface>(
     path: &Path,
+    copy: &Path,
+    sha256: [u8; 32],
     policy: &Policy,
 ) -> Result<Plugin<I>, LoadError> {
-    verify_library(path).map_err(|source| LoadError::InvalidLibrary {
+    verify_library(copy).map_err(|source| LoadError::InvalidLibrary {
         path: path.to_owned(),
         source,
     })?;
     // Never `RootModule::load_from_*`: those cache one module per type, so a
     // second plugin would come back as the first.
-    let header =
-        lib_header_from_path(path).map_err(|error| classify::<I>(path, policy, None, error))?;
+    let header = lib_header_from_path(copy)
+        .map_err(|error| classify::<I>(path, copy, policy, None, error))?;
     if header.layout().is_none() {
         // abi_stable would skip its layout check for such a library.
         return Err(LoadError::NoLayout {
@@ -327,7 +427,7 @@ pub(crate) fn open<I: PluginInterface>(
         });
     }
     let module = init_root_module::<I>(header)
-        .map_err(|error| classify::<I>(path, policy, Some(header), error))?;
+        .map_err(|error| classify::<I>(path, copy, policy, Some(header), error))?;
     let meta = I::metadata(module);
     let invalid = |field, value: &str, reason: String| LoadError::InvalidMetadata {
         path: path.to_owned(),
@@ -385,7 +485,10 @@ pub(crate) fn open<I: PluginInterface>(
         interface_version,
         host_requirement,
         path: path.to_owned(),
+        loaded_from: copy.to_owned(),
+        sha256,
         module,
+        failure: OnceLock::new(),
     })
 }
 
@@ -457,6 +560,7 @@ fn check_name(name: &str) -> Result<(), String> {
 
 fn classify<I: PluginInterface>(
     path: &Path,
+    copy: &Path,
     policy: &Policy,
     header: Option<&LibHeader>,
     error: LibraryError,
@@ -470,8 +574,12 @@ fn classify<I: PluginInterface>(
     };
     match error {
         LibraryError::OpenError { err, .. } => LoadError::Open {
+            // The loader's message names the private copy; users know the
+            // original.
+            message: err
+                .to_string()
+                .replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
             path,
-            message: err.to_string(),
         },
         LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin { path },
         LibraryError::IncompatibleVersionNumber { actual_version, .. } => {

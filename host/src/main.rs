@@ -9,7 +9,8 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use greeter_host::{
-    Capability, DiscoverError, GreeterInterface, GreeterPlugin, LoadError, LoadReport, Loader,
+    Capability, GreeterInterface, GreeterPlugin, LoadError, LoadReport, Loader, LockEntry,
+    LockMode, Lockfile,
 };
 use semver::VersionReq;
 use serde::Serialize;
@@ -18,7 +19,8 @@ const AFTER_HELP: &str = "\
 Exit status:
   0  every candidate file loaded (and, for greet, every greeting succeeded)
   1  some file was rejected, a greeting failed, or a named plugin is not loaded
-  2  usage error, or the plugins folder is missing or unreadable
+  2  usage error; the plugins folder is missing, unreadable or writable by
+     others; or the lock file is required and missing, or does not parse
 
 Logging: RUST_LOG (default: warn). Plugin records use the target plugin::<name>.";
 
@@ -35,6 +37,21 @@ struct Cli {
     /// host's interface major]. Can only narrow it: another major never loads.
     #[arg(long, global = true, value_name = "REQ")]
     accept_interface: Option<VersionReq>,
+
+    /// Require plugins.lock in the plugins folder: without it nothing loads.
+    /// (A lock file that exists is always enforced.)
+    #[arg(long, global = true, conflicts_with = "update_lock")]
+    locked: bool,
+
+    /// Record the current plugin files in plugins.lock before running the
+    /// command.
+    #[arg(long, global = true)]
+    update_lock: bool,
+
+    /// Load files and folders that the group or others may write, or that
+    /// another user owns.
+    #[arg(long, global = true)]
+    allow_insecure_permissions: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -63,6 +80,9 @@ enum Command {
     /// Print each file's compatibility verdict, expected vs found; exit 0
     /// only if every file loads.
     Check,
+    /// Write plugins.lock: the SHA-256 of every plugin file that loads. From
+    /// then on, only those exact files load from this folder.
+    Lock,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +116,8 @@ struct Entry {
 enum Status {
     Loaded,
     Rejected,
+    /// Loaded, then disabled after a panic in this process.
+    Failed,
 }
 
 fn main() -> ExitCode {
@@ -116,17 +138,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(req) = cli.accept_interface {
         builder = builder.accept_interface(req);
     }
-    let loader = builder.build();
-    let report = match loader.load() {
-        Ok(report) => report,
-        Err(error @ (DiscoverError::NotFound { .. } | DiscoverError::NotADirectory { .. })) => {
-            eprintln!("greeter-host: {error}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(error) => return Err(error.into()),
+    let relock = cli.update_lock || matches!(cli.command, Command::Lock);
+    let lock_mode = if relock {
+        LockMode::Ignore
+    } else if cli.locked {
+        LockMode::Required
+    } else {
+        LockMode::IfPresent
     };
+    let loader = builder
+        .lock(lock_mode)
+        .check_permissions(!cli.allow_insecure_permissions)
+        .build();
+    // Folder-level failures (missing, unsafe, bad lock file) end up in
+    // `main`: exit 2, nothing loaded.
+    let report = loader.load()?;
     let mut out = io::stdout().lock();
+    if relock {
+        write_lock(&mut out, &report, &loader)?;
+    }
     let ok = match cli.command {
+        Command::Lock => report.rejected.is_empty(),
         Command::List { format } => list(&mut out, &report, format)?,
         Command::Greet { names, to, format } => {
             greet(&mut out, &report, &names, to.as_deref(), format)?
@@ -156,8 +188,12 @@ fn loaded_entry(plugin: &GreeterPlugin) -> Entry {
         version: Some(plugin.version().to_string()),
         interface_version: Some(plugin.interface_version().to_string()),
         path: plugin.path().to_owned(),
-        status: Status::Loaded,
-        error: None,
+        status: if plugin.failure().is_some() {
+            Status::Failed
+        } else {
+            Status::Loaded
+        },
+        error: plugin.failure().map(str::to_owned),
         capabilities: Some(capabilities(plugin, true)),
         greeting: None,
         note: None,
@@ -226,6 +262,7 @@ fn list(
                     match entry.status {
                         Status::Loaded => "loaded",
                         Status::Rejected => "rejected",
+                        Status::Failed => "failed",
                     },
                     entry.path.display()
                 )?;
@@ -302,6 +339,7 @@ fn greet(
                 (None, None) => unreachable!("a greeting or an error"),
             }
         }
+        // After the call: a panic has just disabled the plugin.
         entries.push(Entry {
             error,
             greeting: Some(greeting),
@@ -386,6 +424,42 @@ fn check(
         entries.len()
     )?;
     Ok(report.rejected.is_empty())
+}
+
+/// Records every loaded plugin's file and hash in the folder's lock file.
+fn write_lock(
+    out: &mut impl Write,
+    report: &LoadReport<GreeterInterface>,
+    loader: &Loader<GreeterInterface>,
+) -> anyhow::Result<()> {
+    let entries = report
+        .registry
+        .iter()
+        .map(|plugin| LockEntry {
+            file: plugin
+                .path()
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha256: plugin.sha256(),
+            name: plugin.name().to_owned(),
+            version: plugin.version().to_string(),
+            interface_version: plugin.interface_version().to_string(),
+        })
+        .collect();
+    let path = loader.lockfile_path();
+    Lockfile::new(entries).write(&path)?;
+    writeln!(
+        out,
+        "wrote {}: {} plugin files locked",
+        path.display(),
+        report.registry.len()
+    )?;
+    for error in &report.rejected {
+        writeln!(out, "not locked  {}", error_chain(error))?;
+    }
+    Ok(())
 }
 
 fn write_json(out: &mut impl Write, entries: &[Entry]) -> anyhow::Result<()> {

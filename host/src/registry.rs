@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeMap,
-    fmt,
+    fmt, fs,
     marker::PhantomData,
     path::{Path, PathBuf},
 };
@@ -13,11 +13,18 @@ use semver::{Version, VersionReq};
 use crate::{
     discover::{DiscoverError, discover},
     load::{self, LoadError, Plugin, PluginInterface, Policy, default_interface_req},
+    lockfile::{LOCKFILE_NAME, Lockfile, LockfileError},
+    permissions::{PermissionError, check_permissions},
+    snapshot::{SnapshotDir, hex},
 };
 
 /// Loaded plugins of one interface, by name.
+///
+/// The registry also owns the private folder the plugins were loaded from
+/// (see [`Plugin::loaded_from`]); it is removed when the registry is dropped.
 pub struct Registry<I: PluginInterface> {
     plugins: BTreeMap<String, Plugin<I>>,
+    snapshots: Option<SnapshotDir>,
 }
 
 impl<I: PluginInterface> Registry<I> {
@@ -25,6 +32,7 @@ impl<I: PluginInterface> Registry<I> {
     pub fn new() -> Self {
         Self {
             plugins: BTreeMap::new(),
+            snapshots: None,
         }
     }
 
@@ -77,6 +85,40 @@ pub struct LoadReport<I: PluginInterface> {
     pub rejected: Vec<LoadError>,
 }
 
+/// Why a folder could not be loaded at all: nothing was loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoaderError {
+    /// The folder could not be listed.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    /// The folder could be written by someone else.
+    #[error("plugins folder {} is not safe", path.display())]
+    InsecureFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Which permission is wrong.
+        #[source]
+        source: PermissionError,
+    },
+    /// The lock file is required and missing, or does not parse.
+    #[error(transparent)]
+    Lockfile(#[from] LockfileError),
+}
+
+/// Whether a lock file restricts what may load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LockMode {
+    /// Enforce `plugins.lock` if the folder has one (the default).
+    #[default]
+    IfPresent,
+    /// Require `plugins.lock`; without one, nothing loads.
+    Required,
+    /// Ignore any lock file: for recording a new one.
+    Ignore,
+}
+
 /// Loads the plugins of interface `I` from a folder.
 ///
 /// ```no_run
@@ -94,6 +136,9 @@ pub struct LoadReport<I: PluginInterface> {
 pub struct Loader<I: PluginInterface> {
     dir: PathBuf,
     policy: Policy,
+    lock: LockMode,
+    snapshot_root: PathBuf,
+    check_permissions: bool,
     interface: PhantomData<fn() -> I>,
 }
 
@@ -104,6 +149,9 @@ impl<I: PluginInterface> fmt::Debug for Loader<I> {
             .field("dir", &self.dir)
             .field("accepted", &self.policy.accepted)
             .field("host_version", &self.policy.host_version)
+            .field("lock", &self.lock)
+            .field("snapshot_root", &self.snapshot_root)
+            .field("check_permissions", &self.check_permissions)
             .finish()
     }
 }
@@ -115,6 +163,9 @@ impl<I: PluginInterface> Loader<I> {
             dir: PathBuf::from("plugins"),
             accepted: None,
             host_version: None,
+            lock: LockMode::default(),
+            snapshot_root: None,
+            check_permissions: true,
             interface: PhantomData,
         }
     }
@@ -122,6 +173,11 @@ impl<I: PluginInterface> Loader<I> {
     /// The plugins folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The lock file's path: `plugins.lock` in the plugins folder.
+    pub fn lockfile_path(&self) -> PathBuf {
+        self.dir.join(LOCKFILE_NAME)
     }
 
     /// The interface versions this loader accepts.
@@ -137,16 +193,41 @@ impl<I: PluginInterface> Loader<I> {
     /// Loads every candidate file of the folder. A file that fails is
     /// reported in [`LoadReport::rejected`] and does not stop the others.
     ///
+    /// Each file goes through, in order: its permissions, a private copy
+    /// hashed while copying, the lock file, the object headers of the copy,
+    /// abi_stable's checks when the copy is opened, the host's version
+    /// policy, a unique name, and the plugin's initialisation.
+    ///
     /// # Errors
     ///
-    /// [`DiscoverError`] if the folder itself cannot be listed.
-    pub fn load(&self) -> Result<LoadReport<I>, DiscoverError> {
+    /// [`LoaderError`] if the folder cannot be listed or is writable by
+    /// others, or if the lock file is required and missing or does not
+    /// parse. Then nothing is loaded.
+    pub fn load(&self) -> Result<LoadReport<I>, LoaderError> {
+        let candidates = discover(&self.dir)?;
+        if self.check_permissions {
+            check_permissions(&self.dir).map_err(|source| LoaderError::InsecureFolder {
+                path: self.dir.clone(),
+                source,
+            })?;
+        }
+        let lockfile = match self.lock {
+            LockMode::Ignore => None,
+            LockMode::IfPresent => Lockfile::read(&self.lockfile_path())?,
+            LockMode::Required => {
+                Some(Lockfile::read(&self.lockfile_path())?.ok_or_else(|| {
+                    LockfileError::Missing {
+                        path: self.lockfile_path(),
+                    }
+                })?)
+            }
+        };
         let mut report = LoadReport {
             registry: Registry::new(),
             rejected: Vec::new(),
         };
-        for path in discover(&self.dir)? {
-            if let Err(error) = self.load_file(&mut report.registry, &path) {
+        for path in candidates {
+            if let Err(error) = self.load_file(&mut report.registry, lockfile.as_ref(), &path) {
                 log::debug!("rejected: {error}");
                 report.rejected.push(error);
             }
@@ -154,13 +235,58 @@ impl<I: PluginInterface> Loader<I> {
         Ok(report)
     }
 
-    /// Loads one file into `registry`.
-    ///
-    /// # Errors
-    ///
-    /// A [`LoadError`] naming the file and the check that failed.
-    pub fn load_file(&self, registry: &mut Registry<I>, path: &Path) -> Result<(), LoadError> {
-        let plugin = load::open::<I>(path, &self.policy)?;
+    fn load_file(
+        &self,
+        registry: &mut Registry<I>,
+        lockfile: Option<&Lockfile>,
+        path: &Path,
+    ) -> Result<(), LoadError> {
+        let unreadable = |source| LoadError::Unreadable {
+            path: path.to_owned(),
+            source,
+        };
+        if fs::metadata(path).map_err(unreadable)?.is_dir() {
+            return Err(LoadError::NotAFile {
+                path: path.to_owned(),
+            });
+        }
+        if self.check_permissions {
+            check_permissions(path).map_err(|source| LoadError::InsecurePermissions {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        let snapshots = match &mut registry.snapshots {
+            Some(snapshots) => snapshots,
+            empty => empty.insert(SnapshotDir::create(&self.snapshot_root).map_err(|source| {
+                LoadError::Snapshot {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?),
+        };
+        let (copy, digest) = snapshots.copy_in(path).map_err(unreadable)?;
+        if let Some(lockfile) = lockfile {
+            let file = path.file_name().unwrap_or_default().to_string_lossy();
+            let actual = hex(&digest);
+            match lockfile.entry(&file) {
+                None => {
+                    return Err(LoadError::NotLocked {
+                        path: path.to_owned(),
+                        lockfile: self.lockfile_path(),
+                    });
+                }
+                Some(entry) if entry.sha256 != actual => {
+                    return Err(LoadError::HashMismatch {
+                        path: path.to_owned(),
+                        expected: entry.sha256.clone(),
+                        actual,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        let plugin = load::open::<I>(path, &copy, digest, &self.policy)?;
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
         if let Some(first) = registry.get(plugin.name()) {
@@ -188,6 +314,9 @@ pub struct LoaderBuilder<I: PluginInterface> {
     dir: PathBuf,
     accepted: Option<VersionReq>,
     host_version: Option<Version>,
+    lock: LockMode,
+    snapshot_root: Option<PathBuf>,
+    check_permissions: bool,
     interface: PhantomData<fn() -> I>,
 }
 
@@ -197,6 +326,9 @@ impl<I: PluginInterface> fmt::Debug for LoaderBuilder<I> {
             .field("dir", &self.dir)
             .field("accepted", &self.accepted)
             .field("host_version", &self.host_version)
+            .field("lock", &self.lock)
+            .field("snapshot_root", &self.snapshot_root)
+            .field("check_permissions", &self.check_permissions)
             .finish()
     }
 }
@@ -224,6 +356,27 @@ impl<I: PluginInterface> LoaderBuilder<I> {
         self
     }
 
+    /// Whether `plugins.lock` restricts what loads (default:
+    /// [`LockMode::IfPresent`]).
+    pub fn lock(mut self, mode: LockMode) -> Self {
+        self.lock = mode;
+        self
+    }
+
+    /// Where the private per-process folder of plugin copies is created
+    /// (default: the system's temporary folder).
+    pub fn snapshot_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.snapshot_root = Some(root.into());
+        self
+    }
+
+    /// Whether to refuse files and folders that the group or others may
+    /// write, or that another user owns (default: `true`; Unix only).
+    pub fn check_permissions(mut self, check: bool) -> Self {
+        self.check_permissions = check;
+        self
+    }
+
     /// The configured loader.
     pub fn build(self) -> Loader<I> {
         let accepted = self.accepted.unwrap_or_else(|| {
@@ -239,6 +392,9 @@ impl<I: PluginInterface> LoaderBuilder<I> {
                 accepted,
                 host_version,
             },
+            lock: self.lock,
+            snapshot_root: self.snapshot_root.unwrap_or_else(std::env::temp_dir),
+            check_permissions: self.check_permissions,
             interface: PhantomData,
         }
     }

@@ -151,6 +151,7 @@ fn greet_json_adds_the_greeting_or_the_error() {
     assert_eq!(by_status("hello")["greeting"], "Hello!");
     assert_eq!(by_status("hello")["status"], "loaded");
     assert_eq!(by_status("panicky")["greeting"], Value::Null);
+    assert_eq!(by_status("panicky")["status"], "failed");
     assert_eq!(
         by_status("panicky")["error"],
         "plugin 'panicky' panicked: greet is broken on purpose"
