@@ -23,6 +23,7 @@ const PACKAGES: &[&str] = &[
     "panicky",
     "broken-init",
     "needs-new-host",
+    "runs-at-open",
 ];
 
 /// The frozen interface versions under `tests/compat/`, each a workspace with
@@ -281,4 +282,16 @@ pub fn captured_logs(target: &str) -> Vec<Captured> {
         .filter(|record| record.target == target)
         .cloned()
         .collect()
+}
+
+/// An error and its sources on one line, as the command line prints them.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -17,3 +17,5 @@ mod generic;
 mod cli;
 // Plugins built against earlier, later and broken versions of the interface.
 mod compat;
+// The lock file, private snapshots and permissions.
+mod trust;

@@ -1,7 +1,7 @@
 use std::{fs, path::Path};
 
 use greeter_host::{GreeterInterface, LoadError, LoadReport, VerifyError};
-use greeter_tests::{PluginDir, artifacts, library_file_name};
+use greeter_tests::{PluginDir, artifacts, error_chain, library_file_name};
 
 /// The only rejection of `report`, after checking that the good plugin
 /// `hello` still loaded and greets.
@@ -14,13 +14,6 @@ fn only_rejection(report: &LoadReport<GreeterInterface>, path: &Path) -> String 
     let error = &report.rejected[0];
     assert_eq!(error.path(), path);
     error.to_string()
-}
-
-fn full_message(error: &dyn std::error::Error) -> String {
-    match error.source() {
-        Some(source) => format!("{error}: {}", full_message(source)),
-        None => error.to_string(),
-    }
 }
 
 #[test]
@@ -37,7 +30,7 @@ fn an_empty_file_is_rejected_as_empty() {
         }
     ));
     assert_eq!(
-        full_message(&report.rejected[0]),
+        error_chain(&report.rejected[0]),
         format!(
             "{}: not a loadable library: the file is empty",
             path.display()
@@ -53,7 +46,7 @@ fn a_text_file_named_like_a_library_is_rejected_as_text() {
     let report = dir.load();
     only_rejection(&report, &path);
     assert_eq!(
-        full_message(&report.rejected[0]),
+        error_chain(&report.rejected[0]),
         format!(
             "{}: not a loadable library: expected an ELF shared library, found a text file",
             path.display()

@@ -1,0 +1,299 @@
+//! What the loader checks before the dynamic loader sees a file: the lock
+//! file, private snapshots, permissions.
+
+use std::{
+    fs::{self, OpenOptions},
+    io::Write,
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+};
+
+use greeter_host::{GreeterInterface, LoadError, Loader, LoaderError, LockMode};
+use greeter_tests::{PluginDir, artifacts, library_file_name};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn sha256(path: &std::path::Path) -> String {
+    Sha256::digest(fs::read(path).unwrap())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[test]
+fn lock_records_every_loaded_file_with_its_sha256() {
+    let dir = PluginDir::with(&["hello", "hellohello"]);
+    let output = dir.run(&["lock"]);
+    let lockfile = dir.path().join("plugins.lock");
+    assert_eq!(
+        stdout(&output),
+        format!("wrote {}: 2 plugin files locked\n", lockfile.display())
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let lock: Value = serde_json::from_slice(&fs::read(&lockfile).unwrap()).unwrap();
+    assert_eq!(lock["format"], 1);
+    let hello = dir.path().join(library_file_name("hello"));
+    assert_eq!(
+        lock["plugins"][0],
+        serde_json::json!({
+            "file": library_file_name("hello"),
+            "sha256": sha256(&hello),
+            "name": "hello",
+            "version": "1.0.0",
+            "interface_version": greeter_interface::INTERFACE_VERSION,
+        })
+    );
+    assert_eq!(lock["plugins"][1]["name"], "hellohello");
+    assert_eq!(dir.run(&["greet"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_locked_file_replaced_by_other_bytes_is_refused_before_it_is_opened() {
+    let dir = PluginDir::with(&["hello", "hellohello"]);
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    let hello = dir.path().join(library_file_name("hello"));
+    let expected = sha256(&hello);
+    // Another plugin's bytes, one whose constructor would leave a marker the
+    // moment the dynamic loader opened it.
+    fs::copy(artifacts().library("runs_at_open"), &hello).unwrap();
+    let actual = sha256(&hello);
+    let markers = PluginDir::new();
+    let output = dir.run_with_env(
+        &["greet"],
+        "GREETER_OPEN_MARKERS",
+        markers.path().to_str().unwrap(),
+    );
+    assert_eq!(stdout(&output), "hellohello: Hello!Hello!!\n");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: rejected {}: SHA-256 mismatch: expected {expected} (from the lock file), \
+             found {actual}\n",
+            hello.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        fs::read_dir(markers.path()).unwrap().count(),
+        0,
+        "the file was opened"
+    );
+
+    // Without the lock, the same folder does open it: the marker works.
+    fs::remove_file(dir.path().join("plugins.lock")).unwrap();
+    let output = dir.run_with_env(
+        &["greet"],
+        "GREETER_OPEN_MARKERS",
+        markers.path().to_str().unwrap(),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert!(markers.path().join("opened").exists());
+}
+
+#[test]
+fn a_file_missing_from_the_lock_is_refused_and_the_others_load() {
+    let dir = PluginDir::with(&["hello"]);
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    let newcomer = dir.add("hellohello");
+    let report = dir.load();
+    assert_eq!(
+        report.registry.get("hello").unwrap().greet().unwrap(),
+        "Hello!"
+    );
+    assert!(
+        matches!(&report.rejected[..], [LoadError::NotLocked { path, .. }] if *path == newcomer)
+    );
+    assert_eq!(
+        report.rejected[0].to_string(),
+        format!(
+            "{}: not listed in {}; expected only locked plugins (record it with `greeter-host lock`)",
+            newcomer.display(),
+            dir.path().join("plugins.lock").display()
+        )
+    );
+
+    // --update-lock records it, and the folder loads cleanly again.
+    let output = dir.run(&["--update-lock", "greet"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).ends_with("hello: Hello!\nhellohello: Hello!Hello!!\n"));
+    assert!(dir.load().rejected.is_empty());
+}
+
+#[test]
+fn a_lock_file_that_does_not_parse_names_the_line_and_nothing_loads() {
+    let dir = PluginDir::with(&["hello"]);
+    let lockfile = dir.path().join("plugins.lock");
+    fs::write(&lockfile, "{\n  \"format\": 1,\n  \"plugins\": [}\n").unwrap();
+    let output = dir.run(&["greet"]);
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: {}:3:15: invalid lock file: expected value\n",
+            lockfile.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let error = Loader::<GreeterInterface>::builder()
+        .dir(dir.path())
+        .build()
+        .load()
+        .unwrap_err();
+    assert!(matches!(error, LoaderError::Lockfile(_)), "{error:?}");
+}
+
+#[test]
+fn locked_requires_a_lock_file() {
+    let dir = PluginDir::with(&["hello"]);
+    let output = dir.run(&["--locked", "greet"]);
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: {} does not exist; expected a lock file (create it with `greeter-host lock`)\n",
+            dir.path().join("plugins.lock").display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let report = Loader::<GreeterInterface>::builder()
+        .dir(dir.path())
+        .lock(LockMode::Required)
+        .build()
+        .load();
+    assert!(matches!(report, Err(LoaderError::Lockfile(_))));
+}
+
+#[test]
+fn plugins_are_loaded_from_a_private_copy_that_goes_away_with_the_registry() {
+    let dir = PluginDir::with(&["hello"]);
+    let report = dir.load();
+    let hello = report.registry.get("hello").unwrap();
+    let copy = hello.loaded_from().to_owned();
+    assert_ne!(copy, hello.path());
+    assert_eq!(sha256(&copy), sha256(hello.path()));
+    assert_eq!(hello.sha256(), sha256(hello.path()));
+    let folder = copy.parent().unwrap().to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(&folder).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+    drop(report);
+    assert!(!folder.exists());
+}
+
+#[test]
+fn overwriting_a_loaded_plugin_file_in_place_does_not_crash_the_host() {
+    let dir = PluginDir::with(&["hello"]);
+    let report = dir.load();
+    let hello = report.registry.get("hello").unwrap();
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let caller = scope.spawn(|| {
+            let mut calls = 0u64;
+            while !stop.load(Ordering::Relaxed) || calls < 1000 {
+                assert_eq!(hello.greet().unwrap(), "Hello!");
+                calls += 1;
+            }
+            calls
+        });
+        // In place: same inode, new bytes, as `cp` over an existing file does.
+        let garbage: Vec<u8> = (0..fs::metadata(hello.path()).unwrap().len())
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        for _ in 0..5 {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(hello.path())
+                .unwrap();
+            file.write_all(&garbage).unwrap();
+            file.sync_all().unwrap();
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(caller.join().unwrap() >= 1000);
+    });
+    assert_eq!(hello.greet().unwrap(), "Hello!");
+}
+
+#[cfg(unix)]
+mod permissions {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    use super::*;
+
+    #[test]
+    fn a_plugin_file_writable_by_group_or_others_is_refused_naming_the_bit() {
+        let dir = PluginDir::with(&["hellohello"]);
+        let hello = dir.add("hello");
+        fs::set_permissions(&hello, fs::Permissions::from_mode(0o775)).unwrap();
+        let report = dir.load();
+        assert_eq!(report.registry.len(), 1);
+        assert_eq!(
+            greeter_tests::error_chain(&report.rejected[0]),
+            format!(
+                "{}: not safe to load: writable by group (mode 0775); \
+                 expected no write permission for group or others",
+                hello.display()
+            )
+        );
+        let output = dir.run(&["--allow-insecure-permissions", "greet", "hello"]);
+        assert_eq!(stdout(&output), "hello: Hello!\n");
+    }
+
+    #[test]
+    fn a_plugins_folder_writable_by_others_loads_nothing() {
+        let dir = PluginDir::with(&["hello"]);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let error = Loader::<GreeterInterface>::builder()
+            .dir(dir.path())
+            .build()
+            .load()
+            .unwrap_err();
+        assert_eq!(
+            greeter_tests::error_chain(&error),
+            format!(
+                "plugins folder {} is not safe: writable by group and others (mode 0777); \
+                 expected no write permission for group or others",
+                dir.path().display()
+            )
+        );
+        let output = dir.run(&["greet"]);
+        assert_eq!(output.status.code(), Some(2));
+        assert_eq!(stdout(&output), "");
+        let output = dir.run(&["--allow-insecure-permissions", "greet"]);
+        assert_eq!(stdout(&output), "hello: Hello!\n");
+    }
+
+    #[test]
+    fn a_plugin_file_owned_by_another_user_is_refused() {
+        let dir = PluginDir::with(&["hello"]);
+        let hello = dir.path().join(library_file_name("hello"));
+        let mine = fs::metadata(&hello).unwrap().uid();
+        // Only root can give a file away; elsewhere this case cannot be set up.
+        if std::os::unix::fs::chown(&hello, Some(4242), None).is_err() {
+            eprintln!("skipped: cannot chown as uid {mine}");
+            return;
+        }
+        let report = dir.load();
+        assert!(report.registry.is_empty());
+        assert_eq!(
+            greeter_tests::error_chain(&report.rejected[0]),
+            format!(
+                "{}: not safe to load: owned by uid 4242; expected the host's user (uid {mine}) or root",
+                hello.display()
+            )
+        );
+    }
+}
