@@ -252,11 +252,36 @@ fn too_short(format: ObjectFormat, needed: usize, len: u64) -> VerifyError {
 }
 
 mod elf {
+    //! The dynamic loader maps every `PT_LOAD` segment, then trusts the
+    //! dynamic section and the other segments to point into what it mapped.
+    //! A header that lies (a moved or resized segment, a segment whose type
+    //! changed, a TLS or RELRO range past its segment) makes it read, write
+    //! or jump outside the mapping: a crash, not an error. So besides the
+    //! bounds of the file, the checks here prove that the segments are
+    //! consistent with each other, with the dynamic section and with the
+    //! section headers, as every linker writes them.
+
     use super::{Endian, ObjectFormat, Reader, VerifyError, too_short};
 
     const ET_DYN: u16 = 3;
     const PT_LOAD: u32 = 1;
     const PT_DYNAMIC: u32 = 2;
+    const PT_INTERP: u32 = 3;
+    const PT_NOTE: u32 = 4;
+    const PT_PHDR: u32 = 6;
+    const PT_TLS: u32 = 7;
+    const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
+    const PT_GNU_RELRO: u32 = 0x6474_e552;
+    const SHF_WRITE: u64 = 0x1;
+    const SHF_ALLOC: u64 = 0x2;
+    const SHF_EXECINSTR: u64 = 0x4;
+    const PF_X: u32 = 0x1;
+    const PF_W: u32 = 0x2;
+    const PF_R: u32 = 0x4;
+    const SHF_TLS: u64 = 0x400;
+    const SHT_NOBITS: u32 = 8;
+    /// No plugin needs a memory image anywhere near this large.
+    const MAX_IMAGE: u64 = 1 << 32;
 
     /// `e_machine` values, by Rust's `target_arch` names.
     const MACHINES: &[(&str, u16)] = &[
@@ -273,11 +298,134 @@ mod elf {
         ("loongarch64", 258),
     ];
 
+    /// Dynamic tags whose value is an address in the image, with the tag of
+    /// the size that goes with it (0: none).
+    const ADDRESS_TAGS: &[(u64, &str, u64)] = &[
+        (3, "DT_PLTGOT", 0),
+        (4, "DT_HASH", 0),
+        (5, "DT_STRTAB", 10),
+        (6, "DT_SYMTAB", 0),
+        (7, "DT_RELA", 8),
+        (12, "DT_INIT", 0),
+        (13, "DT_FINI", 0),
+        (17, "DT_REL", 18),
+        (23, "DT_JMPREL", 2),
+        (25, "DT_INIT_ARRAY", 27),
+        (26, "DT_FINI_ARRAY", 28),
+        (32, "DT_PREINIT_ARRAY", 33),
+        (0x6fff_fef5, "DT_GNU_HASH", 0),
+        (0x6fff_fff0, "DT_VERSYM", 0),
+        (0x6fff_fffc, "DT_VERDEF", 0),
+        (0x6fff_fffe, "DT_VERNEED", 0),
+    ];
+
     fn machine_name(machine: u16) -> String {
         MACHINES.iter().find(|(_, m)| *m == machine).map_or_else(
             || format!("machine {machine}"),
             |(name, _)| (*name).to_owned(),
         )
+    }
+
+    fn segment_name(kind: u32) -> String {
+        match kind {
+            PT_LOAD => "LOAD".to_owned(),
+            PT_DYNAMIC => "DYNAMIC".to_owned(),
+            PT_INTERP => "INTERP".to_owned(),
+            PT_NOTE => "NOTE".to_owned(),
+            PT_PHDR => "PHDR".to_owned(),
+            PT_TLS => "TLS".to_owned(),
+            PT_GNU_EH_FRAME => "GNU_EH_FRAME".to_owned(),
+            PT_GNU_RELRO => "GNU_RELRO".to_owned(),
+            other => format!("type {other:#x}"),
+        }
+    }
+
+    fn corrupt(message: String) -> VerifyError {
+        VerifyError::Corrupt(message)
+    }
+
+    /// One program header.
+    #[derive(Clone, Copy)]
+    struct Segment {
+        index: usize,
+        kind: u32,
+        flags: u32,
+        offset: u64,
+        vaddr: u64,
+        filesz: u64,
+        memsz: u64,
+        align: u64,
+    }
+
+    impl Segment {
+        fn what(&self) -> String {
+            format!("segment {} ({})", self.index, segment_name(self.kind))
+        }
+
+        fn end(&self) -> Option<u64> {
+            self.vaddr.checked_add(self.memsz)
+        }
+
+        /// Whether `[vaddr, vaddr + len)` lies in this (loadable) segment.
+        fn holds(&self, vaddr: u64, len: u64) -> bool {
+            match (vaddr.checked_add(len), self.end()) {
+                (Some(end), Some(own_end)) => vaddr >= self.vaddr && end <= own_end,
+                _ => false,
+            }
+        }
+
+        /// Whether the `len` file bytes at `offset` are what this segment
+        /// maps at `vaddr`: same displacement, and inside the part of the
+        /// segment that comes from the file (the rest is zero-filled).
+        fn maps(&self, offset: u64, vaddr: u64, len: u64) -> bool {
+            offset.checked_sub(self.offset) == vaddr.checked_sub(self.vaddr)
+                && offset
+                    .checked_add(len)
+                    .is_some_and(|end| end <= self.offset + self.filesz)
+        }
+    }
+
+    /// The file's layout as read from its header.
+    struct Layout {
+        is64: bool,
+        e: Endian,
+    }
+
+    impl Layout {
+        fn word(&self, b: &[u8], at: usize) -> u64 {
+            if self.is64 {
+                self.e.u64(b, at)
+            } else {
+                u64::from(self.e.u32(b, at))
+            }
+        }
+
+        fn segment(&self, index: usize, ph: &[u8]) -> Segment {
+            let e = self.e;
+            if self.is64 {
+                Segment {
+                    index,
+                    kind: e.u32(ph, 0),
+                    flags: e.u32(ph, 4),
+                    offset: e.u64(ph, 8),
+                    vaddr: e.u64(ph, 16),
+                    filesz: e.u64(ph, 32),
+                    memsz: e.u64(ph, 40),
+                    align: e.u64(ph, 48),
+                }
+            } else {
+                Segment {
+                    index,
+                    kind: e.u32(ph, 0),
+                    flags: e.u32(ph, 24),
+                    offset: u64::from(e.u32(ph, 4)),
+                    vaddr: u64::from(e.u32(ph, 8)),
+                    filesz: u64::from(e.u32(ph, 16)),
+                    memsz: u64::from(e.u32(ph, 20)),
+                    align: u64::from(e.u32(ph, 28)),
+                }
+            }
+        }
     }
 
     pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError> {
@@ -287,12 +435,12 @@ mod elf {
         let is64 = match head[4] {
             1 => false,
             2 => true,
-            class => return Err(VerifyError::Corrupt(format!("ELF class {class}"))),
+            class => return Err(corrupt(format!("ELF class {class}"))),
         };
         let little = match head[5] {
             1 => true,
             2 => false,
-            data => return Err(VerifyError::Corrupt(format!("ELF data encoding {data}"))),
+            data => return Err(corrupt(format!("ELF data encoding {data}"))),
         };
         let host64 = cfg!(target_pointer_width = "64");
         if is64 != host64 {
@@ -315,7 +463,11 @@ mod elf {
         if head.len() < header_len {
             return Err(too_short(ObjectFormat::Elf, header_len, reader.len));
         }
-        let e = Endian { little };
+        let layout = Layout {
+            is64,
+            e: Endian { little },
+        };
+        let e = layout.e;
         let kind = e.u16(head, 16);
         if kind != ET_DYN {
             let found = match kind {
@@ -343,83 +495,235 @@ mod elf {
                 found: machine_name(machine),
             });
         }
-        let (phoff, shoff, phentsize, phnum, shentsize, shnum) = if is64 {
-            (
-                e.u64(head, 32),
-                e.u64(head, 40),
-                e.u16(head, 54),
-                e.u16(head, 56),
-                e.u16(head, 58),
-                e.u16(head, 60),
-            )
+        let (phoff, shoff) = if is64 {
+            (e.u64(head, 32), e.u64(head, 40))
         } else {
-            let (ph, sh) = (e.u32(head, 28), e.u32(head, 32));
-            (
-                u64::from(ph),
-                u64::from(sh),
-                e.u16(head, 42),
-                e.u16(head, 44),
-                e.u16(head, 46),
-                e.u16(head, 48),
-            )
+            (u64::from(e.u32(head, 28)), u64::from(e.u32(head, 32)))
         };
+        let at = if is64 { 54 } else { 42 };
+        let (phentsize, phnum, shentsize, shnum) = (
+            e.u16(head, at),
+            e.u16(head, at + 2),
+            e.u16(head, at + 4),
+            e.u16(head, at + 6),
+        );
         let (want_ph, want_sh) = if is64 { (56, 64) } else { (32, 40) };
         if phentsize != want_ph {
-            return Err(VerifyError::Corrupt(format!(
+            return Err(corrupt(format!(
                 "program header size {phentsize}, expected {want_ph}"
             )));
         }
         if phnum == 0 {
-            return Err(VerifyError::Corrupt("no program headers".to_owned()));
+            return Err(corrupt("no program headers".to_owned()));
         }
         let table = reader.read(
             || "the program header table".to_owned(),
             phoff,
             usize::from(phnum) * usize::from(phentsize),
         )?;
-        let mut has_dynamic = false;
-        for (index, ph) in table.chunks_exact(usize::from(phentsize)).enumerate() {
-            let kind = e.u32(ph, 0);
-            let (offset, filesz, memsz) = if is64 {
-                (e.u64(ph, 8), e.u64(ph, 32), e.u64(ph, 40))
-            } else {
-                (
-                    u64::from(e.u32(ph, 4)),
-                    u64::from(e.u32(ph, 16)),
-                    u64::from(e.u32(ph, 20)),
-                )
-            };
-            if kind != PT_LOAD && kind != PT_DYNAMIC {
-                continue;
-            }
-            has_dynamic |= kind == PT_DYNAMIC;
-            if kind == PT_LOAD && filesz > memsz {
-                return Err(VerifyError::Corrupt(format!(
-                    "segment {index} has {filesz} bytes in the file but {memsz} in memory"
-                )));
-            }
-            reader.check(|| format!("segment {index}"), offset, filesz)?;
-        }
-        // The loader never reads section headers, but a table past the end
-        // means the file was cut; its tail (symbols, debug info) is missing.
+        let segments: Vec<Segment> = table
+            .chunks_exact(usize::from(phentsize))
+            .enumerate()
+            .map(|(index, ph)| layout.segment(index, ph))
+            .collect();
+        let loads = check_segments(reader, &segments)?;
         if shnum != 0 {
             if shentsize != want_sh {
-                return Err(VerifyError::Corrupt(format!(
+                return Err(corrupt(format!(
                     "section header size {shentsize}, expected {want_sh}"
                 )));
             }
-            reader.check(
+            // The loader never reads section headers, but a table past the end
+            // means the file was cut; and every allocated section must be in a
+            // loaded segment, which catches a segment whose header lies.
+            let sections = reader.read(
                 || "the section header table".to_owned(),
                 shoff,
-                u64::from(shnum) * u64::from(shentsize),
+                usize::from(shnum) * usize::from(shentsize),
             )?;
+            check_sections(&layout, &sections, usize::from(shentsize), &loads)?;
         }
-        if !has_dynamic {
-            return Err(VerifyError::Mismatch {
+        let dynamic = segments
+            .iter()
+            .find(|s| s.kind == PT_DYNAMIC)
+            .ok_or_else(|| VerifyError::Mismatch {
                 field: "a dynamic segment",
                 expected: "present".to_owned(),
                 found: "none".to_owned(),
-            });
+            })?;
+        check_dynamic(reader, &layout, dynamic, &loads)
+    }
+
+    /// Bounds and consistency of the program headers; returns the loadable
+    /// segments.
+    fn check_segments(reader: &Reader, segments: &[Segment]) -> Result<Vec<Segment>, VerifyError> {
+        let mut loads: Vec<Segment> = Vec::new();
+        for s in segments {
+            if !matches!(
+                s.kind,
+                PT_LOAD
+                    | PT_DYNAMIC
+                    | PT_INTERP
+                    | PT_NOTE
+                    | PT_PHDR
+                    | PT_TLS
+                    | PT_GNU_EH_FRAME
+                    | PT_GNU_RELRO
+            ) {
+                // Other types (GNU_STACK, PROPERTY, ...) map nothing.
+                continue;
+            }
+            reader.check(|| s.what(), s.offset, s.filesz)?;
+            if s.filesz > s.memsz {
+                return Err(corrupt(format!(
+                    "{} has {} bytes in the file but {} in memory",
+                    s.what(),
+                    s.filesz,
+                    s.memsz
+                )));
+            }
+            if s.end().is_none_or(|end| end > MAX_IMAGE) {
+                return Err(corrupt(format!("{} ends beyond {MAX_IMAGE:#x}", s.what())));
+            }
+            if s.align > 1 && !s.align.is_power_of_two() {
+                return Err(corrupt(format!("{} has alignment {}", s.what(), s.align)));
+            }
+            if s.kind != PT_LOAD {
+                continue;
+            }
+            if s.flags & PF_R == 0 {
+                return Err(corrupt(format!("{} is not readable", s.what())));
+            }
+            if s.align > 1 && s.offset % s.align != s.vaddr % s.align {
+                return Err(corrupt(format!(
+                    "{} has offset {:#x} and address {:#x}, which disagree modulo its alignment {:#x}",
+                    s.what(),
+                    s.offset,
+                    s.vaddr,
+                    s.align
+                )));
+            }
+            if let Some(previous) = loads.last()
+                && previous.end().is_none_or(|end| end > s.vaddr)
+            {
+                return Err(corrupt(format!(
+                    "{} starts at {:#x}, inside or before {}",
+                    s.what(),
+                    s.vaddr,
+                    previous.what()
+                )));
+            }
+            loads.push(*s);
+        }
+        if loads.is_empty() {
+            return Err(corrupt("no loadable segment".to_owned()));
+        }
+        // Everything else the loader reads in memory must lie inside one
+        // loadable segment, at the place that segment maps its file bytes.
+        for s in segments {
+            if matches!(
+                s.kind,
+                PT_DYNAMIC | PT_TLS | PT_GNU_EH_FRAME | PT_GNU_RELRO | PT_NOTE | PT_PHDR
+            ) && !loads.iter().any(|load| {
+                load.holds(s.vaddr, s.memsz)
+                    && (s.filesz == 0 || load.maps(s.offset, s.vaddr, s.filesz))
+            }) {
+                return Err(corrupt(format!(
+                    "{} lies outside every loadable segment",
+                    s.what()
+                )));
+            }
+        }
+        Ok(loads)
+    }
+
+    fn check_sections(
+        layout: &Layout,
+        table: &[u8],
+        entsize: usize,
+        loads: &[Segment],
+    ) -> Result<(), VerifyError> {
+        let e = layout.e;
+        for (index, sh) in table.chunks_exact(entsize).enumerate() {
+            let kind = e.u32(sh, 4);
+            let w = if layout.is64 { 8 } else { 4 };
+            let flags = layout.word(sh, 8);
+            let addr = layout.word(sh, 8 + w);
+            let offset = layout.word(sh, 8 + 2 * w);
+            let size = layout.word(sh, 8 + 3 * w);
+            if flags & SHF_ALLOC == 0 || size == 0 {
+                continue;
+            }
+            let nobits = kind == SHT_NOBITS;
+            if nobits && flags & SHF_TLS != 0 {
+                // .tbss occupies no address of its own: it follows .tdata in
+                // the TLS template, which the TLS segment describes.
+                continue;
+            }
+            let Some(load) = loads
+                .iter()
+                .find(|load| load.holds(addr, size) && (nobits || load.maps(offset, addr, size)))
+            else {
+                return Err(corrupt(format!(
+                    "allocated section {index} at {addr:#x} lies outside every loadable segment"
+                )));
+            };
+            // A segment that lost its write or execute permission would make
+            // the loader's relocations, or the first call, fault.
+            for (needed, flag, what) in [
+                (SHF_WRITE, PF_W, "writable"),
+                (SHF_EXECINSTR, PF_X, "executable"),
+            ] {
+                if flags & needed != 0 && load.flags & flag == 0 {
+                    return Err(corrupt(format!(
+                        "{what} section {index} at {addr:#x} lies in {}, which is not {what}",
+                        load.what()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_dynamic(
+        reader: &mut Reader,
+        layout: &Layout,
+        dynamic: &Segment,
+        loads: &[Segment],
+    ) -> Result<(), VerifyError> {
+        let entry = if layout.is64 { 16 } else { 8 };
+        let len = usize::try_from(dynamic.filesz)
+            .map_err(|_| corrupt("dynamic segment too large".to_owned()))?;
+        let bytes = reader.read(|| dynamic.what(), dynamic.offset, len)?;
+        let mut values: Vec<(u64, u64)> = Vec::new();
+        let mut terminated = false;
+        for chunk in bytes.chunks_exact(entry) {
+            let tag = layout.word(chunk, 0);
+            if tag == 0 {
+                terminated = true;
+                break;
+            }
+            values.push((tag, layout.word(chunk, entry / 2)));
+        }
+        if !terminated {
+            return Err(corrupt(
+                "the dynamic section has no DT_NULL terminator".to_owned(),
+            ));
+        }
+        let value = |tag: u64| values.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v);
+        for &(tag, name, size_tag) in ADDRESS_TAGS {
+            for &(_, address) in values.iter().filter(|(t, _)| *t == tag) {
+                let size = if size_tag == 0 {
+                    1
+                } else {
+                    value(size_tag).unwrap_or(0)
+                };
+                if !loads.iter().any(|load| load.holds(address, size)) {
+                    return Err(corrupt(format!(
+                        "dynamic entry {name} points at {address:#x}, outside every loadable segment"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -568,7 +872,7 @@ mod tests {
         let error = verify_bytes(&elf).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "truncated or corrupt: segment 0 ends at byte 4096, but the file has 120 bytes"
+            "truncated or corrupt: segment 0 (LOAD) ends at byte 4096, but the file has 120 bytes"
         );
 
         elf[18..20].copy_from_slice(&183u16.to_le_bytes());

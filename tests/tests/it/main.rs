@@ -19,3 +19,6 @@ mod cli;
 mod compat;
 // The lock file, private snapshots and permissions.
 mod trust;
+// Hundreds of generated hostile files: all rejected, no crash.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod corpus;
