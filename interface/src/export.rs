@@ -16,8 +16,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What a plugin implements. Plain Rust: [`export_plugin!`](crate::export_plugin!) does the rest.
 ///
-/// The host may call a plugin from several threads at once, hence
-/// `Send + Sync`.
+/// # Threads
+///
+/// The host may call `greet` and `greet_to` from several threads at once, on
+/// the one value `init` returned, hence `Send + Sync`: shared state needs
+/// atomics or locks. `init` runs once, before any other call.
+///
+/// # Panics
+///
+/// A panic in any method is caught inside the plugin and reported to the host
+/// as a [`GreetError`] of kind [`Panicked`](GreetErrorKind::Panicked); the
+/// host then stops calling the plugin. This needs the plugin to be built with
+/// `panic = "unwind"`, the default.
 pub trait Greeter: Sized + Send + Sync + 'static {
     /// Creates the plugin's state. Called once, when the host loads the
     /// library, after the log bridge is installed. An error (or a panic)
