@@ -73,24 +73,39 @@ impl Plugin<GreeterInterface> {
     }
 
     /// Runs one entry point unless the plugin is disabled; disables it if the
-    /// entry point panicked.
+    /// entry point panicked. The success path is one load, one call and one
+    /// match: everything else is out of line.
+    #[inline]
     fn call(
         &self,
         entry: impl FnOnce() -> RResult<RString, GreetError>,
     ) -> Result<RString, CallError> {
-        if let Some(reason) = self.failure() {
-            return Err(CallError::Disabled {
-                plugin: self.name().to_owned(),
-                reason: reason.to_owned(),
-            });
+        if self.failure().is_some() {
+            return Err(self.disabled());
         }
-        entry().into_result().map_err(|error| {
-            if error.kind() == GreetErrorKind::Panicked {
-                log::info!("disabling it for this process: {error}");
-                self.disable(format!("panicked: {}", error.message()));
-            }
-            CallError::Plugin(error)
-        })
+        match entry() {
+            RResult::ROk(greeting) => Ok(greeting),
+            RResult::RErr(error) => Err(self.failed(error)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn disabled(&self) -> CallError {
+        CallError::Disabled {
+            plugin: self.name().to_owned(),
+            reason: self.failure().unwrap_or_default().to_owned(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, error: GreetError) -> CallError {
+        if error.kind() == GreetErrorKind::Panicked {
+            log::info!("disabling it for this process: {error}");
+            self.disable(format!("panicked: {}", error.message()));
+        }
+        CallError::Plugin(error)
     }
 }
 

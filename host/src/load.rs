@@ -20,7 +20,7 @@ use semver::{Version, VersionReq};
 
 use crate::{
     permissions::PermissionError,
-    snapshot::hex,
+    snapshot::{hex, sha256_of},
     verify::{VerifyError, verify_library},
 };
 
@@ -301,7 +301,7 @@ pub struct Plugin<I: PluginInterface> {
     host_requirement: Option<VersionReq>,
     path: PathBuf,
     loaded_from: PathBuf,
-    sha256: [u8; 32],
+    sha256: OnceLock<[u8; 32]>,
     module: I::Module,
     failure: OnceLock<String>,
 }
@@ -339,8 +339,20 @@ impl<I: PluginInterface> Plugin<I> {
     }
 
     /// The SHA-256 of the bytes that were loaded, lowercase hexadecimal.
-    pub fn sha256(&self) -> String {
-        hex(&self.sha256)
+    ///
+    /// Computed while the file was copied when a lock file was in force, else
+    /// now, from the private copy the dynamic loader opened (nobody else can
+    /// write it), and remembered.
+    ///
+    /// # Errors
+    ///
+    /// The private copy cannot be read.
+    pub fn sha256(&self) -> io::Result<String> {
+        if let Some(digest) = self.sha256.get() {
+            return Ok(hex(digest));
+        }
+        let digest = sha256_of(&self.loaded_from)?;
+        Ok(hex(self.sha256.get_or_init(|| digest)))
     }
 
     /// Why the plugin is disabled: it panicked earlier in this process.
@@ -370,7 +382,7 @@ impl<I: PluginInterface> fmt::Debug for Plugin<I> {
             .field("interface_version", &self.interface_version)
             .field("host_requirement", &self.host_requirement)
             .field("path", &self.path)
-            .field("sha256", &self.sha256())
+            .field("sha256", &self.sha256.get().map(hex))
             .field("failure", &self.failure())
             .finish()
     }
@@ -399,8 +411,8 @@ pub(crate) struct Policy {
     pub(crate) host_version: Version,
 }
 
-/// Verifies and opens `copy`, the private snapshot of `path` whose bytes hash
-/// to `sha256`, and runs every check short of the plugin's own
+/// Verifies and opens `copy`, the private snapshot of `path` (whose bytes hash
+/// to `sha256`, if known), and runs every check short of the plugin's own
 /// initialisation; [`initialize`] finishes the job.
 ///
 /// # Errors
@@ -409,7 +421,7 @@ pub(crate) struct Policy {
 pub(crate) fn open<I: PluginInterface>(
     path: &Path,
     copy: &Path,
-    sha256: [u8; 32],
+    sha256: Option<[u8; 32]>,
     policy: &Policy,
 ) -> Result<Plugin<I>, LoadError> {
     verify_library(copy).map_err(|source| LoadError::InvalidLibrary {
@@ -486,7 +498,7 @@ pub(crate) fn open<I: PluginInterface>(
         host_requirement,
         path: path.to_owned(),
         loaded_from: copy.to_owned(),
-        sha256,
+        sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
         module,
         failure: OnceLock::new(),
     })

@@ -435,19 +435,23 @@ fn write_lock(
     let entries = report
         .registry
         .iter()
-        .map(|plugin| LockEntry {
-            file: plugin
-                .path()
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-            sha256: plugin.sha256(),
-            name: plugin.name().to_owned(),
-            version: plugin.version().to_string(),
-            interface_version: plugin.interface_version().to_string(),
+        .map(|plugin| {
+            Ok(LockEntry {
+                file: plugin
+                    .path()
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                sha256: plugin.sha256().with_context(|| {
+                    format!("cannot hash the loaded copy of {}", plugin.path().display())
+                })?,
+                name: plugin.name().to_owned(),
+                version: plugin.version().to_string(),
+                interface_version: plugin.interface_version().to_string(),
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let path = loader.lockfile_path();
     Lockfile::new(entries).write(&path)?;
     writeln!(

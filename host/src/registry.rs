@@ -194,7 +194,8 @@ impl<I: PluginInterface> Loader<I> {
     /// reported in [`LoadReport::rejected`] and does not stop the others.
     ///
     /// Each file goes through, in order: its permissions, a private copy
-    /// hashed while copying, the lock file, the object headers of the copy,
+    /// (hashed while copying if a lock file is in force), the lock file, the
+    /// object headers of the copy,
     /// abi_stable's checks when the copy is opened, the host's version
     /// policy, a unique name, and the plugin's initialisation.
     ///
@@ -265,10 +266,14 @@ impl<I: PluginInterface> Loader<I> {
                 }
             })?),
         };
-        let (copy, digest) = snapshots.copy_in(path).map_err(unreadable)?;
+        // Hashing costs more than the dynamic loader's whole work: only when
+        // a lock file needs the hash now.
+        let (copy, digest) = snapshots
+            .copy_in(path, lockfile.is_some())
+            .map_err(unreadable)?;
         if let Some(lockfile) = lockfile {
             let file = path.file_name().unwrap_or_default().to_string_lossy();
-            let actual = hex(&digest);
+            let actual = hex(&digest.expect("hashed because a lock file is in force"));
             match lockfile.entry(&file) {
                 None => {
                     return Err(LoadError::NotLocked {

@@ -68,9 +68,14 @@ impl SnapshotDir {
         &self.path
     }
 
-    /// Copies `source` in, returning the copy's path and the SHA-256 of the
-    /// bytes written to it.
-    pub(crate) fn copy_in(&mut self, source: &Path) -> io::Result<(PathBuf, [u8; 32])> {
+    /// Copies `source` in, returning the copy's path and, if `hash`, the
+    /// SHA-256 of the bytes written to it. Without `hash` the kernel copies
+    /// the file; [`sha256_of`] can hash the private copy later.
+    pub(crate) fn copy_in(
+        &mut self,
+        source: &Path,
+        hash: bool,
+    ) -> io::Result<(PathBuf, Option<[u8; 32]>)> {
         let mut input = File::open(source)?;
         self.count += 1;
         let name = source
@@ -78,6 +83,10 @@ impl SnapshotDir {
             .map_or_else(|| "plugin".into(), |name| name.to_string_lossy());
         let path = self.path.join(format!("{}-{name}", self.count));
         let mut output = private_file_options().open(&path)?;
+        if !hash {
+            io::copy(&mut input, &mut output)?;
+            return Ok((path, None));
+        }
         let mut hasher = Sha256::new();
         let mut buffer = vec![0; 64 * 1024];
         loop {
@@ -91,7 +100,7 @@ impl SnapshotDir {
             output.write_all(&buffer[..n])?;
         }
         output.flush()?;
-        Ok((path, hasher.finalize().into()))
+        Ok((path, Some(hasher.finalize().into())))
     }
 }
 
@@ -156,6 +165,13 @@ fn private_file_options() -> OpenOptions {
     options
 }
 
+/// The SHA-256 of the file at `path`.
+pub(crate) fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(hasher.finalize().into())
+}
+
 /// A SHA-256 digest as lowercase hexadecimal.
 pub(crate) fn hex(digest: &[u8; 32]) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
@@ -171,12 +187,13 @@ mod tests {
         let source = root.path().join("libx.so");
         fs::write(&source, b"abc").unwrap();
         let mut dir = SnapshotDir::create(root.path()).unwrap();
-        let (copy, digest) = dir.copy_in(&source).unwrap();
+        let (copy, digest) = dir.copy_in(&source, true).unwrap();
         assert_eq!(fs::read(&copy).unwrap(), b"abc");
-        assert_eq!(
-            hex(&digest),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(hex(&digest.unwrap()), expected);
+        let (unhashed, digest) = dir.copy_in(&source, false).unwrap();
+        assert_eq!(digest, None);
+        assert_eq!(hex(&sha256_of(&unhashed).unwrap()), expected);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -180,18 +180,27 @@ impl<G: Greeter> PluginState<G> {
         })
     }
 
-    /// Runs `f`, turning its error or its panic into a [`GreetError`].
+    /// Runs `f`, turning its error or its panic into a [`GreetError`]. The
+    /// success path stays small: building an error is out of line.
+    #[inline]
     fn guard<T>(&self, f: impl FnOnce() -> Result<T, BoxError>) -> RResult<T, GreetError> {
-        let error = match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(value)) => return RResult::ROk(value),
-            Ok(Err(error)) => GreetError::new(GreetErrorKind::Failed, self.name, error.to_string()),
-            Err(payload) => GreetError::new(
-                GreetErrorKind::Panicked,
-                self.name,
-                panic_message(&*payload),
-            ),
-        };
-        RResult::RErr(error)
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(value)) => RResult::ROk(value),
+            Ok(Err(error)) => RResult::RErr(self.failed(&*error)),
+            Err(payload) => RResult::RErr(self.panicked(&*payload)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, error: &(dyn std::error::Error + Send + Sync)) -> GreetError {
+        GreetError::new(GreetErrorKind::Failed, self.name, error.to_string())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn panicked(&self, payload: &(dyn Any + Send)) -> GreetError {
+        GreetError::new(GreetErrorKind::Panicked, self.name, panic_message(payload))
     }
 }
 

@@ -1,0 +1,252 @@
+//! Plugin calls and loads, each against its baseline in the same run.
+//!
+//! `cargo bench -p greeter-benches` runs them all; `docs/BENCHMARKS.md` has
+//! the figures and what they mean.
+
+use std::{
+    fs,
+    hint::black_box,
+    io::{Read, Write},
+    os::unix::net::UnixStream,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use abi_stable::library::RawLibrary;
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use greeter_benches::{NoopInterface, build_plugins, library_file_name};
+use greeter_host::{GreeterInterface, Loader};
+use sha2::{Digest, Sha256};
+
+trait Named {
+    fn value(&self, x: u64) -> u64;
+}
+
+struct Local;
+
+impl Named for Local {
+    #[inline(never)]
+    fn value(&self, x: u64) -> u64 {
+        x
+    }
+}
+
+unsafe extern "C" {
+    /// The C library's `labs`: a trivial function in another shared object.
+    safe fn labs(x: i64) -> i64;
+}
+
+#[inline(never)]
+extern "C" fn local_extern(x: u64) -> u64 {
+    x
+}
+
+#[inline(never)]
+fn direct(x: u64) -> u64 {
+    x
+}
+
+trait DynGreeter {
+    fn greet(&self) -> String;
+}
+
+struct LocalGreeter;
+
+impl DynGreeter for LocalGreeter {
+    #[inline(never)]
+    fn greet(&self) -> String {
+        "Hello!".to_owned()
+    }
+}
+
+fn calls(c: &mut Criterion) {
+    let plugins = build_plugins();
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(
+        plugins.join(library_file_name("noop_plugin")),
+        dir.path().join(library_file_name("noop_plugin")),
+    )
+    .unwrap();
+    fs::copy(
+        plugins.join(library_file_name("hello")),
+        dir.path().join(library_file_name("hello")),
+    )
+    .unwrap();
+
+    let noop = Loader::<NoopInterface>::builder()
+        .dir(dir.path())
+        .build()
+        .load()
+        .unwrap();
+    let greeters = Loader::<GreeterInterface>::builder()
+        .dir(dir.path())
+        .build()
+        .load()
+        .unwrap();
+
+    let mut group = c.benchmark_group("call");
+    group.bench_function("direct", |b| b.iter(|| direct(black_box(7))));
+    let local: &dyn Named = black_box(&Local);
+    group.bench_function("dyn", |b| b.iter(|| local.value(black_box(7))));
+    // The handle is taken from the registry once, outside the loop.
+    let plugin = noop.registry.get("noop").expect("the noop plugin loads");
+    let module = plugin.module();
+    group.bench_function("plugin", |b| b.iter(|| (module.noop())(black_box(7))));
+    // Baselines that explain call/plugin: the same function pointer call to a
+    // function of the host, to one of the C library (another shared object,
+    // like a plugin), and to the plugin's function without the handle.
+    let local_fn: extern "C" fn(u64) -> u64 = black_box(local_extern);
+    group.bench_function("local_fnptr", |b| b.iter(|| local_fn(black_box(7))));
+    let libc_fn: extern "C" fn(i64) -> i64 = black_box(labs);
+    group.bench_function("libc_fnptr", |b| b.iter(|| libc_fn(black_box(7))));
+    let plugin_fn = module.noop();
+    group.bench_function("plugin_fnptr", |b| b.iter(|| plugin_fn(black_box(7))));
+    group.finish();
+
+    let mut group = c.benchmark_group("greet");
+    let local: &dyn DynGreeter = black_box(&LocalGreeter);
+    group.bench_function("dyn", |b| b.iter(|| local.greet()));
+    let hello = greeters
+        .registry
+        .get("hello")
+        .expect("the hello plugin loads");
+    group.bench_function("plugin", |b| b.iter(|| hello.greet().unwrap()));
+    let mut ipc = IpcGreeter::spawn(dir.path());
+    assert_eq!(ipc.greet(), "Hello!");
+    group.bench_function("ipc", |b| b.iter(|| ipc.greet()));
+    group.finish();
+}
+
+/// A client of `greeter-ipc-server`, over one persistent connection.
+struct IpcGreeter {
+    child: Child,
+    stream: UnixStream,
+    buffer: Vec<u8>,
+}
+
+impl IpcGreeter {
+    fn spawn(dir: &Path) -> Self {
+        let socket = dir.join("greeter.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_greeter-ipc-server"))
+            .arg(&socket)
+            .spawn()
+            .expect("the IPC server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match UnixStream::connect(&socket) {
+                Ok(stream) => break stream,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Err(error) => panic!("cannot connect to the IPC server: {error}"),
+            }
+        };
+        Self {
+            child,
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn greet(&mut self) -> String {
+        const REQUEST: &[u8] = b"\x05\0\0\0greet";
+        self.stream.write_all(REQUEST).unwrap();
+        let mut len = [0; 4];
+        self.stream.read_exact(&mut len).unwrap();
+        self.buffer.resize(u32::from_le_bytes(len) as usize, 0);
+        self.stream.read_exact(&mut self.buffer).unwrap();
+        String::from_utf8(self.buffer.clone()).unwrap()
+    }
+}
+
+impl Drop for IpcGreeter {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.child.wait();
+    }
+}
+
+const COPIES: usize = 100;
+
+/// A fresh folder of `COPIES` copies of `library` under names never used
+/// before in this process: a library is never unloaded, and the dynamic
+/// loader returns the already-loaded one for a path it has seen.
+fn fresh_copies(library: &Path, root: &Path) -> PathBuf {
+    static ROUND: AtomicUsize = AtomicUsize::new(0);
+    let round = ROUND.fetch_add(1, Ordering::Relaxed);
+    let dir = root.join(format!("round-{round}"));
+    fs::create_dir(&dir).unwrap();
+    for i in 0..COPIES {
+        fs::copy(
+            library,
+            dir.join(library_file_name(&format!("noop_{round}_{i}"))),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn loads(c: &mut Criterion) {
+    let plugins = build_plugins();
+    let library = plugins.join(library_file_name("noop_plugin"));
+    let root = tempfile::tempdir().unwrap();
+
+    let mut group = c.benchmark_group("load");
+    // Libraries are never unloaded: every iteration maps 100 more, and the
+    // process must stay below the kernel's limit on mappings
+    // (vm.max_map_count). Ten samples of one iteration each, little warm-up.
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    group.bench_function("plugin_x100", |b| {
+        b.iter_batched(
+            || fresh_copies(&library, root.path()),
+            |dir| {
+                // Each copy is a plugin named "noop": one loads, the other 99
+                // are opened, checked and then refused as duplicates, which
+                // costs the same up to the name check.
+                let report = Loader::<NoopInterface>::builder()
+                    .dir(&dir)
+                    .build()
+                    .load()
+                    .unwrap();
+                assert_eq!(report.registry.len() + report.rejected.len(), COPIES);
+                report
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.bench_function("dlopen_x100", |b| {
+        b.iter_batched(
+            || fresh_copies(&library, root.path()),
+            |dir| {
+                for entry in fs::read_dir(&dir).unwrap() {
+                    let library = RawLibrary::load_at(&entry.unwrap().path()).unwrap();
+                    // SAFETY: the symbol is only looked up, never called.
+                    let symbol = unsafe {
+                        library.get::<*const u8>(
+                            abi_stable::library::ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes(),
+                        )
+                    };
+                    if let Err(error) = symbol {
+                        panic!("{error}");
+                    }
+                    std::mem::forget(library);
+                }
+            },
+            BatchSize::PerIteration,
+        );
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("verify");
+    let mib = vec![0x5a_u8; 1 << 20];
+    group.throughput(Throughput::Bytes(mib.len() as u64));
+    group.bench_function("sha256", |b| b.iter(|| Sha256::digest(black_box(&mib))));
+    group.finish();
+}
+
+criterion_group!(benches, calls, loads);
+criterion_main!(benches);
