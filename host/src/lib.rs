@@ -50,6 +50,7 @@
 /// requirements are matched against.
 pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+mod chain;
 mod discover;
 mod greeter;
 mod load;
@@ -59,6 +60,7 @@ mod registry;
 mod snapshot;
 mod verify;
 
+pub use chain::ErrorChain;
 pub use discover::{DiscoverError, discover, is_candidate_name};
 pub use greeter::{CallError, Capability, GreeterInterface, GreeterPlugin, log_target};
 pub use load::{LoadError, Metadata, Plugin, PluginInterface, default_interface_req};

@@ -9,8 +9,8 @@ use std::{
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use greeter_host::{
-    Capability, GreeterInterface, GreeterPlugin, LoadError, LoadReport, Loader, LockEntry,
-    LockMode, Lockfile,
+    Capability, ErrorChain, GreeterInterface, GreeterPlugin, LoadError, LoadReport, Loader,
+    LockEntry, LockMode, Lockfile,
 };
 use semver::VersionReq;
 use serde::Serialize;
@@ -220,23 +220,11 @@ fn rejected_entry(error: &LoadError) -> Entry {
         interface_version: None,
         path: error.path().to_owned(),
         status: Status::Rejected,
-        error: Some(error_chain(error)),
+        error: Some(ErrorChain(error).to_string()),
         capabilities: None,
         greeting: None,
         note: None,
     }
-}
-
-/// An error and its sources on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn list(
@@ -408,7 +396,7 @@ fn check(
             format!(
                 "rejected  {}\n          {}",
                 error.path().display(),
-                error_chain(error)
+                ErrorChain(error)
             ),
         ));
     }
@@ -461,7 +449,7 @@ fn write_lock(
         report.registry.len()
     )?;
     for error in &report.rejected {
-        writeln!(out, "not locked  {}", error_chain(error))?;
+        writeln!(out, "not locked  {}", ErrorChain(error))?;
     }
     Ok(())
 }

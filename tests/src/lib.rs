@@ -279,13 +279,16 @@ pub fn captured_logs(target: &str) -> Vec<Captured> {
 }
 
 /// An error and its sources on one line, as the command line prints them.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    greeter_host::ErrorChain(error).to_string()
+}
+
+/// A command's standard output, as text.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("UTF-8 on stdout")
+}
+
+/// A command's standard error, as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("UTF-8 on stderr")
 }

@@ -1,15 +1,7 @@
-use std::{fs, process::Output};
+use std::fs;
 
-use greeter_tests::{PluginDir, artifacts, host_command, library_file_name};
+use greeter_tests::{PluginDir, artifacts, host_command, library_file_name, stderr, stdout};
 use serde_json::Value;
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
-}
 
 /// A folder with the three example plugins and four broken files.
 fn mixed_folder() -> PluginDir {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use greeter_host::{GreeterInterface, LoadError, Loader, LoaderError, LockMode};
-use greeter_tests::{PluginDir, artifacts, library_file_name};
+use greeter_tests::{PluginDir, artifacts, library_file_name, stderr, stdout};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -18,14 +18,6 @@ fn sha256(path: &std::path::Path) -> String {
         .iter()
         .map(|byte| format!("{byte:02x}"))
         .collect()
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
 }
 
 #[test]
