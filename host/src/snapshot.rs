@@ -11,7 +11,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, Read, Write},
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use sha2::{Digest, Sha256};
@@ -118,6 +118,12 @@ impl Drop for SnapshotDir {
     }
 }
 
+/// A folder younger than this is never taken for stale: between creating
+/// its folder and locking it, a starting host's lock file exists unlocked
+/// for a moment, and another host starting at the same time must not take
+/// that moment for a crash.
+const GRACE: Duration = Duration::from_secs(60);
+
 /// Removes the snapshot folders in `root` whose host is gone.
 fn remove_stale(root: &Path) {
     let Ok(entries) = fs::read_dir(root) else {
@@ -131,6 +137,15 @@ fn remove_stale(root: &Path) {
         let Ok(lock) = File::open(path.join(LOCK)) else {
             continue;
         };
+        let young = lock
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .map_or(true, |modified| {
+                modified.elapsed().map_or(true, |age| age < GRACE)
+            });
+        if young {
+            continue;
+        }
         if lock.try_lock().is_ok() {
             drop(lock);
             match fs::remove_dir_all(&path) {
@@ -210,9 +225,15 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let stale = root.path().join(format!("{PREFIX}1-2-3"));
         fs::create_dir(&stale).unwrap();
-        File::create(stale.join(LOCK)).unwrap();
+        let lock = File::create(stale.join(LOCK)).unwrap();
+        // Too young to be taken for stale: it may be a host starting up.
+        let first = SnapshotDir::create(root.path()).unwrap();
+        assert!(stale.exists());
+        lock.set_modified(SystemTime::now() - 2 * GRACE).unwrap();
+        drop(lock);
         let live = SnapshotDir::create(root.path()).unwrap();
         assert!(!stale.exists());
+        assert!(first.path().exists());
         let other = SnapshotDir::create(root.path()).unwrap();
         assert!(live.path().exists());
         assert_ne!(live.path(), other.path());
