@@ -223,6 +223,22 @@ impl<I: PluginInterface> Loader<I> {
                 })?)
             }
         };
+        if let Some(lockfile) = &lockfile {
+            // Not an error (nothing unapproved loads), but a deployment that
+            // lost a plugin should hear about it.
+            for entry in &lockfile.plugins {
+                if !candidates
+                    .iter()
+                    .any(|path| path.file_name() == Some(entry.file.as_ref()))
+                {
+                    log::warn!(
+                        "{} is listed in {} but missing from the folder",
+                        self.dir.join(&entry.file).display(),
+                        self.lockfile_path().display()
+                    );
+                }
+            }
+        }
         let mut report = LoadReport {
             registry: Registry::new(),
             rejected: Vec::new(),

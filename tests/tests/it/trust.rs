@@ -120,6 +120,26 @@ fn a_file_missing_from_the_lock_is_refused_and_the_others_load() {
 }
 
 #[test]
+fn a_locked_file_that_went_missing_is_reported() {
+    let dir = PluginDir::with(&["hello", "hellohello"]);
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    let gone = dir.path().join(library_file_name("hellohello"));
+    fs::remove_file(&gone).unwrap();
+    let output = dir.run(&["greet"]);
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert!(
+        stderr(&output).contains(&format!(
+            "{} is listed in {} but missing from the folder",
+            gone.display(),
+            dir.path().join("plugins.lock").display()
+        )),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
 fn a_lock_file_that_does_not_parse_names_the_line_and_nothing_loads() {
     let dir = PluginDir::with(&["hello"]);
     let lockfile = dir.path().join("plugins.lock");
