@@ -273,6 +273,18 @@ impl<I: PluginInterface> Loader<I> {
                 source,
             })?;
         }
+        // Whether the lock lists the file is a question of its name: a file
+        // it does not list is refused before anything is copied or hashed.
+        let locked = match lockfile {
+            None => None,
+            Some(lockfile) => {
+                let file = path.file_name().unwrap_or_default().to_string_lossy();
+                Some(lockfile.entry(&file).ok_or_else(|| LoadError::NotLocked {
+                    path: path.to_owned(),
+                    lockfile: self.lockfile_path(),
+                })?)
+            }
+        };
         let snapshots = match &mut registry.snapshots {
             Some(snapshots) => snapshots,
             empty => empty.insert(SnapshotDir::create(&self.snapshot_root).map_err(|source| {
@@ -285,26 +297,16 @@ impl<I: PluginInterface> Loader<I> {
         // Hashing costs more than the dynamic loader's whole work: only when
         // a lock file needs the hash now.
         let (copy, digest) = snapshots
-            .copy_in(path, lockfile.is_some())
+            .copy_in(path, locked.is_some())
             .map_err(unreadable)?;
-        if let Some(lockfile) = lockfile {
-            let file = path.file_name().unwrap_or_default().to_string_lossy();
+        if let Some(entry) = locked {
             let actual = hex(&digest.expect("hashed because a lock file is in force"));
-            match lockfile.entry(&file) {
-                None => {
-                    return Err(LoadError::NotLocked {
-                        path: path.to_owned(),
-                        lockfile: self.lockfile_path(),
-                    });
-                }
-                Some(entry) if entry.sha256 != actual => {
-                    return Err(LoadError::HashMismatch {
-                        path: path.to_owned(),
-                        expected: entry.sha256.clone(),
-                        actual,
-                    });
-                }
-                Some(_) => {}
+            if entry.sha256 != actual {
+                return Err(LoadError::HashMismatch {
+                    path: path.to_owned(),
+                    expected: entry.sha256.clone(),
+                    actual,
+                });
             }
         }
         let plugin = load::open::<I>(path, &copy, digest, &self.policy)?;
