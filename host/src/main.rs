@@ -310,23 +310,25 @@ fn greet(
                 plugin.greet()
             }
         };
+        let text = format == Format::Text;
+        if let (true, Some(note)) = (text, &note) {
+            eprintln!("greeter-host: {note}");
+        }
         let (greeting, error) = match result {
-            Ok(greeting) => (Some(greeting.into_string()), None),
+            Ok(greeting) => {
+                if text {
+                    writeln!(out, "{}: {greeting}", plugin.name())?;
+                }
+                (Some(greeting.into_string()), None)
+            }
             Err(error) => {
                 ok = false;
+                if text {
+                    eprintln!("greeter-host: {error}");
+                }
                 (None, Some(error.to_string()))
             }
         };
-        if format == Format::Text {
-            if let Some(note) = &note {
-                eprintln!("greeter-host: {note}");
-            }
-            match (&greeting, &error) {
-                (Some(greeting), _) => writeln!(out, "{}: {greeting}", plugin.name())?,
-                (_, Some(error)) => eprintln!("greeter-host: {error}"),
-                (None, None) => unreachable!("a greeting or an error"),
-            }
-        }
         // After the call: a panic has just disabled the plugin.
         entries.push(Entry {
             error,
