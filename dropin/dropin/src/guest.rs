@@ -1,0 +1,471 @@
+//! The plugin's side: its state, the panic guard around every entry point,
+//! and the root module the export macro builds.
+
+use std::{
+    any::Any,
+    cell::RefCell,
+    fmt,
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::Path,
+    sync::{Once, OnceLock},
+};
+
+use abi_stable::{
+    prefix_type::PrefixTypeTrait,
+    std_types::{RResult, RSlice, RStr, RString},
+};
+
+use crate::{
+    error::{BoxError, RawError, RawErrorKind},
+    logging,
+    module::{BuildInfo, InitArgs, MethodEntry, Module, ModuleRef},
+};
+
+/// What a plugin's `init` receives from the host.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    name: &'a str,
+    dir: &'a Path,
+    config: &'a str,
+}
+
+impl<'a> Context<'a> {
+    /// A context, for calling a plugin's `init` in its own unit tests.
+    pub fn new(name: &'a str, dir: &'a Path, config: &'a str) -> Self {
+        Self { name, dir, config }
+    }
+
+    /// The plugin's own name.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// The folder the plugin's file was found in. The host loads a private
+    /// copy of the file, so this is the only way to find files beside it.
+    pub fn dir(&self) -> &'a Path {
+        self.dir
+    }
+
+    /// The plugin's configuration as the application handed it over (for
+    /// `greeter-host`, its table of `plugins.toml`, as TOML text); empty if
+    /// there is none.
+    pub fn config(&self) -> &'a str {
+        self.config
+    }
+}
+
+/// A plugin's state: created once by `init`, then shared by every call.
+#[doc(hidden)]
+pub struct PluginCell<P> {
+    name: &'static str,
+    value: OnceLock<P>,
+}
+
+impl<P> PluginCell<P> {
+    /// State for the plugin called `name`, not yet initialised.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            value: OnceLock::new(),
+        }
+    }
+}
+
+impl<P> fmt::Debug for PluginCell<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginCell")
+            .field("name", &self.name)
+            .field("initialised", &self.value.get().is_some())
+            .finish()
+    }
+}
+
+/// Implemented by the export macro for the plugin's type: where its state is.
+#[doc(hidden)]
+pub trait Exported: Sized + Send + Sync + 'static {
+    /// The plugin's state.
+    fn cell() -> &'static PluginCell<Self>;
+}
+
+/// Implemented by the `#[interface]` macro, per interface, for every type that
+/// implements the interface and is exported: what goes into the root module.
+#[doc(hidden)]
+pub trait Exports {
+    /// The plugin's type.
+    type Plugin: Exported;
+    /// The interface's name.
+    const INTERFACE_NAME: &'static str;
+    /// The interface's version.
+    const INTERFACE_VERSION: &'static str;
+    /// The method table, pointing at this plugin's functions.
+    const METHODS: &'static [MethodEntry];
+    /// The interface's `init`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the plugin's `init` returns.
+    fn init(context: &Context<'_>) -> Result<Self::Plugin, BoxError>;
+}
+
+/// The root module of plugin `E::Plugin`, leaked: libraries are never
+/// unloaded, so neither is their module.
+#[doc(hidden)]
+pub fn module<E: Exports>(
+    version: &'static str,
+    host: &'static str,
+    build: BuildInfo,
+) -> ModuleRef {
+    Module {
+        plugin_name: RStr::from_str(E::Plugin::cell().name),
+        plugin_version: RStr::from_str(version),
+        interface_name: RStr::from_str(E::INTERFACE_NAME),
+        interface_version: RStr::from_str(E::INTERFACE_VERSION),
+        host_requirement: RStr::from_str(host),
+        build,
+        init: init::<E>,
+        methods: RSlice::from_slice(E::METHODS),
+    }
+    .leak_into_prefix()
+}
+
+extern "C" fn init<E: Exports>(args: &InitArgs<'_>) -> RResult<(), RawError> {
+    let cell = E::Plugin::cell();
+    logging::install(cell.name, args.sink, args.max_level);
+    install_panic_hook();
+    guard_result(|| {
+        // The dynamic loader returns the same library for the same path, so
+        // a host may legitimately initialise it twice: the first state stays.
+        if cell.value.get().is_none() {
+            let dir = path_from_bytes(args.dir.as_slice());
+            let context = Context::new(cell.name, &dir, args.config.as_str());
+            let _ = cell.value.set(E::init(&context)?);
+        }
+        Ok(())
+    })
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(bytes).into()
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: &[u8]) -> std::path::PathBuf {
+    String::from_utf8_lossy(bytes).into_owned().into()
+}
+
+thread_local! {
+    /// Where the last panic on this thread happened, set by the plugin's panic
+    /// hook and taken by the guard that catches it.
+    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The plugin has its own std, hence its own panic hook, which would print
+/// every caught panic to the host's stderr. This one records where the panic
+/// happened; the guard sends it to the host with the message.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info.location().map(ToString::to_string);
+            let _ = LOCATION.try_with(|cell| {
+                if let Ok(mut slot) = cell.try_borrow_mut() {
+                    *slot = location;
+                }
+            });
+        }));
+    });
+}
+
+/// Runs one method call of plugin `P`: its state, its error and any panic
+/// become the `RResult` the host expects. Everything that runs plugin code
+/// (the method, formatting its error, dropping its error) runs inside.
+#[doc(hidden)]
+#[inline]
+pub fn call<P: Exported, T>(f: impl FnOnce(&P) -> Result<T, RawError>) -> RResult<T, RawError> {
+    guard(|| match P::cell().value.get() {
+        Some(plugin) => f(plugin),
+        None => Err(raw(RawErrorKind::Failed, "called before init".into(), None)),
+    })
+}
+
+/// The error of a method that returned `Err(error)`: its message. Call inside
+/// [`call`], which contains a panicking `Display`.
+#[doc(hidden)]
+#[cold]
+#[inline(never)]
+pub fn failed(error: impl fmt::Display) -> RawError {
+    raw(RawErrorKind::Failed, error.to_string(), None)
+}
+
+fn guard_result(f: impl FnOnce() -> Result<(), BoxError>) -> RResult<(), RawError> {
+    // The boxed error is formatted and dropped inside the guard.
+    guard(|| f().map_err(failed))
+}
+
+#[inline]
+fn guard<T>(f: impl FnOnce() -> Result<T, RawError>) -> RResult<T, RawError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(error)) => RResult::RErr(error),
+        Err(payload) => RResult::RErr(panicked(payload)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn panicked(payload: Box<dyn Any + Send>) -> RawError {
+    let message = catch_unwind(AssertUnwindSafe(|| panic_message(&*payload)))
+        .unwrap_or_else(|_| "panic with a message that could not be formatted".to_owned());
+    // Dropping the payload runs plugin code too (its `Drop`); a second panic
+    // there is caught, and its own payload leaked rather than dropped.
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
+    let location = LOCATION
+        .try_with(|cell| cell.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
+        .ok()
+        .flatten();
+    raw(RawErrorKind::Panicked, message, location)
+}
+
+fn raw(kind: RawErrorKind, message: String, location: Option<String>) -> RawError {
+    RawError {
+        kind,
+        message: RString::from(message),
+        location: location.map(RString::from).unwrap_or_default(),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Panics, at compile time when evaluated in a constant, unless `name` is a
+/// valid plugin name: 1 to 64 bytes, no whitespace or control characters.
+#[doc(hidden)]
+pub const fn assert_plugin_name(name: &str) {
+    let bytes = name.as_bytes();
+    assert!(
+        !bytes.is_empty() && bytes.len() <= 64,
+        "a plugin name must be 1 to 64 bytes long"
+    );
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // ASCII whitespace and control characters; multi-byte characters
+        // are checked again, in full, when the host loads the plugin.
+        assert!(
+            b > b' ' && b != 0x7f,
+            "a plugin name must not contain whitespace or control characters"
+        );
+        i += 1;
+    }
+}
+
+/// Panics, at compile time when evaluated in a constant, unless `req` is
+/// empty or a semver requirement: comma-separated comparators such as
+/// `>=1.2`, `<2`, `~1.4.3`, `1.*`.
+#[doc(hidden)]
+pub const fn assert_host_requirement(req: &str) {
+    assert!(
+        is_requirement(req.as_bytes()),
+        "the host requirement must be a semver requirement such as \">=0.2, <0.4\""
+    );
+}
+
+const fn is_requirement(s: &[u8]) -> bool {
+    let mut i = skip_spaces(s, 0);
+    if i == s.len() {
+        return true;
+    }
+    loop {
+        // An operator.
+        if i < s.len() && (s[i] == b'>' || s[i] == b'<') {
+            i += 1;
+            if i < s.len() && s[i] == b'=' {
+                i += 1;
+            }
+        } else if i < s.len() && (s[i] == b'=' || s[i] == b'~' || s[i] == b'^') {
+            i += 1;
+        }
+        i = skip_spaces(s, i);
+        // Up to three parts, each a number or a wildcard.
+        let mut parts = 0;
+        loop {
+            if i < s.len() && (s[i] == b'*' || s[i] == b'x' || s[i] == b'X') {
+                i += 1;
+            } else {
+                let start = i;
+                while i < s.len() && s[i].is_ascii_digit() {
+                    i += 1;
+                }
+                if i == start {
+                    return false;
+                }
+            }
+            parts += 1;
+            if parts < 3 && i < s.len() && s[i] == b'.' {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        // A pre-release or build suffix.
+        if i < s.len() && (s[i] == b'-' || s[i] == b'+') {
+            i += 1;
+            let start = i;
+            while i < s.len() && (s[i].is_ascii_alphanumeric() || s[i] == b'.' || s[i] == b'-') {
+                i += 1;
+            }
+            if i == start {
+                return false;
+            }
+        }
+        i = skip_spaces(s, i);
+        if i == s.len() {
+            return true;
+        }
+        if s[i] != b',' {
+            return false;
+        }
+        i = skip_spaces(s, i + 1);
+    }
+}
+
+const fn skip_spaces(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && s[i] == b' ' {
+        i += 1;
+    }
+    i
+}
+
+/// Exports `$plugin` as this library's plugin of the interface whose hidden
+/// glue is `$exports`. Interface crates wrap it in their own `export_*!`
+/// macro; see [`interface`](macro@crate::interface).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_plugin {
+    (@or $default:expr) => { $default };
+    (@or $default:expr, $value:expr) => { $value };
+    (
+        exports = $exports:ty,
+        plugin = $plugin:ty
+        $(, name = $name:expr)?
+        $(, version = $version:expr)?
+        $(, host = $host:expr)?
+        $(,)?
+    ) => {
+        const _: () = {
+            use $crate::__private as rt;
+
+            const NAME: &str = $crate::__export_plugin!(@or env!("CARGO_PKG_NAME") $(, $name)?);
+            const VERSION: &str = $crate::__export_plugin!(@or env!("CARGO_PKG_VERSION") $(, $version)?);
+            const HOST: &str = $crate::__export_plugin!(@or "" $(, $host)?);
+            const _: () = rt::assert_plugin_name(NAME);
+            const _: () = rt::assert_host_requirement(HOST);
+
+            static CELL: rt::PluginCell<$plugin> = rt::PluginCell::new(NAME);
+
+            impl rt::Exported for $plugin {
+                fn cell() -> &'static rt::PluginCell<Self> {
+                    &CELL
+                }
+            }
+
+            fn root_module() -> rt::ModuleRef {
+                rt::module::<$exports>(
+                    VERSION,
+                    HOST,
+                    // Decided here, in the plugin's crate, under its profile.
+                    rt::BuildInfo::new(cfg!(panic = "abort"), cfg!(debug_assertions)),
+                )
+            }
+
+            extern "C" fn load_root_module() -> rt::RootModuleResult {
+                rt::__call_root_module_loader(root_module)
+            }
+
+            // The symbol abi_stable's loader looks up, spelled out so that
+            // plugins need no abi_stable dependency. A test in dropin pins the
+            // name to abi_stable's.
+            #[unsafe(no_mangle)]
+            static _1as_0lib_1header_0root_bmodule_bloader: rt::LibHeader =
+                // SAFETY: `load_root_module` returns a `ModuleRef` erased by
+                // abi_stable's own `__call_root_module_loader`.
+                unsafe {
+                    rt::LibHeader::from_constructor::<rt::ModuleRef>(
+                        load_root_module,
+                        rt::CheckTypeLayout::Yes,
+                    )
+                };
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_symbol_is_the_one_abi_stable_looks_up() {
+        assert_eq!(
+            abi_stable::library::ROOT_MODULE_LOADER_NAME,
+            "_1as_0lib_1header_0root_bmodule_bloader"
+        );
+    }
+
+    #[test]
+    fn host_requirements_are_checked_like_semver() {
+        for ok in [
+            "",
+            ">=0.2, <0.4",
+            "1",
+            "^1.2.3",
+            "~1.4",
+            "=1.0.0-alpha.1",
+            "1.*",
+            ">= 1.2",
+        ] {
+            assert!(is_requirement(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in ["bogus", ">=", "1.2.3.4", "1,", ">=1 <2", "1.2-"] {
+            assert!(!is_requirement(bad.as_bytes()), "{bad:?}");
+        }
+    }
+
+    struct Boom;
+    impl fmt::Display for Boom {
+        fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+            panic!("display exploded")
+        }
+    }
+
+    #[test]
+    fn an_error_whose_display_panics_is_a_panic_not_an_abort() {
+        let error = guard::<()>(|| Err(failed(Boom))).unwrap_err();
+        assert_eq!(error.kind, RawErrorKind::Panicked);
+        assert_eq!(error.message.as_str(), "display exploded");
+    }
+
+    struct DropBomb;
+    impl Drop for DropBomb {
+        fn drop(&mut self) {
+            panic!("drop exploded")
+        }
+    }
+
+    #[test]
+    fn a_panic_payload_whose_drop_panics_is_contained() {
+        let error = guard::<()>(|| std::panic::panic_any(DropBomb)).unwrap_err();
+        assert_eq!(error.kind, RawErrorKind::Panicked);
+        assert_eq!(error.message.as_str(), "panic with a non-string payload");
+    }
+}

@@ -1,0 +1,223 @@
+//! The application's side of a call: the [`Interface`] trait the generated
+//! handle implements, and [`PluginCore`], the state every handle shares.
+
+use std::{fmt, path::Path, sync::OnceLock};
+
+use abi_stable::std_types::{RResult, RSlice, RStr};
+
+use crate::{
+    error::{CallError, RawError, RawErrorKind},
+    logging::{self, LogLevel},
+    module::{InitArgs, MethodDesc, MethodEntry, ModuleRef},
+};
+
+/// A plugin interface, as the host sees it: implemented by the typed handle
+/// that `#[dropin::interface]` generates (`GreeterPlugin` for a trait
+/// `Greeter`). A loader of interface `I` yields values of `I`.
+///
+/// # Safety
+///
+/// [`bind`](Self::bind) must cast each method entry to the `extern "C"`
+/// signature that [`METHODS`](Self::METHODS) describes. Only the macro
+/// implements this trait.
+pub unsafe trait Interface: Sized + Send + Sync + 'static {
+    /// The interface's name (by default the interface crate's package name).
+    const NAME: &'static str;
+    /// The interface crate's version this host was compiled with.
+    const VERSION: &'static str;
+    /// Every method in declaration order, with the version that added it.
+    const METHODS: &'static [MethodDesc];
+
+    /// The handle of a plugin whose method table was checked against
+    /// [`METHODS`](Self::METHODS): entry `i` has the signature of
+    /// `METHODS[i]`; the table may be shorter (the plugin predates the later
+    /// methods) or longer (it knows methods this host does not).
+    ///
+    /// # Safety
+    ///
+    /// Every entry of `methods` must have been compared equal to the
+    /// descriptor at the same index of [`METHODS`](Self::METHODS), and the
+    /// library must stay loaded for the rest of the process.
+    #[doc(hidden)]
+    unsafe fn bind(core: PluginCore, methods: &'static [MethodEntry]) -> Self;
+
+    /// The plugin's name, failure state and capabilities.
+    fn core(&self) -> &PluginCore;
+}
+
+/// What every plugin handle has, whatever its interface: the plugin's name,
+/// the methods it provides, and whether it is disabled.
+pub struct PluginCore {
+    name: &'static str,
+    interface_version: &'static str,
+    methods: &'static [MethodDesc],
+    provided: usize,
+    failure: OnceLock<String>,
+}
+
+impl PluginCore {
+    /// The core of the plugin `name`, built against `interface_version`,
+    /// which provides the first `provided` of `methods`.
+    #[doc(hidden)]
+    pub fn new(
+        name: &'static str,
+        interface_version: &'static str,
+        methods: &'static [MethodDesc],
+        provided: usize,
+    ) -> Self {
+        Self {
+            name,
+            interface_version,
+            methods,
+            provided: provided.min(methods.len()),
+            failure: OnceLock::new(),
+        }
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether the plugin provides the method `name` (a plugin built against
+    /// an earlier minor version of the interface lacks the later methods).
+    pub fn has(&self, method: &str) -> bool {
+        self.methods[..self.provided]
+            .iter()
+            .any(|desc| desc.name.as_str() == method)
+    }
+
+    /// The methods added after the interface's first release that the plugin
+    /// provides (`has == true`) or lacks (`has == false`), as
+    /// `(name, since)`.
+    pub fn capabilities(&self, has: bool) -> Vec<(&'static str, &'static str)> {
+        let first = self.methods.first().map(|desc| desc.since.as_str());
+        self.methods
+            .iter()
+            .enumerate()
+            .filter(|(i, desc)| Some(desc.since.as_str()) != first && (*i < self.provided) == has)
+            .map(|(_, desc)| (desc.name.as_str(), desc.since.as_str()))
+            .collect()
+    }
+
+    /// Why the plugin is disabled: it panicked earlier in this process.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// Disables the plugin for the rest of the process: after a panic its
+    /// state may be broken, so it is not called again. The first reason
+    /// sticks.
+    pub fn disable(&self, reason: impl Into<String>) {
+        let _ = self.failure.set(reason.into());
+    }
+
+    /// Runs one call into the plugin unless it is disabled; disables it if
+    /// the call panicked. The success path is one load, one call and one
+    /// match: everything else is out of line.
+    #[doc(hidden)]
+    #[inline]
+    pub fn call<T>(&self, entry: impl FnOnce() -> RResult<T, RawError>) -> Result<T, CallError> {
+        if self.failure.get().is_some() {
+            return Err(self.disabled());
+        }
+        match entry() {
+            RResult::ROk(value) => Ok(value),
+            RResult::RErr(error) => Err(self.failed(error)),
+        }
+    }
+
+    /// The error of a call to `method`, which the plugin predates.
+    #[doc(hidden)]
+    #[cold]
+    #[inline(never)]
+    pub fn missing(&self, method: &'static str, since: &'static str) -> CallError {
+        CallError::Missing {
+            plugin: self.name.to_owned(),
+            method,
+            since,
+            built_against: self.interface_version.to_owned(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn disabled(&self) -> CallError {
+        CallError::Disabled {
+            plugin: self.name.to_owned(),
+            reason: self.failure().unwrap_or_default().to_owned(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, error: RawError) -> CallError {
+        let plugin = self.name.to_owned();
+        let message = error.message.into_string();
+        match error.kind {
+            RawErrorKind::Failed => CallError::Failed { plugin, message },
+            RawErrorKind::Panicked => {
+                let location = Some(error.location.into_string()).filter(|l| !l.is_empty());
+                let at = location
+                    .as_deref()
+                    .map_or_else(String::new, |l| format!(" at {l}"));
+                log::warn!(
+                    target: &logging::log_target(self.name),
+                    "panicked{at}: {message}; the plugin is disabled for the rest of this process"
+                );
+                self.disable(format!("panicked: {message}"));
+                CallError::Panicked {
+                    plugin,
+                    message,
+                    location,
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for PluginCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginCore")
+            .field("name", &self.name)
+            .field("interface_version", &self.interface_version)
+            .field("provided", &self.provided)
+            .field("failure", &self.failure())
+            .finish()
+    }
+}
+
+/// Runs a loaded plugin's `init`: installs the log bridge to this process's
+/// `log` logger and lets the plugin create its state.
+///
+/// # Errors
+///
+/// The plugin's own error, or its panic, as a message.
+#[doc(hidden)]
+pub fn initialize(module: ModuleRef, dir: &Path, config: &str) -> Result<(), String> {
+    let dir = dir_bytes(dir);
+    let args = InitArgs {
+        sink: logging::host_sink(),
+        max_level: LogLevel::from(log::max_level()),
+        dir: RSlice::from_slice(&dir),
+        config: RStr::from_str(config),
+    };
+    match (module.init())(&args) {
+        RResult::ROk(()) => Ok(()),
+        RResult::RErr(error) => Err(match error.kind {
+            RawErrorKind::Failed => error.message.into_string(),
+            RawErrorKind::Panicked => format!("panicked: {}", error.message),
+        }),
+    }
+}
+
+#[cfg(unix)]
+fn dir_bytes(dir: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    dir.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn dir_bytes(dir: &Path) -> Vec<u8> {
+    dir.to_string_lossy().into_owned().into_bytes()
+}

@@ -1,0 +1,165 @@
+//! The root module: the one symbol every plugin of every interface exports,
+//! whatever its interface. Its layout is fixed by this crate; the interface's
+//! methods are a table of entries, each with the descriptor of its signature.
+
+use abi_stable::{
+    StableAbi, declare_root_module_statics,
+    library::RootModule,
+    package_version_strings,
+    sabi_types::VersionStrings,
+    std_types::{RResult, RSlice, RStr},
+};
+
+use crate::{
+    abi::TypeDesc,
+    error::RawError,
+    logging::{LogLevel, LogSink},
+};
+
+/// What every plugin exports, as an abi_stable prefix type: the host only
+/// sees it through [`ModuleRef`].
+///
+/// # Rules for changing this type
+///
+/// Its layout is this crate's ABI, versioned by this crate's version
+/// (abi_stable refuses a plugin of another major, or under 0.x another minor).
+/// A compatible release may only append fields after the last one, read by
+/// the host as `Option`. Every field type must be `StableAbi`.
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+#[sabi(kind(Prefix(prefix_ref = ModuleRef)))]
+pub struct Module {
+    /// The plugin's name: how users select it and how the registry keys it.
+    pub plugin_name: RStr<'static>,
+    /// The plugin's own version, semver (by default its package version).
+    pub plugin_version: RStr<'static>,
+    /// The name of the interface the plugin implements (by default the
+    /// interface crate's package name).
+    pub interface_name: RStr<'static>,
+    /// The version of the interface crate the plugin was built against.
+    pub interface_version: RStr<'static>,
+    /// The host versions the plugin supports, a semver requirement; empty for
+    /// any host.
+    pub host_requirement: RStr<'static>,
+    /// How the plugin was built.
+    pub build: BuildInfo,
+    /// Called by the host exactly once after every check passed and before
+    /// any method: installs the log bridge and creates the plugin's state.
+    /// Never unwinds.
+    pub init: extern "C" fn(args: &InitArgs<'_>) -> RResult<(), RawError>,
+    /// The interface's methods in declaration order: those of the interface's
+    /// first release, then those each later minor release appended.
+    #[sabi(last_prefix_field)]
+    pub methods: RSlice<'static, MethodEntry>,
+}
+
+impl RootModule for ModuleRef {
+    declare_root_module_statics! {ModuleRef}
+
+    const BASE_NAME: &'static str = "dropin";
+    const NAME: &'static str = "dropin";
+    // abi_stable refuses a plugin built with an incompatible version of this
+    // crate (another major; under 0.x, another minor).
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// Facts about how a plugin was built that decide whether a host may load it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct BuildInfo {
+    /// Built with `panic = "abort"`: its first panic would kill the host.
+    pub panic_abort: bool,
+    /// Built with debug assertions (a debug build).
+    pub debug_assertions: bool,
+    /// The version of this crate the plugin was built with.
+    pub dropin_version: RStr<'static>,
+}
+
+impl BuildInfo {
+    /// The build facts of the crate that evaluates this, which must be the
+    /// plugin: `cfg!` is decided where the macro expands.
+    #[doc(hidden)]
+    pub const fn new(panic_abort: bool, debug_assertions: bool) -> Self {
+        Self {
+            panic_abort,
+            debug_assertions,
+            dropin_version: RStr::from_str(env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// What the host hands a plugin's `init`.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct InitArgs<'a> {
+    /// Where the plugin's log records go.
+    pub sink: LogSink,
+    /// The most detailed level the host records.
+    pub max_level: LogLevel,
+    /// The folder the plugin's file was found in, as bytes of the platform's
+    /// path encoding (UTF-8 where paths are not bytes).
+    pub dir: RSlice<'a, u8>,
+    /// The plugin's configuration, as the application handed it over; empty
+    /// if none.
+    pub config: RStr<'a>,
+}
+
+/// One method of the interface, as a plugin exports it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct MethodEntry {
+    /// The method's name and signature.
+    pub desc: MethodDesc,
+    /// The plugin's function, whose real type is the interface's
+    /// `extern "C"` signature for this method; the host casts it back only
+    /// after comparing [`desc`](Self::desc) with its own.
+    pub func: unsafe extern "C" fn(),
+}
+
+/// A method's name, the interface version that added it, and the
+/// descriptors of its signature at the boundary.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct MethodDesc {
+    /// The method's name.
+    pub name: RStr<'static>,
+    /// The interface version that added it (`"1.0.0"` for the first methods).
+    pub since: RStr<'static>,
+    /// Its arguments after `&self`.
+    pub args: RSlice<'static, &'static TypeDesc>,
+    /// What it returns on success.
+    pub ret: &'static TypeDesc,
+}
+
+impl MethodDesc {
+    /// The first difference between `self` (the host's) and `found` (the
+    /// plugin's), naming the argument or the result.
+    pub fn difference(&self, found: &MethodDesc) -> Option<String> {
+        if self.name != found.name {
+            return Some(format!(
+                "expected method `{}`, found `{}`",
+                self.name, found.name
+            ));
+        }
+        if self.args.len() != found.args.len() {
+            return Some(format!(
+                "method `{}`: expected {} arguments, found {}",
+                self.name,
+                self.args.len(),
+                found.args.len()
+            ));
+        }
+        for (i, (expected, actual)) in self.args.iter().zip(found.args.iter()).enumerate() {
+            if let Some(difference) = expected.difference(actual) {
+                return Some(format!(
+                    "method `{}`: argument {}: {difference}",
+                    self.name,
+                    i + 1
+                ));
+            }
+        }
+        self.ret
+            .difference(found.ret)
+            .map(|difference| format!("method `{}`: result: {difference}", self.name))
+    }
+}

@@ -1,0 +1,821 @@
+//! Stage 3: open one file, check it, and turn it into a [`Plugin`].
+//!
+//! The order of the checks is the product: nothing of the plugin's code runs
+//! until the file's headers were verified ([`crate::verify`]), and its
+//! initialisation runs only after abi_stable's checks of dropin's root module,
+//! the comparison of every method's signature with the host's, and the host's
+//! own version policy have passed.
+
+use std::{
+    fmt, io,
+    ops::Deref,
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
+
+use abi_stable::library::{LibHeader, LibraryError, RootModuleError, lib_header_from_path};
+use dropin::{
+    __private::{MethodEntry, ModuleRef},
+    Interface, PluginCore,
+};
+use semver::{Version, VersionReq};
+
+use crate::{
+    permissions::PermissionError,
+    snapshot::{hex, sha256_of},
+    verify::{VerifyError, verify_library},
+};
+
+/// Why one file was rejected. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read (a broken link, say).
+    #[error("{}: cannot read the file", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A folder named like a library.
+    #[error("{}: expected a library file, found a folder", path.display())]
+    NotAFile {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Someone other than the host's user could have written the file.
+    #[error("{}: not safe to load", path.display())]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Which permission is wrong.
+        #[source]
+        source: PermissionError,
+    },
+    /// The private copy could not be made.
+    #[error("{}: cannot create the private snapshot folder", path.display())]
+    Snapshot {
+        /// The file that was being loaded.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A lock file is in force and does not list the file.
+    #[error(
+        "{}: not listed in {}; expected only locked plugins",
+        path.display(),
+        lockfile.display()
+    )]
+    NotLocked {
+        /// The file.
+        path: PathBuf,
+        /// The lock file.
+        lockfile: PathBuf,
+    },
+    /// The file's bytes differ from those recorded in the lock file.
+    #[error(
+        "{}: SHA-256 mismatch: expected {expected} (from the lock file), found {actual}",
+        path.display()
+    )]
+    HashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The SHA-256 in the lock file.
+        expected: String,
+        /// The SHA-256 of the file.
+        actual: String,
+    },
+    /// The file is not a library this host can map: see the source.
+    #[error("{}: not a loadable library", path.display())]
+    InvalidLibrary {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its headers.
+        #[source]
+        source: VerifyError,
+    },
+    /// The dynamic loader refused the file.
+    #[error("{}: the dynamic loader refused it: {message}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The dynamic loader's message.
+        message: String,
+    },
+    /// The library exports no abi_stable root module.
+    #[error(
+        "{}: not a plugin: expected an abi_stable root module, found a library without one",
+        path.display()
+    )]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The library was built with an abi_stable release whose ABI differs.
+    #[error("{}: built with an incompatible abi_stable: {detail}", path.display())]
+    AbiStable {
+        /// The file.
+        path: PathBuf,
+        /// What abi_stable reported.
+        detail: String,
+    },
+    /// The plugin was built against an interface version the host does not
+    /// accept.
+    #[error(
+        "{}: built against {interface} interface {found}, but this host has {host} and accepts {expected}",
+        path.display()
+    )]
+    IncompatibleInterface {
+        /// The file.
+        path: PathBuf,
+        /// The interface's name.
+        interface: &'static str,
+        /// The versions the host accepts.
+        expected: VersionReq,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The version the plugin was built against.
+        found: String,
+    },
+    /// The library exports an abi_stable root module that is not dropin's:
+    /// a plugin built without dropin, or against a release of the interface
+    /// from before it moved to dropin.
+    #[error(
+        "{}: expected a dropin plugin of {interface} {host}, found the root module '{found}' {found_version}; \
+         if it was built against an earlier release of {interface}, rebuild it against {interface} {host_major}.x",
+        path.display()
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The interface's name.
+        interface: &'static str,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The host interface's major version.
+        host_major: u64,
+        /// The name of the root module the library exports.
+        found: String,
+        /// The version recorded with it.
+        found_version: String,
+    },
+    /// The root module's layout differs from the one this host's dropin
+    /// expects: built with an incompatible release of dropin.
+    #[error(
+        "{}: not a dropin root module of a compatible layout (built with dropin {found}, the host has {host}): {summary}",
+        path.display()
+    )]
+    Layout {
+        /// The file.
+        path: PathBuf,
+        /// The dropin version the host was built with.
+        host: &'static str,
+        /// The dropin version the library declares.
+        found: String,
+        /// The first differences abi_stable found (the full report is logged
+        /// at debug level).
+        summary: String,
+    },
+    /// The plugin implements another interface.
+    #[error(
+        "{}: expected a plugin of interface {expected}, found a plugin of {found} {found_version}",
+        path.display()
+    )]
+    WrongInterface {
+        /// The file.
+        path: PathBuf,
+        /// The host's interface.
+        expected: &'static str,
+        /// The plugin's interface.
+        found: String,
+        /// The plugin's interface version.
+        found_version: String,
+    },
+    /// A method's signature differs from the host's: the interface changed
+    /// without a new major version, or the plugin lacks a method its
+    /// interface version has.
+    #[error(
+        "{}: not compatible with {interface} {host} (the plugin was built against {found}): {detail}",
+        path.display()
+    )]
+    Signature {
+        /// The file.
+        path: PathBuf,
+        /// The interface's name.
+        interface: &'static str,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The interface version the plugin was built against.
+        found: String,
+        /// The first difference.
+        detail: String,
+    },
+    /// The plugin was built with `panic = "abort"`.
+    #[error(
+        "{}: plugin '{name}' was built with panic = \"abort\", so its first panic would kill the host; \
+         expected panic = \"unwind\" (the default), or a host that allows abort",
+        path.display()
+    )]
+    PanicAbort {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        name: String,
+    },
+    /// The library carries no root-module layout, so its ABI cannot be
+    /// checked.
+    #[error(
+        "{}: expected a root module layout to check, found a library exported without one",
+        path.display()
+    )]
+    NoLayout {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The plugin does not support this host's version.
+    #[error(
+        "{}: plugin '{name}' requires a host matching {required}, but this host is {host}",
+        path.display()
+    )]
+    UnsupportedHost {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        name: String,
+        /// The host versions the plugin supports.
+        required: VersionReq,
+        /// This host's version.
+        host: Version,
+    },
+    /// A name or version in the root module is not acceptable.
+    #[error("{}: invalid {field} {value:?}: {reason}", path.display())]
+    InvalidMetadata {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// The plugin's own initialisation failed or panicked.
+    #[error("{}: plugin failed to initialise: {message}", path.display())]
+    Init {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// Another file already provided a plugin of the same name.
+    #[error(
+        "{}: a plugin named '{name}' is already loaded from {}",
+        path.display(),
+        first.display()
+    )]
+    DuplicateName {
+        /// The file that was rejected.
+        path: PathBuf,
+        /// The plugin name both files declare.
+        name: String,
+        /// The file loaded first.
+        first: PathBuf,
+    },
+}
+
+impl LoadError {
+    /// The rejected file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Unreadable { path, .. }
+            | Self::NotAFile { path }
+            | Self::InsecurePermissions { path, .. }
+            | Self::Snapshot { path, .. }
+            | Self::NotLocked { path, .. }
+            | Self::HashMismatch { path, .. }
+            | Self::InvalidLibrary { path, .. }
+            | Self::Open { path, .. }
+            | Self::NotAPlugin { path }
+            | Self::AbiStable { path, .. }
+            | Self::IncompatibleInterface { path, .. }
+            | Self::Foreign { path, .. }
+            | Self::Layout { path, .. }
+            | Self::WrongInterface { path, .. }
+            | Self::Signature { path, .. }
+            | Self::PanicAbort { path, .. }
+            | Self::NoLayout { path }
+            | Self::UnsupportedHost { path, .. }
+            | Self::InvalidMetadata { path, .. }
+            | Self::Init { path, .. }
+            | Self::DuplicateName { path, .. } => path,
+        }
+    }
+}
+
+/// A loaded plugin: its identity, where it came from, and its typed handle,
+/// which it dereferences to: `plugin.greet()` calls into the plugin.
+///
+/// The library stays mapped for the rest of the process (libraries are never
+/// unloaded), so the handle is valid for as long as this value exists.
+pub struct Plugin<I: Interface> {
+    name: &'static str,
+    version: Version,
+    interface_version: Version,
+    host_requirement: Option<VersionReq>,
+    path: PathBuf,
+    loaded_from: PathBuf,
+    sha256: OnceLock<[u8; 32]>,
+    module: ModuleRef,
+    handle: I,
+}
+
+impl<I: Interface> Plugin<I> {
+    /// The plugin's name, unique in its registry.
+    pub fn name(&self) -> &str {
+        self.name
+    }
+
+    /// The plugin's own version.
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+
+    /// The interface version the plugin was built against.
+    pub fn interface_version(&self) -> &Version {
+        &self.interface_version
+    }
+
+    /// The host versions the plugin supports; `None` for any.
+    pub fn host_requirement(&self) -> Option<&VersionReq> {
+        self.host_requirement.as_ref()
+    }
+
+    /// The file it was found as, in the plugins folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The private copy the dynamic loader opened (see [`Loader`](crate::Loader)).
+    /// It is removed with the registry; the library stays mapped.
+    pub fn loaded_from(&self) -> &Path {
+        &self.loaded_from
+    }
+
+    /// The SHA-256 of the bytes that were loaded, lowercase hexadecimal.
+    ///
+    /// Computed while the file was copied when a lock file was in force, else
+    /// now, from the private copy the dynamic loader opened (nobody else can
+    /// write it), and remembered.
+    ///
+    /// # Errors
+    ///
+    /// The private copy cannot be read.
+    pub fn sha256(&self) -> io::Result<String> {
+        if let Some(digest) = self.sha256.get() {
+            return Ok(hex(digest));
+        }
+        let digest = sha256_of(&self.loaded_from)?;
+        Ok(hex(self.sha256.get_or_init(|| digest)))
+    }
+
+    /// Why the plugin is disabled: it panicked earlier in this process.
+    pub fn failure(&self) -> Option<&str> {
+        self.core().failure()
+    }
+
+    /// Disables the plugin for the rest of the process. The first reason
+    /// sticks.
+    pub fn disable(&self, reason: impl Into<String>) {
+        self.core().disable(reason);
+    }
+
+    /// The typed handle.
+    pub fn handle(&self) -> &I {
+        &self.handle
+    }
+
+    /// The plugin's name, methods and failure state, whatever its interface.
+    pub fn core(&self) -> &PluginCore {
+        self.handle.core()
+    }
+
+    /// The methods added after the interface's first release that the plugin
+    /// has, as `(name, since)` (a plugin built against an earlier minor
+    /// version lacks the later ones).
+    pub fn capabilities(&self) -> Vec<(&'static str, &'static str)> {
+        self.core().capabilities(true)
+    }
+
+    /// The methods added after the interface's first release that the plugin
+    /// lacks, as `(name, since)`.
+    pub fn missing_capabilities(&self) -> Vec<(&'static str, &'static str)> {
+        self.core().capabilities(false)
+    }
+}
+
+impl<I: Interface> Deref for Plugin<I> {
+    type Target = I;
+
+    fn deref(&self) -> &I {
+        &self.handle
+    }
+}
+
+impl<I: Interface> fmt::Debug for Plugin<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("interface", &I::NAME)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("interface_version", &self.interface_version)
+            .field("host_requirement", &self.host_requirement)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256.get().map(hex))
+            .field("failure", &self.failure())
+            .finish()
+    }
+}
+
+/// The interface versions a host built with interface `version` accepts:
+/// the same major (the same minor too, under 0.x), any later minor or patch.
+///
+/// A plugin of a later minor has methods the host never calls; one of an
+/// earlier minor lacks methods, which its handle reports as missing.
+pub fn default_interface_req(version: &Version) -> VersionReq {
+    let req = if version.major == 0 {
+        format!(">=0.{}.0, <0.{}.0", version.minor, version.minor + 1)
+    } else {
+        format!(">={}.0.0, <{}.0.0", version.major, version.major + 1)
+    };
+    VersionReq::parse(&req).expect("a well-formed requirement")
+}
+
+/// What a host accepts, beyond what abi_stable checks.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// The interface versions accepted.
+    pub(crate) accepted: VersionReq,
+    /// The host's own version, matched against a plugin's host requirement.
+    pub(crate) host_version: Version,
+    /// Whether a plugin built with `panic = "abort"` may load.
+    pub(crate) allow_panic_abort: bool,
+}
+
+/// Verifies and opens `copy`, the private snapshot of `path` (whose bytes hash
+/// to `sha256`, if known), and runs every check short of the plugin's own
+/// initialisation; [`initialize`] finishes the job.
+///
+/// # Errors
+///
+/// A [`LoadError`] naming `path` and the first check that failed.
+pub(crate) fn open<I: Interface>(
+    path: &Path,
+    copy: &Path,
+    sha256: Option<[u8; 32]>,
+    policy: &Policy,
+) -> Result<Plugin<I>, LoadError> {
+    verify_library(copy).map_err(|source| LoadError::InvalidLibrary {
+        path: path.to_owned(),
+        source,
+    })?;
+    // Never `RootModule::load_from_*`: those cache one module per type, so a
+    // second plugin would come back as the first.
+    let header = lib_header_from_path(copy).map_err(|error| classify(path, copy, None, error))?;
+    let consts = header.root_mod_consts();
+    if consts.name().as_str() != "dropin" {
+        let host = Version::parse(I::VERSION).map_or(0, |version| version.major);
+        return Err(LoadError::Foreign {
+            path: path.to_owned(),
+            interface: I::NAME,
+            host: I::VERSION,
+            host_major: host,
+            found: consts.name().to_string(),
+            found_version: consts.version_strings().version.to_string(),
+        });
+    }
+    if header.layout().is_none() {
+        // abi_stable would skip its layout check for such a library.
+        return Err(LoadError::NoLayout {
+            path: path.to_owned(),
+        });
+    }
+    let module = header
+        .init_root_module::<ModuleRef>()
+        .map_err(|error| classify(path, copy, Some(header), error))?;
+
+    let invalid = |field, value: &str, reason: String| LoadError::InvalidMetadata {
+        path: path.to_owned(),
+        field,
+        value: value.to_owned(),
+        reason,
+    };
+    let name = module.plugin_name().as_str();
+    check_name(name).map_err(|reason| invalid("plugin name", name, reason))?;
+    let interface_name = module.interface_name().as_str();
+    let declared_interface = module.interface_version().as_str();
+    if interface_name != I::NAME {
+        return Err(LoadError::WrongInterface {
+            path: path.to_owned(),
+            expected: I::NAME,
+            found: interface_name.to_owned(),
+            found_version: declared_interface.to_owned(),
+        });
+    }
+    let version = module.plugin_version().as_str();
+    let version = Version::parse(version)
+        .map_err(|e| invalid("plugin version", version, format!("expected semver: {e}")))?;
+    let interface_version = Version::parse(declared_interface).map_err(|e| {
+        invalid(
+            "interface version",
+            declared_interface,
+            format!("expected semver: {e}"),
+        )
+    })?;
+    if !policy.accepted.matches(&interface_version) {
+        return Err(LoadError::IncompatibleInterface {
+            path: path.to_owned(),
+            interface: I::NAME,
+            expected: policy.accepted.clone(),
+            host: I::VERSION,
+            found: interface_version.to_string(),
+        });
+    }
+    let methods = module.methods().as_slice();
+    check_methods::<I>(methods, &interface_version).map_err(|detail| LoadError::Signature {
+        path: path.to_owned(),
+        interface: I::NAME,
+        host: I::VERSION,
+        found: interface_version.to_string(),
+        detail,
+    })?;
+    let requirement = module.host_requirement().as_str();
+    let host_requirement = match requirement.trim() {
+        "" => None,
+        requirement => Some(VersionReq::parse(requirement).map_err(|e| {
+            invalid(
+                "host requirement",
+                requirement,
+                format!("expected a semver requirement: {e}"),
+            )
+        })?),
+    };
+    if let Some(required) = &host_requirement
+        && !required.matches(&policy.host_version)
+    {
+        return Err(LoadError::UnsupportedHost {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            required: required.clone(),
+            host: policy.host_version.clone(),
+        });
+    }
+    if module.build().panic_abort && !policy.allow_panic_abort {
+        return Err(LoadError::PanicAbort {
+            path: path.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    let provided = methods.len().min(I::METHODS.len());
+    let core = PluginCore::new(name, declared_interface, I::METHODS, provided);
+    // SAFETY: `check_methods` compared every entry the handle binds (the
+    // first `I::METHODS.len()` at most) with the descriptor at the same
+    // index of `I::METHODS`; the library is never unloaded.
+    let handle = unsafe { I::bind(core, methods) };
+    Ok(Plugin {
+        name,
+        version,
+        interface_version,
+        host_requirement,
+        path: path.to_owned(),
+        loaded_from: copy.to_owned(),
+        sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
+        module,
+        handle,
+    })
+}
+
+/// Compares the plugin's method table with the host's: every method both
+/// know must have the same name and signature, and the plugin must have
+/// every method of the interface version it declares. Methods only the host
+/// knows are missing from the plugin; methods only the plugin knows are never
+/// called.
+fn check_methods<I: Interface>(
+    methods: &[MethodEntry],
+    interface_version: &Version,
+) -> Result<(), String> {
+    for (expected, found) in I::METHODS.iter().zip(methods) {
+        if let Some(difference) = expected.difference(&found.desc) {
+            return Err(difference);
+        }
+    }
+    if let Some(missing) = I::METHODS.get(methods.len())
+        && Version::parse(missing.since.as_str()).is_ok_and(|since| since <= *interface_version)
+    {
+        return Err(format!(
+            "it declares interface {interface_version} but lacks method `{}`, added in {}",
+            missing.name, missing.since
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the plugin's `init` with its folder and configuration.
+///
+/// # Errors
+///
+/// [`LoadError::Init`] with the plugin's message.
+pub(crate) fn initialize<I: Interface>(plugin: &Plugin<I>, config: &str) -> Result<(), LoadError> {
+    let dir = plugin.path.parent().unwrap_or(Path::new("."));
+    dropin::__private::initialize(plugin.module, dir, config).map_err(|message| LoadError::Init {
+        path: plugin.path.clone(),
+        message,
+    })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("expected a non-empty name".to_owned());
+    }
+    if name.len() > 64 {
+        return Err(format!("expected at most 64 bytes, found {}", name.len()));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("expected no whitespace or control characters".to_owned());
+    }
+    Ok(())
+}
+
+fn classify(
+    path: &Path,
+    copy: &Path,
+    header: Option<&LibHeader>,
+    error: LibraryError,
+) -> LoadError {
+    let path = path.to_owned();
+    let found = || {
+        header.map_or_else(
+            || "an unknown version".to_owned(),
+            |header| header.version_strings().version.to_string(),
+        )
+    };
+    match error {
+        LibraryError::OpenError { err, .. } => LoadError::Open {
+            // The loader's message names the private copy; users know the
+            // original.
+            message: err
+                .to_string()
+                .replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
+            path,
+        },
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin { path },
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadError::Layout {
+            path,
+            host: dropin::__private::DROPIN_VERSION,
+            found: actual_version.to_string(),
+            summary: "built with an incompatible release of dropin".to_owned(),
+        },
+        LibraryError::AbiInstability(report) => {
+            let report = report.to_string();
+            log::debug!("{}: full layout report:\n{report}", path.display());
+            LoadError::Layout {
+                path,
+                host: dropin::__private::DROPIN_VERSION,
+                found: found(),
+                summary: summarize_layout_report(&report),
+            }
+        }
+        LibraryError::RootModule { err, .. } => LoadError::Init {
+            path,
+            message: match err {
+                RootModuleError::Returned(error) => error.to_string(),
+                RootModuleError::Unwound => "the root module constructor panicked".to_owned(),
+            },
+        },
+        other => LoadError::AbiStable {
+            path,
+            detail: one_line(&other.to_string()),
+        },
+    }
+}
+
+/// abi_stable's layout report runs to hundreds of lines. What differs is in
+/// its `Error:` entries, each optionally followed by `Expected:` and `Found:`
+/// headers with the value on the next lines. A changed field type shows up as
+/// an entry naming the field (`field_name:version`), then a "mismatched type"
+/// entry naming the types: they are merged into one, listed first.
+fn summarize_layout_report(report: &str) -> String {
+    const SHOWN: usize = 2;
+    #[derive(Default)]
+    struct Entry<'a> {
+        error: &'a str,
+        expected: Option<&'a str>,
+        found: Option<&'a str>,
+    }
+    let mut entries: Vec<Entry<'_>> = Vec::new();
+    let mut lines = report
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty());
+    while let Some(line) = lines.next() {
+        if let Some(error) = line.strip_prefix("Error:") {
+            entries.push(Entry {
+                error: error.trim(),
+                ..Entry::default()
+            });
+        } else if let Some(entry) = entries.last_mut() {
+            match line {
+                "Expected:" => entry.expected = lines.next(),
+                "Found:" => entry.found = lines.next(),
+                _ => {}
+            }
+        }
+    }
+    let mut field = None;
+    let mut first = Vec::new();
+    let mut rest = Vec::new();
+    for entry in &entries {
+        if let Some(name) = entry
+            .expected
+            .and_then(|value| value.strip_prefix("field_name:"))
+        {
+            field = Some(name);
+            if entry.error == "field references different lifetimes" {
+                continue;
+            }
+        }
+        let mut text = entry.error.to_owned();
+        if let Some(expected) = entry.expected {
+            text.push_str(&format!(": expected {expected}"));
+        }
+        if let Some(found) = entry.found {
+            text.push_str(&format!(", found {found}"));
+        }
+        match (entry.error, field) {
+            ("mismatched type", Some(name)) => first.push(format!("field `{name}`: {text}")),
+            _ => rest.push(text),
+        }
+    }
+    first.append(&mut rest);
+    if first.is_empty() {
+        return one_line(report);
+    }
+    let mut summary = first[..first.len().min(SHOWN)].join("; ");
+    if first.len() > SHOWN {
+        summary.push_str(&format!(" (and {} more)", first.len() - SHOWN));
+    }
+    summary
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_accepts_its_own_major_only() {
+        let req = default_interface_req(&Version::new(1, 1, 0));
+        for ok in ["1.0.0", "1.1.0", "1.2.3"] {
+            assert!(req.matches(&Version::parse(ok).unwrap()), "{ok}");
+        }
+        for bad in ["0.9.0", "2.0.0"] {
+            assert!(!req.matches(&Version::parse(bad).unwrap()), "{bad}");
+        }
+        let req = default_interface_req(&Version::new(0, 3, 1));
+        assert!(req.matches(&Version::new(0, 3, 0)));
+        assert!(!req.matches(&Version::new(0, 4, 0)));
+    }
+
+    #[test]
+    fn names_must_be_one_printable_word() {
+        assert!(check_name("hello-2").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("two words").is_err());
+        assert!(check_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn layout_reports_are_cut_to_their_error_lines() {
+        let report = "\nlayout\n    Error:mismatched type\n    Expected:\n        GreeterMod\n    \
+                      Found:\n        ShoutMod\n  noise\n Error: too many fields\nError: third\n";
+        assert_eq!(
+            summarize_layout_report(report),
+            "mismatched type: expected GreeterMod, found ShoutMod; too many fields (and 1 more)"
+        );
+        let report = "Error:incompatible type size\nExpected:\n 64\nFound:\n 56\n\
+                      Error:field references different lifetimes\nExpected:\n field_name:version\n \
+                      type:RStr<'a>\nFound:\n field_name:version\n type:u64\n\
+                      Error:mismatched type\nExpected:\n RStr<'a>\nFound:\n u64\n";
+        assert_eq!(
+            summarize_layout_report(report),
+            "field `version`: mismatched type: expected RStr<'a>, found u64; \
+             incompatible type size: expected 64, found 56"
+        );
+        assert_eq!(summarize_layout_report("a\n  b  c\n"), "a b c");
+    }
+}

@@ -1,0 +1,393 @@
+//! The loader: runs discover → permissions → snapshot → lock file → verify →
+//! load → registry over a folder.
+
+use std::{
+    collections::HashMap,
+    fmt, fs,
+    marker::PhantomData,
+    path::{Path, PathBuf},
+};
+
+use dropin::Interface;
+use semver::{Version, VersionReq};
+
+use crate::{
+    discover::{DiscoverError, discover},
+    load::{self, LoadError, Policy, default_interface_req},
+    lockfile::{LOCKFILE_NAME, Lockfile, LockfileError},
+    permissions::{PermissionError, check_permissions},
+    registry::{LoadReport, Registry},
+    snapshot::{SnapshotDir, hex},
+};
+
+/// Why a folder could not be loaded at all: nothing was loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoaderError {
+    /// The folder could not be listed.
+    #[error(transparent)]
+    Discover(#[from] DiscoverError),
+    /// The folder could be written by someone else.
+    #[error("plugins folder {} is not safe", path.display())]
+    InsecureFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Which permission is wrong.
+        #[source]
+        source: PermissionError,
+    },
+    /// The lock file is required and missing, or does not parse.
+    #[error(transparent)]
+    Lockfile(#[from] LockfileError),
+}
+
+/// Whether a lock file restricts what may load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LockMode {
+    /// Enforce `plugins.lock` if the folder has one (the default).
+    #[default]
+    IfPresent,
+    /// Require `plugins.lock`; without one, nothing loads.
+    Required,
+    /// Ignore any lock file: for recording a new one.
+    Ignore,
+}
+
+/// Loads the plugins of interface `I` (the handle type that
+/// `#[dropin::interface]` generates) from a folder.
+///
+/// ```no_run
+/// # #[dropin::interface]
+/// # pub trait Transform: Send + Sync {
+/// #     fn apply(&self, text: &str) -> String;
+/// # }
+/// use dropin_host::{ErrorChain, Loader};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let report = Loader::<TransformPlugin>::builder().dir("plugins").build().load()?;
+/// for plugin in report.registry.iter() {
+///     println!("{}: {}", plugin.name(), plugin.apply("text")?);
+/// }
+/// for error in &report.rejected {
+///     eprintln!("rejected: {}", ErrorChain(error));
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Loader<I: Interface> {
+    dir: PathBuf,
+    policy: Policy,
+    lock: LockMode,
+    snapshot_root: PathBuf,
+    check_permissions: bool,
+    config: HashMap<String, String>,
+    interface: PhantomData<fn() -> I>,
+}
+
+impl<I: Interface> fmt::Debug for Loader<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loader")
+            .field("interface", &I::NAME)
+            .field("dir", &self.dir)
+            .field("accepted", &self.policy.accepted)
+            .field("host_version", &self.policy.host_version)
+            .field("allow_panic_abort", &self.policy.allow_panic_abort)
+            .field("lock", &self.lock)
+            .field("snapshot_root", &self.snapshot_root)
+            .field("check_permissions", &self.check_permissions)
+            .finish()
+    }
+}
+
+impl<I: Interface> Loader<I> {
+    /// Starts configuring a loader.
+    pub fn builder() -> LoaderBuilder<I> {
+        LoaderBuilder {
+            dir: PathBuf::from("plugins"),
+            accepted: None,
+            host_version: None,
+            lock: LockMode::default(),
+            snapshot_root: None,
+            check_permissions: true,
+            allow_panic_abort: false,
+            config: HashMap::new(),
+            interface: PhantomData,
+        }
+    }
+
+    /// The plugins folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The lock file's path: `plugins.lock` in the plugins folder.
+    pub fn lockfile_path(&self) -> PathBuf {
+        self.dir.join(LOCKFILE_NAME)
+    }
+
+    /// The interface versions this loader accepts.
+    pub fn accepted_interface(&self) -> &VersionReq {
+        &self.policy.accepted
+    }
+
+    /// The host version plugins' host requirements are matched against.
+    pub fn host_version(&self) -> &Version {
+        &self.policy.host_version
+    }
+
+    /// Loads every candidate file of the folder. A file that fails is
+    /// reported in [`LoadReport::rejected`] and does not stop the others.
+    ///
+    /// Each file goes through, in order: its permissions, a private copy
+    /// (hashed while copying if a lock file is in force), the lock file, the
+    /// object headers of the copy,
+    /// abi_stable's checks when the copy is opened, the host's version
+    /// policy, a unique name, and the plugin's initialisation.
+    ///
+    /// # Errors
+    ///
+    /// [`LoaderError`] if the folder cannot be listed or is writable by
+    /// others, or if the lock file is required and missing or does not
+    /// parse. Then nothing is loaded.
+    pub fn load(&self) -> Result<LoadReport<I>, LoaderError> {
+        let candidates = discover(&self.dir)?;
+        if self.check_permissions {
+            check_permissions(&self.dir).map_err(|source| LoaderError::InsecureFolder {
+                path: self.dir.clone(),
+                source,
+            })?;
+        }
+        let lockfile = match self.lock {
+            LockMode::Ignore => None,
+            LockMode::IfPresent => Lockfile::read(&self.lockfile_path())?,
+            LockMode::Required => {
+                Some(Lockfile::read(&self.lockfile_path())?.ok_or_else(|| {
+                    LockfileError::Missing {
+                        path: self.lockfile_path(),
+                    }
+                })?)
+            }
+        };
+        if let Some(lockfile) = &lockfile {
+            // Not an error (nothing unapproved loads), but a deployment that
+            // lost a plugin should hear about it.
+            for entry in &lockfile.plugins {
+                if !candidates
+                    .iter()
+                    .any(|path| path.file_name() == Some(entry.file.as_ref()))
+                {
+                    log::warn!(
+                        "{} is listed in {} but missing from the folder",
+                        self.dir.join(&entry.file).display(),
+                        self.lockfile_path().display()
+                    );
+                }
+            }
+        }
+        let mut report = LoadReport {
+            registry: Registry::new(),
+            rejected: Vec::new(),
+        };
+        for path in candidates {
+            if let Err(error) = self.load_file(&mut report.registry, lockfile.as_ref(), &path) {
+                log::debug!("rejected: {error}");
+                report.rejected.push(error);
+            }
+        }
+        Ok(report)
+    }
+
+    fn load_file(
+        &self,
+        registry: &mut Registry<I>,
+        lockfile: Option<&Lockfile>,
+        path: &Path,
+    ) -> Result<(), LoadError> {
+        let unreadable = |source| LoadError::Unreadable {
+            path: path.to_owned(),
+            source,
+        };
+        if fs::metadata(path).map_err(unreadable)?.is_dir() {
+            return Err(LoadError::NotAFile {
+                path: path.to_owned(),
+            });
+        }
+        if self.check_permissions {
+            check_permissions(path).map_err(|source| LoadError::InsecurePermissions {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        // Whether the lock lists the file is a question of its name: a file
+        // it does not list is refused before anything is copied or hashed.
+        let locked = match lockfile {
+            None => None,
+            Some(lockfile) => {
+                let file = path.file_name().unwrap_or_default().to_string_lossy();
+                Some(lockfile.entry(&file).ok_or_else(|| LoadError::NotLocked {
+                    path: path.to_owned(),
+                    lockfile: self.lockfile_path(),
+                })?)
+            }
+        };
+        let snapshots = match &mut registry.snapshots {
+            Some(snapshots) => snapshots,
+            empty => empty.insert(SnapshotDir::create(&self.snapshot_root).map_err(|source| {
+                LoadError::Snapshot {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?),
+        };
+        // Hashing costs more than the dynamic loader's whole work: only when
+        // a lock file needs the hash now.
+        let (copy, digest) = snapshots
+            .copy_in(path, locked.is_some())
+            .map_err(unreadable)?;
+        if let Some(entry) = locked {
+            let actual = hex(&digest.expect("hashed because a lock file is in force"));
+            if entry.sha256 != actual {
+                return Err(LoadError::HashMismatch {
+                    path: path.to_owned(),
+                    expected: entry.sha256.clone(),
+                    actual,
+                });
+            }
+        }
+        let plugin = load::open::<I>(path, &copy, digest, &self.policy)?;
+        // Checked before the plugin's own initialisation runs: a duplicate
+        // never gets to set anything up.
+        if let Some(first) = registry.get(plugin.name()) {
+            return Err(LoadError::DuplicateName {
+                path: path.to_owned(),
+                name: plugin.name().to_owned(),
+                first: first.path().to_owned(),
+            });
+        }
+        let config = self.config.get(plugin.name()).map_or("", String::as_str);
+        load::initialize(&plugin, config)?;
+        log::info!(
+            "loaded {} plugin '{}' {} from {}",
+            I::NAME,
+            plugin.name(),
+            plugin.version(),
+            path.display()
+        );
+        registry.insert(plugin);
+        Ok(())
+    }
+}
+
+/// Options for a [`Loader`].
+pub struct LoaderBuilder<I: Interface> {
+    dir: PathBuf,
+    accepted: Option<VersionReq>,
+    host_version: Option<Version>,
+    lock: LockMode,
+    snapshot_root: Option<PathBuf>,
+    check_permissions: bool,
+    allow_panic_abort: bool,
+    config: HashMap<String, String>,
+    interface: PhantomData<fn() -> I>,
+}
+
+impl<I: Interface> fmt::Debug for LoaderBuilder<I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoaderBuilder")
+            .field("dir", &self.dir)
+            .field("accepted", &self.accepted)
+            .field("host_version", &self.host_version)
+            .field("lock", &self.lock)
+            .field("snapshot_root", &self.snapshot_root)
+            .field("check_permissions", &self.check_permissions)
+            .field("allow_panic_abort", &self.allow_panic_abort)
+            .field("configured", &self.config.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<I: Interface> LoaderBuilder<I> {
+    /// The plugins folder (default: `plugins`, relative to the working
+    /// directory).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = dir.into();
+        self
+    }
+
+    /// The interface versions to accept (default: the host's own major,
+    /// see [`default_interface_req`]). It can only narrow what abi_stable
+    /// accepts: plugins of another major are refused regardless.
+    pub fn accept_interface(mut self, req: VersionReq) -> Self {
+        self.accepted = Some(req);
+        self
+    }
+
+    /// The version of the host application, matched against the host
+    /// requirement a plugin may declare (default: `0.0.0`; set it to your
+    /// application's version).
+    pub fn host_version(mut self, version: Version) -> Self {
+        self.host_version = Some(version);
+        self
+    }
+
+    /// Whether `plugins.lock` restricts what loads (default:
+    /// [`LockMode::IfPresent`]).
+    pub fn lock(mut self, mode: LockMode) -> Self {
+        self.lock = mode;
+        self
+    }
+
+    /// Where the private per-process folder of plugin copies is created
+    /// (default: the system's temporary folder).
+    pub fn snapshot_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.snapshot_root = Some(root.into());
+        self
+    }
+
+    /// Whether to refuse files and folders that the group or others may
+    /// write, or that another user owns (default: `true`; Unix only).
+    pub fn check_permissions(mut self, check: bool) -> Self {
+        self.check_permissions = check;
+        self
+    }
+
+    /// Whether a plugin built with `panic = "abort"` may load (default:
+    /// `false`: its first panic would kill the host instead of coming back
+    /// as an error).
+    pub fn allow_panic_abort(mut self, allow: bool) -> Self {
+        self.allow_panic_abort = allow;
+        self
+    }
+
+    /// The configuration handed to the plugin called `plugin` when it
+    /// initialises ([`dropin::Context::config`]); the format is the
+    /// application's (`greeter-host` passes a TOML table). Plugins without
+    /// one get an empty string.
+    pub fn config(mut self, plugin: impl Into<String>, config: impl Into<String>) -> Self {
+        self.config.insert(plugin.into(), config.into());
+        self
+    }
+
+    /// The configured loader.
+    pub fn build(self) -> Loader<I> {
+        let accepted = self.accepted.unwrap_or_else(|| {
+            let own = Version::parse(I::VERSION).expect("the interface crate's version is semver");
+            default_interface_req(&own)
+        });
+        let host_version = self.host_version.unwrap_or(Version::new(0, 0, 0));
+        Loader {
+            dir: self.dir,
+            policy: Policy {
+                accepted,
+                host_version,
+                allow_panic_abort: self.allow_panic_abort,
+            },
+            lock: self.lock,
+            snapshot_root: self.snapshot_root.unwrap_or_else(std::env::temp_dir),
+            check_permissions: self.check_permissions,
+            config: self.config,
+            interface: PhantomData,
+        }
+    }
+}

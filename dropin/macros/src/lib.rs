@@ -1,0 +1,43 @@
+//! The procedural macros of [dropin](https://docs.rs/dropin): use them
+//! through `dropin`'s re-exports, `#[dropin::interface]` and
+//! `#[derive(dropin::Stable)]`.
+//!
+//! Each macro is a small pipeline: the input is parsed into a model of its
+//! own (`ast`), checked with errors spanned on the offending tokens
+//! (`ty` says which types may cross the boundary), then expanded
+//! (`expand`, `derive`).
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, ItemTrait, parse_macro_input};
+
+mod ast;
+mod derive;
+mod expand;
+mod ty;
+
+/// Declares a plugin interface: see `dropin::interface`.
+#[proc_macro_attribute]
+pub fn interface(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as ItemTrait);
+    let original = item.clone();
+    match ast::Interface::parse(args.into(), item) {
+        Ok(interface) => expand::interface(&interface).into(),
+        // One mistake gives one message: the error, plus the trait as written
+        // (without the attributes only this macro understands) so that its
+        // uses do not fail too.
+        Err(error) => {
+            let fallback = ast::strip_since(original);
+            let error = error.to_compile_error();
+            quote::quote!(#error #fallback).into()
+        }
+    }
+}
+
+/// Lets a struct or enum cross the plugin boundary: see `dropin::Stable`.
+#[proc_macro_derive(Stable)]
+pub fn derive_stable(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    derive::stable(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}

@@ -1,0 +1,170 @@
+//! Which types may cross the plugin boundary, and where.
+
+use syn::{GenericArgument, PathArguments, Type, spanned::Spanned};
+
+/// Where a type appears in a method's signature.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// An argument after `&self`: may be borrowed (`&str`, `&[u8]`).
+    Argument,
+    /// The result (the `T` of `Result<T, E>`), or inside another type.
+    Owned,
+}
+
+/// How an accepted type crosses the boundary.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `&str`, borrowed for the call.
+    Str,
+    /// `&[u8]`, borrowed for the call.
+    Bytes,
+    /// An owned value implementing `dropin::Stable`.
+    Value,
+}
+
+const OWNED: &str = "pass an owned value instead: an integer, float, bool, char, String, \
+                     Vec<T>, Option<T>, or a struct or enum deriving `dropin::Stable`";
+
+/// Checks `ty` at `position`; the error is spanned on the offending type and
+/// says what to use instead.
+pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
+    let error = |message: String| Err(syn::Error::new(ty.span(), message));
+    match ty {
+        Type::Reference(reference) => {
+            if reference.mutability.is_some() {
+                return error(format!(
+                    "a `&mut` reference cannot cross the plugin boundary: the plugin cannot \
+                     write into the host's memory; {OWNED}, and return what changed"
+                ));
+            }
+            if reference.lifetime.is_some() {
+                return error(
+                    "a named lifetime cannot cross the plugin boundary: write `&str` or `&[u8]`, \
+                     borrowed for the duration of the call"
+                        .to_owned(),
+                );
+            }
+            let borrowed = match &*reference.elem {
+                Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => {
+                    Some((Kind::Str, "String"))
+                }
+                Type::Slice(slice) if is_ident(&slice.elem, "u8") => Some((Kind::Bytes, "Vec<u8>")),
+                Type::TraitObject(_) => {
+                    return error(format!(
+                        "a `&dyn Trait` cannot cross the plugin boundary: declare the behaviour \
+                         as methods of the interface, or pass data: {OWNED}"
+                    ));
+                }
+                _ => None,
+            };
+            match (borrowed, position) {
+                (Some((kind, _)), Position::Argument) => Ok(kind),
+                (Some((_, owned)), Position::Owned) => error(format!(
+                    "a borrowed value can only be an argument, for the duration of the call: \
+                     use `{owned}` here"
+                )),
+                (None, _) => error(format!(
+                    "only `&str` and `&[u8]` may be borrowed across the plugin boundary; {OWNED}"
+                )),
+            }
+        }
+        Type::Ptr(_) => error(format!(
+            "a raw pointer cannot cross the plugin boundary: nothing would check what it points \
+             to; {OWNED}"
+        )),
+        Type::ImplTrait(_) => error(format!(
+            "`impl Trait` cannot cross the plugin boundary: the host must know the concrete type; \
+             {OWNED}"
+        )),
+        Type::TraitObject(_) => error(format!(
+            "a trait object cannot cross the plugin boundary: declare the behaviour as methods of \
+             the interface, or pass data: {OWNED}"
+        )),
+        Type::BareFn(_) => error(
+            "a function pointer cannot cross the plugin boundary: declare the function as a \
+             method of the interface"
+                .to_owned(),
+        ),
+        Type::Tuple(tuple) if tuple.elems.is_empty() => Ok(Kind::Value),
+        Type::Tuple(_) => error(
+            "a tuple cannot cross the plugin boundary: declare a struct deriving `dropin::Stable`"
+                .to_owned(),
+        ),
+        Type::Array(_) | Type::Slice(_) => error(
+            "an array or slice cannot cross the plugin boundary: use `Vec<T>` (or `&[u8]` as an \
+             argument)"
+                .to_owned(),
+        ),
+        Type::Paren(inner) => check(&inner.elem, position),
+        Type::Group(inner) => check(&inner.elem, position),
+        Type::Path(path) => {
+            if path.qself.is_some() {
+                return error(format!(
+                    "an associated type cannot cross the plugin boundary; {OWNED}"
+                ));
+            }
+            if path.path.is_ident("Self") {
+                return error(format!(
+                    "`Self` cannot cross the plugin boundary: the host never sees the plugin's \
+                     type; {OWNED}"
+                ));
+            }
+            let Some(last) = path.path.segments.last() else {
+                return error(OWNED.to_owned());
+            };
+            if last.ident == "Result" {
+                return error(
+                    "`Result` is only supported as a method's return type: use `Option<T>` or a \
+                     `dropin::Stable` enum inside other types"
+                        .to_owned(),
+                );
+            }
+            match &last.arguments {
+                PathArguments::None => Ok(Kind::Value),
+                PathArguments::AngleBracketed(args) => {
+                    for arg in &args.args {
+                        match arg {
+                            GenericArgument::Type(inner) => {
+                                check(inner, Position::Owned)?;
+                            }
+                            other => {
+                                return Err(syn::Error::new(
+                                    other.span(),
+                                    format!(
+                                        "only type arguments may cross the plugin boundary, \
+                                         no lifetimes, constants or bounds; {OWNED}"
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                    Ok(Kind::Value)
+                }
+                PathArguments::Parenthesized(_) => error(
+                    "a closure type cannot cross the plugin boundary: declare a method instead"
+                        .to_owned(),
+                ),
+            }
+        }
+        _ => error(format!(
+            "this type cannot cross the plugin boundary; {OWNED}"
+        )),
+    }
+}
+
+fn is_ident(ty: &Type, name: &str) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident(name))
+}
+
+/// Whether `ty` is `String`, which the application's handle returns as
+/// `dropin::Text` (handed over without a copy).
+pub fn is_string(ty: &Type) -> bool {
+    match ty {
+        Type::Path(path) if path.qself.is_none() => path
+            .path
+            .segments
+            .last()
+            .is_some_and(|last| last.ident == "String" && last.arguments.is_none()),
+        _ => false,
+    }
+}
