@@ -14,10 +14,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use abi_stable::library::RawLibrary;
+use abi_stable::library::{RawLibrary, lib_header_from_path};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use greeter_benches::{NoopInterface, build_plugins, library_file_name};
-use greeter_host::{GreeterInterface, Loader};
+use dropin_host::Loader;
+use greeter_benches::{build_plugins, library_file_name};
+use greeter_interface::GreeterPlugin;
+use noop_interface::NoopPlugin;
+use raw_interface::{RawModRef, RawPlugin};
 use sha2::{Digest, Sha256};
 
 trait Named {
@@ -75,16 +78,22 @@ fn calls(c: &mut Criterion) {
     )
     .unwrap();
 
-    let noop = Loader::<NoopInterface>::builder()
+    let noop = Loader::<NoopPlugin>::builder()
         .dir(dir.path())
         .build()
         .load()
         .unwrap();
-    let greeters = Loader::<GreeterInterface>::builder()
+    let greeters = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .build()
         .load()
         .unwrap();
+    // The same calls written by hand against abi_stable, loaded by it.
+    let raw = RawPlugin::new(
+        lib_header_from_path(&plugins.join(library_file_name("raw_plugin")))
+            .and_then(|header| header.init_root_module::<RawModRef>())
+            .expect("the hand-written plugin loads"),
+    );
 
     let mut group = c.benchmark_group("call");
     group.bench_function("direct", |b| b.iter(|| direct(black_box(7))));
@@ -92,17 +101,15 @@ fn calls(c: &mut Criterion) {
     group.bench_function("dyn", |b| b.iter(|| local.value(black_box(7))));
     // The handle is taken from the registry once, outside the loop.
     let plugin = noop.registry.get("noop").expect("the noop plugin loads");
-    let module = plugin.module();
-    group.bench_function("plugin", |b| b.iter(|| (module.noop())(black_box(7))));
+    group.bench_function("plugin", |b| b.iter(|| plugin.noop(black_box(7))));
+    group.bench_function("handwritten", |b| b.iter(|| raw.noop(black_box(7))));
     // Baselines that explain call/plugin: the same function pointer call to a
-    // function of the host, to one of the C library (another shared object,
-    // like a plugin), and to the plugin's function without the handle.
+    // function of the host, and to one of the C library (another shared
+    // object, like a plugin).
     let local_fn: extern "C" fn(u64) -> u64 = black_box(local_extern);
     group.bench_function("local_fnptr", |b| b.iter(|| local_fn(black_box(7))));
     let libc_fn: extern "C" fn(i64) -> i64 = black_box(labs);
     group.bench_function("libc_fnptr", |b| b.iter(|| libc_fn(black_box(7))));
-    let plugin_fn = module.noop();
-    group.bench_function("plugin_fnptr", |b| b.iter(|| plugin_fn(black_box(7))));
     group.finish();
 
     let mut group = c.benchmark_group("greet");
@@ -113,6 +120,7 @@ fn calls(c: &mut Criterion) {
         .get("hello")
         .expect("the hello plugin loads");
     group.bench_function("plugin", |b| b.iter(|| hello.greet().unwrap()));
+    group.bench_function("handwritten", |b| b.iter(|| raw.greet().unwrap()));
     let mut ipc = IpcGreeter::spawn(dir.path());
     assert_eq!(ipc.greet(), "Hello!");
     group.bench_function("ipc", |b| b.iter(|| ipc.greet()));
@@ -207,7 +215,7 @@ fn loads(c: &mut Criterion) {
                 // Each copy is a plugin named "noop": one loads, the other 99
                 // are opened, checked and then refused as duplicates, which
                 // costs the same up to the name check.
-                let report = Loader::<NoopInterface>::builder()
+                let report = Loader::<NoopPlugin>::builder()
                     .dir(&dir)
                     .build()
                     .load()

@@ -1,5 +1,5 @@
 //! Support for the benchmarks in `benches/plugins.rs`: release builds of the
-//! plugins they load, and the no-op interface as a `PluginInterface`.
+//! plugins they load.
 
 use std::{
     env::consts::{DLL_PREFIX, DLL_SUFFIX},
@@ -7,30 +7,7 @@ use std::{
     process::Command,
 };
 
-use greeter_host::{Metadata, PluginInterface};
-use noop_interface::{INTERFACE_VERSION, NoopModRef};
-
-/// The no-op interface, for the loader.
-#[derive(Debug)]
-pub enum NoopInterface {}
-
-impl PluginInterface for NoopInterface {
-    type Module = NoopModRef;
-
-    const NAME: &'static str = "noop";
-    const VERSION: &'static str = INTERFACE_VERSION;
-
-    fn metadata(module: NoopModRef) -> Metadata {
-        Metadata {
-            name: module.name().as_str(),
-            version: module.version().as_str(),
-            interface_version: module.interface_version().as_str(),
-            host_requirement: None,
-        }
-    }
-}
-
-/// Builds the `hello` and `noop` plugins in release mode, in a target
+/// Builds the `hello`, `noop` and `raw` plugins in release mode, in a target
 /// directory of their own (the outer `cargo bench` holds the lock on the
 /// usual one), and returns the folder that holds them.
 pub fn build_plugins() -> PathBuf {
@@ -50,6 +27,8 @@ pub fn build_plugins() -> PathBuf {
             "hello",
             "-p",
             "noop-plugin",
+            "-p",
+            "raw-plugin",
             "--target-dir",
         ])
         .arg(&target)

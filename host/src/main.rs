@@ -1,19 +1,31 @@
 //! `greeter-host`: lists, checks and calls the greeter plugins of a folder.
+//!
+//! A thin command line on `dropin-host`: the loader does the work, this
+//! program turns its report into text, JSON and exit codes.
 
 use std::{
+    fs,
     io::{self, Write},
     path::{Path, PathBuf},
     process::ExitCode,
 };
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use greeter_host::{
-    Capability, ErrorChain, GreeterInterface, GreeterPlugin, LoadError, LoadReport, Loader,
-    LockEntry, LockMode, Lockfile,
+use dropin::CallError;
+use dropin_host::{
+    ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockEntry, LockMode,
+    Lockfile, LockfileError, Plugin, check_permissions,
 };
-use semver::VersionReq;
+use greeter_interface::GreeterPlugin;
+use semver::{Version, VersionReq};
 use serde::Serialize;
+
+/// The per-plugin configuration file in the plugins folder.
+const CONFIG_NAME: &str = "plugins.toml";
+
+/// The interface version that added `greet_to`.
+const GREET_TO_SINCE: &str = "2.1";
 
 const AFTER_HELP: &str = "\
 Exit status:
@@ -21,6 +33,9 @@ Exit status:
   1  some file was rejected, a greeting failed, or a named plugin is not loaded
   2  usage error; the plugins folder is missing, unreadable or writable by
      others; or the lock file is required and missing, or does not parse
+
+Configuration: plugins.toml in the plugins folder; the table [plugin.<name>] is
+handed to that plugin's init, as TOML text.
 
 Logging: RUST_LOG (default: warn). Plugin records use the target plugin::<name>.";
 
@@ -53,6 +68,11 @@ struct Cli {
     #[arg(long, global = true)]
     allow_insecure_permissions: bool,
 
+    /// Load plugins built with panic = "abort", whose first panic kills the
+    /// host instead of coming back as an error.
+    #[arg(long, global = true)]
+    allow_panic_abort: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -69,8 +89,8 @@ enum Command {
     Greet {
         /// Plugins to greet from (default: all).
         names: Vec<String>,
-        /// Greet this person by name (interface 1.1). Plugins built against
-        /// 1.0 give their plain greeting instead, with a note on stderr.
+        /// Greet this person by name (interface 2.1). Plugins built against
+        /// 2.0 give their plain greeting instead, with a note on stderr.
         #[arg(long, value_name = "NAME")]
         to: Option<String>,
         /// Output format.
@@ -101,7 +121,7 @@ struct Entry {
     path: PathBuf,
     status: Status,
     error: Option<String>,
-    /// The interface capabilities after 1.0 the plugin has; null if rejected.
+    /// The interface methods after 2.0 the plugin has; null if rejected.
     capabilities: Option<Vec<&'static str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     greeting: Option<Option<String>>,
@@ -126,7 +146,13 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("greeter-host: {error:#}");
+            let hint = match error.downcast_ref::<LoaderError>() {
+                Some(LoaderError::Lockfile(LockfileError::Missing { .. })) => {
+                    " (create it with `greeter-host lock`)"
+                }
+                _ => "",
+            };
+            eprintln!("greeter-host: {error:#}{hint}");
             ExitCode::from(2)
         }
     }
@@ -134,7 +160,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.plugins_dir.unwrap_or_else(|| PathBuf::from("plugins"));
-    let mut builder = Loader::<GreeterInterface>::builder().dir(&dir);
+    let version = Version::parse(env!("CARGO_PKG_VERSION")).expect("the package version is semver");
+    let mut builder = Loader::<GreeterPlugin>::builder()
+        .dir(&dir)
+        .host_version(version)
+        .allow_panic_abort(cli.allow_panic_abort);
+    builder = configure(builder, &dir, !cli.allow_insecure_permissions)?;
     if let Some(req) = cli.accept_interface {
         builder = builder.accept_interface(req);
     }
@@ -173,8 +204,52 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Hands each plugin its table of the folder's `plugins.toml`, if any.
+fn configure(
+    mut builder: LoaderBuilder<GreeterPlugin>,
+    dir: &Path,
+    secure: bool,
+) -> anyhow::Result<LoaderBuilder<GreeterPlugin>> {
+    let path = dir.join(CONFIG_NAME);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(builder),
+        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if secure {
+        check_permissions(&path)
+            .with_context(|| format!("configuration {} is not safe", path.display()))?;
+    }
+    let config: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    for (key, value) in config {
+        let toml::Value::Table(plugins) = value else {
+            bail!(
+                "{}: expected only [plugin.<name>] tables, found `{key}`",
+                path.display()
+            );
+        };
+        if key != "plugin" {
+            bail!(
+                "{}: expected only [plugin.<name>] tables, found [{key}]",
+                path.display()
+            );
+        }
+        for (name, table) in plugins {
+            let toml::Value::Table(table) = table else {
+                bail!(
+                    "{}: expected a table [plugin.{name}], found a value",
+                    path.display()
+                );
+            };
+            builder = builder.config(name, toml::to_string(&table)?);
+        }
+    }
+    Ok(builder)
+}
+
 /// Every candidate file, loaded or rejected, in path order.
-fn entries(report: &LoadReport<GreeterInterface>) -> Vec<Entry> {
+fn entries(report: &LoadReport<GreeterPlugin>) -> Vec<Entry> {
     let loaded = report.registry.iter().map(loaded_entry);
     let rejected = report.rejected.iter().map(rejected_entry);
     let mut entries: Vec<Entry> = loaded.chain(rejected).collect();
@@ -182,7 +257,7 @@ fn entries(report: &LoadReport<GreeterInterface>) -> Vec<Entry> {
     entries
 }
 
-fn loaded_entry(plugin: &GreeterPlugin) -> Entry {
+fn loaded_entry(plugin: &Plugin<GreeterPlugin>) -> Entry {
     Entry {
         name: Some(plugin.name().to_owned()),
         version: Some(plugin.version().to_string()),
@@ -194,19 +269,16 @@ fn loaded_entry(plugin: &GreeterPlugin) -> Entry {
             Status::Loaded
         },
         error: plugin.failure().map(str::to_owned),
-        capabilities: Some(capabilities(plugin, true)),
+        capabilities: Some(
+            plugin
+                .capabilities()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+        ),
         greeting: None,
         note: None,
     }
-}
-
-/// The capabilities after 1.0 that `plugin` has (or lacks).
-fn capabilities(plugin: &GreeterPlugin, has: bool) -> Vec<&'static str> {
-    Capability::ALL
-        .iter()
-        .filter(|&&capability| plugin.has(capability) == has)
-        .map(|capability| capability.name())
-        .collect()
 }
 
 fn rejected_entry(error: &LoadError) -> Entry {
@@ -220,16 +292,26 @@ fn rejected_entry(error: &LoadError) -> Entry {
         interface_version: None,
         path: error.path().to_owned(),
         status: Status::Rejected,
-        error: Some(ErrorChain(error).to_string()),
+        error: Some(rejection(error)),
         capabilities: None,
         greeting: None,
         note: None,
     }
 }
 
+/// A rejection on one line, with what to do about a file the lock file does
+/// not list.
+fn rejection(error: &LoadError) -> String {
+    let hint = match error {
+        LoadError::NotLocked { .. } => " (record it with `greeter-host lock`)",
+        _ => "",
+    };
+    format!("{}{hint}", ErrorChain(error))
+}
+
 fn list(
     out: &mut impl Write,
-    report: &LoadReport<GreeterInterface>,
+    report: &LoadReport<GreeterPlugin>,
     format: Format,
 ) -> anyhow::Result<bool> {
     let entries = entries(report);
@@ -265,7 +347,7 @@ fn list(
 
 fn greet(
     out: &mut impl Write,
-    report: &LoadReport<GreeterInterface>,
+    report: &LoadReport<GreeterPlugin>,
     names: &[String],
     to: Option<&str>,
     format: Format,
@@ -299,16 +381,15 @@ fn greet(
         let mut note = None;
         let result = match to.map(|name| plugin.greet_to(name)) {
             None => plugin.greet(),
-            Some(Some(result)) => result,
-            Some(None) => {
+            Some(Err(CallError::Missing { .. })) => {
                 note = Some(format!(
-                    "'{}' predates interface {} (built against {}): plain greeting instead",
+                    "'{}' predates interface {GREET_TO_SINCE} (built against {}): plain greeting instead",
                     plugin.name(),
-                    Capability::GreetTo.since(),
                     plugin.interface_version()
                 ));
                 plugin.greet()
             }
+            Some(result) => result,
         };
         let text = format == Format::Text;
         if let (true, Some(note)) = (text, &note) {
@@ -362,15 +443,15 @@ fn greet(
 
 fn check(
     out: &mut impl Write,
-    report: &LoadReport<GreeterInterface>,
-    loader: &Loader<GreeterInterface>,
+    report: &LoadReport<GreeterPlugin>,
+    loader: &Loader<GreeterPlugin>,
 ) -> anyhow::Result<bool> {
     let mut entries: Vec<(&Path, String)> = Vec::new();
     for plugin in report.registry.iter() {
-        let missing: Vec<String> = Capability::ALL
-            .iter()
-            .filter(|&&capability| !plugin.has(capability))
-            .map(|capability| format!("{} (since {})", capability.name(), capability.since()))
+        let missing: Vec<String> = plugin
+            .missing_capabilities()
+            .into_iter()
+            .map(|(name, since)| format!("{name} (since {since})"))
             .collect();
         let verdict = format!(
             "ok        {}\n          plugin {} {}; interface {} (host accepts {}); \
@@ -398,7 +479,7 @@ fn check(
             format!(
                 "rejected  {}\n          {}",
                 error.path().display(),
-                ErrorChain(error)
+                rejection(error)
             ),
         ));
     }
@@ -419,8 +500,8 @@ fn check(
 /// Records every loaded plugin's file and hash in the folder's lock file.
 fn write_lock(
     out: &mut impl Write,
-    report: &LoadReport<GreeterInterface>,
-    loader: &Loader<GreeterInterface>,
+    report: &LoadReport<GreeterPlugin>,
+    loader: &Loader<GreeterPlugin>,
 ) -> anyhow::Result<()> {
     let entries = report
         .registry

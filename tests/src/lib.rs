@@ -9,7 +9,8 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
-use greeter_host::{GreeterInterface, LoadReport, Loader};
+use dropin_host::{LoadReport, Loader};
+use greeter_interface::GreeterPlugin;
 use tempfile::TempDir;
 
 /// The packages the tests load or run.
@@ -19,16 +20,42 @@ const PACKAGES: &[&str] = &[
     "hellohello",
     "counter",
     "not-a-plugin",
-    "shout-plugin",
+    "transform-upper",
+    "transform-rot13",
+    "transform-app",
     "panicky",
     "broken-init",
     "needs-new-host",
     "runs-at-open",
 ];
 
-/// The frozen interface versions under `tests/compat/`, each a workspace with
-/// one plugin whose `[lib] name` is `compat_<version>`.
-pub const COMPAT_VERSIONS: &[&str] = &["v1_0", "v1_2", "v2_0", "v1_1_changed", "v1_0_changed"];
+/// The workspaces under `tests/compat/`, each built on its own, and the
+/// libraries each produces: plugins built against frozen earlier, later and
+/// broken versions of the interfaces, and one built with `panic = "abort"`.
+pub const COMPAT_WORKSPACES: &[(&str, &[&str])] = &[
+    // greeter-interface 1.0.0, from before the interface moved to dropin.
+    ("v1_0", &["compat_v1_0"]),
+    (
+        "older_minor",
+        &["compat_older_minor_greeter", "compat_older_minor_transform"],
+    ),
+    (
+        "newer_minor",
+        &["compat_newer_minor_greeter", "compat_newer_minor_transform"],
+    ),
+    (
+        "next_major",
+        &["compat_next_major_greeter", "compat_next_major_transform"],
+    ),
+    (
+        "changed_type",
+        &[
+            "compat_changed_type_greeter",
+            "compat_changed_type_transform",
+        ],
+    ),
+    ("panic_abort", &["compat_panic_abort"]),
+];
 
 /// Where the plugins and the host binary of this test run were built.
 #[derive(Debug)]
@@ -59,28 +86,27 @@ pub fn artifacts() -> &'static Artifacts {
     })
 }
 
-/// Builds every [`COMPAT_VERSIONS`] workspace on first use, each in a target
-/// directory of its own (they all contain a crate named `greeter-interface`,
-/// at different versions), and returns where the plugins are.
+/// Builds every [`COMPAT_WORKSPACES`] workspace on first use and returns
+/// where their libraries are.
+///
+/// They share one target directory: their interface crates have the names of
+/// the real ones but other versions (`2.0.0`, `2.2.0`, ...), so no build of
+/// one can be mistaken for another's; the real crates build elsewhere.
 pub fn compat_artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
-        let out = target_dir().join("compat-plugins");
-        fs::create_dir_all(&out).expect("create the compat output folder");
-        for version in COMPAT_VERSIONS {
-            let workspace = workspace_root().join("tests/compat").join(version);
-            let target = target_dir().join("compat").join(version);
+        let target = target_dir().join("compat");
+        for (workspace, _) in COMPAT_WORKSPACES {
             let mut cargo = Command::new(env!("CARGO"));
             cargo
-                .current_dir(&workspace)
+                .current_dir(workspace_root().join("tests/compat").join(workspace))
                 .args(["build", "--locked", "--target-dir"])
                 .arg(&target);
             run_cargo(cargo);
-            let lib = library_file_name(&format!("compat_{version}"));
-            fs::copy(target.join("debug").join(&lib), out.join(&lib))
-                .expect("copy a compat plugin");
         }
-        Artifacts { dir: out }
+        Artifacts {
+            dir: target.join("debug"),
+        }
     })
 }
 
@@ -109,7 +135,12 @@ impl Artifacts {
 
     /// The built `greeter-host` binary.
     pub fn host_binary(&self) -> PathBuf {
-        self.dir.join(format!("greeter-host{EXE_SUFFIX}"))
+        self.binary("greeter-host")
+    }
+
+    /// A binary built by this test run.
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}{EXE_SUFFIX}"))
     }
 }
 
@@ -169,12 +200,10 @@ impl PluginDir {
         path
     }
 
-    /// Copies in the plugin built against the frozen interface `version`
-    /// (one of [`COMPAT_VERSIONS`]).
-    pub fn add_compat(&self, version: &str) -> PathBuf {
-        let lib = format!("compat_{version}");
-        let path = self.path().join(library_file_name(&lib));
-        fs::copy(compat_artifacts().library(&lib), &path).expect("copy a compat plugin");
+    /// Copies in the library `lib` of one of the [`COMPAT_WORKSPACES`].
+    pub fn add_compat(&self, lib: &str) -> PathBuf {
+        let path = self.path().join(library_file_name(lib));
+        fs::copy(compat_artifacts().library(lib), &path).expect("copy a compat plugin");
         path
     }
 
@@ -186,8 +215,17 @@ impl PluginDir {
     }
 
     /// Loads the folder with the library, as a host application would.
-    pub fn load(&self) -> LoadReport<GreeterInterface> {
-        Loader::<GreeterInterface>::builder()
+    pub fn load(&self) -> LoadReport<GreeterPlugin> {
+        Loader::<GreeterPlugin>::builder()
+            .dir(self.path())
+            .build()
+            .load()
+            .expect("the folder exists")
+    }
+
+    /// Loads the folder as plugins of interface `I`.
+    pub fn load_as<I: dropin::Interface>(&self) -> LoadReport<I> {
+        Loader::<I>::builder()
             .dir(self.path())
             .build()
             .load()
@@ -280,7 +318,7 @@ pub fn captured_logs(target: &str) -> Vec<Captured> {
 
 /// An error and its sources on one line, as the command line prints them.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    greeter_host::ErrorChain(error).to_string()
+    dropin_host::ErrorChain(error).to_string()
 }
 
 /// A command's standard output, as text.

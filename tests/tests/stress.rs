@@ -7,7 +7,8 @@
 
 use std::thread;
 
-use greeter_host::{GreeterInterface, GreeterPlugin, Registry};
+use dropin_host::{Plugin, Registry};
+use greeter_interface::GreeterPlugin;
 use greeter_tests::PluginDir;
 
 const THREADS: usize = 8;
@@ -16,7 +17,8 @@ const CALLS: usize = 100_000;
 #[test]
 fn registry_and_plugins_can_be_shared_between_threads() {
     fn send_sync<T: Send + Sync>() {}
-    send_sync::<Registry<GreeterInterface>>();
+    send_sync::<Registry<GreeterPlugin>>();
+    send_sync::<Plugin<GreeterPlugin>>();
     send_sync::<GreeterPlugin>();
 }
 

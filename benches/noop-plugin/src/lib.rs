@@ -1,20 +1,18 @@
 //! The no-op plugin.
 
-use abi_stable::{export_root_module, prefix_type::PrefixTypeTrait, std_types::RStr};
-use noop_interface::{INTERFACE_VERSION, NoopMod, NoopModRef};
+use noop_interface::{BoxError, Context, Noop, export_noop};
 
-extern "C" fn noop(x: u64) -> u64 {
-    x
-}
+struct Plugin;
 
-/// Exports the root module.
-#[export_root_module]
-pub fn root_module() -> NoopModRef {
-    NoopMod {
-        name: RStr::from_str("noop"),
-        version: RStr::from_str(env!("CARGO_PKG_VERSION")),
-        interface_version: RStr::from_str(INTERFACE_VERSION),
-        noop,
+impl Noop for Plugin {
+    fn init(_: &Context<'_>) -> Result<Self, BoxError> {
+        Ok(Plugin)
     }
-    .leak_into_prefix()
+
+    #[inline]
+    fn noop(&self, x: u64) -> u64 {
+        x
+    }
 }
+
+export_noop!(Plugin, name = "noop");

@@ -105,11 +105,7 @@ impl TypeDesc {
     /// The first difference between `self` (expected) and `found`, as a
     /// phrase naming where it is: `field `x`: expected f64, found f32`.
     pub fn difference(&self, found: &TypeDesc) -> Option<String> {
-        if self.name != found.name
-            || self.args.len() != found.args.len()
-            || self.size != found.size
-            || self.align != found.align
-        {
+        if self.name != found.name || self.args.len() != found.args.len() {
             return Some(format!("expected {self}, found {found}"));
         }
         for (expected, actual) in self.args.iter().zip(found.args.iter()) {
@@ -137,6 +133,14 @@ impl TypeDesc {
             if let Some(difference) = fields_difference(&expected.fields, &actual.fields) {
                 return Some(format!("{self}::{}: {difference}", expected.name));
             }
+        }
+        // Equal names and parts with another size: the same type compiled
+        // for another target, or a representation that changed underneath.
+        if self.size != found.size || self.align != found.align {
+            return Some(format!(
+                "{self}: expected {} bytes aligned to {}, found {} aligned to {}",
+                self.size, self.align, found.size, found.align
+            ));
         }
         None
     }
@@ -429,6 +433,12 @@ impl PartialEq<str> for Text {
 impl PartialEq<&str> for Text {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
     }
 }
 

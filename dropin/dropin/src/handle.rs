@@ -192,7 +192,7 @@ impl fmt::Debug for PluginCore {
 ///
 /// # Errors
 ///
-/// The plugin's own error, or its panic, as a message.
+/// The plugin's own error message, or `panicked: ` and its panic's.
 #[doc(hidden)]
 pub fn initialize(module: ModuleRef, dir: &Path, config: &str) -> Result<(), String> {
     let dir = dir_bytes(dir);

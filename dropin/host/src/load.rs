@@ -181,7 +181,7 @@ pub enum LoadError {
     },
     /// The plugin implements another interface.
     #[error(
-        "{}: expected a plugin of interface {expected}, found a plugin of {found} {found_version}",
+        "{}: not a {expected} plugin: expected interface {expected}, found {found} {found_version}",
         path.display()
     )]
     WrongInterface {

@@ -91,16 +91,17 @@ pub fn stable(input: &DeriveInput) -> syn::Result<TokenStream> {
             }
             Ok(quote! {
                 #[doc(hidden)]
-                #[repr(C, u8)]
+                #[repr(u8)]
                 #[allow(non_camel_case_types, missing_docs, missing_debug_implementations)]
                 #vis enum #mirror {
                     #(#decls,)*
                 }
 
-                // SAFETY: the mirror is `#[repr(C, u8)]`: a `u8` tag (the
-                // variant's index) and a `#[repr(C)]` union of `#[repr(C)]`
-                // structs, one per variant, so its layout follows from the
-                // variants in order and their fields' types in order.
+                // SAFETY: the mirror is `#[repr(u8)]`: a union of
+                // `#[repr(C)]` structs, one per variant, each a `u8` tag (the
+                // variant's index) followed by the variant's fields, so its
+                // layout follows from the variants in order and their fields'
+                // types in order.
                 unsafe impl ::dropin::Stable for #ident {
                     type Ffi = #mirror;
                     const DESC: &'static ::dropin::TypeDesc = &::dropin::TypeDesc {

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use greeter_interface::{BoxError, Greeter, export_plugin};
+use greeter_interface::{BoxError, Context, Greeter, export_greeter};
 
 /// The plugin's state: how many greetings it has given. The host may call
 /// from several threads, hence the atomic.
@@ -13,7 +13,7 @@ pub struct Counter {
 }
 
 impl Greeter for Counter {
-    fn init() -> Result<Self, BoxError> {
+    fn init(_: &Context<'_>) -> Result<Self, BoxError> {
         log::debug!("counter ready");
         Ok(Counter::default())
     }
@@ -25,7 +25,7 @@ impl Greeter for Counter {
     }
 }
 
-export_plugin!(name = "counter", greeter = Counter);
+export_greeter!(Counter);
 
 #[cfg(test)]
 mod tests {
@@ -33,7 +33,7 @@ mod tests {
 
     #[test]
     fn each_greeting_counts_one_more_visitor() {
-        let counter = Counter::init().unwrap();
+        let counter = Counter::init(&Context::new("counter", ".".as_ref(), "")).unwrap();
         assert_eq!(counter.greet().unwrap(), "Hello, visitor #1!");
         assert_eq!(counter.greet().unwrap(), "Hello, visitor #2!");
         // The interface's default `greet_to` addresses the plain greeting.

@@ -1,13 +1,13 @@
 //! The smallest greeter plugin: greets `Hello!`.
 
-use greeter_interface::{BoxError, Greeter, export_plugin};
+use greeter_interface::{BoxError, Context, Greeter, export_greeter};
 
 /// The plugin; it has no state.
 #[derive(Debug)]
 pub struct Hello;
 
 impl Greeter for Hello {
-    fn init() -> Result<Self, BoxError> {
+    fn init(_: &Context<'_>) -> Result<Self, BoxError> {
         Ok(Hello)
     }
 
@@ -20,7 +20,7 @@ impl Greeter for Hello {
     }
 }
 
-export_plugin!(name = "hello", greeter = Hello);
+export_greeter!(Hello);
 
 #[cfg(test)]
 mod tests {
@@ -28,7 +28,7 @@ mod tests {
 
     #[test]
     fn greets_hello() {
-        let hello = Hello::init().unwrap();
+        let hello = Hello::init(&Context::new("hello", ".".as_ref(), "")).unwrap();
         assert_eq!(hello.greet().unwrap(), "Hello!");
         assert_eq!(hello.greet_to("Ada").unwrap(), "Hello, Ada!");
     }

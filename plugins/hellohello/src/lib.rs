@@ -1,14 +1,14 @@
 //! The plugin of HashiCorp's go-plugin greeter example, loaded in-process
 //! instead of served over RPC: greets `Hello!Hello!!`.
 
-use greeter_interface::{BoxError, Greeter, export_plugin};
+use greeter_interface::{BoxError, Context, Greeter, export_greeter};
 
 /// The plugin; it has no state.
 #[derive(Debug)]
 pub struct HelloHello;
 
 impl Greeter for HelloHello {
-    fn init() -> Result<Self, BoxError> {
+    fn init(_: &Context<'_>) -> Result<Self, BoxError> {
         Ok(HelloHello)
     }
 
@@ -21,7 +21,7 @@ impl Greeter for HelloHello {
     }
 }
 
-export_plugin!(name = "hellohello", greeter = HelloHello);
+export_greeter!(HelloHello);
 
 #[cfg(test)]
 mod tests {
@@ -30,7 +30,10 @@ mod tests {
     #[test]
     fn greets_twice_as_loud() {
         assert_eq!(
-            HelloHello::init().unwrap().greet().unwrap(),
+            HelloHello::init(&Context::new("hellohello", ".".as_ref(), ""))
+                .unwrap()
+                .greet()
+                .unwrap(),
             "Hello!Hello!!"
         );
     }

@@ -1,62 +1,112 @@
-//! Plugins built against frozen earlier (and later) versions of the
-//! interface, loaded into the current host.
+//! Plugins built against frozen earlier, later and broken versions of the
+//! greeter and transform interfaces, loaded into the current host.
 
 use std::fs;
 
-use greeter_host::{Capability, GreeterInterface, LoadError, Loader};
-use greeter_interface::INTERFACE_VERSION;
-use greeter_tests::PluginDir;
+use dropin::{CallError, Interface};
+use dropin_host::{LoadError, Loader};
+use greeter_interface::GreeterPlugin;
+use greeter_tests::{COMPAT_WORKSPACES, PluginDir};
 use semver::{Version, VersionReq};
+use transform_interface::{Direction, TransformPlugin};
 
 #[test]
-fn the_host_is_at_interface_1_1() {
-    // The fixtures below are frozen around this version.
-    assert_eq!(INTERFACE_VERSION, "1.1.0");
+fn the_hosts_are_at_greeter_2_1_and_transform_1_1() {
+    // The fixtures below are frozen around these versions.
+    assert_eq!(GreeterPlugin::VERSION, "2.1.0");
+    assert_eq!(TransformPlugin::VERSION, "1.1.0");
 }
 
 #[test]
-fn plugins_built_against_1_0_1_1_and_1_2_all_load_with_the_right_capabilities() {
+fn greeters_of_an_earlier_and_a_later_minor_load_with_the_methods_they_have() {
     let dir = PluginDir::with(&["hello"]);
-    dir.add_compat("v1_0");
-    dir.add_compat("v1_2");
+    dir.add_compat("compat_older_minor_greeter");
+    dir.add_compat("compat_newer_minor_greeter");
     let report = dir.load();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
 
-    let old = report.registry.get("compat-1.0").unwrap();
-    assert_eq!(old.interface_version(), &Version::new(1, 0, 0));
-    assert!(!old.has(Capability::GreetTo));
-    assert!(old.greet_to("Ada").is_none());
-    assert_eq!(old.greet().unwrap(), "Hello from interface 1.0!");
+    let old = report.registry.get("greeter-2.0").unwrap();
+    assert_eq!(old.interface_version(), &Version::new(2, 0, 0));
+    assert_eq!(old.capabilities(), []);
+    assert_eq!(old.missing_capabilities(), [("greet_to", "2.1.0")]);
+    assert_eq!(old.greet().unwrap(), "Hello from interface 2.0!");
+    let missing = old.greet_to("Ada").unwrap_err();
+    assert_eq!(
+        missing,
+        CallError::Missing {
+            plugin: "greeter-2.0".to_owned(),
+            method: "greet_to",
+            since: "2.1.0",
+            built_against: "2.0.0".to_owned(),
+        }
+    );
+    assert_eq!(
+        missing.to_string(),
+        "plugin 'greeter-2.0' has no method `greet_to`: it was added in interface 2.1.0, \
+         the plugin was built against 2.0.0"
+    );
+    // Missing is not a failure: the plugin stays enabled.
+    assert_eq!(old.failure(), None);
 
     let current = report.registry.get("hello").unwrap();
-    assert_eq!(current.interface_version(), &Version::new(1, 1, 0));
-    assert!(current.has(Capability::GreetTo));
-    assert_eq!(current.greet_to("Ada").unwrap().unwrap(), "Hello, Ada!");
+    assert_eq!(current.capabilities(), [("greet_to", "2.1.0")]);
+    assert_eq!(current.greet_to("Ada").unwrap(), "Hello, Ada!");
 
-    let newer = report.registry.get("compat-1.2").unwrap();
-    assert_eq!(newer.interface_version(), &Version::new(1, 2, 0));
-    assert!(newer.has(Capability::GreetTo));
-    assert_eq!(newer.greet().unwrap(), "Hello from interface 1.2!");
+    let newer = report.registry.get("greeter-2.2").unwrap();
+    assert_eq!(newer.interface_version(), &Version::new(2, 2, 0));
+    assert_eq!(newer.capabilities(), [("greet_to", "2.1.0")]);
+    assert_eq!(newer.greet().unwrap(), "Hello from interface 2.2!");
     assert_eq!(
-        newer.greet_to("Ada").unwrap().unwrap(),
-        "Hello from interface 1.2, Ada!"
+        newer.greet_to("Ada").unwrap(),
+        "Hello from interface 2.2, Ada!"
     );
 }
 
 #[test]
+fn transforms_of_an_earlier_and_a_later_minor_load_with_the_methods_they_have() {
+    let dir = PluginDir::with(&["rot13"]);
+    dir.add_compat("compat_older_minor_transform");
+    dir.add_compat("compat_newer_minor_transform");
+    let report = dir.load_as::<TransformPlugin>();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+
+    let old = report.registry.get("transform-1.0").unwrap();
+    assert_eq!(old.apply("abc", Direction::Forward).unwrap(), "cba");
+    assert_eq!(old.info().unwrap().inverse.as_deref(), Some("reverse"));
+    assert!(matches!(
+        old.apply_bytes(b"abc", Direction::Forward),
+        Err(CallError::Missing {
+            method: "apply_bytes",
+            since: "1.1.0",
+            ..
+        })
+    ));
+
+    let current = report.registry.get("rot13").unwrap();
+    assert_eq!(
+        current.apply_bytes(b"abc", Direction::Forward).unwrap(),
+        b"nop"
+    );
+
+    // 1.2 added `length`, which this host does not know; the interface's
+    // default `apply_bytes` runs inside the plugin.
+    let newer = report.registry.get("transform-1.2").unwrap();
+    assert_eq!(
+        newer.apply_bytes(b"abc", Direction::Forward).unwrap(),
+        b"cba"
+    );
+    assert_eq!(newer.capabilities(), [("apply_bytes", "1.1.0")]);
+}
+
+#[test]
 fn older_and_newer_plugins_load_in_either_order() {
-    // abi_stable keeps a process-wide record of the prefix types it has seen;
-    // the order in which plugins of different minors arrive must not matter.
-    for order in [["v1_2", "v1_0"], ["v1_0", "v1_2"]] {
-        for version in order {
+    let libs = ["compat_newer_minor_greeter", "compat_older_minor_greeter"];
+    for order in [libs, [libs[1], libs[0]]] {
+        for lib in order {
             let dir = PluginDir::new();
-            dir.add_compat(version);
+            dir.add_compat(lib);
             let report = dir.load();
-            assert!(
-                report.rejected.is_empty(),
-                "{version}: {:?}",
-                report.rejected
-            );
+            assert!(report.rejected.is_empty(), "{lib}: {:?}", report.rejected);
             assert_eq!(report.registry.len(), 1);
         }
     }
@@ -65,7 +115,8 @@ fn older_and_newer_plugins_load_in_either_order() {
 #[test]
 fn a_plugin_of_another_major_is_refused_naming_both_versions() {
     let dir = PluginDir::with(&["hello"]);
-    let path = dir.add_compat("v2_0");
+    let greeter = dir.add_compat("compat_next_major_greeter");
+    let transform = dir.add_compat("compat_next_major_transform");
     let report = dir.load();
     assert_eq!(report.registry.len(), 1);
     let error = &report.rejected[0];
@@ -76,45 +127,93 @@ fn a_plugin_of_another_major_is_refused_naming_both_versions() {
     assert_eq!(
         error.to_string(),
         format!(
-            "{}: built against greeter interface 2.0.0, but this host has 1.1.0 \
+            "{}: built against greeter interface 3.0.0, but this host has 2.1.0 \
+             and accepts >=2.0.0, <3.0.0",
+            greeter.display()
+        )
+    );
+
+    let report = dir.load_as::<TransformPlugin>();
+    let error = report
+        .rejected
+        .iter()
+        .find(|error| error.path() == transform)
+        .unwrap();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: built against transform interface 2.0.0, but this host has 1.1.0 \
              and accepts >=1.0.0, <2.0.0",
-            path.display()
+            transform.display()
         )
     );
 }
 
 #[test]
-fn a_changed_field_type_is_refused_with_the_field_and_both_types() {
+fn a_changed_type_is_refused_naming_the_method_and_both_types() {
     let dir = PluginDir::new();
-    let changed = dir.add_compat("v1_1_changed");
-    let older_and_changed = dir.add_compat("v1_0_changed");
+    let greeter = dir.add_compat("compat_changed_type_greeter");
+    let transform = dir.add_compat("compat_changed_type_transform");
+
     let report = dir.load();
     assert!(report.registry.is_empty());
-    let messages: Vec<String> = report.rejected.iter().map(ToString::to_string).collect();
+    let error = report
+        .rejected
+        .iter()
+        .find(|error| error.path() == greeter)
+        .unwrap();
+    assert!(matches!(error, LoadError::Signature { .. }), "{error:?}");
     assert_eq!(
-        messages,
-        [
-            format!(
-                "{}: not a greeter plugin of a compatible layout (its interface version 1.0.0, \
-                 the host's 1.1.0): field `version`: mismatched type: expected RStr<'a>, \
-                 found u64; incompatible type size: expected 64, found 56 (and 1 more)",
-                older_and_changed.display()
-            ),
-            format!(
-                "{}: not a greeter plugin of a compatible layout (its interface version 1.1.0, \
-                 the host's 1.1.0): field `host_requirement`: mismatched type: \
-                 expected RStr<'a>, found u64",
-                changed.display()
-            ),
-        ]
+        error.to_string(),
+        format!(
+            "{}: not compatible with greeter 2.1.0 (the plugin was built against 2.1.0): \
+             method `greet_to`: argument 1: expected &str, found String",
+            greeter.display()
+        )
+    );
+
+    let report = dir.load_as::<TransformPlugin>();
+    assert!(report.registry.is_empty());
+    let error = report
+        .rejected
+        .iter()
+        .find(|error| error.path() == transform)
+        .unwrap();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: not compatible with transform 1.1.0 (the plugin was built against 1.1.0): \
+             method `info`: result: Info: field `inverse`: expected Option<String>, found bool",
+            transform.display()
+        )
+    );
+}
+
+#[test]
+fn a_plugin_built_before_the_interface_moved_to_dropin_is_told_to_rebuild() {
+    let dir = PluginDir::with(&["hello"]);
+    let old = dir.add_compat("compat_v1_0");
+    let report = dir.load();
+    assert_eq!(report.registry.len(), 1);
+    assert!(matches!(report.rejected[0], LoadError::Foreign { .. }));
+    assert_eq!(
+        report.rejected[0].to_string(),
+        format!(
+            "{}: expected a dropin plugin of greeter 2.1.0, found the root module 'greeter' \
+             1.0.0; if it was built against an earlier release of greeter, rebuild it against \
+             greeter 2.x",
+            old.display()
+        )
     );
 }
 
 #[test]
 fn no_code_of_a_refused_plugin_runs() {
     let dir = PluginDir::new();
-    for version in greeter_tests::COMPAT_VERSIONS {
-        dir.add_compat(version);
+    for (_, libs) in COMPAT_WORKSPACES {
+        for lib in *libs {
+            dir.add_compat(lib);
+        }
     }
     let markers = PluginDir::new();
     let output = dir.run_with_env(
@@ -128,21 +227,21 @@ fn no_code_of_a_refused_plugin_runs() {
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
     ran.sort();
-    assert_eq!(ran, ["compat-1.0", "compat-1.2"]);
+    assert_eq!(ran, ["greeter-2.0", "greeter-2.2"]);
 }
 
 #[test]
-fn greet_to_uses_the_capability_where_present_and_falls_back_where_not() {
+fn greet_to_uses_the_method_where_present_and_falls_back_where_not() {
     let dir = PluginDir::with(&["hello", "hellohello"]);
-    dir.add_compat("v1_0");
+    dir.add_compat("compat_older_minor_greeter");
     let output = dir.run(&["greet", "--to", "Ada"]);
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
-        "compat-1.0: Hello from interface 1.0!\nhello: Hello, Ada!\nhellohello: Hello, Ada!Hello, Ada!!\n"
+        "greeter-2.0: Hello from interface 2.0!\nhello: Hello, Ada!\nhellohello: Hello, Ada!Hello, Ada!!\n"
     );
     assert_eq!(
         String::from_utf8(output.stderr).unwrap(),
-        "greeter-host: 'compat-1.0' predates interface 1.1.0 (built against 1.0.0): plain greeting instead\n"
+        "greeter-host: 'greeter-2.0' predates interface 2.1 (built against 2.0.0): plain greeting instead\n"
     );
     assert_eq!(output.status.code(), Some(0));
 }
@@ -150,22 +249,21 @@ fn greet_to_uses_the_capability_where_present_and_falls_back_where_not() {
 #[test]
 fn check_prints_each_verdict_with_expected_and_found() {
     let dir = PluginDir::new();
-    let old = dir.add_compat("v1_0");
-    let major = dir.add_compat("v2_0");
+    let old = dir.add_compat("compat_older_minor_greeter");
+    let major = dir.add_compat("compat_next_major_greeter");
     let output = dir.run(&["check"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
         format!(
-            "ok        {old}\n          plugin compat-1.0 1.0.0; interface 1.0.0 (host accepts >=1.0.0, <2.0.0); \
-             host requirement any (host is {host}); missing capabilities: greet_to (since 1.1.0)\n\
-             rejected  {major}\n          {major}: built against greeter interface 2.0.0, but this host has \
-             1.1.0 and accepts >=1.0.0, <2.0.0\n\
+            "rejected  {major}\n          {major}: built against greeter interface 3.0.0, but this host has \
+             2.1.0 and accepts >=2.0.0, <3.0.0\n\
+             ok        {old}\n          plugin greeter-2.0 1.0.0; interface 2.0.0 (host accepts >=2.0.0, <3.0.0); \
+             host requirement any (host is 0.1.0); missing capabilities: greet_to (since 2.1.0)\n\
              {dir}: 1 of 2 plugin files loaded\n",
             old = old.display(),
             major = major.display(),
             dir = dir.path().display(),
-            host = greeter_host::HOST_VERSION,
         )
     );
 }
@@ -174,22 +272,23 @@ fn check_prints_each_verdict_with_expected_and_found() {
 fn a_plugin_requiring_another_host_version_is_refused_before_init() {
     let dir = PluginDir::new();
     let path = dir.add("needs_new_host");
-    let report = dir.load();
+    let loader = |version| {
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .host_version(version)
+            .build()
+            .load()
+            .unwrap()
+    };
+    let report = loader(Version::new(0, 1, 0));
     assert_eq!(
         report.rejected[0].to_string(),
         format!(
-            "{}: plugin 'needs-new-host' requires a host matching >=9.0.0, but this host is {}",
+            "{}: plugin 'needs-new-host' requires a host matching >=9.0.0, but this host is 0.1.0",
             path.display(),
-            greeter_host::HOST_VERSION
         )
     );
-
-    let report = Loader::<GreeterInterface>::builder()
-        .dir(dir.path())
-        .host_version(Version::new(9, 1, 0))
-        .build()
-        .load()
-        .unwrap();
+    let report = loader(Version::new(9, 1, 0));
     let plugin = report
         .registry
         .get("needs-new-host")
@@ -200,10 +299,10 @@ fn a_plugin_requiring_another_host_version_is_refused_before_init() {
 #[test]
 fn a_host_can_narrow_the_interface_versions_it_accepts() {
     let dir = PluginDir::with(&["hello"]);
-    let old = dir.add_compat("v1_0");
-    let report = Loader::<GreeterInterface>::builder()
+    let old = dir.add_compat("compat_older_minor_greeter");
+    let report = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
-        .accept_interface(VersionReq::parse(">=1.1").unwrap())
+        .accept_interface(VersionReq::parse(">=2.1").unwrap())
         .build()
         .load()
         .unwrap();
@@ -211,13 +310,49 @@ fn a_host_can_narrow_the_interface_versions_it_accepts() {
     assert_eq!(
         report.rejected[0].to_string(),
         format!(
-            "{}: built against greeter interface 1.0.0, but this host has 1.1.0 and accepts >=1.1",
+            "{}: built against greeter interface 2.0.0, but this host has 2.1.0 and accepts >=2.1",
             old.display()
         )
     );
 
-    let output = dir.run(&["--accept-interface", ">=1.1", "list"]);
+    let output = dir.run(&["--accept-interface", ">=2.1", "list"]);
     assert_eq!(output.status.code(), Some(1));
     let output = dir.run(&["--accept-interface", "not a requirement", "list"]);
     assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_plugin_built_with_panic_abort_is_refused_unless_the_host_allows_it() {
+    let dir = PluginDir::new();
+    let path = dir.add_compat("compat_panic_abort");
+    let report = dir.load();
+    assert!(matches!(report.rejected[0], LoadError::PanicAbort { .. }));
+    assert_eq!(
+        report.rejected[0].to_string(),
+        format!(
+            "{}: plugin 'aborts' was built with panic = \"abort\", so its first panic would kill \
+             the host; expected panic = \"unwind\" (the default), or a host that allows abort",
+            path.display()
+        )
+    );
+
+    let report = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .allow_panic_abort(true)
+        .build()
+        .load()
+        .unwrap();
+    assert_eq!(
+        report.registry.get("aborts").unwrap().greet().unwrap(),
+        "Hello, until the first panic!"
+    );
+
+    let output = dir.run(&["greet"]);
+    assert_eq!(output.status.code(), Some(1));
+    let output = dir.run(&["--allow-panic-abort", "greet"]);
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        "aborts: Hello, until the first panic!\n"
+    );
+    assert_eq!(output.status.code(), Some(0));
 }

@@ -1,6 +1,7 @@
 use std::fs;
 
-use greeter_host::{DiscoverError, GreeterInterface, LoadError, Loader, LoaderError, discover};
+use dropin_host::{DiscoverError, LoadError, Loader, LoaderError, discover};
+use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, library_file_name};
 
 #[test]
@@ -65,7 +66,7 @@ fn a_link_to_a_plugin_is_followed() {
 fn a_missing_folder_is_an_error_naming_it() {
     let dir = PluginDir::new();
     let missing = dir.path().join("nope");
-    let error = Loader::<GreeterInterface>::builder()
+    let error = Loader::<GreeterPlugin>::builder()
         .dir(&missing)
         .build()
         .load()

@@ -1,63 +1,98 @@
-//! A second interface, declared in the `shout-interface` fixture, loaded by
-//! the same loader core as the greeter.
+//! A second interface, the example `transform-interface`, served by the same
+//! framework as the greeter: its plugins, its types and its application.
 
-use abi_stable::std_types::RStr;
-use greeter_host::{LoadError, Loader, Metadata, PluginInterface};
-use greeter_tests::PluginDir;
-use shout_interface::{INTERFACE_VERSION, ShoutModRef};
+use std::process::Command;
 
-enum Shout {}
-
-impl PluginInterface for Shout {
-    type Module = ShoutModRef;
-
-    const NAME: &'static str = "shout";
-    const VERSION: &'static str = INTERFACE_VERSION;
-
-    fn metadata(module: ShoutModRef) -> Metadata {
-        Metadata {
-            name: module.name().as_str(),
-            version: module.version().as_str(),
-            interface_version: module.interface_version().as_str(),
-            host_requirement: None,
-        }
-    }
-}
+use dropin::{CallError, Interface};
+use dropin_host::LoadError;
+use greeter_tests::{PluginDir, artifacts, stderr, stdout};
+use transform_interface::{Direction, Info, TransformPlugin};
 
 #[test]
 fn the_loader_loads_plugins_of_another_interface_and_rejects_greeters() {
-    let dir = PluginDir::with(&["shout_plugin", "hello"]);
-    let report = Loader::<Shout>::builder()
-        .dir(dir.path())
-        .build()
-        .load()
-        .unwrap();
+    let dir = PluginDir::with(&["upper", "rot13", "hello"]);
+    let report = dir.load_as::<TransformPlugin>();
 
-    let shout = report
-        .registry
-        .get("shout")
-        .expect("the shout plugin loads");
-    assert_eq!(shout.version().to_string(), "0.3.0");
-    assert_eq!((shout.module().shout())(RStr::from_str("hello")), "HELLO!");
+    let upper = report.registry.get("upper").expect("upper loads");
+    assert_eq!(upper.version().to_string(), "1.0.0");
+    assert_eq!(upper.apply("shout", Direction::Forward).unwrap(), "SHOUT");
+    assert_eq!(
+        upper.info().unwrap(),
+        Info {
+            summary: "upper-cases text".to_owned(),
+            inverse: None,
+        }
+    );
+    // A plugin's own error comes back as `Failed`, and the plugin stays usable.
+    assert_eq!(
+        upper.apply("x", Direction::Backward).unwrap_err(),
+        CallError::Failed {
+            plugin: "upper".to_owned(),
+            message: "upper case cannot be undone".to_owned(),
+        }
+    );
+    // The interface's default `apply_bytes` runs inside the plugin.
+    assert_eq!(
+        upper.apply_bytes(b"abc", Direction::Forward).unwrap(),
+        b"ABC"
+    );
+    assert_eq!(
+        upper.apply_bytes(&[0xff], Direction::Forward).unwrap_err(),
+        CallError::Failed {
+            plugin: "upper".to_owned(),
+            message: "invalid utf-8 sequence of 1 bytes from index 0".to_owned(),
+        }
+    );
+
+    let rot13 = report.registry.get("rot13").expect("rot13 loads");
+    assert_eq!(
+        rot13.info().unwrap().inverse.as_deref(),
+        Some("rot13"),
+        "an Option<String> inside a struct crosses both ways"
+    );
+    assert_eq!(
+        rot13
+            .apply_bytes(&[b'a', 0xff], Direction::Backward)
+            .unwrap(),
+        [b'n', 0xff]
+    );
 
     assert_eq!(report.rejected.len(), 1);
     let error = &report.rejected[0];
     assert!(
         matches!(
             error,
-            LoadError::Layout {
-                interface: "shout",
+            LoadError::WrongInterface {
+                expected: "transform",
                 ..
             }
         ),
         "{error:?}"
     );
-    assert!(
-        error.to_string().ends_with(&format!(
-            "not a shout plugin of a compatible layout (its interface version {}, the host's 1.0.0): \
-             mismatched type: expected ShoutMod, found GreeterMod",
-            greeter_interface::INTERFACE_VERSION
-        )),
-        "{error}"
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: not a transform plugin: expected interface transform, found greeter 2.1.0",
+            error.path().display()
+        )
     );
+    assert_eq!(TransformPlugin::NAME, "transform");
+}
+
+#[test]
+fn the_example_application_runs_text_through_every_transform() {
+    let dir = PluginDir::with(&["upper", "rot13"]);
+    let output = Command::new(artifacts().binary("transform-app"))
+        .arg("--plugins-dir")
+        .arg(dir.path())
+        .arg("Hello, World")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&output),
+        "rot13: Uryyb, Jbeyq / Hello, World (rotates letters by 13 places)\n\
+         upper: HELLO, WORLD / (cannot be undone) (upper-cases text)\n"
+    );
+    assert_eq!(stderr(&output), "");
+    assert_eq!(output.status.code(), Some(0));
 }

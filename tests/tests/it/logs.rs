@@ -1,4 +1,4 @@
-use greeter_host::log_target;
+use dropin::log_target;
 use greeter_tests::{Captured, PluginDir, captured_logs};
 
 #[test]

@@ -1,22 +1,38 @@
-use greeter_host::CallError;
-use greeter_interface::GreetErrorKind;
-use greeter_tests::PluginDir;
+use dropin::{CallError, log_target};
+use greeter_tests::{PluginDir, captured_logs};
 
 #[test]
 fn a_panicking_greet_is_an_error_naming_the_plugin_and_the_host_carries_on() {
+    let target = log_target("panicky");
+    // Installs the capturing logger before the plugin is initialised.
+    captured_logs(&target);
     let report = PluginDir::with(&["panicky", "hello"]).load();
     let panicky = report
         .registry
         .get("panicky")
         .expect("panicky loads: only its greet panics");
-    let CallError::Plugin(error) = panicky.greet().unwrap_err() else {
-        panic!("the first call reaches the plugin");
-    };
-    assert_eq!(error.kind(), GreetErrorKind::Panicked);
+    let error = panicky.greet().unwrap_err();
+    assert_eq!(
+        error,
+        CallError::Panicked {
+            plugin: "panicky".to_owned(),
+            message: "greet is broken on purpose".to_owned(),
+            location: Some("tests/fixtures/panicky/src/lib.rs:13:9".to_owned()),
+        }
+    );
     assert_eq!(error.plugin(), "panicky");
     assert_eq!(
         error.to_string(),
         "plugin 'panicky' panicked: greet is broken on purpose"
+    );
+    // Reported at warn, the command line's default level, with where.
+    let logged = captured_logs(&target);
+    assert!(
+        logged.iter().any(|record| record.level == log::Level::Warn
+            && record.message
+                == "panicked at tests/fixtures/panicky/src/lib.rs:13:9: greet is broken on purpose; \
+                    the plugin is disabled for the rest of this process"),
+        "{logged:?}"
     );
     assert_eq!(
         report.registry.get("hello").unwrap().greet().unwrap(),
@@ -29,7 +45,7 @@ fn a_plugin_that_panicked_is_disabled_and_never_called_again() {
     let report = PluginDir::with(&["panicky"]).load();
     let panicky = report.registry.get("panicky").unwrap();
     assert_eq!(panicky.failure(), None);
-    assert!(matches!(panicky.greet(), Err(CallError::Plugin(_))));
+    assert!(matches!(panicky.greet(), Err(CallError::Panicked { .. })));
     assert_eq!(
         panicky.failure(),
         Some("panicked: greet is broken on purpose")
@@ -50,6 +66,6 @@ fn a_plugin_that_panicked_is_disabled_and_never_called_again() {
     }
     assert!(matches!(
         panicky.greet_to("Ada"),
-        Some(Err(CallError::Disabled { .. }))
+        Err(CallError::Disabled { .. })
     ));
 }

@@ -1,3 +1,5 @@
+use dropin::Interface;
+use greeter_interface::GreeterPlugin;
 use greeter_tests::PluginDir;
 
 #[test]
@@ -34,8 +36,9 @@ fn a_plugin_reports_its_name_versions_and_file() {
     assert_eq!(hello.version().to_string(), "1.0.0");
     assert_eq!(
         hello.interface_version().to_string(),
-        greeter_interface::INTERFACE_VERSION
+        GreeterPlugin::VERSION
     );
+    assert_eq!(GreeterPlugin::VERSION, "2.1.0");
     assert_eq!(hello.path(), path);
 }
 

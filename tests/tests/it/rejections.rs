@@ -1,11 +1,12 @@
 use std::{fs, path::Path};
 
-use greeter_host::{GreeterInterface, LoadError, LoadReport, VerifyError};
+use dropin_host::{LoadError, LoadReport, VerifyError};
+use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, artifacts, error_chain, library_file_name};
 
 /// The only rejection of `report`, after checking that the good plugin
 /// `hello` still loaded and greets.
-fn only_rejection(report: &LoadReport<GreeterInterface>, path: &Path) -> String {
+fn only_rejection(report: &LoadReport<GreeterPlugin>, path: &Path) -> String {
     assert_eq!(
         report.registry.get("hello").unwrap().greet().unwrap(),
         "Hello!"
@@ -113,19 +114,24 @@ fn a_shared_library_without_a_root_module_is_not_a_plugin() {
 }
 
 #[test]
-fn a_plugin_of_another_interface_is_rejected_with_both_type_names() {
+fn a_plugin_of_another_interface_is_rejected_naming_both_interfaces() {
     let dir = PluginDir::with(&["hello"]);
-    let path = dir.add("shout_plugin");
+    let path = dir.add("upper");
     let report = dir.load();
     assert_eq!(
         only_rejection(&report, &path),
         format!(
-            "{}: not a greeter plugin of a compatible layout (its interface version 1.0.0, \
-             the host's {}): mismatched type: expected GreeterMod, found ShoutMod",
+            "{}: not a greeter plugin: expected interface greeter, found transform 1.1.0",
             path.display(),
-            greeter_interface::INTERFACE_VERSION
         )
     );
+    assert!(matches!(
+        report.rejected[0],
+        LoadError::WrongInterface {
+            expected: "greeter",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -136,7 +142,7 @@ fn a_plugin_whose_init_fails_is_rejected_with_its_reason() {
     assert_eq!(
         only_rejection(&report, &path),
         format!(
-            "{}: plugin failed to initialise: plugin 'broken-init' failed: no configuration found",
+            "{}: plugin failed to initialise: no configuration found",
             path.display()
         )
     );
@@ -167,7 +173,7 @@ fn every_kind_of_bad_file_in_one_folder_is_rejected_and_the_good_ones_greet() {
         "hello",
         "hellohello",
         "not_a_plugin",
-        "shout_plugin",
+        "upper",
         "broken_init",
     ]);
     dir.write(&library_file_name("empty"), b"");
@@ -194,9 +200,9 @@ fn every_kind_of_bad_file_in_one_folder_is_rejected_and_the_good_ones_greet() {
         "broken_init",
         "empty",
         "not_a_plugin",
-        "shout_plugin",
         "text",
         "truncated",
+        "upper",
     ]
     .iter()
     .map(|lib| library_file_name(lib))

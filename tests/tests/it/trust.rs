@@ -8,7 +8,8 @@ use std::{
     thread,
 };
 
-use greeter_host::{GreeterInterface, LoadError, Loader, LoaderError, LockMode};
+use dropin_host::{LoadError, Loader, LoaderError, LockMode};
+use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, artifacts, library_file_name, stderr, stdout};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -40,7 +41,7 @@ fn lock_records_every_loaded_file_with_its_sha256() {
             "sha256": sha256(&hello),
             "name": "hello",
             "version": "1.0.0",
-            "interface_version": greeter_interface::INTERFACE_VERSION,
+            "interface_version": "2.1.0",
         })
     );
     assert_eq!(lock["plugins"][1]["name"], "hellohello");
@@ -106,7 +107,7 @@ fn a_file_missing_from_the_lock_is_refused_and_the_others_load() {
     assert_eq!(
         report.rejected[0].to_string(),
         format!(
-            "{}: not listed in {}; expected only locked plugins (record it with `greeter-host lock`)",
+            "{}: not listed in {}; expected only locked plugins",
             newcomer.display(),
             dir.path().join("plugins.lock").display()
         )
@@ -154,7 +155,7 @@ fn a_lock_file_that_does_not_parse_names_the_line_and_nothing_loads() {
         )
     );
     assert_eq!(output.status.code(), Some(2));
-    let error = Loader::<GreeterInterface>::builder()
+    let error = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .build()
         .load()
@@ -175,7 +176,7 @@ fn locked_requires_a_lock_file() {
         )
     );
     assert_eq!(output.status.code(), Some(2));
-    let report = Loader::<GreeterInterface>::builder()
+    let report = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .lock(LockMode::Required)
         .build()
@@ -268,7 +269,7 @@ mod permissions {
     fn a_plugins_folder_writable_by_others_loads_nothing() {
         let dir = PluginDir::with(&["hello"]);
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        let error = Loader::<GreeterInterface>::builder()
+        let error = Loader::<GreeterPlugin>::builder()
             .dir(dir.path())
             .build()
             .load()

@@ -1,0 +1,41 @@
+//! transform-interface 1.2.0, frozen.
+
+pub use dropin::{BoxError, Context};
+
+/// What a transform says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, dropin::Stable)]
+pub struct Info {
+    /// One line for listings.
+    pub summary: String,
+    /// The name of the transform that undoes this one, if any.
+    pub inverse: Option<String>,
+}
+
+/// Which way to apply a transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, dropin::Stable)]
+pub enum Direction {
+    /// Apply it.
+    Forward,
+    /// Undo it, where the transform can.
+    Backward,
+}
+
+/// A plugin that transforms text.
+#[dropin::interface(name = "transform")]
+pub trait Transform: Send + Sync {
+    /// What the transform does.
+    fn info(&self) -> Info;
+
+    /// Transforms `text`.
+    fn apply(&self, text: &str, direction: Direction) -> Result<String, BoxError>;
+
+    /// Transforms raw bytes; by default, as UTF-8 text.
+    #[since("1.1")]
+    fn apply_bytes(&self, bytes: &[u8], direction: Direction) -> Result<Vec<u8>, BoxError> {
+        Ok(self.apply(std::str::from_utf8(bytes)?, direction)?.into_bytes())
+    }
+
+    /// How long the result of `apply` would be (added in 1.2).
+    #[since("1.2")]
+    fn length(&self, text: &str) -> u64;
+}

@@ -1,0 +1,31 @@
+//! transform-interface 1.0.0, frozen.
+
+pub use dropin::{BoxError, Context};
+
+/// What a transform says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, dropin::Stable)]
+pub struct Info {
+    /// One line for listings.
+    pub summary: String,
+    /// The name of the transform that undoes this one, if any.
+    pub inverse: Option<String>,
+}
+
+/// Which way to apply a transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, dropin::Stable)]
+pub enum Direction {
+    /// Apply it.
+    Forward,
+    /// Undo it, where the transform can.
+    Backward,
+}
+
+/// A plugin that transforms text.
+#[dropin::interface(name = "transform")]
+pub trait Transform: Send + Sync {
+    /// What the transform does.
+    fn info(&self) -> Info;
+
+    /// Transforms `text`.
+    fn apply(&self, text: &str, direction: Direction) -> Result<String, BoxError>;
+}
