@@ -30,6 +30,12 @@ use abi_stable::{
 /// with equal descriptors must have the same size, alignment and meaning of
 /// every byte, because the host trusts a plugin's function once the
 /// descriptors of its signature match.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross the plugin boundary",
+    label = "not a type a plugin method may take or return",
+    note = "use an integer, float, bool, char, String, Vec<T>, Option<T>, &str or &[u8] (as an \
+            argument), or a struct or enum of your interface crate with `#[derive(dropin::Stable)]`"
+)]
 pub unsafe trait Stable: Sized {
     /// The `#[repr(C)]` representation that crosses the boundary.
     type Ffi;

@@ -1,0 +1,6 @@
+#[dropin::interface]
+pub trait Store: Send + Sync {
+    fn put<T>(&self, value: T);
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[dropin::interface]
+pub trait Lines: Send + Sync {
+    fn lines(&self) -> impl Iterator<Item = String>;
+}
+
+fn main() {}

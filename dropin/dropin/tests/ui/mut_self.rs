@@ -1,0 +1,6 @@
+#[dropin::interface]
+pub trait Counter: Send + Sync {
+    fn bump(&mut self) -> u64;
+}
+
+fn main() {}
