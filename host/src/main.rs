@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use dropin::CallError;
+use dropin::CallErrorKind;
 use dropin_host::{
     ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockEntry, LockMode,
     Lockfile, LockfileError, Plugin, check_permissions,
@@ -381,7 +381,7 @@ fn greet(
         let mut note = None;
         let result = match to.map(|name| plugin.greet_to(name)) {
             None => plugin.greet(),
-            Some(Err(CallError::Missing { .. })) => {
+            Some(Err(error)) if error.kind() == CallErrorKind::Missing => {
                 note = Some(format!(
                     "'{}' predates interface {GREET_TO_SINCE} (built against {}): plain greeting instead",
                     plugin.name(),

@@ -37,83 +37,136 @@ pub struct RawError {
     pub location: RString,
 }
 
-/// Why a call into a plugin returned no result.
-///
-/// Every variant names the plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What kind of failure a [`CallError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum CallError {
+pub enum CallErrorKind {
     /// The plugin's method returned an error.
-    Failed {
-        /// The plugin's name.
-        plugin: String,
-        /// The error's message.
-        message: String,
-    },
+    Failed,
     /// The plugin's method panicked (the panic was caught inside the
     /// plugin). The plugin is disabled from then on.
-    Panicked {
-        /// The plugin's name.
-        plugin: String,
-        /// The panic's message.
-        message: String,
-        /// Where it panicked, if known (`src/lib.rs:10:5`).
-        location: Option<String>,
-    },
+    Panicked,
     /// The plugin panicked in an earlier call and is not called again.
-    Disabled {
-        /// The plugin's name.
-        plugin: String,
-        /// The earlier panic.
-        reason: String,
-    },
+    Disabled,
     /// The plugin was built against an earlier minor version of the
     /// interface, before the method existed.
-    Missing {
-        /// The plugin's name.
-        plugin: String,
-        /// The method's name.
-        method: &'static str,
-        /// The interface version that added it.
-        since: &'static str,
-        /// The interface version the plugin was built against.
-        built_against: String,
-    },
+    Missing,
+}
+
+/// Why a call into a plugin returned no result. It names the plugin.
+///
+/// One pointer wide, so that a method's `Result<T, CallError>` stays small on
+/// the success path; the details are behind the accessors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallError(Box<Details>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Details {
+    kind: CallErrorKind,
+    plugin: String,
+    message: String,
+    location: Option<String>,
+    method: Option<(&'static str, &'static str, String)>,
 }
 
 impl CallError {
+    pub(crate) fn failed(plugin: &str, message: String) -> Self {
+        Self::new(CallErrorKind::Failed, plugin, message, None, None)
+    }
+
+    pub(crate) fn panicked(plugin: &str, message: String, location: Option<String>) -> Self {
+        Self::new(CallErrorKind::Panicked, plugin, message, location, None)
+    }
+
+    pub(crate) fn disabled(plugin: &str, reason: String) -> Self {
+        Self::new(CallErrorKind::Disabled, plugin, reason, None, None)
+    }
+
+    pub(crate) fn missing(
+        plugin: &str,
+        method: &'static str,
+        since: &'static str,
+        built_against: &str,
+    ) -> Self {
+        let message = format!(
+            "has no method `{method}`: it was added in interface {since}, the plugin was \
+             built against {built_against}"
+        );
+        let method = Some((method, since, built_against.to_owned()));
+        Self::new(CallErrorKind::Missing, plugin, message, None, method)
+    }
+
+    fn new(
+        kind: CallErrorKind,
+        plugin: &str,
+        message: String,
+        location: Option<String>,
+        method: Option<(&'static str, &'static str, String)>,
+    ) -> Self {
+        Self(Box::new(Details {
+            kind,
+            plugin: plugin.to_owned(),
+            message,
+            location,
+            method,
+        }))
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> CallErrorKind {
+        self.0.kind
+    }
+
     /// The name of the plugin that failed.
     pub fn plugin(&self) -> &str {
-        match self {
-            Self::Failed { plugin, .. }
-            | Self::Panicked { plugin, .. }
-            | Self::Disabled { plugin, .. }
-            | Self::Missing { plugin, .. } => plugin,
-        }
+        &self.0.plugin
+    }
+
+    /// The plugin's error message ([`Failed`](CallErrorKind::Failed)), the
+    /// panic's ([`Panicked`](CallErrorKind::Panicked)), the earlier panic
+    /// ([`Disabled`](CallErrorKind::Disabled)), or what is missing.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Where the plugin panicked (`src/lib.rs:10:5`), if it did and the
+    /// location is known.
+    pub fn location(&self) -> Option<&str> {
+        self.0.location.as_deref()
+    }
+
+    /// For [`Missing`](CallErrorKind::Missing): the method, the interface
+    /// version that added it, and the one the plugin was built against.
+    pub fn missing_method(&self) -> Option<(&'static str, &'static str, &str)> {
+        self.0
+            .method
+            .as_ref()
+            .map(|(method, since, built)| (*method, *since, built.as_str()))
+    }
+}
+
+impl fmt::Debug for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
     }
 }
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Failed { plugin, message } => write!(f, "plugin '{plugin}' failed: {message}"),
-            Self::Panicked {
-                plugin, message, ..
-            } => write!(f, "plugin '{plugin}' panicked: {message}"),
-            Self::Disabled { plugin, reason } => write!(
+        let Details {
+            kind,
+            plugin,
+            message,
+            ..
+        } = &*self.0;
+        match kind {
+            CallErrorKind::Failed => write!(f, "plugin '{plugin}' failed: {message}"),
+            CallErrorKind::Panicked => write!(f, "plugin '{plugin}' panicked: {message}"),
+            CallErrorKind::Disabled => write!(
                 f,
-                "plugin '{plugin}' is disabled after an earlier panic ({reason})"
+                "plugin '{plugin}' is disabled after an earlier panic ({message})"
             ),
-            Self::Missing {
-                plugin,
-                method,
-                since,
-                built_against,
-            } => write!(
-                f,
-                "plugin '{plugin}' has no method `{method}`: it was added in interface {since}, \
-                 the plugin was built against {built_against}"
-            ),
+            CallErrorKind::Missing => write!(f, "plugin '{plugin}' {message}"),
         }
     }
 }

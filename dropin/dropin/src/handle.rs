@@ -132,30 +132,21 @@ impl PluginCore {
     #[cold]
     #[inline(never)]
     pub fn missing(&self, method: &'static str, since: &'static str) -> CallError {
-        CallError::Missing {
-            plugin: self.name.to_owned(),
-            method,
-            since,
-            built_against: self.interface_version.to_owned(),
-        }
+        CallError::missing(self.name, method, since, self.interface_version)
     }
 
     #[cold]
     #[inline(never)]
     fn disabled(&self) -> CallError {
-        CallError::Disabled {
-            plugin: self.name.to_owned(),
-            reason: self.failure().unwrap_or_default().to_owned(),
-        }
+        CallError::disabled(self.name, self.failure().unwrap_or_default().to_owned())
     }
 
     #[cold]
     #[inline(never)]
     fn failed(&self, error: RawError) -> CallError {
-        let plugin = self.name.to_owned();
         let message = error.message.into_string();
         match error.kind {
-            RawErrorKind::Failed => CallError::Failed { plugin, message },
+            RawErrorKind::Failed => CallError::failed(self.name, message),
             RawErrorKind::Panicked => {
                 let location = Some(error.location.into_string()).filter(|l| !l.is_empty());
                 let at = location
@@ -166,11 +157,7 @@ impl PluginCore {
                     "panicked{at}: {message}; the plugin is disabled for the rest of this process"
                 );
                 self.disable(format!("panicked: {message}"));
-                CallError::Panicked {
-                    plugin,
-                    message,
-                    location,
-                }
+                CallError::panicked(self.name, message, location)
             }
         }
     }

@@ -16,13 +16,13 @@
 //! - **Version check**: every method records the interface version that added
 //!   it and the descriptor of its signature ([`Stable`]). A host loads a
 //!   plugin of the same interface major: one built against an earlier minor
-//!   lacks the later methods (calling one is [`CallError::Missing`]), one
+//!   lacks the later methods (calling one is [`CallErrorKind::Missing`]), one
 //!   built against a later minor has methods the host ignores, and a changed
 //!   signature is refused before any call.
 //! - **Loading**: the `dropin-host` crate finds plugin files in a folder,
 //!   checks them, loads them and keeps them in a registry by name.
 //! - **Calls**: the handle's methods return `Result<T, CallError>`; a panic
-//!   in a plugin comes back as [`CallError::Panicked`] and disables it.
+//!   in a plugin comes back as [`CallErrorKind::Panicked`] and disables it.
 //!
 //! # Example
 //!
@@ -86,7 +86,7 @@ mod module;
 
 pub use abi::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
 pub use dropin_macros::{Stable, interface};
-pub use error::{BoxError, CallError};
+pub use error::{BoxError, CallError, CallErrorKind};
 pub use guest::Context;
 pub use handle::{Interface, PluginCore};
 pub use logging::log_target;

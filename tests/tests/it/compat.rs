@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use dropin::{CallError, Interface};
+use dropin::{CallErrorKind, Interface};
 use dropin_host::{LoadError, Loader};
 use greeter_interface::GreeterPlugin;
 use greeter_tests::{COMPAT_WORKSPACES, PluginDir};
@@ -31,14 +31,11 @@ fn greeters_of_an_earlier_and_a_later_minor_load_with_the_methods_they_have() {
     assert_eq!(old.missing_capabilities(), [("greet_to", "2.1.0")]);
     assert_eq!(old.greet().unwrap(), "Hello from interface 2.0!");
     let missing = old.greet_to("Ada").unwrap_err();
+    assert_eq!(missing.kind(), CallErrorKind::Missing);
+    assert_eq!(missing.plugin(), "greeter-2.0");
     assert_eq!(
-        missing,
-        CallError::Missing {
-            plugin: "greeter-2.0".to_owned(),
-            method: "greet_to",
-            since: "2.1.0",
-            built_against: "2.0.0".to_owned(),
-        }
+        missing.missing_method(),
+        Some(("greet_to", "2.1.0", "2.0.0"))
     );
     assert_eq!(
         missing.to_string(),
@@ -73,14 +70,11 @@ fn transforms_of_an_earlier_and_a_later_minor_load_with_the_methods_they_have() 
     let old = report.registry.get("transform-1.0").unwrap();
     assert_eq!(old.apply("abc", Direction::Forward).unwrap(), "cba");
     assert_eq!(old.info().unwrap().inverse.as_deref(), Some("reverse"));
-    assert!(matches!(
-        old.apply_bytes(b"abc", Direction::Forward),
-        Err(CallError::Missing {
-            method: "apply_bytes",
-            since: "1.1.0",
-            ..
-        })
-    ));
+    let missing = old.apply_bytes(b"abc", Direction::Forward).unwrap_err();
+    assert_eq!(
+        missing.missing_method(),
+        Some(("apply_bytes", "1.1.0", "1.0.0"))
+    );
 
     let current = report.registry.get("rot13").unwrap();
     assert_eq!(

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use dropin::{CallError, Interface};
+use dropin::{CallErrorKind, Interface};
 use dropin_host::LoadError;
 use greeter_tests::{PluginDir, artifacts, stderr, stdout};
 use transform_interface::{Direction, Info, TransformPlugin};
@@ -24,24 +24,24 @@ fn the_loader_loads_plugins_of_another_interface_and_rejects_greeters() {
         }
     );
     // A plugin's own error comes back as `Failed`, and the plugin stays usable.
+    let error = upper.apply("x", Direction::Backward).unwrap_err();
+    assert_eq!(error.kind(), CallErrorKind::Failed);
     assert_eq!(
-        upper.apply("x", Direction::Backward).unwrap_err(),
-        CallError::Failed {
-            plugin: "upper".to_owned(),
-            message: "upper case cannot be undone".to_owned(),
-        }
+        error.to_string(),
+        "plugin 'upper' failed: upper case cannot be undone"
     );
+    assert_eq!(upper.failure(), None);
     // The interface's default `apply_bytes` runs inside the plugin.
     assert_eq!(
         upper.apply_bytes(b"abc", Direction::Forward).unwrap(),
         b"ABC"
     );
     assert_eq!(
-        upper.apply_bytes(&[0xff], Direction::Forward).unwrap_err(),
-        CallError::Failed {
-            plugin: "upper".to_owned(),
-            message: "invalid utf-8 sequence of 1 bytes from index 0".to_owned(),
-        }
+        upper
+            .apply_bytes(&[0xff], Direction::Forward)
+            .unwrap_err()
+            .message(),
+        "invalid utf-8 sequence of 1 bytes from index 0"
     );
 
     let rot13 = report.registry.get("rot13").expect("rot13 loads");
