@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use abi_stable::{StableAbi, std_types::RString};
+use abi_stable::{
+    StableAbi,
+    std_types::{RBox, RString},
+};
 
 /// The error type a plugin's methods may return: anything that converts into
 /// a boxed error, a `String` and a `&str` included.
@@ -23,11 +26,42 @@ pub enum RawErrorKind {
     Panicked,
 }
 
-/// The error half of every method's result at the boundary.
+/// The error half of every method's result at the boundary: one pointer, so
+/// that a method's `RResult<T, RawError>` with a word-sized `T` comes back in
+/// registers instead of through memory.
+#[doc(hidden)]
+#[repr(transparent)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct RawError(pub RBox<RawErrorData>);
+
+impl RawError {
+    /// An error of `kind`.
+    pub fn new(kind: RawErrorKind, message: String, location: Option<String>) -> Self {
+        Self(RBox::new(RawErrorData {
+            kind,
+            message: RString::from(message),
+            location: location.map(RString::from).unwrap_or_default(),
+        }))
+    }
+
+    /// The error's parts, freed through the allocator that made them.
+    pub fn into_data(self) -> RawErrorData {
+        RBox::into_inner(self.0)
+    }
+}
+
+impl std::ops::Deref for RawError {
+    type Target = RawErrorData;
+    fn deref(&self) -> &RawErrorData {
+        &self.0
+    }
+}
+
+/// What a [`RawError`] points to.
 #[doc(hidden)]
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
-pub struct RawError {
+pub struct RawErrorData {
     /// Failed or panicked.
     pub kind: RawErrorKind,
     /// The error's message, or the panic's.

@@ -12,7 +12,7 @@ use std::{
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
-    std_types::{RResult, RSlice, RStr, RString},
+    std_types::{RResult, RSlice, RStr},
 };
 
 use crate::{
@@ -186,8 +186,14 @@ fn install_panic_hook() {
 pub fn call<P: Exported, T>(f: impl FnOnce(&P) -> Result<T, RawError>) -> RResult<T, RawError> {
     guard(|| match P::cell().value.get() {
         Some(plugin) => f(plugin),
-        None => Err(raw(RawErrorKind::Failed, "called before init".into(), None)),
+        None => Err(not_initialised()),
     })
+}
+
+#[cold]
+#[inline(never)]
+fn not_initialised() -> RawError {
+    raw(RawErrorKind::Failed, "called before init".into(), None)
 }
 
 /// The error of a method that returned `Err(error)`: its message. Call inside
@@ -231,11 +237,7 @@ fn panicked(payload: Box<dyn Any + Send>) -> RawError {
 }
 
 fn raw(kind: RawErrorKind, message: String, location: Option<String>) -> RawError {
-    RawError {
-        kind,
-        message: RString::from(message),
-        location: location.map(RString::from).unwrap_or_default(),
-    }
+    RawError::new(kind, message, location)
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {

@@ -27,11 +27,15 @@ pub unsafe trait Interface: Sized + Send + Sync + 'static {
     const VERSION: &'static str;
     /// Every method in declaration order, with the version that added it.
     const METHODS: &'static [MethodDesc];
+    /// How many of [`METHODS`](Self::METHODS), from the first, belong to the
+    /// interface's first release of its major: every plugin must have them.
+    const REQUIRED: usize;
 
     /// The handle of a plugin whose method table was checked against
     /// [`METHODS`](Self::METHODS): entry `i` has the signature of
     /// `METHODS[i]`; the table may be shorter (the plugin predates the later
-    /// methods) or longer (it knows methods this host does not).
+    /// methods, but never shorter than [`REQUIRED`](Self::REQUIRED)) or
+    /// longer (it knows methods this host does not).
     ///
     /// # Safety
     ///
@@ -144,6 +148,7 @@ impl PluginCore {
     #[cold]
     #[inline(never)]
     fn failed(&self, error: RawError) -> CallError {
+        let error = error.into_data();
         let message = error.message.into_string();
         match error.kind {
             RawErrorKind::Failed => CallError::failed(self.name, message),
@@ -192,7 +197,7 @@ pub fn initialize(module: ModuleRef, dir: &Path, config: &str) -> Result<(), Str
     match (module.init())(&args) {
         RResult::ROk(()) => Ok(()),
         RResult::RErr(error) => Err(match error.kind {
-            RawErrorKind::Failed => error.message.into_string(),
+            RawErrorKind::Failed => error.message.to_string(),
             RawErrorKind::Panicked => format!("panicked: {}", error.message),
         }),
     }

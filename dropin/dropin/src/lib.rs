@@ -101,7 +101,7 @@ pub use log;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__export_plugin as export;
-    pub use crate::error::{RawError, RawErrorKind};
+    pub use crate::error::{RawError, RawErrorData, RawErrorKind};
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
         module,

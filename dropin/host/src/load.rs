@@ -612,7 +612,9 @@ fn check_methods<I: Interface>(
         }
     }
     if let Some(missing) = I::METHODS.get(methods.len())
-        && Version::parse(missing.since.as_str()).is_ok_and(|since| since <= *interface_version)
+        && (methods.len() < I::REQUIRED
+            || Version::parse(missing.since.as_str())
+                .is_ok_and(|since| since <= *interface_version))
     {
         return Err(format!(
             "it declares interface {interface_version} but lacks method `{}`, added in {}",

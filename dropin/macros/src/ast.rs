@@ -32,6 +32,9 @@ pub struct Method {
     pub fallible: bool,
     /// The interface version that added it, as a full semver version.
     pub since: String,
+    /// Whether it belongs to the interface's first release (of this major):
+    /// every plugin has it.
+    pub required: bool,
 }
 
 /// One argument after `&self`.
@@ -280,6 +283,7 @@ impl Method {
             args,
             ret,
             fallible,
+            required: since.as_deref().is_none_or(|since| since == first_version),
             since: since.unwrap_or_else(|| first_version.to_owned()),
         })
     }

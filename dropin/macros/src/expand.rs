@@ -72,20 +72,38 @@ pub fn interface(interface: &Interface) -> TokenStream {
         .methods
         .iter()
         .map(|method| shim(trait_ident, method));
+    let required = interface
+        .methods
+        .iter()
+        .filter(|method| method.required)
+        .count();
+    // The methods of the first release are plain function pointers: every
+    // plugin of the major has them (the loader checks `REQUIRED`). Later
+    // ones are optional.
     let fields = interface.methods.iter().map(|method| {
         let ident = &method.ident;
-        quote!(#ident: ::core::option::Option<#hidden::#ident>)
+        if method.required {
+            quote!(#ident: #hidden::#ident)
+        } else {
+            quote!(#ident: ::core::option::Option<#hidden::#ident>)
+        }
     });
     let binds = interface.methods.iter().enumerate().map(|(i, method)| {
         let ident = &method.ident;
-        quote! {
-            #ident: match methods.get(#i) {
-                // SAFETY: the caller compared this entry's descriptor with
-                // `METHODS[#i]`, which describes `#ident`'s signature.
-                ::core::option::Option::Some(entry) => ::core::option::Option::Some(unsafe {
-                    #hidden::rt::transmute::<unsafe extern "C" fn(), #hidden::#ident>(entry.func)
-                }),
-                ::core::option::Option::None => ::core::option::Option::None,
+        let cast = quote! {
+            // SAFETY: the caller compared this entry's descriptor with
+            // `METHODS[#i]`, which describes `#ident`'s signature.
+            unsafe { #hidden::rt::transmute::<unsafe extern "C" fn(), #hidden::#ident>(entry.func) }
+        };
+        if method.required {
+            // Indexing, not `get`: a table without it panics rather than binds.
+            quote!(#ident: { let entry = &methods[#i]; #cast })
+        } else {
+            quote! {
+                #ident: match methods.get(#i) {
+                    ::core::option::Option::Some(entry) => ::core::option::Option::Some(#cast),
+                    ::core::option::Option::None => ::core::option::Option::None,
+                }
             }
         }
     });
@@ -134,6 +152,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
             const NAME: &'static str = #name;
             const VERSION: &'static str = #version;
             const METHODS: &'static [::dropin::MethodDesc] = #hidden::METHODS;
+            const REQUIRED: usize = #required;
 
             unsafe fn bind(
                 core: ::dropin::PluginCore,
@@ -313,15 +332,21 @@ fn handle_method(vis: &syn::Visibility, hidden: &Ident, method: &Method) -> Toke
         "\n\n# Errors\n\n`dropin::CallError`: the plugin failed or panicked (which disables it), \
          is disabled, or predates this method (added in interface {since})."
     );
+    let function = if method.required {
+        quote!(let function: #hidden::#ident = self.#ident;)
+    } else {
+        quote! {
+            let ::core::option::Option::Some(function) = self.#ident else {
+                return ::core::result::Result::Err(self.core.missing(#name, #since));
+            };
+        }
+    };
     quote! {
         #(#docs)*
         #[doc = #note]
         #[inline]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
-            let ::core::option::Option::Some(function) = self.#ident else {
-                return ::core::result::Result::Err(self.core.missing(#name, #since));
-            };
-            let _: #hidden::#ident = function;
+            #function
             self.core.call(|| function(#(#values),*)).map(#convert)
         }
     }
