@@ -21,7 +21,13 @@ use crate::{
 };
 
 /// Why a folder could not be loaded at all: nothing was loaded.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message and causes on one line (as [`ErrorChain`]
+/// prints them), so that `fn main() -> Result<(), LoaderError>` reports
+/// what happened rather than the variant's structure.
+///
+/// [`ErrorChain`]: crate::ErrorChain
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum LoaderError {
     /// The folder could not be listed.
@@ -39,6 +45,12 @@ pub enum LoaderError {
     /// The lock file is required and missing, or does not parse.
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
+}
+
+impl fmt::Debug for LoaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", crate::ErrorChain(self))
+    }
 }
 
 /// Whether a lock file restricts what may load.

@@ -315,3 +315,77 @@ fn help_documents_the_exit_codes() {
         assert!(help.contains(line), "{help}");
     }
 }
+
+#[test]
+fn plugins_toml_hands_each_plugin_its_table() {
+    let dir = PluginDir::with(&["counter", "hello"]);
+    dir.write("plugins.toml", b"[plugin.counter]\nstart = 41\n");
+    let output = dir.run(&["greet"]);
+    assert_eq!(
+        stdout(&output),
+        "counter: Hello, visitor #42!\nhello: Hello!\n"
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn a_configuration_the_plugin_refuses_rejects_only_that_plugin() {
+    let dir = PluginDir::with(&["counter", "hello"]);
+    dir.write("plugins.toml", b"[plugin.counter]\nstart = \"soon\"\n");
+    let output = dir.run(&["greet"]);
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: rejected {}: plugin failed to initialise: \
+             expected `start` to be a whole number, found \"soon\"\n",
+            dir.path().join(library_file_name("counter")).display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn a_broken_or_unsafe_plugins_toml_stops_everything_naming_it() {
+    let dir = PluginDir::with(&["hello"]);
+    let config = dir.write("plugins.toml", b"[plugin.hello\n");
+    let output = dir.run(&["greet"]);
+    assert_eq!(stdout(&output), "");
+    let message = stderr(&output);
+    assert!(
+        message.starts_with(&format!(
+            "greeter-host: {}: invalid TOML: ",
+            config.display()
+        )),
+        "{message}"
+    );
+    assert_eq!(output.status.code(), Some(2));
+
+    dir.write("plugins.toml", b"isolate = true\n");
+    let output = dir.run(&["greet"]);
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: {}: expected only [plugin.<name>] tables, found `isolate`\n",
+            config.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        dir.write("plugins.toml", b"[plugin.hello]\n");
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o666)).unwrap();
+        let output = dir.run(&["greet"]);
+        let message = stderr(&output);
+        assert!(
+            message.starts_with(&format!(
+                "greeter-host: configuration {} is not safe: ",
+                config.display()
+            )),
+            "{message}"
+        );
+        assert_eq!(output.status.code(), Some(2));
+    }
+}

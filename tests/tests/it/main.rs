@@ -17,6 +17,8 @@ mod generic;
 mod cli;
 // Plugins built against earlier, later and broken versions of the interface.
 mod compat;
+// The README's interface, plugin and application, built and run.
+mod readme;
 // The lock file, private snapshots and permissions.
 mod trust;
 // Hundreds of generated hostile files: all rejected, no crash.

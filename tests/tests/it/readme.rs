@@ -1,0 +1,165 @@
+//! The README's three roles, built from the README itself: the interface, the
+//! plugin and the application it shows are written to a folder outside the
+//! repository, built with cargo, and run, as a new user would.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use greeter_tests::{library_file_name, stderr, stdout};
+
+/// The files the README shows, marked `<!-- file: PATH -->` before their
+/// code block, in order.
+fn readme_files() -> Vec<(String, String)> {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let mut files = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(path) = line
+            .strip_prefix("<!-- file: ")
+            .and_then(|rest| rest.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().expect("a code block follows the marker");
+        assert!(fence.starts_with("```"), "{path}: {fence}");
+        let body: Vec<&str> = lines.by_ref().take_while(|line| *line != "```").collect();
+        files.push((path.to_owned(), body.join("\n") + "\n"));
+    }
+    files
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// Lines that are neither blank nor comments.
+fn code_lines(text: &str) -> usize {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("//"))
+        .count()
+}
+
+#[test]
+fn the_readme_shows_the_real_greeter_interface() {
+    let files = readme_files();
+    let (_, shown) = files
+        .iter()
+        .find(|(path, _)| path == "interface/src/lib.rs (the repository's own)")
+        .expect("the README shows interface/src/lib.rs");
+    assert_eq!(
+        *shown,
+        fs::read_to_string(root().join("interface/src/lib.rs")).unwrap()
+    );
+}
+
+#[test]
+fn the_readme_interface_plugin_and_application_build_and_run() {
+    let trial = tempfile::tempdir().unwrap();
+    let mut members = Vec::new();
+    for (path, body) in readme_files() {
+        if path.contains(' ') {
+            continue;
+        }
+        let body = body.replace("/path/to/this/repo", root().to_str().unwrap());
+        if path.ends_with(".rs") {
+            // The line budgets the README promises: short enough to read.
+            assert!(
+                code_lines(&body) <= 16,
+                "{path}: {} lines",
+                code_lines(&body)
+            );
+        }
+        let file = trial.path().join(&path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, body).unwrap();
+        if let Some(member) = path.strip_suffix("/Cargo.toml") {
+            members.push(format!("{member:?}"));
+        }
+    }
+    assert_eq!(members.len(), 3);
+    // One workspace for the three, with this repository's lock file, so the
+    // build reuses the versions (and the builds) the tests already have.
+    fs::write(
+        trial.path().join("Cargo.toml"),
+        format!(
+            "[workspace]\nresolver = \"3\"\nmembers = [{}]\n",
+            members.join(", ")
+        ),
+    )
+    .unwrap();
+    fs::copy(root().join("Cargo.lock"), trial.path().join("Cargo.lock")).unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), PathBuf::from)
+        .join("test-artifacts");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(trial.path())
+        .args(["build", "--quiet", "--target-dir"])
+        .arg(&target)
+        .env("CARGO_PROFILE_DEV_STRIP", "debuginfo")
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let plugins = trial.path().join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&plugins, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let library = library_file_name("loud");
+    fs::copy(target.join("debug").join(&library), plugins.join(&library)).unwrap();
+    let app = target
+        .join("debug")
+        .join(format!("shout-app{}", std::env::consts::EXE_SUFFIX));
+    let run = |text: &str| {
+        Command::new(&app)
+            .current_dir(trial.path())
+            .arg(text)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap()
+    };
+
+    // Configuration reaches `init`; the plugin's log record reaches the
+    // application's logger.
+    let output = run("hello");
+    assert_eq!(stdout(&output), "loud: HELLO!!!\n");
+    let log = stderr(&output);
+    assert!(
+        log.contains(" INFO  plugin::loud] shouting \"hello\"\n"),
+        "{log}"
+    );
+    assert_eq!(output.status.code(), Some(0));
+
+    // A panic comes back as an error; the application carries on.
+    let output = run("");
+    assert_eq!(stdout(&output), "");
+    let log = stderr(&output);
+    assert!(
+        log.ends_with("plugin 'loud' panicked: nothing to shout\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains(" WARN  plugin::loud] panicked at loud/src/lib.rs:"),
+        "{log}"
+    );
+    assert_eq!(output.status.code(), Some(0));
+
+    // Without a plugins folder: the error and its cause, on one line.
+    fs::remove_file(plugins.join(&library)).unwrap();
+    fs::remove_dir(&plugins).unwrap();
+    let output = run("hello");
+    assert_eq!(
+        stderr(&output),
+        "Error: plugins folder plugins does not exist\n"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
