@@ -13,6 +13,16 @@ use dropin_host::{LoadReport, Loader};
 use greeter_interface::GreeterPlugin;
 use tempfile::TempDir;
 
+/// The Rust examples of COMPATIBILITY.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../COMPATIBILITY.md")]
+pub struct CompatibilityMd;
+
+/// The Rust examples of SECURITY.md, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../SECURITY.md")]
+pub struct SecurityMd;
+
 /// The packages the tests load or run.
 const PACKAGES: &[&str] = &[
     "greeter-host",

@@ -1,12 +1,9 @@
 //! Errors: what crosses the boundary when a plugin fails, and what the
 //! application sees.
 
-use std::fmt;
+use std::{fmt, ptr::NonNull};
 
-use abi_stable::{
-    StableAbi,
-    std_types::{RBox, RString},
-};
+use abi_stable::{StableAbi, std_types::RStr};
 
 /// The error type a plugin's methods may return: anything that converts into
 /// a boxed error, a `String` and a `&str` included.
@@ -26,50 +23,115 @@ pub enum RawErrorKind {
     Panicked,
 }
 
-/// The error half of every method's result at the boundary: one pointer, so
-/// that a method's `RResult<T, RawError>` with a word-sized `T` comes back in
-/// registers instead of through memory.
+/// The error half of every method's result at the boundary: one pointer to
+/// the plugin's allocation, which frees itself through the plugin's own code.
+///
+/// One pointer, so that a method's `RResult<T, RawError>` with a word-sized
+/// `T` comes back in registers; no `RString` or `RBox`, whose vtables
+/// abi_stable would check on every load (measured: a boxed error doubled
+/// `load/plugin_x100`).
 #[doc(hidden)]
 #[repr(transparent)]
-#[derive(StableAbi, Debug, Clone)]
-pub struct RawError(pub RBox<RawErrorData>);
-
-impl RawError {
-    /// An error of `kind`.
-    pub fn new(kind: RawErrorKind, message: String, location: Option<String>) -> Self {
-        Self(RBox::new(RawErrorData {
-            kind,
-            message: RString::from(message),
-            location: location.map(RString::from).unwrap_or_default(),
-        }))
-    }
-
-    /// The error's parts, freed through the allocator that made them.
-    pub fn into_data(self) -> RawErrorData {
-        RBox::into_inner(self.0)
-    }
-}
-
-impl std::ops::Deref for RawError {
-    type Target = RawErrorData;
-    fn deref(&self) -> &RawErrorData {
-        &self.0
-    }
-}
+#[derive(StableAbi)]
+pub struct RawError(NonNull<RawErrorData>);
 
 /// What a [`RawError`] points to.
 #[doc(hidden)]
 #[repr(C)]
-#[derive(StableAbi, Debug, Clone)]
+#[derive(StableAbi)]
+#[allow(missing_debug_implementations)]
 pub struct RawErrorData {
+    kind: RawErrorKind,
+    // Borrowed from the allocation that holds this struct, until `free`.
+    message: RStr<'static>,
+    location: RStr<'static>,
+    /// Frees the allocation, with the allocator of the library that made it.
+    free: extern "C" fn(NonNull<RawErrorData>),
+}
+
+/// The allocation behind a [`RawError`], in the library that made it; the
+/// data comes first so that a pointer to one is a pointer to the other.
+#[repr(C)]
+struct Owned {
+    data: RawErrorData,
+    message: Box<str>,
+    location: Box<str>,
+}
+
+extern "C" fn free_owned(data: NonNull<RawErrorData>) {
+    // SAFETY: `data` came from `RawError::new` in this library, which leaked
+    // a `Box<Owned>` whose first field it points to; `RawError::drop` calls
+    // this exactly once.
+    drop(unsafe { Box::from_raw(data.cast::<Owned>().as_ptr()) });
+}
+
+impl RawError {
+    /// An error of `kind`.
+    pub fn new(kind: RawErrorKind, message: String, location: Option<String>) -> Self {
+        let mut owned = Box::new(Owned {
+            data: RawErrorData {
+                kind,
+                message: RStr::from_str(""),
+                location: RStr::from_str(""),
+                free: free_owned,
+            },
+            message: message.into_boxed_str(),
+            location: location.unwrap_or_default().into_boxed_str(),
+        });
+        // SAFETY: the strings live on the heap, owned by the same allocation
+        // as the struct that borrows them, until `free_owned` drops both;
+        // the accessors never hand them out for longer than `&self`.
+        unsafe {
+            owned.data.message = RStr::from_raw_parts(owned.message.as_ptr(), owned.message.len());
+            owned.data.location =
+                RStr::from_raw_parts(owned.location.as_ptr(), owned.location.len());
+        }
+        Self(NonNull::from(Box::leak(owned)).cast())
+    }
+
+    fn data(&self) -> &RawErrorData {
+        // SAFETY: the pointer is valid until `drop` frees it.
+        unsafe { self.0.as_ref() }
+    }
+
     /// Failed or panicked.
-    pub kind: RawErrorKind,
+    pub fn kind(&self) -> RawErrorKind {
+        self.data().kind
+    }
+
     /// The error's message, or the panic's.
-    pub message: RString,
+    pub fn message(&self) -> &str {
+        self.data().message.as_str()
+    }
+
     /// Where the panic happened (`src/lib.rs:10:5`); empty if unknown or not
     /// a panic.
-    pub location: RString,
+    pub fn location(&self) -> &str {
+        self.data().location.as_str()
+    }
 }
+
+impl Drop for RawError {
+    fn drop(&mut self) {
+        (self.data().free)(self.0);
+    }
+}
+
+impl fmt::Debug for RawError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawError")
+            .field("kind", &self.kind())
+            .field("message", &self.message())
+            .field("location", &self.location())
+            .finish()
+    }
+}
+
+// SAFETY: the error is immutable until it is freed, and freeing it from
+// another thread is what every allocator supports.
+unsafe impl Send for RawError {}
+// SAFETY: as above: shared access only reads.
+unsafe impl Sync for RawError {}
 
 /// What kind of failure a [`CallError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

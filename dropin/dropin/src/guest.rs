@@ -453,8 +453,8 @@ mod tests {
     #[test]
     fn an_error_whose_display_panics_is_a_panic_not_an_abort() {
         let error = guard::<()>(|| Err(failed(Boom))).unwrap_err();
-        assert_eq!(error.kind, RawErrorKind::Panicked);
-        assert_eq!(error.message.as_str(), "display exploded");
+        assert_eq!(error.kind(), RawErrorKind::Panicked);
+        assert_eq!(error.message(), "display exploded");
     }
 
     struct DropBomb;
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn a_panic_payload_whose_drop_panics_is_contained() {
         let error = guard::<()>(|| std::panic::panic_any(DropBomb)).unwrap_err();
-        assert_eq!(error.kind, RawErrorKind::Panicked);
-        assert_eq!(error.message.as_str(), "panic with a non-string payload");
+        assert_eq!(error.kind(), RawErrorKind::Panicked);
+        assert_eq!(error.message(), "panic with a non-string payload");
     }
 }

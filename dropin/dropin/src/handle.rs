@@ -148,12 +148,11 @@ impl PluginCore {
     #[cold]
     #[inline(never)]
     fn failed(&self, error: RawError) -> CallError {
-        let error = error.into_data();
-        let message = error.message.into_string();
-        match error.kind {
+        let message = error.message().to_owned();
+        match error.kind() {
             RawErrorKind::Failed => CallError::failed(self.name, message),
             RawErrorKind::Panicked => {
-                let location = Some(error.location.into_string()).filter(|l| !l.is_empty());
+                let location = Some(error.location().to_owned()).filter(|l| !l.is_empty());
                 let at = location
                     .as_deref()
                     .map_or_else(String::new, |l| format!(" at {l}"));
@@ -196,9 +195,9 @@ pub fn initialize(module: ModuleRef, dir: &Path, config: &str) -> Result<(), Str
     };
     match (module.init())(&args) {
         RResult::ROk(()) => Ok(()),
-        RResult::RErr(error) => Err(match error.kind {
-            RawErrorKind::Failed => error.message.to_string(),
-            RawErrorKind::Panicked => format!("panicked: {}", error.message),
+        RResult::RErr(error) => Err(match error.kind() {
+            RawErrorKind::Failed => error.message().to_owned(),
+            RawErrorKind::Panicked => format!("panicked: {}", error.message()),
         }),
     }
 }

@@ -46,16 +46,22 @@ pub struct Module {
     /// Called by the host exactly once after every check passed and before
     /// any method: installs the log bridge and creates the plugin's state.
     /// Never unwinds.
+    ///
+    /// Opaque to abi_stable's layout check, like `methods` and for the same
+    /// reason: the types of its signature are dropin's ABI, versioned by
+    /// dropin's version and pinned by `descriptor_layouts_are_pinned`.
+    #[sabi(unsafe_opaque_field)]
     pub init: extern "C" fn(args: &InitArgs<'_>) -> RResult<(), RawError>,
     /// The interface's methods in declaration order: those of the interface's
     /// first release, then those each later minor release appended.
     ///
     /// Opaque to abi_stable's layout check, which would otherwise walk the
     /// recursive descriptors of every library it loads (82 % of a load's
-    /// instructions, measured). The layout of [`MethodEntry`] and of the
-    /// descriptors is part of this crate's ABI, guarded by its version, which
-    /// abi_stable does check (same minor under 0.x): change them only in a
-    /// new minor. `descriptor_layouts_are_pinned` fails when they change.
+    /// instructions, measured). The layout of [`MethodEntry`], of the
+    /// descriptors and of the types every method's result uses is part of
+    /// this crate's ABI, guarded by its version, which abi_stable does check
+    /// (same minor under 0.x): change them only in a new minor.
+    /// `descriptor_layouts_are_pinned` fails when they change.
     #[sabi(last_prefix_field, unsafe_opaque_field)]
     pub methods: RSlice<'static, MethodEntry>,
 }
@@ -176,11 +182,18 @@ mod tests {
     use super::*;
     use crate::abi::{FieldDesc, VariantDesc};
 
-    /// The method table is opaque to abi_stable: a change to these types is
-    /// a change of this crate's ABI, which needs a new minor version (0.x).
+    /// The method table and `init` are opaque to abi_stable: a change to
+    /// these types is a change of this crate's ABI, which needs a new minor
+    /// version (0.x).
     #[test]
     fn descriptor_layouts_are_pinned() {
+        use crate::{error::RawErrorData, logging::LogRecord};
         let word = size_of::<usize>();
+        assert_eq!(size_of::<RawError>(), word);
+        assert_eq!(size_of::<RawErrorData>(), 6 * word);
+        assert_eq!(size_of::<RResult<u64, RawError>>(), 2 * word);
+        assert_eq!(size_of::<InitArgs<'_>>(), 6 * word);
+        assert_eq!(size_of::<LogRecord<'_>>(), 7 * word);
         assert_eq!(size_of::<MethodEntry>(), 8 * word);
         assert_eq!(size_of::<MethodDesc>(), 7 * word);
         assert_eq!(size_of::<TypeDesc>(), 10 * word);

@@ -119,7 +119,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
     );
     let export_doc = format!(
         "Exports a type implementing [`{trait_ident}`] as this library's plugin.\n\n\
-         ```ignore\n{export}!(MyPlugin);\n\
+         ```text\n{export}!(MyPlugin);\n\
          {export}!(MyPlugin, name = \"mine\", version = \"1.2.0\", host = \">=1.0, <2\");\n```\n\n\
          Invoke it once per `cdylib`, at the crate root. `name` defaults to the package name, \
          `version` to the package version; `host`, a semver requirement on the host \
