@@ -222,6 +222,11 @@ fn guard<T>(f: impl FnOnce() -> Result<T, RawError>) -> RResult<T, RawError> {
 #[cold]
 #[inline(never)]
 fn panicked(payload: Box<dyn Any + Send>) -> RawError {
+    // First, before anything else can panic and run the hook again.
+    let location = LOCATION
+        .try_with(|cell| cell.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
+        .ok()
+        .flatten();
     let message = catch_unwind(AssertUnwindSafe(|| panic_message(&*payload)))
         .unwrap_or_else(|_| "panic with a message that could not be formatted".to_owned());
     // Dropping the payload runs plugin code too (its `Drop`); a second panic
@@ -229,10 +234,6 @@ fn panicked(payload: Box<dyn Any + Send>) -> RawError {
     if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         std::mem::forget(second);
     }
-    let location = LOCATION
-        .try_with(|cell| cell.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
-        .ok()
-        .flatten();
     raw(RawErrorKind::Panicked, message, location)
 }
 

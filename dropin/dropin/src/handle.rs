@@ -55,24 +55,28 @@ pub struct PluginCore {
     name: &'static str,
     interface_version: &'static str,
     methods: &'static [MethodDesc],
+    required: usize,
     provided: usize,
     failure: OnceLock<String>,
 }
 
 impl PluginCore {
     /// The core of the plugin `name`, built against `interface_version`,
-    /// which provides the first `provided` of `methods`.
+    /// which provides the first `provided` of `methods`, of which the first
+    /// `required` belong to the interface's first release.
     #[doc(hidden)]
     pub fn new(
         name: &'static str,
         interface_version: &'static str,
         methods: &'static [MethodDesc],
+        required: usize,
         provided: usize,
     ) -> Self {
         Self {
             name,
             interface_version,
             methods,
+            required,
             provided: provided.min(methods.len()),
             failure: OnceLock::new(),
         }
@@ -95,11 +99,11 @@ impl PluginCore {
     /// provides (`has == true`) or lacks (`has == false`), as
     /// `(name, since)`.
     pub fn capabilities(&self, has: bool) -> Vec<(&'static str, &'static str)> {
-        let first = self.methods.first().map(|desc| desc.since.as_str());
         self.methods
             .iter()
             .enumerate()
-            .filter(|(i, desc)| Some(desc.since.as_str()) != first && (*i < self.provided) == has)
+            .skip(self.required)
+            .filter(|(i, _)| (*i < self.provided) == has)
             .map(|(_, desc)| (desc.name.as_str(), desc.since.as_str()))
             .collect()
     }

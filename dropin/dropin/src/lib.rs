@@ -116,6 +116,6 @@ pub mod __private {
     pub use core::option::Option;
 
     /// The version of this crate, which a plugin and its host must share
-    /// (abi_stable checks it: same major, or same minor under 0.x).
+    /// (the loader refuses another major or minor).
     pub const DROPIN_VERSION: &str = env!("CARGO_PKG_VERSION");
 }

@@ -21,8 +21,8 @@ use crate::{
 ///
 /// # Rules for changing this type
 ///
-/// Its layout is this crate's ABI, versioned by this crate's version
-/// (abi_stable refuses a plugin of another major, or under 0.x another minor).
+/// Its layout is this crate's ABI, versioned by this crate's version (the
+/// loader refuses a plugin of another major or minor).
 /// A compatible release may only append fields after the last one, read by
 /// the host as `Option`. Every field type must be `StableAbi`.
 #[repr(C)]
@@ -59,8 +59,9 @@ pub struct Module {
     /// recursive descriptors of every library it loads (82 % of a load's
     /// instructions, measured). The layout of [`MethodEntry`], of the
     /// descriptors and of the types every method's result uses is part of
-    /// this crate's ABI, guarded by its version, which abi_stable does check
-    /// (same minor under 0.x): change them only in a new minor.
+    /// this crate's ABI, guarded by its version: the loader refuses a plugin
+    /// of another major or minor (abi_stable alone would accept a newer
+    /// minor). Change them only in a new minor.
     /// `descriptor_layouts_are_pinned` fails when they change.
     #[sabi(last_prefix_field, unsafe_opaque_field)]
     pub methods: RSlice<'static, MethodEntry>,

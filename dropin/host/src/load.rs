@@ -162,6 +162,20 @@ pub enum LoadError {
         /// The version recorded with it.
         found_version: String,
     },
+    /// The plugin was built with another release of dropin, whose ABI may
+    /// differ.
+    #[error(
+        "{}: built with dropin {found}, but this host has dropin {host}; expected the same major and minor version",
+        path.display()
+    )]
+    DropinVersion {
+        /// The file.
+        path: PathBuf,
+        /// The dropin version the plugin was built with.
+        found: String,
+        /// The dropin version the host was built with.
+        host: &'static str,
+    },
     /// The root module's layout differs from the one this host's dropin
     /// expects: built with an incompatible release of dropin.
     #[error(
@@ -302,6 +316,7 @@ impl LoadError {
             | Self::AbiStable { path, .. }
             | Self::IncompatibleInterface { path, .. }
             | Self::Foreign { path, .. }
+            | Self::DropinVersion { path, .. }
             | Self::Layout { path, .. }
             | Self::WrongInterface { path, .. }
             | Self::Signature { path, .. }
@@ -496,6 +511,17 @@ pub(crate) fn open<I: Interface>(
             found_version: consts.version_strings().version.to_string(),
         });
     }
+    // abi_stable refuses an older dropin minor but not a newer one; the
+    // method table and `init` are opaque to its layout check, so only the
+    // same major and minor may load.
+    let found = consts.version_strings().version.to_string();
+    if !same_minor(&found, dropin::__private::DROPIN_VERSION) {
+        return Err(LoadError::DropinVersion {
+            path: path.to_owned(),
+            found,
+            host: dropin::__private::DROPIN_VERSION,
+        });
+    }
     if header.layout().is_none() {
         // abi_stable would skip its layout check for such a library.
         return Err(LoadError::NoLayout {
@@ -579,7 +605,7 @@ pub(crate) fn open<I: Interface>(
         });
     }
     let provided = methods.len().min(I::METHODS.len());
-    let core = PluginCore::new(name, declared_interface, I::METHODS, provided);
+    let core = PluginCore::new(name, declared_interface, I::METHODS, I::REQUIRED, provided);
     // SAFETY: `check_methods` compared every entry the handle binds (the
     // first `I::METHODS.len()` at most) with the descriptor at the same
     // index of `I::METHODS`; the library is never unloaded.
@@ -635,6 +661,14 @@ pub(crate) fn initialize<I: Interface>(plugin: &Plugin<I>, config: &str) -> Resu
         path: plugin.path.clone(),
         message,
     })
+}
+
+/// Whether two versions have the same major and minor.
+fn same_minor(a: &str, b: &str) -> bool {
+    match (Version::parse(a), Version::parse(b)) {
+        (Ok(a), Ok(b)) => a.major == b.major && a.minor == b.minor,
+        _ => false,
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -791,6 +825,15 @@ mod tests {
         let req = default_interface_req(&Version::new(0, 3, 1));
         assert!(req.matches(&Version::new(0, 3, 0)));
         assert!(!req.matches(&Version::new(0, 4, 0)));
+    }
+
+    #[test]
+    fn only_the_same_dropin_minor_loads() {
+        assert!(same_minor("0.1.3", "0.1.0"));
+        assert!(!same_minor("0.2.0", "0.1.0"));
+        assert!(!same_minor("0.0.9", "0.1.0"));
+        assert!(!same_minor("1.1.0", "1.0.0"));
+        assert!(!same_minor("bogus", "0.1.0"));
     }
 
     #[test]

@@ -8,6 +8,25 @@ use syn::{
 
 use crate::ty::{self, Kind, Position};
 
+/// Method names that `dropin_host::Plugin` (which dereferences to the
+/// generated handle) or the handle itself already uses.
+const RESERVED: &[&str] = &[
+    "name",
+    "version",
+    "interface_version",
+    "host_requirement",
+    "path",
+    "loaded_from",
+    "sha256",
+    "failure",
+    "disable",
+    "handle",
+    "core",
+    "capabilities",
+    "missing_capabilities",
+    "deref",
+];
+
 /// An interface: the trait as written, and its methods.
 pub struct Interface {
     /// The trait, without the attributes only this macro understands.
@@ -143,11 +162,22 @@ impl Method {
     fn parse(function: &mut TraitItemFn, first_version: &str) -> syn::Result<Self> {
         let sig = &function.sig;
         let ident = sig.ident.clone();
-        if ident == "init" {
+        let name = crate::expand::unraw(&ident);
+        if name == "init" {
             return Err(syn::Error::new(
                 ident.span(),
                 "`init` is reserved: the macro adds `fn init(context: &dropin::Context<'_>) -> \
                  Result<Self, dropin::BoxError>` to every interface",
+            ));
+        }
+        if RESERVED.contains(&name.as_str()) {
+            return Err(syn::Error::new(
+                ident.span(),
+                format!(
+                    "`{name}` is reserved: `dropin_host::Plugin`, which applications call the \
+                     handle through, has a method of that name that would hide this one; \
+                     choose another name"
+                ),
             ));
         }
         if let Some(asyncness) = &sig.asyncness {
@@ -236,9 +266,9 @@ impl Method {
             };
             let ident = match &*typed.pat {
                 Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
-                    Ident::new(&format!("__arg_{}", pat.ident), pat.ident.span())
+                    quote::format_ident!("__arg_{}", crate::expand::unraw(&pat.ident))
                 }
-                _ => Ident::new(&format!("__arg{i}"), typed.pat.span()),
+                _ => quote::format_ident!("__arg{}", i),
             };
             let kind = ty::check(&typed.ty, Position::Argument)?;
             args.push(Arg {
@@ -289,7 +319,7 @@ impl Method {
     }
 }
 
-/// The `T` of a `Result<T, E>` return type.
+/// The `T` of a `Result<T, E>` (or `Result<T>`) return type.
 fn result_ok_type(output: &Type) -> Option<Type> {
     let Type::Path(path) = output else {
         return None;
@@ -305,9 +335,9 @@ fn result_ok_type(output: &Type) -> Option<Type> {
         syn::GenericArgument::Type(ty) => Some(ty.clone()),
         _ => None,
     });
-    let ok = types.next()?;
-    types.next()?;
-    Some(ok)
+    // `Result<T, E>`, or an alias such as `io::Result<T>`: any error with
+    // `Display` crosses as its message.
+    types.next()
 }
 
 /// `#[since("2.1")]` or `#[since = "2.1"]`, normalised to `2.1.0`.

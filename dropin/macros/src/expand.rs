@@ -21,7 +21,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
     let mut item = interface.item.clone();
     let trait_ident = &item.ident;
     let vis = visibility(&interface.item);
-    let snake = snake_case(&trait_ident.to_string());
+    let snake = snake_case(&unraw(trait_ident));
     let hidden = format_ident!("__dropin_{}", snake);
     let export = format_ident!("export_{}", snake);
     let handle = format_ident!("{}Plugin", trait_ident);
@@ -57,14 +57,15 @@ pub fn interface(interface: &Interface) -> TokenStream {
     let descs = interface.methods.iter().map(method_desc);
     let entries = interface.methods.iter().enumerate().map(|(i, method)| {
         let ident = &method.ident;
-        let shim = format_ident!("shim_{}", ident);
+        let alias = fn_alias(ident);
+        let shim = format_ident!("__dropin_shim_{}", unraw(ident));
         quote! {
-            rt::MethodEntry {
-                desc: METHODS[#i],
+            __dropin_rt::MethodEntry {
+                desc: __DROPIN_METHODS[#i],
                 // SAFETY: a function pointer cast to the erased type the
-                // entry stores; the host casts it back to `#ident` only after
-                // comparing `METHODS[#i]` with its own.
-                func: unsafe { rt::transmute::<#ident, unsafe extern "C" fn()>(#shim::<P>) },
+                // entry stores; the host casts it back to its signature only
+                // after comparing `METHODS[#i]` with its own.
+                func: unsafe { __dropin_rt::transmute::<#alias, unsafe extern "C" fn()>(#shim::<__DropinPlugin>) },
             }
         }
     });
@@ -82,18 +83,20 @@ pub fn interface(interface: &Interface) -> TokenStream {
     // ones are optional.
     let fields = interface.methods.iter().map(|method| {
         let ident = &method.ident;
+        let alias = fn_alias(ident);
         if method.required {
-            quote!(#ident: #hidden::#ident)
+            quote!(#ident: #hidden::#alias)
         } else {
-            quote!(#ident: ::core::option::Option<#hidden::#ident>)
+            quote!(#ident: ::core::option::Option<#hidden::#alias>)
         }
     });
     let binds = interface.methods.iter().enumerate().map(|(i, method)| {
         let ident = &method.ident;
+        let alias = fn_alias(ident);
         let cast = quote! {
             // SAFETY: the caller compared this entry's descriptor with
-            // `METHODS[#i]`, which describes `#ident`'s signature.
-            unsafe { #hidden::rt::transmute::<unsafe extern "C" fn(), #hidden::#ident>(entry.func) }
+            // `METHODS[#i]`, which describes this signature.
+            unsafe { #hidden::__dropin_rt::transmute::<unsafe extern "C" fn(), #hidden::#alias>(entry.func) }
         };
         if method.required {
             // Indexing, not `get`: a table without it panics rather than binds.
@@ -151,12 +154,12 @@ pub fn interface(interface: &Interface) -> TokenStream {
         unsafe impl ::dropin::Interface for #handle {
             const NAME: &'static str = #name;
             const VERSION: &'static str = #version;
-            const METHODS: &'static [::dropin::MethodDesc] = #hidden::METHODS;
+            const METHODS: &'static [::dropin::MethodDesc] = #hidden::__DROPIN_METHODS;
             const REQUIRED: usize = #required;
 
             unsafe fn bind(
                 core: ::dropin::PluginCore,
-                methods: &'static [#hidden::rt::MethodEntry],
+                methods: &'static [#hidden::__dropin_rt::MethodEntry],
             ) -> Self {
                 Self {
                     core,
@@ -173,8 +176,8 @@ pub fn interface(interface: &Interface) -> TokenStream {
         #[macro_export]
         macro_rules! #export {
             ($plugin:ty $(, $key:ident = $value:expr)* $(,)?) => {
-                $crate::#hidden::rt::export! {
-                    exports = $crate::#hidden::Exports<$plugin>,
+                $crate::#hidden::__dropin_rt::export! {
+                    exports = $crate::#hidden::__DropinExports<$plugin>,
                     plugin = $plugin
                     $(, $key = $value)*
                 }
@@ -185,24 +188,26 @@ pub fn interface(interface: &Interface) -> TokenStream {
         #[allow(non_camel_case_types, non_snake_case, unused_imports, missing_docs)]
         #vis mod #hidden {
             use super::*;
-            pub use ::dropin::__private as rt;
+            pub use ::dropin::__private as __dropin_rt;
 
             #(#fn_types)*
 
             /// The methods, in declaration order.
-            pub const METHODS: &[::dropin::MethodDesc] = &[#(#descs),*];
+            pub const __DROPIN_METHODS: &[::dropin::MethodDesc] = &[#(#descs),*];
 
             /// What a plugin of type `P` exports.
-            pub struct Exports<P>(::core::marker::PhantomData<P>);
+            pub struct __DropinExports<__DropinPlugin>(::core::marker::PhantomData<__DropinPlugin>);
 
-            impl<P: #trait_ident + rt::Exported> rt::Exports for Exports<P> {
-                type Plugin = P;
+            impl<__DropinPlugin: #trait_ident + __dropin_rt::Exported> __dropin_rt::Exports
+                for __DropinExports<__DropinPlugin>
+            {
+                type Plugin = __DropinPlugin;
                 const INTERFACE_NAME: &'static str = #name;
                 const INTERFACE_VERSION: &'static str = #version;
-                const METHODS: &'static [rt::MethodEntry] = &[#(#entries),*];
+                const METHODS: &'static [__dropin_rt::MethodEntry] = &[#(#entries),*];
 
-                fn init(context: &::dropin::Context<'_>) -> ::core::result::Result<P, ::dropin::BoxError> {
-                    <P as #trait_ident>::init(context)
+                fn init(context: &::dropin::Context<'_>) -> ::core::result::Result<__DropinPlugin, ::dropin::BoxError> {
+                    <__DropinPlugin as #trait_ident>::init(context)
                 }
             }
 
@@ -215,8 +220,8 @@ pub fn interface(interface: &Interface) -> TokenStream {
 fn ffi_arg(arg: &crate::ast::Arg) -> TokenStream {
     let ty = &arg.ty;
     match arg.kind {
-        Kind::Str => quote!(rt::RStr<'_>),
-        Kind::Bytes => quote!(rt::RSlice<'_, u8>),
+        Kind::Str => quote!(__dropin_rt::RStr<'_>),
+        Kind::Bytes => quote!(__dropin_rt::RSlice<'_, u8>),
         Kind::Value => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::Ffi),
     }
 }
@@ -233,29 +238,41 @@ fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
 
 fn ffi_ret(method: &Method) -> TokenStream {
     let ret = &method.ret;
-    quote_spanned!(ret.span()=> rt::RResult<<#ret as ::dropin::Stable>::Ffi, rt::RawError>)
+    quote_spanned!(ret.span()=> __dropin_rt::RResult<<#ret as ::dropin::Stable>::Ffi, __dropin_rt::RawError>)
 }
 
-/// `pub type greet = extern "C" fn(..) -> RResult<..>;`
+/// `pub type __dropin_fn_greet = extern "C" fn(..) -> RResult<..>;`
 fn fn_type(method: &Method) -> TokenStream {
-    let ident = &method.ident;
+    let alias = fn_alias(&method.ident);
     let args = method.args.iter().map(ffi_arg);
     let ret = ffi_ret(method);
     quote! {
-        pub type #ident = extern "C" fn(#(#args),*) -> #ret;
+        pub type #alias = extern "C" fn(#(#args),*) -> #ret;
     }
 }
 
+/// The name of a method's `extern "C"` signature in the hidden module:
+/// prefixed, so that it shadows no type the signatures name (`fn bool`).
+fn fn_alias(ident: &Ident) -> Ident {
+    format_ident!("__dropin_fn_{}", unraw(ident))
+}
+
+/// The identifier without `r#`.
+pub fn unraw(ident: &Ident) -> String {
+    use syn::ext::IdentExt;
+    ident.unraw().to_string()
+}
+
 fn method_desc(method: &Method) -> TokenStream {
-    let name = method.ident.to_string();
+    let name = unraw(&method.ident);
     let since = &method.since;
     let args = method.args.iter().map(arg_desc);
     let ret = &method.ret;
     quote! {
         ::dropin::MethodDesc {
-            name: rt::RStr::from_str(#name),
-            since: rt::RStr::from_str(#since),
-            args: rt::RSlice::from_slice(&[#(#args),*]),
+            name: __dropin_rt::RStr::from_str(#name),
+            since: __dropin_rt::RStr::from_str(#since),
+            args: __dropin_rt::RSlice::from_slice(&[#(#args),*]),
             ret: <#ret as ::dropin::Stable>::DESC,
         }
     }
@@ -266,7 +283,7 @@ fn method_desc(method: &Method) -> TokenStream {
 /// guard, converts the result or the error.
 fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
     let ident = &method.ident;
-    let shim = format_ident!("shim_{}", ident);
+    let shim = format_ident!("__dropin_shim_{}", unraw(ident));
     let params = method.args.iter().map(|arg| {
         let name = &arg.ident;
         let ffi = ffi_arg(arg);
@@ -284,23 +301,23 @@ fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
     let ret = ffi_ret(method);
     let body = if method.fallible {
         quote! {
-            match <P as #trait_ident>::#ident(plugin, #(#values),*) {
+            match <__DropinPlugin as #trait_ident>::#ident(plugin, #(#values),*) {
                 ::core::result::Result::Ok(value) => {
                     ::core::result::Result::Ok(::dropin::Stable::into_ffi(value))
                 }
-                ::core::result::Result::Err(error) => ::core::result::Result::Err(rt::failed(error)),
+                ::core::result::Result::Err(error) => ::core::result::Result::Err(__dropin_rt::failed(error)),
             }
         }
     } else {
         quote! {
             ::core::result::Result::Ok(::dropin::Stable::into_ffi(
-                <P as #trait_ident>::#ident(plugin, #(#values),*),
+                <__DropinPlugin as #trait_ident>::#ident(plugin, #(#values),*),
             ))
         }
     };
     quote! {
-        pub extern "C" fn #shim<P: #trait_ident + rt::Exported>(#(#params),*) -> #ret {
-            rt::call::<P, _>(|plugin| #body)
+        pub extern "C" fn #shim<__DropinPlugin: #trait_ident + __dropin_rt::Exported>(#(#params),*) -> #ret {
+            __dropin_rt::call::<__DropinPlugin, _>(|plugin| #body)
         }
     }
 }
@@ -309,7 +326,8 @@ fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
 /// function pointer, converts the result.
 fn handle_method(vis: &syn::Visibility, hidden: &Ident, method: &Method) -> TokenStream {
     let ident = &method.ident;
-    let name = ident.to_string();
+    let alias = fn_alias(ident);
+    let name = unraw(ident);
     let since = &method.since;
     let docs = &method.docs;
     let params = method.args.iter().map(|arg| {
@@ -328,12 +346,18 @@ fn handle_method(vis: &syn::Visibility, hidden: &Ident, method: &Method) -> Toke
     } else {
         (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
     };
-    let note = format!(
+    let note = if method.required {
         "\n\n# Errors\n\n`dropin::CallError`: the plugin failed or panicked (which disables it), \
-         is disabled, or predates this method (added in interface {since})."
-    );
+         or is disabled."
+            .to_owned()
+    } else {
+        format!(
+            "\n\n# Errors\n\n`dropin::CallError`: the plugin failed or panicked (which disables \
+             it), is disabled, or predates this method (added in interface {since})."
+        )
+    };
     let function = if method.required {
-        quote!(let function: #hidden::#ident = self.#ident;)
+        quote!(let function: #hidden::#alias = self.#ident;)
     } else {
         quote! {
             let ::core::option::Option::Some(function) = self.#ident else {
@@ -352,12 +376,17 @@ fn handle_method(vis: &syn::Visibility, hidden: &Ident, method: &Method) -> Toke
     }
 }
 
-/// `TextTransform` → `text_transform`.
+/// `TextTransform` → `text_transform`, `HTTPServer` → `http_server`.
 fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
     let mut snake = String::new();
-    for (i, c) in name.chars().enumerate() {
+    for (i, &c) in chars.iter().enumerate() {
         if c.is_uppercase() {
-            if i > 0 {
+            let after_lower = i > 0 && !chars[i - 1].is_uppercase() && chars[i - 1] != '_';
+            let before_lower = i > 0
+                && chars[i - 1].is_uppercase()
+                && chars.get(i + 1).is_some_and(|next| next.is_lowercase());
+            if after_lower || before_lower {
                 snake.push('_');
             }
             snake.extend(c.to_lowercase());
@@ -366,4 +395,17 @@ fn snake_case(name: &str) -> String {
         }
     }
     snake
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snake_case;
+
+    #[test]
+    fn trait_names_become_snake_case_macro_names() {
+        assert_eq!(snake_case("Greeter"), "greeter");
+        assert_eq!(snake_case("TextTransform"), "text_transform");
+        assert_eq!(snake_case("HTTPServer"), "http_server");
+        assert_eq!(snake_case("Io2Sink"), "io2_sink");
+    }
 }

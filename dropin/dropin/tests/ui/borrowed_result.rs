@@ -1,6 +1,6 @@
 #[dropin::interface]
 pub trait Name: Send + Sync {
-    fn name(&self) -> &str;
+    fn label(&self) -> &str;
 }
 
 fn main() {}

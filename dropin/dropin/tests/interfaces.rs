@@ -1,0 +1,92 @@
+//! Interfaces the macro must accept: names that could collide with what it
+//! generates, raw identifiers, `Result` aliases, every supported type.
+
+use dropin::{BoxError, Interface, MethodDesc, Stable};
+
+/// Named like the generic parameter and the items of the hidden module.
+#[derive(Debug, Clone, PartialEq, dropin::Stable)]
+pub struct P {
+    /// A field.
+    pub x: f64,
+}
+
+/// Named like the hidden module's glue.
+#[derive(Debug, Clone, Copy, PartialEq, dropin::Stable)]
+pub enum Exports {
+    /// A variant.
+    One,
+    /// Another, with data.
+    Two(u8, char),
+}
+
+#[allow(non_camel_case_types)]
+/// Named like the runtime's alias.
+#[derive(Debug, Clone, PartialEq, dropin::Stable)]
+pub struct rt(pub Vec<Option<String>>);
+
+/// Everything at once.
+#[dropin::interface(name = "kitchen-sink", version = "3.2.0")]
+pub trait KitchenSink: Send + Sync {
+    /// A method named like a primitive type.
+    fn bool(&self) -> bool;
+    /// A raw identifier as an argument.
+    fn r#type(&self, r#type: &str, bytes: &[u8]) -> Result<Vec<u8>, BoxError>;
+    /// A `Result` alias with one argument.
+    fn read(&self, p: P) -> std::io::Result<u64>;
+    /// Types named like generated items.
+    #[since("3.1")]
+    fn glue(&self, exports: Exports, value: rt) -> Option<rt> {
+        let _ = exports;
+        Some(value)
+    }
+    /// Nothing back.
+    #[since("3.2")]
+    fn tick(&self, _: u32) {}
+}
+
+fn names(methods: &[MethodDesc]) -> Vec<(&str, &str)> {
+    methods
+        .iter()
+        .map(|desc| (desc.name.as_str(), desc.since.as_str()))
+        .collect()
+}
+
+#[test]
+fn the_interface_records_its_methods_in_order_with_their_versions() {
+    assert_eq!(KitchenSinkPlugin::NAME, "kitchen-sink");
+    assert_eq!(KitchenSinkPlugin::VERSION, "3.2.0");
+    assert_eq!(KitchenSinkPlugin::REQUIRED, 3);
+    assert_eq!(
+        names(KitchenSinkPlugin::METHODS),
+        [
+            ("bool", "3.0.0"),
+            ("type", "3.0.0"),
+            ("read", "3.0.0"),
+            ("glue", "3.1.0"),
+            ("tick", "3.2.0"),
+        ]
+    );
+    let glue = &KitchenSinkPlugin::METHODS[3];
+    assert_eq!(glue.args[0].to_string(), "Exports");
+    assert_eq!(glue.ret.to_string(), "Option<rt>");
+    assert_eq!(
+        glue.ret.args[0].fields[0].ty.to_string(),
+        "Vec<Option<String>>"
+    );
+}
+
+#[test]
+fn derived_types_survive_the_round_trip() {
+    let value = rt(vec![Some("a".to_owned()), None]);
+    assert_eq!(rt::from_ffi(value.clone().into_ffi()), value);
+    assert_eq!(
+        Exports::from_ffi(Exports::Two(7, 'x').into_ffi()),
+        Exports::Two(7, 'x')
+    );
+    assert_eq!(P::from_ffi(P { x: 1.5 }.into_ffi()), P { x: 1.5 });
+    assert!(P::DESC.same(P::DESC));
+    assert_eq!(
+        Exports::DESC.difference(P::DESC).as_deref(),
+        Some("expected Exports, found P")
+    );
+}
