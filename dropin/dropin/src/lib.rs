@@ -85,7 +85,96 @@ mod logging;
 mod module;
 
 pub use abi::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
-pub use dropin_macros::{Stable, interface};
+/// Lets a struct or enum of an interface crate cross the plugin boundary.
+///
+/// The derive generates a `#[repr(C)]` mirror of the type whose fields are
+/// their types' stable representations, the conversions both ways, and the
+/// descriptor the host compares with its own before it binds a method that
+/// uses the type. Every field must itself be [`Stable`](trait@Stable); generic
+/// types, unions and enums without variants are refused.
+///
+/// ```
+/// #[derive(Debug, PartialEq, dropin::Stable)]
+/// pub struct Point {
+///     pub x: f64,
+///     pub label: Option<String>,
+/// }
+///
+/// #[derive(Debug, PartialEq, dropin::Stable)]
+/// pub enum Shape {
+///     Dot(Point),
+///     Segment { from: Point, to: Point },
+///     Empty,
+/// }
+///
+/// use dropin::Stable;
+/// let shape = Shape::Dot(Point { x: 1.0, label: None });
+/// assert_eq!(Shape::from_ffi(shape.into_ffi()), Shape::Dot(Point { x: 1.0, label: None }));
+/// ```
+///
+/// Adding, removing, renaming or reordering a field or a variant changes the
+/// descriptor: hosts refuse plugins built with the other version, so such a
+/// change needs a new major version of the interface.
+#[doc(inline)]
+pub use dropin_macros::Stable;
+
+/// Declares a plugin interface on a trait.
+///
+/// ```
+/// use dropin::BoxError;
+///
+/// /// Scores a text.
+/// #[dropin::interface(name = "scorer", version = "1.1.0")]
+/// pub trait Scorer: Send + Sync {
+///     /// The score of `text`, from 0 to 100.
+///     fn score(&self, text: &str) -> Result<u8, BoxError>;
+///
+///     /// Scores of several texts at once (added in 1.1).
+///     #[since("1.1")]
+///     fn scores(&self, texts: Vec<String>) -> Result<Vec<u8>, BoxError> {
+///         texts.iter().map(|text| self.score(text)).collect()
+///     }
+/// }
+///
+/// # fn main() {
+/// use dropin::Interface;
+/// assert_eq!(ScorerPlugin::NAME, "scorer");
+/// assert_eq!(ScorerPlugin::METHODS[1].since.as_str(), "1.1.0");
+/// # }
+/// ```
+///
+/// The attribute keeps the trait, adds a required
+/// `fn init(context: &Context<'_>) -> Result<Self, BoxError> where Self: Sized`
+/// to it, and generates beside it:
+///
+/// - `export_<trait>!` (`export_scorer!`), which a plugin invokes once at its
+///   crate root: `export_scorer!(MyScorer)`, or with
+///   `name = "...", version = "...", host = "..."` in that order. It exports
+///   the root module, runs every method under the panic guard, installs the
+///   log bridge and creates the plugin's state with `init`. A plugin name with
+///   whitespace or a host requirement that is not semver fails to compile.
+/// - `<Trait>Plugin` (`ScorerPlugin`), the application's typed handle: each
+///   method of the trait, returning `Result<T, CallError>` (`String` results
+///   come back as [`Text`]). It implements [`Interface`], which is what
+///   `dropin_host::Loader` is generic over.
+/// - a hidden module with the `extern "C"` side of every method.
+///
+/// **Options**: `name = "..."` (default: the crate's package name) is the
+/// interface's name, checked at load and used in messages; `version = "..."`
+/// (default: the crate's version) is the version plugins record.
+///
+/// **Methods** take `&self` and arguments of types that implement
+/// [`Stable`](trait@Stable) (`&str` and `&[u8]` may be borrowed, as arguments
+/// only); they return such a type, nothing, or `Result<T, E>` (including
+/// aliases like `io::Result<T>`) with `E: Display`. A method added in a
+/// minor release goes after all earlier ones, with `#[since("1.1")]` and
+/// usually a default body. Anything else is a compile error on the offending
+/// tokens that says what to use instead.
+///
+/// **Where**: declare the trait at the root of its crate: the export macro
+/// refers to the hidden module through `$crate`.
+#[doc(inline)]
+pub use dropin_macros::interface;
 pub use error::{BoxError, CallError, CallErrorKind};
 pub use guest::Context;
 pub use handle::{Interface, PluginCore};

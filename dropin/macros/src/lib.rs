@@ -15,7 +15,8 @@ mod derive;
 mod expand;
 mod ty;
 
-/// Declares a plugin interface: see `dropin::interface`.
+/// Declares a plugin interface on a trait. Documented where it is used from,
+/// as `dropin::interface`.
 #[proc_macro_attribute]
 pub fn interface(args: TokenStream, input: TokenStream) -> TokenStream {
     let item = parse_macro_input!(input as ItemTrait);
@@ -33,7 +34,8 @@ pub fn interface(args: TokenStream, input: TokenStream) -> TokenStream {
     }
 }
 
-/// Lets a struct or enum cross the plugin boundary: see `dropin::Stable`.
+/// Lets a struct or enum cross the plugin boundary. Documented where it is
+/// used from, as `dropin::Stable`.
 #[proc_macro_derive(Stable)]
 pub fn derive_stable(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
