@@ -171,8 +171,9 @@ pub use dropin_macros::Stable;
 /// usually a default body. Anything else is a compile error on the offending
 /// tokens that says what to use instead.
 ///
-/// **Where**: declare the trait at the root of its crate: the export macro
-/// refers to the hidden module through `$crate`.
+/// **Where**: declare the trait at the root of its crate, or in a module the
+/// root re-exports with `pub use module::*`: the export macro refers to the
+/// hidden module through `$crate`.
 #[doc(inline)]
 pub use dropin_macros::interface;
 pub use error::{BoxError, CallError, CallErrorKind};
