@@ -367,46 +367,46 @@ macro_rules! __export_plugin {
         $(,)?
     ) => {
         const _: () = {
-            use $crate::__private as rt;
+            use $crate::__private as __dropin_rt;
 
-            const NAME: &str = $crate::__export_plugin!(@or env!("CARGO_PKG_NAME") $(, $name)?);
-            const VERSION: &str = $crate::__export_plugin!(@or env!("CARGO_PKG_VERSION") $(, $version)?);
-            const HOST: &str = $crate::__export_plugin!(@or "" $(, $host)?);
-            const _: () = rt::assert_plugin_name(NAME);
-            const _: () = rt::assert_host_requirement(HOST);
+            const __DROPIN_NAME: &str = $crate::__export_plugin!(@or ::core::env!("CARGO_PKG_NAME") $(, $name)?);
+            const __DROPIN_VERSION: &str = $crate::__export_plugin!(@or ::core::env!("CARGO_PKG_VERSION") $(, $version)?);
+            const __DROPIN_HOST: &str = $crate::__export_plugin!(@or "" $(, $host)?);
+            const _: () = __dropin_rt::assert_plugin_name(__DROPIN_NAME);
+            const _: () = __dropin_rt::assert_host_requirement(__DROPIN_HOST);
 
-            static CELL: rt::PluginCell<$plugin> = rt::PluginCell::new(NAME);
+            static __DROPIN_CELL: __dropin_rt::PluginCell<$plugin> = __dropin_rt::PluginCell::new(__DROPIN_NAME);
 
-            impl rt::Exported for $plugin {
-                fn cell() -> &'static rt::PluginCell<Self> {
-                    &CELL
+            impl __dropin_rt::Exported for $plugin {
+                fn cell() -> &'static __dropin_rt::PluginCell<Self> {
+                    &__DROPIN_CELL
                 }
             }
 
-            fn root_module() -> rt::ModuleRef {
-                rt::module::<$exports>(
-                    VERSION,
-                    HOST,
+            fn __dropin_root_module() -> __dropin_rt::ModuleRef {
+                __dropin_rt::module::<$exports>(
+                    __DROPIN_VERSION,
+                    __DROPIN_HOST,
                     // Decided here, in the plugin's crate, under its profile.
-                    rt::BuildInfo::new(cfg!(panic = "abort"), cfg!(debug_assertions)),
+                    __dropin_rt::BuildInfo::new(::core::cfg!(panic = "abort"), ::core::cfg!(debug_assertions)),
                 )
             }
 
-            extern "C" fn load_root_module() -> rt::RootModuleResult {
-                rt::__call_root_module_loader(root_module)
+            extern "C" fn __dropin_load_root_module() -> __dropin_rt::RootModuleResult {
+                __dropin_rt::__call_root_module_loader(__dropin_root_module)
             }
 
             // The symbol abi_stable's loader looks up, spelled out so that
             // plugins need no abi_stable dependency. A test in dropin pins the
             // name to abi_stable's.
             #[unsafe(no_mangle)]
-            static _1as_0lib_1header_0root_bmodule_bloader: rt::LibHeader =
-                // SAFETY: `load_root_module` returns a `ModuleRef` erased by
+            static _1as_0lib_1header_0root_bmodule_bloader: __dropin_rt::LibHeader =
+                // SAFETY: `__dropin_load_root_module` returns a `ModuleRef` erased by
                 // abi_stable's own `__call_root_module_loader`.
                 unsafe {
-                    rt::LibHeader::from_constructor::<rt::ModuleRef>(
-                        load_root_module,
-                        rt::CheckTypeLayout::Yes,
+                    __dropin_rt::LibHeader::from_constructor::<__dropin_rt::ModuleRef>(
+                        __dropin_load_root_module,
+                        __dropin_rt::CheckTypeLayout::Yes,
                     )
                 };
         };

@@ -191,19 +191,18 @@ pub use log;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__export_plugin as export;
-    pub use crate::error::{RawError, RawErrorData, RawErrorKind};
+    pub use crate::error::RawError;
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
         module,
     };
     pub use crate::handle::initialize;
-    pub use crate::module::{BuildInfo, InitArgs, MethodEntry, Module, ModuleRef};
+    pub use crate::module::{BuildInfo, MethodEntry, ModuleRef};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };
-    pub use abi_stable::std_types::{RResult, RSlice, RStr, RString};
+    pub use abi_stable::std_types::{RResult, RSlice, RStr};
     pub use core::mem::transmute;
-    pub use core::option::Option;
 
     /// The version of this crate, which a plugin and its host must share
     /// (the loader refuses another major or minor).

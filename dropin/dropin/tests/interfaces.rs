@@ -90,3 +90,33 @@ fn derived_types_survive_the_round_trip() {
         Some("expected Exports, found P")
     );
 }
+
+/// The plugin side, in the same crate: the export macro's own items must not
+/// capture the plugin author's names.
+mod plugin {
+    use super::*;
+
+    pub const NAME: &str = "sink";
+    pub const HOST: &str = ">=1";
+
+    pub struct Sink;
+
+    impl KitchenSink for Sink {
+        fn init(_: &dropin::Context<'_>) -> Result<Self, BoxError> {
+            Ok(Sink)
+        }
+        fn bool(&self) -> bool {
+            true
+        }
+        fn r#type(&self, r#type: &str, bytes: &[u8]) -> Result<Vec<u8>, BoxError> {
+            Ok([r#type.as_bytes(), bytes].concat())
+        }
+        fn read(&self, p: P) -> std::io::Result<u64> {
+            Ok(p.x as u64)
+        }
+    }
+}
+
+use plugin::{HOST, NAME};
+
+export_kitchen_sink!(plugin::Sink, name = NAME, host = HOST);
