@@ -37,6 +37,7 @@ const PACKAGES: &[&str] = &[
     "broken-init",
     "needs-new-host",
     "runs-at-open",
+    "big-tls",
 ];
 
 /// The workspaces under `tests/compat/`, each built on its own, and the

@@ -621,11 +621,15 @@ mod elf {
         // Everything else the loader reads in memory must lie inside one
         // loadable segment, at the place that segment maps its file bytes.
         for s in segments {
+            // The TLS segment's memory size includes `.tbss`, which occupies
+            // no address of its own (each thread's block is allocated
+            // elsewhere): only its initialisation image must be mapped.
+            let size = if s.kind == PT_TLS { s.filesz } else { s.memsz };
             if matches!(
                 s.kind,
                 PT_DYNAMIC | PT_TLS | PT_GNU_EH_FRAME | PT_GNU_RELRO | PT_NOTE | PT_PHDR
             ) && !loads.iter().any(|load| {
-                load.holds(s.vaddr, s.memsz)
+                load.holds(s.vaddr, size)
                     && (s.filesz == 0 || load.maps(s.offset, s.vaddr, s.filesz))
             }) {
                 return Err(corrupt(format!(

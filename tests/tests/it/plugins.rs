@@ -50,3 +50,15 @@ fn a_plugin_keeps_its_state_between_calls() {
         assert_eq!(counter.greet().unwrap(), format!("Hello, visitor #{n}!"));
     }
 }
+
+#[test]
+fn a_plugin_with_a_large_thread_local_loads() {
+    // Its `.tbss` makes the TLS segment's memory size reach past the
+    // loadable segments; glibc loads it, and so must the host.
+    let report = PluginDir::with(&["big_tls"]).load();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    assert_eq!(
+        report.registry.get("big-tls").unwrap().greet().unwrap(),
+        "Hello from a big thread-local! (1)"
+    );
+}
