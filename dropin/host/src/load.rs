@@ -39,10 +39,34 @@ pub enum LoadError {
         #[source]
         source: io::Error,
     },
-    /// A folder named like a library.
-    #[error("{}: expected a library file, found a folder", path.display())]
+    /// A folder, FIFO, device or socket named like a library.
+    #[error("{}: expected a regular library file, found {found}", path.display())]
     NotAFile {
-        /// The folder.
+        /// The entry.
+        path: PathBuf,
+        /// What it is instead (`"a folder"`, `"a FIFO"`, ...).
+        found: &'static str,
+    },
+    /// Larger than the loader's limit: refused before it is copied.
+    #[error(
+        "{}: {size} bytes; expected at most {limit} (the loader's limit on a plugin file's size)",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file kept changing while it was copied: someone is writing it.
+    #[error(
+        "{}: changed while it was being copied; expected a file that stays the same while the host reads it",
+        path.display()
+    )]
+    Changing {
+        /// The file.
         path: PathBuf,
     },
     /// Someone other than the host's user could have written the file.
@@ -305,7 +329,9 @@ impl LoadError {
     pub fn path(&self) -> &Path {
         match self {
             Self::Unreadable { path, .. }
-            | Self::NotAFile { path }
+            | Self::NotAFile { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::Changing { path }
             | Self::InsecurePermissions { path, .. }
             | Self::Snapshot { path, .. }
             | Self::NotLocked { path, .. }

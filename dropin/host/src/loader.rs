@@ -18,7 +18,12 @@ use crate::{
     permissions::{PermissionError, check_permissions},
     registry::{LoadReport, Registry},
     snapshot::{SnapshotDir, hex},
+    source,
 };
+
+/// The default limit on a plugin file's size: far above any real plugin
+/// (a few MB), far below what would fill a disk with private copies.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 256 << 20;
 
 /// Why a folder could not be loaded at all: nothing was loaded.
 ///
@@ -93,6 +98,7 @@ pub struct Loader<I: Interface> {
     lock: LockMode,
     snapshot_root: PathBuf,
     check_permissions: bool,
+    max_file_size: u64,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
 }
@@ -108,6 +114,7 @@ impl<I: Interface> fmt::Debug for Loader<I> {
             .field("lock", &self.lock)
             .field("snapshot_root", &self.snapshot_root)
             .field("check_permissions", &self.check_permissions)
+            .field("max_file_size", &self.max_file_size)
             .finish()
     }
 }
@@ -123,6 +130,7 @@ impl<I: Interface> Loader<I> {
             snapshot_root: None,
             check_permissions: true,
             allow_panic_abort: false,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
             config: HashMap::new(),
             interface: PhantomData,
         }
@@ -220,17 +228,9 @@ impl<I: Interface> Loader<I> {
             path: path.to_owned(),
             source,
         };
-        if fs::metadata(path).map_err(unreadable)?.is_dir() {
-            return Err(LoadError::NotAFile {
-                path: path.to_owned(),
-            });
-        }
-        if self.check_permissions {
-            check_permissions(path).map_err(|source| LoadError::InsecurePermissions {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
+        // One handle from here on: kind, owner, mode, size and bytes all come
+        // from the same open file.
+        let mut source = source::open(path, self.check_permissions, self.max_file_size)?;
         // Whether the lock lists the file is a question of its name: a file
         // it does not list is refused before anything is copied or hashed.
         let locked = match lockfile {
@@ -252,14 +252,34 @@ impl<I: Interface> Loader<I> {
                 }
             })?),
         };
-        // Hashing costs more than the dynamic loader's whole work: only when
-        // a lock file needs the hash now.
-        let (copy, digest) = snapshots
-            .copy_in(path, locked.is_some())
-            .map_err(unreadable)?;
+        // A file someone writes while it is copied would give a copy that is
+        // half one build and half another: copy until the file's size and
+        // times are the same before and after, a few times at most.
+        let name = path.file_name().unwrap_or_default();
+        let mut attempts = 0;
+        let copied = loop {
+            // Hashing costs more than the dynamic loader's whole work: only
+            // when a lock file needs the hash now.
+            let copied = snapshots
+                .copy_in(name, &mut source.file, self.max_file_size, locked.is_some())
+                .map_err(unreadable)?;
+            let after = source.file.metadata().map_err(unreadable)?;
+            if source::unchanged(&source.meta, &after) && copied.len == after.len() {
+                break copied;
+            }
+            let _ = fs::remove_file(&copied.path);
+            attempts += 1;
+            if attempts == 3 {
+                return Err(LoadError::Changing {
+                    path: path.to_owned(),
+                });
+            }
+            source.meta = after;
+        };
+        let (copy, digest) = (copied.path, copied.sha256);
         if let Some(entry) = locked {
             let actual = hex(&digest.expect("hashed because a lock file is in force"));
-            if entry.sha256 != actual {
+            if !entry.sha256.eq_ignore_ascii_case(&actual) {
                 return Err(LoadError::HashMismatch {
                     path: path.to_owned(),
                     expected: entry.sha256.clone(),
@@ -300,6 +320,7 @@ pub struct LoaderBuilder<I: Interface> {
     snapshot_root: Option<PathBuf>,
     check_permissions: bool,
     allow_panic_abort: bool,
+    max_file_size: u64,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
 }
@@ -364,6 +385,14 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// The largest plugin file the loader copies (default:
+    /// [`DEFAULT_MAX_FILE_SIZE`], 256 MiB); a larger one is refused before a
+    /// byte is copied.
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = bytes;
+        self
+    }
+
     /// Whether a plugin built with `panic = "abort"` may load (default:
     /// `false`: its first panic would kill the host instead of coming back
     /// as an error).
@@ -398,6 +427,7 @@ impl<I: Interface> LoaderBuilder<I> {
             lock: self.lock,
             snapshot_root: self.snapshot_root.unwrap_or_else(std::env::temp_dir),
             check_permissions: self.check_permissions,
+            max_file_size: self.max_file_size,
             config: self.config,
             interface: PhantomData,
         }

@@ -59,9 +59,15 @@ impl fmt::Display for Writers {
 /// [`PermissionError`] saying which bit or which owner is wrong.
 #[cfg(unix)]
 pub fn check_permissions(path: &Path) -> Result<(), PermissionError> {
+    check_metadata(&std::fs::metadata(path)?)
+}
+
+/// Checks the owner and mode of an already opened file (its metadata from
+/// the handle, so that the path cannot be swapped in between).
+#[cfg(unix)]
+pub(crate) fn check_metadata(meta: &std::fs::Metadata) -> Result<(), PermissionError> {
     use std::os::unix::fs::MetadataExt;
 
-    let meta = std::fs::metadata(path)?;
     let mode = meta.mode() & 0o7777;
     let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
         (false, false) => None,
@@ -90,6 +96,13 @@ pub fn check_permissions(path: &Path) -> Result<(), PermissionError> {
 #[cfg(not(unix))]
 pub fn check_permissions(path: &Path) -> Result<(), PermissionError> {
     let _ = path;
+    Ok(())
+}
+
+/// As [`check_permissions`], on an open file's metadata.
+#[cfg(not(unix))]
+pub(crate) fn check_metadata(meta: &std::fs::Metadata) -> Result<(), PermissionError> {
+    let _ = meta;
     Ok(())
 }
 

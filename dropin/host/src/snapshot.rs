@@ -8,8 +8,9 @@
 //! nobody else can write.
 
 use std::{
+    ffi::OsStr,
     fs::{self, File, OpenOptions},
-    io::{self, Read, Write},
+    io::{self, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -68,27 +69,36 @@ impl SnapshotDir {
         &self.path
     }
 
-    /// Copies `source` in, returning the copy's path and, if `hash`, the
-    /// SHA-256 of the bytes written to it. Without `hash` the kernel copies
-    /// the file; [`sha256_of`] can hash the private copy later.
+    /// Copies `limit` bytes at most from the open file `input` (from its
+    /// start) into a new private file named after `name`, returning the
+    /// copy's path, how many bytes it holds and, if `hash`, their SHA-256.
+    /// Without `hash` the kernel copies the bytes; [`sha256_of`] can hash
+    /// the private copy later.
     pub(crate) fn copy_in(
         &mut self,
-        source: &Path,
+        name: &OsStr,
+        input: &mut File,
+        limit: u64,
         hash: bool,
-    ) -> io::Result<(PathBuf, Option<[u8; 32]>)> {
-        let mut input = File::open(source)?;
+    ) -> io::Result<Copied> {
+        input.seek(SeekFrom::Start(0))?;
+        let mut input = input.take(limit);
         self.count += 1;
-        let name = source
-            .file_name()
-            .map_or_else(|| "plugin".into(), |name| name.to_string_lossy());
-        let path = self.path.join(format!("{}-{name}", self.count));
+        let path = self
+            .path
+            .join(format!("{}-{}", self.count, name.to_string_lossy()));
         let mut output = private_file_options().open(&path)?;
         if !hash {
-            io::copy(&mut input, &mut output)?;
-            return Ok((path, None));
+            let len = io::copy(&mut input, &mut output)?;
+            return Ok(Copied {
+                path,
+                len,
+                sha256: None,
+            });
         }
         let mut hasher = Sha256::new();
         let mut buffer = vec![0; 64 * 1024];
+        let mut len = 0;
         loop {
             let n = match input.read(&mut buffer) {
                 Ok(0) => break,
@@ -98,10 +108,26 @@ impl SnapshotDir {
             };
             hasher.update(&buffer[..n]);
             output.write_all(&buffer[..n])?;
+            len += n as u64;
         }
         output.flush()?;
-        Ok((path, Some(hasher.finalize().into())))
+        Ok(Copied {
+            path,
+            len,
+            sha256: Some(hasher.finalize().into()),
+        })
     }
+}
+
+/// A private copy.
+#[derive(Debug)]
+pub(crate) struct Copied {
+    /// Where it is.
+    pub(crate) path: PathBuf,
+    /// How many bytes it holds.
+    pub(crate) len: u64,
+    /// Their SHA-256, if it was asked for.
+    pub(crate) sha256: Option<[u8; 32]>,
 }
 
 impl Drop for SnapshotDir {
@@ -202,13 +228,20 @@ mod tests {
         let source = root.path().join("libx.so");
         fs::write(&source, b"abc").unwrap();
         let mut dir = SnapshotDir::create(root.path()).unwrap();
-        let (copy, digest) = dir.copy_in(&source, true).unwrap();
-        assert_eq!(fs::read(&copy).unwrap(), b"abc");
+        let mut input = File::open(&source).unwrap();
+        let name = OsStr::new("libx.so");
+        let copied = dir.copy_in(name, &mut input, 100, true).unwrap();
+        assert_eq!(fs::read(&copied.path).unwrap(), b"abc");
+        assert_eq!(copied.len, 3);
         let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(hex(&digest.unwrap()), expected);
-        let (unhashed, digest) = dir.copy_in(&source, false).unwrap();
-        assert_eq!(digest, None);
-        assert_eq!(hex(&sha256_of(&unhashed).unwrap()), expected);
+        assert_eq!(hex(&copied.sha256.unwrap()), expected);
+        // From the start again, whatever was read before.
+        let unhashed = dir.copy_in(name, &mut input, 100, false).unwrap();
+        assert_eq!(unhashed.sha256, None);
+        assert_eq!(hex(&sha256_of(&unhashed.path).unwrap()), expected);
+        // Never more than the limit, whatever the file has grown to.
+        let capped = dir.copy_in(name, &mut input, 2, true).unwrap();
+        assert_eq!(fs::read(&capped.path).unwrap(), b"ab");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -26,11 +26,13 @@ fn a_folder_or_a_broken_link_named_like_a_library_is_rejected_not_skipped() {
     let folder = dir.path().join(library_file_name("folder"));
     fs::create_dir(&folder).unwrap();
     let report = dir.load();
-    assert!(matches!(&report.rejected[..], [LoadError::NotAFile { path }] if *path == folder));
+    assert!(
+        matches!(&report.rejected[..], [LoadError::NotAFile { path, found: "a folder" }] if *path == folder)
+    );
     assert_eq!(
         report.rejected[0].to_string(),
         format!(
-            "{}: expected a library file, found a folder",
+            "{}: expected a regular library file, found a folder",
             folder.display()
         )
     );

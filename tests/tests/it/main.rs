@@ -5,6 +5,9 @@
 mod plugins;
 // Which files of a folder are candidates.
 mod discovery;
+// FIFOs, devices, huge files and files written during the copy.
+#[cfg(unix)]
+mod files;
 // Every kind of bad file is rejected with its own reason; the rest still work.
 mod rejections;
 // A panicking plugin yields an error, and the host carries on.

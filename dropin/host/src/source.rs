@@ -1,0 +1,110 @@
+//! Stage 2: open a candidate file once. The kind of file, its owner and
+//! mode, its size and the private copy all come from this one handle, so a
+//! path swapped in between (a link flipped, a file replaced) cannot slip
+//! other bytes past the checks.
+
+use std::{
+    fs::{File, Metadata, OpenOptions},
+    path::Path,
+};
+
+use crate::{load::LoadError, permissions::check_metadata};
+
+/// An open candidate and what the checks saw of it.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pub(crate) file: File,
+    pub(crate) meta: Metadata,
+}
+
+/// Opens `path` (following a link: a plugin may be installed as one) without
+/// blocking and without becoming a controlling terminal, then checks on the
+/// handle that it is a regular file, safe to trust if `check_permissions`,
+/// and at most `max_size` bytes long.
+///
+/// # Errors
+///
+/// [`LoadError`] naming `path`: unreadable, not a regular file, unsafe
+/// permissions, or too large.
+pub(crate) fn open(
+    path: &Path,
+    check_permissions: bool,
+    max_size: u64,
+) -> Result<Source, LoadError> {
+    let unreadable = |source| LoadError::Unreadable {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // A FIFO would block `open` until a writer came; a terminal would
+        // become ours. Neither is a plugin.
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options.open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_owned(),
+            found: kind(&meta),
+        });
+    }
+    if check_permissions {
+        check_metadata(&meta).map_err(|source| LoadError::InsecurePermissions {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    if meta.len() > max_size {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            size: meta.len(),
+            limit: max_size,
+        });
+    }
+    Ok(Source { file, meta })
+}
+
+/// Whether a file's size and modification and change times are the same:
+/// a file written to in between has at least one that differs.
+pub(crate) fn unchanged(before: &Metadata, after: &Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        before.len() == after.len()
+            && (before.mtime(), before.mtime_nsec()) == (after.mtime(), after.mtime_nsec())
+            && (before.ctime(), before.ctime_nsec()) == (after.ctime(), after.ctime_nsec())
+    }
+    #[cfg(not(unix))]
+    {
+        before.len() == after.len() && before.modified().ok() == after.modified().ok()
+    }
+}
+
+/// What kind of file system object `meta` describes, for messages.
+fn kind(meta: &Metadata) -> &'static str {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        return "a folder";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    "something other than a regular file"
+}

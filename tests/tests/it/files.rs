@@ -1,0 +1,157 @@
+//! What is not a plain, stable library file is refused at once, from the
+//! one handle the loader opens: FIFOs, devices, oversized files, and files
+//! someone is writing while the host copies them.
+
+use std::{
+    fs::{self, OpenOptions},
+    os::unix::fs::FileExt,
+    process::Command,
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use dropin_host::{LoadError, Loader};
+use greeter_interface::GreeterPlugin;
+use greeter_tests::{PluginDir, artifacts, library_file_name};
+
+#[test]
+fn a_fifo_named_like_a_plugin_is_refused_without_waiting_for_a_writer() {
+    let dir = PluginDir::with(&["hello"]);
+    let fifo = dir.path().join(library_file_name("fifo"));
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    let report = dir.load();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(
+        report.rejected[0].to_string(),
+        format!(
+            "{}: expected a regular library file, found a FIFO",
+            fifo.display()
+        )
+    );
+    assert_eq!(
+        report.registry.get("hello").unwrap().greet().unwrap(),
+        "Hello!"
+    );
+}
+
+#[test]
+fn a_link_to_a_device_is_refused_without_reading_it() {
+    let dir = PluginDir::with(&["hello"]);
+    for device in ["/dev/zero", "/dev/null"] {
+        let link = dir
+            .path()
+            .join(library_file_name(&device.replace('/', "_")));
+        std::os::unix::fs::symlink(device, &link).unwrap();
+    }
+    let started = Instant::now();
+    let report = dir.load();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(report.rejected.len(), 2);
+    for error in &report.rejected {
+        assert!(
+            matches!(
+                error,
+                LoadError::NotAFile {
+                    found: "a character device",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+    assert_eq!(report.registry.len(), 1);
+}
+
+#[test]
+fn a_file_over_the_size_limit_is_refused_before_it_is_copied() {
+    let dir = PluginDir::with(&["hello"]);
+    let sparse = dir.path().join(library_file_name("sparse"));
+    // 8 GiB that occupy no disk: copying them would.
+    OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .open(&sparse)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let report = dir.load();
+    assert_eq!(
+        report.rejected[0].to_string(),
+        format!(
+            "{}: 8589934592 bytes; expected at most 268435456 (the loader's limit on a plugin file's size)",
+            sparse.display()
+        )
+    );
+    let report = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .max_file_size(1000)
+        .build()
+        .load()
+        .unwrap();
+    assert_eq!(report.rejected.len(), 2, "hello is over 1000 bytes too");
+}
+
+/// A writer rewrites a plugin in place, alternating two different builds of
+/// the same size, while the host loads the folder again and again: every
+/// load either gets one whole build or refuses the file as changing, and the
+/// host never crashes on a copy that is half one and half the other.
+#[test]
+fn a_plugin_rewritten_in_place_during_loads_never_loads_torn() {
+    let hello = fs::read(artifacts().library("hello")).unwrap();
+    // The same build with its greeting changed: same size, other bytes.
+    let other = replace(&hello, b"Hello!", b"Howdy!");
+    assert_ne!(hello, other);
+    let dir = PluginDir::new();
+    let path = dir.write(&library_file_name("rewritten"), &hello);
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            let file = OpenOptions::new().write(true).open(&path).unwrap();
+            let mut flip = false;
+            while !stop.load(Ordering::Relaxed) {
+                let bytes = if flip { &other } else { &hello };
+                // Chunk by chunk, like `rsync --inplace` or `dd conv=notrunc`.
+                for (i, chunk) in bytes.chunks(64 * 1024).enumerate() {
+                    file.write_all_at(chunk, (i * 64 * 1024) as u64).unwrap();
+                }
+                flip = !flip;
+            }
+        });
+        let mut loaded = 0;
+        for _ in 0..200 {
+            let report = dir.load();
+            if let Some(plugin) = report.registry.get("hello") {
+                let greeting = plugin.greet().unwrap();
+                assert!(greeting == "Hello!" || greeting == "Howdy!", "{greeting}");
+                loaded += 1;
+            } else {
+                for error in &report.rejected {
+                    assert!(
+                        matches!(
+                            error,
+                            LoadError::Changing { .. }
+                                | LoadError::InvalidLibrary { .. }
+                                | LoadError::Open { .. }
+                        ),
+                        "{error}"
+                    );
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        eprintln!("{loaded} of 200 loads got a whole build");
+    });
+}
+
+fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = haystack
+        .windows(from.len())
+        .position(|window| window == from)
+        .expect("the greeting is in the library");
+    let mut bytes = haystack.to_vec();
+    bytes[at..at + to.len()].copy_from_slice(to);
+    bytes
+}
