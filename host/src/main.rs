@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dropin::CallErrorKind;
 use dropin_host::{
     ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockEntry, LockMode,
-    Lockfile, LockfileError, Plugin, check_permissions,
+    Lockfile, LockfileError, Plugin, check_permissions, probe::Probe,
 };
 use greeter_interface::GreeterPlugin;
 use semver::{Version, VersionReq};
@@ -141,6 +141,9 @@ enum Status {
 }
 
 fn main() -> ExitCode {
+    // Started by the loader as its probe: open the libraries it is asked to
+    // and exit, before anything else runs.
+    dropin_host::probe::serve_if_requested();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match run(cli) {
@@ -161,10 +164,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = cli.plugins_dir.unwrap_or_else(|| PathBuf::from("plugins"));
     let version = Version::parse(env!("CARGO_PKG_VERSION")).expect("the package version is semver");
+    let probe = Probe::current_exe().context("cannot find this program to run it as a probe")?;
     let mut builder = Loader::<GreeterPlugin>::builder()
         .dir(&dir)
         .host_version(version)
-        .allow_panic_abort(cli.allow_panic_abort);
+        .allow_panic_abort(cli.allow_panic_abort)
+        .probe(probe);
     builder = configure(builder, &dir, !cli.allow_insecure_permissions)?;
     if let Some(req) = cli.accept_interface {
         builder = builder.accept_interface(req);

@@ -61,6 +61,7 @@ mod load;
 mod loader;
 mod lockfile;
 mod permissions;
+pub mod probe;
 mod registry;
 mod snapshot;
 mod source;

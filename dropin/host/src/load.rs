@@ -60,6 +60,15 @@ pub enum LoadError {
         /// The limit.
         limit: u64,
     },
+    /// The probe process that opened the file first died, exited or hung:
+    /// opening it in the host would have done the same to the host.
+    #[error("{}: the probe process that opened it first {how}", path.display())]
+    Probe {
+        /// The file.
+        path: PathBuf,
+        /// How the probe ended.
+        how: crate::probe::ProbeFailure,
+    },
     /// The file kept changing while it was copied: someone is writing it.
     #[error(
         "{}: changed while it was being copied; expected a file that stays the same while the host reads it",
@@ -332,6 +341,7 @@ impl LoadError {
             | Self::NotAFile { path, .. }
             | Self::TooLarge { path, .. }
             | Self::Changing { path }
+            | Self::Probe { path, .. }
             | Self::InsecurePermissions { path, .. }
             | Self::Snapshot { path, .. }
             | Self::NotLocked { path, .. }
@@ -690,7 +700,7 @@ pub(crate) fn initialize<I: Interface>(plugin: &Plugin<I>, config: &str) -> Resu
 }
 
 /// Whether two versions have the same major and minor.
-fn same_minor(a: &str, b: &str) -> bool {
+pub(crate) fn same_minor(a: &str, b: &str) -> bool {
     match (Version::parse(a), Version::parse(b)) {
         (Ok(a), Ok(b)) => a.major == b.major && a.minor == b.minor,
         _ => false,

@@ -16,6 +16,7 @@ use crate::{
     load::{self, LoadError, Policy, default_interface_req},
     lockfile::{LOCKFILE_NAME, Lockfile, LockfileError},
     permissions::{PermissionError, check_permissions},
+    probe::{Probe, Prober},
     registry::{LoadReport, Registry},
     snapshot::{SnapshotDir, hex},
     source,
@@ -99,6 +100,7 @@ pub struct Loader<I: Interface> {
     snapshot_root: PathBuf,
     check_permissions: bool,
     max_file_size: u64,
+    probe: Option<Probe>,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
 }
@@ -115,6 +117,7 @@ impl<I: Interface> fmt::Debug for Loader<I> {
             .field("snapshot_root", &self.snapshot_root)
             .field("check_permissions", &self.check_permissions)
             .field("max_file_size", &self.max_file_size)
+            .field("probe", &self.probe)
             .finish()
     }
 }
@@ -131,6 +134,7 @@ impl<I: Interface> Loader<I> {
             check_permissions: true,
             allow_panic_abort: false,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            probe: None,
             config: HashMap::new(),
             interface: PhantomData,
         }
@@ -209,8 +213,14 @@ impl<I: Interface> Loader<I> {
             registry: Registry::new(),
             rejected: Vec::new(),
         };
+        let mut prober = self.probe.clone().map(Prober::new);
         for path in candidates {
-            if let Err(error) = self.load_file(&mut report.registry, lockfile.as_ref(), &path) {
+            if let Err(error) = self.load_file(
+                &mut report.registry,
+                lockfile.as_ref(),
+                prober.as_mut(),
+                &path,
+            ) {
                 log::debug!("rejected: {error}");
                 report.rejected.push(error);
             }
@@ -222,6 +232,7 @@ impl<I: Interface> Loader<I> {
         &self,
         registry: &mut Registry<I>,
         lockfile: Option<&Lockfile>,
+        prober: Option<&mut Prober>,
         path: &Path,
     ) -> Result<(), LoadError> {
         let unreadable = |source| LoadError::Unreadable {
@@ -287,6 +298,14 @@ impl<I: Interface> Loader<I> {
                 });
             }
         }
+        // Bytes the lock file approved were approved by someone; any others
+        // are opened in a probe process first, when the loader has one.
+        if let (None, Some(prober)) = (locked, prober) {
+            prober.check(&copy).map_err(|how| LoadError::Probe {
+                path: path.to_owned(),
+                how,
+            })?;
+        }
         let plugin = load::open::<I>(path, &copy, digest, &self.policy)?;
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
@@ -321,6 +340,7 @@ pub struct LoaderBuilder<I: Interface> {
     check_permissions: bool,
     allow_panic_abort: bool,
     max_file_size: u64,
+    probe: Option<Probe>,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
 }
@@ -393,6 +413,17 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// Open every library that the lock file does not approve in a probe
+    /// process first (see [`crate::probe`]): a library that makes the
+    /// dynamic loader crash, exit or hang is refused, and the host survives.
+    /// Default: no probe. The probe program must call
+    /// [`serve_if_requested`](crate::probe::serve_if_requested) first thing
+    /// in `main`.
+    pub fn probe(mut self, probe: Probe) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
     /// Whether a plugin built with `panic = "abort"` may load (default:
     /// `false`: its first panic would kill the host instead of coming back
     /// as an error).
@@ -428,6 +459,7 @@ impl<I: Interface> LoaderBuilder<I> {
             snapshot_root: self.snapshot_root.unwrap_or_else(std::env::temp_dir),
             check_permissions: self.check_permissions,
             max_file_size: self.max_file_size,
+            probe: self.probe,
             config: self.config,
             interface: PhantomData,
         }

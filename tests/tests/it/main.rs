@@ -18,6 +18,9 @@ mod logs;
 mod generic;
 // The `greeter-host` binary: output, JSON, exit codes.
 mod cli;
+// Libraries the dynamic loader dies on: the probe process dies instead.
+#[cfg(unix)]
+mod probe;
 // Plugins built against earlier, later and broken versions of the interface.
 mod compat;
 // The README's interface, plugin and application, built and run.

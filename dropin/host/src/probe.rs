@@ -1,0 +1,372 @@
+//! Stage 3a: open a library first in a short-lived child process.
+//!
+//! The dynamic loader trusts every byte of a library: a wrong value in its
+//! dynamic section, relocations, hash or version tables makes it crash the
+//! process, or end it with its own assertion (`_exit(127)`), and the
+//! library's constructors run before any check can look inside. Checking
+//! each table before `dlopen` would always leave one out. So, before the
+//! host maps a library it has no lock-file approval for, a probe process
+//! does everything loading does up to the plugin's `init`: the header
+//! checks, `dlopen`, abi_stable's checks and the root module's constructor.
+//! A probe that dies, exits or hangs is a rejection that says how; the host
+//! only maps what a probe survived.
+//!
+//! The probe is the application's own executable started again: the
+//! application calls [`serve_if_requested`] first thing in `main`, and asks
+//! the loader to probe with [`LoaderBuilder::probe`](crate::LoaderBuilder::probe).
+
+use std::{
+    ffi::OsString,
+    fmt,
+    io::{self, BufRead, BufReader, Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, Receiver, RecvTimeoutError},
+    },
+    thread,
+    time::Duration,
+};
+
+use abi_stable::library::lib_header_from_path;
+use dropin::__private::ModuleRef;
+
+use crate::verify::verify_library;
+
+/// The environment variable that makes a process started by the loader
+/// serve as a probe: [`serve_if_requested`] checks it.
+pub const PROBE_ENV: &str = "DROPIN_PROBE";
+
+/// What the probe answers for a library it survived.
+const SURVIVED: &str = "survived";
+
+/// The default time a probe may take for one library.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves as a probe and exits, if the loader started this process as one;
+/// otherwise returns at once. Call it first thing in `main`, before anything
+/// else reads the arguments or starts threads.
+pub fn serve_if_requested() {
+    if std::env::var_os(PROBE_ENV).is_some_and(|value| value == "1") {
+        let code = match serve(io::stdin().lock(), io::stdout().lock()) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        std::process::exit(code);
+    }
+}
+
+/// Reads one path per line, probes it, answers one line per path.
+fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
+    for line in input.lines() {
+        let path = PathBuf::from(line?);
+        // Whatever the outcome of the checks, surviving them is the answer:
+        // the host repeats every check itself and reports them precisely.
+        let outcome = probe_one(&path);
+        log::debug!("probe {}: {outcome:?}", path.display());
+        writeln!(output, "{SURVIVED}")?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+/// Everything loading does with a library before the plugin's `init`.
+fn probe_one(path: &Path) -> Result<(), String> {
+    verify_library(path).map_err(|error| error.to_string())?;
+    let header = lib_header_from_path(path).map_err(|error| error.to_string())?;
+    let consts = header.root_mod_consts();
+    if consts.name().as_str() != "dropin"
+        || header.layout().is_none()
+        || !crate::load::same_minor(
+            consts.version_strings().version.as_ref(),
+            dropin::__private::DROPIN_VERSION,
+        )
+    {
+        return Err("not a dropin plugin of this version".to_owned());
+    }
+    header
+        .init_root_module::<ModuleRef>()
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
+/// How to start a probe process.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    program: PathBuf,
+    args: Vec<OsString>,
+    timeout: Duration,
+}
+
+impl Probe {
+    /// This process's own executable, which must call
+    /// [`serve_if_requested`] first thing in `main`.
+    ///
+    /// # Errors
+    ///
+    /// The executable's path cannot be found.
+    pub fn current_exe() -> io::Result<Self> {
+        Ok(Self::command(std::env::current_exe()?))
+    }
+
+    /// Another program that calls [`serve_if_requested`] first thing.
+    pub fn command(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            timeout: DEFAULT_PROBE_TIMEOUT,
+        }
+    }
+
+    /// Arguments for the program.
+    pub fn args(mut self, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// How long one library may take (default: [`DEFAULT_PROBE_TIMEOUT`]);
+    /// a probe that takes longer is killed and the library refused.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// How a probe ended on a library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProbeFailure {
+    /// The probe process was killed by a signal.
+    Signal {
+        /// The signal's number.
+        signal: i32,
+        /// The end of what the process wrote to its standard error.
+        stderr: String,
+    },
+    /// The probe process exited (the dynamic loader's own assertions end it
+    /// with status 127; a library's constructor may call `exit`).
+    Exited {
+        /// Its exit status.
+        code: i32,
+        /// The end of what the process wrote to its standard error.
+        stderr: String,
+    },
+    /// The probe did not answer in time and was killed.
+    Hung {
+        /// How long it was given.
+        timeout: Duration,
+    },
+    /// The probe process could not be started or spoken to.
+    Unavailable {
+        /// What the operating system said.
+        message: String,
+    },
+}
+
+impl fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tail = |f: &mut fmt::Formatter<'_>, stderr: &str| {
+            if stderr.is_empty() {
+                Ok(())
+            } else {
+                write!(f, " ({stderr})")
+            }
+        };
+        match self {
+            Self::Signal { signal, stderr } => {
+                write!(f, "was killed by signal {signal}{}", signal_name(*signal))?;
+                tail(f, stderr)
+            }
+            Self::Exited { code, stderr } => {
+                write!(f, "exited with status {code}")?;
+                tail(f, stderr)
+            }
+            Self::Hung { timeout } => write!(f, "did not finish within {timeout:?} and was killed"),
+            Self::Unavailable { message } => write!(f, "could not be run: {message}"),
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        4 => " (SIGILL)",
+        6 => " (SIGABRT)",
+        7 => " (SIGBUS)",
+        8 => " (SIGFPE)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        _ => "",
+    }
+}
+
+/// A running probe process, started on first use and again after each
+/// library that ended it.
+pub(crate) struct Prober {
+    probe: Probe,
+    running: Option<Running>,
+}
+
+struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    answers: Receiver<String>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// The most of a probe's standard error kept for a message.
+const STDERR_TAIL: usize = 400;
+
+impl Prober {
+    pub(crate) fn new(probe: Probe) -> Self {
+        Self {
+            probe,
+            running: None,
+        }
+    }
+
+    /// Probes the library at `path`.
+    pub(crate) fn check(&mut self, path: &Path) -> Result<(), ProbeFailure> {
+        let running = match &mut self.running {
+            Some(running) => running,
+            empty => {
+                empty.insert(
+                    self.probe
+                        .start()
+                        .map_err(|error| ProbeFailure::Unavailable {
+                            message: error.to_string(),
+                        })?,
+                )
+            }
+        };
+        running
+            .stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let asked =
+            writeln!(running.stdin, "{}", path.display()).and_then(|()| running.stdin.flush());
+        let answer = match asked {
+            Ok(()) => running.answers.recv_timeout(self.probe.timeout),
+            Err(_) => Err(RecvTimeoutError::Disconnected),
+        };
+        match answer {
+            Ok(line) if line == SURVIVED => Ok(()),
+            Ok(line) => {
+                let running = self.running.take().expect("started above");
+                Err(running.end(Some(line)))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let mut running = self.running.take().expect("started above");
+                let _ = running.child.kill();
+                let _ = running.child.wait();
+                Err(ProbeFailure::Hung {
+                    timeout: self.probe.timeout,
+                })
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let running = self.running.take().expect("started above");
+                Err(running.end(None))
+            }
+        }
+    }
+}
+
+impl Probe {
+    fn start(&self) -> io::Result<Running> {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .env(PROBE_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let mut stderr_pipe = child.stderr.take().expect("piped");
+        let (send, answers) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buffer = [0; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = sink.lock().unwrap_or_else(|e| e.into_inner());
+                kept.extend_from_slice(&buffer[..n]);
+                let excess = kept.len().saturating_sub(STDERR_TAIL);
+                kept.drain(..excess);
+            }
+        });
+        Ok(Running {
+            child,
+            stdin,
+            answers,
+            stderr,
+        })
+    }
+}
+
+impl Running {
+    /// Waits for the process that stopped answering and says how it ended.
+    fn end(mut self, unexpected: Option<String>) -> ProbeFailure {
+        drop(self.stdin);
+        let status = match self.child.wait() {
+            Ok(status) => status,
+            Err(error) => {
+                return ProbeFailure::Unavailable {
+                    message: error.to_string(),
+                };
+            }
+        };
+        // Give the stderr reader the last bytes the process wrote.
+        thread::sleep(Duration::from_millis(20));
+        let mut stderr =
+            String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner()))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+        if let Some(line) = unexpected {
+            stderr = format!("answered {line:?}; {stderr}");
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(signal) = status.signal() {
+                return ProbeFailure::Signal { signal, stderr };
+            }
+        }
+        ProbeFailure::Exited {
+            code: status.code().unwrap_or(-1),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        if let Some(mut running) = self.running.take() {
+            // Closing its input ends the probe's loop.
+            drop(running.stdin);
+            let _ = running.child.wait();
+        }
+    }
+}
+
+impl fmt::Debug for Prober {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prober")
+            .field("probe", &self.probe)
+            .field("running", &self.running.as_ref().map(|r| r.child.id()))
+            .finish()
+    }
+}

@@ -1,0 +1,122 @@
+//! Libraries the dynamic loader cannot survive: `greeter-host` opens each
+//! one first in a probe process, so the loader's crash, its own `_exit(127)`
+//! or a constructor's `exit` ends the probe, not the host, and the file is
+//! refused saying how.
+
+use std::fs;
+
+use greeter_tests::{PluginDir, artifacts, library_file_name, stderr, stdout};
+use serde_json::Value;
+
+const PT_DYNAMIC: u32 = 2;
+const DT_NEEDED: u64 = 1;
+const DT_RELAENT: u64 = 9;
+const DT_PLTREL: u64 = 20;
+const DT_INIT_ARRAYSZ: u64 = 27;
+const DT_GNU_HASH: u64 = 0x6fff_fef5;
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// The file offsets of the value of every dynamic entry, by tag.
+fn dynamic_entries(elf: &[u8]) -> Vec<(u64, usize)> {
+    let phoff = u64_at(elf, 32) as usize;
+    let phnum = u16_at(elf, 56);
+    let dynamic = (0..phnum)
+        .map(|i| phoff + i * 56)
+        .find(|&ph| u32_at(elf, ph) == PT_DYNAMIC)
+        .expect("a shared library has a dynamic segment");
+    let offset = u64_at(elf, dynamic + 8) as usize;
+    let size = u64_at(elf, dynamic + 32) as usize;
+    (offset..offset + size)
+        .step_by(16)
+        .map(|entry| (u64_at(elf, entry), entry + 8))
+        .take_while(|&(tag, _)| tag != 0)
+        .collect()
+}
+
+/// `hello` with the value of its first `tag` entry changed by `change`.
+fn mutant(hello: &[u8], tag: u64, change: impl Fn(u64) -> u64) -> Vec<u8> {
+    let (_, at) = *dynamic_entries(hello)
+        .iter()
+        .find(|(t, _)| *t == tag)
+        .unwrap_or_else(|| panic!("hello has a dynamic entry {tag:#x}"));
+    let mut bytes = hello.to_vec();
+    let value = change(u64_at(&bytes, at));
+    bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    bytes
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn dynamic_sections_the_loader_dies_on_are_refused_and_the_host_lives() {
+    let hello = fs::read(artifacts().library("hello")).unwrap();
+    let dir = PluginDir::with(&["hello"]);
+    let mutants: [(&str, Vec<u8>); 5] = [
+        ("gnu-hash-zero", mutant(&hello, DT_GNU_HASH, |_| 0)),
+        (
+            "needed-past-strtab",
+            mutant(&hello, DT_NEEDED, |_| 0x7fff_ffff),
+        ),
+        (
+            "init-array-too-long",
+            mutant(&hello, DT_INIT_ARRAYSZ, |n| n + 8),
+        ),
+        ("relaent-wrong", mutant(&hello, DT_RELAENT, |_| 7)),
+        ("pltrel-wrong", mutant(&hello, DT_PLTREL, |_| 99)),
+    ];
+    for (name, bytes) in &mutants {
+        dir.write(&library_file_name(&format!("zz-{name}")), bytes);
+    }
+    let output = dir.run(&["list", "--format", "json"]);
+    // Exit 1: files were rejected. Not a signal, not ld.so's 127.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let entries: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(entries.len(), 1 + mutants.len());
+    let hello_entry = entries.iter().find(|e| e["name"] == "hello").unwrap();
+    assert_eq!(hello_entry["status"], "loaded");
+    let mut probed = 0;
+    for entry in entries.iter().filter(|e| e["name"] != "hello") {
+        assert_eq!(entry["status"], "rejected", "{entry}");
+        if entry["error"]
+            .as_str()
+            .unwrap()
+            .contains(": the probe process that opened it first ")
+        {
+            probed += 1;
+        }
+    }
+    // Each of them kills the dynamic loader (SIGSEGV, or its assertion and
+    // `_exit(127)`): the probe died of every one, the host of none.
+    assert_eq!(probed, mutants.len(), "{}", stdout(&output));
+    let output = dir.run(&["greet", "hello"]);
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+}
+
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
+#[test]
+fn a_constructor_that_exits_never_turns_into_a_success() {
+    // `runs-at-open` exits from its constructor when asked to: loading it
+    // in-process would end the host with status 0 and no output.
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let output = dir.run_with_env(&["check"], "GREETER_OPEN_EXIT", "1");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!(
+            "{}: the probe process that opened it first exited with status 0",
+            dir.path().join(library_file_name("runs_at_open")).display()
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("1 of 2 plugin files loaded\n"), "{text}");
+}
