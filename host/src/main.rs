@@ -4,6 +4,7 @@
 //! program turns its report into text, JSON and exit codes.
 
 use std::{
+    borrow::Cow,
     fs,
     io::{self, Write},
     path::{Path, PathBuf},
@@ -21,6 +22,14 @@ use greeter_interface::GreeterPlugin;
 use semver::{Version, VersionReq};
 use serde::Serialize;
 
+/// Writes a line to standard error. Unlike `eprintln!`, never panics: a
+/// closed standard error must not turn into exit status 101.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 /// The per-plugin configuration file in the plugins folder.
 const CONFIG_NAME: &str = "plugins.toml";
 
@@ -33,6 +42,7 @@ Exit status:
   1  some file was rejected, a greeting failed, or a named plugin is not loaded
   2  usage error; the plugins folder is missing, unreadable or writable by
      others; or the lock file is required and missing, or does not parse
+  3  standard output was closed before everything was written
 
 Configuration: plugins.toml in the plugins folder; the table [plugin.<name>] is
 handed to that plugin's init, as TOML text.
@@ -44,8 +54,9 @@ Logging: RUST_LOG (default: warn). Plugin records use the target plugin::<name>.
 #[derive(Debug, Parser)]
 #[command(version, after_help = AFTER_HELP)]
 struct Cli {
-    /// The plugins folder [default: $GREETER_PLUGINS_DIR, else ./plugins]
-    #[arg(long, global = true, value_name = "DIR", env = "GREETER_PLUGINS_DIR")]
+    /// The plugins folder [default: $GREETER_PLUGINS_DIR if set and not
+    /// empty, else ./plugins]
+    #[arg(long, global = true, value_name = "DIR")]
     plugins_dir: Option<PathBuf>,
 
     /// Interface versions to accept, a semver requirement [default: the
@@ -118,7 +129,12 @@ struct Entry {
     name: Option<String>,
     version: Option<String>,
     interface_version: Option<String>,
+    /// The file; in JSON as text, with `path_lossy` set when it is not
+    /// UTF-8 and could not be carried exactly.
+    #[serde(serialize_with = "lossy_path")]
     path: PathBuf,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    path_lossy: bool,
     status: Status,
     error: Option<String>,
     /// The interface methods after 2.0 the plugin has; null if rejected.
@@ -148,6 +164,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // Whoever read our output stopped reading: nothing more to say.
+        Err(error)
+            if error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<io::Error>()
+                    .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::from(3)
+        }
         Err(error) => {
             let hint = match error.downcast_ref::<LoaderError>() {
                 Some(LoaderError::Lockfile(LockfileError::Missing { .. })) => {
@@ -155,14 +181,21 @@ fn main() -> ExitCode {
                 }
                 _ => "",
             };
-            eprintln!("greeter-host: {error:#}{hint}");
+            say!("greeter-host: {}{hint}", shown(&format!("{error:#}")));
             ExitCode::from(2)
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let dir = cli.plugins_dir.unwrap_or_else(|| PathBuf::from("plugins"));
+    let dir = cli
+        .plugins_dir
+        .or_else(|| {
+            std::env::var_os("GREETER_PLUGINS_DIR")
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from("plugins"));
     let version = Version::parse(env!("CARGO_PKG_VERSION")).expect("the package version is semver");
     let probe = Probe::current_exe().context("cannot find this program to run it as a probe")?;
     let mut builder = Loader::<GreeterPlugin>::builder()
@@ -268,6 +301,7 @@ fn loaded_entry(plugin: &Plugin<GreeterPlugin>) -> Entry {
         version: Some(plugin.version().to_string()),
         interface_version: Some(plugin.interface_version().to_string()),
         path: plugin.path().to_owned(),
+        path_lossy: plugin.path().to_str().is_none(),
         status: if plugin.failure().is_some() {
             Status::Failed
         } else {
@@ -296,6 +330,7 @@ fn rejected_entry(error: &LoadError) -> Entry {
         version: None,
         interface_version: None,
         path: error.path().to_owned(),
+        path_lossy: error.path().to_str().is_none(),
         status: Status::Rejected,
         error: Some(rejection(error)),
         capabilities: None,
@@ -327,7 +362,11 @@ fn list(
                 writeln!(out, "no plugin files found")?;
             }
             for entry in &entries {
-                let dash = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".to_owned());
+                let dash = |value: &Option<String>| {
+                    value
+                        .as_deref()
+                        .map_or_else(|| "-".to_owned(), |value| shown(value).into_owned())
+                };
                 writeln!(
                     out,
                     "{:<16} {:<10} {:<10} {:<9} {}",
@@ -339,10 +378,10 @@ fn list(
                         Status::Rejected => "rejected",
                         Status::Failed => "failed",
                     },
-                    entry.path.display()
+                    shown_path(&entry.path)
                 )?;
                 if let Some(error) = &entry.error {
-                    writeln!(out, "    {error}")?;
+                    writeln!(out, "    {}", shown(error))?;
                 }
             }
         }
@@ -368,12 +407,13 @@ fn greet(
                 let plugin = report.registry.get(name);
                 if plugin.is_none() {
                     let loaded: Vec<&str> = report.registry.iter().map(|p| p.name()).collect();
-                    eprintln!(
-                        "greeter-host: no plugin named '{name}' is loaded (loaded: {})",
+                    say!(
+                        "greeter-host: no plugin named '{}' is loaded (loaded: {})",
+                        shown(name),
                         if loaded.is_empty() {
                             "none".to_owned()
                         } else {
-                            loaded.join(", ")
+                            shown(&loaded.join(", ")).into_owned()
                         }
                     );
                     ok = false;
@@ -398,19 +438,19 @@ fn greet(
         };
         let text = format == Format::Text;
         if let (true, Some(note)) = (text, &note) {
-            eprintln!("greeter-host: {note}");
+            say!("greeter-host: {}", shown(note));
         }
         let (greeting, error) = match result {
             Ok(greeting) => {
                 if text {
-                    writeln!(out, "{}: {greeting}", plugin.name())?;
+                    writeln!(out, "{}: {}", shown(plugin.name()), shown(&greeting))?;
                 }
                 (Some(greeting.into_string()), None)
             }
             Err(error) => {
                 ok = false;
                 if text {
-                    eprintln!("greeter-host: {error}");
+                    say!("greeter-host: {}", shown(&error.to_string()));
                 }
                 (None, Some(error.to_string()))
             }
@@ -430,9 +470,9 @@ fn greet(
             ok = false;
             let mut entry = rejected_entry(error);
             if format == Format::Text {
-                eprintln!(
+                say!(
                     "greeter-host: rejected {}",
-                    entry.error.as_deref().unwrap_or_default()
+                    shown(entry.error.as_deref().unwrap_or_default())
                 );
             }
             entry.greeting = Some(None);
@@ -461,8 +501,8 @@ fn check(
         let verdict = format!(
             "ok        {}\n          plugin {} {}; interface {} (host accepts {}); \
              host requirement {} (host is {}); missing capabilities: {}",
-            plugin.path().display(),
-            plugin.name(),
+            shown_path(plugin.path()),
+            shown(plugin.name()),
             plugin.version(),
             plugin.interface_version(),
             loader.accepted_interface(),
@@ -483,8 +523,8 @@ fn check(
             error.path(),
             format!(
                 "rejected  {}\n          {}",
-                error.path().display(),
-                rejection(error)
+                shown_path(error.path()),
+                shown(&rejection(error))
             ),
         ));
     }
@@ -537,9 +577,46 @@ fn write_lock(
         report.registry.len()
     )?;
     for error in &report.rejected {
-        writeln!(out, "not locked  {}", ErrorChain(error))?;
+        writeln!(out, "not locked  {}", shown(&ErrorChain(error).to_string()))?;
     }
     Ok(())
+}
+
+fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
+/// Text from plugins and files, made safe for a terminal: control
+/// characters (escape sequences included), bidirectional overrides and
+/// zero-width characters are shown as `\u{..}` instead of acting.
+fn shown(text: &str) -> Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+                    | '\u{2060}'..='\u{2069}' | '\u{feff}'
+            )
+    }
+    if !text.chars().any(hidden) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if hidden(c) {
+                    format!("\\u{{{:x}}}", u32::from(c))
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// A path made safe for a terminal.
+fn shown_path(path: &Path) -> String {
+    shown(&path.to_string_lossy()).into_owned()
 }
 
 fn write_json(out: &mut impl Write, entries: &[Entry]) -> anyhow::Result<()> {

@@ -714,8 +714,22 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.len() > 64 {
         return Err(format!("expected at most 64 bytes, found {}", name.len()));
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("expected no whitespace or control characters".to_owned());
+    // Names are printed and typed by people: nothing that hides, reorders
+    // or moves text may be in one.
+    let invisible = |c: char| {
+        matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
+    };
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || invisible(c))
+    {
+        return Err(
+            "expected no whitespace, control, bidirectional or zero-width characters".to_owned(),
+        );
     }
     Ok(())
 }
@@ -878,6 +892,8 @@ mod tests {
         assert!(check_name("").is_err());
         assert!(check_name("two words").is_err());
         assert!(check_name(&"x".repeat(65)).is_err());
+        assert!(check_name("evil\u{202e}olleh").is_err());
+        assert!(check_name("zero\u{200b}width").is_err());
     }
 
     #[test]

@@ -389,3 +389,102 @@ fn a_broken_or_unsafe_plugins_toml_stops_everything_naming_it() {
         assert_eq!(output.status.code(), Some(2));
     }
 }
+
+#[test]
+fn text_from_plugins_and_files_cannot_drive_the_terminal() {
+    let dir = PluginDir::with(&["hello"]);
+    // A greeting carrying an escape sequence and a bidirectional override.
+    let output = dir.run(&["greet", "--to", "\u{1b}[2J\u{202e}Ada"]);
+    assert_eq!(stdout(&output), "hello: Hello, \\u{1b}[2J\\u{202e}Ada!\n");
+    // A file name that would erase the line it is printed on.
+    #[cfg(unix)]
+    {
+        let name = library_file_name("evil\u{1b}[2K");
+        dir.write(&name, b"not a library");
+        let output = dir.run(&["list"]);
+        let text = stdout(&output);
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("libevil\\u{1b}[2K.so"), "{text}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn json_stays_one_whole_document_when_a_path_is_not_utf8() {
+    use std::{ffi::OsStr, os::unix::ffi::OsStrExt, os::unix::fs::PermissionsExt};
+    let parent = PluginDir::new();
+    let dir = parent.path().join(OsStr::from_bytes(b"plugins-\xff"));
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::copy(
+        artifacts().library("hello"),
+        dir.join(library_file_name("hello")),
+    )
+    .unwrap();
+    let output = host_command()
+        .arg("--plugins-dir")
+        .arg(&dir)
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let entries: Vec<Value> = serde_json::from_slice(&output.stdout).expect("one whole document");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["name"], "hello");
+    assert_eq!(entries[0]["path_lossy"], true);
+    assert!(
+        entries[0]["path"]
+            .as_str()
+            .unwrap()
+            .contains("/plugins-\u{fffd}/")
+    );
+}
+
+#[test]
+fn a_closed_output_ends_the_host_quietly() {
+    use std::process::Stdio;
+    let dir = PluginDir::with(&["hello", "panicky"]);
+    // Nobody reads standard output: exit 3, nothing on standard error.
+    let mut command = host_command();
+    command
+        .arg("--plugins-dir")
+        .arg(dir.path())
+        .args(["list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(stderr(&output), "");
+    // Nobody reads standard error, where the panic is reported: no panic of
+    // our own (exit 101), the usual status.
+    let mut command = host_command();
+    command
+        .arg("--plugins-dir")
+        .arg(dir.path())
+        .args(["greet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    drop(child.stderr.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn an_empty_plugins_dir_variable_counts_as_unset() {
+    let empty = PluginDir::new();
+    let output = host_command()
+        .current_dir(empty.path())
+        .env("GREETER_PLUGINS_DIR", "")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: plugins folder plugins does not exist\n"
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
