@@ -10,12 +10,20 @@
 //! The representations are abi_stable's types today (`RString`, `RVec`, ...);
 //! nothing outside this crate names them, so the backend can change.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use abi_stable::{
     StableAbi,
     std_types::{ROption, RSlice, RStr, RString, RVec},
 };
+
+/// A string a plugin handed over, as text: its bytes are not trusted to be
+/// UTF-8 (a corrupted library can hand over anything), so invalid sequences
+/// become U+FFFD instead of undefined behaviour.
+#[doc(hidden)]
+pub fn lossy<'a>(text: &RStr<'a>) -> Cow<'a, str> {
+    String::from_utf8_lossy(text.as_rslice().as_slice())
+}
 
 /// A type that can cross the plugin boundary: arguments and results of
 /// interface methods, fields of [`Stable`](macro@crate::Stable) structs and enums.
@@ -133,11 +141,12 @@ impl TypeDesc {
             if expected.name != actual.name {
                 return Some(format!(
                     "{self}: expected variant `{}`, found `{}`",
-                    expected.name, actual.name
+                    lossy(&expected.name),
+                    lossy(&actual.name)
                 ));
             }
             if let Some(difference) = fields_difference(&expected.fields, &actual.fields) {
-                return Some(format!("{self}::{}: {difference}", expected.name));
+                return Some(format!("{self}::{}: {difference}", lossy(&expected.name)));
             }
         }
         // Equal names and parts with another size: the same type compiled
@@ -164,11 +173,12 @@ fn fields_difference(expected: &[FieldDesc], found: &[FieldDesc]) -> Option<Stri
         if expected.name != actual.name {
             return Some(format!(
                 "expected field `{}`, found `{}`",
-                expected.name, actual.name
+                lossy(&expected.name),
+                lossy(&actual.name)
             ));
         }
         if let Some(difference) = expected.ty.difference(actual.ty) {
-            return Some(format!("field `{}`: {difference}", expected.name));
+            return Some(format!("field `{}`: {difference}", lossy(&expected.name)));
         }
     }
     None
@@ -177,7 +187,7 @@ fn fields_difference(expected: &[FieldDesc], found: &[FieldDesc]) -> Option<Stri
 /// The type as an interface author wrote it: `Vec<Option<String>>`.
 impl fmt::Display for TypeDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
+        f.write_str(&lossy(&self.name))?;
         if !self.args.is_empty() {
             f.write_str("<")?;
             for (i, arg) in self.args.iter().enumerate() {
@@ -200,13 +210,13 @@ impl fmt::Debug for TypeDesc {
 
 impl fmt::Debug for FieldDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.name, self.ty)
+        write!(f, "{}: {}", lossy(&self.name), self.ty)
     }
 }
 
 impl fmt::Debug for VariantDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple(&self.name)
+        f.debug_tuple(&lossy(&self.name))
             .field(&self.fields.as_slice())
             .finish()
     }

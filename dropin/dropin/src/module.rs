@@ -11,7 +11,7 @@ use abi_stable::{
 };
 
 use crate::{
-    abi::TypeDesc,
+    abi::{TypeDesc, lossy},
     error::RawError,
     logging::{LogLevel, LogSink},
 };
@@ -149,16 +149,17 @@ impl MethodDesc {
     /// The first difference between `self` (the host's) and `found` (the
     /// plugin's), naming the argument or the result.
     pub fn difference(&self, found: &MethodDesc) -> Option<String> {
+        let name = lossy(&self.name);
         if self.name != found.name {
             return Some(format!(
-                "expected method `{}`, found `{}`",
-                self.name, found.name
+                "expected method `{name}`, found `{}`",
+                lossy(&found.name)
             ));
         }
         if self.args.len() != found.args.len() {
             return Some(format!(
                 "method `{}`: expected {} arguments, found {}",
-                self.name,
+                name,
                 self.args.len(),
                 found.args.len()
             ));
@@ -167,14 +168,14 @@ impl MethodDesc {
             if let Some(difference) = expected.difference(actual) {
                 return Some(format!(
                     "method `{}`: argument {}: {difference}",
-                    self.name,
+                    name,
                     i + 1
                 ));
             }
         }
         self.ret
             .difference(found.ret)
-            .map(|difference| format!("method `{}`: result: {difference}", self.name))
+            .map(|difference| format!("method `{name}`: result: {difference}"))
     }
 }
 

@@ -15,7 +15,7 @@ use std::{
 
 use abi_stable::library::{LibHeader, LibraryError, RootModuleError, lib_header_from_path};
 use dropin::{
-    __private::{MethodEntry, ModuleRef},
+    __private::{MethodEntry, ModuleRef, lossy},
     Interface, PluginCore,
 };
 use semver::{Version, VersionReq};
@@ -536,21 +536,21 @@ pub(crate) fn open<I: Interface>(
     // second plugin would come back as the first.
     let header = lib_header_from_path(copy).map_err(|error| classify(path, copy, None, error))?;
     let consts = header.root_mod_consts();
-    if consts.name().as_str() != "dropin" {
+    if consts.name().as_rslice().as_slice() != b"dropin" {
         let host = Version::parse(I::VERSION).map_or(0, |version| version.major);
         return Err(LoadError::Foreign {
             path: path.to_owned(),
             interface: I::NAME,
             host: I::VERSION,
             host_major: host,
-            found: consts.name().to_string(),
-            found_version: consts.version_strings().version.to_string(),
+            found: lossy(&consts.name()).into_owned(),
+            found_version: lossy(&consts.version_strings().version).into_owned(),
         });
     }
     // abi_stable refuses an older dropin minor but not a newer one; the
     // method table and `init` are opaque to its layout check, so only the
     // same major and minor may load.
-    let found = consts.version_strings().version.to_string();
+    let found = lossy(&consts.version_strings().version).into_owned();
     if !same_minor(&found, dropin::__private::DROPIN_VERSION) {
         return Err(LoadError::DropinVersion {
             path: path.to_owned(),
@@ -574,10 +574,21 @@ pub(crate) fn open<I: Interface>(
         value: value.to_owned(),
         reason,
     };
-    let name = module.plugin_name().as_str();
+    // The plugin's strings are checked to be UTF-8 before any is used as a
+    // `str`: a corrupted library could hand out any bytes.
+    let text = |field, value: abi_stable::std_types::RStr<'static>| {
+        std::str::from_utf8(value.as_rslice().as_slice()).map_err(|e| {
+            invalid(
+                field,
+                &String::from_utf8_lossy(value.as_rslice().as_slice()),
+                format!("expected UTF-8: {e}"),
+            )
+        })
+    };
+    let name = text("plugin name", module.plugin_name())?;
     check_name(name).map_err(|reason| invalid("plugin name", name, reason))?;
-    let interface_name = module.interface_name().as_str();
-    let declared_interface = module.interface_version().as_str();
+    let interface_name = text("interface name", module.interface_name())?;
+    let declared_interface = text("interface version", module.interface_version())?;
     if interface_name != I::NAME {
         return Err(LoadError::WrongInterface {
             path: path.to_owned(),
@@ -586,7 +597,7 @@ pub(crate) fn open<I: Interface>(
             found_version: declared_interface.to_owned(),
         });
     }
-    let version = module.plugin_version().as_str();
+    let version = text("plugin version", module.plugin_version())?;
     let version = Version::parse(version)
         .map_err(|e| invalid("plugin version", version, format!("expected semver: {e}")))?;
     let interface_version = Version::parse(declared_interface).map_err(|e| {
@@ -613,7 +624,7 @@ pub(crate) fn open<I: Interface>(
         found: interface_version.to_string(),
         detail,
     })?;
-    let requirement = module.host_requirement().as_str();
+    let requirement = text("host requirement", module.host_requirement())?;
     let host_requirement = match requirement.trim() {
         "" => None,
         requirement => Some(VersionReq::parse(requirement).map_err(|e| {
@@ -744,15 +755,14 @@ fn classify(
     let found = || {
         header.map_or_else(
             || "an unknown version".to_owned(),
-            |header| header.version_strings().version.to_string(),
+            |header| lossy(&header.version_strings().version).into_owned(),
         )
     };
     match error {
         LibraryError::OpenError { err, .. } => LoadError::Open {
             // The loader's message names the private copy; users know the
             // original.
-            message: err
-                .to_string()
+            message: clean(err.to_string())
                 .replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
             path,
         },
@@ -764,7 +774,7 @@ fn classify(
             summary: "built with an incompatible release of dropin".to_owned(),
         },
         LibraryError::AbiInstability(report) => {
-            let report = report.to_string();
+            let report = clean(report.to_string());
             log::debug!("{}: full layout report:\n{report}", path.display());
             LoadError::Layout {
                 path,
@@ -776,13 +786,13 @@ fn classify(
         LibraryError::RootModule { err, .. } => LoadError::Init {
             path,
             message: match err {
-                RootModuleError::Returned(error) => error.to_string(),
+                RootModuleError::Returned(error) => clean(error.to_string()),
                 RootModuleError::Unwound => "the root module constructor panicked".to_owned(),
             },
         },
         other => LoadError::AbiStable {
             path,
-            detail: one_line(&other.to_string()),
+            detail: one_line(&clean(other.to_string())),
         },
     }
 }
@@ -853,6 +863,16 @@ fn summarize_layout_report(report: &str) -> String {
         summary.push_str(&format!(" (and {} more)", first.len() - SHOWN));
     }
     summary
+}
+
+/// abi_stable's messages quote names from the library's own layout, which
+/// a corrupted library fills with any bytes: they are made valid UTF-8
+/// before anything else looks at them.
+fn clean(text: String) -> String {
+    match String::from_utf8_lossy(text.as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(cleaned) => cleaned,
+    }
 }
 
 fn one_line(text: &str) -> String {

@@ -57,9 +57,11 @@ pub fn serve_if_requested() {
     }
 }
 
-/// Reads one path per line, probes it, answers one line per path.
+/// Reads one path, probes it, answers one line, and returns: the process
+/// then exits normally, which runs the library's destructors too (a
+/// corrupted one would crash the host when it exits).
 fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
-    for line in input.lines() {
+    if let Some(line) = input.lines().next() {
         let path = PathBuf::from(line?);
         // Whatever the outcome of the checks, surviving them is the answer:
         // the host repeats every check itself and reports them precisely.
@@ -85,10 +87,30 @@ fn probe_one(path: &Path) -> Result<(), String> {
     {
         return Err("not a dropin plugin of this version".to_owned());
     }
-    header
+    let module = header
         .init_root_module::<ModuleRef>()
-        .map(|_| ())
-        .map_err(|error| error.to_string())
+        .map_err(|error| error.to_string())?;
+    // Read everything the host reads before the plugin's `init`, the way it
+    // reads it: a corrupted relocation can leave any of these pointing
+    // anywhere, and the probe, not the host, must be the one to find out.
+    let strings = [
+        module.plugin_name(),
+        module.plugin_version(),
+        module.interface_name(),
+        module.interface_version(),
+        module.host_requirement(),
+        module.build().dropin_version,
+    ];
+    let mut seen = 0usize;
+    for text in strings {
+        seen += std::str::from_utf8(text.as_rslice().as_slice()).map_or(0, str::len);
+    }
+    for entry in module.methods().as_slice() {
+        // Walks every descriptor, recursively, as the comparison does.
+        seen += format!("{:?}", entry.desc).len();
+    }
+    log::trace!("probe read {seen} bytes of metadata");
+    Ok(())
 }
 
 /// How to start a probe process.
@@ -200,8 +222,8 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// A running probe process, started on first use and again after each
-/// library that ended it.
+/// A probe process: one per library, so that each library's destructors
+/// run, at the probe's exit, in a process of its own.
 pub(crate) struct Prober {
     probe: Probe,
     running: Option<Running>,
@@ -251,7 +273,12 @@ impl Prober {
             Err(_) => Err(RecvTimeoutError::Disconnected),
         };
         match answer {
-            Ok(line) if line == SURVIVED => Ok(()),
+            Ok(line) if line == SURVIVED => {
+                // One library per process: wait for it to exit normally,
+                // destructors included.
+                let running = self.running.take().expect("started above");
+                running.finish(self.probe.timeout)
+            }
             Ok(line) => {
                 let running = self.running.take().expect("started above");
                 Err(running.end(Some(line)))
@@ -317,38 +344,68 @@ impl Probe {
 }
 
 impl Running {
-    /// Waits for the process that stopped answering and says how it ended.
-    fn end(mut self, unexpected: Option<String>) -> ProbeFailure {
+    /// Waits for a probe that answered to exit; anything but a clean exit
+    /// within `timeout` is a failure.
+    fn finish(mut self, timeout: Duration) -> Result<(), ProbeFailure> {
         drop(self.stdin);
-        let status = match self.child.wait() {
-            Ok(status) => status,
-            Err(error) => {
-                return ProbeFailure::Unavailable {
-                    message: error.to_string(),
-                };
-            }
-        };
-        // Give the stderr reader the last bytes the process wrote.
-        thread::sleep(Duration::from_millis(20));
-        let mut stderr =
-            String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner()))
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-        if let Some(line) = unexpected {
-            stderr = format!("answered {line:?}; {stderr}");
-        }
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::ExitStatusExt;
-            if let Some(signal) = status.signal() {
-                return ProbeFailure::Signal { signal, stderr };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(_)) => return Err(ended(self.child, &self.stderr, None)),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(ProbeFailure::Hung { timeout });
+                }
+                Err(error) => {
+                    return Err(ProbeFailure::Unavailable {
+                        message: error.to_string(),
+                    });
+                }
             }
         }
-        ProbeFailure::Exited {
-            code: status.code().unwrap_or(-1),
-            stderr,
+    }
+
+    /// Waits for the process that stopped answering and says how it ended.
+    fn end(self, unexpected: Option<String>) -> ProbeFailure {
+        drop(self.stdin);
+        ended(self.child, &self.stderr, unexpected)
+    }
+}
+
+/// How the probe process `child`, which has ended or is ending, ended.
+fn ended(mut child: Child, stderr: &Mutex<Vec<u8>>, unexpected: Option<String>) -> ProbeFailure {
+    let status = match child.wait() {
+        Ok(status) => status,
+        Err(error) => {
+            return ProbeFailure::Unavailable {
+                message: error.to_string(),
+            };
         }
+    };
+    // Give the stderr reader the last bytes the process wrote.
+    thread::sleep(Duration::from_millis(20));
+    let mut stderr = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if let Some(line) = unexpected {
+        stderr = format!("answered {line:?}; {stderr}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return ProbeFailure::Signal { signal, stderr };
+        }
+    }
+    ProbeFailure::Exited {
+        code: status.code().unwrap_or(-1),
+        stderr,
     }
 }
 

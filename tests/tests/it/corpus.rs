@@ -1,7 +1,9 @@
-//! Hostile and broken files never crash the host: hundreds of bad files,
-//! generated from real plugins with seeded randomness, in one folder with
-//! good plugins. The binary must list every bad file as rejected with a
-//! reason, still greet with the good plugins, and never die of a signal.
+//! Hostile and broken files never crash the host: hundreds of bad files
+//! (over a thousand, with every table the dynamic loader reads mutated, in
+//! the ignored test), generated from real plugins with seeded randomness, in
+//! one folder with good plugins. The binary must list every bad file as rejected
+//! with a reason, still greet with the good plugins, and end with status 1:
+//! not a signal, not the dynamic loader's 127.
 //!
 //! The seed is printed; `GREETER_CORPUS_SEED=<n>` replays a run.
 
@@ -72,8 +74,9 @@ fn put_u64(b: &mut [u8], at: usize, value: u64) {
     b[at..at + 8].copy_from_slice(&value.to_le_bytes());
 }
 
-/// Builds at least 200 bad files.
-fn generate(rng: &mut Rng, dir: PluginDir) -> Corpus {
+/// Builds at least 200 bad files; with `regions`, over a thousand, most of
+/// them mutations of the tables the dynamic loader reads.
+fn generate(rng: &mut Rng, dir: PluginDir, regions: bool) -> Corpus {
     let mut corpus = Corpus {
         dir,
         made: BTreeMap::new(),
@@ -173,7 +176,64 @@ fn generate(rng: &mut Rng, dir: PluginDir) -> Corpus {
     for library in system_libraries() {
         corpus.add("system-library", &fs::read(library).unwrap());
     }
+    if !regions {
+        return corpus;
+    }
+    // Every table the dynamic loader reads, beyond the headers: one to four
+    // flipped bits, or one random 8-byte word, inside the section. The
+    // dynamic loader trusts all of them; the probe process takes the fall.
+    for (category, section) in [
+        ("dynamic", ".dynamic"),
+        ("rela-dyn", ".rela.dyn"),
+        ("rela-plt", ".rela.plt"),
+        ("gnu-hash", ".gnu.hash"),
+        ("versym", ".gnu.version"),
+        ("verneed", ".gnu.version_r"),
+        ("dynsym", ".dynsym"),
+        ("dynstr", ".dynstr"),
+        ("note", ".note.gnu.build-id"),
+        ("init-array", ".init_array"),
+        ("data-rel-ro", ".data.rel.ro"),
+        ("eh-frame-hdr", ".eh_frame_hdr"),
+    ] {
+        let Some((start, len)) = section_range(&hello, section) else {
+            panic!("hello has no {section} section");
+        };
+        for _ in 0..REGION_MUTANTS {
+            let mut bytes = hello.clone();
+            if rng.below(2) == 0 {
+                for _ in 0..1 + rng.below(4) {
+                    let at = start + rng.below(len);
+                    bytes[at] ^= 1 << rng.below(8);
+                }
+            } else if len >= 8 {
+                let at = start + rng.below(len / 8) * 8;
+                put_u64(&mut bytes, at, rng.next());
+            }
+            corpus.add(category, &bytes);
+        }
+    }
     corpus
+}
+
+/// Mutants per section: with the rest, over a thousand files per run.
+const REGION_MUTANTS: usize = 70;
+
+/// The file range of the section called `name`.
+fn section_range(elf: &[u8], name: &str) -> Option<(usize, usize)> {
+    let shoff = u64_at(elf, 40) as usize;
+    let shentsize = u16_at(elf, 58);
+    let shnum = u16_at(elf, 60);
+    let shstrndx = u16_at(elf, 62);
+    let header = |i: usize| shoff + i * shentsize;
+    let names = u64_at(elf, header(shstrndx) + 24) as usize;
+    (0..shnum).find_map(|i| {
+        let h = header(i);
+        let at = names + u32::from_le_bytes(elf[h..h + 4].try_into().unwrap()) as usize;
+        let end = at + elf[at..].iter().position(|&b| b == 0)?;
+        (&elf[at..end] == name.as_bytes())
+            .then(|| (u64_at(elf, h + 24) as usize, u64_at(elf, h + 32) as usize))
+    })
 }
 
 /// A few ordinary shared libraries of the system, none of them a plugin.
@@ -208,18 +268,45 @@ fn system_libraries() -> Vec<PathBuf> {
 
 #[test]
 fn hundreds_of_bad_files_are_all_rejected_and_the_good_plugins_still_greet() {
+    run_corpus(false, 200);
+}
+
+/// The target of the hostile-files issue, not met yet: with the probe, most
+/// mutations of the loader's tables kill only the probe, but some make the
+/// dynamic loader read past a table into whatever the process has mapped
+/// there, and then the probe's survival says nothing about the host (seen:
+/// version-table indices, version strings behind a mutated `DT_VERNEED`).
+/// Run it with `cargo test -p greeter-tests -- --ignored corpus`.
+#[test]
+#[ignore = "some table mutations still kill the host: see the comment"]
+fn a_thousand_mutations_of_every_table_are_all_rejected() {
+    run_corpus(true, 1000);
+}
+
+fn run_corpus(regions: bool, at_least: usize) {
     let seed = std::env::var("GREETER_CORPUS_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
         .unwrap_or(0x5eed_2026);
     eprintln!("corpus seed: {seed} (replay with GREETER_CORPUS_SEED={seed})");
-    let corpus = generate(&mut Rng(seed), PluginDir::with(&["hello", "hellohello"]));
+    let corpus = generate(
+        &mut Rng(seed),
+        PluginDir::with(&["hello", "hellohello"]),
+        regions,
+    );
     assert!(
-        corpus.made.len() >= 200,
+        corpus.made.len() >= at_least,
         "only {} bad files",
         corpus.made.len()
     );
 
+    if let Some(keep) = std::env::var_os("GREETER_CORPUS_KEEP") {
+        let _ = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(corpus.dir.path())
+            .arg(keep)
+            .status();
+    }
     let output = corpus.dir.run(&["list", "--format", "json"]);
     assert_eq!(
         output.status.code(),
