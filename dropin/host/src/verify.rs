@@ -527,6 +527,7 @@ mod elf {
             .map(|(index, ph)| layout.segment(index, ph))
             .collect();
         let loads = check_segments(reader, &segments)?;
+        let mut symbols = None;
         if shnum != 0 {
             if shentsize != want_sh {
                 return Err(corrupt(format!(
@@ -543,6 +544,7 @@ mod elf {
             )?;
             check_sections(&layout, &sections, usize::from(shentsize), &loads)?;
             check_versions(reader, &layout, &sections, usize::from(shentsize))?;
+            symbols = dynamic_symbols(&layout, &sections, usize::from(shentsize));
             check_relocations(reader, &layout, &sections, usize::from(shentsize), &loads)?;
         }
         let dynamic = segments
@@ -553,7 +555,180 @@ mod elf {
                 expected: "present".to_owned(),
                 found: "none".to_owned(),
             })?;
-        check_dynamic(reader, &layout, dynamic, &loads)
+        check_dynamic(reader, &layout, dynamic, &loads, symbols)
+    }
+
+    /// How many entries the dynamic symbol table has, from its section
+    /// header.
+    fn dynamic_symbols(layout: &Layout, table: &[u8], entsize: usize) -> Option<u64> {
+        const SHT_DYNSYM: u32 = 11;
+        let w = if layout.is64 { 8 } else { 4 };
+        let symbol = if layout.is64 { 24 } else { 16 };
+        table
+            .chunks_exact(entsize)
+            .find(|sh| layout.e.u32(sh, 4) == SHT_DYNSYM)
+            .map(|sh| layout.word(sh, 8 + 3 * w) / symbol)
+    }
+
+    /// The `len` file bytes the library maps at `vaddr`, or an error naming
+    /// `what` if no loadable segment maps them from the file.
+    fn read_mapped(
+        reader: &mut Reader,
+        loads: &[Segment],
+        what: &str,
+        vaddr: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, VerifyError> {
+        const MAX_TABLE: u64 = 1 << 26;
+        let outside = || corrupt(format!("{what} at {vaddr:#x} is not mapped from the file"));
+        if len > MAX_TABLE {
+            return Err(corrupt(format!("{what} of {len} bytes")));
+        }
+        let load = loads
+            .iter()
+            .find(|load| {
+                vaddr
+                    .checked_sub(load.vaddr)
+                    .and_then(|delta| load.offset.checked_add(delta))
+                    .is_some_and(|offset| load.maps(offset, vaddr, len))
+            })
+            .ok_or_else(outside)?;
+        let offset = load.offset + (vaddr - load.vaddr);
+        reader.read(|| what.to_owned(), offset, len as usize)
+    }
+
+    /// The version tables as the dynamic loader finds them, through the
+    /// dynamic section: every name offset inside the string table, every
+    /// link inside its table, and every symbol's version index naming a
+    /// version they define. Out of range, the loader reads whatever the
+    /// process has mapped there, which differs between processes.
+    fn check_version_tables(
+        reader: &mut Reader,
+        layout: &Layout,
+        loads: &[Segment],
+        values: &[(u64, u64)],
+        symbols: Option<u64>,
+    ) -> Result<(), VerifyError> {
+        let value = |tag: u64| {
+            values
+                .iter()
+                .rev()
+                .find(|(t, _)| *t == tag)
+                .map(|(_, v)| *v)
+        };
+        const DT_STRTAB: u64 = 5;
+        const DT_STRSZ: u64 = 10;
+        const DT_VERSYM: u64 = 0x6fff_fff0;
+        const DT_VERDEF: u64 = 0x6fff_fffc;
+        const DT_VERDEFNUM: u64 = 0x6fff_fffd;
+        const DT_VERNEED: u64 = 0x6fff_fffe;
+        const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
+        let e = layout.e;
+        let (Some(strtab), Some(strsz)) = (value(DT_STRTAB), value(DT_STRSZ)) else {
+            return Ok(());
+        };
+        let strings = read_mapped(reader, loads, "the string table", strtab, strsz)?;
+        if strings.last().is_some_and(|&last| last != 0) {
+            return Err(corrupt(
+                "the string table does not end with a NUL".to_owned(),
+            ));
+        }
+        let name = |offset: u32, what: &str| {
+            if u64::from(offset) < strsz {
+                Ok(())
+            } else {
+                Err(corrupt(format!(
+                    "{what} names string {offset}, past the string table ({strsz} bytes)"
+                )))
+            }
+        };
+        // Names of needed libraries and search paths, read from the string
+        // table by offset.
+        for (tag, what) in [
+            (1, "DT_NEEDED"),
+            (14, "DT_SONAME"),
+            (15, "DT_RPATH"),
+            (29, "DT_RUNPATH"),
+        ] {
+            for &(_, offset) in values.iter().filter(|(t, _)| *t == tag) {
+                if offset >= strsz {
+                    return Err(corrupt(format!(
+                        "dynamic entry {what} names string {offset}, past the string table ({strsz} bytes)"
+                    )));
+                }
+            }
+        }
+        let mut known: Vec<u16> = vec![0, 1];
+        // Each table is a chain of records linked by byte offsets. The
+        // dynamic loader follows the links until one is zero, whatever the
+        // counts say, and so does this; a chain that does not end is refused.
+        const LONGEST_CHAIN: usize = 1 << 12;
+        let long = || corrupt("a symbol version table does not end".to_owned());
+        let next = |at: u64, link: u32| {
+            at.checked_add(u64::from(link))
+                .ok_or_else(|| corrupt("a symbol version table links past the end".to_owned()))
+        };
+        if let (Some(mut at), Some(_)) = (value(DT_VERNEED), value(DT_VERNEEDNUM)) {
+            let mut records = 0;
+            loop {
+                let need = read_mapped(reader, loads, "a version need", at, 16)?;
+                name(e.u32(&need, 4), "a version need")?;
+                let mut here = next(at, e.u32(&need, 8))?;
+                loop {
+                    records += 1;
+                    if records > LONGEST_CHAIN {
+                        return Err(long());
+                    }
+                    let entry = read_mapped(reader, loads, "a needed version", here, 16)?;
+                    name(e.u32(&entry, 8), "a needed version")?;
+                    known.push(e.u16(&entry, 6) & 0x7fff);
+                    match e.u32(&entry, 12) {
+                        0 => break,
+                        link => here = next(here, link)?,
+                    }
+                }
+                match e.u32(&need, 12) {
+                    0 => break,
+                    link => at = next(at, link)?,
+                }
+            }
+        }
+        if let (Some(mut at), Some(_)) = (value(DT_VERDEF), value(DT_VERDEFNUM)) {
+            let mut records = 0;
+            loop {
+                records += 1;
+                if records > LONGEST_CHAIN {
+                    return Err(long());
+                }
+                let def = read_mapped(reader, loads, "a version definition", at, 20)?;
+                known.push(e.u16(&def, 4) & 0x7fff);
+                let mut here = next(at, e.u32(&def, 12))?;
+                for _ in 0..e.u16(&def, 6) {
+                    let entry = read_mapped(reader, loads, "a version name", here, 8)?;
+                    name(e.u32(&entry, 0), "a version name")?;
+                    match e.u32(&entry, 4) {
+                        0 => break,
+                        link => here = next(here, link)?,
+                    }
+                }
+                match e.u32(&def, 16) {
+                    0 => break,
+                    link => at = next(at, link)?,
+                }
+            }
+        }
+        if let (Some(versym), Some(symbols)) = (value(DT_VERSYM), symbols) {
+            let indices = read_mapped(reader, loads, "the symbol versions", versym, symbols * 2)?;
+            for (symbol, entry) in indices.chunks_exact(2).enumerate() {
+                let index = e.u16(entry, 0) & 0x7fff;
+                if !known.contains(&index) {
+                    return Err(corrupt(format!(
+                        "symbol {symbol} has version index {index}, which names no version of the library"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Bounds and consistency of the program headers; returns the loadable
@@ -877,6 +1052,7 @@ mod elf {
         layout: &Layout,
         dynamic: &Segment,
         loads: &[Segment],
+        symbols: Option<u64>,
     ) -> Result<(), VerifyError> {
         let entry = if layout.is64 { 16 } else { 8 };
         let len = usize::try_from(dynamic.filesz)
@@ -897,7 +1073,14 @@ mod elf {
                 "the dynamic section has no DT_NULL terminator".to_owned(),
             ));
         }
-        let value = |tag: u64| values.iter().find(|(t, _)| *t == tag).map(|(_, v)| *v);
+        // The dynamic loader keeps the last entry of each tag.
+        let value = |tag: u64| {
+            values
+                .iter()
+                .rev()
+                .find(|(t, _)| *t == tag)
+                .map(|(_, v)| *v)
+        };
         for &(tag, name, size_tag) in ADDRESS_TAGS {
             for &(_, address) in values.iter().filter(|(t, _)| *t == tag) {
                 let size = if size_tag == 0 {
@@ -912,7 +1095,7 @@ mod elf {
                 }
             }
         }
-        Ok(())
+        check_version_tables(reader, layout, loads, &values, symbols)
     }
 }
 

@@ -87,17 +87,18 @@ fn dynamic_sections_the_loader_dies_on_are_refused_and_the_host_lives() {
     let mut probed = 0;
     for entry in entries.iter().filter(|e| e["name"] != "hello") {
         assert_eq!(entry["status"], "rejected", "{entry}");
-        if entry["error"]
-            .as_str()
-            .unwrap()
-            .contains(": the probe process that opened it first ")
-        {
+        let error = entry["error"].as_str().unwrap();
+        if error.contains(": the probe process that opened it first ") {
             probed += 1;
+        } else {
+            // What the header checks can see, they refuse before any process
+            // opens the file.
+            assert!(error.contains(": not a loadable library: "), "{error}");
         }
     }
-    // Each of them kills the dynamic loader (SIGSEGV, or its assertion and
-    // `_exit(127)`): the probe died of every one, the host of none.
-    assert_eq!(probed, mutants.len(), "{}", stdout(&output));
+    // The others kill the dynamic loader (SIGSEGV, or its assertion and
+    // `_exit(127)`): the probe died of each of them, the host of none.
+    assert!(probed >= 4, "{}", stdout(&output));
     let output = dir.run(&["greet", "hello"]);
     assert_eq!(stdout(&output), "hello: Hello!\n");
 }
