@@ -16,7 +16,7 @@ use std::{
 
 use abi_stable::library::{RawLibrary, lib_header_from_path};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use dropin_host::Loader;
+use dropin_host::{Loader, LockEntry, Lockfile, probe::Probe};
 use greeter_benches::{build_plugins, library_file_name};
 use greeter_interface::GreeterPlugin;
 use noop_interface::NoopPlugin;
@@ -194,6 +194,23 @@ fn fresh_copies(library: &Path, root: &Path) -> PathBuf {
     dir
 }
 
+/// A lock file in `dir` approving every file there, all of them `digest`.
+fn lock(dir: &Path, digest: &str) {
+    let entries = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| LockEntry {
+            file: entry.unwrap().file_name().to_string_lossy().into_owned(),
+            sha256: digest.to_owned(),
+            name: "noop".to_owned(),
+            version: "1.0.0".to_owned(),
+            interface_version: "1.0.0".to_owned(),
+        })
+        .collect();
+    Lockfile::new(entries)
+        .write(&dir.join(dropin_host::LOCKFILE_NAME))
+        .unwrap();
+}
+
 fn loads(c: &mut Criterion) {
     let plugins = build_plugins();
     let library = plugins.join(library_file_name("noop_plugin"));
@@ -208,21 +225,53 @@ fn loads(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
+    let load = |dir: &Path, probe: Option<Probe>| {
+        let mut builder = Loader::<NoopPlugin>::builder().dir(dir);
+        if let Some(probe) = probe {
+            builder = builder.probe(probe);
+        }
+        let report = builder.build().load().unwrap();
+        assert_eq!(report.registry.len() + report.rejected.len(), COPIES);
+        report
+    };
     group.bench_function("plugin_x100", |b| {
         b.iter_batched(
             || fresh_copies(&library, root.path()),
+            // Each copy is a plugin named "noop": one loads, the other 99
+            // are opened, checked and then refused as duplicates, which
+            // costs the same up to the name check.
+            |dir| load(&dir, None),
+            BatchSize::PerIteration,
+        );
+    });
+    // The deployment mode: a lock file approves every copy, so none is
+    // probed, and each is hashed while it is copied.
+    let digest = format!("{:x}", Sha256::digest(fs::read(&library).unwrap()));
+    group.bench_function("plugin_x100_locked", |b| {
+        b.iter_batched(
+            || {
+                let dir = fresh_copies(&library, root.path());
+                lock(&dir, &digest);
+                dir
+            },
             |dir| {
-                // Each copy is a plugin named "noop": one loads, the other 99
-                // are opened, checked and then refused as duplicates, which
-                // costs the same up to the name check.
-                let report = Loader::<NoopPlugin>::builder()
-                    .dir(&dir)
-                    .build()
-                    .load()
-                    .unwrap();
-                assert_eq!(report.registry.len() + report.rejected.len(), COPIES);
+                let report = load(&dir, Some(Probe::command(plugins.join("greeter-host"))));
+                assert!(
+                    report
+                        .rejected
+                        .iter()
+                        .all(|error| matches!(error, dropin_host::LoadError::DuplicateName { .. }))
+                );
                 report
             },
+            BatchSize::PerIteration,
+        );
+    });
+    // Without a lock file, with the probe: one process per library.
+    group.bench_function("plugin_x100_probed", |b| {
+        b.iter_batched(
+            || fresh_copies(&library, root.path()),
+            |dir| load(&dir, Some(Probe::command(plugins.join("greeter-host")))),
             BatchSize::PerIteration,
         );
     });

@@ -7,7 +7,8 @@ use std::{
     process::Command,
 };
 
-/// Builds the `hello`, `noop` and `raw` plugins in release mode, in a target
+/// Builds the `hello`, `noop` and `raw` plugins, and `greeter-host` (the
+/// probe of the load benchmarks), in release mode, in a target
 /// directory of their own (the outer `cargo bench` holds the lock on the
 /// usual one), and returns the folder that holds them.
 pub fn build_plugins() -> PathBuf {
@@ -29,6 +30,8 @@ pub fn build_plugins() -> PathBuf {
             "noop-plugin",
             "-p",
             "raw-plugin",
+            "-p",
+            "greeter-host",
             "--target-dir",
         ])
         .arg(&target)

@@ -25,6 +25,17 @@ pub fn lossy<'a>(text: &RStr<'a>) -> Cow<'a, str> {
     String::from_utf8_lossy(text.as_rslice().as_slice())
 }
 
+/// The items of a slice a plugin handed over; an empty one is never
+/// dereferenced, whatever its pointer says.
+#[doc(hidden)]
+pub fn items<T>(slice: RSlice<'static, T>) -> &'static [T] {
+    if slice.is_empty() {
+        &[]
+    } else {
+        slice.as_slice()
+    }
+}
+
 /// A type that can cross the plugin boundary: arguments and results of
 /// interface methods, fields of [`Stable`](macro@crate::Stable) structs and enums.
 ///
@@ -111,6 +122,27 @@ impl TypeDesc {
         }
     }
 
+    /// Reads every part of the description, recursively, as
+    /// [`difference`](Self::difference) may: how the loader's probe process
+    /// finds a corrupted description before the host does. Returns how many
+    /// bytes of names it read.
+    #[doc(hidden)]
+    pub fn walk(&self) -> usize {
+        let fields = |fields: &[FieldDesc]| {
+            fields
+                .iter()
+                .map(|field| lossy(&field.name).len() + field.ty.walk())
+                .sum::<usize>()
+        };
+        lossy(&self.name).len()
+            + items(self.args).iter().map(|arg| arg.walk()).sum::<usize>()
+            + fields(items(self.fields))
+            + items(self.variants)
+                .iter()
+                .map(|variant| lossy(&variant.name).len() + fields(items(variant.fields)))
+                .sum::<usize>()
+    }
+
     /// Whether `self` and `other` describe interchangeable representations.
     pub fn same(&self, other: &TypeDesc) -> bool {
         self.difference(other).is_none()
@@ -122,12 +154,12 @@ impl TypeDesc {
         if self.name != found.name || self.args.len() != found.args.len() {
             return Some(format!("expected {self}, found {found}"));
         }
-        for (expected, actual) in self.args.iter().zip(found.args.iter()) {
+        for (expected, actual) in items(self.args).iter().zip(items(found.args)) {
             if let Some(difference) = expected.difference(actual) {
                 return Some(difference);
             }
         }
-        if let Some(difference) = fields_difference(&self.fields, &found.fields) {
+        if let Some(difference) = fields_difference(items(self.fields), items(found.fields)) {
             return Some(format!("{self}: {difference}"));
         }
         if self.variants.len() != found.variants.len() {
@@ -137,7 +169,7 @@ impl TypeDesc {
                 found.variants.len()
             ));
         }
-        for (expected, actual) in self.variants.iter().zip(found.variants.iter()) {
+        for (expected, actual) in items(self.variants).iter().zip(items(found.variants)) {
             if expected.name != actual.name {
                 return Some(format!(
                     "{self}: expected variant `{}`, found `{}`",
@@ -145,7 +177,9 @@ impl TypeDesc {
                     lossy(&actual.name)
                 ));
             }
-            if let Some(difference) = fields_difference(&expected.fields, &actual.fields) {
+            if let Some(difference) =
+                fields_difference(items(expected.fields), items(actual.fields))
+            {
                 return Some(format!("{self}::{}: {difference}", lossy(&expected.name)));
             }
         }
@@ -190,7 +224,7 @@ impl fmt::Display for TypeDesc {
         f.write_str(&lossy(&self.name))?;
         if !self.args.is_empty() {
             f.write_str("<")?;
-            for (i, arg) in self.args.iter().enumerate() {
+            for (i, arg) in items(self.args).iter().enumerate() {
                 if i > 0 {
                     f.write_str(", ")?;
                 }
@@ -217,7 +251,7 @@ impl fmt::Debug for FieldDesc {
 impl fmt::Debug for VariantDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple(&lossy(&self.name))
-            .field(&self.fields.as_slice())
+            .field(&items(self.fields))
             .finish()
     }
 }

@@ -191,7 +191,7 @@ pub use log;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__export_plugin as export;
-    pub use crate::abi::lossy;
+    pub use crate::abi::{items, lossy};
     pub use crate::error::RawError;
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,

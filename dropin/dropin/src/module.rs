@@ -11,7 +11,7 @@ use abi_stable::{
 };
 
 use crate::{
-    abi::{TypeDesc, lossy},
+    abi::{TypeDesc, items, lossy},
     error::RawError,
     logging::{LogLevel, LogSink},
 };
@@ -146,6 +146,16 @@ pub struct MethodDesc {
 }
 
 impl MethodDesc {
+    /// Reads every part of the description, as [`difference`](Self::difference)
+    /// may (see [`TypeDesc::walk`]).
+    #[doc(hidden)]
+    pub fn walk(&self) -> usize {
+        lossy(&self.name).len()
+            + lossy(&self.since).len()
+            + items(self.args).iter().map(|arg| arg.walk()).sum::<usize>()
+            + self.ret.walk()
+    }
+
     /// The first difference between `self` (the host's) and `found` (the
     /// plugin's), naming the argument or the result.
     pub fn difference(&self, found: &MethodDesc) -> Option<String> {
@@ -164,7 +174,7 @@ impl MethodDesc {
                 found.args.len()
             ));
         }
-        for (i, (expected, actual)) in self.args.iter().zip(found.args.iter()).enumerate() {
+        for (i, (expected, actual)) in items(self.args).iter().zip(items(found.args)).enumerate() {
             if let Some(difference) = expected.difference(actual) {
                 return Some(format!(
                     "method `{}`: argument {}: {difference}",

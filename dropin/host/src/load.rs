@@ -616,7 +616,7 @@ pub(crate) fn open<I: Interface>(
             found: interface_version.to_string(),
         });
     }
-    let methods = module.methods().as_slice();
+    let methods = dropin::__private::items(module.methods());
     check_methods::<I>(methods, &interface_version).map_err(|detail| LoadError::Signature {
         path: path.to_owned(),
         interface: I::NAME,

@@ -105,9 +105,9 @@ fn probe_one(path: &Path) -> Result<(), String> {
     for text in strings {
         seen += std::str::from_utf8(text.as_rslice().as_slice()).map_or(0, str::len);
     }
-    for entry in module.methods().as_slice() {
-        // Walks every descriptor, recursively, as the comparison does.
-        seen += format!("{:?}", entry.desc).len();
+    for entry in dropin::__private::items(module.methods()) {
+        // Every descriptor, recursively, as the comparison may read it.
+        seen += entry.desc.walk();
     }
     log::trace!("probe read {seen} bytes of metadata");
     Ok(())
