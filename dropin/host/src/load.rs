@@ -513,6 +513,8 @@ pub(crate) struct Policy {
     pub(crate) host_version: Version,
     /// Whether a plugin built with `panic = "abort"` may load.
     pub(crate) allow_panic_abort: bool,
+    /// Whether a library asking for an executable stack may load.
+    pub(crate) allow_executable_stack: bool,
 }
 
 /// Verifies and opens `copy`, the private snapshot of `path` (whose bytes hash
@@ -528,10 +530,16 @@ pub(crate) fn open<I: Interface>(
     sha256: Option<[u8; 32]>,
     policy: &Policy,
 ) -> Result<Plugin<I>, LoadError> {
-    verify_library(copy).map_err(|source| LoadError::InvalidLibrary {
-        path: path.to_owned(),
-        source,
-    })?;
+    match verify_library(copy) {
+        Ok(()) => {}
+        Err(VerifyError::ExecutableStack) if policy.allow_executable_stack => {}
+        Err(source) => {
+            return Err(LoadError::InvalidLibrary {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
     // Never `RootModule::load_from_*`: those cache one module per type, so a
     // second plugin would come back as the first.
     let header = lib_header_from_path(copy).map_err(|error| classify(path, copy, None, error))?;

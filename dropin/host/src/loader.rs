@@ -133,6 +133,7 @@ impl<I: Interface> Loader<I> {
             snapshot_root: None,
             check_permissions: true,
             allow_panic_abort: false,
+            allow_executable_stack: false,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             probe: None,
             config: HashMap::new(),
@@ -339,6 +340,7 @@ pub struct LoaderBuilder<I: Interface> {
     snapshot_root: Option<PathBuf>,
     check_permissions: bool,
     allow_panic_abort: bool,
+    allow_executable_stack: bool,
     max_file_size: u64,
     probe: Option<Probe>,
     config: HashMap<String, String>,
@@ -413,6 +415,14 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// Whether a library that asks for an executable stack may load
+    /// (default: `false`: loading it would make every stack of the host
+    /// executable).
+    pub fn allow_executable_stack(mut self, allow: bool) -> Self {
+        self.allow_executable_stack = allow;
+        self
+    }
+
     /// Open every library that the lock file does not approve in a probe
     /// process first (see [`crate::probe`]): a library that makes the
     /// dynamic loader crash, exit or hang is refused, and the host survives.
@@ -454,6 +464,7 @@ impl<I: Interface> LoaderBuilder<I> {
                 accepted,
                 host_version,
                 allow_panic_abort: self.allow_panic_abort,
+                allow_executable_stack: self.allow_executable_stack,
             },
             lock: self.lock,
             snapshot_root: self.snapshot_root.unwrap_or_else(std::env::temp_dir),

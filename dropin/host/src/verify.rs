@@ -99,6 +99,14 @@ pub enum VerifyError {
     /// A header is internally inconsistent.
     #[error("corrupt header: {0}")]
     Corrupt(String),
+    /// The library asks for an executable stack (`PT_GNU_STACK` with execute
+    /// permission): loading it would make every thread's stack of the host
+    /// executable.
+    #[error(
+        "it asks for an executable stack, which would make the host's stacks executable; \
+         expected a non-executable stack (rebuild without `-z execstack`)"
+    )]
+    ExecutableStack,
 }
 
 /// Checks that `path` holds a shared library this process could map safely:
@@ -272,6 +280,7 @@ mod elf {
     const PT_TLS: u32 = 7;
     const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
     const PT_GNU_RELRO: u32 = 0x6474_e552;
+    const PT_GNU_STACK: u32 = 0x6474_e551;
     const SHF_WRITE: u64 = 0x1;
     const SHF_ALLOC: u64 = 0x2;
     const SHF_EXECINSTR: u64 = 0x4;
@@ -555,7 +564,16 @@ mod elf {
                 expected: "present".to_owned(),
                 found: "none".to_owned(),
             })?;
-        check_dynamic(reader, &layout, dynamic, &loads, symbols)
+        check_dynamic(reader, &layout, dynamic, &loads, symbols)?;
+        // Last: every other check passed, so a caller that allows it may
+        // ignore this one.
+        if segments
+            .iter()
+            .any(|s| s.kind == PT_GNU_STACK && s.flags & PF_X != 0)
+        {
+            return Err(VerifyError::ExecutableStack);
+        }
+        Ok(())
     }
 
     /// How many entries the dynamic symbol table has, from its section

@@ -217,3 +217,38 @@ fn every_kind_of_bad_file_in_one_folder_is_rejected_and_the_good_ones_greet() {
         "Hello!Hello!!"
     );
 }
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[test]
+fn a_library_asking_for_an_executable_stack_is_refused_unless_allowed() {
+    const PT_GNU_STACK: u32 = 0x6474_e551;
+    let mut bytes = fs::read(artifacts().library("hello")).unwrap();
+    let phoff = u64::from_le_bytes(bytes[32..40].try_into().unwrap()) as usize;
+    let phnum = u16::from_le_bytes([bytes[56], bytes[57]]) as usize;
+    let stack = (0..phnum)
+        .map(|i| phoff + i * 56)
+        .find(|&ph| u32::from_le_bytes(bytes[ph..ph + 4].try_into().unwrap()) == PT_GNU_STACK)
+        .expect("a Rust library has a PT_GNU_STACK header");
+    bytes[stack + 4] |= 1; // PF_X
+    let dir = PluginDir::new();
+    let path = dir.write(&library_file_name("execstack"), &bytes);
+    let report = dir.load();
+    assert_eq!(
+        error_chain(&report.rejected[0]),
+        format!(
+            "{}: not a loadable library: it asks for an executable stack, which would make the \
+             host's stacks executable; expected a non-executable stack (rebuild without `-z execstack`)",
+            path.display()
+        )
+    );
+    let report = dropin_host::Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .allow_executable_stack(true)
+        .build()
+        .load()
+        .unwrap();
+    assert_eq!(
+        report.registry.get("hello").unwrap().greet().unwrap(),
+        "Hello!"
+    );
+}
