@@ -185,14 +185,14 @@ impl<I: Interface> Loader<I> {
         }
         let lockfile = match self.lock {
             LockMode::Ignore => None,
-            LockMode::IfPresent => Lockfile::read(&self.lockfile_path())?,
-            LockMode::Required => {
-                Some(Lockfile::read(&self.lockfile_path())?.ok_or_else(|| {
-                    LockfileError::Missing {
+            LockMode::IfPresent => Lockfile::read(&self.lockfile_path(), self.check_permissions)?,
+            LockMode::Required => Some(
+                Lockfile::read(&self.lockfile_path(), self.check_permissions)?.ok_or_else(
+                    || LockfileError::Missing {
                         path: self.lockfile_path(),
-                    }
-                })?)
-            }
+                    },
+                )?,
+            ),
         };
         if let Some(lockfile) = &lockfile {
             // Not an error (nothing unapproved loads), but a deployment that

@@ -4,11 +4,14 @@
 //! what was recorded, is refused before the dynamic loader ever opens it.
 
 use std::{
-    fs, io,
+    fs,
+    io::{self, Read, Write},
     path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
+
+use crate::permissions::{PermissionError, check_metadata};
 
 /// The lock file's name inside the plugins folder.
 pub const LOCKFILE_NAME: &str = "plugins.lock";
@@ -82,7 +85,47 @@ pub enum LockfileError {
         /// Where it was expected.
         path: PathBuf,
     },
+    /// Something other than a regular file has the lock file's name.
+    #[error("{}: expected a regular lock file, found {found}", path.display())]
+    NotAFile {
+        /// The lock file's path.
+        path: PathBuf,
+        /// What is there instead.
+        found: &'static str,
+    },
+    /// Larger than any lock file this host writes.
+    #[error("{}: {size} bytes; expected a lock file of at most {limit}", path.display())]
+    TooLarge {
+        /// The lock file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Someone other than the host's user could have written it.
+    #[error("lock file {} is not safe", path.display())]
+    Insecure {
+        /// The lock file.
+        path: PathBuf,
+        /// Which permission is wrong.
+        #[source]
+        source: PermissionError,
+    },
+    /// Two entries for the same file: which one holds is not clear.
+    #[error("{}:{line}: a second entry for {file}; expected one entry per file", path.display())]
+    Duplicate {
+        /// The lock file.
+        path: PathBuf,
+        /// The line of the second entry, from 1.
+        line: usize,
+        /// The file both entries name.
+        file: String,
+    },
 }
+
+/// The largest lock file read: ten thousand entries take about 3 MB.
+const MAX_LOCKFILE: u64 = 16 << 20;
 
 impl Lockfile {
     /// A lock file with these entries, sorted by file name.
@@ -94,23 +137,60 @@ impl Lockfile {
         }
     }
 
-    /// Reads the lock file at `path`, `None` if there is none.
+    /// Reads the lock file at `path`, `None` if there is none. Like a
+    /// plugin, it must be a regular file, of a sane size, and, with
+    /// `check_permissions`, writable only by the host's user or root.
     ///
     /// # Errors
     ///
-    /// [`LockfileError`] if it cannot be read or does not parse; the message
-    /// names the line.
-    pub fn read(path: &Path) -> Result<Option<Self>, LockfileError> {
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(LockfileError::Io {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+    /// [`LockfileError`] if it cannot be read, is not safe, does not parse
+    /// or lists a file twice; the message names the line.
+    pub fn read(path: &Path, check_permissions: bool) -> Result<Option<Self>, LockfileError> {
+        let io = |source| LockfileError::Io {
+            path: path.to_owned(),
+            source,
         };
+        let mut options = fs::OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // A FIFO must not block us; a terminal must not become ours.
+            options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+        }
+        let file = match options.open(path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(io(source)),
+        };
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(LockfileError::NotAFile {
+                path: path.to_owned(),
+                found: if meta.is_dir() {
+                    "a folder"
+                } else {
+                    "something other than a regular file"
+                },
+            });
+        }
+        if check_permissions {
+            check_metadata(&meta).map_err(|source| LockfileError::Insecure {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
+        if meta.len() > MAX_LOCKFILE {
+            return Err(LockfileError::TooLarge {
+                path: path.to_owned(),
+                size: meta.len(),
+                limit: MAX_LOCKFILE,
+            });
+        }
+        let mut text = String::new();
+        file.take(MAX_LOCKFILE)
+            .read_to_string(&mut text)
+            .map_err(io)?;
         let lockfile: Self = serde_json::from_str(&text).map_err(|error| LockfileError::Parse {
             path: path.to_owned(),
             line: error.line(),
@@ -123,6 +203,16 @@ impl Lockfile {
                 expected: FORMAT_VERSION,
                 found: lockfile.format,
             });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for entry in &lockfile.plugins {
+            if !seen.insert(entry.file.as_str()) {
+                return Err(LockfileError::Duplicate {
+                    path: path.to_owned(),
+                    line: second_line(&text, &entry.file),
+                    file: entry.file.clone(),
+                });
+            }
         }
         Ok(Some(lockfile))
     }
@@ -139,8 +229,24 @@ impl Lockfile {
         };
         let mut text = serde_json::to_string_pretty(self).expect("a lock file serialises");
         text.push('\n');
-        let temporary = path.with_extension("lock.tmp");
-        fs::write(&temporary, text).map_err(io)?;
+        // A fresh name, created exclusively and never through a link: a
+        // file or link planted under the temporary name cannot receive it.
+        let temporary = path.with_extension(format!("lock.{}.tmp", std::process::id()));
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o644).custom_flags(libc::O_NOFOLLOW);
+        }
+        let written = options.open(&temporary).and_then(|mut file| {
+            file.write_all(text.as_bytes())
+                .and_then(|()| file.sync_all())
+        });
+        if let Err(source) = written {
+            let _ = fs::remove_file(&temporary);
+            return Err(io(source));
+        }
         fs::rename(&temporary, path).map_err(io)
     }
 
@@ -148,6 +254,17 @@ impl Lockfile {
     pub fn entry(&self, file: &str) -> Option<&LockEntry> {
         self.plugins.iter().find(|entry| entry.file == file)
     }
+}
+
+/// The line (from 1) of the second entry for `file` in the lock file's text
+/// (0 if the text is laid out so that it cannot be found).
+fn second_line(text: &str, file: &str) -> usize {
+    let quoted = serde_json::to_string(file).unwrap_or_default();
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| line.trim_start().starts_with("\"file\"") && line.contains(&quoted))
+        .nth(1)
+        .map_or(0, |(index, _)| index + 1)
 }
 
 /// serde_json appends " at line L column C"; the error carries those apart.
@@ -166,7 +283,7 @@ mod tests {
     fn a_lock_file_round_trips_and_a_broken_one_names_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LOCKFILE_NAME);
-        assert_eq!(Lockfile::read(&path).unwrap(), None);
+        assert_eq!(Lockfile::read(&path, true).unwrap(), None);
 
         let lock = Lockfile::new(vec![LockEntry {
             file: "libhello.so".into(),
@@ -176,14 +293,25 @@ mod tests {
             interface_version: "1.1.0".into(),
         }]);
         lock.write(&path).unwrap();
-        assert_eq!(Lockfile::read(&path).unwrap(), Some(lock));
+        assert_eq!(Lockfile::read(&path, true).unwrap(), Some(lock.clone()));
+
+        let mut twice = lock.clone();
+        twice.plugins.push(twice.plugins[0].clone());
+        twice.write(&path).unwrap();
+        assert_eq!(
+            Lockfile::read(&path, true).unwrap_err().to_string(),
+            format!(
+                "{}:12: a second entry for libhello.so; expected one entry per file",
+                path.display()
+            )
+        );
 
         fs::write(
             &path,
             "{\n  \"format\": 1,\n  \"plugins\": [\n    {\"file\": 3}\n  ]\n}\n",
         )
         .unwrap();
-        let error = Lockfile::read(&path).unwrap_err();
+        let error = Lockfile::read(&path, true).unwrap_err();
         assert_eq!(
             error.to_string(),
             format!(

@@ -310,3 +310,64 @@ mod permissions {
         );
     }
 }
+
+/// The lock file gets a plugin's checks: a FIFO, a link to a device, an
+/// unsafe one, or one listing a file twice stops everything, at once, naming
+/// it; and writing one never follows a link planted beside it.
+#[cfg(unix)]
+#[test]
+fn the_lock_file_is_checked_like_a_plugin() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = PluginDir::with(&["hello"]);
+    let lock = dir.path().join("plugins.lock");
+    let refused = |expected: &str| {
+        let started = std::time::Instant::now();
+        let output = dir.run(&["list"]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        let message = stderr(&output);
+        assert!(message.contains(expected), "{message}");
+    };
+
+    let status = std::process::Command::new("mkfifo")
+        .arg(&lock)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    refused(
+        "plugins.lock: expected a regular lock file, found something other than a regular file",
+    );
+    fs::remove_file(&lock).unwrap();
+
+    std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
+    refused(
+        "plugins.lock: expected a regular lock file, found something other than a regular file",
+    );
+    fs::remove_file(&lock).unwrap();
+
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o666)).unwrap();
+    refused("lock file");
+    refused("is not safe: writable by group and others");
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+
+    let text = fs::read_to_string(&lock).unwrap();
+    let entry_start = text.find('{').unwrap() + 1;
+    let entry =
+        &text[text[entry_start..].find('{').unwrap() + entry_start..text.rfind('}').unwrap()];
+    let entry = entry.trim_end().trim_end_matches(']').trim_end();
+    let doubled = text.replacen(entry, &format!("{entry},\n    {entry}"), 1);
+    fs::write(&lock, doubled).unwrap();
+    refused("a second entry for libhello.so; expected one entry per file");
+
+    // A link planted under any temporary name is never written through.
+    fs::remove_file(&lock).unwrap();
+    let target = dir.path().join("elsewhere");
+    for name in ["plugins.lock.tmp", "plugins.lock.1.tmp"] {
+        std::os::unix::fs::symlink(&target, dir.path().join(name)).unwrap();
+    }
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    assert!(!target.exists());
+    assert!(fs::read_to_string(&lock).unwrap().contains("libhello.so"));
+}
