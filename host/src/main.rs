@@ -84,6 +84,12 @@ struct Cli {
     #[arg(long, global = true)]
     allow_panic_abort: bool,
 
+    /// Where to make the private folder of plugin copies [default:
+    /// $XDG_RUNTIME_DIR if set, else the system's temporary folder]. It must
+    /// allow executing mapped files.
+    #[arg(long, global = true, value_name = "DIR")]
+    snapshot_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -203,6 +209,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .host_version(version)
         .allow_panic_abort(cli.allow_panic_abort)
         .probe(probe);
+    if let Some(snapshots) = &cli.snapshot_dir {
+        builder = builder.snapshot_root(snapshots);
+    }
     builder = configure(builder, &dir, !cli.allow_insecure_permissions)?;
     if let Some(req) = cli.accept_interface {
         builder = builder.accept_interface(req);

@@ -88,10 +88,12 @@ pub enum LoadError {
         source: PermissionError,
     },
     /// The private copy could not be made.
-    #[error("{}: cannot create the private snapshot folder", path.display())]
+    #[error("{}: cannot create the private snapshot folder in {}", path.display(), root.display())]
     Snapshot {
         /// The file that was being loaded.
         path: PathBuf,
+        /// Where the folder was to be made.
+        root: PathBuf,
         /// What the operating system said.
         #[source]
         source: io::Error,

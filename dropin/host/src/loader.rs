@@ -260,6 +260,7 @@ impl<I: Interface> Loader<I> {
             empty => empty.insert(SnapshotDir::create(&self.snapshot_root).map_err(|source| {
                 LoadError::Snapshot {
                     path: path.to_owned(),
+                    root: self.snapshot_root.clone(),
                     source,
                 }
             })?),
@@ -331,6 +332,15 @@ impl<I: Interface> Loader<I> {
     }
 }
 
+/// The user's own runtime folder when there is one, else the system's
+/// temporary folder.
+fn default_snapshot_root() -> PathBuf {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute() && dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// Options for a [`Loader`].
 pub struct LoaderBuilder<I: Interface> {
     dir: PathBuf,
@@ -394,7 +404,9 @@ impl<I: Interface> LoaderBuilder<I> {
     }
 
     /// Where the private per-process folder of plugin copies is created
-    /// (default: the system's temporary folder).
+    /// (default: `$XDG_RUNTIME_DIR`, the user's own runtime folder, when it
+    /// is set and exists; else the system's temporary folder). It must allow
+    /// executing mapped files (no `noexec`).
     pub fn snapshot_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.snapshot_root = Some(root.into());
         self
@@ -467,7 +479,7 @@ impl<I: Interface> LoaderBuilder<I> {
                 allow_executable_stack: self.allow_executable_stack,
             },
             lock: self.lock,
-            snapshot_root: self.snapshot_root.unwrap_or_else(std::env::temp_dir),
+            snapshot_root: self.snapshot_root.unwrap_or_else(default_snapshot_root),
             check_permissions: self.check_permissions,
             max_file_size: self.max_file_size,
             probe: self.probe,

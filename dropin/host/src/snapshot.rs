@@ -160,9 +160,17 @@ fn remove_stale(root: &Path) {
             continue;
         }
         let path = entry.path();
-        let Ok(lock) = File::open(path.join(LOCK)) else {
+        // Only a folder this user made, as `create` makes them: nothing in a
+        // folder another user planted under the name is ever opened.
+        if !ours(&path) {
+            continue;
+        }
+        let Ok(lock) = open_lock(&path.join(LOCK)) else {
             continue;
         };
+        if !lock.metadata().is_ok_and(|meta| meta.is_file()) {
+            continue;
+        }
         let young = lock
             .metadata()
             .and_then(|meta| meta.modified())
@@ -180,6 +188,35 @@ fn remove_stale(root: &Path) {
             }
         }
     }
+}
+
+/// Whether `path` is a real folder (not a link) of this user's, private to
+/// it, as [`SnapshotDir::create`] makes them.
+#[cfg(unix)]
+fn ours(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    fs::symlink_metadata(path)
+        .is_ok_and(|meta| meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0)
+}
+
+#[cfg(not(unix))]
+fn ours(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
+}
+
+/// Opens a lock file without following a link and without blocking on a
+/// FIFO.
+fn open_lock(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    options.open(path)
 }
 
 #[cfg(unix)]
@@ -257,7 +294,7 @@ mod tests {
     fn folders_of_dead_hosts_are_removed_and_live_ones_kept() {
         let root = tempfile::tempdir().unwrap();
         let stale = root.path().join(format!("{PREFIX}1-2-3"));
-        fs::create_dir(&stale).unwrap();
+        private_dir_builder().create(&stale).unwrap();
         let lock = File::create(stale.join(LOCK)).unwrap();
         // Too young to be taken for stale: it may be a host starting up.
         let first = SnapshotDir::create(root.path()).unwrap();
@@ -270,5 +307,37 @@ mod tests {
         let other = SnapshotDir::create(root.path()).unwrap();
         assert!(live.path().exists());
         assert_ne!(live.path(), other.path());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_sweep_never_opens_anything_in_a_folder_it_did_not_make() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        // A folder anyone could have planted (mode 0755), holding a FIFO
+        // where the lock would be: opening it would hang.
+        let planted = root.path().join(format!("{PREFIX}9-9-9"));
+        fs::create_dir(&planted).unwrap();
+        fs::set_permissions(&planted, fs::Permissions::from_mode(0o755)).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(planted.join(LOCK))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // And a private one whose lock is a FIFO too: not opened for
+        // reading in a way that blocks.
+        let private = root.path().join(format!("{PREFIX}8-8-8"));
+        fs::create_dir(&private).unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(private.join(LOCK))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = std::time::Instant::now();
+        let dir = SnapshotDir::create(root.path()).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(planted.exists() && private.exists());
+        drop(dir);
     }
 }

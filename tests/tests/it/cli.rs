@@ -488,3 +488,28 @@ fn an_empty_plugins_dir_variable_counts_as_unset() {
     );
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn snapshot_dir_chooses_where_the_private_copies_go() {
+    let dir = PluginDir::with(&["hello"]);
+    let snapshots = PluginDir::new();
+    let output = dir.run(&[
+        "--snapshot-dir",
+        snapshots.path().to_str().unwrap(),
+        "greet",
+    ]);
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    // Removed with the host's exit.
+    assert_eq!(fs::read_dir(snapshots.path()).unwrap().count(), 0);
+    let missing = snapshots.path().join("missing");
+    let output = dir.run(&["--snapshot-dir", missing.to_str().unwrap(), "greet"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains(&format!(
+            "cannot create the private snapshot folder in {}: No such file or directory",
+            missing.display()
+        )),
+        "{}",
+        stderr(&output)
+    );
+}
