@@ -69,6 +69,18 @@ pub enum LoadError {
         /// How the probe ended.
         how: crate::probe::ProbeFailure,
     },
+    /// The process has mapped as many libraries as the loader allows.
+    #[error(
+        "{}: not opened: this process has mapped {limit} libraries, the most the loader allows \
+         (libraries are never unloaded)",
+        path.display()
+    )]
+    TooMany {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
     /// The file kept changing while it was copied: someone is writing it.
     #[error(
         "{}: changed while it was being copied; expected a file that stays the same while the host reads it",
@@ -344,6 +356,7 @@ impl LoadError {
             | Self::TooLarge { path, .. }
             | Self::Changing { path }
             | Self::Probe { path, .. }
+            | Self::TooMany { path, .. }
             | Self::InsecurePermissions { path, .. }
             | Self::Snapshot { path, .. }
             | Self::NotLocked { path, .. }

@@ -6,6 +6,7 @@ use std::{
     fmt, fs,
     marker::PhantomData,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
 };
 
 use dropin::Interface;
@@ -21,6 +22,15 @@ use crate::{
     snapshot::{SnapshotDir, hex},
     source,
 };
+
+/// Libraries this process has opened through any loader; they are never
+/// unloaded.
+static MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// The default limit on the libraries a process maps through loaders: far
+/// above real use, below what exhausts the kernel's limit on memory
+/// mappings (`vm.max_map_count`, 65,530 by default, about ten per library).
+pub const DEFAULT_MAX_MAPPED: usize = 4096;
 
 /// The default limit on a plugin file's size: far above any real plugin
 /// (a few MB), far below what would fill a disk with private copies.
@@ -100,6 +110,7 @@ pub struct Loader<I: Interface> {
     snapshot_root: PathBuf,
     check_permissions: bool,
     max_file_size: u64,
+    max_mapped: usize,
     probe: Option<Probe>,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
@@ -135,6 +146,7 @@ impl<I: Interface> Loader<I> {
             allow_panic_abort: false,
             allow_executable_stack: false,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            max_mapped: DEFAULT_MAX_MAPPED,
             probe: None,
             config: HashMap::new(),
             interface: PhantomData,
@@ -303,10 +315,29 @@ impl<I: Interface> Loader<I> {
         // Bytes the lock file approved were approved by someone; any others
         // are opened in a probe process first, when the loader has one.
         if let (None, Some(prober)) = (locked, prober) {
-            prober.check(&copy).map_err(|how| LoadError::Probe {
+            let name = prober.check(&copy).map_err(|how| LoadError::Probe {
                 path: path.to_owned(),
                 how,
             })?;
+            // A duplicate the probe named is refused before it is mapped: a
+            // folder of thousands of copies must not fill the host's address
+            // space with libraries it will never use.
+            if let Some(first) = name.as_deref().and_then(|name| registry.get(name)) {
+                return Err(LoadError::DuplicateName {
+                    path: path.to_owned(),
+                    name: first.name().to_owned(),
+                    first: first.path().to_owned(),
+                });
+            }
+        }
+        // Libraries are never unloaded: past a limit, refuse to map more
+        // rather than let the process run out of memory mappings.
+        if MAPPED.fetch_add(1, Ordering::Relaxed) >= self.max_mapped {
+            MAPPED.fetch_sub(1, Ordering::Relaxed);
+            return Err(LoadError::TooMany {
+                path: path.to_owned(),
+                limit: self.max_mapped,
+            });
         }
         let plugin = load::open::<I>(path, &copy, digest, &self.policy)?;
         // Checked before the plugin's own initialisation runs: a duplicate
@@ -352,6 +383,7 @@ pub struct LoaderBuilder<I: Interface> {
     allow_panic_abort: bool,
     allow_executable_stack: bool,
     max_file_size: u64,
+    max_mapped: usize,
     probe: Option<Probe>,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
@@ -427,6 +459,14 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// The most libraries the process may map through loaders (default:
+    /// [`DEFAULT_MAX_MAPPED`]); past it, files are refused with
+    /// [`LoadError::TooMany`] instead of opened.
+    pub fn max_mapped(mut self, libraries: usize) -> Self {
+        self.max_mapped = libraries;
+        self
+    }
+
     /// Whether a library that asks for an executable stack may load
     /// (default: `false`: loading it would make every stack of the host
     /// executable).
@@ -482,6 +522,7 @@ impl<I: Interface> LoaderBuilder<I> {
             snapshot_root: self.snapshot_root.unwrap_or_else(default_snapshot_root),
             check_permissions: self.check_permissions,
             max_file_size: self.max_file_size,
+            max_mapped: self.max_mapped,
             probe: self.probe,
             config: self.config,
             interface: PhantomData,

@@ -67,14 +67,18 @@ fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
         // the host repeats every check itself and reports them precisely.
         let outcome = probe_one(&path);
         log::debug!("probe {}: {outcome:?}", path.display());
-        writeln!(output, "{SURVIVED}")?;
+        // The plugin's name, when it has a valid one: the host refuses a
+        // duplicate before mapping it at all.
+        let name = outcome.unwrap_or_default();
+        writeln!(output, "{SURVIVED}\t{}", name.escape_default())?;
         output.flush()?;
     }
     Ok(())
 }
 
-/// Everything loading does with a library before the plugin's `init`.
-fn probe_one(path: &Path) -> Result<(), String> {
+/// Everything loading does with a library before the plugin's `init`;
+/// the plugin's name if it has one.
+fn probe_one(path: &Path) -> Result<String, String> {
     verify_library(path).map_err(|error| error.to_string())?;
     let header = lib_header_from_path(path).map_err(|error| error.to_string())?;
     let consts = header.root_mod_consts();
@@ -110,7 +114,9 @@ fn probe_one(path: &Path) -> Result<(), String> {
         seen += entry.desc.walk();
     }
     log::trace!("probe read {seen} bytes of metadata");
-    Ok(())
+    std::str::from_utf8(module.plugin_name().as_rslice().as_slice())
+        .map(str::to_owned)
+        .map_err(|error| error.to_string())
 }
 
 /// How to start a probe process.
@@ -247,8 +253,9 @@ impl Prober {
         }
     }
 
-    /// Probes the library at `path`.
-    pub(crate) fn check(&mut self, path: &Path) -> Result<(), ProbeFailure> {
+    /// Probes the library at `path`; returns the plugin name the probe read,
+    /// if any.
+    pub(crate) fn check(&mut self, path: &Path) -> Result<Option<String>, ProbeFailure> {
         let running = match &mut self.running {
             Some(running) => running,
             empty => {
@@ -273,11 +280,17 @@ impl Prober {
             Err(_) => Err(RecvTimeoutError::Disconnected),
         };
         match answer {
-            Ok(line) if line == SURVIVED => {
+            Ok(line) if line.split('\t').next() == Some(SURVIVED) => {
                 // One library per process: wait for it to exit normally,
                 // destructors included.
                 let running = self.running.take().expect("started above");
-                running.finish(self.probe.timeout)
+                running.finish(self.probe.timeout)?;
+                // Plugin names are plain (no whitespace, no control
+                // characters); one that needed escaping is not a valid name.
+                Ok(line
+                    .split_once('\t')
+                    .map(|(_, name)| name.to_owned())
+                    .filter(|name| !name.is_empty() && !name.contains('\\')))
             }
             Ok(line) => {
                 let running = self.running.take().expect("started above");

@@ -155,3 +155,31 @@ fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     bytes[at..at + to.len()].copy_from_slice(to);
     bytes
 }
+
+#[test]
+fn past_the_cap_on_mapped_libraries_files_are_refused_and_loaded_ones_still_work() {
+    let served = PluginDir::with(&["hello"]).load();
+    let dir = PluginDir::with(&["hellohello", "counter"]);
+    let report = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .max_mapped(0)
+        .build()
+        .load()
+        .unwrap();
+    assert!(report.registry.is_empty());
+    assert_eq!(report.rejected.len(), 2);
+    for error in &report.rejected {
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: not opened: this process has mapped 0 libraries, the most the loader allows \
+                 (libraries are never unloaded)",
+                error.path().display()
+            )
+        );
+    }
+    assert_eq!(
+        served.registry.get("hello").unwrap().greet().unwrap(),
+        "Hello!"
+    );
+}
