@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dropin::CallErrorKind;
 use dropin_host::{
     ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockEntry, LockMode,
-    Lockfile, LockfileError, Plugin, check_permissions, probe::Probe,
+    Lockfile, LockfileError, Plugin, check_permissions, is_deceptive, probe::Probe,
 };
 use greeter_interface::GreeterPlugin;
 use semver::{Version, VersionReq};
@@ -599,14 +599,7 @@ fn lossy_path<S: serde::Serializer>(path: &Path, serializer: S) -> Result<S::Ok,
 /// characters (escape sequences included), bidirectional overrides and
 /// zero-width characters are shown as `\u{..}` instead of acting.
 fn shown(text: &str) -> Cow<'_, str> {
-    fn hidden(c: char) -> bool {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
-                    | '\u{2060}'..='\u{2069}' | '\u{feff}'
-            )
-    }
+    let hidden = is_deceptive;
     if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }

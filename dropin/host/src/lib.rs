@@ -76,4 +76,5 @@ pub use loader::{
 pub use lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError};
 pub use permissions::{PermissionError, Writers, check_permissions};
 pub use registry::{LoadReport, Registry};
+pub use source::is_deceptive;
 pub use verify::{ObjectFormat, VerifyError, verify_library};

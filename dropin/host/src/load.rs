@@ -750,16 +750,9 @@ fn check_name(name: &str) -> Result<(), String> {
     }
     // Names are printed and typed by people: nothing that hides, reorders
     // or moves text may be in one.
-    let invisible = |c: char| {
-        matches!(
-            c,
-            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}'
-                | '\u{feff}'
-        )
-    };
     if name
         .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || invisible(c))
+        .any(|c| c.is_whitespace() || crate::source::is_deceptive(c))
     {
         return Err(
             "expected no whitespace, control, bidirectional or zero-width characters".to_owned(),

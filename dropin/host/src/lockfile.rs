@@ -150,15 +150,7 @@ impl Lockfile {
             path: path.to_owned(),
             source,
         };
-        let mut options = fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            // A FIFO must not block us; a terminal must not become ours.
-            options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-        }
-        let file = match options.open(path) {
+        let file = match crate::source::untrusted_open_options(true).open(path) {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(io(source)),

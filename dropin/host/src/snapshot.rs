@@ -209,14 +209,7 @@ fn ours(path: &Path) -> bool {
 /// Opens a lock file without following a link and without blocking on a
 /// FIFO.
 fn open_lock(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY);
-    }
-    options.open(path)
+    crate::source::untrusted_open_options(false).open(path)
 }
 
 #[cfg(unix)]

@@ -35,16 +35,9 @@ pub(crate) fn open(
         path: path.to_owned(),
         source,
     };
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        // A FIFO would block `open` until a writer came; a terminal would
-        // become ours. Neither is a plugin.
-        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
-    }
-    let file = options.open(path).map_err(unreadable)?;
+    let file = untrusted_open_options(true)
+        .open(path)
+        .map_err(unreadable)?;
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Err(LoadError::NotAFile {
@@ -66,6 +59,37 @@ pub(crate) fn open(
         });
     }
     Ok(Source { file, meta })
+}
+
+/// How to open a file someone else may have put in place: for reading,
+/// without blocking (a FIFO would block `open` until a writer came), without
+/// becoming our controlling terminal, and, unless `follow_links`, not
+/// through a link.
+pub(crate) fn untrusted_open_options(follow_links: bool) -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let nofollow = if follow_links { 0 } else { libc::O_NOFOLLOW };
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | nofollow);
+    }
+    #[cfg(not(unix))]
+    let _ = follow_links;
+    options
+}
+
+/// Whether `c` hides, reorders or moves text when printed: control
+/// characters (escape sequences included), bidirectional controls and
+/// zero-width characters. Plugin names may not contain them, and output
+/// should show them escaped.
+pub fn is_deceptive(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
 }
 
 /// Whether a file's size and modification and change times are the same:
