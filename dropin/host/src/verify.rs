@@ -552,7 +552,6 @@ mod elf {
                 usize::from(shnum) * usize::from(shentsize),
             )?;
             check_sections(&layout, &sections, usize::from(shentsize), &loads)?;
-            check_versions(reader, &layout, &sections, usize::from(shentsize))?;
             symbols = dynamic_symbols(&layout, &sections, usize::from(shentsize));
             check_relocations(reader, &layout, &sections, usize::from(shentsize), &loads)?;
         }
@@ -834,104 +833,6 @@ mod elf {
             }
         }
         Ok(loads)
-    }
-
-    /// Every symbol's version index must name a version the library defines
-    /// or needs. The dynamic loader indexes its version table with it
-    /// unchecked: an index past the table reads the heap, and what it finds
-    /// there differs from one process to the next, so a probe process that
-    /// survives such a file says nothing about the host. Checked where the
-    /// section headers locate the tables.
-    fn check_versions(
-        reader: &mut Reader,
-        layout: &Layout,
-        table: &[u8],
-        entsize: usize,
-    ) -> Result<(), VerifyError> {
-        const SHT_GNU_VERDEF: u32 = 0x6fff_fffd;
-        const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
-        const SHT_GNU_VERSYM: u32 = 0x6fff_ffff;
-        const MAX_TABLE: u64 = 1 << 24;
-        let e = layout.e;
-        let w = if layout.is64 { 8 } else { 4 };
-        let sections: Vec<(u32, u64, u64, u64)> = table
-            .chunks_exact(entsize)
-            .map(|sh| {
-                let kind = e.u32(sh, 4);
-                let offset = layout.word(sh, 8 + 2 * w);
-                let size = layout.word(sh, 8 + 3 * w);
-                // sh_info: how many entries a version table has.
-                let info = u64::from(e.u32(sh, 8 + 4 * w + 4));
-                (kind, offset, size, info)
-            })
-            .collect();
-        let Some(&(_, versym_offset, versym_size, _)) =
-            sections.iter().find(|s| s.0 == SHT_GNU_VERSYM)
-        else {
-            return Ok(());
-        };
-        let read = |reader: &mut Reader, what: &'static str, offset: u64, size: u64| {
-            if size > MAX_TABLE {
-                return Err(corrupt(format!("{what} of {size} bytes")));
-            }
-            reader.read(|| what.to_owned(), offset, size as usize)
-        };
-        // 0 (local) and 1 (global) are always valid.
-        let mut known: Vec<u16> = vec![0, 1];
-        for &(kind, offset, size, count) in &sections {
-            if kind != SHT_GNU_VERNEED && kind != SHT_GNU_VERDEF {
-                continue;
-            }
-            let bytes = read(reader, "the symbol version table", offset, size)?;
-            let truncated = || corrupt("a symbol version table runs past its section".to_owned());
-            let mut at = 0usize;
-            for _ in 0..count.min(1 << 16) {
-                if at + 16 > bytes.len() {
-                    return Err(truncated());
-                }
-                if kind == SHT_GNU_VERDEF {
-                    // Verdef: vd_ndx at 4, vd_next at 16.
-                    known.push(e.u16(&bytes, at + 4) & 0x7fff);
-                    at = match e.u32(&bytes, at + 16) {
-                        0 => break,
-                        next => at + next as usize,
-                    };
-                } else {
-                    // Verneed: vn_cnt at 2, vn_aux at 8, vn_next at 12;
-                    // each Vernaux: vna_other at 6, vna_next at 12.
-                    let mut aux = at + e.u32(&bytes, at + 8) as usize;
-                    for _ in 0..e.u16(&bytes, at + 2) {
-                        if aux + 16 > bytes.len() {
-                            return Err(truncated());
-                        }
-                        known.push(e.u16(&bytes, aux + 6) & 0x7fff);
-                        match e.u32(&bytes, aux + 12) {
-                            0 => break,
-                            next => aux += next as usize,
-                        }
-                    }
-                    at = match e.u32(&bytes, at + 12) {
-                        0 => break,
-                        next => at + next as usize,
-                    };
-                }
-            }
-        }
-        let versym = read(
-            reader,
-            "the symbol version index table",
-            versym_offset,
-            versym_size,
-        )?;
-        for (symbol, entry) in versym.chunks_exact(2).enumerate() {
-            let index = e.u16(entry, 0) & 0x7fff;
-            if !known.contains(&index) {
-                return Err(corrupt(format!(
-                    "symbol {symbol} has version index {index}, which names no version of the library"
-                )));
-            }
-        }
-        Ok(())
     }
 
     /// Every relocation must name a symbol of the symbol table and patch a
