@@ -15,8 +15,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use dropin::CallErrorKind;
 use dropin_host::{
-    ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockEntry, LockMode,
-    Lockfile, LockfileError, Plugin, check_permissions, is_deceptive, probe::Probe,
+    ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockMode, LockfileError,
+    Plugin, Recording, check_permissions, is_deceptive, probe::Probe,
 };
 use greeter_interface::GreeterPlugin;
 use semver::{Version, VersionReq};
@@ -217,9 +217,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         builder = builder.accept_interface(req);
     }
     let relock = cli.update_lock || matches!(cli.command, Command::Lock);
-    let lock_mode = if relock {
-        LockMode::Ignore
-    } else if cli.locked {
+    // A lock file just recorded is the one in force.
+    let lock_mode = if cli.locked || relock {
         LockMode::Required
     } else {
         LockMode::IfPresent
@@ -228,15 +227,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .lock(lock_mode)
         .check_permissions(!cli.allow_insecure_permissions)
         .build();
+    let mut out = io::stdout().lock();
+    if relock {
+        // Recording runs no plugin code in this process: the probe opens
+        // each file and reports what it read.
+        let recording = loader.record()?;
+        write_lock(&mut out, &recording, &loader)?;
+        if matches!(cli.command, Command::Lock) {
+            out.flush().context("cannot write to standard output")?;
+            return Ok(if recording.refused.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+    }
     // Folder-level failures (missing, unsafe, bad lock file) end up in
     // `main`: exit 2, nothing loaded.
     let report = loader.load()?;
-    let mut out = io::stdout().lock();
-    if relock {
-        write_lock(&mut out, &report, &loader)?;
-    }
     let ok = match cli.command {
-        Command::Lock => report.rejected.is_empty(),
+        Command::Lock => unreachable!("handled above"),
         Command::List { format } => list(&mut out, &report, format)?,
         Command::Greet { names, to, format } => {
             greet(&mut out, &report, &names, to.as_deref(), format)?
@@ -551,41 +561,21 @@ fn check(
     Ok(report.rejected.is_empty())
 }
 
-/// Records every loaded plugin's file and hash in the folder's lock file.
+/// Writes the folder's lock file from a recording, and says what it holds.
 fn write_lock(
     out: &mut impl Write,
-    report: &LoadReport<GreeterPlugin>,
+    recording: &Recording,
     loader: &Loader<GreeterPlugin>,
 ) -> anyhow::Result<()> {
-    let entries = report
-        .registry
-        .iter()
-        .map(|plugin| {
-            Ok(LockEntry {
-                file: plugin
-                    .path()
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-                sha256: plugin.sha256().with_context(|| {
-                    format!("cannot hash the loaded copy of {}", plugin.path().display())
-                })?,
-                name: plugin.name().to_owned(),
-                version: plugin.version().to_string(),
-                interface_version: plugin.interface_version().to_string(),
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let path = loader.lockfile_path();
-    Lockfile::new(entries).write(&path)?;
+    recording.lockfile().write(&path)?;
     writeln!(
         out,
         "wrote {}: {} plugin files locked",
         path.display(),
-        report.registry.len()
+        recording.entries.len()
     )?;
-    for error in &report.rejected {
+    for error in &recording.refused {
         writeln!(out, "not locked  {}", shown(&ErrorChain(error).to_string()))?;
     }
     Ok(())

@@ -256,7 +256,8 @@ impl PluginDir {
             .expect("greeter-host runs")
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    /// The command [`run`](Self::run) runs, to spawn it.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = host_command();
         command.arg("--plugins-dir").arg(self.path()).args(args);
         command

@@ -72,6 +72,7 @@ pub use discover::{DiscoverError, discover, is_candidate_name};
 pub use load::{LoadError, Plugin, default_interface_req};
 pub use loader::{
     DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, Loader, LoaderBuilder, LoaderError, LockMode,
+    Recording,
 };
 pub use lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError};
 pub use permissions::{PermissionError, Writers, check_permissions};

@@ -331,6 +331,16 @@ pub enum LoadError {
         /// Why.
         message: String,
     },
+    /// The probe process that opened the file survived it and found it is
+    /// not a plugin this host can load (recording a lock file, where the
+    /// host does not open the file itself).
+    #[error("{}: {reason} (found by the probe process that opened it)", path.display())]
+    ProbeRefused {
+        /// The file.
+        path: PathBuf,
+        /// What the probe found.
+        reason: String,
+    },
     /// Another file already provided a plugin of the same name.
     #[error(
         "{}: a plugin named '{name}' is already loaded from {}",
@@ -356,6 +366,7 @@ impl LoadError {
             | Self::TooLarge { path, .. }
             | Self::Changing { path }
             | Self::Probe { path, .. }
+            | Self::ProbeRefused { path, .. }
             | Self::TooMany { path, .. }
             | Self::InsecurePermissions { path, .. }
             | Self::Snapshot { path, .. }
@@ -545,35 +556,128 @@ pub(crate) fn open<I: Interface>(
     sha256: Option<[u8; 32]>,
     policy: &Policy,
 ) -> Result<Plugin<I>, LoadError> {
-    match verify_library(copy) {
-        Ok(()) => {}
-        Err(VerifyError::ExecutableStack) if policy.allow_executable_stack => {}
-        Err(source) => {
-            return Err(LoadError::InvalidLibrary {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    }
+    verify(path, copy, policy)?;
     // Never `RootModule::load_from_*`: those cache one module per type, so a
     // second plugin would come back as the first.
     let header = lib_header_from_path(copy).map_err(|error| classify(path, copy, None, error))?;
     let consts = header.root_mod_consts();
-    if consts.name().as_rslice().as_slice() != b"dropin" {
+    check_root::<I>(
+        path,
+        consts.name().as_rslice().as_slice(),
+        consts.version_strings().version.as_rslice().as_slice(),
+        header.layout().is_some(),
+    )?;
+    let module = header
+        .init_root_module::<ModuleRef>()
+        .map_err(|error| classify(path, copy, Some(header), error))?;
+    let facts = Facts {
+        plugin_name: module.plugin_name().as_rslice().as_slice(),
+        plugin_version: module.plugin_version().as_rslice().as_slice(),
+        interface_name: module.interface_name().as_rslice().as_slice(),
+        interface_version: module.interface_version().as_rslice().as_slice(),
+        host_requirement: module.host_requirement().as_rslice().as_slice(),
+        panic_abort: module.build().panic_abort,
+    };
+    let Checked {
+        name,
+        version,
+        interface_version,
+        declared_interface,
+        host_requirement,
+    } = check_facts::<I>(path, &facts, policy)?;
+    let methods = dropin::__private::items(module.methods());
+    check_methods::<I>(methods, &interface_version).map_err(|detail| LoadError::Signature {
+        path: path.to_owned(),
+        interface: I::NAME,
+        host: I::VERSION,
+        found: interface_version.to_string(),
+        detail,
+    })?;
+    let provided = methods.len().min(I::METHODS.len());
+    let core = PluginCore::new(name, declared_interface, I::METHODS, I::REQUIRED, provided);
+    // SAFETY: `check_methods` compared every entry the handle binds (the
+    // first `I::METHODS.len()` at most) with the descriptor at the same
+    // index of `I::METHODS`; the library is never unloaded.
+    let handle = unsafe { I::bind(core, methods) };
+    Ok(Plugin {
+        name,
+        version,
+        interface_version,
+        host_requirement,
+        path: path.to_owned(),
+        loaded_from: copy.to_owned(),
+        sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
+        module,
+        handle,
+    })
+}
+
+/// Checks the object headers of `copy`, the private snapshot of `path`.
+///
+/// # Errors
+///
+/// [`LoadError::InvalidLibrary`] with what is wrong; an executable stack
+/// only if the policy does not allow it.
+pub(crate) fn verify(path: &Path, copy: &Path, policy: &Policy) -> Result<(), LoadError> {
+    match verify_library(copy) {
+        Ok(()) => Ok(()),
+        Err(VerifyError::ExecutableStack) if policy.allow_executable_stack => Ok(()),
+        Err(source) => Err(LoadError::InvalidLibrary {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// What a dropin root module says about a plugin, as bytes: read by the
+/// host from a module it opened, or reported by a probe process that opened
+/// the library (a corrupted library could hold any bytes in either case).
+pub(crate) struct Facts<'a> {
+    pub(crate) plugin_name: &'a [u8],
+    pub(crate) plugin_version: &'a [u8],
+    pub(crate) interface_name: &'a [u8],
+    pub(crate) interface_version: &'a [u8],
+    pub(crate) host_requirement: &'a [u8],
+    pub(crate) panic_abort: bool,
+}
+
+/// [`Facts`] that passed the host's policy.
+pub(crate) struct Checked<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) version: Version,
+    pub(crate) interface_version: Version,
+    pub(crate) declared_interface: &'a str,
+    pub(crate) host_requirement: Option<VersionReq>,
+}
+
+/// Whether an abi_stable root module named `name`, of `version`, with or
+/// without a layout, can be a dropin plugin for this host.
+///
+/// # Errors
+///
+/// [`LoadError::Foreign`], [`LoadError::DropinVersion`] or
+/// [`LoadError::NoLayout`].
+pub(crate) fn check_root<I: Interface>(
+    path: &Path,
+    name: &[u8],
+    version: &[u8],
+    has_layout: bool,
+) -> Result<(), LoadError> {
+    let found = String::from_utf8_lossy(version).into_owned();
+    if name != b"dropin" {
         let host = Version::parse(I::VERSION).map_or(0, |version| version.major);
         return Err(LoadError::Foreign {
             path: path.to_owned(),
             interface: I::NAME,
             host: I::VERSION,
             host_major: host,
-            found: lossy(&consts.name()).into_owned(),
-            found_version: lossy(&consts.version_strings().version).into_owned(),
+            found: String::from_utf8_lossy(name).into_owned(),
+            found_version: found,
         });
     }
     // abi_stable refuses an older dropin minor but not a newer one; the
     // method table and `init` are opaque to its layout check, so only the
     // same major and minor may load.
-    let found = lossy(&consts.version_strings().version).into_owned();
     if !same_minor(&found, dropin::__private::DROPIN_VERSION) {
         return Err(LoadError::DropinVersion {
             path: path.to_owned(),
@@ -581,16 +685,28 @@ pub(crate) fn open<I: Interface>(
             host: dropin::__private::DROPIN_VERSION,
         });
     }
-    if header.layout().is_none() {
+    if !has_layout {
         // abi_stable would skip its layout check for such a library.
         return Err(LoadError::NoLayout {
             path: path.to_owned(),
         });
     }
-    let module = header
-        .init_root_module::<ModuleRef>()
-        .map_err(|error| classify(path, copy, Some(header), error))?;
+    Ok(())
+}
 
+/// Checks what a plugin says about itself against the host's policy: a
+/// valid name, this host's interface, versions it accepts, a host
+/// requirement this host meets, and how it was built. The method signatures
+/// are checked apart, where the method table is at hand.
+///
+/// # Errors
+///
+/// The [`LoadError`] of the first check that fails.
+pub(crate) fn check_facts<'a, I: Interface>(
+    path: &Path,
+    facts: &Facts<'a>,
+    policy: &Policy,
+) -> Result<Checked<'a>, LoadError> {
     let invalid = |field, value: &str, reason: String| LoadError::InvalidMetadata {
         path: path.to_owned(),
         field,
@@ -598,20 +714,20 @@ pub(crate) fn open<I: Interface>(
         reason,
     };
     // The plugin's strings are checked to be UTF-8 before any is used as a
-    // `str`: a corrupted library could hand out any bytes.
-    let text = |field, value: abi_stable::std_types::RStr<'static>| {
-        std::str::from_utf8(value.as_rslice().as_slice()).map_err(|e| {
+    // `str`.
+    let text = |field, value: &'a [u8]| {
+        std::str::from_utf8(value).map_err(|e| {
             invalid(
                 field,
-                &String::from_utf8_lossy(value.as_rslice().as_slice()),
+                &String::from_utf8_lossy(value),
                 format!("expected UTF-8: {e}"),
             )
         })
     };
-    let name = text("plugin name", module.plugin_name())?;
+    let name = text("plugin name", facts.plugin_name)?;
     check_name(name).map_err(|reason| invalid("plugin name", name, reason))?;
-    let interface_name = text("interface name", module.interface_name())?;
-    let declared_interface = text("interface version", module.interface_version())?;
+    let interface_name = text("interface name", facts.interface_name)?;
+    let declared_interface = text("interface version", facts.interface_version)?;
     if interface_name != I::NAME {
         return Err(LoadError::WrongInterface {
             path: path.to_owned(),
@@ -620,7 +736,7 @@ pub(crate) fn open<I: Interface>(
             found_version: declared_interface.to_owned(),
         });
     }
-    let version = text("plugin version", module.plugin_version())?;
+    let version = text("plugin version", facts.plugin_version)?;
     let version = Version::parse(version)
         .map_err(|e| invalid("plugin version", version, format!("expected semver: {e}")))?;
     let interface_version = Version::parse(declared_interface).map_err(|e| {
@@ -639,15 +755,7 @@ pub(crate) fn open<I: Interface>(
             found: interface_version.to_string(),
         });
     }
-    let methods = dropin::__private::items(module.methods());
-    check_methods::<I>(methods, &interface_version).map_err(|detail| LoadError::Signature {
-        path: path.to_owned(),
-        interface: I::NAME,
-        host: I::VERSION,
-        found: interface_version.to_string(),
-        detail,
-    })?;
-    let requirement = text("host requirement", module.host_requirement())?;
+    let requirement = text("host requirement", facts.host_requirement)?;
     let host_requirement = match requirement.trim() {
         "" => None,
         requirement => Some(VersionReq::parse(requirement).map_err(|e| {
@@ -668,28 +776,18 @@ pub(crate) fn open<I: Interface>(
             host: policy.host_version.clone(),
         });
     }
-    if module.build().panic_abort && !policy.allow_panic_abort {
+    if facts.panic_abort && !policy.allow_panic_abort {
         return Err(LoadError::PanicAbort {
             path: path.to_owned(),
             name: name.to_owned(),
         });
     }
-    let provided = methods.len().min(I::METHODS.len());
-    let core = PluginCore::new(name, declared_interface, I::METHODS, I::REQUIRED, provided);
-    // SAFETY: `check_methods` compared every entry the handle binds (the
-    // first `I::METHODS.len()` at most) with the descriptor at the same
-    // index of `I::METHODS`; the library is never unloaded.
-    let handle = unsafe { I::bind(core, methods) };
-    Ok(Plugin {
+    Ok(Checked {
         name,
         version,
         interface_version,
+        declared_interface,
         host_requirement,
-        path: path.to_owned(),
-        loaded_from: copy.to_owned(),
-        sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
-        module,
-        handle,
     })
 }
 
@@ -741,7 +839,7 @@ pub(crate) fn same_minor(a: &str, b: &str) -> bool {
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("expected a non-empty name".to_owned());
     }
@@ -761,7 +859,7 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn classify(
+pub(crate) fn classify(
     path: &Path,
     copy: &Path,
     header: Option<&LibHeader>,

@@ -15,11 +15,11 @@ use semver::{Version, VersionReq};
 use crate::{
     discover::{DiscoverError, discover},
     load::{self, LoadError, Policy, default_interface_req},
-    lockfile::{LOCKFILE_NAME, Lockfile, LockfileError},
+    lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
     permissions::{PermissionError, check_permissions},
     probe::{Probe, Prober},
     registry::{LoadReport, Registry},
-    snapshot::{SnapshotDir, hex},
+    snapshot::{Copied, SnapshotDir, hex},
     source,
 };
 
@@ -61,6 +61,12 @@ pub enum LoaderError {
     /// The lock file is required and missing, or does not parse.
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
+    /// [`Loader::record`] was asked of a loader without a probe.
+    #[error(
+        "recording a lock file opens every plugin file: expected a loader with a probe \
+         (LoaderBuilder::probe), found none"
+    )]
+    NoProbe,
 }
 
 impl fmt::Debug for LoaderError {
@@ -248,10 +254,6 @@ impl<I: Interface> Loader<I> {
         prober: Option<&mut Prober>,
         path: &Path,
     ) -> Result<(), LoadError> {
-        let unreadable = |source| LoadError::Unreadable {
-            path: path.to_owned(),
-            source,
-        };
         // One handle from here on: kind, owner, mode, size and bytes all come
         // from the same open file.
         let mut source = source::open(path, self.check_permissions, self.max_file_size)?;
@@ -267,40 +269,7 @@ impl<I: Interface> Loader<I> {
                 })?)
             }
         };
-        let snapshots = match &mut registry.snapshots {
-            Some(snapshots) => snapshots,
-            empty => empty.insert(SnapshotDir::create(&self.snapshot_root).map_err(|source| {
-                LoadError::Snapshot {
-                    path: path.to_owned(),
-                    root: self.snapshot_root.clone(),
-                    source,
-                }
-            })?),
-        };
-        // A file someone writes while it is copied would give a copy that is
-        // half one build and half another: copy until the file's size and
-        // times are the same before and after, a few times at most.
-        let name = path.file_name().unwrap_or_default();
-        let mut attempts = 0;
-        let copied = loop {
-            // Hashing costs more than the dynamic loader's whole work: only
-            // when a lock file needs the hash now.
-            let copied = snapshots
-                .copy_in(name, &mut source.file, self.max_file_size, locked.is_some())
-                .map_err(unreadable)?;
-            let after = source.file.metadata().map_err(unreadable)?;
-            if source::unchanged(&source.meta, &after) && copied.len == after.len() {
-                break copied;
-            }
-            let _ = fs::remove_file(&copied.path);
-            attempts += 1;
-            if attempts == 3 {
-                return Err(LoadError::Changing {
-                    path: path.to_owned(),
-                });
-            }
-            source.meta = after;
-        };
+        let copied = self.copy(&mut registry.snapshots, &mut source, path, locked.is_some())?;
         let (copy, digest) = (copied.path, copied.sha256);
         if let Some(entry) = locked {
             let actual = hex(&digest.expect("hashed because a lock file is in force"));
@@ -315,14 +284,21 @@ impl<I: Interface> Loader<I> {
         // Bytes the lock file approved were approved by someone; any others
         // are opened in a probe process first, when the loader has one.
         if let (None, Some(prober)) = (locked, prober) {
-            let name = prober.check(&copy).map_err(|how| LoadError::Probe {
+            let report = prober.check(&copy).map_err(|how| LoadError::Probe {
                 path: path.to_owned(),
                 how,
             })?;
-            // A duplicate the probe named is refused before it is mapped: a
-            // folder of thousands of copies must not fill the host's address
-            // space with libraries it will never use.
-            if let Some(first) = name.as_deref().and_then(|name| registry.get(name)) {
+            // What the probe read is refused before the host maps anything:
+            // another interface or version, an unsupported host, a duplicate
+            // (a folder of thousands of copies must not fill the host's
+            // address space with libraries it will never use).
+            if let Some((name, version, has_layout)) = report.root() {
+                load::check_root::<I>(path, name, version, has_layout)?;
+            }
+            if let Some(facts) = report.facts() {
+                load::check_facts::<I>(path, &facts, &self.policy)?;
+            }
+            if let Some(first) = report.plugin_name().and_then(|name| registry.get(name)) {
                 return Err(LoadError::DuplicateName {
                     path: path.to_owned(),
                     name: first.name().to_owned(),
@@ -360,6 +336,172 @@ impl<I: Interface> Loader<I> {
         );
         registry.insert(plugin);
         Ok(())
+    }
+}
+
+impl<I: Interface> Loader<I> {
+    /// Copies the file behind `source` into the snapshot folder (created on
+    /// first use), hashing it if `hash`, and makes sure the copy is the file
+    /// as it was: a file someone writes while it is copied would give a copy
+    /// that is half one build and half another, so copying repeats until the
+    /// file's size and times are the same before and after, a few times at
+    /// most.
+    fn copy(
+        &self,
+        snapshots: &mut Option<SnapshotDir>,
+        source: &mut source::Source,
+        path: &Path,
+        hash: bool,
+    ) -> Result<Copied, LoadError> {
+        let unreadable = |source| LoadError::Unreadable {
+            path: path.to_owned(),
+            source,
+        };
+        let snapshots = match snapshots {
+            Some(snapshots) => snapshots,
+            empty => empty.insert(SnapshotDir::create(&self.snapshot_root).map_err(|source| {
+                LoadError::Snapshot {
+                    path: path.to_owned(),
+                    root: self.snapshot_root.clone(),
+                    source,
+                }
+            })?),
+        };
+        let name = path.file_name().unwrap_or_default();
+        let mut attempts = 0;
+        loop {
+            let copied = snapshots
+                .copy_in(name, &mut source.file, self.max_file_size, hash)
+                .map_err(unreadable)?;
+            let after = source.file.metadata().map_err(unreadable)?;
+            if source::unchanged(&source.meta, &after) && copied.len == after.len() {
+                return Ok(copied);
+            }
+            let _ = fs::remove_file(&copied.path);
+            attempts += 1;
+            if attempts == 3 {
+                return Err(LoadError::Changing {
+                    path: path.to_owned(),
+                });
+            }
+            source.meta = after;
+        }
+    }
+
+    /// Records the folder's plugin files for a lock file, without running
+    /// any of their code in this process: each file goes through the checks
+    /// of [`load`](Self::load) up to the probe (permissions, a private copy,
+    /// hashed, its object headers), then the probe process opens it and
+    /// reports what its root module says, and that report must pass the
+    /// host's rules (interface, versions, host requirement, how it was
+    /// built, a unique name). Method signatures are compared when the file is
+    /// loaded, since that needs the library mapped. Any existing lock file is
+    /// ignored; nothing is written: [`Recording::lockfile`] is what to write.
+    ///
+    /// # Errors
+    ///
+    /// [`LoaderError::NoProbe`] if the loader has no probe (recording opens
+    /// every file, and only a probe may do that without trusting it); the
+    /// folder-level errors of [`load`](Self::load).
+    pub fn record(&self) -> Result<Recording, LoaderError> {
+        let probe = self.probe.clone().ok_or(LoaderError::NoProbe)?;
+        let candidates = discover(&self.dir)?;
+        if self.check_permissions {
+            check_permissions(&self.dir).map_err(|source| LoaderError::InsecureFolder {
+                path: self.dir.clone(),
+                source,
+            })?;
+        }
+        let mut prober = Prober::new(probe);
+        let mut snapshots = None;
+        let mut recording = Recording {
+            entries: Vec::new(),
+            refused: Vec::new(),
+        };
+        let mut names: HashMap<String, PathBuf> = HashMap::new();
+        for path in candidates {
+            match self.record_file(&mut snapshots, &mut prober, &names, &path) {
+                Ok(entry) => {
+                    names.insert(entry.name.clone(), path);
+                    recording.entries.push(entry);
+                }
+                Err(error) => {
+                    log::debug!("not recorded: {error}");
+                    recording.refused.push(error);
+                }
+            }
+        }
+        Ok(recording)
+    }
+
+    fn record_file(
+        &self,
+        snapshots: &mut Option<SnapshotDir>,
+        prober: &mut Prober,
+        names: &HashMap<String, PathBuf>,
+        path: &Path,
+    ) -> Result<LockEntry, LoadError> {
+        let mut source = source::open(path, self.check_permissions, self.max_file_size)?;
+        let copied = self.copy(snapshots, &mut source, path, true)?;
+        let sha256 = hex(&copied.sha256.expect("hashed when asked"));
+        load::verify(path, &copied.path, &self.policy)?;
+        let report = prober.check(&copied.path).map_err(|how| LoadError::Probe {
+            path: path.to_owned(),
+            how,
+        })?;
+        let _ = fs::remove_file(&copied.path);
+        if let Some(reason) = report.refusal() {
+            return Err(LoadError::ProbeRefused {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+        let (name, version, has_layout) = report.root().ok_or_else(|| LoadError::ProbeRefused {
+            path: path.to_owned(),
+            reason: "the probe found no root module".to_owned(),
+        })?;
+        load::check_root::<I>(path, name, version, has_layout)?;
+        let facts = report.facts().ok_or_else(|| LoadError::ProbeRefused {
+            path: path.to_owned(),
+            reason: "the probe could not read the plugin's metadata".to_owned(),
+        })?;
+        let checked = load::check_facts::<I>(path, &facts, &self.policy)?;
+        if let Some(first) = names.get(checked.name) {
+            return Err(LoadError::DuplicateName {
+                path: path.to_owned(),
+                name: checked.name.to_owned(),
+                first: first.clone(),
+            });
+        }
+        Ok(LockEntry {
+            file: path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha256,
+            name: checked.name.to_owned(),
+            version: checked.version.to_string(),
+            interface_version: checked.interface_version.to_string(),
+        })
+    }
+}
+
+/// What [`Loader::record`] found: the entries of a lock file for the files
+/// that passed, and why the others did not.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Recording {
+    /// One entry per file that passed, in the folder's order.
+    pub entries: Vec<LockEntry>,
+    /// The files that did not pass, each with its reason.
+    pub refused: Vec<LoadError>,
+}
+
+impl Recording {
+    /// The lock file that approves exactly the recorded files.
+    pub fn lockfile(&self) -> Lockfile {
+        Lockfile::new(self.entries.clone())
     }
 }
 

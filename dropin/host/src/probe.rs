@@ -63,60 +63,180 @@ pub fn serve_if_requested() {
 fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
     if let Some(line) = input.lines().next() {
         let path = PathBuf::from(line?);
-        // Whatever the outcome of the checks, surviving them is the answer:
-        // the host repeats every check itself and reports them precisely.
-        let outcome = probe_one(&path);
-        log::debug!("probe {}: {outcome:?}", path.display());
-        // The plugin's name, when it has a valid one: the host refuses a
-        // duplicate before mapping it at all.
-        let name = outcome.unwrap_or_default();
-        writeln!(output, "{SURVIVED}\t{}", name.escape_default())?;
+        let mut report = Report::default();
+        // Whatever the outcome of the checks, surviving them is the answer,
+        // with what the probe read: the host applies its own rules to it.
+        if let Err(refusal) = probe_one(&path, &mut report) {
+            report.set(REFUSAL, refusal.as_bytes());
+        }
+        log::debug!("probe {}: {report:?}", path.display());
+        writeln!(output, "{SURVIVED}{}", report.encode())?;
         output.flush()?;
     }
     Ok(())
 }
 
-/// Everything loading does with a library before the plugin's `init`;
-/// the plugin's name if it has one.
-fn probe_one(path: &Path) -> Result<String, String> {
+/// The keys of a probe's report: what the root module says, for a library
+/// that has one; why the probe stopped, if it did.
+const ROOT_NAME: &str = "root_name";
+const ROOT_VERSION: &str = "root_version";
+const HAS_LAYOUT: &str = "has_layout";
+const PLUGIN_NAME: &str = "plugin_name";
+const PLUGIN_VERSION: &str = "plugin_version";
+const INTERFACE_NAME: &str = "interface_name";
+const INTERFACE_VERSION: &str = "interface_version";
+const HOST_REQUIREMENT: &str = "host_requirement";
+const PANIC_ABORT: &str = "panic_abort";
+const REFUSAL: &str = "refusal";
+
+/// Everything loading does with a library before the plugin's `init`,
+/// recording what it reads in `report`; the reason it stopped early, if it
+/// did.
+fn probe_one(path: &Path, report: &mut Report) -> Result<(), String> {
     verify_library(path).map_err(|error| error.to_string())?;
-    let header = lib_header_from_path(path).map_err(|error| error.to_string())?;
+    let reason = |error| {
+        // The host's wording for the error, without the path it starts with.
+        let message = crate::load::classify(path, path, None, error).to_string();
+        let prefix = format!("{}: ", path.display());
+        message
+            .strip_prefix(&prefix)
+            .map_or_else(|| message.clone(), str::to_owned)
+    };
+    let header = lib_header_from_path(path).map_err(reason)?;
     let consts = header.root_mod_consts();
-    if consts.name().as_str() != "dropin"
+    let root_version = consts.version_strings().version;
+    report.set(ROOT_NAME, consts.name().as_rslice().as_slice());
+    report.set(ROOT_VERSION, root_version.as_rslice().as_slice());
+    report.set(HAS_LAYOUT, flag(header.layout().is_some()));
+    if consts.name().as_rslice().as_slice() != b"dropin"
         || header.layout().is_none()
         || !crate::load::same_minor(
-            consts.version_strings().version.as_ref(),
+            &dropin::__private::lossy(&root_version),
             dropin::__private::DROPIN_VERSION,
         )
     {
-        return Err("not a dropin plugin of this version".to_owned());
+        // Not a module this dropin may initialise: the host refuses it from
+        // the root module's name and version alone.
+        return Ok(());
     }
-    let module = header
-        .init_root_module::<ModuleRef>()
-        .map_err(|error| error.to_string())?;
+    let module = header.init_root_module::<ModuleRef>().map_err(reason)?;
     // Read everything the host reads before the plugin's `init`, the way it
     // reads it: a corrupted relocation can leave any of these pointing
     // anywhere, and the probe, not the host, must be the one to find out.
-    let strings = [
-        module.plugin_name(),
-        module.plugin_version(),
-        module.interface_name(),
-        module.interface_version(),
-        module.host_requirement(),
-        module.build().dropin_version,
-    ];
-    let mut seen = 0usize;
-    for text in strings {
-        seen += std::str::from_utf8(text.as_rslice().as_slice()).map_or(0, str::len);
-    }
+    report.set(PLUGIN_NAME, module.plugin_name().as_rslice().as_slice());
+    report.set(
+        PLUGIN_VERSION,
+        module.plugin_version().as_rslice().as_slice(),
+    );
+    report.set(
+        INTERFACE_NAME,
+        module.interface_name().as_rslice().as_slice(),
+    );
+    report.set(
+        INTERFACE_VERSION,
+        module.interface_version().as_rslice().as_slice(),
+    );
+    report.set(
+        HOST_REQUIREMENT,
+        module.host_requirement().as_rslice().as_slice(),
+    );
+    report.set(PANIC_ABORT, flag(module.build().panic_abort));
+    let mut seen = module.build().dropin_version.len();
     for entry in dropin::__private::items(module.methods()) {
         // Every descriptor, recursively, as the comparison may read it.
         seen += entry.desc.walk();
     }
     log::trace!("probe read {seen} bytes of metadata");
-    std::str::from_utf8(module.plugin_name().as_rslice().as_slice())
-        .map(str::to_owned)
-        .map_err(|error| error.to_string())
+    Ok(())
+}
+
+fn flag(value: bool) -> &'static [u8] {
+    if value { b"1" } else { b"0" }
+}
+
+/// What a probe read from a library it survived: byte strings by key, sent
+/// as hexadecimal so that no byte of a library can break the line apart.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Report {
+    fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Report {
+    fn set(&mut self, key: &str, value: &[u8]) {
+        self.fields.push((key.to_owned(), value.to_vec()));
+    }
+
+    fn get(&self, key: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| value.as_slice())
+    }
+
+    fn encode(&self) -> String {
+        let mut line = String::new();
+        for (key, value) in &self.fields {
+            line.push('\t');
+            line.push_str(key);
+            line.push('=');
+            for byte in value {
+                line.push_str(&format!("{byte:02x}"));
+            }
+        }
+        line
+    }
+
+    /// The fields of an answer's tail; `None` if it is not one `encode`
+    /// wrote.
+    fn decode(tail: &str) -> Option<Self> {
+        let mut report = Self::default();
+        for field in tail.split('\t').filter(|field| !field.is_empty()) {
+            let (key, hex) = field.split_once('=')?;
+            if hex.len() % 2 != 0 {
+                return None;
+            }
+            let value = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            report.fields.push((key.to_owned(), value));
+        }
+        Some(report)
+    }
+
+    /// Why the probe stopped before reading the plugin's metadata, if it did.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        self.get(REFUSAL)
+            .map(|reason| String::from_utf8_lossy(reason).into_owned())
+    }
+
+    /// What the root module says of itself: its name, its version, and
+    /// whether it carries a layout.
+    pub(crate) fn root(&self) -> Option<(&[u8], &[u8], bool)> {
+        Some((
+            self.get(ROOT_NAME)?,
+            self.get(ROOT_VERSION)?,
+            self.get(HAS_LAYOUT)? == b"1",
+        ))
+    }
+
+    /// What the plugin says of itself, if the probe got that far.
+    pub(crate) fn facts(&self) -> Option<crate::load::Facts<'_>> {
+        Some(crate::load::Facts {
+            plugin_name: self.get(PLUGIN_NAME)?,
+            plugin_version: self.get(PLUGIN_VERSION)?,
+            interface_name: self.get(INTERFACE_NAME)?,
+            interface_version: self.get(INTERFACE_VERSION)?,
+            host_requirement: self.get(HOST_REQUIREMENT)?,
+            panic_abort: self.get(PANIC_ABORT)? == b"1",
+        })
+    }
+
+    /// The plugin's name, if the probe read one that is valid.
+    pub(crate) fn plugin_name(&self) -> Option<&str> {
+        let name = std::str::from_utf8(self.get(PLUGIN_NAME)?).ok()?;
+        crate::load::check_name(name).ok().map(|()| name)
+    }
 }
 
 /// How to start a probe process.
@@ -253,9 +373,8 @@ impl Prober {
         }
     }
 
-    /// Probes the library at `path`; returns the plugin name the probe read,
-    /// if any.
-    pub(crate) fn check(&mut self, path: &Path) -> Result<Option<String>, ProbeFailure> {
+    /// Probes the library at `path`; returns what the probe read.
+    pub(crate) fn check(&mut self, path: &Path) -> Result<Report, ProbeFailure> {
         let running = match &mut self.running {
             Some(running) => running,
             empty => {
@@ -280,17 +399,14 @@ impl Prober {
             Err(_) => Err(RecvTimeoutError::Disconnected),
         };
         match answer {
-            Ok(line) if line.split('\t').next() == Some(SURVIVED) => {
+            Ok(line) if line.starts_with(SURVIVED) => {
                 // One library per process: wait for it to exit normally,
                 // destructors included.
                 let running = self.running.take().expect("started above");
                 running.finish(self.probe.timeout)?;
-                // Plugin names are plain (no whitespace, no control
-                // characters); one that needed escaping is not a valid name.
-                Ok(line
-                    .split_once('\t')
-                    .map(|(_, name)| name.to_owned())
-                    .filter(|name| !name.is_empty() && !name.contains('\\')))
+                Report::decode(&line[SURVIVED.len()..]).ok_or_else(|| ProbeFailure::Unavailable {
+                    message: format!("answered {line:?}, which is not a report"),
+                })
             }
             Ok(line) => {
                 let running = self.running.take().expect("started above");

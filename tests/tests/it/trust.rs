@@ -88,7 +88,68 @@ fn a_locked_file_replaced_by_other_bytes_is_refused_before_it_is_opened() {
         markers.path().to_str().unwrap(),
     );
     assert_eq!(output.status.code(), Some(0));
-    assert!(markers.path().join("opened").exists());
+    assert_ne!(fs::read_dir(markers.path()).unwrap().count(), 0);
+}
+
+/// The names of the marker files `runs-at-open`'s constructor left in
+/// `markers`: `opened-<id of the process that opened it>`.
+fn openers(markers: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(markers)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn recording_a_lock_file_runs_no_plugin_code_in_the_host() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let markers = PluginDir::new();
+    let run = |args: &[&str]| {
+        let child = dir
+            .command(args)
+            .env("GREETER_OPEN_MARKERS", markers.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let host = format!("opened-{}", child.id());
+        (host, child.wait_with_output().unwrap())
+    };
+    let (host, output) = run(&["lock"]);
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "wrote {}: 2 plugin files locked\n",
+            dir.path().join("plugins.lock").display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(0));
+    // The library's constructor ran once, in the probe process, not in the
+    // host.
+    let opened = openers(markers.path());
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_ne!(opened[0], host);
+    let lockfile = fs::read_to_string(dir.path().join("plugins.lock")).unwrap();
+    let runs_at_open = dir.path().join(library_file_name("runs_at_open"));
+    assert!(lockfile.contains(&sha256(&runs_at_open)), "{lockfile}");
+    assert!(
+        lockfile.contains("\"name\": \"runs-at-open\""),
+        "{lockfile}"
+    );
+
+    // The recorded file is approved: the host now opens it itself, without
+    // a probe, which the marker shows.
+    for marker in opened {
+        fs::remove_file(markers.path().join(marker)).unwrap();
+    }
+    let (host, output) = run(&["greet", "runs-at-open"]);
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: Hello from a library with a constructor!\n"
+    );
+    assert_eq!(openers(markers.path()), [host]);
 }
 
 #[test]
@@ -370,4 +431,58 @@ fn the_lock_file_is_checked_like_a_plugin() {
     assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
     assert!(!target.exists());
     assert!(fs::read_to_string(&lock).unwrap().contains("libhello.so"));
+}
+
+#[test]
+fn recording_refuses_what_loading_would_without_opening_anything_in_the_host() {
+    let dir = PluginDir::with(&["hello", "not_a_plugin", "panicky"]);
+    let next_major = dir.add_compat("compat_next_major_greeter");
+    let twin = dir.add_as("hello", &library_file_name("zz_hello_again"));
+    let loader = |probe: bool| {
+        let mut builder = Loader::<GreeterPlugin>::builder().dir(dir.path());
+        if probe {
+            builder = builder.probe(dropin_host::probe::Probe::command(
+                artifacts().host_binary(),
+            ));
+        }
+        builder.build()
+    };
+    assert!(matches!(loader(false).record(), Err(LoaderError::NoProbe)));
+
+    let recording = loader(true).record().unwrap();
+    let names: Vec<&str> = recording.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["hello", "panicky"]);
+    assert_eq!(
+        recording.entries[0].sha256,
+        sha256(&dir.path().join(library_file_name("hello")))
+    );
+    let not_a_plugin = dir.path().join(library_file_name("not_a_plugin"));
+    let reasons: Vec<String> = recording.refused.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        reasons,
+        [
+            format!(
+                "{}: built against greeter interface 3.0.0, but this host has 2.1.0 and \
+                 accepts >=2.0.0, <3.0.0",
+                next_major.display()
+            ),
+            format!(
+                "{}: not a plugin: expected an abi_stable root module, found a library without \
+                 one (found by the probe process that opened it)",
+                not_a_plugin.display()
+            ),
+            format!(
+                "{}: a plugin named 'hello' is already loaded from {}",
+                twin.display(),
+                dir.path().join(library_file_name("hello")).display()
+            ),
+        ]
+    );
+    // What was recorded is what loads under the lock it makes.
+    recording
+        .lockfile()
+        .write(&dir.path().join("plugins.lock"))
+        .unwrap();
+    let report = loader(false).load().unwrap();
+    assert_eq!(report.registry.len(), 2);
 }
