@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dropin::CallErrorKind;
 use dropin_host::{
     ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockMode, LockfileError,
-    Plugin, Recording, check_permissions, is_deceptive, probe::Probe,
+    PermissionError, Plugin, Recording, check_permissions, is_deceptive, probe::Probe,
 };
 use greeter_interface::GreeterPlugin;
 use semver::{Version, VersionReq};
@@ -116,7 +116,11 @@ enum Command {
     },
     /// Print each file's compatibility verdict, expected vs found; exit 0
     /// only if every file loads.
-    Check,
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Write plugins.lock: the SHA-256 of every plugin file that loads. From
     /// then on, only those exact files load from this folder.
     Lock,
@@ -183,9 +187,10 @@ fn main() -> ExitCode {
         Err(error) => {
             let hint = match error.downcast_ref::<LoaderError>() {
                 Some(LoaderError::Lockfile(LockfileError::Missing { .. })) => {
-                    " (create it with `greeter-host lock`)"
+                    " (create it with `greeter-host lock`)".to_owned()
                 }
-                _ => "",
+                Some(LoaderError::InsecureFolder { path, source }) => permission_hint(path, source),
+                _ => String::new(),
             };
             say!("greeter-host: {}{hint}", shown(&format!("{error:#}")));
             ExitCode::from(2)
@@ -251,7 +256,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Greet { names, to, format } => {
             greet(&mut out, &report, &names, to.as_deref(), format)?
         }
-        Command::Check => check(&mut out, &report, &loader)?,
+        Command::Check { format } => check(&mut out, &report, &loader, format)?,
     };
     out.flush().context("cannot write to standard output")?;
     Ok(if ok {
@@ -362,10 +367,24 @@ fn rejected_entry(error: &LoadError) -> Entry {
 /// not list.
 fn rejection(error: &LoadError) -> String {
     let hint = match error {
-        LoadError::NotLocked { .. } => " (record it with `greeter-host lock`)",
-        _ => "",
+        LoadError::NotLocked { .. } => " (record it with `greeter-host lock`)".to_owned(),
+        LoadError::InsecurePermissions { path, source } => permission_hint(path, source),
+        _ => String::new(),
     };
     format!("{}{hint}", ErrorChain(error))
+}
+
+/// How to fix a permission refusal of `path`.
+fn permission_hint(path: &Path, error: &PermissionError) -> String {
+    let fix = match error {
+        PermissionError::Writable { .. } => format!("`chmod go-w {}`", shown_path(path)),
+        PermissionError::Owner { .. } => format!(
+            "have this user or root own it, as `sudo chown root {}` does",
+            shown_path(path)
+        ),
+        _ => return String::new(),
+    };
+    format!(" (fix: {fix}; or, to load it anyway, --allow-insecure-permissions)")
 }
 
 fn list(
@@ -424,7 +443,16 @@ fn greet(
             .iter()
             .filter_map(|name| {
                 let plugin = report.registry.get(name);
-                if plugin.is_none() {
+                if plugin.is_none()
+                    && let Some(error) = rejected_as(report, name)
+                {
+                    say!(
+                        "greeter-host: no plugin named '{}' is loaded: rejected {}",
+                        shown(name),
+                        shown(&rejection(error))
+                    );
+                    ok = false;
+                } else if plugin.is_none() {
                     let loaded: Vec<&str> = report.registry.iter().map(|p| p.name()).collect();
                     say!(
                         "greeter-host: no plugin named '{}' is loaded (loaded: {})",
@@ -505,11 +533,107 @@ fn greet(
     Ok(ok)
 }
 
+/// The rejection of the file that most likely holds the plugin `name`: one
+/// that declared that name, else the one named after it as cargo names a
+/// library (`hello-world` → `libhello_world.so`).
+fn rejected_as<'a>(report: &'a LoadReport<GreeterPlugin>, name: &str) -> Option<&'a LoadError> {
+    let declared = |error: &&LoadError| match error {
+        LoadError::DuplicateName { name: n, .. }
+        | LoadError::PanicAbort { name: n, .. }
+        | LoadError::UnsupportedHost { name: n, .. } => n == name,
+        _ => false,
+    };
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let named = |error: &&LoadError| error.path().file_name() == Some(file.as_ref());
+    let rejected = &report.rejected;
+    rejected
+        .iter()
+        .find(declared)
+        .or_else(|| rejected.iter().find(named))
+}
+
+/// `check --format json`: what the host accepts, and each file's verdict.
+#[derive(Debug, Serialize)]
+struct CheckReport {
+    /// The interface versions the host accepts.
+    accepts: String,
+    /// The host's version, matched against plugins' host requirements.
+    host_version: String,
+    files: Vec<CheckEntry>,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckEntry {
+    #[serde(serialize_with = "lossy_path")]
+    path: PathBuf,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    path_lossy: bool,
+    status: Status,
+    name: Option<String>,
+    version: Option<String>,
+    interface_version: Option<String>,
+    /// `null` for a file that was rejected, or a plugin that accepts any host.
+    host_requirement: Option<String>,
+    /// The interface methods the plugin lacks, each with the version that
+    /// added it; `null` when rejected.
+    missing_capabilities: Option<Vec<String>>,
+    error: Option<String>,
+}
+
 fn check(
     out: &mut impl Write,
     report: &LoadReport<GreeterPlugin>,
     loader: &Loader<GreeterPlugin>,
+    format: Format,
 ) -> anyhow::Result<bool> {
+    if format == Format::Json {
+        let mut files: Vec<CheckEntry> = report
+            .registry
+            .iter()
+            .map(|plugin| CheckEntry {
+                path: plugin.path().to_owned(),
+                path_lossy: plugin.path().to_str().is_none(),
+                status: Status::Loaded,
+                name: Some(plugin.name().to_owned()),
+                version: Some(plugin.version().to_string()),
+                interface_version: Some(plugin.interface_version().to_string()),
+                host_requirement: plugin.host_requirement().map(ToString::to_string),
+                missing_capabilities: Some(
+                    plugin
+                        .missing_capabilities()
+                        .into_iter()
+                        .map(|(name, since)| format!("{name} (since {since})"))
+                        .collect(),
+                ),
+                error: None,
+            })
+            .chain(report.rejected.iter().map(|error| CheckEntry {
+                path: error.path().to_owned(),
+                path_lossy: error.path().to_str().is_none(),
+                status: Status::Rejected,
+                name: None,
+                version: None,
+                interface_version: None,
+                host_requirement: None,
+                missing_capabilities: None,
+                error: Some(rejection(error)),
+            }))
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let check = CheckReport {
+            accepts: loader.accepted_interface().to_string(),
+            host_version: loader.host_version().to_string(),
+            files,
+        };
+        serde_json::to_writer_pretty(&mut *out, &check).context("cannot write JSON")?;
+        writeln!(out)?;
+        return Ok(report.rejected.is_empty());
+    }
     let mut entries: Vec<(&Path, String)> = Vec::new();
     for plugin in report.registry.iter() {
         let missing: Vec<String> = plugin

@@ -25,6 +25,10 @@ pub unsafe trait Interface: Sized + Send + Sync + 'static {
     const NAME: &'static str;
     /// The interface crate's version this host was compiled with.
     const VERSION: &'static str;
+    /// The export macro a plugin of this interface invokes
+    /// (`"export_greeter"` for a trait `Greeter`), named in messages about
+    /// libraries that lack it.
+    const EXPORT_MACRO: &'static str;
     /// Every method in declaration order, with the version that added it.
     const METHODS: &'static [MethodDesc];
     /// How many of [`METHODS`](Self::METHODS), from the first, belong to the

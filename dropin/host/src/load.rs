@@ -152,14 +152,19 @@ pub enum LoadError {
         /// The dynamic loader's message.
         message: String,
     },
-    /// The library exports no abi_stable root module.
+    /// The library exports no root module: it is not a dropin plugin.
     #[error(
-        "{}: not a plugin: expected an abi_stable root module, found a library without one",
+        "{}: not a plugin: expected the root module a dropin plugin exports, found a library \
+         without one (a {interface} plugin exports it with `{export}!(YourType);`)",
         path.display()
     )]
     NotAPlugin {
         /// The file.
         path: PathBuf,
+        /// The host's interface.
+        interface: &'static str,
+        /// The export macro of the host's interface.
+        export: &'static str,
     },
     /// The library was built with an abi_stable release whose ABI differs.
     #[error("{}: built with an incompatible abi_stable: {detail}", path.display())]
@@ -184,6 +189,27 @@ pub enum LoadError {
         expected: VersionReq,
         /// The interface version the host was built with.
         host: &'static str,
+        /// The version the plugin was built against.
+        found: String,
+    },
+    /// The plugin was built against another major version of the interface
+    /// (for a 0.x interface, another minor): such a version may change what
+    /// methods mean without changing their types, so it never loads,
+    /// whatever versions the host was told to accept.
+    #[error(
+        "{}: built against {interface} interface {found}, another major version than this host's \
+         {host}; expected {interface} {series}: rebuild the plugin against it",
+        path.display()
+    )]
+    AnotherMajor {
+        /// The file.
+        path: PathBuf,
+        /// The interface's name.
+        interface: &'static str,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The versions that may load, such as `2.x` or `0.3.x`.
+        series: String,
         /// The version the plugin was built against.
         found: String,
     },
@@ -374,9 +400,10 @@ impl LoadError {
             | Self::HashMismatch { path, .. }
             | Self::InvalidLibrary { path, .. }
             | Self::Open { path, .. }
-            | Self::NotAPlugin { path }
+            | Self::NotAPlugin { path, .. }
             | Self::AbiStable { path, .. }
             | Self::IncompatibleInterface { path, .. }
+            | Self::AnotherMajor { path, .. }
             | Self::Foreign { path, .. }
             | Self::DropinVersion { path, .. }
             | Self::Layout { path, .. }
@@ -559,7 +586,8 @@ pub(crate) fn open<I: Interface>(
     verify(path, copy, policy)?;
     // Never `RootModule::load_from_*`: those cache one module per type, so a
     // second plugin would come back as the first.
-    let header = lib_header_from_path(copy).map_err(|error| classify(path, copy, None, error))?;
+    let header = lib_header_from_path(copy)
+        .map_err(|error| classify(path, copy, None, error, (I::NAME, I::EXPORT_MACRO)))?;
     let consts = header.root_mod_consts();
     check_root::<I>(
         path,
@@ -569,7 +597,7 @@ pub(crate) fn open<I: Interface>(
     )?;
     let module = header
         .init_root_module::<ModuleRef>()
-        .map_err(|error| classify(path, copy, Some(header), error))?;
+        .map_err(|error| classify(path, copy, Some(header), error, (I::NAME, I::EXPORT_MACRO)))?;
     let facts = Facts {
         plugin_name: module.plugin_name().as_rslice().as_slice(),
         plugin_version: module.plugin_version().as_rslice().as_slice(),
@@ -746,6 +774,21 @@ pub(crate) fn check_facts<'a, I: Interface>(
             format!("expected semver: {e}"),
         )
     })?;
+    if let Ok(host) = Version::parse(I::VERSION)
+        && !same_series(&host, &interface_version)
+    {
+        return Err(LoadError::AnotherMajor {
+            path: path.to_owned(),
+            interface: I::NAME,
+            host: I::VERSION,
+            series: if host.major == 0 {
+                format!("0.{}.x", host.minor)
+            } else {
+                format!("{}.x", host.major)
+            },
+            found: interface_version.to_string(),
+        });
+    }
     if !policy.accepted.matches(&interface_version) {
         return Err(LoadError::IncompatibleInterface {
             path: path.to_owned(),
@@ -831,6 +874,12 @@ pub(crate) fn initialize<I: Interface>(plugin: &Plugin<I>, config: &str) -> Resu
     })
 }
 
+/// Whether two versions are of one compatible series: the same major, and
+/// for 0.x the same minor too.
+fn same_series(a: &Version, b: &Version) -> bool {
+    a.major == b.major && (a.major != 0 || a.minor == b.minor)
+}
+
 /// Whether two versions have the same major and minor.
 pub(crate) fn same_minor(a: &str, b: &str) -> bool {
     match (Version::parse(a), Version::parse(b)) {
@@ -859,11 +908,15 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The [`LoadError`] for what abi_stable reported about `copy`, the private
+/// snapshot of `path`; `interface` and its export macro are named when the
+/// library has no root module.
 pub(crate) fn classify(
     path: &Path,
     copy: &Path,
     header: Option<&LibHeader>,
     error: LibraryError,
+    (interface, export): (&'static str, &'static str),
 ) -> LoadError {
     let path = path.to_owned();
     let found = || {
@@ -880,7 +933,11 @@ pub(crate) fn classify(
                 .replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
             path,
         },
-        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin { path },
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
+            path,
+            interface,
+            export,
+        },
         LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadError::Layout {
             path,
             host: dropin::__private::DROPIN_VERSION,

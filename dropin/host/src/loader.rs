@@ -456,6 +456,13 @@ impl<I: Interface> Loader<I> {
                 reason,
             });
         }
+        if report.no_root() {
+            return Err(LoadError::NotAPlugin {
+                path: path.to_owned(),
+                interface: I::NAME,
+                export: I::EXPORT_MACRO,
+            });
+        }
         let (name, version, has_layout) = report.root().ok_or_else(|| LoadError::ProbeRefused {
             path: path.to_owned(),
             reason: "the probe found no root module".to_owned(),
@@ -555,8 +562,9 @@ impl<I: Interface> LoaderBuilder<I> {
     }
 
     /// The interface versions to accept (default: the host's own major,
-    /// see [`default_interface_req`]). It can only narrow what abi_stable
-    /// accepts: plugins of another major are refused regardless.
+    /// see [`default_interface_req`]). It can only narrow that: plugins of
+    /// another major (for a 0.x interface, another minor) are refused
+    /// regardless, with [`LoadError::AnotherMajor`].
     pub fn accept_interface(mut self, req: VersionReq) -> Self {
         self.accepted = Some(req);
         self

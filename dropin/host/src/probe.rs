@@ -29,7 +29,7 @@ use std::{
     time::Duration,
 };
 
-use abi_stable::library::lib_header_from_path;
+use abi_stable::library::{LibraryError, lib_header_from_path};
 use dropin::__private::ModuleRef;
 
 use crate::verify::verify_library;
@@ -88,6 +88,7 @@ const INTERFACE_VERSION: &str = "interface_version";
 const HOST_REQUIREMENT: &str = "host_requirement";
 const PANIC_ABORT: &str = "panic_abort";
 const REFUSAL: &str = "refusal";
+const NO_ROOT: &str = "no_root";
 
 /// Everything loading does with a library before the plugin's `init`,
 /// recording what it reads in `report`; the reason it stopped early, if it
@@ -96,13 +97,21 @@ fn probe_one(path: &Path, report: &mut Report) -> Result<(), String> {
     verify_library(path).map_err(|error| error.to_string())?;
     let reason = |error| {
         // The host's wording for the error, without the path it starts with.
-        let message = crate::load::classify(path, path, None, error).to_string();
+        let message = crate::load::classify(path, path, None, error, ("", "")).to_string();
         let prefix = format!("{}: ", path.display());
         message
             .strip_prefix(&prefix)
             .map_or_else(|| message.clone(), str::to_owned)
     };
-    let header = lib_header_from_path(path).map_err(reason)?;
+    let header = match lib_header_from_path(path) {
+        Ok(header) => header,
+        // Not a plugin at all: the host names its own interface's export.
+        Err(LibraryError::GetSymbolError { .. }) => {
+            report.set(NO_ROOT, b"1");
+            return Ok(());
+        }
+        Err(error) => return Err(reason(error)),
+    };
     let consts = header.root_mod_consts();
     let root_version = consts.version_strings().version;
     report.set(ROOT_NAME, consts.name().as_rslice().as_slice());
@@ -208,6 +217,11 @@ impl Report {
     pub(crate) fn refusal(&self) -> Option<String> {
         self.get(REFUSAL)
             .map(|reason| String::from_utf8_lossy(reason).into_owned())
+    }
+
+    /// Whether the library exports no root module at all.
+    pub(crate) fn no_root(&self) -> bool {
+        self.get(NO_ROOT) == Some(b"1")
     }
 
     /// What the root module says of itself: its name, its version, and

@@ -24,6 +24,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
     let snake = snake_case(&unraw(trait_ident));
     let hidden = format_ident!("__dropin_{}", snake);
     let export = format_ident!("export_{}", snake);
+    let export_name = export.to_string();
     let handle = format_ident!("{}Plugin", trait_ident);
 
     item.items.insert(
@@ -154,6 +155,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
         unsafe impl ::dropin::Interface for #handle {
             const NAME: &'static str = #name;
             const VERSION: &'static str = #version;
+            const EXPORT_MACRO: &'static str = #export_name;
             const METHODS: &'static [::dropin::MethodDesc] = #hidden::__DROPIN_METHODS;
             const REQUIRED: usize = #required;
 

@@ -226,6 +226,105 @@ fn check_exits_0_only_when_every_file_loads() {
 }
 
 #[test]
+fn check_json_gives_each_verdict_and_what_the_host_accepts() {
+    let dir = PluginDir::with(&["hello", "not_a_plugin"]);
+    let older = dir.add_compat("compat_older_minor_greeter");
+    let output = dir.run(&["check", "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let json: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let not_a_plugin = dir.path().join(library_file_name("not_a_plugin"));
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "accepts": ">=2.0.0, <3.0.0",
+            "host_version": "0.1.0",
+            "files": [
+                {
+                    "path": older.to_str().unwrap(),
+                    "status": "loaded",
+                    "name": "greeter-2.0",
+                    "version": "1.0.0",
+                    "interface_version": "2.0.0",
+                    "host_requirement": null,
+                    "missing_capabilities": ["greet_to (since 2.1.0)"],
+                    "error": null,
+                },
+                {
+                    "path": dir.path().join(library_file_name("hello")).to_str().unwrap(),
+                    "status": "loaded",
+                    "name": "hello",
+                    "version": "1.0.0",
+                    "interface_version": "2.1.0",
+                    "host_requirement": null,
+                    "missing_capabilities": [],
+                    "error": null,
+                },
+                {
+                    "path": not_a_plugin.to_str().unwrap(),
+                    "status": "rejected",
+                    "name": null,
+                    "version": null,
+                    "interface_version": null,
+                    "host_requirement": null,
+                    "missing_capabilities": null,
+                    "error": format!(
+                        "{}: not a plugin: expected the root module a dropin plugin exports, \
+                         found a library without one (a greeter plugin exports it with \
+                         `export_greeter!(YourType);`)",
+                        not_a_plugin.display()
+                    ),
+                },
+            ],
+        })
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn greeting_a_rejected_plugin_by_name_shows_why_and_how_to_fix_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = PluginDir::with(&["hello", "hellohello"]);
+    let hello = dir.path().join(library_file_name("hello"));
+    fs::set_permissions(&hello, fs::Permissions::from_mode(0o664)).unwrap();
+    let output = dir.run(&["greet", "hello", "hellohello"]);
+    assert_eq!(stdout(&output), "hellohello: Hello!Hello!!\n");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: no plugin named 'hello' is loaded: rejected {path}: not safe to load: \
+             writable by group (mode 0664); expected no write permission for group or others \
+             (fix: `chmod go-w {path}`; or, to load it anyway, --allow-insecure-permissions)\n",
+            path = hello.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(1));
+
+    // A name that no file explains still lists what is loaded.
+    let output = dir.run(&["greet", "nobody"]);
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: no plugin named 'nobody' is loaded (loaded: hellohello)\n"
+    );
+    assert_eq!(output.status.code(), Some(1));
+
+    // The folder gets the same hint.
+    fs::set_permissions(&hello, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let output = dir.run(&["list"]);
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: plugins folder {path} is not safe: writable by group and others \
+             (mode 0777); expected no write permission for group or others (fix: `chmod go-w \
+             {path}`; or, to load it anyway, --allow-insecure-permissions)\n",
+            path = dir.path().display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
 fn the_folder_comes_from_the_option_then_the_variable_then_plugins() {
     let dir = PluginDir::with(&["hello"]);
     let output = host_command()

@@ -6,7 +6,7 @@ use std::fs;
 use dropin::{CallErrorKind, Interface};
 use dropin_host::{LoadError, Loader};
 use greeter_interface::GreeterPlugin;
-use greeter_tests::{COMPAT_WORKSPACES, PluginDir};
+use greeter_tests::{COMPAT_WORKSPACES, PluginDir, stdout};
 use semver::{Version, VersionReq};
 use transform_interface::{Direction, TransformPlugin};
 
@@ -114,15 +114,12 @@ fn a_plugin_of_another_major_is_refused_naming_both_versions() {
     let report = dir.load();
     assert_eq!(report.registry.len(), 1);
     let error = &report.rejected[0];
-    assert!(
-        matches!(error, LoadError::IncompatibleInterface { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, LoadError::AnotherMajor { .. }), "{error:?}");
     assert_eq!(
         error.to_string(),
         format!(
-            "{}: built against greeter interface 3.0.0, but this host has 2.1.0 \
-             and accepts >=2.0.0, <3.0.0",
+            "{}: built against greeter interface 3.0.0, another major version than this \
+             host's 2.1.0; expected greeter 2.x: rebuild the plugin against it",
             greeter.display()
         )
     );
@@ -136,11 +133,30 @@ fn a_plugin_of_another_major_is_refused_naming_both_versions() {
     assert_eq!(
         error.to_string(),
         format!(
-            "{}: built against transform interface 2.0.0, but this host has 1.1.0 \
-             and accepts >=1.0.0, <2.0.0",
+            "{}: built against transform interface 2.0.0, another major version than this \
+             host's 1.1.0; expected transform 1.x: rebuild the plugin against it",
             transform.display()
         )
     );
+}
+
+#[test]
+fn accepting_more_versions_never_lets_another_major_in() {
+    // The next major's greeter has the same method types: only its major
+    // version says its methods may mean something else.
+    let dir = PluginDir::new();
+    let major = dir.add_compat("compat_next_major_greeter");
+    let output = dir.run(&["--accept-interface", ">=1.0", "list"]);
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "-                -          -          rejected  {major}\n    {major}: built against \
+             greeter interface 3.0.0, another major version than this host's 2.1.0; expected \
+             greeter 2.x: rebuild the plugin against it\n",
+            major = major.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(1));
 }
 
 #[test]
@@ -250,8 +266,8 @@ fn check_prints_each_verdict_with_expected_and_found() {
     assert_eq!(
         String::from_utf8(output.stdout).unwrap(),
         format!(
-            "rejected  {major}\n          {major}: built against greeter interface 3.0.0, but this host has \
-             2.1.0 and accepts >=2.0.0, <3.0.0\n\
+            "rejected  {major}\n          {major}: built against greeter interface 3.0.0, another major \
+             version than this host's 2.1.0; expected greeter 2.x: rebuild the plugin against it\n\
              ok        {old}\n          plugin greeter-2.0 1.0.0; interface 2.0.0 (host accepts >=2.0.0, <3.0.0); \
              host requirement any (host is 0.1.0); missing capabilities: greet_to (since 2.1.0)\n\
              {dir}: 1 of 2 plugin files loaded\n",

@@ -106,7 +106,8 @@ fn a_shared_library_without_a_root_module_is_not_a_plugin() {
     assert_eq!(
         only_rejection(&report, &path),
         format!(
-            "{}: not a plugin: expected an abi_stable root module, found a library without one",
+            "{}: not a plugin: expected the root module a dropin plugin exports, found a library \
+             without one (a greeter plugin exports it with `export_greeter!(YourType);`)",
             path.display()
         )
     );

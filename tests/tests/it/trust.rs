@@ -462,13 +462,13 @@ fn recording_refuses_what_loading_would_without_opening_anything_in_the_host() {
         reasons,
         [
             format!(
-                "{}: built against greeter interface 3.0.0, but this host has 2.1.0 and \
-                 accepts >=2.0.0, <3.0.0",
+                "{}: built against greeter interface 3.0.0, another major version than \
+                 this host's 2.1.0; expected greeter 2.x: rebuild the plugin against it",
                 next_major.display()
             ),
             format!(
-                "{}: not a plugin: expected an abi_stable root module, found a library without \
-                 one (found by the probe process that opened it)",
+                "{}: not a plugin: expected the root module a dropin plugin exports, found a \
+                 library without one (a greeter plugin exports it with `export_greeter!(YourType);`)",
                 not_a_plugin.display()
             ),
             format!(
