@@ -190,6 +190,11 @@ fn main() -> ExitCode {
                     " (create it with `greeter-host lock`)".to_owned()
                 }
                 Some(LoaderError::InsecureFolder { path, source }) => permission_hint(path, source),
+                Some(
+                    LoaderError::Snapshot { .. }
+                    | LoaderError::SnapshotNoexec { .. }
+                    | LoaderError::SnapshotFull { .. },
+                ) => " (choose another folder with --snapshot-dir DIR)".to_owned(),
                 _ => String::new(),
             };
             say!("greeter-host: {}{hint}", shown(&format!("{error:#}")));

@@ -99,8 +99,9 @@ pub enum LoadError {
         #[source]
         source: PermissionError,
     },
-    /// The private copy could not be made.
-    #[error("{}: cannot create the private snapshot folder in {}", path.display(), root.display())]
+    /// The private copy could not be written: the snapshot folder is full,
+    /// or the copy would pass the process's file-size limit.
+    #[error("{}: cannot copy it into the private snapshot folder in {}", path.display(), root.display())]
     Snapshot {
         /// The file that was being loaded.
         path: PathBuf,

@@ -3,7 +3,7 @@
 
 use std::{
     collections::HashMap,
-    fmt, fs,
+    fmt, fs, io,
     marker::PhantomData,
     path::{Path, PathBuf},
     sync::atomic::{AtomicUsize, Ordering},
@@ -61,6 +61,40 @@ pub enum LoaderError {
     /// The lock file is required and missing, or does not parse.
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
+    /// The private snapshot folder could not be created.
+    #[error("cannot create the private snapshot folder in {}", root.display())]
+    Snapshot {
+        /// Where it was to be made.
+        root: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The snapshot folder's file system does not let the dynamic loader map
+    /// files from it.
+    #[error(
+        "the private snapshot folder in {} is on a file system mounted noexec: the dynamic loader \
+         cannot map plugins from it; expected a folder that allows executing mapped files",
+        root.display()
+    )]
+    SnapshotNoexec {
+        /// The folder it was made in.
+        root: PathBuf,
+    },
+    /// The snapshot folder's file system has no room for the copies.
+    #[error(
+        "the private snapshot folder in {} has {available} bytes free; the copies of the plugin \
+         files need {needed}",
+        root.display()
+    )]
+    SnapshotFull {
+        /// The folder it was made in.
+        root: PathBuf,
+        /// The bytes the copies need.
+        needed: u64,
+        /// The bytes free.
+        available: u64,
+    },
     /// [`Loader::record`] was asked of a loader without a probe.
     #[error(
         "recording a lock file opens every plugin file: expected a loader with a probe \
@@ -232,6 +266,7 @@ impl<I: Interface> Loader<I> {
             registry: Registry::new(),
             rejected: Vec::new(),
         };
+        report.registry.snapshots = self.snapshot_dir(&candidates)?;
         let mut prober = self.probe.clone().map(Prober::new);
         for path in candidates {
             if let Err(error) = self.load_file(
@@ -269,7 +304,11 @@ impl<I: Interface> Loader<I> {
                 })?)
             }
         };
-        let copied = self.copy(&mut registry.snapshots, &mut source, path, locked.is_some())?;
+        let snapshots = registry
+            .snapshots
+            .as_mut()
+            .expect("made by `load` for a folder with candidates");
+        let copied = self.copy(snapshots, &mut source, path, locked.is_some())?;
         let (copy, digest) = (copied.path, copied.sha256);
         if let Some(entry) = locked {
             let actual = hex(&digest.expect("hashed because a lock file is in force"));
@@ -340,6 +379,44 @@ impl<I: Interface> Loader<I> {
 }
 
 impl<I: Interface> Loader<I> {
+    /// The private snapshot folder for `candidates` (none if there are
+    /// none), checked once for the whole folder: a folder that cannot be
+    /// made, whose file system is mounted `noexec`, or that has no room for
+    /// the copies would otherwise fail every plugin with the dynamic
+    /// loader's or the file system's message.
+    fn snapshot_dir(&self, candidates: &[PathBuf]) -> Result<Option<SnapshotDir>, LoaderError> {
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let root = || self.snapshot_root.clone();
+        let dir =
+            SnapshotDir::create(&self.snapshot_root).map_err(|source| LoaderError::Snapshot {
+                root: root(),
+                source,
+            })?;
+        if let Some(space) = crate::snapshot::space(dir.path()) {
+            if space.noexec {
+                return Err(LoaderError::SnapshotNoexec { root: root() });
+            }
+            // Sizes as `stat` gives them, without opening anything; a file
+            // over the size limit is refused before it is copied.
+            let needed = candidates
+                .iter()
+                .filter_map(|path| fs::metadata(path).ok())
+                .filter(|meta| meta.is_file() && meta.len() <= self.max_file_size)
+                .map(|meta| meta.len())
+                .sum();
+            if needed > space.available {
+                return Err(LoaderError::SnapshotFull {
+                    root: root(),
+                    needed,
+                    available: space.available,
+                });
+            }
+        }
+        Ok(Some(dir))
+    }
+
     /// Copies the file behind `source` into the snapshot folder (created on
     /// first use), hashing it if `hash`, and makes sure the copy is the file
     /// as it was: a file someone writes while it is copied would give a copy
@@ -348,32 +425,44 @@ impl<I: Interface> Loader<I> {
     /// most.
     fn copy(
         &self,
-        snapshots: &mut Option<SnapshotDir>,
+        snapshots: &mut SnapshotDir,
         source: &mut source::Source,
         path: &Path,
         hash: bool,
     ) -> Result<Copied, LoadError> {
-        let unreadable = |source| LoadError::Unreadable {
-            path: path.to_owned(),
-            source,
+        let failed = |source: io::Error| match source.kind() {
+            io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::FileTooLarge => LoadError::Snapshot {
+                path: path.to_owned(),
+                root: self.snapshot_root.clone(),
+                source,
+            },
+            _ => LoadError::Unreadable {
+                path: path.to_owned(),
+                source,
+            },
         };
-        let snapshots = match snapshots {
-            Some(snapshots) => snapshots,
-            empty => empty.insert(SnapshotDir::create(&self.snapshot_root).map_err(|source| {
-                LoadError::Snapshot {
-                    path: path.to_owned(),
-                    root: self.snapshot_root.clone(),
-                    source,
-                }
-            })?),
-        };
+        // A write past the process's file-size limit would kill it with
+        // SIGXFSZ: no copy is ever allowed to grow that far.
+        let limit = self.max_file_size.min(file_size_limit());
+        if source.meta.len() > limit {
+            return Err(failed(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the file has {} bytes and this process may write at most {limit} to one \
+                     file (its file-size limit, ulimit -f)",
+                    source.meta.len()
+                ),
+            )));
+        }
         let name = path.file_name().unwrap_or_default();
         let mut attempts = 0;
         loop {
             let copied = snapshots
-                .copy_in(name, &mut source.file, self.max_file_size, hash)
-                .map_err(unreadable)?;
-            let after = source.file.metadata().map_err(unreadable)?;
+                .copy_in(name, &mut source.file, limit, hash)
+                .map_err(failed)?;
+            let after = source.file.metadata().map_err(failed)?;
             if source::unchanged(&source.meta, &after) && copied.len == after.len() {
                 return Ok(copied);
             }
@@ -413,14 +502,17 @@ impl<I: Interface> Loader<I> {
             })?;
         }
         let mut prober = Prober::new(probe);
-        let mut snapshots = None;
+        let mut snapshots = self.snapshot_dir(&candidates)?;
         let mut recording = Recording {
             entries: Vec::new(),
             refused: Vec::new(),
         };
         let mut names: HashMap<String, PathBuf> = HashMap::new();
         for path in candidates {
-            match self.record_file(&mut snapshots, &mut prober, &names, &path) {
+            let snapshots = snapshots
+                .as_mut()
+                .expect("made for a folder with candidates");
+            match self.record_file(snapshots, &mut prober, &names, &path) {
                 Ok(entry) => {
                     names.insert(entry.name.clone(), path);
                     recording.entries.push(entry);
@@ -436,7 +528,7 @@ impl<I: Interface> Loader<I> {
 
     fn record_file(
         &self,
-        snapshots: &mut Option<SnapshotDir>,
+        snapshots: &mut SnapshotDir,
         prober: &mut Prober,
         names: &HashMap<String, PathBuf>,
         path: &Path,
@@ -678,4 +770,26 @@ impl<I: Interface> LoaderBuilder<I> {
             interface: PhantomData,
         }
     }
+}
+
+/// The most this process may write to one file (`RLIMIT_FSIZE`), past which
+/// a write kills it with `SIGXFSZ`.
+#[cfg(unix)]
+fn file_size_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes the limit into the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &raw mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return u64::MAX;
+    }
+    limit.rlim_cur
+}
+
+#[cfg(not(unix))]
+fn file_size_limit() -> u64 {
+    u64::MAX
 }

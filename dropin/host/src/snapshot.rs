@@ -64,7 +64,6 @@ impl SnapshotDir {
     }
 
     /// The folder.
-    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -246,6 +245,40 @@ pub(crate) fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
 /// A SHA-256 digest as lowercase hexadecimal.
 pub(crate) fn hex(digest: &[u8; 32]) -> String {
     digest.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// What a folder's file system allows.
+pub(crate) struct Space {
+    /// Whether it is mounted `noexec`: the dynamic loader cannot map files
+    /// from it.
+    pub(crate) noexec: bool,
+    /// The bytes an unprivileged user may still write.
+    pub(crate) available: u64,
+}
+
+/// What the file system of `dir` allows, where the platform says.
+#[cfg(target_os = "linux")]
+pub(crate) fn space(dir: &Path) -> Option<Space> {
+    use std::{ffi::CString, os::unix::ffi::OsStrExt};
+    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero is a valid `statvfs`, which the call fills in.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a C string; `stat` is a valid `statvfs` to write.
+    if unsafe { libc::statvfs(path.as_ptr(), &raw mut stat) } != 0 {
+        return None;
+    }
+    // The field types differ between platforms (32 or 64 bits).
+    #[allow(clippy::useless_conversion)]
+    Some(Space {
+        noexec: stat.f_flag & libc::ST_NOEXEC != 0,
+        available: u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)),
+    })
+}
+
+/// What the file system of `dir` allows, where the platform says.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn space(_dir: &Path) -> Option<Space> {
+    None
 }
 
 #[cfg(test)]

@@ -600,15 +600,147 @@ fn snapshot_dir_chooses_where_the_private_copies_go() {
     assert_eq!(stdout(&output), "hello: Hello!\n");
     // Removed with the host's exit.
     assert_eq!(fs::read_dir(snapshots.path()).unwrap().count(), 0);
+    // A folder that cannot be used is one message naming it, not one per
+    // plugin, and nothing loads.
     let missing = snapshots.path().join("missing");
     let output = dir.run(&["--snapshot-dir", missing.to_str().unwrap(), "greet"]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains(&format!(
-            "cannot create the private snapshot folder in {}: No such file or directory",
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: cannot create the private snapshot folder in {}: No such file or \
+             directory (os error 2) (choose another folder with --snapshot-dir DIR)\n",
             missing.display()
-        )),
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// Runs `greeter-host <args>` on `dir` with a fresh tmpfs mounted with
+/// `options` at `mount_point`, in a mount namespace of its own (`unshare`,
+/// as an unprivileged user maps to root there).
+#[cfg(target_os = "linux")]
+fn run_with_tmpfs(
+    dir: &PluginDir,
+    mount_point: &std::path::Path,
+    options: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--map-root-user", "--mount", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o "$0" tmpfs "$1" && shift && exec "$@""#)
+        .arg(options)
+        .arg(mount_point)
+        .arg(artifacts().host_binary())
+        .arg("--plugins-dir")
+        .arg(dir.path())
+        .arg("--allow-insecure-permissions")
+        .args(args)
+        .env_remove("RUST_LOG");
+    command.output().expect("unshare runs")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_noexec_or_full_snapshot_folder_is_one_message_naming_it() {
+    let dir = PluginDir::with(&["hello", "hellohello", "counter"]);
+    let snapshots = PluginDir::new();
+    let root = snapshots.path().to_str().unwrap();
+
+    // The mount works and the host runs under it: the control.
+    let output = run_with_tmpfs(
+        &dir,
+        snapshots.path(),
+        "size=64m",
+        &["--snapshot-dir", root, "greet"],
+    );
+    assert_eq!(
+        stdout(&output),
+        "counter: Hello, visitor #1!\nhello: Hello!\nhellohello: Hello!Hello!!\n",
         "{}",
         stderr(&output)
     );
+
+    let output = run_with_tmpfs(
+        &dir,
+        snapshots.path(),
+        "noexec,size=64m",
+        &["--snapshot-dir", root, "greet"],
+    );
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: the private snapshot folder in {root} is on a file system mounted \
+             noexec: the dynamic loader cannot map plugins from it; expected a folder that allows \
+             executing mapped files (choose another folder with --snapshot-dir DIR)\n"
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+
+    let output = run_with_tmpfs(
+        &dir,
+        snapshots.path(),
+        "size=256k",
+        &["--snapshot-dir", root, "greet"],
+    );
+    assert_eq!(stdout(&output), "");
+    let needed: u64 = ["hello", "hellohello", "counter"]
+        .iter()
+        .map(|lib| {
+            fs::metadata(dir.path().join(library_file_name(lib)))
+                .unwrap()
+                .len()
+        })
+        .sum();
+    let stderr = stderr(&output);
+    assert!(
+        stderr.starts_with(&format!(
+            "greeter-host: the private snapshot folder in {root} has "
+        )) && stderr.ends_with(&format!(
+            " bytes free; the copies of the plugin files need {needed} (choose another \
+                 folder with --snapshot-dir DIR)\n"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_file_size_limit_refuses_the_copy_instead_of_killing_the_host() {
+    let dir = PluginDir::with(&["hello"]);
+    let hello = dir.path().join(library_file_name("hello"));
+    let size = fs::metadata(&hello).unwrap().len();
+    // POSIX `ulimit -f` counts 512-byte blocks: a limit one block under the
+    // file.
+    let blocks = size / 512 - 1;
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -f "$0" && exec "$@""#)
+        .arg(blocks.to_string())
+        .arg(artifacts().host_binary())
+        .arg("--plugins-dir")
+        .arg(dir.path())
+        .arg("greet")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: rejected {path}: cannot copy it into the private snapshot folder in \
+             {root}: the file has {size} bytes and this process may write at most {limit} to one \
+             file (its file-size limit, ulimit -f)\n",
+            path = hello.display(),
+            root = std::env::var("XDG_RUNTIME_DIR")
+                .ok()
+                .filter(|dir| std::path::Path::new(dir).is_dir())
+                .unwrap_or_else(|| std::env::temp_dir().to_string_lossy().into_owned()),
+            limit = blocks * 512,
+        )
+    );
+    assert_eq!(output.status.code(), Some(1));
 }
