@@ -121,7 +121,9 @@ pub fn compat_artifacts() -> &'static Artifacts {
     })
 }
 
-fn target_dir() -> PathBuf {
+/// The target folder of the outer build (`CARGO_TARGET_DIR`, else the
+/// workspace's `target`), under which test builds make folders of their own.
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
@@ -160,7 +162,8 @@ pub fn library_file_name(lib: &str) -> String {
     format!("{DLL_PREFIX}{lib}{DLL_SUFFIX}")
 }
 
-fn workspace_root() -> PathBuf {
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ is inside the workspace")

@@ -30,3 +30,6 @@ mod trust;
 // Hundreds of generated hostile files: all rejected, no crash.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod corpus;
+// Valid plugins built in many configurations all load without a word.
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod builds;
