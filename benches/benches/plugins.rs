@@ -100,7 +100,7 @@ fn calls(c: &mut Criterion) {
     let local: &dyn Named = black_box(&Local);
     group.bench_function("dyn", |b| b.iter(|| local.value(black_box(7))));
     // The handle is taken from the registry once, outside the loop.
-    let plugin = noop.registry.get("noop").expect("the noop plugin loads");
+    let plugin = noop.registry.get(NOOP_NAME).expect("the noop plugin loads");
     group.bench_function("plugin", |b| b.iter(|| plugin.noop(black_box(7))));
     group.bench_function("handwritten", |b| b.iter(|| raw.noop(black_box(7))));
     // Baselines that explain call/plugin: the same function pointer call to a
@@ -176,32 +176,44 @@ impl Drop for IpcGreeter {
 
 const COPIES: usize = 100;
 
-/// A fresh folder of `COPIES` copies of `library` under names never used
-/// before in this process: a library is never unloaded, and the dynamic
-/// loader returns the already-loaded one for a path it has seen.
-fn fresh_copies(library: &Path, root: &Path) -> PathBuf {
+/// The noop plugin's name, which each copy gets a distinct variant of:
+/// `noop-0000`, `noop-0001`, ...
+const NOOP_NAME: &str = "noop-0000";
+
+/// A fresh folder of `COPIES` distinct plugins made from `library`: each a
+/// copy whose plugin name is patched to its own (`noop-0042`, same length),
+/// under a file name never used before in this process (a library is never
+/// unloaded, and the dynamic loader returns the already-loaded one for a
+/// path it has seen). Returns the folder and each file's name and SHA-256.
+fn fresh_plugins(library: &[u8], root: &Path) -> (PathBuf, Vec<(String, String, String)>) {
     static ROUND: AtomicUsize = AtomicUsize::new(0);
     let round = ROUND.fetch_add(1, Ordering::Relaxed);
     let dir = root.join(format!("round-{round}"));
     fs::create_dir(&dir).unwrap();
+    let at = library
+        .windows(NOOP_NAME.len())
+        .position(|window| window == NOOP_NAME.as_bytes())
+        .expect("the plugin name is in the library");
+    let mut files = Vec::new();
+    let mut bytes = library.to_vec();
     for i in 0..COPIES {
-        fs::copy(
-            library,
-            dir.join(library_file_name(&format!("noop_{round}_{i}"))),
-        )
-        .unwrap();
+        let name = format!("noop-{i:04}");
+        bytes[at..at + name.len()].copy_from_slice(name.as_bytes());
+        let file = library_file_name(&format!("noop_{round}_{i}"));
+        fs::write(dir.join(&file), &bytes).unwrap();
+        files.push((file, name, format!("{:x}", Sha256::digest(&bytes))));
     }
-    dir
+    (dir, files)
 }
 
-/// A lock file in `dir` approving every file there, all of them `digest`.
-fn lock(dir: &Path, digest: &str) {
-    let entries = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| LockEntry {
-            file: entry.unwrap().file_name().to_string_lossy().into_owned(),
-            sha256: digest.to_owned(),
-            name: "noop".to_owned(),
+/// A lock file in `dir` approving each of `files`.
+fn lock(dir: &Path, files: &[(String, String, String)]) {
+    let entries = files
+        .iter()
+        .map(|(file, name, sha256)| LockEntry {
+            file: file.clone(),
+            sha256: sha256.clone(),
+            name: name.clone(),
             version: "1.0.0".to_owned(),
             interface_version: "1.0.0".to_owned(),
         })
@@ -213,71 +225,64 @@ fn lock(dir: &Path, digest: &str) {
 
 fn loads(c: &mut Criterion) {
     let plugins = build_plugins();
-    let library = plugins.join(library_file_name("noop_plugin"));
+    let library = fs::read(plugins.join(library_file_name("noop_plugin"))).unwrap();
     let root = tempfile::tempdir().unwrap();
 
     let mut group = c.benchmark_group("load");
     // Libraries are never unloaded: every iteration maps 100 more, and the
     // process must stay below the kernel's limit on mappings
-    // (vm.max_map_count). Ten samples of one iteration each, little warm-up.
+    // (vm.max_map_count, about ten per library). Ten samples of one
+    // iteration each, hardly any warm-up.
     group
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_millis(500));
     let load = |dir: &Path, probe: Option<Probe>| {
-        let mut builder = Loader::<NoopPlugin>::builder().dir(dir);
+        let mut builder = Loader::<NoopPlugin>::builder()
+            .dir(dir)
+            .max_mapped(usize::MAX);
         if let Some(probe) = probe {
             builder = builder.probe(probe);
         }
         let report = builder.build().load().unwrap();
-        assert_eq!(report.registry.len() + report.rejected.len(), COPIES);
+        assert_eq!(report.registry.len(), COPIES, "{:?}", report.rejected);
         report
     };
+    let probe = || Some(Probe::command(plugins.join("greeter-host")));
+    // Every file is a distinct plugin: all 100 load, as all 100 are opened
+    // by the baseline.
     group.bench_function("plugin_x100", |b| {
         b.iter_batched(
-            || fresh_copies(&library, root.path()),
-            // Each copy is a plugin named "noop": one loads, the other 99
-            // are opened, checked and then refused as duplicates, which
-            // costs the same up to the name check.
+            || fresh_plugins(&library, root.path()).0,
             |dir| load(&dir, None),
             BatchSize::PerIteration,
         );
     });
-    // The deployment mode: a lock file approves every copy, so none is
+    // The deployment mode: a lock file approves every file, so none is
     // probed, and each is hashed while it is copied.
-    let digest = format!("{:x}", Sha256::digest(fs::read(&library).unwrap()));
     group.bench_function("plugin_x100_locked", |b| {
         b.iter_batched(
             || {
-                let dir = fresh_copies(&library, root.path());
-                lock(&dir, &digest);
+                let (dir, files) = fresh_plugins(&library, root.path());
+                lock(&dir, &files);
                 dir
             },
-            |dir| {
-                let report = load(&dir, Some(Probe::command(plugins.join("greeter-host"))));
-                assert!(
-                    report
-                        .rejected
-                        .iter()
-                        .all(|error| matches!(error, dropin_host::LoadError::DuplicateName { .. }))
-                );
-                report
-            },
+            |dir| load(&dir, probe()),
             BatchSize::PerIteration,
         );
     });
     // Without a lock file, with the probe: one process per library.
     group.bench_function("plugin_x100_probed", |b| {
         b.iter_batched(
-            || fresh_copies(&library, root.path()),
-            |dir| load(&dir, Some(Probe::command(plugins.join("greeter-host")))),
+            || fresh_plugins(&library, root.path()).0,
+            |dir| load(&dir, probe()),
             BatchSize::PerIteration,
         );
     });
     group.bench_function("dlopen_x100", |b| {
         b.iter_batched(
-            || fresh_copies(&library, root.path()),
+            || fresh_plugins(&library, root.path()).0,
             |dir| {
                 for entry in fs::read_dir(&dir).unwrap() {
                     let library = RawLibrary::load_at(&entry.unwrap().path()).unwrap();

@@ -15,4 +15,4 @@ impl Noop for Plugin {
     }
 }
 
-export_noop!(Plugin, name = "noop");
+export_noop!(Plugin, name = "noop-0000");
