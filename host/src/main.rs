@@ -84,9 +84,9 @@ struct Cli {
     #[arg(long, global = true)]
     allow_panic_abort: bool,
 
-    /// Where to make the private folder of plugin copies [default:
-    /// $XDG_RUNTIME_DIR if set, else the system's temporary folder]. It must
-    /// allow executing mapped files.
+    /// Where to make the private folder of plugin copies [default: the first
+    /// of $XDG_RUNTIME_DIR, /dev/shm and the system's temporary folder that
+    /// can hold them]. It must allow executing mapped files.
     #[arg(long, global = true, value_name = "DIR")]
     snapshot_dir: Option<PathBuf>,
 

@@ -2,11 +2,15 @@
 //! load → registry over a folder.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fmt, fs, io,
     marker::PhantomData,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
+    thread,
 };
 
 use dropin::Interface;
@@ -147,7 +151,8 @@ pub struct Loader<I: Interface> {
     dir: PathBuf,
     policy: Policy,
     lock: LockMode,
-    snapshot_root: PathBuf,
+    /// The folder the application chose, if it did.
+    snapshot_root: Option<PathBuf>,
     check_permissions: bool,
     max_file_size: u64,
     max_mapped: usize,
@@ -266,29 +271,65 @@ impl<I: Interface> Loader<I> {
             registry: Registry::new(),
             rejected: Vec::new(),
         };
-        report.registry.snapshots = self.snapshot_dir(&candidates)?;
+        let snapshots = self.snapshot_dir(&candidates)?;
         let mut prober = self.probe.clone().map(Prober::new);
-        for path in candidates {
-            if let Err(error) = self.load_file(
-                &mut report.registry,
-                lockfile.as_ref(),
-                prober.as_mut(),
-                &path,
-            ) {
-                log::debug!("rejected: {error}");
-                report.rejected.push(error);
-            }
+        if let Some(snapshots) = &snapshots {
+            // Opening, copying and hashing run none of a file's code and
+            // need no loader lock: worker threads do them ahead, while this
+            // thread takes each file's result in the folder's order through
+            // the checks that open it, so the registry and the rejections
+            // come out as if one thread had done everything.
+            let next = AtomicUsize::new(0);
+            let workers = thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+            thread::scope(|scope| {
+                let (send, results) = mpsc::channel();
+                for _ in 0..workers {
+                    let send = send.clone();
+                    let (next, candidates, lockfile) = (&next, &candidates, lockfile.as_ref());
+                    scope.spawn(move || {
+                        loop {
+                            let index = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(path) = candidates.get(index) else {
+                                break;
+                            };
+                            let staged = self.stage(snapshots, lockfile, path);
+                            if send.send((index, staged)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                drop(send);
+                let mut early = BTreeMap::new();
+                let mut expected = 0;
+                for (index, staged) in results {
+                    early.insert(index, staged);
+                    while let Some(staged) = early.remove(&expected) {
+                        expected += 1;
+                        let loaded = staged.and_then(|staged| {
+                            self.finish(&mut report.registry, prober.as_mut(), staged)
+                        });
+                        if let Err(error) = loaded {
+                            log::debug!("rejected: {error}");
+                            report.rejected.push(error);
+                        }
+                    }
+                }
+            });
         }
+        report.registry.snapshots = snapshots;
         Ok(report)
     }
 
-    fn load_file(
+    /// A file's first stage, which runs none of its code: one open handle,
+    /// its lock-file entry, and a private copy (hashed if the lock file needs
+    /// the hash).
+    fn stage<'l>(
         &self,
-        registry: &mut Registry<I>,
-        lockfile: Option<&Lockfile>,
-        prober: Option<&mut Prober>,
+        snapshots: &SnapshotDir,
+        lockfile: Option<&'l Lockfile>,
         path: &Path,
-    ) -> Result<(), LoadError> {
+    ) -> Result<Staged<'l>, LoadError> {
         // One handle from here on: kind, owner, mode, size and bytes all come
         // from the same open file.
         let mut source = source::open(path, self.check_permissions, self.max_file_size)?;
@@ -304,11 +345,29 @@ impl<I: Interface> Loader<I> {
                 })?)
             }
         };
-        let snapshots = registry
-            .snapshots
-            .as_mut()
-            .expect("made by `load` for a folder with candidates");
         let copied = self.copy(snapshots, &mut source, path, locked.is_some())?;
+        Ok(Staged {
+            path: path.to_owned(),
+            copied,
+            locked,
+        })
+    }
+
+    /// A staged file's checks, in this thread: its hash against the lock
+    /// file, the probe, the headers, opening it, the policy, its name, and
+    /// its `init`.
+    fn finish(
+        &self,
+        registry: &mut Registry<I>,
+        prober: Option<&mut Prober>,
+        staged: Staged<'_>,
+    ) -> Result<(), LoadError> {
+        let Staged {
+            path,
+            copied,
+            locked,
+        } = staged;
+        let path = path.as_path();
         let (copy, digest) = (copied.path, copied.sha256);
         if let Some(entry) = locked {
             let actual = hex(&digest.expect("hashed because a lock file is in force"));
@@ -388,15 +447,39 @@ impl<I: Interface> Loader<I> {
         if candidates.is_empty() {
             return Ok(None);
         }
-        let root = || self.snapshot_root.clone();
-        let dir =
-            SnapshotDir::create(&self.snapshot_root).map_err(|source| LoaderError::Snapshot {
-                root: root(),
-                source,
-            })?;
+        // The folder the application chose; else the first default that
+        // works.
+        let roots = match &self.snapshot_root {
+            Some(root) => vec![root.clone()],
+            None => default_snapshot_roots(),
+        };
+        let mut roots = roots.into_iter().peekable();
+        loop {
+            let root = roots.next().expect("at least the temporary folder");
+            match self.snapshot_dir_in(&root, candidates) {
+                Ok(dir) => return Ok(Some(dir)),
+                Err(error) if roots.peek().is_some() => {
+                    log::debug!("{}; trying the next default", crate::ErrorChain(&error));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn snapshot_dir_in(
+        &self,
+        root: &Path,
+        candidates: &[PathBuf],
+    ) -> Result<SnapshotDir, LoaderError> {
+        let dir = SnapshotDir::create(root).map_err(|source| LoaderError::Snapshot {
+            root: root.to_owned(),
+            source,
+        })?;
         if let Some(space) = crate::snapshot::space(dir.path()) {
             if space.noexec {
-                return Err(LoaderError::SnapshotNoexec { root: root() });
+                return Err(LoaderError::SnapshotNoexec {
+                    root: root.to_owned(),
+                });
             }
             // Sizes as `stat` gives them, without opening anything; a file
             // over the size limit is refused before it is copied.
@@ -408,13 +491,13 @@ impl<I: Interface> Loader<I> {
                 .sum();
             if needed > space.available {
                 return Err(LoaderError::SnapshotFull {
-                    root: root(),
+                    root: root.to_owned(),
                     needed,
                     available: space.available,
                 });
             }
         }
-        Ok(Some(dir))
+        Ok(dir)
     }
 
     /// Copies the file behind `source` into the snapshot folder (created on
@@ -425,7 +508,7 @@ impl<I: Interface> Loader<I> {
     /// most.
     fn copy(
         &self,
-        snapshots: &mut SnapshotDir,
+        snapshots: &SnapshotDir,
         source: &mut source::Source,
         path: &Path,
         hash: bool,
@@ -435,7 +518,7 @@ impl<I: Interface> Loader<I> {
             | io::ErrorKind::QuotaExceeded
             | io::ErrorKind::FileTooLarge => LoadError::Snapshot {
                 path: path.to_owned(),
-                root: self.snapshot_root.clone(),
+                root: snapshots.root().to_owned(),
                 source,
             },
             _ => LoadError::Unreadable {
@@ -502,7 +585,7 @@ impl<I: Interface> Loader<I> {
             })?;
         }
         let mut prober = Prober::new(probe);
-        let mut snapshots = self.snapshot_dir(&candidates)?;
+        let snapshots = self.snapshot_dir(&candidates)?;
         let mut recording = Recording {
             entries: Vec::new(),
             refused: Vec::new(),
@@ -510,7 +593,7 @@ impl<I: Interface> Loader<I> {
         let mut names: HashMap<String, PathBuf> = HashMap::new();
         for path in candidates {
             let snapshots = snapshots
-                .as_mut()
+                .as_ref()
                 .expect("made for a folder with candidates");
             match self.record_file(snapshots, &mut prober, &names, &path) {
                 Ok(entry) => {
@@ -528,7 +611,7 @@ impl<I: Interface> Loader<I> {
 
     fn record_file(
         &self,
-        snapshots: &mut SnapshotDir,
+        snapshots: &SnapshotDir,
         prober: &mut Prober,
         names: &HashMap<String, PathBuf>,
         path: &Path,
@@ -586,6 +669,13 @@ impl<I: Interface> Loader<I> {
     }
 }
 
+/// A file that went through [`Loader::stage`].
+struct Staged<'l> {
+    path: PathBuf,
+    copied: Copied,
+    locked: Option<&'l LockEntry>,
+}
+
 /// What [`Loader::record`] found: the entries of a lock file for the files
 /// that passed, and why the others did not.
 #[derive(Debug)]
@@ -604,13 +694,22 @@ impl Recording {
     }
 }
 
-/// The user's own runtime folder when there is one, else the system's
-/// temporary folder.
-fn default_snapshot_root() -> PathBuf {
-    std::env::var_os("XDG_RUNTIME_DIR")
+/// Where the snapshot folder goes by default, in order of preference: the
+/// user's own runtime folder when there is one; on Linux, the shared-memory
+/// folder (a memory file system, like the runtime folder: copies cost no
+/// disk writes); the system's temporary folder.
+fn default_snapshot_roots() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute() && dir.is_dir())
-        .unwrap_or_else(std::env::temp_dir)
+        .into_iter()
+        .collect();
+    let shm = Path::new("/dev/shm");
+    if cfg!(target_os = "linux") && shm.is_dir() {
+        roots.push(shm.to_owned());
+    }
+    roots.push(std::env::temp_dir());
+    roots
 }
 
 /// Options for a [`Loader`].
@@ -677,10 +776,13 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
-    /// Where the private per-process folder of plugin copies is created
-    /// (default: `$XDG_RUNTIME_DIR`, the user's own runtime folder, when it
-    /// is set and exists; else the system's temporary folder). It must allow
-    /// executing mapped files (no `noexec`).
+    /// Where the private per-process folder of plugin copies is created. By
+    /// default, the first of these that can hold it: `$XDG_RUNTIME_DIR`, the
+    /// user's own runtime folder, when it is set and exists; on Linux,
+    /// `/dev/shm`; the system's temporary folder. A folder chosen here is
+    /// the only one tried: it must allow executing mapped files (no
+    /// `noexec`) and have room for the copies, or [`Loader::load`] fails
+    /// with [`LoaderError::SnapshotNoexec`] or [`LoaderError::SnapshotFull`].
     pub fn snapshot_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.snapshot_root = Some(root.into());
         self
@@ -761,7 +863,7 @@ impl<I: Interface> LoaderBuilder<I> {
                 allow_executable_stack: self.allow_executable_stack,
             },
             lock: self.lock,
-            snapshot_root: self.snapshot_root.unwrap_or_else(default_snapshot_root),
+            snapshot_root: self.snapshot_root,
             check_permissions: self.check_permissions,
             max_file_size: self.max_file_size,
             max_mapped: self.max_mapped,

@@ -12,6 +12,7 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -28,7 +29,7 @@ const LOCK: &str = ".in-use";
 #[derive(Debug)]
 pub(crate) struct SnapshotDir {
     path: PathBuf,
-    count: usize,
+    count: AtomicUsize,
     // Held for the folder's lifetime; dropping it releases the lock.
     _lock: File,
 }
@@ -58,7 +59,7 @@ impl SnapshotDir {
         lock.lock()?;
         Ok(Self {
             path,
-            count: 0,
+            count: AtomicUsize::new(0),
             _lock: lock,
         })
     }
@@ -68,13 +69,18 @@ impl SnapshotDir {
         &self.path
     }
 
+    /// The folder it was made in.
+    pub(crate) fn root(&self) -> &Path {
+        self.path.parent().unwrap_or(&self.path)
+    }
+
     /// Copies `limit` bytes at most from the open file `input` (from its
     /// start) into a new private file named after `name`, returning the
     /// copy's path, how many bytes it holds and, if `hash`, their SHA-256.
     /// Without `hash` the kernel copies the bytes; [`sha256_of`] can hash
     /// the private copy later.
     pub(crate) fn copy_in(
-        &mut self,
+        &self,
         name: &OsStr,
         input: &mut File,
         limit: u64,
@@ -82,10 +88,10 @@ impl SnapshotDir {
     ) -> io::Result<Copied> {
         input.seek(SeekFrom::Start(0))?;
         let mut input = input.take(limit);
-        self.count += 1;
+        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
         let path = self
             .path
-            .join(format!("{}-{}", self.count, name.to_string_lossy()));
+            .join(format!("{count}-{}", name.to_string_lossy()));
         let mut output = private_file_options().open(&path)?;
         if !hash {
             let len = io::copy(&mut input, &mut output)?;
@@ -290,7 +296,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let source = root.path().join("libx.so");
         fs::write(&source, b"abc").unwrap();
-        let mut dir = SnapshotDir::create(root.path()).unwrap();
+        let dir = SnapshotDir::create(root.path()).unwrap();
         let mut input = File::open(&source).unwrap();
         let name = OsStr::new("libx.so");
         let copied = dir.copy_in(name, &mut input, 100, true).unwrap();

@@ -637,7 +637,9 @@ fn run_with_tmpfs(
         .arg(dir.path())
         .arg("--allow-insecure-permissions")
         .args(args)
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // The default snapshot folder, when `args` choose none.
+        .env("XDG_RUNTIME_DIR", mount_point);
     command.output().expect("unshare runs")
 }
 
@@ -679,6 +681,15 @@ fn a_noexec_or_full_snapshot_folder_is_one_message_naming_it() {
     );
     assert_eq!(output.status.code(), Some(2));
 
+    // A default that is noexec is passed over for the next one.
+    let output = run_with_tmpfs(&dir, snapshots.path(), "noexec,size=64m", &["greet"]);
+    assert_eq!(
+        stdout(&output),
+        "counter: Hello, visitor #1!\nhello: Hello!\nhellohello: Hello!Hello!!\n",
+        "{}",
+        stderr(&output)
+    );
+
     let output = run_with_tmpfs(
         &dir,
         snapshots.path(),
@@ -716,6 +727,7 @@ fn a_file_size_limit_refuses_the_copy_instead_of_killing_the_host() {
     // POSIX `ulimit -f` counts 512-byte blocks: a limit one block under the
     // file.
     let blocks = size / 512 - 1;
+    let snapshots = PluginDir::new();
     let output = std::process::Command::new("sh")
         .arg("-c")
         .arg(r#"ulimit -f "$0" && exec "$@""#)
@@ -723,6 +735,8 @@ fn a_file_size_limit_refuses_the_copy_instead_of_killing_the_host() {
         .arg(artifacts().host_binary())
         .arg("--plugins-dir")
         .arg(dir.path())
+        .arg("--snapshot-dir")
+        .arg(snapshots.path())
         .arg("greet")
         .env_remove("RUST_LOG")
         .output()
@@ -735,10 +749,7 @@ fn a_file_size_limit_refuses_the_copy_instead_of_killing_the_host() {
              {root}: the file has {size} bytes and this process may write at most {limit} to one \
              file (its file-size limit, ulimit -f)\n",
             path = hello.display(),
-            root = std::env::var("XDG_RUNTIME_DIR")
-                .ok()
-                .filter(|dir| std::path::Path::new(dir).is_dir())
-                .unwrap_or_else(|| std::env::temp_dir().to_string_lossy().into_owned()),
+            root = snapshots.path().display(),
             limit = blocks * 512,
         )
     );
