@@ -57,6 +57,7 @@
 
 mod chain;
 mod discover;
+mod exit_guard;
 mod load;
 mod loader;
 mod lockfile;
@@ -69,6 +70,7 @@ mod verify;
 
 pub use chain::ErrorChain;
 pub use discover::{DiscoverError, discover, is_candidate_name};
+pub use exit_guard::PLUGIN_EXIT_STATUS;
 pub use load::{LoadError, Plugin, default_interface_req};
 pub use loader::{
     DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, Loader, LoaderBuilder, LoaderError, LockMode,

@@ -413,7 +413,11 @@ impl<I: Interface> Loader<I> {
                 limit: self.max_mapped,
             });
         }
-        let plugin = load::open::<I>(path, &copy, digest, &self.policy)?;
+        // Opening runs the library's constructors; `init` runs the plugin's
+        // code: an `exit` in either must not end the host as a success.
+        let plugin = crate::exit_guard::guarded(path, || {
+            load::open::<I>(path, &copy, digest, &self.policy)
+        })?;
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
         if let Some(first) = registry.get(plugin.name()) {
@@ -424,7 +428,7 @@ impl<I: Interface> Loader<I> {
             });
         }
         let config = self.config.get(plugin.name()).map_or("", String::as_str);
-        load::initialize(&plugin, config)?;
+        crate::exit_guard::guarded(path, || load::initialize(&plugin, config))?;
         log::info!(
             "loaded {} plugin '{}' {} from {}",
             I::NAME,

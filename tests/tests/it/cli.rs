@@ -410,6 +410,8 @@ fn help_documents_the_exit_codes() {
         "0  every candidate file loaded",
         "1  some file was rejected",
         "2  usage error",
+        "3  standard output was closed",
+        "4  a plugin's code called exit",
     ] {
         assert!(help.contains(line), "{help}");
     }

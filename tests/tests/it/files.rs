@@ -183,3 +183,68 @@ fn past_the_cap_on_mapped_libraries_files_are_refused_and_loaded_ones_still_work
         "Hello!"
     );
 }
+
+#[test]
+fn a_link_flipped_to_another_users_file_never_loads_that_file() {
+    // Two real libraries outside the plugins folder: one of ours, and one
+    // that another user (uid 4242) owns.
+    let elsewhere = PluginDir::new();
+    let mine = elsewhere.write("mine", &fs::read(artifacts().library("hello")).unwrap());
+    let theirs = elsewhere.write(
+        "theirs",
+        &fs::read(artifacts().library("hellohello")).unwrap(),
+    );
+    // Only root can give a file away; elsewhere this case cannot be set up.
+    if std::os::unix::fs::chown(&theirs, Some(4242), None).is_err() {
+        eprintln!("skipped: cannot chown");
+        return;
+    }
+    let me = std::os::unix::fs::MetadataExt::uid(&fs::metadata(&mine).unwrap());
+    let dir = PluginDir::new();
+    let link = dir.path().join(library_file_name("flipped"));
+    let spare = dir.path().join(".flipping");
+    std::os::unix::fs::symlink(&mine, &link).unwrap();
+    let stop = AtomicBool::new(false);
+    let (mut loaded, mut refused) = (0, 0);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut flip = false;
+            while !stop.load(Ordering::Relaxed) {
+                // Atomically, as another user would: a new link renamed over
+                // the old one.
+                let target = if flip { &theirs } else { &mine };
+                let _ = fs::remove_file(&spare);
+                std::os::unix::fs::symlink(target, &spare).unwrap();
+                fs::rename(&spare, &link).unwrap();
+                flip = !flip;
+            }
+        });
+        for _ in 0..200 {
+            let report = dir.load();
+            assert!(
+                report.registry.get("hellohello").is_none(),
+                "their file loaded"
+            );
+            if report.registry.get("hello").is_some() {
+                loaded += 1;
+            }
+            for error in &report.rejected {
+                assert_eq!(
+                    greeter_tests::error_chain(error),
+                    format!(
+                        "{}: not safe to load: owned by uid 4242; expected the host's user \
+                         (uid {me}) or root",
+                        link.display()
+                    )
+                );
+                refused += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    // The race was run: both files were behind the link at some load.
+    assert!(
+        loaded > 0 && refused > 0,
+        "{loaded} loaded, {refused} refused"
+    );
+}

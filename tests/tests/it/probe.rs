@@ -121,3 +121,26 @@ fn a_constructor_that_exits_never_turns_into_a_success() {
     );
     assert!(text.ends_with("1 of 2 plugin files loaded\n"), "{text}");
 }
+
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
+#[test]
+fn an_exit_in_plugin_code_the_host_runs_never_turns_into_a_success() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let file = dir.path().join(library_file_name("runs_at_open"));
+    let expected = format!(
+        "{}: the plugin's code called exit while it was being loaded; ending with status 4 \
+         instead of reporting success\n",
+        file.display()
+    );
+    // `init` runs in the host only (the probe never calls it).
+    let output = dir.run_with_env(&["check"], "GREETER_INIT_EXIT", "1");
+    assert_eq!(stderr(&output), expected);
+    assert_eq!(output.status.code(), Some(4));
+    // Under a lock file nothing is probed: the constructor runs in the host.
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    let output = dir.run_with_env(&["--locked", "greet"], "GREETER_OPEN_EXIT", "1");
+    assert_eq!(stderr(&output), expected);
+    assert_eq!(output.status.code(), Some(4));
+    // Without either, the same folder succeeds.
+    assert_eq!(dir.run(&["--locked", "check"]).status.code(), Some(0));
+}
