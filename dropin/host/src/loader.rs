@@ -550,6 +550,15 @@ impl<I: Interface> Loader<I> {
                 .copy_in(name, &mut source.file, limit, hash)
                 .map_err(failed)?;
             let after = source.file.metadata().map_err(failed)?;
+            if after.len() == 0 && copied.len > 0 {
+                // Bytes from a file whose size reads as 0: made up by the
+                // kernel as they are read, never a library.
+                let _ = fs::remove_file(&copied.path);
+                return Err(LoadError::NotAFile {
+                    path: path.to_owned(),
+                    found: "a virtual file whose size reads as 0 (as in /proc or /sys)",
+                });
+            }
             if source::unchanged(&source.meta, &after) && copied.len == after.len() {
                 return Ok(copied);
             }

@@ -248,3 +248,31 @@ fn a_link_flipped_to_another_users_file_never_loads_that_file() {
         "{loaded} loaded, {refused} refused"
     );
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn links_to_kernel_files_are_refused_at_once() {
+    let dir = PluginDir::with(&["hello"]);
+    let status = dir.path().join(library_file_name("status"));
+    let kmsg = dir.path().join(library_file_name("kmsg"));
+    std::os::unix::fs::symlink("/proc/self/status", &status).unwrap();
+    // Root-owned and not writable by others: it passes the permission
+    // check, and a blocking read would wait for the next kernel message.
+    std::os::unix::fs::symlink("/proc/kmsg", &kmsg).unwrap();
+    let start = Instant::now();
+    let report = dir.load();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    assert!(report.registry.get("hello").is_some());
+    let messages: Vec<String> = report.rejected.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            format!("{}: cannot read the file", kmsg.display()),
+            format!(
+                "{}: expected a regular library file, found a virtual file whose size reads as 0 \
+                 (as in /proc or /sys)",
+                status.display()
+            ),
+        ]
+    );
+}
