@@ -83,6 +83,7 @@ mod guest;
 mod handle;
 mod logging;
 mod module;
+pub mod wire;
 
 pub use abi::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
 /// Lets a struct or enum of an interface crate cross the plugin boundary.

@@ -91,6 +91,30 @@ fn derived_types_survive_the_round_trip() {
     );
 }
 
+#[test]
+fn derived_types_survive_the_wire_encoding_and_refuse_bad_bytes() {
+    use dropin::wire::{Decode, Encode};
+    fn round_trip<T: Encode + Decode>(value: &T) -> T {
+        let mut bytes = Vec::new();
+        value.encode(&mut bytes);
+        let mut input = bytes.as_slice();
+        let back = T::decode(&mut input).unwrap();
+        assert!(input.is_empty());
+        back
+    }
+    let value = rt(vec![Some("a".to_owned()), None]);
+    assert_eq!(round_trip(&value), value);
+    assert_eq!(round_trip(&Exports::Two(7, 'x')), Exports::Two(7, 'x'));
+    assert_eq!(round_trip(&Exports::One), Exports::One);
+    assert_eq!(round_trip(&P { x: 1.5 }), P { x: 1.5 });
+    assert_eq!(
+        Exports::decode(&mut &2u32.to_le_bytes()[..])
+            .unwrap_err()
+            .to_string(),
+        "malformed message: Exports has no variant 2"
+    );
+}
+
 /// The plugin side, in the same crate: the export macro's own items must not
 /// capture the plugin author's names.
 mod plugin {

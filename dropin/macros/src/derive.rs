@@ -28,6 +28,7 @@ pub fn stable(input: &DeriveInput) -> syn::Result<TokenStream> {
             let into = convert(&data.fields, quote!(#mirror), quote!(self), Direction::Into);
             let from = convert(&data.fields, quote!(#ident), quote!(ffi), Direction::From);
             let fields = field_descs(&data.fields);
+            let wire = wire_struct(ident, &data.fields);
             Ok(quote! {
                 #[doc(hidden)]
                 #[repr(C)]
@@ -56,6 +57,8 @@ pub fn stable(input: &DeriveInput) -> syn::Result<TokenStream> {
                         #from
                     }
                 }
+
+                #wire
             })
         }
         Data::Enum(data) => {
@@ -89,6 +92,7 @@ pub fn stable(input: &DeriveInput) -> syn::Result<TokenStream> {
                     }
                 });
             }
+            let wire = wire_enum(ident, data);
             Ok(quote! {
                 #[doc(hidden)]
                 #[repr(u8)]
@@ -125,6 +129,8 @@ pub fn stable(input: &DeriveInput) -> syn::Result<TokenStream> {
                         }
                     }
                 }
+
+                #wire
             })
         }
         Data::Union(data) => Err(syn::Error::new(
@@ -245,6 +251,100 @@ fn destructure(
             quote!(#target { #(#names: #values),* }),
         ),
         Fields::Unnamed(_) => (quote!((#(#names),*)), quote!(#target(#(#values),*))),
+        Fields::Unit => (quote!(), target),
+    }
+}
+
+/// `Encode` and `Decode` for a struct: its fields in order.
+fn wire_struct(ident: &Ident, fields: &Fields) -> TokenStream {
+    let (pattern, build) = destructure_plain(fields, quote!(#ident));
+    let names = field_names(fields);
+    let types = fields.iter().map(|field| &field.ty);
+    quote! {
+        impl ::dropin::wire::Encode for #ident {
+            fn encode(&self, out: &mut ::std::vec::Vec<u8>) {
+                let #ident #pattern = self;
+                #(::dropin::wire::Encode::encode(#names, out);)*
+            }
+        }
+
+        impl ::dropin::wire::Decode for #ident {
+            fn decode(input: &mut &[u8]) -> ::core::result::Result<Self, ::dropin::wire::WireError> {
+                #(let #names = <#types as ::dropin::wire::Decode>::decode(input)?;)*
+                ::core::result::Result::Ok(#build)
+            }
+        }
+    }
+}
+
+/// `Encode` and `Decode` for an enum: the variant's index as a `u32`, then
+/// its fields in order.
+fn wire_enum(ident: &Ident, data: &syn::DataEnum) -> TokenStream {
+    let mut encodes = Vec::new();
+    let mut decodes = Vec::new();
+    for (index, variant) in data.variants.iter().enumerate() {
+        let v = &variant.ident;
+        let index = u32::try_from(index).expect("fewer than 2^32 variants");
+        let (pattern, build) = destructure_plain(&variant.fields, quote!(#ident::#v));
+        let names = field_names(&variant.fields);
+        let types = variant.fields.iter().map(|field| &field.ty);
+        let encoded = names.clone();
+        encodes.push(quote! {
+            #ident::#v #pattern => {
+                ::dropin::wire::Encode::encode(&#index, out);
+                #(::dropin::wire::Encode::encode(#encoded, out);)*
+            }
+        });
+        decodes.push(quote! {
+            #index => {
+                #(let #names = <#types as ::dropin::wire::Decode>::decode(input)?;)*
+                ::core::result::Result::Ok(#build)
+            }
+        });
+    }
+    let name = ident.to_string();
+    quote! {
+        impl ::dropin::wire::Encode for #ident {
+            fn encode(&self, out: &mut ::std::vec::Vec<u8>) {
+                match self {
+                    #(#encodes)*
+                }
+            }
+        }
+
+        impl ::dropin::wire::Decode for #ident {
+            fn decode(input: &mut &[u8]) -> ::core::result::Result<Self, ::dropin::wire::WireError> {
+                match <u32 as ::dropin::wire::Decode>::decode(input)? {
+                    #(#decodes)*
+                    other => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
+                        "{} has no variant {}", #name, other
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+fn field_names(fields: &Fields) -> Vec<Ident> {
+    fields
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            field
+                .ident
+                .clone()
+                .unwrap_or_else(|| format_ident!("__field{}", i))
+        })
+        .collect()
+}
+
+/// The pattern binding a struct's or variant's fields by name, and the value
+/// built back from those names.
+fn destructure_plain(fields: &Fields, target: TokenStream) -> (TokenStream, TokenStream) {
+    let names = field_names(fields);
+    match fields {
+        Fields::Named(_) => (quote!({ #(#names),* }), quote!(#target { #(#names),* })),
+        Fields::Unnamed(_) => (quote!((#(#names),*)), quote!(#target(#(#names),*))),
         Fields::Unit => (quote!(), target),
     }
 }
