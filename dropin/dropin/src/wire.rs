@@ -194,10 +194,9 @@ impl Encode for crate::Text {
 /// length is then capped so that a hostile count allocates nothing).
 fn length(input: &mut &[u8], min_item: usize) -> Result<usize, WireError> {
     let len = u64::decode(input)?;
-    let fits = if min_item == 0 {
-        len <= 1 << 20
-    } else {
-        len <= (input.len() / min_item) as u64
+    let fits = match input.len().checked_div(min_item) {
+        Some(most) => len <= most as u64,
+        None => len <= 1 << 20,
     };
     if !fits {
         return Err(WireError(format!(
