@@ -147,6 +147,13 @@ pub enum CallErrorKind {
     /// The plugin was built against an earlier minor version of the
     /// interface, before the method existed.
     Missing,
+    /// The plugin runs isolated in a process of its own, and that process
+    /// ended during the call (a crash, an `abort`, an `exit`, a stack
+    /// overflow) or earlier; the message says how.
+    Crashed,
+    /// The plugin runs isolated and did not answer within its call timeout;
+    /// its process was killed.
+    TimedOut,
 }
 
 /// Why a call into a plugin returned no result. It names the plugin.
@@ -190,6 +197,18 @@ impl CallError {
         );
         let method = Some((method, since, built_against.to_owned()));
         Self::new(CallErrorKind::Missing, plugin, message, None, method)
+    }
+
+    /// An error of `kind` from its parts: how an isolated plugin's errors
+    /// are rebuilt in the host.
+    #[doc(hidden)]
+    pub fn from_parts(
+        kind: CallErrorKind,
+        plugin: &str,
+        message: String,
+        location: Option<String>,
+    ) -> Self {
+        Self::new(kind, plugin, message, location, None)
     }
 
     fn new(
@@ -263,6 +282,8 @@ impl fmt::Display for CallError {
                 "plugin '{plugin}' is disabled after an earlier panic ({message})"
             ),
             CallErrorKind::Missing => write!(f, "plugin '{plugin}' {message}"),
+            CallErrorKind::Crashed => write!(f, "plugin '{plugin}' crashed: {message}"),
+            CallErrorKind::TimedOut => write!(f, "plugin '{plugin}' timed out: {message}"),
         }
     }
 }

@@ -51,6 +51,41 @@ pub unsafe trait Interface: Sized + Send + Sync + 'static {
 
     /// The plugin's name, failure state and capabilities.
     fn core(&self) -> &PluginCore;
+
+    /// The handle of a plugin that runs in another process, reached through
+    /// `core`'s [`Remote`]: every method encodes its arguments and sends
+    /// them there. It provides the first `provided` of
+    /// [`METHODS`](Self::METHODS).
+    #[doc(hidden)]
+    fn bind_remote(core: PluginCore, provided: usize) -> Self;
+
+    /// Serves one call that arrived from another process: decodes the
+    /// arguments of method number `method` from `input`, calls it on this
+    /// handle, and appends the encoded outcome to `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError`](crate::wire::WireError) if `input` does not hold the
+    /// method's arguments, or there is no such method.
+    #[doc(hidden)]
+    fn serve(
+        &self,
+        method: usize,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), crate::wire::WireError>;
+}
+
+/// How a handle reaches a plugin that runs in another process.
+#[doc(hidden)]
+pub trait Remote: Send + Sync {
+    /// Sends the encoded arguments of method number `method`; returns the
+    /// encoded value, or the call's error.
+    ///
+    /// # Errors
+    ///
+    /// The plugin's own error, or how its process failed.
+    fn call(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError>;
 }
 
 /// What every plugin handle has, whatever its interface: the plugin's name,
@@ -62,6 +97,7 @@ pub struct PluginCore {
     required: usize,
     provided: usize,
     failure: OnceLock<String>,
+    remote: Option<Box<dyn Remote>>,
 }
 
 impl PluginCore {
@@ -83,7 +119,58 @@ impl PluginCore {
             required,
             provided: provided.min(methods.len()),
             failure: OnceLock::new(),
+            remote: None,
         }
+    }
+
+    /// The core of a plugin that runs in another process, reached through
+    /// `remote`.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_remote(mut self, remote: Box<dyn Remote>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// How to reach the plugin, if it runs in another process.
+    #[doc(hidden)]
+    #[inline]
+    pub fn remote(&self) -> Option<&dyn Remote> {
+        self.remote.as_deref()
+    }
+
+    /// Whether the plugin runs in another process.
+    pub fn is_isolated(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// Decodes an isolated plugin's answer.
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`] of kind `Failed` naming what was malformed.
+    #[doc(hidden)]
+    pub fn decode<T: crate::wire::Decode>(&self, bytes: &[u8]) -> Result<T, CallError> {
+        let mut input = bytes;
+        T::decode(&mut input)
+            .and_then(|value| {
+                if input.is_empty() {
+                    Ok(value)
+                } else {
+                    Err(crate::wire::WireError(format!(
+                        "{} bytes after the value",
+                        input.len()
+                    )))
+                }
+            })
+            .map_err(|error| {
+                CallError::from_parts(
+                    crate::CallErrorKind::Failed,
+                    self.name,
+                    format!("its process sent an answer that does not decode: {error}"),
+                    None,
+                )
+            })
     }
 
     /// The plugin's name.

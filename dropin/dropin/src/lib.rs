@@ -198,7 +198,14 @@ pub mod __private {
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
         module,
     };
-    pub use crate::handle::initialize;
+    pub use crate::handle::{Remote, initialize};
+    pub use crate::wire::{decode_outcome, encode_outcome};
+
+    /// What a remote handle's function pointers are set to: never called,
+    /// since every method of such a handle goes through its `Remote` first.
+    pub extern "C" fn trap() {
+        std::process::abort();
+    }
     pub use crate::module::{BuildInfo, MethodEntry, ModuleRef};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,

@@ -34,12 +34,24 @@ impl fmt::Display for WireError {
 impl std::error::Error for WireError {}
 
 /// A value that can be written for another process.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross the plugin boundary",
+    label = "not a type a plugin method may take or return",
+    note = "use an integer, float, bool, char, String, Vec<T>, Option<T>, &str or &[u8] (as an \
+            argument), or a struct or enum of your interface crate with `#[derive(dropin::Stable)]`"
+)]
 pub trait Encode {
     /// Appends the value's encoding to `out`.
     fn encode(&self, out: &mut Vec<u8>);
 }
 
 /// A value that can be read back from another process's bytes.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot cross the plugin boundary",
+    label = "not a type a plugin method may take or return",
+    note = "use an integer, float, bool, char, String, Vec<T>, Option<T>, &str or &[u8] (as an \
+            argument), or a struct or enum of your interface crate with `#[derive(dropin::Stable)]`"
+)]
 pub trait Decode: Sized {
     /// Reads one value from the start of `input`, advancing it.
     ///
@@ -265,6 +277,74 @@ impl<T: Decode> Decode for Option<T> {
 impl<T: Encode + ?Sized> Encode for &T {
     fn encode(&self, out: &mut Vec<u8>) {
         (**self).encode(out);
+    }
+}
+
+/// Appends the outcome of a call served for another process: `0` and the
+/// value, or `1`, the error's kind, message and location.
+#[doc(hidden)]
+pub fn encode_outcome<T: Encode>(outcome: &Result<T, crate::CallError>, out: &mut Vec<u8>) {
+    use crate::CallErrorKind as Kind;
+    match outcome {
+        Ok(value) => {
+            out.push(0);
+            value.encode(out);
+        }
+        Err(error) => {
+            out.push(1);
+            let kind: u8 = match error.kind() {
+                Kind::Failed => 0,
+                Kind::Panicked => 1,
+                Kind::Disabled => 2,
+                Kind::Missing => 3,
+                Kind::Crashed => 4,
+                Kind::TimedOut => 5,
+            };
+            kind.encode(out);
+            error.message().encode(out);
+            error.location().map(str::to_owned).encode(out);
+        }
+    }
+}
+
+/// Reads what [`encode_outcome`] wrote: the value's bytes, or the error,
+/// attributed to `plugin`.
+///
+/// # Errors
+///
+/// The error the outcome holds; a [`CallError`](crate::CallError) of kind
+/// `Failed` if the bytes are malformed.
+#[doc(hidden)]
+pub fn decode_outcome<'a>(plugin: &str, bytes: &'a [u8]) -> Result<&'a [u8], crate::CallError> {
+    use crate::CallErrorKind as Kind;
+    let malformed = |error: WireError| {
+        crate::CallError::from_parts(
+            Kind::Failed,
+            plugin,
+            format!("its process sent an answer that does not decode: {error}"),
+            None,
+        )
+    };
+    let mut input = bytes;
+    match u8::decode(&mut input).map_err(malformed)? {
+        0 => Ok(input),
+        1 => {
+            let kind = match u8::decode(&mut input).map_err(malformed)? {
+                0 => Kind::Failed,
+                1 => Kind::Panicked,
+                2 => Kind::Disabled,
+                3 => Kind::Missing,
+                4 => Kind::Crashed,
+                5 => Kind::TimedOut,
+                other => return Err(malformed(WireError(format!("no error kind {other}")))),
+            };
+            let message = String::decode(&mut input).map_err(malformed)?;
+            let location = <Option<String>>::decode(&mut input).map_err(malformed)?;
+            Err(crate::CallError::from_parts(
+                kind, plugin, message, location,
+            ))
+        }
+        other => Err(malformed(WireError(format!("no outcome tag {other}")))),
     }
 }
 

@@ -114,7 +114,34 @@ pub fn interface(interface: &Interface) -> TokenStream {
     let calls = interface
         .methods
         .iter()
-        .map(|method| handle_method(vis, &hidden, method));
+        .enumerate()
+        .map(|(i, method)| handle_method(vis, &hidden, i, method));
+    let remote_binds = interface.methods.iter().enumerate().map(|(i, method)| {
+        let ident = &method.ident;
+        let alias = fn_alias(ident);
+        let trap = quote! {
+            // SAFETY: a function pointer cast to another function pointer
+            // type. It is never called: every method of a handle with a
+            // remote sends the call to its remote before reaching it.
+            unsafe { #hidden::__dropin_rt::transmute::<extern "C" fn(), #hidden::#alias>(#hidden::__dropin_rt::trap) }
+        };
+        if method.required {
+            quote!(#ident: #trap)
+        } else {
+            quote! {
+                #ident: if #i < provided {
+                    ::core::option::Option::Some(#trap)
+                } else {
+                    ::core::option::Option::None
+                }
+            }
+        }
+    });
+    let serves = interface
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(i, method)| serve_arm(i, method));
     let handle_doc = format!(
         "A loaded plugin of the [`{trait_ident}`] interface: the application's typed handle.\n\n\
          Each method of the trait is a method here that calls into the plugin and returns \
@@ -171,6 +198,28 @@ pub fn interface(interface: &Interface) -> TokenStream {
 
             fn core(&self) -> &::dropin::PluginCore {
                 &self.core
+            }
+
+            fn bind_remote(core: ::dropin::PluginCore, provided: usize) -> Self {
+                Self {
+                    core,
+                    #(#remote_binds,)*
+                }
+            }
+
+            fn serve(
+                &self,
+                method: usize,
+                input: &[u8],
+                out: &mut ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), ::dropin::wire::WireError> {
+                let mut input = input;
+                match method {
+                    #(#serves)*
+                    other => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
+                        "the interface has no method number {}", other
+                    ))),
+                }
             }
         }
 
@@ -326,7 +375,12 @@ fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
 
 /// The handle's method: checks the plugin has it, calls through the
 /// function pointer, converts the result.
-fn handle_method(vis: &syn::Visibility, hidden: &Ident, method: &Method) -> TokenStream {
+fn handle_method(
+    vis: &syn::Visibility,
+    hidden: &Ident,
+    index: usize,
+    method: &Method,
+) -> TokenStream {
     let ident = &method.ident;
     let alias = fn_alias(ident);
     let name = unraw(ident);
@@ -367,13 +421,53 @@ fn handle_method(vis: &syn::Visibility, hidden: &Ident, method: &Method) -> Toke
             };
         }
     };
+    let names = method.args.iter().map(|arg| &arg.ident);
     quote! {
         #(#docs)*
         #[doc = #note]
         #[inline]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
             #function
+            if let ::core::option::Option::Some(remote) = self.core.remote() {
+                let mut args = ::std::vec::Vec::new();
+                #(::dropin::wire::Encode::encode(&#names, &mut args);)*
+                return remote
+                    .call(#index, args)
+                    .and_then(|bytes| self.core.decode::<#output>(&bytes));
+            }
             self.core.call(|| function(#(#values),*)).map(#convert)
+        }
+    }
+}
+
+/// One arm of the handle's `serve`: decodes the arguments of method number
+/// `index`, calls it, encodes the outcome.
+fn serve_arm(index: usize, method: &Method) -> TokenStream {
+    let ident = &method.ident;
+    let decodes = method.args.iter().map(|arg| {
+        let name = &arg.ident;
+        let ty = &arg.ty;
+        let owned = match arg.kind {
+            Kind::Str => quote!(::std::string::String),
+            Kind::Bytes => quote!(::std::vec::Vec<u8>),
+            Kind::Value => quote!(#ty),
+        };
+        quote!(let #name = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
+    });
+    let passes = method.args.iter().map(|arg| {
+        let name = &arg.ident;
+        match arg.kind {
+            Kind::Str => quote!(#name.as_str()),
+            Kind::Bytes => quote!(#name.as_slice()),
+            Kind::Value => quote!(#name),
+        }
+    });
+    quote! {
+        #index => {
+            #(#decodes)*
+            let outcome = self.#ident(#(#passes),*);
+            ::dropin::__private::encode_outcome(&outcome, out);
+            ::core::result::Result::Ok(())
         }
     }
 }
