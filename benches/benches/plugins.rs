@@ -16,7 +16,7 @@ use std::{
 
 use abi_stable::library::{RawLibrary, lib_header_from_path};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use dropin_host::{Loader, LockEntry, Lockfile, probe::Probe};
+use dropin_host::{Loader, LockEntry, Lockfile, isolation::Isolate, probe::Probe};
 use greeter_benches::{build_plugins, library_file_name};
 use greeter_interface::GreeterPlugin;
 use noop_interface::NoopPlugin;
@@ -124,6 +124,21 @@ fn calls(c: &mut Criterion) {
     let mut ipc = IpcGreeter::spawn(dir.path());
     assert_eq!(ipc.greet(), "Hello!");
     group.bench_function("ipc", |b| b.iter(|| ipc.greet()));
+    // The same plugin file, isolated: its own process, reached through the
+    // same handle over pipes.
+    let isolated = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(plugins.join("greeter-host")))
+        .isolate(Isolate::All)
+        .build()
+        .load()
+        .unwrap();
+    let isolated = isolated
+        .registry
+        .get("hello")
+        .expect("the hello plugin loads isolated");
+    assert!(isolated.is_isolated());
+    group.bench_function("isolated", |b| b.iter(|| isolated.greet().unwrap()));
     group.finish();
 }
 

@@ -9,6 +9,7 @@ use std::{
     io::{self, Write},
     path::{Path, PathBuf},
     process::ExitCode,
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -16,7 +17,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dropin::CallErrorKind;
 use dropin_host::{
     ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockMode, LockfileError,
-    PermissionError, Plugin, Recording, check_permissions, is_deceptive, probe::Probe,
+    PermissionError, Plugin, Recording, check_permissions, is_deceptive, isolation::Isolate,
+    probe::Probe,
 };
 use greeter_interface::GreeterPlugin;
 use semver::{Version, VersionReq};
@@ -93,8 +95,41 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     snapshot_dir: Option<PathBuf>,
 
+    /// Run plugins in processes of their own: all of them, or with
+    /// `--isolate=NAME,...` the named ones. A plugin that crashes, exits or
+    /// hangs then fails its call instead of ending the host.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME,...",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    isolate: Option<String>,
+
+    /// How long an isolated plugin may take to answer one call, such as
+    /// `500ms` or `30s` [default: 30s]; past it, its process is killed.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    call_timeout: Option<Duration>,
+
     #[command(subcommand)]
     command: Command,
+}
+
+/// `500ms`, `2s`, `1.5s` or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.strip_suffix("ms") {
+        Some(number) => (number, 0.001),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|value| value.is_finite() && *value > 0.0)
+        .and_then(|value| Duration::try_from_secs_f64(value * unit).ok())
+        .ok_or_else(|| format!("expected a duration such as 500ms or 30s, found {text:?}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +208,8 @@ fn main() -> ExitCode {
     // Started by the loader as its probe: open the libraries it is asked to
     // and exit, before anything else runs.
     dropin_host::probe::serve_if_requested();
+    // Started by the loader to run an isolated plugin: serve it and exit.
+    dropin_host::isolation::serve_if_requested::<GreeterPlugin>();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     match run(cli) {
@@ -224,6 +261,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .probe(probe);
     if let Some(snapshots) = &cli.snapshot_dir {
         builder = builder.snapshot_root(snapshots);
+    }
+    match cli.isolate.as_deref() {
+        None => {}
+        Some("") => builder = builder.isolate(Isolate::All),
+        Some(names) => {
+            let names = names.split(',').map(|name| name.trim().to_owned());
+            builder = builder.isolate(Isolate::Plugins(names.collect()));
+        }
+    }
+    if let Some(timeout) = cli.call_timeout {
+        builder = builder.call_timeout(timeout);
     }
     builder = configure(builder, &dir, !cli.allow_insecure_permissions)?;
     if let Some(req) = cli.accept_interface {

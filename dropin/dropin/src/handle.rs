@@ -178,6 +178,13 @@ impl PluginCore {
         self.name
     }
 
+    /// How many of the interface's methods, from the first, the plugin
+    /// provides.
+    #[doc(hidden)]
+    pub fn provided(&self) -> usize {
+        self.provided
+    }
+
     /// Whether the plugin provides the method `name` (a plugin built against
     /// an earlier minor version of the interface lacks the later methods).
     pub fn has(&self, method: &str) -> bool {

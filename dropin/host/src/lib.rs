@@ -58,6 +58,7 @@
 mod chain;
 mod discover;
 mod exit_guard;
+pub mod isolation;
 mod load;
 mod loader;
 mod lockfile;

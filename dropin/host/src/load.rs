@@ -368,6 +368,15 @@ pub enum LoadError {
         /// What the probe found.
         reason: String,
     },
+    /// The plugin was to run isolated, and its process did not start, or
+    /// its plugin did not load there.
+    #[error("{}: not loaded in its own process: {reason}", path.display())]
+    Isolated {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// Another file already provided a plugin of the same name.
     #[error(
         "{}: a plugin named '{name}' is already loaded from {}",
@@ -394,6 +403,7 @@ impl LoadError {
             | Self::Changing { path }
             | Self::Probe { path, .. }
             | Self::ProbeRefused { path, .. }
+            | Self::Isolated { path, .. }
             | Self::TooMany { path, .. }
             | Self::InsecurePermissions { path, .. }
             | Self::Snapshot { path, .. }
@@ -433,11 +443,44 @@ pub struct Plugin<I: Interface> {
     path: PathBuf,
     loaded_from: PathBuf,
     sha256: OnceLock<[u8; 32]>,
-    module: ModuleRef,
+    /// The root module, for a plugin whose library this process mapped;
+    /// `None` for an isolated one.
+    module: Option<ModuleRef>,
     handle: I,
 }
 
 impl<I: Interface> Plugin<I> {
+    /// A plugin from its parts.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        name: &'static str,
+        version: Version,
+        interface_version: Version,
+        host_requirement: Option<VersionReq>,
+        path: PathBuf,
+        loaded_from: PathBuf,
+        sha256: Option<[u8; 32]>,
+        module: Option<ModuleRef>,
+        handle: I,
+    ) -> Self {
+        Self {
+            name,
+            version,
+            interface_version,
+            host_requirement,
+            path,
+            loaded_from,
+            sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
+            module,
+            handle,
+        }
+    }
+
+    /// Whether the plugin runs in a process of its own.
+    pub fn is_isolated(&self) -> bool {
+        self.module.is_none()
+    }
+
     /// The plugin's name, unique in its registry.
     pub fn name(&self) -> &str {
         self.name
@@ -636,7 +679,7 @@ pub(crate) fn open<I: Interface>(
         path: path.to_owned(),
         loaded_from: copy.to_owned(),
         sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
-        module,
+        module: Some(module),
         handle,
     })
 }
@@ -869,7 +912,11 @@ fn check_methods<I: Interface>(
 /// [`LoadError::Init`] with the plugin's message.
 pub(crate) fn initialize<I: Interface>(plugin: &Plugin<I>, config: &str) -> Result<(), LoadError> {
     let dir = plugin.path.parent().unwrap_or(Path::new("."));
-    dropin::__private::initialize(plugin.module, dir, config).map_err(|message| LoadError::Init {
+    // An isolated plugin was initialised in its own process.
+    let Some(module) = plugin.module else {
+        return Ok(());
+    };
+    dropin::__private::initialize(module, dir, config).map_err(|message| LoadError::Init {
         path: plugin.path.clone(),
         message,
     })

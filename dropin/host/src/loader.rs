@@ -18,6 +18,7 @@ use semver::{Version, VersionReq};
 
 use crate::{
     discover::{DiscoverError, discover},
+    isolation::{self, Isolate},
     load::{self, LoadError, Policy, default_interface_req},
     lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
     permissions::{PermissionError, check_permissions},
@@ -101,8 +102,8 @@ pub enum LoaderError {
     },
     /// [`Loader::record`] was asked of a loader without a probe.
     #[error(
-        "recording a lock file opens every plugin file: expected a loader with a probe \
-         (LoaderBuilder::probe), found none"
+        "recording a lock file or isolating a plugin starts this program again: expected a \
+         loader with a probe (LoaderBuilder::probe), found none"
     )]
     NoProbe,
 }
@@ -157,6 +158,7 @@ pub struct Loader<I: Interface> {
     max_file_size: u64,
     max_mapped: usize,
     probe: Option<Probe>,
+    isolation: isolation::Settings,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
 }
@@ -193,6 +195,7 @@ impl<I: Interface> Loader<I> {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_mapped: DEFAULT_MAX_MAPPED,
             probe: None,
+            isolation: isolation::Settings::default(),
             config: HashMap::new(),
             interface: PhantomData,
         }
@@ -233,6 +236,9 @@ impl<I: Interface> Loader<I> {
     /// others, or if the lock file is required and missing or does not
     /// parse. Then nothing is loaded.
     pub fn load(&self) -> Result<LoadReport<I>, LoaderError> {
+        if !self.isolation.rules.is_empty() && self.probe.is_none() {
+            return Err(LoaderError::NoProbe);
+        }
         let candidates = discover(&self.dir)?;
         if self.check_permissions {
             check_permissions(&self.dir).map_err(|source| LoaderError::InsecureFolder {
@@ -379,6 +385,7 @@ impl<I: Interface> Loader<I> {
                 });
             }
         }
+        let mut probed_name = None;
         // Bytes the lock file approved were approved by someone; any others
         // are opened in a probe process first, when the loader has one.
         if let (None, Some(prober)) = (locked, prober) {
@@ -403,6 +410,42 @@ impl<I: Interface> Loader<I> {
                     first: first.path().to_owned(),
                 });
             }
+            probed_name = report.plugin_name().map(str::to_owned);
+        }
+        // The name as the lock file recorded it or the probe read it.
+        let name = locked.map_or(probed_name.as_deref(), |entry| Some(entry.name.as_str()));
+        if let (true, Some(probe)) = (
+            self.isolation.applies(name, path, locked.is_some()),
+            &self.probe,
+        ) {
+            let config = name
+                .and_then(|name| self.config.get(name))
+                .map_or("", String::as_str);
+            let plugin = isolation::start::<I>(
+                &probe.launcher(),
+                &self.isolation,
+                path,
+                &copy,
+                digest,
+                &self.policy,
+                config,
+            )?;
+            if let Some(first) = registry.get(plugin.name()) {
+                return Err(LoadError::DuplicateName {
+                    path: path.to_owned(),
+                    name: plugin.name().to_owned(),
+                    first: first.path().to_owned(),
+                });
+            }
+            log::info!(
+                "loaded {} plugin '{}' {} from {}, isolated in a process of its own",
+                I::NAME,
+                plugin.name(),
+                plugin.version(),
+                path.display()
+            );
+            registry.insert(plugin);
+            return Ok(());
         }
         // Libraries are never unloaded: past a limit, refuse to map more
         // rather than let the process run out of memory mappings.
@@ -738,6 +781,7 @@ pub struct LoaderBuilder<I: Interface> {
     max_file_size: u64,
     max_mapped: usize,
     probe: Option<Probe>,
+    isolation: isolation::Settings,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
 }
@@ -832,6 +876,36 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// Runs the plugins a rule matches in processes of their own, each
+    /// through the same handle as in-process plugins (see
+    /// [`isolation`](crate::isolation)). Rules add up: a plugin any of them
+    /// matches is isolated. Needs a [`probe`](Self::probe): the isolated
+    /// process is the probe's program, which must also call
+    /// [`isolation::serve_if_requested`](crate::isolation::serve_if_requested)
+    /// first thing.
+    pub fn isolate(mut self, rule: Isolate) -> Self {
+        self.isolation.rules.push(rule);
+        self
+    }
+
+    /// How long an isolated plugin may take to answer one call (default:
+    /// [`DEFAULT_CALL_TIMEOUT`](crate::isolation::DEFAULT_CALL_TIMEOUT));
+    /// past it, its process is killed and the call fails with
+    /// `CallErrorKind::TimedOut`.
+    pub fn call_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.isolation.call_timeout = timeout;
+        self
+    }
+
+    /// The most memory (address space, bytes) an isolated plugin's process
+    /// may use (`RLIMIT_AS`, Linux; default: no limit). Past it, the
+    /// plugin's allocations fail, which ends its process, and the call
+    /// fails with `CallErrorKind::Crashed`.
+    pub fn isolation_memory_limit(mut self, bytes: u64) -> Self {
+        self.isolation.memory_limit = Some(bytes);
+        self
+    }
+
     /// Open every library that the lock file does not approve in a probe
     /// process first (see [`crate::probe`]): a library that makes the
     /// dynamic loader crash, exit or hang is refused, and the host survives.
@@ -881,6 +955,7 @@ impl<I: Interface> LoaderBuilder<I> {
             max_file_size: self.max_file_size,
             max_mapped: self.max_mapped,
             probe: self.probe,
+            isolation: self.isolation,
             config: self.config,
             interface: PhantomData,
         }

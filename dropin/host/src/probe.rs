@@ -262,6 +262,14 @@ pub struct Probe {
 }
 
 impl Probe {
+    /// How to start the program for an isolated plugin.
+    pub(crate) fn launcher(&self) -> crate::isolation::Launcher {
+        crate::isolation::Launcher {
+            program: self.program.clone(),
+            args: self.args.clone(),
+        }
+    }
+
     /// This process's own executable, which must call
     /// [`serve_if_requested`] first thing in `main`.
     ///
@@ -350,7 +358,7 @@ impl fmt::Display for ProbeFailure {
     }
 }
 
-fn signal_name(signal: i32) -> &'static str {
+pub(crate) fn signal_name(signal: i32) -> &'static str {
     match signal {
         4 => " (SIGILL)",
         6 => " (SIGABRT)",

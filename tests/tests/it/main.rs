@@ -27,6 +27,9 @@ mod compat;
 mod readme;
 // The lock file, private snapshots and permissions.
 mod trust;
+// Plugins in processes of their own: same answers, and crashes stay there.
+#[cfg(target_os = "linux")]
+mod isolation;
 // Hundreds of generated hostile files: all rejected, no crash.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod corpus;

@@ -1,0 +1,762 @@
+//! Isolation: a plugin that runs in a process of its own.
+//!
+//! The same plugin file, the same checks, the same handle: an isolated
+//! plugin's library is opened, checked and initialised in a child process
+//! (the application's own executable started again, like the probe), and
+//! each call through its handle is encoded ([`dropin::wire`]), sent over a
+//! pipe, served there, and answered. A plugin that crashes, aborts, exits or
+//! hangs ends its own process, not the host: the call fails with
+//! [`CallErrorKind::Crashed`] or [`CallErrorKind::TimedOut`] naming how, and
+//! the plugin is disabled.
+//!
+//! The child dies with the host (`PR_SET_PDEATHSIG` on Linux, checked
+//! against the race with the host's own death), its log records reach the
+//! host's logger under `plugin::<name>`, and what it writes to its standard
+//! output or error is logged there too, never mixed into the host's output.
+//!
+//! ```no_run
+//! # mod greeter_interface {
+//! #     #[dropin::interface(name = "greeter")]
+//! #     pub trait Greeter: Send + Sync {
+//! #         fn greet(&self) -> String;
+//! #     }
+//! # }
+//! use dropin_host::{
+//!     Loader,
+//!     isolation::{self, Isolate},
+//!     probe::{self, Probe},
+//! };
+//! use greeter_interface::GreeterPlugin;
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // This program, started again by the loader, is the probe and the
+//!     // isolated plugins' process: serve, and exit, when asked to.
+//!     probe::serve_if_requested();
+//!     isolation::serve_if_requested::<GreeterPlugin>();
+//!     let report = Loader::<GreeterPlugin>::builder()
+//!         .dir("plugins")
+//!         .probe(Probe::current_exe()?)
+//!         .isolate(Isolate::Unlocked)
+//!         .build()
+//!         .load()?;
+//!     for plugin in report.registry.iter() {
+//!         match plugin.greet() {
+//!             Ok(greeting) => println!("{}: {greeting}", plugin.name()),
+//!             // Failed, Panicked, Crashed, TimedOut...: the others carry on.
+//!             Err(error) => eprintln!("{error}"),
+//!         }
+//!     }
+//!     Ok(())
+//! }
+//! ```
+
+use std::{
+    ffi::OsString,
+    io::{self, BufRead, BufReader, Read, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, OnceLock},
+    thread,
+    time::{Duration, Instant},
+};
+
+use dropin::{
+    __private::Remote,
+    CallError, CallErrorKind, Interface,
+    wire::{Decode, Encode, WireError},
+};
+
+use crate::load::{self, LoadError, Plugin, Policy};
+
+/// The environment variable that makes a process started by the loader
+/// serve an isolated plugin of the interface it names.
+pub const ISOLATED_ENV: &str = "DROPIN_ISOLATED";
+
+/// The default time an isolated plugin may take to answer one call; a
+/// plugin that takes longer is killed and the call fails.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The time an isolated plugin's process may take to start, open its
+/// library and run `init`.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The first bytes of a line on an isolated plugin's standard error that
+/// carries a log record: `\u{1}dropin-log\t<level>\t<message>`.
+const LOG_MARK: &str = "\u{1}dropin-log\t";
+
+/// Which plugins run isolated: any plugin a rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Isolate {
+    /// Every plugin.
+    All,
+    /// The plugins with these names.
+    Plugins(Vec<String>),
+    /// The plugins loaded from these files (paths as the loader finds them:
+    /// the plugins folder joined with the file name).
+    Files(Vec<PathBuf>),
+    /// Every plugin whose file the lock file does not approve.
+    Unlocked,
+}
+
+/// The loader's isolation settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) rules: Vec<Isolate>,
+    pub(crate) call_timeout: Duration,
+    pub(crate) memory_limit: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            memory_limit: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Whether the plugin `name` (if known) from `path` runs isolated.
+    pub(crate) fn applies(&self, name: Option<&str>, path: &Path, locked: bool) -> bool {
+        self.rules.iter().any(|rule| match rule {
+            Isolate::All => true,
+            Isolate::Plugins(names) => name.is_some_and(|name| names.iter().any(|n| n == name)),
+            Isolate::Files(files) => files.iter().any(|file| file == path),
+            Isolate::Unlocked => !locked,
+        })
+    }
+}
+
+/// Serves an isolated plugin of interface `I` and exits, if the loader
+/// started this process as one; otherwise returns at once. Call it first
+/// thing in `main`, once for each interface whose plugins may run isolated,
+/// next to [`crate::probe::serve_if_requested`].
+pub fn serve_if_requested<I: Interface>() {
+    if std::env::var_os(ISOLATED_ENV).is_some_and(|name| name == I::NAME) {
+        let code = match serve::<I>() {
+            Ok(()) => 0,
+            Err(error) => {
+                let _ = writeln!(io::stderr(), "isolated plugin process: {error}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+}
+
+/// What the host tells the child before anything else.
+struct Setup {
+    path: Vec<u8>,
+    copy: Vec<u8>,
+    config: String,
+    accepted: String,
+    host_version: String,
+    allow_panic_abort: bool,
+    allow_executable_stack: bool,
+}
+
+impl Encode for Setup {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.path.encode(out);
+        self.copy.encode(out);
+        self.config.encode(out);
+        self.accepted.encode(out);
+        self.host_version.encode(out);
+        self.allow_panic_abort.encode(out);
+        self.allow_executable_stack.encode(out);
+    }
+}
+
+impl Decode for Setup {
+    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+        Ok(Self {
+            path: Decode::decode(input)?,
+            copy: Decode::decode(input)?,
+            config: Decode::decode(input)?,
+            accepted: Decode::decode(input)?,
+            host_version: Decode::decode(input)?,
+            allow_panic_abort: Decode::decode(input)?,
+            allow_executable_stack: Decode::decode(input)?,
+        })
+    }
+}
+
+/// What the child answers once its plugin is loaded.
+struct Ready {
+    name: String,
+    version: String,
+    interface_version: String,
+    host_requirement: String,
+    provided: u64,
+}
+
+impl Encode for Ready {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.name.encode(out);
+        self.version.encode(out);
+        self.interface_version.encode(out);
+        self.host_requirement.encode(out);
+        self.provided.encode(out);
+    }
+}
+
+impl Decode for Ready {
+    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+        Ok(Self {
+            name: Decode::decode(input)?,
+            version: Decode::decode(input)?,
+            interface_version: Decode::decode(input)?,
+            host_requirement: Decode::decode(input)?,
+            provided: Decode::decode(input)?,
+        })
+    }
+}
+
+#[cfg(unix)]
+fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(OsString::from_vec(bytes))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(unix)]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn path_bytes(path: &Path) -> Vec<u8> {
+    path.to_string_lossy().into_owned().into_bytes()
+}
+
+/// Writes one frame: a `u32` length, then the bytes.
+fn write_frame(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a frame over 4 GiB"))?;
+    out.write_all(&len.to_le_bytes())?;
+    out.write_all(bytes)?;
+    out.flush()
+}
+
+/// Reads one frame; `None` at the end of the stream.
+fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error),
+    }
+    let mut bytes = vec![0; u32::from_le_bytes(len) as usize];
+    input.read_exact(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// The child's side: load the plugin the host names, then serve its calls
+/// until the host closes the pipe.
+fn serve<I: Interface>() -> Result<(), String> {
+    // Frames go out on what was standard output; whatever the plugin
+    // prints there goes to standard error instead, which the host logs.
+    let mut output = protocol_output().map_err(|e| format!("cannot set up its output: {e}"))?;
+    static LOGGER: ToStderr = ToStderr;
+    log::set_logger(&LOGGER).map_err(|e| e.to_string())?;
+    log::set_max_level(log::LevelFilter::Trace);
+    let mut input = io::stdin().lock();
+    let setup = read_frame(&mut input)
+        .map_err(|e| e.to_string())?
+        .ok_or("the host closed the pipe before the setup")?;
+    let setup = Setup::decode(&mut setup.as_slice()).map_err(|e| e.to_string())?;
+    let path = path_from_bytes(setup.path);
+    let copy = path_from_bytes(setup.copy);
+    let policy = Policy {
+        accepted: setup.accepted.parse().map_err(|e| format!("{e}"))?,
+        host_version: setup.host_version.parse().map_err(|e| format!("{e}"))?,
+        allow_panic_abort: setup.allow_panic_abort,
+        allow_executable_stack: setup.allow_executable_stack,
+    };
+    let loaded = load::open::<I>(&path, &copy, None, &policy)
+        .and_then(|plugin| load::initialize(&plugin, &setup.config).map(|()| plugin));
+    let plugin = match loaded {
+        Ok(plugin) => plugin,
+        Err(error) => {
+            let mut answer = vec![1];
+            crate::ErrorChain(&error).to_string().encode(&mut answer);
+            write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+    };
+    let mut answer = vec![0];
+    Ready {
+        name: plugin.name().to_owned(),
+        version: plugin.version().to_string(),
+        interface_version: plugin.interface_version().to_string(),
+        host_requirement: plugin
+            .host_requirement()
+            .map_or_else(String::new, ToString::to_string),
+        provided: plugin.core().provided() as u64,
+    }
+    .encode(&mut answer);
+    write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(call) = read_frame(&mut input).map_err(|e| e.to_string())? {
+        let mut call = call.as_slice();
+        let method = u32::decode(&mut call).map_err(|e| e.to_string())?;
+        out.clear();
+        plugin
+            .handle()
+            .serve(method as usize, call, &mut out)
+            .map_err(|e| e.to_string())?;
+        write_frame(&mut output, &out).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// What was standard output, for the frames; standard output itself then
+/// writes to standard error.
+#[cfg(unix)]
+fn protocol_output() -> io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: duplicating and replacing the standard descriptors, which
+    // this process owns; nothing else runs yet.
+    unsafe {
+        let fd = libc::dup(1);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(std::fs::File::from_raw_fd(fd))
+    }
+}
+
+#[cfg(not(unix))]
+fn protocol_output() -> io::Result<std::fs::File> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "isolated plugins need a Unix platform",
+    ))
+}
+
+/// The child's logger: each record as one marked line on standard error.
+struct ToStderr;
+
+impl log::Log for ToStderr {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let message = record.args().to_string().replace('\n', " ");
+        let _ = writeln!(io::stderr(), "{LOG_MARK}{}\t{message}", record.level());
+    }
+
+    fn flush(&self) {}
+}
+
+/// How to start isolated plugins' processes: the probe's program.
+#[derive(Debug, Clone)]
+pub(crate) struct Launcher {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+}
+
+/// Starts the isolated process for the plugin file `path` (its private
+/// copy at `copy`) and loads it there.
+///
+/// # Errors
+///
+/// [`LoadError::Isolated`] saying why the process did not start or its
+/// plugin did not load.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start<I: Interface>(
+    launcher: &Launcher,
+    settings: &Settings,
+    path: &Path,
+    copy: &Path,
+    sha256: Option<[u8; 32]>,
+    policy: &Policy,
+    config: &str,
+) -> Result<Plugin<I>, LoadError> {
+    let refused = |reason: String| LoadError::Isolated {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut command = Command::new(&launcher.program);
+    command
+        .args(&launcher.args)
+        .env(ISOLATED_ENV, I::NAME)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    confine(&mut command, settings.memory_limit);
+    let mut child = command
+        .spawn()
+        .map_err(|e| refused(format!("its process could not be started: {e}")))?;
+    let stdin = child.stdin.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    // Until the plugin says its name, its output is logged under the file's.
+    let target = Arc::new(OnceLock::new());
+    let forwarder = forward_stderr(stderr, Arc::clone(&target), path.to_owned());
+    let process = Process {
+        child,
+        stdin,
+        stdout,
+        ended: None,
+    };
+    let process = Isolated {
+        process: Mutex::new(process),
+        timeout: settings.call_timeout,
+        name: OnceLock::new(),
+        forwarder: Some(forwarder),
+    };
+    let setup = Setup {
+        path: path_bytes(path),
+        copy: path_bytes(copy),
+        config: config.to_owned(),
+        accepted: policy.accepted.to_string(),
+        host_version: policy.host_version.to_string(),
+        allow_panic_abort: policy.allow_panic_abort,
+        allow_executable_stack: policy.allow_executable_stack,
+    };
+    let mut bytes = Vec::new();
+    setup.encode(&mut bytes);
+    let answer = process
+        .exchange(bytes, START_TIMEOUT)
+        .map_err(|ended| refused(format!("its process {ended}")))?;
+    let mut answer = answer.as_slice();
+    let malformed = |e: WireError| refused(format!("its process answered {e}"));
+    match u8::decode(&mut answer).map_err(malformed)? {
+        0 => {}
+        _ => {
+            let message = String::decode(&mut answer).map_err(malformed)?;
+            // The child's message names the file already.
+            let prefix = format!("{}: ", path.display());
+            let reason = message
+                .strip_prefix(&prefix)
+                .map_or(message.clone(), str::to_owned);
+            return Err(refused(reason));
+        }
+    }
+    let ready = Ready::decode(&mut answer).map_err(malformed)?;
+    let _ = target.set(dropin::log_target(&ready.name));
+    let _ = process.name.set(ready.name.clone());
+    Plugin::isolated(path, copy, sha256, ready, Box::new(process)).map_err(refused)
+}
+
+impl<I: Interface> Plugin<I> {
+    /// The plugin an isolated process reported, reached through `remote`.
+    fn isolated(
+        path: &Path,
+        copy: &Path,
+        sha256: Option<[u8; 32]>,
+        ready: Ready,
+        remote: Box<dyn Remote>,
+    ) -> Result<Self, String> {
+        let version = ready.version.parse().map_err(|e| format!("version: {e}"))?;
+        let interface_version = ready
+            .interface_version
+            .parse()
+            .map_err(|e| format!("interface version: {e}"))?;
+        let host_requirement = match ready.host_requirement.as_str() {
+            "" => None,
+            req => Some(req.parse().map_err(|e| format!("host requirement: {e}"))?),
+        };
+        // Plugins live for the rest of the process, as their libraries do.
+        let name: &'static str = Box::leak(ready.name.into_boxed_str());
+        let declared: &'static str = Box::leak(ready.interface_version.into_boxed_str());
+        let provided = usize::try_from(ready.provided).unwrap_or(usize::MAX);
+        let core = dropin::PluginCore::new(name, declared, I::METHODS, I::REQUIRED, provided)
+            .with_remote(remote);
+        let handle = I::bind_remote(core, provided.min(I::METHODS.len()));
+        Ok(Plugin::from_parts(
+            name,
+            version,
+            interface_version,
+            host_requirement,
+            path.to_owned(),
+            copy.to_owned(),
+            sha256,
+            None,
+            handle,
+        ))
+    }
+}
+
+/// Logs what an isolated process writes to its standard error: its
+/// plugin's log records at their level, anything else at `info`, all under
+/// `plugin::<name>`.
+fn forward_stderr(
+    stderr: impl Read + Send + 'static,
+    target: Arc<OnceLock<String>>,
+    path: PathBuf,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let fallback;
+            let target = match target.get() {
+                Some(target) => target.as_str(),
+                None => {
+                    fallback = format!("plugin::{}", path.display());
+                    fallback.as_str()
+                }
+            };
+            match line
+                .strip_prefix(LOG_MARK)
+                .and_then(|rest| rest.split_once('\t'))
+            {
+                Some((level, message)) => {
+                    let level = level.parse().unwrap_or(log::Level::Info);
+                    log::log!(target: target, level, "{message}");
+                }
+                None => log::info!(target: target, "{line}"),
+            }
+        }
+    })
+}
+
+/// Sets up the child before it runs the program: it dies with the host,
+/// and within the memory limit.
+#[cfg(target_os = "linux")]
+fn confine(command: &mut Command, memory_limit: Option<u64>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getpid is async-signal-safe.
+    let host = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The host may have died before the line above: then nobody
+            // would kill this process, so it ends itself.
+            if libc::getppid() != host {
+                libc::_exit(1);
+            }
+            if let Some(bytes) = memory_limit {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &raw const limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn confine(_: &mut Command, _: Option<u64>) {}
+
+/// An isolated plugin's process, as its handle's [`Remote`].
+struct Isolated {
+    process: Mutex<Process>,
+    timeout: Duration,
+    name: OnceLock<String>,
+    /// Logs the process's standard error until it closes.
+    forwarder: Option<thread::JoinHandle<()>>,
+}
+
+struct Process {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    /// How the process ended, once it did.
+    ended: Option<(CallErrorKind, String)>,
+}
+
+impl Isolated {
+    /// Sends one frame and waits for the answer; how the process ended, if
+    /// it did instead of answering.
+    fn exchange(&self, frame: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Ended> {
+        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((kind, how)) = &process.ended {
+            return Err(Ended {
+                kind: *kind,
+                how: format!("ended earlier ({how})"),
+            });
+        }
+        let deadline = Instant::now() + timeout;
+        let sent = write_frame(&mut process.stdin, &frame);
+        let answer = match sent {
+            Ok(()) => read_frame_until(&mut process.stdout, deadline),
+            Err(_) => Err(Wait::Failed),
+        };
+        match answer {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) | Err(Wait::Failed) => {
+                let how = ended(&mut process.child);
+                process.ended = Some((CallErrorKind::Crashed, how.clone()));
+                Err(Ended {
+                    kind: CallErrorKind::Crashed,
+                    how,
+                })
+            }
+            Err(Wait::TimedOut) => {
+                let _ = process.child.kill();
+                let _ = process.child.wait();
+                let how = format!("did not answer within {timeout:?} and was killed");
+                process.ended = Some((CallErrorKind::TimedOut, how.clone()));
+                Err(Ended {
+                    kind: CallErrorKind::TimedOut,
+                    how,
+                })
+            }
+        }
+    }
+}
+
+/// How an isolated process failed a call.
+struct Ended {
+    kind: CallErrorKind,
+    how: String,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.how)
+    }
+}
+
+impl Remote for Isolated {
+    fn call(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        let name = self.name.get().map_or("?", String::as_str);
+        let mut frame = Vec::with_capacity(4 + args.len());
+        u32::try_from(method).unwrap_or(u32::MAX).encode(&mut frame);
+        frame.extend_from_slice(&args);
+        let answer = self.exchange(frame, self.timeout).map_err(|ended| {
+            CallError::from_parts(ended.kind, name, format!("its process {}", ended.how), None)
+        })?;
+        dropin::__private::decode_outcome(name, &answer).map(<[u8]>::to_vec)
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        let process = self.process.get_mut().unwrap_or_else(|e| e.into_inner());
+        if process.ended.is_none() {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+        // What the process wrote before it ended is still in the pipe: log
+        // all of it before the handle goes.
+        // (A grandchild that kept the pipe open would keep it open for
+        // ever: then the rest is left to the thread, after a second.)
+        if let Some(forwarder) = self.forwarder.take() {
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !forwarder.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+            if forwarder.is_finished() {
+                let _ = forwarder.join();
+            }
+        }
+    }
+}
+
+enum Wait {
+    TimedOut,
+    /// The pipe failed or ended: the process is ending.
+    Failed,
+}
+
+/// Reads one frame, giving up at `deadline`.
+#[cfg(unix)]
+fn read_frame_until(stdout: &mut ChildStdout, deadline: Instant) -> Result<Option<Vec<u8>>, Wait> {
+    let mut len = [0; 4];
+    if !read_until(stdout, &mut len, deadline)? {
+        return Ok(None);
+    }
+    let mut bytes = vec![0; u32::from_le_bytes(len) as usize];
+    if !read_until(stdout, &mut bytes, deadline)? {
+        return Err(Wait::Failed);
+    }
+    Ok(Some(bytes))
+}
+
+/// Fills `buffer`, waiting for the pipe at most until `deadline`; `false`
+/// if it ended before the first byte.
+#[cfg(unix)]
+fn read_until(
+    stdout: &mut ChildStdout,
+    buffer: &mut [u8],
+    deadline: Instant,
+) -> Result<bool, Wait> {
+    use std::os::fd::AsRawFd;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Wait::TimedOut);
+        }
+        let mut poll = libc::pollfd {
+            fd: stdout.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: one valid `pollfd`.
+        let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
+        if ready < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Wait::Failed);
+        }
+        if ready == 0 {
+            continue;
+        }
+        match stdout.read(&mut buffer[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(Wait::Failed),
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(Wait::Failed),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(not(unix))]
+fn read_frame_until(stdout: &mut ChildStdout, _: Instant) -> Result<Option<Vec<u8>>, Wait> {
+    read_frame(stdout).map_err(|_| Wait::Failed)
+}
+
+/// How a process that stopped answering ended.
+fn ended(child: &mut Child) -> String {
+    // It closed its output: it is ending, if it has not yet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+            _ => {
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+        }
+    };
+    status.map_or_else(|| "ended".to_owned(), describe)
+}
+
+fn describe(status: ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return format!(
+                "was killed by signal {signal}{}",
+                crate::probe::signal_name(signal)
+            );
+        }
+    }
+    format!("exited with status {}", status.code().unwrap_or(-1))
+}

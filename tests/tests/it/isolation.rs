@@ -1,0 +1,227 @@
+//! Isolated plugins: the same plugin files run in processes of their own,
+//! answer exactly as in-process, and whatever kills a process (a crash, an
+//! abort, an exit, a stack overflow, a hang) fails that plugin's call and
+//! nothing else.
+
+use std::{
+    fs,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use dropin_host::{Loader, isolation::Isolate, probe::Probe};
+use greeter_interface::GreeterPlugin;
+use greeter_tests::{PluginDir, artifacts, stderr, stdout};
+
+#[test]
+fn the_example_plugins_greet_identically_isolated() {
+    let dir = PluginDir::with(&["hello", "hellohello", "counter"]);
+    let in_process = dir.run(&["greet"]);
+    let isolated = dir.run(&["--isolate", "greet"]);
+    assert_eq!(
+        stdout(&isolated),
+        "counter: Hello, visitor #1!\nhello: Hello!\nhellohello: Hello!Hello!!\n"
+    );
+    assert_eq!(stdout(&isolated), stdout(&in_process));
+    assert_eq!(stderr(&isolated), "");
+    assert_eq!(isolated.status.code(), Some(0));
+    // By name, and through `greet_to`.
+    let output = dir.run(&[
+        "--isolate=hello",
+        "greet",
+        "--to",
+        "Ada",
+        "hello",
+        "counter",
+    ]);
+    assert_eq!(
+        stdout(&output),
+        "hello: Hello, Ada!\ncounter: Ada, Hello, visitor #1!\n"
+    );
+}
+
+#[test]
+fn the_library_api_isolates_by_rule_and_the_handle_is_the_same() {
+    let dir = PluginDir::with(&["hello", "counter"]);
+    let report = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(artifacts().host_binary()))
+        .isolate(Isolate::Plugins(vec!["counter".to_owned()]))
+        .build()
+        .load()
+        .unwrap();
+    let counter = report.registry.get("counter").unwrap();
+    let hello = report.registry.get("hello").unwrap();
+    assert!(counter.is_isolated() && !hello.is_isolated());
+    assert_eq!(counter.greet().unwrap(), "Hello, visitor #1!");
+    assert_eq!(counter.greet().unwrap(), "Hello, visitor #2!");
+    assert_eq!(counter.greet_to("Ada").unwrap(), "Ada, Hello, visitor #3!");
+    assert_eq!(hello.greet().unwrap(), "Hello!");
+
+    // Without a probe, whose program runs isolated plugins, nothing loads.
+    let error = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .isolate(Isolate::All)
+        .build()
+        .load()
+        .unwrap_err();
+    assert!(matches!(error, dropin_host::LoaderError::NoProbe));
+}
+
+#[test]
+fn a_plugin_that_kills_its_process_fails_its_call_and_the_host_carries_on() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    for (mode, how) in [
+        ("segv", "was killed by signal 11 (SIGSEGV)"),
+        ("abort", "was killed by signal 6 (SIGABRT)"),
+        ("exit", "exited with status 3"),
+        ("overflow", "was killed by signal 6 (SIGABRT)"),
+    ] {
+        let output = dir
+            .command(&["--isolate", "greet", "runs-at-open", "hello"])
+            .env("GREETER_GREET", mode)
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&output), "hello: Hello!\n", "{mode}");
+        assert_eq!(
+            stderr(&output),
+            format!("greeter-host: plugin 'runs-at-open' crashed: its process {how}\n"),
+            "{mode}"
+        );
+        assert_eq!(output.status.code(), Some(1), "{mode}");
+    }
+}
+
+#[test]
+fn a_plugin_that_never_answers_times_out_and_its_process_is_killed() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let start = Instant::now();
+    let output = dir
+        .command(&[
+            "--isolate",
+            "--call-timeout",
+            "500ms",
+            "greet",
+            "runs-at-open",
+            "hello",
+        ])
+        .env("GREETER_GREET", "hang")
+        .output()
+        .unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: plugin 'runs-at-open' timed out: its process did not answer within \
+         500ms and was killed\n"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn a_crashed_plugin_stays_failed_and_says_why() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    // The same plugin named twice: called twice.
+    let output = dir
+        .command(&["--isolate", "greet", "runs-at-open", "runs-at-open"])
+        .env("GREETER_GREET", "segv")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: plugin 'runs-at-open' crashed: its process was killed by signal 11 \
+         (SIGSEGV)\n\
+         greeter-host: plugin 'runs-at-open' crashed: its process ended earlier (was killed by \
+         signal 11 (SIGSEGV))\n"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+/// The processes whose parent is `parent`, from `/proc`.
+fn children_of(parent: u32) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // `pid (comm) state ppid ...`: the command may hold spaces.
+                stat.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn what_an_isolated_plugin_prints_or_logs_reaches_the_host_log_not_its_output() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let output = dir
+        .command(&["--isolate", "greet"])
+        .env("GREETER_GREET", "print")
+        .env(
+            "RUST_LOG",
+            "plugin::runs_at_open=info,plugin::runs-at-open=info",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: Hello from a library with a constructor!\n"
+    );
+    let log = stderr(&output);
+    for line in [
+        "printed by the plugin",
+        "written to stderr by the plugin",
+        "logged by the plugin",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("plugin::runs-at-open") && l.ends_with(line)),
+            "{line:?} in {log}"
+        );
+    }
+}
+
+#[test]
+fn an_isolated_process_dies_with_its_host_even_under_sigkill() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let mut host = dir
+        .command(&["--isolate", "greet"])
+        .env("GREETER_GREET", "hang")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the isolated process (the probe comes and goes first).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let child = loop {
+        let children: Vec<u32> = children_of(host.id())
+            .into_iter()
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.windows(16).any(|w| w == b"DROPIN_ISOLATED="))
+            })
+            .collect();
+        if let Some(&child) = children.first() {
+            break child;
+        }
+        assert!(Instant::now() < deadline, "no isolated process appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::metadata(format!("/proc/{child}")).is_ok() {
+        // A zombie reaped by init still shows briefly: its state says so.
+        let state = fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        if state.contains(") Z ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the isolated process outlived its host"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
