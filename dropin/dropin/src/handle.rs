@@ -144,6 +144,30 @@ impl PluginCore {
         self.remote.is_some()
     }
 
+    /// Calls method number `method` of a plugin in another process: the
+    /// arguments `encode` writes go to `remote`, the answer is decoded. Out
+    /// of line, so that the in-process path stays a load, a branch and a
+    /// call.
+    ///
+    /// # Errors
+    ///
+    /// The plugin's error, how its process failed, or a malformed answer.
+    #[doc(hidden)]
+    #[cold]
+    #[inline(never)]
+    pub fn call_remote<T: crate::wire::Decode>(
+        &self,
+        remote: &dyn Remote,
+        method: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<T, CallError> {
+        let mut args = Vec::new();
+        encode(&mut args);
+        remote
+            .call(method, args)
+            .and_then(|bytes| self.decode::<T>(&bytes))
+    }
+
     /// Decodes an isolated plugin's answer.
     ///
     /// # Errors

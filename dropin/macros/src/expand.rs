@@ -429,11 +429,9 @@ fn handle_method(
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
             #function
             if let ::core::option::Option::Some(remote) = self.core.remote() {
-                let mut args = ::std::vec::Vec::new();
-                #(::dropin::wire::Encode::encode(&#names, &mut args);)*
-                return remote
-                    .call(#index, args)
-                    .and_then(|bytes| self.core.decode::<#output>(&bytes));
+                return self.core.call_remote::<#output>(remote, #index, |args| {
+                    #(::dropin::wire::Encode::encode(&#names, args);)*
+                });
             }
             self.core.call(|| function(#(#values),*)).map(#convert)
         }
