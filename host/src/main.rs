@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dropin::CallErrorKind;
 use dropin_host::{
     ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockMode, LockfileError,
-    PermissionError, Plugin, Recording, check_permissions, is_deceptive, isolation::Isolate,
+    PermissionError, Plugin, Recording, check_permissions, is_deceptive,
+    isolation::{Isolate, Recovery},
     probe::Probe,
 };
 use greeter_interface::GreeterPlugin;
@@ -112,6 +113,12 @@ struct Cli {
     /// `500ms` or `30s` [default: 30s]; past it, its process is killed.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     call_timeout: Option<Duration>,
+
+    /// How many times an isolated plugin whose process crashed or timed out
+    /// is started again (its init runs again), the first after 100ms, then
+    /// twice as long each time [default: 0: it stays failed].
+    #[arg(long, global = true, value_name = "N")]
+    restarts: Option<u32>,
 
     #[command(subcommand)]
     command: Command,
@@ -272,6 +279,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     if let Some(timeout) = cli.call_timeout {
         builder = builder.call_timeout(timeout);
+    }
+    if let Some(attempts) = cli.restarts {
+        builder = builder.isolation_recovery(Recovery::Restart {
+            attempts,
+            backoff: Duration::from_millis(100),
+        });
     }
     builder = configure(builder, &dir, !cli.allow_insecure_permissions)?;
     if let Some(req) = cli.accept_interface {

@@ -99,12 +99,34 @@ pub enum Isolate {
     Unlocked,
 }
 
+/// What happens to an isolated plugin whose process crashed or timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// It stays failed for the rest of the process: every later call fails
+    /// saying how its process ended (the default: a plugin that crashed
+    /// once is not trusted to run again without the application asking).
+    #[default]
+    Disable,
+    /// The call that failed still fails; the next call starts a new
+    /// process, whose plugin runs `init` again (its state starts afresh),
+    /// after `backoff`, doubled at each restart, at most `attempts` times
+    /// in all. Then it stays failed.
+    Restart {
+        /// The most restarts.
+        attempts: u32,
+        /// The wait before the first restart.
+        backoff: Duration,
+    },
+}
+
 /// The loader's isolation settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     pub(crate) rules: Vec<Isolate>,
     pub(crate) call_timeout: Duration,
     pub(crate) memory_limit: Option<u64>,
+    pub(crate) recovery: Recovery,
 }
 
 impl Default for Settings {
@@ -113,6 +135,7 @@ impl Default for Settings {
             rules: Vec::new(),
             call_timeout: DEFAULT_CALL_TIMEOUT,
             memory_limit: None,
+            recovery: Recovery::default(),
         }
     }
 }
@@ -381,39 +404,6 @@ pub(crate) fn start<I: Interface>(
     policy: &Policy,
     config: &str,
 ) -> Result<Plugin<I>, LoadError> {
-    let refused = |reason: String| LoadError::Isolated {
-        path: path.to_owned(),
-        reason,
-    };
-    let mut command = Command::new(&launcher.program);
-    command
-        .args(&launcher.args)
-        .env(ISOLATED_ENV, I::NAME)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    confine(&mut command, settings.memory_limit);
-    let mut child = command
-        .spawn()
-        .map_err(|e| refused(format!("its process could not be started: {e}")))?;
-    let stdin = child.stdin.take().expect("piped");
-    let stdout = child.stdout.take().expect("piped");
-    let stderr = child.stderr.take().expect("piped");
-    // Until the plugin says its name, its output is logged under the file's.
-    let target = Arc::new(OnceLock::new());
-    let forwarder = forward_stderr(stderr, Arc::clone(&target), path.to_owned());
-    let process = Process {
-        child,
-        stdin,
-        stdout,
-        ended: None,
-    };
-    let process = Isolated {
-        process: Mutex::new(process),
-        timeout: settings.call_timeout,
-        name: OnceLock::new(),
-        forwarder: Some(forwarder),
-    };
     let setup = Setup {
         path: path_bytes(path),
         copy: path_bytes(copy),
@@ -425,27 +415,93 @@ pub(crate) fn start<I: Interface>(
     };
     let mut bytes = Vec::new();
     setup.encode(&mut bytes);
-    let answer = process
-        .exchange(bytes, START_TIMEOUT)
-        .map_err(|ended| refused(format!("its process {ended}")))?;
-    let mut answer = answer.as_slice();
-    let malformed = |e: WireError| refused(format!("its process answered {e}"));
-    match u8::decode(&mut answer).map_err(malformed)? {
-        0 => {}
-        _ => {
+    let spawner = Spawner {
+        launcher: launcher.clone(),
+        interface: I::NAME,
+        memory_limit: settings.memory_limit,
+        path: path.to_owned(),
+        setup: bytes,
+        // Until the plugin says its name, its output is logged under the
+        // file's.
+        target: Arc::new(OnceLock::new()),
+    };
+    let (process, forwarder, ready) = spawner.spawn().map_err(|reason| LoadError::Isolated {
+        path: path.to_owned(),
+        reason,
+    })?;
+    let _ = spawner.target.set(dropin::log_target(&ready.name));
+    let isolated = Isolated {
+        state: Mutex::new(State {
+            process,
+            forwarders: vec![forwarder],
+            restarts: 0,
+            failed_at: None,
+        }),
+        timeout: settings.call_timeout,
+        recovery: settings.recovery,
+        name: ready.name.clone(),
+        spawner,
+    };
+    Plugin::isolated(path, copy, sha256, ready, Box::new(isolated)).map_err(|reason| {
+        LoadError::Isolated {
+            path: path.to_owned(),
+            reason,
+        }
+    })
+}
+
+/// Everything needed to start, and start again, an isolated plugin's
+/// process.
+struct Spawner {
+    launcher: Launcher,
+    interface: &'static str,
+    memory_limit: Option<u64>,
+    path: PathBuf,
+    /// The encoded [`Setup`].
+    setup: Vec<u8>,
+    /// The log target its output goes to.
+    target: Arc<OnceLock<String>>,
+}
+
+impl Spawner {
+    /// Starts a process and loads the plugin there.
+    fn spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), String> {
+        let mut command = Command::new(&self.launcher.program);
+        command
+            .args(&self.launcher.args)
+            .env(ISOLATED_ENV, self.interface)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        confine(&mut command, self.memory_limit);
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("its process could not be started: {e}"))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let forwarder = forward_stderr(stderr, Arc::clone(&self.target), self.path.clone());
+        let mut process = Process {
+            child,
+            stdin,
+            stdout,
+            ended: None,
+        };
+        let answer = round_trip(&mut process, &self.setup, START_TIMEOUT)
+            .map_err(|ended| format!("its process {ended}"))?;
+        let mut answer = answer.as_slice();
+        let malformed = |e: WireError| format!("its process answered {e}");
+        if u8::decode(&mut answer).map_err(malformed)? != 0 {
             let message = String::decode(&mut answer).map_err(malformed)?;
             // The child's message names the file already.
-            let prefix = format!("{}: ", path.display());
-            let reason = message
+            let prefix = format!("{}: ", self.path.display());
+            return Err(message
                 .strip_prefix(&prefix)
-                .map_or(message.clone(), str::to_owned);
-            return Err(refused(reason));
+                .map_or(message.clone(), str::to_owned));
         }
+        let ready = Ready::decode(&mut answer).map_err(malformed)?;
+        Ok((process, forwarder, ready))
     }
-    let ready = Ready::decode(&mut answer).map_err(malformed)?;
-    let _ = target.set(dropin::log_target(&ready.name));
-    let _ = process.name.set(ready.name.clone());
-    Plugin::isolated(path, copy, sha256, ready, Box::new(process)).map_err(refused)
 }
 
 impl<I: Interface> Plugin<I> {
@@ -557,11 +613,19 @@ fn confine(_: &mut Command, _: Option<u64>) {}
 
 /// An isolated plugin's process, as its handle's [`Remote`].
 struct Isolated {
-    process: Mutex<Process>,
+    state: Mutex<State>,
     timeout: Duration,
-    name: OnceLock<String>,
-    /// Logs the process's standard error until it closes.
-    forwarder: Option<thread::JoinHandle<()>>,
+    recovery: Recovery,
+    name: String,
+    spawner: Spawner,
+}
+
+struct State {
+    process: Process,
+    /// Each log its process's standard error until it closes.
+    forwarders: Vec<thread::JoinHandle<()>>,
+    restarts: u32,
+    failed_at: Option<Instant>,
 }
 
 struct Process {
@@ -572,44 +636,82 @@ struct Process {
     ended: Option<(CallErrorKind, String)>,
 }
 
+/// Sends one frame to `process` and waits for the answer; how the process
+/// ended, if it did instead of answering (which `process` then records).
+fn round_trip(process: &mut Process, frame: &[u8], timeout: Duration) -> Result<Vec<u8>, Ended> {
+    let deadline = Instant::now() + timeout;
+    let sent = write_frame(&mut process.stdin, frame);
+    let answer = match sent {
+        Ok(()) => read_frame_until(&mut process.stdout, deadline),
+        Err(_) => Err(Wait::Failed),
+    };
+    let (kind, how) = match answer {
+        Ok(Some(bytes)) => return Ok(bytes),
+        Ok(None) | Err(Wait::Failed) => (CallErrorKind::Crashed, ended(&mut process.child)),
+        Err(Wait::TimedOut) => {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+            (
+                CallErrorKind::TimedOut,
+                format!("did not answer within {timeout:?} and was killed"),
+            )
+        }
+    };
+    process.ended = Some((kind, how.clone()));
+    Err(Ended { kind, how })
+}
+
 impl Isolated {
-    /// Sends one frame and waits for the answer; how the process ended, if
-    /// it did instead of answering.
-    fn exchange(&self, frame: Vec<u8>, timeout: Duration) -> Result<Vec<u8>, Ended> {
-        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((kind, how)) = &process.ended {
-            return Err(Ended {
-                kind: *kind,
-                how: format!("ended earlier ({how})"),
-            });
+    /// Sends one call and waits for the answer, after restarting the
+    /// process if it ended earlier and the recovery allows it.
+    fn exchange(&self, frame: &[u8]) -> Result<Vec<u8>, Ended> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((kind, how)) = state.process.ended.clone() {
+            self.restart(&mut state).map_err(|why| Ended {
+                kind,
+                how: format!("ended earlier ({how}){why}"),
+            })?;
         }
-        let deadline = Instant::now() + timeout;
-        let sent = write_frame(&mut process.stdin, &frame);
-        let answer = match sent {
-            Ok(()) => read_frame_until(&mut process.stdout, deadline),
-            Err(_) => Err(Wait::Failed),
+        let answer = round_trip(&mut state.process, frame, self.timeout);
+        if answer.is_err() {
+            state.failed_at = Some(Instant::now());
+        }
+        answer
+    }
+
+    /// Starts a new process in place of the one that ended; why not, as
+    /// the end of a sentence, if it does not.
+    fn restart(&self, state: &mut State) -> Result<(), String> {
+        let Recovery::Restart { attempts, backoff } = self.recovery else {
+            return Err(String::new());
         };
-        match answer {
-            Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) | Err(Wait::Failed) => {
-                let how = ended(&mut process.child);
-                process.ended = Some((CallErrorKind::Crashed, how.clone()));
-                Err(Ended {
-                    kind: CallErrorKind::Crashed,
-                    how,
-                })
-            }
-            Err(Wait::TimedOut) => {
-                let _ = process.child.kill();
-                let _ = process.child.wait();
-                let how = format!("did not answer within {timeout:?} and was killed");
-                process.ended = Some((CallErrorKind::TimedOut, how.clone()));
-                Err(Ended {
-                    kind: CallErrorKind::TimedOut,
-                    how,
-                })
-            }
+        if state.restarts >= attempts {
+            return Err(format!("; not restarted: {attempts} restarts already"));
         }
+        let wait = backoff.saturating_mul(1 << state.restarts.min(16));
+        if let Some(failed_at) = state.failed_at {
+            thread::sleep(wait.saturating_sub(failed_at.elapsed()));
+        }
+        state.restarts += 1;
+        let (process, forwarder, ready) = self
+            .spawner
+            .spawn()
+            .map_err(|reason| format!("; restarting it failed: {reason}"))?;
+        state.forwarders.push(forwarder);
+        state.process = process;
+        if ready.name != self.name {
+            state.process.ended = Some((
+                CallErrorKind::Crashed,
+                format!("was restarted as '{}'", ready.name),
+            ));
+            return Err(format!("; restarted, it named itself '{}'", ready.name));
+        }
+        log::warn!(
+            target: &dropin::log_target(&self.name),
+            "its process was restarted ({} of {attempts})",
+            state.restarts
+        );
+        Ok(())
     }
 }
 
@@ -627,30 +729,34 @@ impl std::fmt::Display for Ended {
 
 impl Remote for Isolated {
     fn call(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
-        let name = self.name.get().map_or("?", String::as_str);
         let mut frame = Vec::with_capacity(4 + args.len());
         u32::try_from(method).unwrap_or(u32::MAX).encode(&mut frame);
         frame.extend_from_slice(&args);
-        let answer = self.exchange(frame, self.timeout).map_err(|ended| {
-            CallError::from_parts(ended.kind, name, format!("its process {}", ended.how), None)
+        let answer = self.exchange(&frame).map_err(|ended| {
+            CallError::from_parts(
+                ended.kind,
+                &self.name,
+                format!("its process {}", ended.how),
+                None,
+            )
         })?;
-        dropin::__private::decode_outcome(name, &answer).map(<[u8]>::to_vec)
+        dropin::__private::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
     }
 }
 
 impl Drop for Isolated {
     fn drop(&mut self) {
-        let process = self.process.get_mut().unwrap_or_else(|e| e.into_inner());
-        if process.ended.is_none() {
-            let _ = process.child.kill();
-            let _ = process.child.wait();
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if state.process.ended.is_none() {
+            let _ = state.process.child.kill();
+            let _ = state.process.child.wait();
         }
-        // What the process wrote before it ended is still in the pipe: log
-        // all of it before the handle goes.
-        // (A grandchild that kept the pipe open would keep it open for
-        // ever: then the rest is left to the thread, after a second.)
-        if let Some(forwarder) = self.forwarder.take() {
-            let deadline = Instant::now() + Duration::from_secs(1);
+        // What the processes wrote before they ended is still in the pipes:
+        // log all of it before the handle goes. (A grandchild that kept a
+        // pipe open would keep it open for ever: then the rest is left to
+        // the thread, after a second.)
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for forwarder in state.forwarders.drain(..) {
             while !forwarder.is_finished() && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(1));
             }

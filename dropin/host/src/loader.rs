@@ -897,6 +897,13 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// What happens to an isolated plugin whose process crashed or timed
+    /// out (default: [`Recovery::Disable`](crate::isolation::Recovery)).
+    pub fn isolation_recovery(mut self, recovery: crate::isolation::Recovery) -> Self {
+        self.isolation.recovery = recovery;
+        self
+    }
+
     /// The most memory (address space, bytes) an isolated plugin's process
     /// may use (`RLIMIT_AS`, Linux; default: no limit). Past it, the
     /// plugin's allocations fail, which ends its process, and the call

@@ -137,6 +137,59 @@ fn a_crashed_plugin_stays_failed_and_says_why() {
     assert_eq!(output.status.code(), Some(1));
 }
 
+#[test]
+fn a_crashed_plugin_is_restarted_when_asked_and_within_the_limit() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let markers = PluginDir::new();
+    let marker = markers.path().join("crashed");
+    let run = |restarts: &str| {
+        let _ = fs::remove_file(&marker);
+        dir.command(&[
+            "--isolate",
+            "--restarts",
+            restarts,
+            "greet",
+            "runs-at-open",
+            "runs-at-open",
+        ])
+        .env("GREETER_GREET", "segv-once")
+        .env("GREETER_GREET_MARKER", &marker)
+        .output()
+        .unwrap()
+    };
+    // The failed call fails; the next one runs in a new process.
+    let output = run("1");
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: Hello from a library with a constructor!\n"
+    );
+    let log = stderr(&output);
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        lines[0],
+        "greeter-host: plugin 'runs-at-open' crashed: its process was killed by signal 11 \
+         (SIGSEGV)"
+    );
+    // The restart is logged at `warn`, under the plugin's target.
+    assert!(
+        lines.len() == 2
+            && lines[1]
+                .ends_with(" WARN  plugin::runs-at-open] its process was restarted (1 of 1)"),
+        "{log}"
+    );
+    // Without restarts it stays failed.
+    let output = run("0");
+    assert_eq!(stdout(&output), "");
+    assert!(
+        stderr(&output).ends_with(
+            "greeter-host: plugin 'runs-at-open' crashed: its process ended earlier (was killed \
+             by signal 11 (SIGSEGV)); not restarted: 0 restarts already\n"
+        ),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// The processes whose parent is `parent`, from `/proc`.
 fn children_of(parent: u32) -> Vec<u32> {
     fs::read_dir("/proc")
