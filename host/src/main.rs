@@ -114,6 +114,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     call_timeout: Option<Duration>,
 
+    /// Confine isolated plugins' processes (Linux): no new privileges, no
+    /// network. The file system is not confined.
+    #[arg(long, global = true)]
+    confine: bool,
+
     /// How many times an isolated plugin whose process crashed or timed out
     /// is started again (its init runs again), the first after 100ms, then
     /// twice as long each time [default: 0: it stays failed].
@@ -280,6 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(timeout) = cli.call_timeout {
         builder = builder.call_timeout(timeout);
     }
+    builder = builder.confine_isolated(cli.confine);
     if let Some(attempts) = cli.restarts {
         builder = builder.isolation_recovery(Recovery::Restart {
             attempts,

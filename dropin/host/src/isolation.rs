@@ -127,6 +127,7 @@ pub(crate) struct Settings {
     pub(crate) call_timeout: Duration,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) recovery: Recovery,
+    pub(crate) confined: bool,
 }
 
 impl Default for Settings {
@@ -136,6 +137,7 @@ impl Default for Settings {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             memory_limit: None,
             recovery: Recovery::default(),
+            confined: false,
         }
     }
 }
@@ -419,6 +421,7 @@ pub(crate) fn start<I: Interface>(
         launcher: launcher.clone(),
         interface: I::NAME,
         memory_limit: settings.memory_limit,
+        confined: settings.confined,
         path: path.to_owned(),
         setup: bytes,
         // Until the plugin says its name, its output is logged under the
@@ -456,6 +459,7 @@ struct Spawner {
     launcher: Launcher,
     interface: &'static str,
     memory_limit: Option<u64>,
+    confined: bool,
     path: PathBuf,
     /// The encoded [`Setup`].
     setup: Vec<u8>,
@@ -473,7 +477,7 @@ impl Spawner {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        confine(&mut command, self.memory_limit);
+        confine(&mut command, self.memory_limit, self.confined);
         let mut child = command
             .spawn()
             .map_err(|e| format!("its process could not be started: {e}"))?;
@@ -577,12 +581,17 @@ fn forward_stderr(
 }
 
 /// Sets up the child before it runs the program: it dies with the host,
-/// and within the memory limit.
+/// within the memory limit, and, if `confined`, without new privileges and
+/// without a network.
 #[cfg(target_os = "linux")]
-fn confine(command: &mut Command, memory_limit: Option<u64>) {
+fn confine(command: &mut Command, memory_limit: Option<u64>, confined: bool) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: getpid is async-signal-safe.
-    let host = unsafe { libc::getpid() };
+    // Everything the child needs is prepared here: between fork and exec
+    // only async-signal-safe calls may run, so no allocation.
+    // SAFETY: getpid, geteuid and getegid are async-signal-safe.
+    let (host, uid, gid) = unsafe { (libc::getpid(), libc::geteuid(), libc::getegid()) };
+    let uid_map = format!("{uid} {uid} 1\n").into_bytes();
+    let gid_map = format!("{gid} {gid} 1\n").into_bytes();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -603,13 +612,54 @@ fn confine(command: &mut Command, memory_limit: Option<u64>) {
                     return Err(io::Error::last_os_error());
                 }
             }
+            if confined {
+                // No setuid program it runs gains privileges.
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // A network namespace of its own: a loopback interface that
+                // is down and nothing else. Without privileges, inside a
+                // user namespace that maps this user to itself.
+                if uid == 0 {
+                    if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else {
+                    if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    write_file(c"/proc/self/setgroups", b"deny")?;
+                    write_file(c"/proc/self/uid_map", &uid_map)?;
+                    write_file(c"/proc/self/gid_map", &gid_map)?;
+                }
+            }
             Ok(())
         });
     }
 }
 
+/// Writes `bytes` to the file at `path`, with async-signal-safe calls only.
+#[cfg(target_os = "linux")]
+fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: a C string path; `bytes` is valid for its length; the
+    // descriptor is closed on every path.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        let error = io::Error::last_os_error();
+        libc::close(fd);
+        if written != bytes.len() as isize {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(not(target_os = "linux"))]
-fn confine(_: &mut Command, _: Option<u64>) {}
+fn confine(_: &mut Command, _: Option<u64>, _: bool) {}
 
 /// An isolated plugin's process, as its handle's [`Remote`].
 struct Isolated {

@@ -897,6 +897,18 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// Confines isolated plugins' processes (Linux; default: `false`): no
+    /// new privileges (`PR_SET_NO_NEW_PRIVS`: a setuid program it runs
+    /// gains nothing) and no network (a network namespace of its own, with
+    /// only a loopback interface that is down; unprivileged hosts use a
+    /// user namespace that maps their user to itself). The file system is
+    /// not confined: the process sees what the host sees. Where the kernel
+    /// refuses a namespace, the plugin is refused, never run unconfined.
+    pub fn confine_isolated(mut self, confine: bool) -> Self {
+        self.isolation.confined = confine;
+        self
+    }
+
     /// What happens to an isolated plugin whose process crashed or timed
     /// out (default: [`Recovery::Disable`](crate::isolation::Recovery)).
     pub fn isolation_recovery(mut self, recovery: crate::isolation::Recovery) -> Self {

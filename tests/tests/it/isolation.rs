@@ -190,6 +190,37 @@ fn a_crashed_plugin_is_restarted_when_asked_and_within_the_limit() {
     );
 }
 
+#[test]
+fn a_confined_plugin_has_no_network_and_no_new_privileges() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let run = |args: &[&str], mode: &str| {
+        dir.command(args)
+            .env("GREETER_GREET", mode)
+            .env("GREETER_NET_PORT", &port)
+            .output()
+            .unwrap()
+    };
+    // Isolated but not confined: the network is there.
+    let output = run(&["--isolate", "greet"], "net");
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: connected; NoNewPrivs: 0\n",
+        "{}",
+        stderr(&output)
+    );
+    let output = run(&["--isolate", "--confine", "greet"], "net");
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: plugin 'runs-at-open' failed: cannot connect: Network is unreachable \
+         (os error 101)\n"
+    );
+    let output = run(&["--isolate", "--confine", "greet"], "privs");
+    assert_eq!(stdout(&output), "runs-at-open: NoNewPrivs: 1\n");
+}
+
 /// The processes whose parent is `parent`, from `/proc`.
 fn children_of(parent: u32) -> Vec<u32> {
     fs::read_dir("/proc")
