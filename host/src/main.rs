@@ -196,6 +196,8 @@ struct Entry {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     path_lossy: bool,
     status: Status,
+    /// Whether the plugin runs in a process of its own.
+    isolated: bool,
     error: Option<String>,
     /// The interface methods after 2.0 the plugin has; null if rejected.
     capabilities: Option<Vec<&'static str>>,
@@ -360,15 +362,45 @@ fn configure(
     let config: toml::Table =
         toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
     for (key, value) in config {
+        // `isolate = true` or `isolate = ["name", ...]`: which plugins run
+        // in processes of their own.
+        if key == "isolate" {
+            let names = match &value {
+                toml::Value::Boolean(all) => all.then(Vec::new),
+                toml::Value::Array(names) => Some(
+                    names
+                        .iter()
+                        .map(|name| name.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                        .filter(|names| !names.is_empty())
+                        .with_context(|| {
+                            format!(
+                                "{}: expected `isolate` to list plugin names, found {value}",
+                                path.display()
+                            )
+                        })?,
+                ),
+                other => bail!(
+                    "{}: expected `isolate = true` or a list of plugin names, found {other}",
+                    path.display()
+                ),
+            };
+            builder = match names {
+                None => builder,
+                Some(names) if names.is_empty() => builder.isolate(Isolate::All),
+                Some(names) => builder.isolate(Isolate::Plugins(names)),
+            };
+            continue;
+        }
         let toml::Value::Table(plugins) = value else {
             bail!(
-                "{}: expected only [plugin.<name>] tables, found `{key}`",
+                "{}: expected only [plugin.<name>] tables and `isolate`, found `{key}`",
                 path.display()
             );
         };
         if key != "plugin" {
             bail!(
-                "{}: expected only [plugin.<name>] tables, found [{key}]",
+                "{}: expected only [plugin.<name>] tables and `isolate`, found [{key}]",
                 path.display()
             );
         }
@@ -401,6 +433,7 @@ fn loaded_entry(plugin: &Plugin<GreeterPlugin>) -> Entry {
         interface_version: Some(plugin.interface_version().to_string()),
         path: plugin.path().to_owned(),
         path_lossy: plugin.path().to_str().is_none(),
+        isolated: plugin.is_isolated(),
         status: if plugin.failure().is_some() {
             Status::Failed
         } else {
@@ -431,6 +464,7 @@ fn rejected_entry(error: &LoadError) -> Entry {
         path: error.path().to_owned(),
         path_lossy: error.path().to_str().is_none(),
         status: Status::Rejected,
+        isolated: false,
         error: Some(rejection(error)),
         capabilities: None,
         greeting: None,

@@ -103,12 +103,14 @@ fn list_json_reports_every_file_with_the_documented_fields() {
                 "capabilities",
                 "error",
                 "interface_version",
+                "isolated",
                 "name",
                 "path",
                 "status",
                 "version"
             ]
         );
+        assert_eq!(entry["isolated"], false);
         let path = entry["path"].as_str().unwrap();
         assert!(path.starts_with(dir.path().to_str().unwrap()), "{path}");
     }
@@ -462,12 +464,24 @@ fn a_broken_or_unsafe_plugins_toml_stops_everything_naming_it() {
     );
     assert_eq!(output.status.code(), Some(2));
 
-    dir.write("plugins.toml", b"isolate = true\n");
+    dir.write("plugins.toml", b"isolated = true\n");
     let output = dir.run(&["greet"]);
     assert_eq!(
         stderr(&output),
         format!(
-            "greeter-host: {}: expected only [plugin.<name>] tables, found `isolate`\n",
+            "greeter-host: {}: expected only [plugin.<name>] tables and `isolate`, found \
+             `isolated`\n",
+            config.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+
+    dir.write("plugins.toml", b"isolate = 3\n");
+    let output = dir.run(&["greet"]);
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: {}: expected `isolate = true` or a list of plugin names, found 3\n",
             config.display()
         )
     );

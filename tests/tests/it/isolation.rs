@@ -221,6 +221,32 @@ fn a_confined_plugin_has_no_network_and_no_new_privileges() {
     assert_eq!(stdout(&output), "runs-at-open: NoNewPrivs: 1\n");
 }
 
+#[test]
+fn plugins_toml_chooses_which_plugins_run_isolated() {
+    let dir = PluginDir::with(&["hello", "counter"]);
+    dir.write(
+        "plugins.toml",
+        b"isolate = [\"counter\"]\n\n[plugin.counter]\nstart = 41\n",
+    );
+    let output = dir.run(&["list", "--format", "json"]);
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let isolated: Vec<(&str, bool)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            (
+                entry["name"].as_str().unwrap(),
+                entry["isolated"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(isolated, [("counter", true), ("hello", false)]);
+    // The isolated plugin gets its configuration too.
+    let output = dir.run(&["greet", "counter"]);
+    assert_eq!(stdout(&output), "counter: Hello, visitor #42!\n");
+}
+
 /// The processes whose parent is `parent`, from `/proc`.
 fn children_of(parent: u32) -> Vec<u32> {
     fs::read_dir("/proc")
