@@ -520,10 +520,12 @@ fn list(
                     dash(&entry.name),
                     dash(&entry.version),
                     dash(&entry.interface_version),
-                    match entry.status {
-                        Status::Loaded => "loaded",
-                        Status::Rejected => "rejected",
-                        Status::Failed => "failed",
+                    match (entry.status, entry.isolated) {
+                        // Loaded, in a process of its own.
+                        (Status::Loaded, true) => "isolated",
+                        (Status::Loaded, false) => "loaded",
+                        (Status::Rejected, _) => "rejected",
+                        (Status::Failed, _) => "failed",
                     },
                     shown_path(&entry.path)
                 )?;

@@ -86,6 +86,9 @@ pub trait Remote: Send + Sync {
     ///
     /// The plugin's own error, or how its process failed.
     fn call(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError>;
+
+    /// The id of the process that serves the plugin now, while it runs.
+    fn process_id(&self) -> Option<u32>;
 }
 
 /// What every plugin handle has, whatever its interface: the plugin's name,
@@ -142,6 +145,12 @@ impl PluginCore {
     /// Whether the plugin runs in another process.
     pub fn is_isolated(&self) -> bool {
         self.remote.is_some()
+    }
+
+    /// The id of the process an isolated plugin runs in, while it runs
+    /// (`None` in-process, or once that process ended).
+    pub fn process_id(&self) -> Option<u32> {
+        self.remote.as_ref()?.process_id()
     }
 
     /// Calls method number `method` of a plugin in another process: the

@@ -792,6 +792,15 @@ impl Remote for Isolated {
         })?;
         dropin::__private::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
     }
+
+    fn process_id(&self) -> Option<u32> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .process
+            .ended
+            .is_none()
+            .then(|| state.process.child.id())
+    }
 }
 
 impl Drop for Isolated {

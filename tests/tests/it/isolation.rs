@@ -242,9 +242,42 @@ fn plugins_toml_chooses_which_plugins_run_isolated() {
         })
         .collect();
     assert_eq!(isolated, [("counter", true), ("hello", false)]);
+    let listed = stdout(&dir.run(&["list"]));
+    let modes: Vec<&str> = listed
+        .lines()
+        .map(|line| line.split_whitespace().nth(3).unwrap())
+        .collect();
+    assert_eq!(modes, ["isolated", "loaded"]);
     // The isolated plugin gets its configuration too.
     let output = dir.run(&["greet", "counter"]);
     assert_eq!(stdout(&output), "counter: Hello, visitor #42!\n");
+}
+
+#[test]
+fn a_timed_out_plugins_process_is_gone_and_the_others_keep_answering() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let report = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(artifacts().host_binary()))
+        .isolate(Isolate::All)
+        .call_timeout(Duration::from_millis(300))
+        .config("runs-at-open", "greet = \"hang\"")
+        .build()
+        .load()
+        .unwrap();
+    let hanging = report.registry.get("runs-at-open").unwrap();
+    let hello = report.registry.get("hello").unwrap();
+    let pid = hanging.core().process_id().expect("running");
+    assert!(fs::metadata(format!("/proc/{pid}")).is_ok());
+    let error = hanging.greet().unwrap_err();
+    assert_eq!(error.kind(), dropin::CallErrorKind::TimedOut);
+    assert_eq!(hanging.core().process_id(), None);
+    // Killed and reaped: no process, not even a zombie, is left.
+    assert!(
+        fs::metadata(format!("/proc/{pid}")).is_err(),
+        "{pid} remains"
+    );
+    assert_eq!(hello.greet().unwrap(), "Hello!");
 }
 
 /// The processes whose parent is `parent`, from `/proc`.
