@@ -16,7 +16,11 @@ use std::{
 
 use abi_stable::library::{RawLibrary, lib_header_from_path};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use dropin_host::{Loader, LockEntry, Lockfile, isolation::Isolate, probe::Probe};
+use dropin_host::{
+    Loader, LockEntry, Lockfile,
+    isolation::{Isolate, Recovery},
+    probe::Probe,
+};
 use greeter_benches::{build_plugins, library_file_name};
 use greeter_interface::GreeterPlugin;
 use noop_interface::NoopPlugin;
@@ -103,6 +107,20 @@ fn calls(c: &mut Criterion) {
     let plugin = noop.registry.get(NOOP_NAME).expect("the noop plugin loads");
     group.bench_function("plugin", |b| b.iter(|| plugin.noop(black_box(7))));
     group.bench_function("handwritten", |b| b.iter(|| raw.noop(black_box(7))));
+    // The same no-op plugin in a process of its own.
+    let isolated_noop = Loader::<NoopPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(env!("CARGO_BIN_EXE_noop-runner")))
+        .isolate(Isolate::All)
+        .build()
+        .load()
+        .unwrap();
+    let isolated_noop = isolated_noop
+        .registry
+        .get(NOOP_NAME)
+        .expect("the noop plugin loads isolated");
+    assert_eq!(isolated_noop.noop(7).unwrap(), 7);
+    group.bench_function("isolated", |b| b.iter(|| isolated_noop.noop(black_box(7))));
     // Baselines that explain call/plugin: the same function pointer call to a
     // function of the host, and to one of the C library (another shared
     // object, like a plugin).
@@ -139,6 +157,34 @@ fn calls(c: &mut Criterion) {
         .expect("the hello plugin loads isolated");
     assert!(isolated.is_isolated());
     group.bench_function("isolated", |b| b.iter(|| isolated.greet().unwrap()));
+    group.finish();
+
+    // From a crash to the restarted plugin answering again: the isolated
+    // process is killed, the next call reports it, the one after starts a
+    // new process (its `init` runs again) and answers.
+    let restarting = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(plugins.join("greeter-host")))
+        .isolate(Isolate::All)
+        .isolation_recovery(Recovery::Restart {
+            attempts: u32::MAX,
+            backoff: Duration::ZERO,
+        })
+        .build()
+        .load()
+        .unwrap();
+    let restarting = restarting.registry.get("hello").unwrap();
+    let mut group = c.benchmark_group("isolated");
+    group.sample_size(20);
+    group.bench_function("restart", |b| {
+        b.iter(|| {
+            let pid = restarting.core().process_id().expect("running");
+            // SAFETY: sending a signal to the plugin's own process.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            assert!(restarting.greet().is_err());
+            restarting.greet().unwrap()
+        });
+    });
     group.finish();
 }
 
