@@ -265,8 +265,11 @@ fn path_bytes(path: &Path) -> Vec<u8> {
 fn write_frame(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     let len = u32::try_from(bytes.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a frame over 4 GiB"))?;
-    out.write_all(&len.to_le_bytes())?;
-    out.write_all(bytes)?;
+    // One write: one system call for a small frame.
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(bytes);
+    out.write_all(&frame)?;
     out.flush()
 }
 
@@ -832,31 +835,42 @@ enum Wait {
     Failed,
 }
 
-/// Reads one frame, giving up at `deadline`.
+/// Reads one frame, giving up at `deadline`. The process is not trusted:
+/// the frame grows as its bytes arrive (a length it claims allocates
+/// nothing), and bytes past the frame are a failure.
 #[cfg(unix)]
 fn read_frame_until(stdout: &mut ChildStdout, deadline: Instant) -> Result<Option<Vec<u8>>, Wait> {
-    let mut len = [0; 4];
-    if !read_until(stdout, &mut len, deadline)? {
-        return Ok(None);
+    let mut frame = Vec::new();
+    let mut chunk = [0; 16 * 1024];
+    let mut len = None;
+    while len.is_none_or(|len| frame.len() < 4 + len) {
+        wait_readable(stdout, deadline)?;
+        let n = match stdout.read(&mut chunk) {
+            Ok(0) if frame.is_empty() => return Ok(None),
+            Ok(0) => return Err(Wait::Failed),
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Wait::Failed),
+        };
+        frame.extend_from_slice(&chunk[..n]);
+        if len.is_none() && frame.len() >= 4 {
+            let header: [u8; 4] = frame[..4].try_into().expect("four bytes");
+            len = Some(u32::from_le_bytes(header) as usize);
+        }
     }
-    let mut bytes = vec![0; u32::from_le_bytes(len) as usize];
-    if !read_until(stdout, &mut bytes, deadline)? {
+    if len.is_some_and(|len| frame.len() != 4 + len) {
+        // Only one call is ever in flight: nothing may follow its answer.
         return Err(Wait::Failed);
     }
-    Ok(Some(bytes))
+    frame.drain(..4);
+    Ok(Some(frame))
 }
 
-/// Fills `buffer`, waiting for the pipe at most until `deadline`; `false`
-/// if it ended before the first byte.
+/// Waits until the pipe has bytes (or has ended), at most until `deadline`.
 #[cfg(unix)]
-fn read_until(
-    stdout: &mut ChildStdout,
-    buffer: &mut [u8],
-    deadline: Instant,
-) -> Result<bool, Wait> {
+fn wait_readable(stdout: &ChildStdout, deadline: Instant) -> Result<(), Wait> {
     use std::os::fd::AsRawFd;
-    let mut filled = 0;
-    while filled < buffer.len() {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Wait::TimedOut);
@@ -869,25 +883,13 @@ fn read_until(
         let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
         // SAFETY: one valid `pollfd`.
         let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
-        if ready < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
+        if ready > 0 {
+            return Ok(());
+        }
+        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return Err(Wait::Failed);
         }
-        if ready == 0 {
-            continue;
-        }
-        match stdout.read(&mut buffer[filled..]) {
-            Ok(0) if filled == 0 => return Ok(false),
-            Ok(0) => return Err(Wait::Failed),
-            Ok(n) => filled += n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return Err(Wait::Failed),
-        }
     }
-    Ok(true)
 }
 
 #[cfg(not(unix))]
