@@ -114,8 +114,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     call_timeout: Option<Duration>,
 
+    /// The most memory an isolated plugin's process may use, such as `512M`
+    /// or `2G` (its address space, RLIMIT_AS; Linux) [default: no limit].
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
+    memory_limit: Option<u64>,
+
     /// Confine isolated plugins' processes (Linux): no new privileges, no
-    /// network. The file system is not confined.
+    /// network, every file system read-only (reading is not confined).
     #[arg(long, global = true)]
     confine: bool,
 
@@ -127,6 +132,23 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// `512M`, `2G`, `64K` or a number of bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.chars().last() {
+        Some('K' | 'k') => (&text[..text.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&text[..text.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|number| number.checked_mul(unit))
+        .filter(|bytes| *bytes > 0)
+        .ok_or_else(|| format!("expected a size such as 512M or 2G, found {text:?}"))
 }
 
 /// `500ms`, `2s`, `1.5s` or a number of seconds.
@@ -288,6 +310,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         builder = builder.call_timeout(timeout);
     }
     builder = builder.confine_isolated(cli.confine);
+    if let Some(bytes) = cli.memory_limit {
+        builder = builder.isolation_memory_limit(bytes);
+    }
     if let Some(attempts) = cli.restarts {
         builder = builder.isolation_recovery(Recovery::Restart {
             attempts,

@@ -584,8 +584,8 @@ fn forward_stderr(
 }
 
 /// Sets up the child before it runs the program: it dies with the host,
-/// within the memory limit, and, if `confined`, without new privileges and
-/// without a network.
+/// within the memory limit, and, if `confined`, without new privileges,
+/// without a network, and with every file system read-only.
 #[cfg(target_os = "linux")]
 fn confine(command: &mut Command, memory_limit: Option<u64>, confined: bool) {
     use std::os::unix::process::CommandExt;
@@ -620,26 +620,72 @@ fn confine(command: &mut Command, memory_limit: Option<u64>, confined: bool) {
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                // A network namespace of its own: a loopback interface that
-                // is down and nothing else. Without privileges, inside a
-                // user namespace that maps this user to itself.
+                // A network namespace of its own (a loopback interface that
+                // is down and nothing else) and a mount namespace of its
+                // own. Without privileges, inside a user namespace that
+                // maps this user to itself.
+                let namespaces = libc::CLONE_NEWNET | libc::CLONE_NEWNS;
                 if uid == 0 {
-                    if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                    if libc::unshare(namespaces) != 0 {
                         return Err(io::Error::last_os_error());
                     }
                 } else {
-                    if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+                    if libc::unshare(libc::CLONE_NEWUSER | namespaces) != 0 {
                         return Err(io::Error::last_os_error());
                     }
                     write_file(c"/proc/self/setgroups", b"deny")?;
                     write_file(c"/proc/self/uid_map", &uid_map)?;
                     write_file(c"/proc/self/gid_map", &gid_map)?;
                 }
+                // Every mount read-only, in this namespace only: nothing
+                // propagates back to the host's.
+                if libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                let read_only = MountAttr {
+                    attr_set: MOUNT_ATTR_RDONLY,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: 0,
+                };
+                if libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    c"/".as_ptr(),
+                    AT_RECURSIVE,
+                    &raw const read_only,
+                    size_of::<MountAttr>(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
     }
 }
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+#[cfg(target_os = "linux")]
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+#[cfg(target_os = "linux")]
+const AT_RECURSIVE: libc::c_int = 0x8000;
 
 /// Writes `bytes` to the file at `path`, with async-signal-safe calls only.
 #[cfg(target_os = "linux")]

@@ -899,11 +899,13 @@ impl<I: Interface> LoaderBuilder<I> {
 
     /// Confines isolated plugins' processes (Linux; default: `false`): no
     /// new privileges (`PR_SET_NO_NEW_PRIVS`: a setuid program it runs
-    /// gains nothing) and no network (a network namespace of its own, with
-    /// only a loopback interface that is down; unprivileged hosts use a
-    /// user namespace that maps their user to itself). The file system is
-    /// not confined: the process sees what the host sees. Where the kernel
-    /// refuses a namespace, the plugin is refused, never run unconfined.
+    /// gains nothing), no network (a network namespace of its own, with
+    /// only a loopback interface that is down) and a read-only view of every
+    /// file system (a mount namespace of its own where every mount is made
+    /// read-only with `mount_setattr`, Linux 5.12 or later). Unprivileged
+    /// hosts use a user namespace that maps their user to itself. The
+    /// process can still read what the host can read. Where the kernel
+    /// refuses any of these, the plugin is refused, never run unconfined.
     pub fn confine_isolated(mut self, confine: bool) -> Self {
         self.isolation.confined = confine;
         self

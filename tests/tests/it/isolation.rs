@@ -222,6 +222,66 @@ fn a_confined_plugin_has_no_network_and_no_new_privileges() {
 }
 
 #[test]
+fn a_confined_plugin_writes_nowhere() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let target = PluginDir::new();
+    let run = |args: &[&str]| {
+        dir.command(args)
+            .env("GREETER_GREET", "write")
+            .env("GREETER_WRITE_DIR", target.path())
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--isolate", "--confine", "greet"]);
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: plugin 'runs-at-open' failed: cannot write: Read-only file system (os \
+         error 30)\n"
+    );
+    assert!(!target.path().join("written").exists());
+    // The control: unconfined, the same plugin writes.
+    let output = run(&["--isolate", "greet"]);
+    assert_eq!(stdout(&output), "runs-at-open: wrote a file\n");
+    assert!(target.path().join("written").exists());
+}
+
+#[test]
+fn a_plugin_over_its_memory_limit_fails_its_call_not_the_host() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let output = dir
+        .command(&[
+            "--isolate",
+            "--memory-limit",
+            "256M",
+            "greet",
+            "runs-at-open",
+            "hello",
+        ])
+        .env("GREETER_GREET", "alloc")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    let log = stderr(&output);
+    assert!(
+        log.ends_with(
+            "greeter-host: plugin 'runs-at-open' crashed: its process was killed by signal 6 \
+             (SIGABRT)\n"
+        ),
+        "{log}"
+    );
+    // Without the limit the same call succeeds.
+    let output = dir
+        .command(&["--isolate", "greet", "runs-at-open"])
+        .env("GREETER_GREET", "alloc")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: allocated 1073741824 bytes\n"
+    );
+}
+
+#[test]
 fn plugins_toml_chooses_which_plugins_run_isolated() {
     let dir = PluginDir::with(&["hello", "counter"]);
     dir.write(
