@@ -387,6 +387,31 @@ fn configure(
     let config: toml::Table =
         toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
     for (key, value) in config {
+        // `[call_timeout]` with `name = "2s"`: an isolated plugin's own
+        // call timeout.
+        if key == "call_timeout" {
+            let toml::Value::Table(timeouts) = &value else {
+                bail!(
+                    "{}: expected a table [call_timeout] of plugin names and durations, found \
+                     {value}",
+                    path.display()
+                );
+            };
+            for (name, timeout) in timeouts {
+                let timeout = timeout
+                    .as_str()
+                    .ok_or_else(|| format!("found {timeout}"))
+                    .and_then(parse_duration)
+                    .map_err(|error| {
+                        anyhow::anyhow!(
+                            "{}: call_timeout.{name}: expected a duration such as \"2s\": {error}",
+                            path.display()
+                        )
+                    })?;
+                builder = builder.call_timeout_for(name, timeout);
+            }
+            continue;
+        }
         // `isolate = true` or `isolate = ["name", ...]`: which plugins run
         // in processes of their own.
         if key == "isolate" {
@@ -419,13 +444,15 @@ fn configure(
         }
         let toml::Value::Table(plugins) = value else {
             bail!(
-                "{}: expected only [plugin.<name>] tables and `isolate`, found `{key}`",
+                "{}: expected only [plugin.<name>] tables, `isolate` and [call_timeout], found \
+                 `{key}`",
                 path.display()
             );
         };
         if key != "plugin" {
             bail!(
-                "{}: expected only [plugin.<name>] tables and `isolate`, found [{key}]",
+                "{}: expected only [plugin.<name>] tables, `isolate` and [call_timeout], found \
+                 [{key}]",
                 path.display()
             );
         }

@@ -125,6 +125,8 @@ pub enum Recovery {
 pub(crate) struct Settings {
     pub(crate) rules: Vec<Isolate>,
     pub(crate) call_timeout: Duration,
+    /// Call timeouts of particular plugins, by name.
+    pub(crate) call_timeouts: std::collections::HashMap<String, Duration>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) recovery: Recovery,
     pub(crate) confined: bool,
@@ -135,6 +137,7 @@ impl Default for Settings {
         Self {
             rules: Vec::new(),
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            call_timeouts: std::collections::HashMap::new(),
             memory_limit: None,
             recovery: Recovery::default(),
             confined: false,
@@ -443,7 +446,11 @@ pub(crate) fn start<I: Interface>(
             restarts: 0,
             failed_at: None,
         }),
-        timeout: settings.call_timeout,
+        timeout: settings
+            .call_timeouts
+            .get(&ready.name)
+            .copied()
+            .unwrap_or(settings.call_timeout),
         recovery: settings.recovery,
         name: ready.name.clone(),
         spawner,

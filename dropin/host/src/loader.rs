@@ -918,6 +918,17 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// How long the isolated plugin `name` may take to answer one call, in
+    /// place of [`call_timeout`](Self::call_timeout) for it.
+    pub fn call_timeout_for(
+        mut self,
+        name: impl Into<String>,
+        timeout: std::time::Duration,
+    ) -> Self {
+        self.isolation.call_timeouts.insert(name.into(), timeout);
+        self
+    }
+
     /// The most memory (address space, bytes) an isolated plugin's process
     /// may use (`RLIMIT_AS`, Linux; default: no limit). Past it, the
     /// plugin's allocations fail, which ends its process, and the call

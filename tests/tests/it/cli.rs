@@ -469,8 +469,8 @@ fn a_broken_or_unsafe_plugins_toml_stops_everything_naming_it() {
     assert_eq!(
         stderr(&output),
         format!(
-            "greeter-host: {}: expected only [plugin.<name>] tables and `isolate`, found \
-             `isolated`\n",
+            "greeter-host: {}: expected only [plugin.<name>] tables, `isolate` and \
+             [call_timeout], found `isolated`\n",
             config.display()
         )
     );

@@ -116,6 +116,24 @@ fn a_plugin_that_never_answers_times_out_and_its_process_is_killed() {
          500ms and was killed\n"
     );
     assert_eq!(output.status.code(), Some(1));
+
+    // A plugin's own timeout, from plugins.toml, wins over the default.
+    dir.write(
+        "plugins.toml",
+        b"isolate = true\n\n[call_timeout]\nruns-at-open = \"300ms\"\n",
+    );
+    let output = dir
+        .command(&["greet", "runs-at-open", "hello"])
+        .env("GREETER_GREET", "hang")
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: plugin 'runs-at-open' timed out: its process did not answer within \
+         300ms and was killed\n"
+    );
+    assert_eq!(output.status.code(), Some(1));
 }
 
 #[test]
