@@ -239,13 +239,7 @@ impl<I: Interface> Loader<I> {
         if !self.isolation.rules.is_empty() && self.probe.is_none() {
             return Err(LoaderError::NoProbe);
         }
-        let candidates = discover(&self.dir)?;
-        if self.check_permissions {
-            check_permissions(&self.dir).map_err(|source| LoaderError::InsecureFolder {
-                path: self.dir.clone(),
-                source,
-            })?;
-        }
+        let candidates = self.candidates()?;
         let lockfile = match self.lock {
             LockMode::Ignore => None,
             LockMode::IfPresent => Lockfile::read(&self.lockfile_path(), self.check_permissions)?,
@@ -325,6 +319,19 @@ impl<I: Interface> Loader<I> {
         }
         report.registry.snapshots = snapshots;
         Ok(report)
+    }
+
+    /// The folder's candidate files, once the folder itself passed its
+    /// permission check.
+    fn candidates(&self) -> Result<Vec<PathBuf>, LoaderError> {
+        let candidates = discover(&self.dir)?;
+        if self.check_permissions {
+            check_permissions(&self.dir).map_err(|source| LoaderError::InsecureFolder {
+                path: self.dir.clone(),
+                source,
+            })?;
+        }
+        Ok(candidates)
     }
 
     /// A file's first stage, which runs none of its code: one open handle,
@@ -633,13 +640,7 @@ impl<I: Interface> Loader<I> {
     /// folder-level errors of [`load`](Self::load).
     pub fn record(&self) -> Result<Recording, LoaderError> {
         let probe = self.probe.clone().ok_or(LoaderError::NoProbe)?;
-        let candidates = discover(&self.dir)?;
-        if self.check_permissions {
-            check_permissions(&self.dir).map_err(|source| LoaderError::InsecureFolder {
-                path: self.dir.clone(),
-                source,
-            })?;
-        }
+        let candidates = self.candidates()?;
         let mut prober = Prober::new(probe);
         let snapshots = self.snapshot_dir(&candidates)?;
         let mut recording = Recording {

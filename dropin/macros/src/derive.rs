@@ -232,16 +232,7 @@ fn destructure(
     target: TokenStream,
     direction: Direction,
 ) -> (TokenStream, TokenStream) {
-    let names: Vec<Ident> = fields
-        .iter()
-        .enumerate()
-        .map(|(i, field)| {
-            field
-                .ident
-                .clone()
-                .unwrap_or_else(|| format_ident!("__field{}", i))
-        })
-        .collect();
+    let names = field_names(fields);
     let values = names
         .iter()
         .map(|name| convert_value(direction, quote!(#name)));
