@@ -56,8 +56,14 @@ pub unsafe trait Interface: Sized + Send + Sync + 'static {
     /// `core`'s [`Remote`]: every method encodes its arguments and sends
     /// them there. It provides the first `provided` of
     /// [`METHODS`](Self::METHODS).
+    ///
+    /// # Safety
+    ///
+    /// `core` must have a remote ([`PluginCore::with_remote`]): the handle's
+    /// function pointers are placeholders, reached only by a core without
+    /// one.
     #[doc(hidden)]
-    fn bind_remote(core: PluginCore, provided: usize) -> Self;
+    unsafe fn bind_remote(core: PluginCore, provided: usize) -> Self;
 
     /// Serves one call that arrived from another process: decodes the
     /// arguments of method number `method` from `input`, calls it on this
@@ -170,11 +176,21 @@ impl PluginCore {
         method: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<T, CallError> {
+        if self.failure.get().is_some() {
+            return Err(self.disabled());
+        }
         let mut args = Vec::new();
         encode(&mut args);
-        remote
+        let result = remote
             .call(method, args)
-            .and_then(|bytes| self.decode::<T>(&bytes))
+            .and_then(|bytes| self.decode::<T>(&bytes));
+        if let Err(error) = &result
+            && error.kind() == crate::CallErrorKind::Panicked
+        {
+            // As in-process: a plugin that panicked is not called again.
+            self.disable(format!("panicked: {}", error.message()));
+        }
+        result
     }
 
     /// Decodes an isolated plugin's answer.

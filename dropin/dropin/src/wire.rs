@@ -334,8 +334,9 @@ pub fn decode_outcome<'a>(plugin: &str, bytes: &'a [u8]) -> Result<&'a [u8], cra
                 1 => Kind::Panicked,
                 2 => Kind::Disabled,
                 3 => Kind::Missing,
-                4 => Kind::Crashed,
-                5 => Kind::TimedOut,
+                // Only the host knows whether a process crashed or timed
+                // out: a process that says so of itself just failed.
+                4 | 5 => Kind::Failed,
                 other => return Err(malformed(WireError(format!("no error kind {other}")))),
             };
             let message = String::decode(&mut input).map_err(malformed)?;

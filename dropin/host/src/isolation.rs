@@ -55,7 +55,7 @@ use std::{
     io::{self, BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
     process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex, OnceLock, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -79,6 +79,14 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The time an isolated plugin's process may take to start, open its
 /// library and run `init`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest line of an isolated process's standard error that is
+/// logged; the rest of a longer line is dropped.
+const MAX_LINE: usize = 64 * 1024;
+
+/// The largest answer an isolated process may send: more is a failure
+/// (the process is killed), not an allocation.
+const MAX_FRAME: usize = 256 << 20;
 
 /// The first bytes of a line on an isolated plugin's standard error that
 /// carries a log record: `\u{1}dropin-log\t<level>\t<message>`.
@@ -356,7 +364,9 @@ fn protocol_output() -> io::Result<std::fs::File> {
     // SAFETY: duplicating and replacing the standard descriptors, which
     // this process owns; nothing else runs yet.
     unsafe {
-        let fd = libc::dup(1);
+        // Close-on-exec: a program the plugin starts must not hold the
+        // pipe the host waits on, nor write into it.
+        let fd = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
         if fd < 0 || libc::dup2(2, 1) < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -411,6 +421,7 @@ pub(crate) fn start<I: Interface>(
     sha256: Option<[u8; 32]>,
     policy: &Policy,
     config: &str,
+    expected_name: Option<&str>,
 ) -> Result<Plugin<I>, LoadError> {
     let setup = Setup {
         path: path_bytes(path),
@@ -438,6 +449,19 @@ pub(crate) fn start<I: Interface>(
         path: path.to_owned(),
         reason,
     })?;
+    // The name the lock file recorded or the probe read: a process that
+    // names itself otherwise is not the plugin that was checked.
+    if let Some(expected) = expected_name
+        && ready.name != expected
+    {
+        return Err(LoadError::Isolated {
+            path: path.to_owned(),
+            reason: format!(
+                "its process loaded a plugin named '{}'; expected '{expected}'",
+                ready.name
+            ),
+        });
+    }
     let _ = spawner.target.set(dropin::log_target(&ready.name));
     let isolated = Isolated {
         state: Mutex::new(State {
@@ -488,10 +512,12 @@ impl Spawner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         confine(&mut command, self.memory_limit, self.confined);
-        let mut child = command
-            .spawn()
+        let mut child = spawn_from_keeper(command)
             .map_err(|e| format!("its process could not be started: {e}"))?;
         let stdin = child.stdin.take().expect("piped");
+        // Writes wait for the pipe within the call's deadline, never for
+        // ever: a process that stops reading cannot block the host.
+        set_nonblocking(&stdin).map_err(|e| format!("its pipe could not be set up: {e}"))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let forwarder = forward_stderr(stderr, Arc::clone(&self.target), self.path.clone());
@@ -542,7 +568,8 @@ impl<I: Interface> Plugin<I> {
         let provided = usize::try_from(ready.provided).unwrap_or(usize::MAX);
         let core = dropin::PluginCore::new(name, declared, I::METHODS, I::REQUIRED, provided)
             .with_remote(remote);
-        let handle = I::bind_remote(core, provided.min(I::METHODS.len()));
+        // SAFETY: `core` has its remote: every call goes there.
+        let handle = unsafe { I::bind_remote(core, provided.min(I::METHODS.len())) };
         Ok(Plugin::from_parts(
             name,
             version,
@@ -566,8 +593,41 @@ fn forward_stderr(
     path: PathBuf,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
+        let mut reader = BufReader::new(stderr);
+        let mut bytes = Vec::new();
+        loop {
+            // Lines of any bytes and any length: a line is cut at
+            // `MAX_LINE` bytes (the rest is dropped), and the pipe is read
+            // to its end whatever arrives, so the process never blocks on
+            // a full pipe.
+            bytes.clear();
+            match (&mut reader)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut bytes)
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if bytes.len() == MAX_LINE && bytes.last() != Some(&b'\n') {
+                // Skip the rest of the line, a buffer at a time.
+                while let Ok(buffer) = reader.fill_buf() {
+                    if buffer.is_empty() {
+                        break;
+                    }
+                    match buffer.iter().position(|&b| b == b'\n') {
+                        Some(end) => {
+                            reader.consume(end + 1);
+                            break;
+                        }
+                        None => {
+                            let all = buffer.len();
+                            reader.consume(all);
+                        }
+                    }
+                }
+            }
+            let line = String::from_utf8_lossy(&bytes);
+            let line = line.trim_end_matches(['\n', '\r']);
             let fallback;
             let target = match target.get() {
                 Some(target) => target.as_str(),
@@ -742,15 +802,23 @@ struct Process {
     ended: Option<(CallErrorKind, String)>,
 }
 
+impl Drop for Process {
+    /// A process no longer used is killed and reaped, whatever state it is
+    /// in: no process outlives its handle, and none is left a zombie.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Sends one frame to `process` and waits for the answer; how the process
 /// ended, if it did instead of answering (which `process` then records).
 fn round_trip(process: &mut Process, frame: &[u8], timeout: Duration) -> Result<Vec<u8>, Ended> {
     let deadline = Instant::now() + timeout;
-    let sent = write_frame(&mut process.stdin, frame);
-    let answer = match sent {
-        Ok(()) => read_frame_until(&mut process.stdout, deadline),
-        Err(_) => Err(Wait::Failed),
-    };
+    let answer = write_frame_until(&mut process.stdin, frame, deadline)
+        .and_then(|()| read_frame_until(&mut process.stdout, deadline));
     let (kind, how) = match answer {
         Ok(Some(bytes)) => return Ok(bytes),
         Ok(None) | Err(Wait::Failed) => (CallErrorKind::Crashed, ended(&mut process.child)),
@@ -794,7 +862,10 @@ impl Isolated {
         if state.restarts >= attempts {
             return Err(format!("; not restarted: {attempts} restarts already"));
         }
-        let wait = backoff.saturating_mul(1 << state.restarts.min(16));
+        // Never longer than a call may take.
+        let wait = backoff
+            .saturating_mul(1 << state.restarts.min(16))
+            .min(self.timeout);
         if let Some(failed_at) = state.failed_at {
             thread::sleep(wait.saturating_sub(failed_at.elapsed()));
         }
@@ -862,10 +933,8 @@ impl Remote for Isolated {
 impl Drop for Isolated {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if state.process.ended.is_none() {
-            let _ = state.process.child.kill();
-            let _ = state.process.child.wait();
-        }
+        let _ = state.process.child.kill();
+        let _ = state.process.child.wait();
         // What the processes wrote before they ended is still in the pipes:
         // log all of it before the handle goes. (A grandchild that kept a
         // pipe open would keep it open for ever: then the rest is left to
@@ -888,6 +957,90 @@ enum Wait {
     Failed,
 }
 
+/// Spawns `command` from one thread that lives as long as the process: the
+/// kernel sends `PR_SET_PDEATHSIG`'s signal when the *thread* that spawned
+/// a child ends, so a child spawned from a short-lived thread (a worker that
+/// loaded plugins, a caller that restarted one) would die with it.
+fn spawn_from_keeper(command: Command) -> io::Result<Child> {
+    type Request = (Command, mpsc::Sender<io::Result<Child>>);
+    static KEEPER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (send, requests) = mpsc::channel::<Request>();
+        thread::Builder::new()
+            .name("dropin-spawner".to_owned())
+            .spawn(move || {
+                for (mut command, reply) in requests {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("the spawning thread starts");
+        send
+    });
+    let gone = || io::Error::other("the spawning thread ended");
+    let (reply, answer) = mpsc::channel();
+    keeper.send((command, reply)).map_err(|_| gone())?;
+    answer.recv().map_err(|_| gone())?
+}
+
+#[cfg(unix)]
+fn set_nonblocking(stdin: &ChildStdin) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = stdin.as_raw_fd();
+    // SAFETY: reading and setting the flags of a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_nonblocking(_: &ChildStdin) -> io::Result<()> {
+    Ok(())
+}
+
+/// Writes one frame, waiting for room in the pipe at most until
+/// `deadline`.
+#[cfg(unix)]
+fn write_frame_until(stdin: &mut ChildStdin, bytes: &[u8], deadline: Instant) -> Result<(), Wait> {
+    use std::os::fd::AsRawFd;
+    let len = u32::try_from(bytes.len()).map_err(|_| Wait::Failed)?;
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(bytes);
+    let mut written = 0;
+    while written < frame.len() {
+        match stdin.write(&frame[written..]) {
+            Ok(0) => return Err(Wait::Failed),
+            Ok(n) => written += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Wait::TimedOut);
+                }
+                let mut poll = libc::pollfd {
+                    fd: stdin.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+                // SAFETY: one valid `pollfd`.
+                unsafe { libc::poll(&raw mut poll, 1, millis) };
+            }
+            Err(_) => return Err(Wait::Failed),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_frame_until(stdin: &mut ChildStdin, bytes: &[u8], _: Instant) -> Result<(), Wait> {
+    write_frame(stdin, bytes).map_err(|_| Wait::Failed)
+}
+
 /// Reads one frame, giving up at `deadline`. The process is not trusted:
 /// the frame grows as its bytes arrive (a length it claims allocates
 /// nothing), and bytes past the frame are a failure.
@@ -908,7 +1061,11 @@ fn read_frame_until(stdout: &mut ChildStdout, deadline: Instant) -> Result<Optio
         frame.extend_from_slice(&chunk[..n]);
         if len.is_none() && frame.len() >= 4 {
             let header: [u8; 4] = frame[..4].try_into().expect("four bytes");
-            len = Some(u32::from_le_bytes(header) as usize);
+            let claimed = u32::from_le_bytes(header) as usize;
+            if claimed > MAX_FRAME {
+                return Err(Wait::Failed);
+            }
+            len = Some(claimed);
         }
     }
     if len.is_some_and(|len| frame.len() != 4 + len) {

@@ -436,6 +436,7 @@ impl<I: Interface> Loader<I> {
                 digest,
                 &self.policy,
                 config,
+                name,
             )?;
             if let Some(first) = registry.get(plugin.name()) {
                 return Err(LoadError::DuplicateName {

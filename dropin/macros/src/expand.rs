@@ -200,7 +200,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
                 &self.core
             }
 
-            fn bind_remote(core: ::dropin::PluginCore, provided: usize) -> Self {
+            unsafe fn bind_remote(core: ::dropin::PluginCore, provided: usize) -> Self {
                 Self {
                     core,
                     #(#remote_binds,)*

@@ -358,6 +358,33 @@ fn a_timed_out_plugins_process_is_gone_and_the_others_keep_answering() {
     assert_eq!(hello.greet().unwrap(), "Hello!");
 }
 
+#[test]
+fn a_plugin_flooding_its_output_neither_blocks_nor_bloats_the_host() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    // Three calls, each writing 1 MiB of invalid UTF-8 without a line end:
+    // more than a pipe holds, so a host that stopped reading would make the
+    // plugin block, and the calls time out.
+    let output = dir
+        .command(&[
+            "--isolate",
+            "--call-timeout",
+            "5s",
+            "greet",
+            "runs-at-open",
+            "runs-at-open",
+            "runs-at-open",
+        ])
+        .env("GREETER_GREET", "flood")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: Hello from a library with a constructor!\n".repeat(3)
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
 /// The processes whose parent is `parent`, from `/proc`.
 fn children_of(parent: u32) -> Vec<u32> {
     fs::read_dir("/proc")
