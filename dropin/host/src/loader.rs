@@ -404,8 +404,27 @@ impl<I: Interface> Loader<I> {
             // another interface or version, an unsupported host, a duplicate
             // (a folder of thousands of copies must not fill the host's
             // address space with libraries it will never use).
+            if report.no_root() {
+                return Err(LoadError::NotAPlugin {
+                    path: path.to_owned(),
+                    interface: I::NAME,
+                    export: I::EXPORT_MACRO,
+                });
+            }
             if let Some((name, version, has_layout)) = report.root() {
                 load::check_root::<I>(path, name, version, has_layout)?;
+            }
+            // The probe's precise reason is the host's own: in-process, the
+            // host opens the file (which the probe survived) and words it;
+            // an isolated plugin is never opened here, so its reason is the
+            // probe's.
+            if let Some(reason) = report.refusal()
+                && self.isolation.applies(report.plugin_name(), path, false)
+            {
+                return Err(LoadError::ProbeRefused {
+                    path: path.to_owned(),
+                    reason,
+                });
             }
             if let Some(facts) = report.facts() {
                 load::check_facts::<I>(path, &facts, &self.policy)?;

@@ -25,6 +25,21 @@ fn the_example_plugins_greet_identically_isolated() {
     assert_eq!(stdout(&isolated), stdout(&in_process));
     assert_eq!(stderr(&isolated), "");
     assert_eq!(isolated.status.code(), Some(0));
+    // A library that is not a plugin is refused as such, isolated or not,
+    // without a process started for it.
+    dir.add("not_a_plugin");
+    let isolated = dir.run(&["--isolate", "list"]);
+    let in_process = dir.run(&["list"]);
+    assert_eq!(
+        stdout(&isolated),
+        stdout(&in_process).replace("loaded  ", "isolated")
+    );
+    assert!(
+        stdout(&isolated)
+            .contains("not a plugin: expected the root module a dropin plugin exports"),
+        "{}",
+        stdout(&isolated)
+    );
     // By name, and through `greet_to`.
     let output = dir.run(&[
         "--isolate=hello",
