@@ -353,13 +353,17 @@ pub fn initialize(module: ModuleRef, dir: &Path, config: &str) -> Result<(), Str
     }
 }
 
+/// A path's bytes, as they cross to a plugin or another process.
+#[doc(hidden)]
 #[cfg(unix)]
-fn dir_bytes(dir: &Path) -> Vec<u8> {
+pub fn dir_bytes(dir: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
     dir.as_os_str().as_bytes().to_vec()
 }
 
+/// A path's bytes, as they cross to a plugin or another process.
+#[doc(hidden)]
 #[cfg(not(unix))]
-fn dir_bytes(dir: &Path) -> Vec<u8> {
+pub fn dir_bytes(dir: &Path) -> Vec<u8> {
     dir.to_string_lossy().into_owned().into_bytes()
 }

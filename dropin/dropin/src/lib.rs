@@ -198,7 +198,7 @@ pub mod __private {
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
         module,
     };
-    pub use crate::handle::{Remote, initialize};
+    pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize};
     pub use crate::wire::{decode_outcome, encode_outcome};
 
     /// What a remote handle's function pointers are set to: never called,

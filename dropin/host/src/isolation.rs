@@ -261,17 +261,6 @@ fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-#[cfg(unix)]
-fn path_bytes(path: &Path) -> Vec<u8> {
-    use std::os::unix::ffi::OsStrExt;
-    path.as_os_str().as_bytes().to_vec()
-}
-
-#[cfg(not(unix))]
-fn path_bytes(path: &Path) -> Vec<u8> {
-    path.to_string_lossy().into_owned().into_bytes()
-}
-
 /// Writes one frame: a `u32` length, then the bytes.
 fn write_frame(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     let len = u32::try_from(bytes.len())
@@ -424,8 +413,8 @@ pub(crate) fn start<I: Interface>(
     expected_name: Option<&str>,
 ) -> Result<Plugin<I>, LoadError> {
     let setup = Setup {
-        path: path_bytes(path),
-        copy: path_bytes(copy),
+        path: dropin::__private::path_bytes(path),
+        copy: dropin::__private::path_bytes(copy),
         config: config.to_owned(),
         accepted: policy.accepted.to_string(),
         host_version: policy.host_version.to_string(),

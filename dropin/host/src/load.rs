@@ -671,17 +671,17 @@ pub(crate) fn open<I: Interface>(
     // first `I::METHODS.len()` at most) with the descriptor at the same
     // index of `I::METHODS`; the library is never unloaded.
     let handle = unsafe { I::bind(core, methods) };
-    Ok(Plugin {
+    Ok(Plugin::from_parts(
         name,
         version,
         interface_version,
         host_requirement,
-        path: path.to_owned(),
-        loaded_from: copy.to_owned(),
-        sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
-        module: Some(module),
+        path.to_owned(),
+        copy.to_owned(),
+        sha256,
+        Some(module),
         handle,
-    })
+    ))
 }
 
 /// Checks the object headers of `copy`, the private snapshot of `path`.
