@@ -1114,15 +1114,6 @@ fn ended(child: &mut Child) -> String {
 }
 
 fn describe(status: ExitStatus) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return format!(
-                "was killed by signal {signal}{}",
-                crate::probe::signal_name(signal)
-            );
-        }
-    }
-    format!("exited with status {}", status.code().unwrap_or(-1))
+    // In the probe's words, without its standard error (which is logged).
+    crate::probe::ProbeFailure::from_status(status, String::new()).to_string()
 }

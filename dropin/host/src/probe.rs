@@ -358,7 +358,7 @@ impl fmt::Display for ProbeFailure {
     }
 }
 
-pub(crate) fn signal_name(signal: i32) -> &'static str {
+fn signal_name(signal: i32) -> &'static str {
     match signal {
         4 => " (SIGILL)",
         6 => " (SIGABRT)",
@@ -547,16 +547,25 @@ fn ended(mut child: Child, stderr: &Mutex<Vec<u8>>, unexpected: Option<String>) 
     if let Some(line) = unexpected {
         stderr = format!("answered {line:?}; {stderr}");
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return ProbeFailure::Signal { signal, stderr };
+    ProbeFailure::from_status(status, stderr)
+}
+
+impl ProbeFailure {
+    /// How a process that ended with `status` ended: by a signal, or with
+    /// an exit status. Isolated plugins' processes are described the same
+    /// way.
+    pub(crate) fn from_status(status: std::process::ExitStatus, stderr: String) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(signal) = status.signal() {
+                return Self::Signal { signal, stderr };
+            }
         }
-    }
-    ProbeFailure::Exited {
-        code: status.code().unwrap_or(-1),
-        stderr,
+        Self::Exited {
+            code: status.code().unwrap_or(-1),
+            stderr,
+        }
     }
 }
 
