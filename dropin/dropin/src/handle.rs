@@ -1,7 +1,11 @@
 //! The application's side of a call: the [`Interface`] trait the generated
 //! handle implements, and [`PluginCore`], the state every handle shares.
 
-use std::{fmt, path::Path, sync::OnceLock};
+use std::{
+    fmt,
+    path::Path,
+    sync::{Arc, OnceLock},
+};
 
 use abi_stable::std_types::{RResult, RSlice, RStr};
 
@@ -95,6 +99,11 @@ pub trait Remote: Send + Sync {
 
     /// The id of the process that serves the plugin now, while it runs.
     fn process_id(&self) -> Option<u32>;
+
+    /// Ends the process once the call it is serving returns: a newer
+    /// generation of the plugin replaced it. Later calls through this remote
+    /// go to `successor`, or fail if there is none.
+    fn retire(&self, successor: Option<Arc<dyn Remote>>);
 }
 
 /// What every plugin handle has, whatever its interface: the plugin's name,
@@ -106,7 +115,7 @@ pub struct PluginCore {
     required: usize,
     provided: usize,
     failure: OnceLock<String>,
-    remote: Option<Box<dyn Remote>>,
+    remote: Option<Arc<dyn Remote>>,
 }
 
 impl PluginCore {
@@ -136,7 +145,7 @@ impl PluginCore {
     /// `remote`.
     #[doc(hidden)]
     #[must_use]
-    pub fn with_remote(mut self, remote: Box<dyn Remote>) -> Self {
+    pub fn with_remote(mut self, remote: Arc<dyn Remote>) -> Self {
         self.remote = Some(remote);
         self
     }
@@ -146,6 +155,12 @@ impl PluginCore {
     #[inline]
     pub fn remote(&self) -> Option<&dyn Remote> {
         self.remote.as_deref()
+    }
+
+    /// How to reach the plugin, shared, if it runs in another process.
+    #[doc(hidden)]
+    pub fn shared_remote(&self) -> Option<Arc<dyn Remote>> {
+        self.remote.clone()
     }
 
     /// Whether the plugin runs in another process.

@@ -453,11 +453,13 @@ pub(crate) fn start<I: Interface>(
     }
     let _ = spawner.target.set(dropin::log_target(&ready.name));
     let isolated = Isolated {
+        successor: OnceLock::new(),
         state: Mutex::new(State {
             process,
             forwarders: vec![forwarder],
             restarts: 0,
             failed_at: None,
+            retired: false,
         }),
         timeout: settings
             .call_timeouts
@@ -468,7 +470,7 @@ pub(crate) fn start<I: Interface>(
         name: ready.name.clone(),
         spawner,
     };
-    Plugin::isolated(path, copy, sha256, ready, Box::new(isolated)).map_err(|reason| {
+    Plugin::isolated(path, copy, sha256, ready, Arc::new(isolated)).map_err(|reason| {
         LoadError::Isolated {
             path: path.to_owned(),
             reason,
@@ -540,7 +542,7 @@ impl<I: Interface> Plugin<I> {
         copy: &Path,
         sha256: Option<[u8; 32]>,
         ready: Ready,
-        remote: Box<dyn Remote>,
+        remote: Arc<dyn Remote>,
     ) -> Result<Self, String> {
         let version = ready.version.parse().map_err(|e| format!("version: {e}"))?;
         let interface_version = ready
@@ -769,6 +771,9 @@ fn confine(_: &mut Command, _: Option<u64>, _: bool) {}
 /// An isolated plugin's process, as its handle's [`Remote`].
 struct Isolated {
     state: Mutex<State>,
+    /// Set when a newer generation replaced this one: where calls go from
+    /// then on (nowhere, if the newer generation runs in the host).
+    successor: OnceLock<Option<Arc<dyn Remote>>>,
     timeout: Duration,
     recovery: Recovery,
     name: String,
@@ -781,6 +786,8 @@ struct State {
     forwarders: Vec<thread::JoinHandle<()>>,
     restarts: u32,
     failed_at: Option<Instant>,
+    /// A newer generation replaced this one and its process ended.
+    retired: bool,
 }
 
 struct Process {
@@ -826,11 +833,19 @@ fn round_trip(process: &mut Process, frame: &[u8], timeout: Duration) -> Result<
 
 impl Isolated {
     /// Sends one call and waits for the answer, after restarting the
-    /// process if it ended earlier and the recovery allows it.
-    fn exchange(&self, frame: &[u8]) -> Result<Vec<u8>, Ended> {
+    /// process if it ended earlier and the recovery allows it; `None` if a
+    /// newer generation replaced this one.
+    fn exchange(&self, frame: &[u8]) -> Option<Result<Vec<u8>, Ended>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.retired {
+            return None;
+        }
+        Some(self.exchange_locked(&mut state, frame))
+    }
+
+    fn exchange_locked(&self, state: &mut State, frame: &[u8]) -> Result<Vec<u8>, Ended> {
         if let Some((kind, how)) = state.process.ended.clone() {
-            self.restart(&mut state).map_err(|why| Ended {
+            self.restart(state).map_err(|why| Ended {
                 kind,
                 how: format!("ended earlier ({how}){why}"),
             })?;
@@ -898,7 +913,20 @@ impl Remote for Isolated {
         let mut frame = Vec::with_capacity(4 + args.len());
         u32::try_from(method).unwrap_or(u32::MAX).encode(&mut frame);
         frame.extend_from_slice(&args);
-        let answer = self.exchange(&frame).map_err(|ended| {
+        let Some(answer) = self.exchange(&frame) else {
+            return match self.successor.get() {
+                Some(Some(successor)) => successor.call(method, frame.split_off(4)),
+                _ => Err(CallError::from_parts(
+                    CallErrorKind::Failed,
+                    &self.name,
+                    "its process ended: a newer generation replaced it in the host; call the \
+                     plugin through the registry again"
+                        .to_owned(),
+                    None,
+                )),
+            };
+        };
+        let answer = answer.map_err(|ended| {
             CallError::from_parts(
                 ended.kind,
                 &self.name,
@@ -907,6 +935,23 @@ impl Remote for Isolated {
             )
         })?;
         dropin::__private::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
+    }
+
+    fn retire(&self, successor: Option<Arc<dyn Remote>>) {
+        let _ = self.successor.set(successor);
+        // Waits for the call being served, if any.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.retired = true;
+        let _ = state.process.child.kill();
+        let _ = state.process.child.wait();
+        state.process.ended = Some((
+            CallErrorKind::Failed,
+            "was replaced by a newer generation".to_owned(),
+        ));
+        log::debug!(
+            target: &dropin::log_target(&self.name),
+            "its process ended: a newer generation replaced it"
+        );
     }
 
     fn process_id(&self) -> Option<u32> {

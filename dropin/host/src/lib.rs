@@ -74,11 +74,11 @@ pub use discover::{DiscoverError, discover, is_candidate_name};
 pub use exit_guard::PLUGIN_EXIT_STATUS;
 pub use load::{LoadError, Plugin, default_interface_req};
 pub use loader::{
-    DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, Loader, LoaderBuilder, LoaderError, LockMode,
-    Recording,
+    DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Loader, LoaderBuilder,
+    LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded,
 };
 pub use lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError};
 pub use permissions::{PermissionError, Writers, check_permissions};
-pub use registry::{LoadReport, Registry};
+pub use registry::{Live, LoadReport, Registry, Retained};
 pub use source::is_deceptive;
 pub use verify::{ObjectFormat, VerifyError, verify_library};

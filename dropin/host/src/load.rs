@@ -391,6 +391,36 @@ pub enum LoadError {
         /// The file loaded first.
         first: PathBuf,
     },
+    /// A reload found a plugin of another name in the file of the plugin it
+    /// replaces.
+    #[error(
+        "{}: declares the plugin '{found}'; expected '{expected}', the plugin it would replace \
+         (a reload keeps the name)",
+        path.display()
+    )]
+    Renamed {
+        /// The file.
+        path: PathBuf,
+        /// The name of the plugin being reloaded.
+        expected: String,
+        /// The name the new build declares.
+        found: String,
+    },
+    /// A reload would keep one more earlier generation of the plugin mapped
+    /// than the loader allows.
+    #[error(
+        "{}: not reloaded: '{name}' already keeps {limit} earlier generations mapped, the most \
+         the loader allows (libraries are never unloaded; restart the application to free them)",
+        path.display()
+    )]
+    Retained {
+        /// The file.
+        path: PathBuf,
+        /// The plugin.
+        name: String,
+        /// The limit on earlier generations.
+        limit: usize,
+    },
 }
 
 impl LoadError {
@@ -422,6 +452,8 @@ impl LoadError {
             | Self::Signature { path, .. }
             | Self::PanicAbort { path, .. }
             | Self::NoLayout { path }
+            | Self::Renamed { path, .. }
+            | Self::Retained { path, .. }
             | Self::UnsupportedHost { path, .. }
             | Self::InvalidMetadata { path, .. }
             | Self::Init { path, .. }
@@ -446,6 +478,11 @@ pub struct Plugin<I: Interface> {
     /// The root module, for a plugin whose library this process mapped;
     /// `None` for an isolated one.
     module: Option<ModuleRef>,
+    /// Its number among the generations of its name: 1 for the first load,
+    /// one more for each reload.
+    pub(crate) generation: u32,
+    /// The file as it was when its bytes were copied, to tell a change.
+    pub(crate) stamp: Option<crate::source::Stamp>,
     handle: I,
 }
 
@@ -472,8 +509,16 @@ impl<I: Interface> Plugin<I> {
             loaded_from,
             sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
             module,
+            generation: 1,
+            stamp: None,
             handle,
         }
+    }
+
+    /// Its number among the generations of its name in the registry: 1 as
+    /// first loaded, one more for each reload.
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// Whether the plugin runs in a process of its own.
@@ -582,6 +627,7 @@ impl<I: Interface> fmt::Debug for Plugin<I> {
             .field("host_requirement", &self.host_requirement)
             .field("path", &self.path)
             .field("sha256", &self.sha256.get().map(hex))
+            .field("generation", &self.generation)
             .field("failure", &self.failure())
             .finish()
     }

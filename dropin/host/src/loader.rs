@@ -19,7 +19,7 @@ use semver::{Version, VersionReq};
 use crate::{
     discover::{DiscoverError, discover},
     isolation::{self, Isolate},
-    load::{self, LoadError, Policy, default_interface_req},
+    load::{self, LoadError, Plugin, Policy, default_interface_req},
     lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
     permissions::{PermissionError, check_permissions},
     probe::{Probe, Prober},
@@ -27,6 +27,10 @@ use crate::{
     snapshot::{Copied, SnapshotDir, hex},
     source,
 };
+
+mod reload;
+
+pub use reload::{ReloadError, ReloadReport, Reloaded};
 
 /// Libraries this process has opened through any loader; they are never
 /// unloaded.
@@ -36,6 +40,10 @@ static MAPPED: AtomicUsize = AtomicUsize::new(0);
 /// above real use, below what exhausts the kernel's limit on memory
 /// mappings (`vm.max_map_count`, 65,530 by default, about ten per library).
 pub const DEFAULT_MAX_MAPPED: usize = 4096;
+
+/// The default limit on the earlier generations of one plugin that reloads
+/// leave mapped ([`LoaderBuilder::max_retained`]).
+pub const DEFAULT_MAX_RETAINED: usize = 16;
 
 /// The default limit on a plugin file's size: far above any real plugin
 /// (a few MB), far below what would fill a disk with private copies.
@@ -157,6 +165,7 @@ pub struct Loader<I: Interface> {
     check_permissions: bool,
     max_file_size: u64,
     max_mapped: usize,
+    max_retained: usize,
     probe: Option<Probe>,
     isolation: isolation::Settings,
     config: HashMap<String, String>,
@@ -194,6 +203,7 @@ impl<I: Interface> Loader<I> {
             allow_executable_stack: false,
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_mapped: DEFAULT_MAX_MAPPED,
+            max_retained: DEFAULT_MAX_RETAINED,
             probe: None,
             isolation: isolation::Settings::default(),
             config: HashMap::new(),
@@ -240,17 +250,7 @@ impl<I: Interface> Loader<I> {
             return Err(LoaderError::NoProbe);
         }
         let candidates = self.candidates()?;
-        let lockfile = match self.lock {
-            LockMode::Ignore => None,
-            LockMode::IfPresent => Lockfile::read(&self.lockfile_path(), self.check_permissions)?,
-            LockMode::Required => Some(
-                Lockfile::read(&self.lockfile_path(), self.check_permissions)?.ok_or_else(
-                    || LockfileError::Missing {
-                        path: self.lockfile_path(),
-                    },
-                )?,
-            ),
-        };
+        let lockfile = self.lockfile()?;
         if let Some(lockfile) = &lockfile {
             // Not an error (nothing unapproved loads), but a deployment that
             // lost a plugin should hear about it.
@@ -317,8 +317,36 @@ impl<I: Interface> Loader<I> {
                 }
             });
         }
-        report.registry.snapshots = snapshots;
+        if let Some(snapshots) = snapshots {
+            let _ = report.registry.snapshots.set(snapshots);
+        }
+        // A rejected file is tried again by a reload once it changes.
+        let refused = report
+            .registry
+            .refused
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        for error in &report.rejected {
+            if let Ok(meta) = fs::metadata(error.path()) {
+                refused.insert(error.path().to_owned(), source::Stamp::of(&meta));
+            }
+        }
         Ok(report)
+    }
+
+    /// The lock file in force, read afresh.
+    fn lockfile(&self) -> Result<Option<Lockfile>, LoaderError> {
+        Ok(match self.lock {
+            LockMode::Ignore => None,
+            LockMode::IfPresent => Lockfile::read(&self.lockfile_path(), self.check_permissions)?,
+            LockMode::Required => Some(
+                Lockfile::read(&self.lockfile_path(), self.check_permissions)?.ok_or_else(
+                    || LockfileError::Missing {
+                        path: self.lockfile_path(),
+                    },
+                )?,
+            ),
+        })
     }
 
     /// The folder's candidate files, once the folder itself passed its
@@ -363,22 +391,48 @@ impl<I: Interface> Loader<I> {
             path: path.to_owned(),
             copied,
             locked,
+            stamp: source::Stamp::of(&source.meta),
         })
     }
 
-    /// A staged file's checks, in this thread: its hash against the lock
-    /// file, the probe, the headers, opening it, the policy, its name, and
-    /// its `init`.
+    /// A staged file's checks, then the plugin into `registry`: its name
+    /// must be free.
     fn finish(
         &self,
         registry: &mut Registry<I>,
         prober: Option<&mut Prober>,
         staged: Staged<'_>,
     ) -> Result<(), LoadError> {
+        let path = staged.path.clone();
+        let claim = |name: &str| match registry.get(name) {
+            Some(first) => Err(LoadError::DuplicateName {
+                path: path.clone(),
+                name: name.to_owned(),
+                first: first.path().to_owned(),
+            }),
+            None => Ok(()),
+        };
+        let plugin = self.admit(prober, staged, &claim, &|| None)?;
+        registry.insert(plugin);
+        Ok(())
+    }
+
+    /// A staged file's checks, in this thread: its hash against the lock
+    /// file, the probe, the headers, opening it, the policy, `claim` on its
+    /// name (as soon as the name is known, before the plugin's own code
+    /// runs), and its `init`, which receives what `previous` gives.
+    fn admit(
+        &self,
+        prober: Option<&mut Prober>,
+        staged: Staged<'_>,
+        claim: &dyn Fn(&str) -> Result<(), LoadError>,
+        previous: &dyn Fn() -> Option<Saved>,
+    ) -> Result<Plugin<I>, LoadError> {
         let Staged {
             path,
             copied,
             locked,
+            stamp,
         } = staged;
         let path = path.as_path();
         let (copy, digest) = (copied.path, copied.sha256);
@@ -391,6 +445,7 @@ impl<I: Interface> Loader<I> {
                     actual,
                 });
             }
+            claim(&entry.name)?;
         }
         let mut probed_name = None;
         // Bytes the lock file approved were approved by someone; any others
@@ -429,12 +484,8 @@ impl<I: Interface> Loader<I> {
             if let Some(facts) = report.facts() {
                 load::check_facts::<I>(path, &facts, &self.policy)?;
             }
-            if let Some(first) = report.plugin_name().and_then(|name| registry.get(name)) {
-                return Err(LoadError::DuplicateName {
-                    path: path.to_owned(),
-                    name: first.name().to_owned(),
-                    first: first.path().to_owned(),
-                });
+            if let Some(name) = report.plugin_name() {
+                claim(name)?;
             }
             probed_name = report.plugin_name().map(str::to_owned);
         }
@@ -447,7 +498,7 @@ impl<I: Interface> Loader<I> {
             let config = name
                 .and_then(|name| self.config.get(name))
                 .map_or("", String::as_str);
-            let plugin = isolation::start::<I>(
+            let mut plugin = isolation::start::<I>(
                 &probe.launcher(),
                 &self.isolation,
                 path,
@@ -457,13 +508,8 @@ impl<I: Interface> Loader<I> {
                 config,
                 name,
             )?;
-            if let Some(first) = registry.get(plugin.name()) {
-                return Err(LoadError::DuplicateName {
-                    path: path.to_owned(),
-                    name: plugin.name().to_owned(),
-                    first: first.path().to_owned(),
-                });
-            }
+            claim(plugin.name())?;
+            plugin.stamp = Some(stamp);
             log::info!(
                 "loaded {} plugin '{}' {} from {}, isolated in a process of its own",
                 I::NAME,
@@ -471,8 +517,7 @@ impl<I: Interface> Loader<I> {
                 plugin.version(),
                 path.display()
             );
-            registry.insert(plugin);
-            return Ok(());
+            return Ok(plugin);
         }
         // Libraries are never unloaded: past a limit, refuse to map more
         // rather than let the process run out of memory mappings.
@@ -485,19 +530,15 @@ impl<I: Interface> Loader<I> {
         }
         // Opening runs the library's constructors; `init` runs the plugin's
         // code: an `exit` in either must not end the host as a success.
-        let plugin = crate::exit_guard::guarded(path, || {
+        let mut plugin = crate::exit_guard::guarded(path, || {
             load::open::<I>(path, &copy, digest, &self.policy)
         })?;
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
-        if let Some(first) = registry.get(plugin.name()) {
-            return Err(LoadError::DuplicateName {
-                path: path.to_owned(),
-                name: plugin.name().to_owned(),
-                first: first.path().to_owned(),
-            });
-        }
+        claim(plugin.name())?;
+        plugin.stamp = Some(stamp);
         let config = self.config.get(plugin.name()).map_or("", String::as_str);
+        let _ = previous;
         crate::exit_guard::guarded(path, || load::initialize(&plugin, config))?;
         log::info!(
             "loaded {} plugin '{}' {} from {}",
@@ -506,8 +547,7 @@ impl<I: Interface> Loader<I> {
             plugin.version(),
             path.display()
         );
-        registry.insert(plugin);
-        Ok(())
+        Ok(plugin)
     }
 }
 
@@ -751,7 +791,13 @@ struct Staged<'l> {
     path: PathBuf,
     copied: Copied,
     locked: Option<&'l LockEntry>,
+    /// The file as it was copied.
+    stamp: source::Stamp,
 }
+
+/// State a plugin's earlier generation saved for the next: the format's
+/// version and the bytes.
+pub(crate) type Saved = (u32, Vec<u8>);
 
 /// What [`Loader::record`] found: the entries of a lock file for the files
 /// that passed, and why the others did not.
@@ -801,6 +847,7 @@ pub struct LoaderBuilder<I: Interface> {
     allow_executable_stack: bool,
     max_file_size: u64,
     max_mapped: usize,
+    max_retained: usize,
     probe: Option<Probe>,
     isolation: isolation::Settings,
     config: HashMap<String, String>,
@@ -886,6 +933,18 @@ impl<I: Interface> LoaderBuilder<I> {
     /// [`LoadError::TooMany`] instead of opened.
     pub fn max_mapped(mut self, libraries: usize) -> Self {
         self.max_mapped = libraries;
+        self
+    }
+
+    /// The most earlier generations of one plugin that reloads may leave
+    /// mapped in this process (by default [`DEFAULT_MAX_RETAINED`]): a
+    /// library is never unloaded, so each in-process reload keeps the
+    /// replaced one. Past it, [`Loader::reload`] refuses with
+    /// [`LoadError::Retained`] and the current generation keeps serving.
+    /// Isolated plugins do not count: their earlier processes end.
+    #[must_use]
+    pub fn max_retained(mut self, generations: usize) -> Self {
+        self.max_retained = generations;
         self
     }
 
@@ -1007,6 +1066,7 @@ impl<I: Interface> LoaderBuilder<I> {
             check_permissions: self.check_permissions,
             max_file_size: self.max_file_size,
             max_mapped: self.max_mapped,
+            max_retained: self.max_retained,
             probe: self.probe,
             isolation: self.isolation,
             config: self.config,

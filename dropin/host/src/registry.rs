@@ -1,57 +1,277 @@
-//! Stage 4: the registry that holds what loaded, by name.
+//! Stage 4: the registry that holds what loaded, by name, and every
+//! generation of each plugin a reload replaced.
+//!
+//! A library can never be safely unloaded, so a reload never frees
+//! anything: the new generation is added beside the old ones and the name
+//! points to it from then on. That is what makes reading the registry free
+//! of locks: whatever a reader found (a table of names, a generation) stays
+//! valid, unchanged, for as long as the registry exists. Writers take a
+//! mutex among themselves; readers do one atomic load per step.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    marker::PhantomData,
+    ops::Deref,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicPtr, Ordering},
+    },
+};
 
 use dropin::Interface;
 
 use crate::{
     load::{LoadError, Plugin},
     snapshot::SnapshotDir,
+    source::Stamp,
 };
 
-/// Loaded plugins of one interface, by name.
+/// Loaded plugins of one interface, by name, each at its current
+/// generation.
+///
+/// Calls and lookups take no lock: a [`Loader::reload`](crate::Loader::reload)
+/// switches a name to a new generation with one atomic store, while other
+/// threads go on calling. Every generation stays in memory (its library
+/// mapped) until the registry is dropped, so a `&Plugin` taken before a
+/// reload stays valid and keeps calling the generation it was taken from.
 ///
 /// The registry also owns the private folder the plugins were loaded from
 /// (see [`Plugin::loaded_from`]); it is removed when the registry is dropped.
 pub struct Registry<I: Interface> {
-    plugins: BTreeMap<String, Plugin<I>>,
-    pub(crate) snapshots: Option<SnapshotDir>,
+    /// The table readers use: always one of `tables`.
+    table: AtomicPtr<Table<I>>,
+    /// Every table ever published, the current one last. A table is
+    /// replaced, never changed, once others may read it: adding a plugin
+    /// through `&self` publishes a copy. Boxed: a table must not move when
+    /// the vector grows.
+    #[allow(clippy::vec_box)]
+    tables: Mutex<Vec<Box<Table<I>>>>,
+    pub(crate) snapshots: OnceLock<SnapshotDir>,
+    /// Held by a reload from start to switch: one at a time.
+    pub(crate) reloading: Mutex<()>,
+    /// The files a reload or load refused, as they were then: not tried
+    /// again until they change.
+    pub(crate) refused: Mutex<HashMap<PathBuf, Stamp>>,
+    /// Shared references to plugins cross threads: the registry is `Sync`
+    /// only if they may.
+    plugins: PhantomData<Plugin<I>>,
+}
+
+struct Table<I: Interface> {
+    slots: BTreeMap<String, Arc<Slot<I>>>,
+}
+
+/// One plugin name and its generations.
+pub(crate) struct Slot<I: Interface> {
+    /// The current generation: always one of `generations`.
+    current: AtomicPtr<Plugin<I>>,
+    /// Every generation, oldest first. The boxes never move nor drop before
+    /// the slot does.
+    #[allow(clippy::vec_box)]
+    generations: Mutex<Vec<Box<Plugin<I>>>>,
+}
+
+impl<I: Interface> Slot<I> {
+    fn new(plugin: Plugin<I>) -> Self {
+        let mut first = Box::new(plugin);
+        first.generation = 1;
+        Self {
+            current: AtomicPtr::new(&mut *first),
+            generations: Mutex::new(vec![first]),
+        }
+    }
+
+    /// The current generation.
+    #[inline]
+    pub(crate) fn current(&self) -> &Plugin<I> {
+        // SAFETY: `current` always points into a box of `generations`, which
+        // is never dropped nor moved out before `self` is, and a published
+        // generation is never mutated.
+        unsafe { &*self.current.load(Ordering::Acquire) }
+    }
+
+    /// Makes `plugin` the current generation; returns its number. Callers
+    /// serialize through `reloading`.
+    pub(crate) fn switch(&self, mut plugin: Plugin<I>) -> u32 {
+        let mut generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        plugin.generation = generations.last().map_or(1, |last| last.generation + 1);
+        let generation = plugin.generation;
+        let mut next = Box::new(plugin);
+        let pointer: *mut Plugin<I> = &mut *next;
+        generations.push(next);
+        self.current.store(pointer, Ordering::Release);
+        generation
+    }
+
+    /// How many earlier generations keep a library mapped in this process.
+    pub(crate) fn retained(&self) -> usize {
+        let generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, earlier) = generations.split_last().expect("a slot has a generation");
+        earlier
+            .iter()
+            .filter(|plugin| !plugin.is_isolated())
+            .count()
+    }
+
+    /// The private copies the earlier in-process generations were loaded
+    /// from.
+    fn retained_files(&self) -> Vec<PathBuf> {
+        let generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, earlier) = generations.split_last().expect("a slot has a generation");
+        earlier
+            .iter()
+            .filter(|plugin| !plugin.is_isolated())
+            .map(|plugin| plugin.loaded_from().to_owned())
+            .collect()
+    }
 }
 
 impl<I: Interface> Registry<I> {
     /// An empty registry.
     pub fn new() -> Self {
+        let mut first = Box::new(Table {
+            slots: BTreeMap::new(),
+        });
         Self {
-            plugins: BTreeMap::new(),
-            snapshots: None,
+            table: AtomicPtr::new(&mut *first),
+            tables: Mutex::new(vec![first]),
+            snapshots: OnceLock::new(),
+            reloading: Mutex::new(()),
+            refused: Mutex::new(HashMap::new()),
+            plugins: PhantomData,
         }
     }
 
-    /// The plugin called `name`.
-    pub fn get(&self, name: &str) -> Option<&Plugin<I>> {
-        self.plugins.get(name)
+    #[inline]
+    fn table(&self) -> &Table<I> {
+        // SAFETY: `table` always points into a box of `tables`, which is
+        // never dropped nor moved out before `self` is; a table is mutated
+        // only through `&mut self`, when no reader can exist.
+        unsafe { &*self.table.load(Ordering::Acquire) }
     }
 
-    /// Every plugin, in name order.
+    /// The plugin called `name`, at its current generation.
+    pub fn get(&self, name: &str) -> Option<&Plugin<I>> {
+        self.table().slots.get(name).map(|slot| slot.current())
+    }
+
+    /// The plugin called `name` as a [`Live`] reference, which follows its
+    /// reloads: each use reaches the generation current at that moment,
+    /// for the cost of one atomic load.
+    pub fn live(&self, name: &str) -> Option<Live<'_, I>> {
+        self.table().slots.get(name).map(|slot| Live { slot })
+    }
+
+    /// Every plugin at its current generation, in name order.
     pub fn iter(&self) -> impl Iterator<Item = &Plugin<I>> {
-        self.plugins.values()
+        self.table().slots.values().map(|slot| slot.current())
     }
 
     /// How many plugins are loaded.
     pub fn len(&self) -> usize {
-        self.plugins.len()
+        self.table().slots.len()
     }
 
     /// Whether no plugin is loaded.
     pub fn is_empty(&self) -> bool {
-        self.plugins.is_empty()
+        self.table().slots.is_empty()
     }
 
-    /// Adds `plugin`; the caller has checked that its name is free.
+    /// What the generations that reloads replaced keep in memory, per
+    /// plugin with at least one, in name order. Only libraries mapped in
+    /// this process count: the process of an isolated plugin's earlier
+    /// generation ended at the switch.
+    pub fn retained(&self) -> Vec<Retained> {
+        let mapped = mapped_bytes();
+        self.table()
+            .slots
+            .iter()
+            .filter_map(|(name, slot)| {
+                let files = slot.retained_files();
+                if files.is_empty() {
+                    return None;
+                }
+                let bytes = files
+                    .iter()
+                    .map(|file| match &mapped {
+                        Some(mapped) => mapped.get(file).copied().unwrap_or(0),
+                        None => std::fs::metadata(file).map_or(0, |meta| meta.len()),
+                    })
+                    .sum();
+                Some(Retained {
+                    name: name.clone(),
+                    generations: files.len(),
+                    bytes,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) fn slot(&self, name: &str) -> Option<&Slot<I>> {
+        self.table().slots.get(name).map(|slot| &**slot)
+    }
+
+    /// Adds `plugin` while nothing else can read the registry; the caller
+    /// has checked that its name is free.
     pub(crate) fn insert(&mut self, plugin: Plugin<I>) {
-        let previous = self.plugins.insert(plugin.name().to_owned(), plugin);
+        let tables = self.tables.get_mut().unwrap_or_else(|e| e.into_inner());
+        let table = tables.last_mut().expect("a registry has a table");
+        let previous = table
+            .slots
+            .insert(plugin.name().to_owned(), Arc::new(Slot::new(plugin)));
         debug_assert!(previous.is_none(), "a plugin name was registered twice");
     }
+
+    /// Adds `plugin` while others may be reading: publishes a new table.
+    /// Refuses, giving the plugin back, if its name was taken meanwhile.
+    pub(crate) fn add(&self, plugin: Plugin<I>) -> Result<(), Box<Plugin<I>>> {
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let current = tables.last().expect("a registry has a table");
+        if current.slots.contains_key(plugin.name()) {
+            return Err(Box::new(plugin));
+        }
+        let mut slots = current.slots.clone();
+        slots.insert(plugin.name().to_owned(), Arc::new(Slot::new(plugin)));
+        let mut next = Box::new(Table { slots });
+        let pointer: *mut Table<I> = &mut *next;
+        tables.push(next);
+        self.table.store(pointer, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// The bytes of memory mapped from each file, from `/proc/self/maps`.
+#[cfg(target_os = "linux")]
+fn mapped_bytes() -> Option<HashMap<PathBuf, u64>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let mut bytes = HashMap::new();
+    for line in maps.lines() {
+        // start-end perms offset dev inode path
+        let mut fields = line.splitn(6, ' ');
+        let Some(range) = fields.next() else { continue };
+        let Some(path) = fields.nth(4).map(str::trim_start) else {
+            continue;
+        };
+        if !path.starts_with('/') {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        *bytes.entry(Path::new(path).to_owned()).or_insert(0) += end.saturating_sub(start);
+    }
+    Some(bytes)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn mapped_bytes() -> Option<HashMap<PathBuf, u64>> {
+    None
 }
 
 impl<I: Interface> Default for Registry<I> {
@@ -62,8 +282,60 @@ impl<I: Interface> Default for Registry<I> {
 
 impl<I: Interface> fmt::Debug for Registry<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.plugins.values()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
+}
+
+/// A plugin of a [`Registry`] by name, following its reloads: it
+/// dereferences to the generation current at that moment. Taking it costs a
+/// name lookup; using it, one atomic load.
+pub struct Live<'r, I: Interface> {
+    slot: &'r Slot<I>,
+}
+
+impl<'r, I: Interface> Live<'r, I> {
+    /// The current generation.
+    #[inline]
+    pub fn current(&self) -> &'r Plugin<I> {
+        self.slot.current()
+    }
+}
+
+impl<I: Interface> Clone for Live<'_, I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I: Interface> Copy for Live<'_, I> {}
+
+impl<I: Interface> Deref for Live<'_, I> {
+    type Target = Plugin<I>;
+
+    #[inline]
+    fn deref(&self) -> &Plugin<I> {
+        self.slot.current()
+    }
+}
+
+impl<I: Interface> fmt::Debug for Live<'_, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Live").field(self.current()).finish()
+    }
+}
+
+/// What the earlier generations of one plugin keep mapped: see
+/// [`Registry::retained`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Retained {
+    /// The plugin's name.
+    pub name: String,
+    /// How many earlier generations keep a library mapped.
+    pub generations: usize,
+    /// The bytes of memory they map (on Linux, as `/proc/self/maps`
+    /// counts them; elsewhere, their files' sizes).
+    pub bytes: u64,
 }
 
 /// What loading a folder produced: the plugins that loaded and, for every

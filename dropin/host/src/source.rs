@@ -108,6 +108,47 @@ pub(crate) fn unchanged(before: &Metadata, after: &Metadata) -> bool {
     }
 }
 
+/// What tells one version of a file from the next without reading it:
+/// which file a path named (device and inode) and its size and times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    id: (u64, u64),
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    pub(crate) fn of(meta: &Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Self {
+                id: (meta.dev(), meta.ino()),
+                len: meta.len(),
+                modified: (meta.mtime(), meta.mtime_nsec()),
+                changed: (meta.ctime(), meta.ctime_nsec()),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or((0, 0), |d| {
+                    (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+                });
+            Self {
+                id: (0, 0),
+                len: meta.len(),
+                modified,
+                changed: modified,
+            }
+        }
+    }
+}
+
 /// What kind of file system object `meta` describes, for messages.
 fn kind(meta: &Metadata) -> &'static str {
     let kind = meta.file_type();

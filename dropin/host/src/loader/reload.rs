@@ -1,0 +1,324 @@
+//! Reloads: a plugin's new build becomes a new generation beside the old
+//! one, after every check a first load makes.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use dropin::Interface;
+use semver::Version;
+
+use super::{Loader, LoaderError, Saved, Staged};
+use crate::{
+    load::{LoadError, Plugin},
+    lockfile::Lockfile,
+    probe::Prober,
+    registry::{Registry, Slot},
+    snapshot::SnapshotDir,
+    source::Stamp,
+};
+
+/// Why a reload did not happen. Whatever the reason, the plugin's current
+/// generation keeps serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// No plugin of that name is loaded.
+    #[error("no plugin named '{name}' is loaded")]
+    NotLoaded {
+        /// The name asked for.
+        name: String,
+    },
+    /// The folder or its lock file failed a check: nothing was reloaded.
+    #[error(transparent)]
+    Folder(#[from] LoaderError),
+    /// The plugin's new file failed a check.
+    #[error("'{name}' not reloaded; generation {serving} keeps serving")]
+    Refused {
+        /// The plugin.
+        name: String,
+        /// The generation that keeps serving.
+        serving: u32,
+        /// The check that failed, naming the file.
+        #[source]
+        source: Box<LoadError>,
+    },
+    /// A file new in the folder failed a check.
+    #[error(transparent)]
+    Rejected(Box<LoadError>),
+}
+
+/// A plugin that a reload switched to a new generation, or that appeared in
+/// the folder and loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reloaded {
+    /// The plugin.
+    pub name: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// The generation now serving (1 for a plugin new in the folder).
+    pub generation: u32,
+    /// The version of the generation now serving.
+    pub version: Version,
+    /// The version of the generation it replaced; `None` for a plugin new in
+    /// the folder.
+    pub previous: Option<Version>,
+    /// Whether the earlier generation handed its state over.
+    pub handed_over: bool,
+}
+
+/// What [`Loader::reload_changed`] did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// The plugins reloaded or added, in path order.
+    pub reloaded: Vec<Reloaded>,
+    /// The files that failed a check, in path order.
+    pub refused: Vec<ReloadError>,
+}
+
+impl ReloadReport {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.reloaded.is_empty() && self.refused.is_empty()
+    }
+}
+
+impl<I: Interface> Loader<I> {
+    /// Replaces the plugin `name` of `registry` with what its file holds
+    /// now, as a new generation.
+    ///
+    /// The file goes through every check of a first load (permissions, a
+    /// private copy, the lock file as it reads now, the probe, the headers,
+    /// the layouts, the versions and the policy), and must declare the same
+    /// name. If it passes, the plugin's earlier generation hands over its
+    /// state (if it saves one), the new one initialises with it, and the
+    /// name points to the new generation with one atomic store: calls
+    /// already running finish on the earlier generation, later ones reach
+    /// the new one. The earlier generation stays mapped (libraries are never
+    /// unloaded: see [`Registry::retained`]); an isolated plugin's earlier
+    /// process ends once its running call returns.
+    ///
+    /// Reloads of one registry run one at a time; calls never wait for them.
+    ///
+    /// # Errors
+    ///
+    /// [`ReloadError`]; the current generation keeps serving.
+    pub fn reload(&self, registry: &Registry<I>, name: &str) -> Result<Reloaded, ReloadError> {
+        let _one_at_a_time = registry.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = registry.slot(name).ok_or_else(|| ReloadError::NotLoaded {
+            name: name.to_owned(),
+        })?;
+        let lockfile = self.lockfile()?;
+        let mut prober = self.probe.clone().map(Prober::new);
+        self.replace(registry, slot, lockfile.as_ref(), prober.as_mut())
+    }
+
+    /// Reloads every plugin of `registry` whose file changed since it was
+    /// loaded (another file at its path, or other size or times), as
+    /// [`reload`](Self::reload) does, and loads the files new in the folder.
+    /// A file that failed is not tried again until it changes; a plugin
+    /// whose file was removed keeps serving.
+    ///
+    /// # Errors
+    ///
+    /// [`LoaderError`] if the folder or its lock file fails its checks: then
+    /// nothing is reloaded.
+    pub fn reload_changed(&self, registry: &Registry<I>) -> Result<ReloadReport, LoaderError> {
+        let _one_at_a_time = registry.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let candidates = self.candidates()?;
+        let mut report = ReloadReport::default();
+        let changed: Vec<(PathBuf, Stamp)> = candidates
+            .into_iter()
+            .filter_map(|path| {
+                let stamp = Stamp::of(&fs::metadata(&path).ok()?);
+                let refused = registry.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if refused.get(&path) == Some(&stamp) {
+                    return None;
+                }
+                let known = registry.iter().find(|plugin| plugin.path() == path);
+                match known {
+                    Some(plugin) if plugin.stamp == Some(stamp) => None,
+                    _ => Some((path, stamp)),
+                }
+            })
+            .collect();
+        if changed.is_empty() {
+            return Ok(report);
+        }
+        let lockfile = self.lockfile()?;
+        let mut prober = self.probe.clone().map(Prober::new);
+        for (path, stamp) in changed {
+            let current = registry.iter().find(|plugin| plugin.path() == path);
+            let result = match current {
+                Some(plugin) => {
+                    let slot = registry
+                        .slot(plugin.name())
+                        .expect("listed by the registry");
+                    self.replace(registry, slot, lockfile.as_ref(), prober.as_mut())
+                }
+                None => self.add(registry, &path, lockfile.as_ref(), prober.as_mut()),
+            };
+            match result {
+                Ok(reloaded) => {
+                    registry
+                        .refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&path);
+                    log::info!(
+                        "reloaded '{}' from {}: generation {}",
+                        reloaded.name,
+                        path.display(),
+                        reloaded.generation
+                    );
+                    report.reloaded.push(reloaded);
+                }
+                Err(error) => {
+                    log::warn!("{}", crate::ErrorChain(&error));
+                    registry
+                        .refused
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(path, stamp);
+                    report.refused.push(error);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// The snapshot folder of `registry`, made now if its first load had no
+    /// file to copy.
+    fn snapshots_of<'r>(
+        &self,
+        registry: &'r Registry<I>,
+        path: &Path,
+    ) -> Result<&'r SnapshotDir, LoaderError> {
+        if let Some(snapshots) = registry.snapshots.get() {
+            return Ok(snapshots);
+        }
+        let made = self
+            .snapshot_dir(&[path.to_owned()])?
+            .expect("made for a candidate");
+        // Reloads run one at a time: nobody set it meanwhile.
+        let _ = registry.snapshots.set(made);
+        Ok(registry.snapshots.get().expect("just set"))
+    }
+
+    fn replace(
+        &self,
+        registry: &Registry<I>,
+        slot: &Slot<I>,
+        lockfile: Option<&Lockfile>,
+        prober: Option<&mut Prober>,
+    ) -> Result<Reloaded, ReloadError> {
+        let old = slot.current();
+        let name = old.name();
+        let path = old.path();
+        let refused = |source| ReloadError::Refused {
+            name: name.to_owned(),
+            serving: old.generation(),
+            source: Box::new(source),
+        };
+        // The generation being replaced stays mapped: refuse before the new
+        // one costs anything.
+        if !old.is_isolated() && slot.retained() >= self.max_retained {
+            return Err(refused(LoadError::Retained {
+                path: path.to_owned(),
+                name: name.to_owned(),
+                limit: self.max_retained,
+            }));
+        }
+        let snapshots = self.snapshots_of(registry, path)?;
+        let staged: Staged<'_> = self.stage(snapshots, lockfile, path).map_err(refused)?;
+        let claim = |found: &str| {
+            if found == name {
+                Ok(())
+            } else {
+                Err(LoadError::Renamed {
+                    path: path.to_owned(),
+                    expected: name.to_owned(),
+                    found: found.to_owned(),
+                })
+            }
+        };
+        let saved = std::cell::Cell::new(false);
+        let previous = || -> Option<Saved> {
+            let state = old.save_state();
+            saved.set(state.is_some());
+            state
+        };
+        let new = self
+            .admit(prober, staged, &claim, &previous)
+            .map_err(refused)?;
+        let reloaded = Reloaded {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            generation: old.generation() + 1,
+            version: new.version().clone(),
+            previous: Some(old.version().clone()),
+            handed_over: saved.get(),
+        };
+        let successor = new.core().shared_remote();
+        let generation = slot.switch(new);
+        debug_assert_eq!(generation, reloaded.generation);
+        // An isolated generation is really unloaded: its process ends once
+        // its running call returns; calls that still reach it go on to the
+        // new one.
+        if let Some(remote) = old.core().remote() {
+            remote.retire(successor);
+        }
+        Ok(reloaded)
+    }
+
+    fn add(
+        &self,
+        registry: &Registry<I>,
+        path: &Path,
+        lockfile: Option<&Lockfile>,
+        prober: Option<&mut Prober>,
+    ) -> Result<Reloaded, ReloadError> {
+        let snapshots = self.snapshots_of(registry, path)?;
+        let staged = self
+            .stage(snapshots, lockfile, path)
+            .map_err(|error| ReloadError::Rejected(Box::new(error)))?;
+        let claim = |name: &str| match registry.get(name) {
+            Some(first) => Err(LoadError::DuplicateName {
+                path: path.to_owned(),
+                name: name.to_owned(),
+                first: first.path().to_owned(),
+            }),
+            None => Ok(()),
+        };
+        let plugin = self
+            .admit(prober, staged, &claim, &|| None)
+            .map_err(|error| ReloadError::Rejected(Box::new(error)))?;
+        let reloaded = Reloaded {
+            name: plugin.name().to_owned(),
+            path: path.to_owned(),
+            generation: 1,
+            version: plugin.version().clone(),
+            previous: None,
+            handed_over: false,
+        };
+        registry.add(plugin).map_err(|plugin| {
+            ReloadError::Rejected(Box::new(LoadError::DuplicateName {
+                path: path.to_owned(),
+                name: plugin.name().to_owned(),
+                first: path.to_owned(),
+            }))
+        })?;
+        Ok(reloaded)
+    }
+}
+
+impl<I: Interface> Plugin<I> {
+    /// What the plugin saves for its next generation, if it saves anything.
+    /// A failure is logged: the next generation then starts afresh.
+    pub(crate) fn save_state(&self) -> Option<Saved> {
+        None
+    }
+}

@@ -1,0 +1,339 @@
+//! Reloads: a plugin's new build becomes a new generation while other
+//! threads keep calling; a build that fails a check leaves the old one
+//! serving; earlier generations stay mapped, counted and capped.
+
+use std::{
+    fs,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::Duration,
+};
+
+use dropin_host::{
+    ErrorChain, LoadError, Loader, Registry, ReloadError, isolation::Isolate, probe::Probe,
+};
+use greeter_interface::GreeterPlugin;
+use greeter_tests::{PluginDir, artifacts, library_file_name};
+
+/// The bytes of the built library `lib` with every `from` replaced by `to`
+/// (same length): a build of the same plugin with another text.
+fn patched(lib: &str, from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut bytes = fs::read(artifacts().library(lib)).unwrap();
+    let mut found = 0;
+    for i in 0..bytes.len().saturating_sub(from.len()) {
+        if &bytes[i..i + from.len()] == from.as_bytes() {
+            bytes[i..i + from.len()].copy_from_slice(to.as_bytes());
+            found += 1;
+        }
+    }
+    assert!(found > 0, "{from:?} is not in {lib}");
+    bytes
+}
+
+/// Installs `bytes` as `file` the way a deployment does: a new file renamed
+/// over the old one.
+fn install(dir: &Path, file: &str, bytes: &[u8]) {
+    let temporary = dir.join(format!(".{file}.new"));
+    fs::write(&temporary, bytes).unwrap();
+    fs::rename(&temporary, dir.join(file)).unwrap();
+}
+
+fn loader(dir: &PluginDir) -> Loader<GreeterPlugin> {
+    Loader::<GreeterPlugin>::builder().dir(dir.path()).build()
+}
+
+/// Four threads greet through the registry while `reload` runs; returns
+/// the greetings each saw, in order.
+fn greet_during(
+    registry: &Registry<GreeterPlugin>,
+    name: &str,
+    reload: impl FnOnce(),
+) -> Vec<Vec<String>> {
+    let stop = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let callers: Vec<_> = (0..4)
+            .map(|i| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    let mut seen = Vec::new();
+                    // Half look the plugin up each time, half hold a `Live`.
+                    let live = registry.live(name).unwrap();
+                    while !stop.load(Ordering::Relaxed) || seen.len() < 10 {
+                        let greeting = if i % 2 == 0 {
+                            registry.get(name).unwrap().greet()
+                        } else {
+                            live.greet()
+                        };
+                        seen.push(greeting.expect("no call fails during a reload").to_string());
+                    }
+                    seen
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(50));
+        reload();
+        thread::sleep(Duration::from_millis(50));
+        stop.store(true, Ordering::Relaxed);
+        callers.into_iter().map(|c| c.join().unwrap()).collect()
+    })
+}
+
+/// Every call returned the old or the new greeting, each thread switched
+/// once and for all, and both were seen.
+fn assert_switched(seen: &[Vec<String>], old: &str, new: &str) {
+    for calls in seen {
+        let first_new = calls.iter().position(|g| g == new);
+        for (i, greeting) in calls.iter().enumerate() {
+            assert!(greeting == old || greeting == new, "{greeting:?}");
+            if first_new.is_some_and(|first| i >= first) {
+                assert_eq!(greeting, new, "an old greeting after the new one");
+            }
+        }
+        assert_eq!(calls.last().unwrap(), new);
+    }
+    assert!(seen.iter().flatten().any(|g| g == old));
+}
+
+#[test]
+fn a_reload_switches_four_calling_threads_without_a_failed_call() {
+    let dir = PluginDir::with(&["hello"]);
+    let loader = loader(&dir);
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    let first = registry.get("hello").unwrap();
+    assert_eq!(first.generation(), 1);
+    let file = library_file_name("hello");
+    let seen = greet_during(registry, "hello", || {
+        install(dir.path(), &file, &patched("hello", "Hello!", "Howdy!"));
+        let reloaded = loader.reload(registry, "hello").unwrap();
+        assert_eq!(reloaded.generation, 2);
+        assert_eq!(reloaded.name, "hello");
+        assert!(!reloaded.handed_over);
+    });
+    assert_switched(&seen, "Hello!", "Howdy!");
+    let current = registry.get("hello").unwrap();
+    assert_eq!(current.generation(), 2);
+    assert_eq!(current.greet().unwrap(), "Howdy!");
+    assert_eq!(current.greet_to("Ada").unwrap(), "Hello, Ada!");
+    assert_ne!(current.loaded_from(), first.loaded_from());
+    // A reference taken before the reload still reaches its generation,
+    // which stays mapped.
+    assert_eq!(first.greet().unwrap(), "Hello!");
+    assert_eq!(registry.len(), 1);
+}
+
+#[test]
+fn a_build_that_fails_a_check_leaves_the_old_generation_serving() {
+    let dir = PluginDir::with(&["hello"]);
+    let loader = loader(&dir);
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    let file = library_file_name("hello");
+    type Case = (&'static str, fn(&LoadError) -> bool, &'static str);
+    let cases: [Case; 4] = [
+        // A method whose signature changed.
+        (
+            "compat_changed_type_greeter",
+            |e| matches!(e, LoadError::Signature { .. }),
+            "expected &str, found String",
+        ),
+        // Another major version of the interface.
+        (
+            "compat_next_major_greeter",
+            |e| matches!(e, LoadError::AnotherMajor { .. }),
+            "another major",
+        ),
+        // A valid plugin of another name.
+        (
+            "hellohello",
+            |e| matches!(e, LoadError::Renamed { .. }),
+            "expected 'hello'",
+        ),
+        // Not a plugin at all.
+        (
+            "not_a_plugin",
+            |e| matches!(e, LoadError::NotAPlugin { .. }),
+            "not a plugin",
+        ),
+    ];
+    for (lib, kind, words) in cases {
+        let bytes = if lib.starts_with("compat_") {
+            fs::read(greeter_tests::compat_artifacts().library(lib)).unwrap()
+        } else {
+            fs::read(artifacts().library(lib)).unwrap()
+        };
+        install(dir.path(), &file, &bytes);
+        let error = loader.reload(registry, "hello").unwrap_err();
+        let ReloadError::Refused {
+            name,
+            serving,
+            source,
+        } = &error
+        else {
+            panic!("{lib}: {error:?}");
+        };
+        assert!(kind(source.as_ref()), "{lib}: {source:?}");
+        assert_eq!((name.as_str(), *serving), ("hello", 1));
+        assert_eq!(source.path(), dir.path().join(&file));
+        let message = ErrorChain(&error).to_string();
+        assert!(
+            message.starts_with("'hello' not reloaded; generation 1 keeps serving: ")
+                && message.contains(words),
+            "{message}"
+        );
+        assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Hello!");
+        assert_eq!(registry.get("hello").unwrap().generation(), 1);
+    }
+    // The folder did not gain a plugin from any of them.
+    assert_eq!(registry.len(), 1);
+    let error = loader.reload(registry, "nobody").unwrap_err();
+    assert_eq!(error.to_string(), "no plugin named 'nobody' is loaded");
+}
+
+#[test]
+fn earlier_generations_are_counted_and_capped() {
+    let dir = PluginDir::with(&["hello"]);
+    let loader = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .max_retained(2)
+        .build();
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    assert!(registry.retained().is_empty());
+    let file = library_file_name("hello");
+    for (i, text) in ["Howdy!", "Hiya!!"].iter().enumerate() {
+        install(dir.path(), &file, &patched("hello", "Hello!", text));
+        loader.reload(registry, "hello").unwrap();
+        let retained = registry.retained();
+        assert_eq!(retained.len(), 1);
+        assert_eq!(retained[0].name, "hello");
+        assert_eq!(retained[0].generations, i + 1);
+        // Each mapped library is at least its code: more than 100 KiB.
+        assert!(
+            retained[0].bytes > 100 * 1024 * (i as u64 + 1),
+            "{retained:?}"
+        );
+    }
+    install(dir.path(), &file, &patched("hello", "Hello!", "Hey!!!"));
+    let error = loader.reload(registry, "hello").unwrap_err();
+    assert!(
+        matches!(&error, ReloadError::Refused { source, serving: 3, .. }
+            if matches!(**source, LoadError::Retained { limit: 2, .. })),
+        "{error:?}"
+    );
+    assert!(
+        ErrorChain(&error).to_string().contains(
+            "'hello' already keeps 2 earlier generations mapped, the most the loader allows"
+        ),
+        "{}",
+        ErrorChain(&error)
+    );
+    assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Hiya!!");
+}
+
+#[test]
+fn reload_changed_reloads_what_changed_adds_what_is_new_and_retries_only_changes() {
+    let dir = PluginDir::with(&["hello", "counter"]);
+    let loader = loader(&dir);
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    assert!(loader.reload_changed(registry).unwrap().is_empty());
+    // One changed file, one new plugin, one broken file.
+    install(
+        dir.path(),
+        &library_file_name("hello"),
+        &patched("hello", "Hello!", "Howdy!"),
+    );
+    dir.add("hellohello");
+    dir.write(&library_file_name("broken"), b"\x7fELF nothing");
+    let report = loader.reload_changed(registry).unwrap();
+    let reloaded: Vec<_> = report
+        .reloaded
+        .iter()
+        .map(|r| (r.name.as_str(), r.generation, r.previous.is_some()))
+        .collect();
+    assert_eq!(reloaded, [("hello", 2, true), ("hellohello", 1, false)]);
+    assert_eq!(report.refused.len(), 1, "{:?}", report.refused);
+    assert!(matches!(
+        &report.refused[0],
+        ReloadError::Rejected(error)
+            if matches!(&**error, LoadError::InvalidLibrary { path, .. } if path.ends_with(library_file_name("broken")))
+    ));
+    assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Howdy!");
+    assert_eq!(
+        registry.get("hellohello").unwrap().greet().unwrap(),
+        "Hello!Hello!!"
+    );
+    assert_eq!(registry.get("counter").unwrap().generation(), 1);
+    // Nothing changed since: nothing is tried again, the broken file
+    // included.
+    assert!(loader.reload_changed(registry).unwrap().is_empty());
+    // Once fixed, it loads.
+    fs::remove_file(dir.path().join(library_file_name("broken"))).unwrap();
+    dir.add_as("hello", &library_file_name("broken"));
+    let report = loader.reload_changed(registry).unwrap();
+    assert!(report.reloaded.is_empty());
+    assert!(matches!(
+        &report.refused[..],
+        [ReloadError::Rejected(error)]
+            if matches!(&**error, LoadError::DuplicateName { name, .. } if name == "hello")
+    ));
+    // A removed file leaves its plugin serving.
+    fs::remove_file(dir.path().join(library_file_name("counter"))).unwrap();
+    assert!(loader.reload_changed(registry).unwrap().is_empty());
+    assert_eq!(
+        registry.get("counter").unwrap().greet().unwrap(),
+        "Hello, visitor #1!"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_isolated_reload_switches_and_ends_the_old_process() {
+    let dir = PluginDir::with(&["hello"]);
+    let loader = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(artifacts().host_binary()))
+        .isolate(Isolate::All)
+        .build();
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    let first = registry.get("hello").unwrap();
+    let old_pid = first.core().process_id().unwrap();
+    let file = library_file_name("hello");
+    let seen = greet_during(registry, "hello", || {
+        install(dir.path(), &file, &patched("hello", "Hello!", "Howdy!"));
+        loader.reload(registry, "hello").unwrap();
+    });
+    assert_switched(&seen, "Hello!", "Howdy!");
+    let current = registry.get("hello").unwrap();
+    assert!(current.is_isolated());
+    let new_pid = current.core().process_id().unwrap();
+    assert_ne!(new_pid, old_pid);
+    // The old process is gone, reaped, not a zombie.
+    assert!(!Path::new(&format!("/proc/{old_pid}")).exists());
+    assert_eq!(first.core().process_id(), None);
+    // A reference to the old generation reaches the new process.
+    assert_eq!(first.greet().unwrap(), "Howdy!");
+    // Nothing stays mapped for an isolated plugin.
+    assert!(registry.retained().is_empty());
+    // A refused build leaves the running process serving.
+    install(
+        dir.path(),
+        &file,
+        &fs::read(greeter_tests::compat_artifacts().library("compat_next_major_greeter")).unwrap(),
+    );
+    let error = loader.reload(registry, "hello").unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            ReloadError::Refused { source, serving: 2, .. }
+                if matches!(**source, LoadError::AnotherMajor { .. })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Howdy!");
+    assert_eq!(current.core().process_id(), Some(new_pid));
+}
