@@ -6,7 +6,7 @@
 //! `dropin_host::Loader::<GreeterPlugin>`. The versioning rules are in
 //! COMPATIBILITY.md.
 
-pub use dropin::{BoxError, Context, Text, log};
+pub use dropin::{BoxError, Context, SavedState, Text, log};
 
 /// A plugin that greets. The host may call from several threads at once,
 /// hence `Send + Sync`.

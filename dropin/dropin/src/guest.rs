@@ -12,13 +12,13 @@ use std::{
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
-    std_types::{RResult, RSlice, RStr},
+    std_types::{ROption, RResult, RSlice, RStr},
 };
 
 use crate::{
     error::{BoxError, RawError, RawErrorKind},
     logging,
-    module::{BuildInfo, InitArgs, MethodEntry, Module, ModuleRef},
+    module::{BuildInfo, InitArgs, MethodEntry, Module, ModuleRef, RawSavedState},
 };
 
 /// What a plugin's `init` receives from the host.
@@ -27,12 +27,26 @@ pub struct Context<'a> {
     name: &'a str,
     dir: &'a Path,
     config: &'a str,
+    previous: Option<&'a SavedState>,
 }
 
 impl<'a> Context<'a> {
     /// A context, for calling a plugin's `init` in its own unit tests.
     pub fn new(name: &'a str, dir: &'a Path, config: &'a str) -> Self {
-        Self { name, dir, config }
+        Self {
+            name,
+            dir,
+            config,
+            previous: None,
+        }
+    }
+
+    /// The same context, as a reload gives it: with the state the plugin's
+    /// earlier generation saved. For unit tests of a plugin's handover.
+    #[must_use]
+    pub fn with_previous_state(mut self, state: &'a SavedState) -> Self {
+        self.previous = Some(state);
+        self
     }
 
     /// The plugin's own name.
@@ -52,6 +66,26 @@ impl<'a> Context<'a> {
     pub fn config(&self) -> &'a str {
         self.config
     }
+
+    /// When the host reloads the plugin, what the generation being replaced
+    /// saved with its `save_state` (a method every interface has); `None`
+    /// on a first load, or if it saved nothing. Check the version: the
+    /// earlier generation may be an older build, with an older format.
+    pub fn previous_state(&self) -> Option<&'a SavedState> {
+        self.previous
+    }
+}
+
+/// A plugin's state, as one generation hands it to the next when the host
+/// reloads the plugin: bytes in a format the plugin chooses, and that
+/// format's version, so that a new build can tell an old format (and
+/// convert or ignore it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedState {
+    /// The format's version, as the plugin numbers it.
+    pub version: u32,
+    /// The bytes.
+    pub bytes: Vec<u8>,
 }
 
 /// A plugin's state: created once by `init`, then shared by every call.
@@ -105,6 +139,13 @@ pub trait Exports {
     ///
     /// Whatever the plugin's `init` returns.
     fn init(context: &Context<'_>) -> Result<Self::Plugin, BoxError>;
+
+    /// The interface's `save_state`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the plugin's `save_state` returns.
+    fn save(plugin: &Self::Plugin) -> Result<Option<SavedState>, BoxError>;
 }
 
 /// The root module of plugin `E::Plugin`, leaked: libraries are never
@@ -124,11 +165,31 @@ pub fn module<E: Exports>(
         build,
         init: init::<E>,
         methods: RSlice::from_slice(E::METHODS),
+        save: save::<E>,
+        init_from: init_from::<E>,
     }
     .leak_into_prefix()
 }
 
 extern "C" fn init<E: Exports>(args: &InitArgs<'_>) -> RResult<(), RawError> {
+    init_with::<E>(args, None)
+}
+
+extern "C" fn init_from<E: Exports>(
+    args: &InitArgs<'_>,
+    previous: &RawSavedState,
+) -> RResult<(), RawError> {
+    let previous = SavedState {
+        version: previous.version,
+        bytes: previous.bytes.to_vec(),
+    };
+    init_with::<E>(args, Some(&previous))
+}
+
+fn init_with<E: Exports>(
+    args: &InitArgs<'_>,
+    previous: Option<&SavedState>,
+) -> RResult<(), RawError> {
     let cell = E::Plugin::cell();
     logging::install(cell.name, args.sink, args.max_level);
     install_panic_hook();
@@ -137,10 +198,28 @@ extern "C" fn init<E: Exports>(args: &InitArgs<'_>) -> RResult<(), RawError> {
         // a host may legitimately initialise it twice: the first state stays.
         if cell.value.get().is_none() {
             let dir = path_from_bytes(args.dir.as_slice());
-            let context = Context::new(cell.name, &dir, args.config.as_str());
+            let mut context = Context::new(cell.name, &dir, args.config.as_str());
+            context.previous = previous;
             let _ = cell.value.set(E::init(&context)?);
         }
         Ok(())
+    })
+}
+
+extern "C" fn save<E: Exports>() -> RResult<ROption<RawSavedState>, RawError> {
+    guard(|| {
+        let Some(plugin) = E::Plugin::cell().value.get() else {
+            return Ok(ROption::RNone);
+        };
+        match E::save(plugin) {
+            Ok(state) => Ok(state
+                .map(|state| RawSavedState {
+                    version: state.version,
+                    bytes: state.bytes.into(),
+                })
+                .into()),
+            Err(error) => Err(failed(error)),
+        }
     })
 }
 

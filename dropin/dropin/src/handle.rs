@@ -12,7 +12,7 @@ use abi_stable::std_types::{RResult, RSlice, RStr};
 use crate::{
     error::{CallError, RawError, RawErrorKind},
     logging::{self, LogLevel},
-    module::{InitArgs, MethodDesc, MethodEntry, ModuleRef},
+    module::{InitArgs, MethodDesc, MethodEntry, ModuleRef, RawSavedState},
 };
 
 /// A plugin interface, as the host sees it: implemented by the typed handle
@@ -345,13 +345,19 @@ impl fmt::Debug for PluginCore {
 }
 
 /// Runs a loaded plugin's `init`: installs the log bridge to this process's
-/// `log` logger and lets the plugin create its state.
+/// `log` logger and lets the plugin create its state, from `previous`
+/// (version and bytes) if its earlier generation saved one.
 ///
 /// # Errors
 ///
 /// The plugin's own error message, or `panicked: ` and its panic's.
 #[doc(hidden)]
-pub fn initialize(module: ModuleRef, dir: &Path, config: &str) -> Result<(), String> {
+pub fn initialize(
+    module: ModuleRef,
+    dir: &Path,
+    config: &str,
+    previous: Option<(u32, &[u8])>,
+) -> Result<(), String> {
     let dir = dir_bytes(dir);
     let args = InitArgs {
         sink: logging::host_sink(),
@@ -359,12 +365,45 @@ pub fn initialize(module: ModuleRef, dir: &Path, config: &str) -> Result<(), Str
         dir: RSlice::from_slice(&dir),
         config: RStr::from_str(config),
     };
-    match (module.init())(&args) {
+    let outcome = match (previous, module.init_from()) {
+        (Some((version, bytes)), Some(init_from)) => {
+            let previous = RawSavedState {
+                version,
+                bytes: bytes.to_vec().into(),
+            };
+            init_from(&args, &previous)
+        }
+        _ => (module.init())(&args),
+    };
+    match outcome {
         RResult::ROk(()) => Ok(()),
-        RResult::RErr(error) => Err(match error.kind() {
-            RawErrorKind::Failed => error.message().to_owned(),
-            RawErrorKind::Panicked => format!("panicked: {}", error.message()),
-        }),
+        RResult::RErr(error) => Err(raw_message(&error)),
+    }
+}
+
+/// What a loaded plugin saves for its next generation: `None` if it saves
+/// nothing (or predates saving).
+///
+/// # Errors
+///
+/// The plugin's own error message, or `panicked: ` and its panic's.
+#[doc(hidden)]
+pub fn save_state(module: ModuleRef) -> Result<Option<(u32, Vec<u8>)>, String> {
+    let Some(save) = module.save() else {
+        return Ok(None);
+    };
+    match save() {
+        RResult::ROk(state) => Ok(state
+            .into_option()
+            .map(|state| (state.version, state.bytes.to_vec()))),
+        RResult::RErr(error) => Err(raw_message(&error)),
+    }
+}
+
+fn raw_message(error: &RawError) -> String {
+    match error.kind() {
+        RawErrorKind::Failed => error.message().to_owned(),
+        RawErrorKind::Panicked => format!("panicked: {}", error.message()),
     }
 }
 

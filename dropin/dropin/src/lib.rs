@@ -178,7 +178,7 @@ pub use dropin_macros::Stable;
 #[doc(inline)]
 pub use dropin_macros::interface;
 pub use error::{BoxError, CallError, CallErrorKind};
-pub use guest::Context;
+pub use guest::{Context, SavedState};
 pub use handle::{Interface, PluginCore};
 pub use logging::log_target;
 pub use module::MethodDesc;
@@ -198,7 +198,7 @@ pub mod __private {
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
         module,
     };
-    pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize};
+    pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};
     pub use crate::wire::{decode_outcome, encode_outcome};
 
     /// What a remote handle's function pointers are set to: never called,

@@ -7,7 +7,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings,
     sabi_types::VersionStrings,
-    std_types::{RResult, RSlice, RStr},
+    std_types::{ROption, RResult, RSlice, RStr, RVec},
 };
 
 use crate::{
@@ -65,6 +65,29 @@ pub struct Module {
     /// `descriptor_layouts_are_pinned` fails when they change.
     #[sabi(last_prefix_field, unsafe_opaque_field)]
     pub methods: RSlice<'static, MethodEntry>,
+    /// Saves the plugin's state for the generation that replaces it on a
+    /// reload: `None` if it saves none. Never unwinds. Added after the
+    /// first release: a host reads it as `Option` (absent from older
+    /// plugins).
+    #[sabi(unsafe_opaque_field)]
+    pub save: extern "C" fn() -> RResult<ROption<RawSavedState>, RawError>,
+    /// `init`, for a generation that replaces one that saved its state:
+    /// the plugin's `init` finds that state in its context. Never unwinds.
+    /// Added with `save`.
+    #[sabi(unsafe_opaque_field)]
+    pub init_from:
+        extern "C" fn(args: &InitArgs<'_>, previous: &RawSavedState) -> RResult<(), RawError>,
+}
+
+/// A plugin's state as it crosses from one generation to the next: the
+/// version of the plugin's own format, and the bytes.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct RawSavedState {
+    /// The format's version, as the plugin numbers it.
+    pub version: u32,
+    /// The bytes.
+    pub bytes: RVec<u8>,
 }
 
 impl RootModule for ModuleRef {

@@ -191,6 +191,9 @@ struct Setup {
     host_version: String,
     allow_panic_abort: bool,
     allow_executable_stack: bool,
+    /// What the earlier generation saved, for the plugin's `init`.
+    previous: Option<Vec<u8>>,
+    previous_version: u32,
 }
 
 impl Encode for Setup {
@@ -202,6 +205,8 @@ impl Encode for Setup {
         self.host_version.encode(out);
         self.allow_panic_abort.encode(out);
         self.allow_executable_stack.encode(out);
+        self.previous.encode(out);
+        self.previous_version.encode(out);
     }
 }
 
@@ -215,6 +220,8 @@ impl Decode for Setup {
             host_version: Decode::decode(input)?,
             allow_panic_abort: Decode::decode(input)?,
             allow_executable_stack: Decode::decode(input)?,
+            previous: Decode::decode(input)?,
+            previous_version: Decode::decode(input)?,
         })
     }
 }
@@ -308,8 +315,10 @@ fn serve<I: Interface>() -> Result<(), String> {
         allow_panic_abort: setup.allow_panic_abort,
         allow_executable_stack: setup.allow_executable_stack,
     };
-    let loaded = load::open::<I>(&path, &copy, None, &policy)
-        .and_then(|plugin| load::initialize(&plugin, &setup.config).map(|()| plugin));
+    let previous = setup.previous.map(|bytes| (setup.previous_version, bytes));
+    let loaded = load::open::<I>(&path, &copy, None, &policy).and_then(|plugin| {
+        load::initialize(&plugin, &setup.config, previous.as_ref()).map(|()| plugin)
+    });
     let plugin = match loaded {
         Ok(plugin) => plugin,
         Err(error) => {
@@ -336,6 +345,17 @@ fn serve<I: Interface>() -> Result<(), String> {
         let mut call = call.as_slice();
         let method = u32::decode(&mut call).map_err(|e| e.to_string())?;
         out.clear();
+        if method == SAVE_METHOD {
+            let saved = plugin
+                .module
+                .map_or(Ok(None), dropin::__private::save_state)
+                .map_err(|message| {
+                    CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
+                });
+            dropin::__private::encode_outcome(&saved.map(|state| state.map(Saved)), &mut out);
+            write_frame(&mut output, &out).map_err(|e| e.to_string())?;
+            continue;
+        }
         plugin
             .handle()
             .serve(method as usize, call, &mut out)
@@ -343,6 +363,48 @@ fn serve<I: Interface>() -> Result<(), String> {
         write_frame(&mut output, &out).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The method number that asks an isolated process for its plugin's saved
+/// state; no interface has that many methods.
+const SAVE_METHOD: u32 = u32::MAX;
+
+/// A saved state on the wire: the version, then the bytes.
+struct Saved((u32, Vec<u8>));
+
+impl Encode for Saved {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.0.encode(out);
+        self.0.1.encode(out);
+    }
+}
+
+impl Decode for Saved {
+    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+        Ok(Self((Decode::decode(input)?, Decode::decode(input)?)))
+    }
+}
+
+/// What an isolated plugin saves for its next generation.
+///
+/// # Errors
+///
+/// The plugin's error, or how its process failed.
+pub(crate) fn save_state(remote: &dyn Remote) -> Result<Option<crate::loader::Saved>, CallError> {
+    let answer = remote.call(SAVE_METHOD as usize, Vec::new())?;
+    let mut input = answer.as_slice();
+    let saved = <Option<Saved>>::decode(&mut input)
+        .ok()
+        .filter(|_| input.is_empty())
+        .ok_or_else(|| {
+            CallError::from_parts(
+                CallErrorKind::Failed,
+                "",
+                "its process sent a saved state that does not decode".to_owned(),
+                None,
+            )
+        })?;
+    Ok(saved.map(|Saved(state)| state))
 }
 
 /// What was standard output, for the frames; standard output itself then
@@ -411,7 +473,12 @@ pub(crate) fn start<I: Interface>(
     policy: &Policy,
     config: &str,
     expected_name: Option<&str>,
+    previous: Option<crate::loader::Saved>,
 ) -> Result<Plugin<I>, LoadError> {
+    let (previous_version, previous) = match previous {
+        Some((version, bytes)) => (version, Some(bytes)),
+        None => (0, None),
+    };
     let setup = Setup {
         path: dropin::__private::path_bytes(path),
         copy: dropin::__private::path_bytes(copy),
@@ -420,6 +487,8 @@ pub(crate) fn start<I: Interface>(
         host_version: policy.host_version.to_string(),
         allow_panic_abort: policy.allow_panic_abort,
         allow_executable_stack: policy.allow_executable_stack,
+        previous,
+        previous_version,
     };
     let mut bytes = Vec::new();
     setup.encode(&mut bytes);

@@ -477,7 +477,7 @@ pub struct Plugin<I: Interface> {
     sha256: OnceLock<[u8; 32]>,
     /// The root module, for a plugin whose library this process mapped;
     /// `None` for an isolated one.
-    module: Option<ModuleRef>,
+    pub(crate) module: Option<ModuleRef>,
     /// Its number among the generations of its name: 1 for the first load,
     /// one more for each reload.
     pub(crate) generation: u32,
@@ -956,15 +956,22 @@ fn check_methods<I: Interface>(
 /// # Errors
 ///
 /// [`LoadError::Init`] with the plugin's message.
-pub(crate) fn initialize<I: Interface>(plugin: &Plugin<I>, config: &str) -> Result<(), LoadError> {
+pub(crate) fn initialize<I: Interface>(
+    plugin: &Plugin<I>,
+    config: &str,
+    previous: Option<&crate::loader::Saved>,
+) -> Result<(), LoadError> {
     let dir = plugin.path.parent().unwrap_or(Path::new("."));
     // An isolated plugin was initialised in its own process.
     let Some(module) = plugin.module else {
         return Ok(());
     };
-    dropin::__private::initialize(module, dir, config).map_err(|message| LoadError::Init {
-        path: plugin.path.clone(),
-        message,
+    let previous = previous.map(|(version, bytes)| (*version, bytes.as_slice()));
+    dropin::__private::initialize(module, dir, config, previous).map_err(|message| {
+        LoadError::Init {
+            path: plugin.path.clone(),
+            message,
+        }
     })
 }
 

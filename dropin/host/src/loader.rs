@@ -507,6 +507,7 @@ impl<I: Interface> Loader<I> {
                 &self.policy,
                 config,
                 name,
+                previous(),
             )?;
             claim(plugin.name())?;
             plugin.stamp = Some(stamp);
@@ -538,8 +539,10 @@ impl<I: Interface> Loader<I> {
         claim(plugin.name())?;
         plugin.stamp = Some(stamp);
         let config = self.config.get(plugin.name()).map_or("", String::as_str);
-        let _ = previous;
-        crate::exit_guard::guarded(path, || load::initialize(&plugin, config))?;
+        let previous = previous();
+        crate::exit_guard::guarded(path, || {
+            load::initialize(&plugin, config, previous.as_ref())
+        })?;
         log::info!(
             "loaded {} plugin '{}' {} from {}",
             I::NAME,

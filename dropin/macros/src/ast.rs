@@ -170,6 +170,14 @@ impl Method {
                  Result<Self, dropin::BoxError>` to every interface",
             ));
         }
+        if name == "save_state" {
+            return Err(syn::Error::new(
+                ident.span(),
+                "`save_state` is reserved: the macro adds `fn save_state(&self) -> \
+                 Result<Option<dropin::SavedState>, dropin::BoxError>` to every interface, for \
+                 reloads",
+            ));
+        }
         if RESERVED.contains(&name.as_str()) {
             return Err(syn::Error::new(
                 ident.span(),

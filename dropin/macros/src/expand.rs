@@ -1,7 +1,8 @@
 //! What `#[dropin::interface]` expands to.
 //!
 //! For a trait `Greeter`:
-//! - the trait, with `fn init(context) -> Result<Self, BoxError>` added;
+//! - the trait, with `fn init(context) -> Result<Self, BoxError>` and
+//!   `fn save_state(&self)` (by default, saving nothing) added;
 //! - `GreeterPlugin`, the application's typed handle;
 //! - `export_greeter!`, the plugin author's export macro;
 //! - a hidden module `__dropin_greeter`: the `extern "C"` signature of each
@@ -42,6 +43,27 @@ pub fn interface(interface: &Interface) -> TokenStream {
             fn init(context: &::dropin::Context<'_>) -> ::core::result::Result<Self, ::dropin::BoxError>
             where
                 Self: Sized;
+        },
+    );
+    item.items.insert(
+        1,
+        syn::parse_quote! {
+            /// Saves the plugin's state for the build that replaces it when
+            /// the host reloads the plugin: that build's `init` finds it in
+            /// [`Context::previous_state`](::dropin::Context::previous_state).
+            /// By default nothing is saved and the next build starts
+            /// afresh. Added to every interface by `#[dropin::interface]`.
+            ///
+            /// # Errors
+            ///
+            /// Whatever prevents saving; the host logs it and the next build
+            /// starts afresh.
+            fn save_state(&self) -> ::core::result::Result<::core::option::Option<::dropin::SavedState>, ::dropin::BoxError>
+            where
+                Self: Sized,
+            {
+                ::core::result::Result::Ok(::core::option::Option::None)
+            }
         },
     );
 
@@ -259,6 +281,10 @@ pub fn interface(interface: &Interface) -> TokenStream {
 
                 fn init(context: &::dropin::Context<'_>) -> ::core::result::Result<__DropinPlugin, ::dropin::BoxError> {
                     <__DropinPlugin as #trait_ident>::init(context)
+                }
+
+                fn save(plugin: &__DropinPlugin) -> ::core::result::Result<::core::option::Option<::dropin::SavedState>, ::dropin::BoxError> {
+                    <__DropinPlugin as #trait_ident>::save_state(plugin)
                 }
             }
 

@@ -1,11 +1,12 @@
 //! A greeter plugin with state, configuration and logs: it counts the
 //! greetings it gave in this process, from the number its configuration
 //! gives (`start = 41`; 0 by default), and logs each one through the host's
-//! logger.
+//! logger. When the host reloads it, the count goes on from where the
+//! replaced build left it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use greeter_interface::{BoxError, Context, Greeter, export_greeter};
+use greeter_interface::{BoxError, Context, Greeter, SavedState, export_greeter};
 
 /// The plugin's state: how many greetings it has given. The host may call
 /// from several threads, hence the atomic.
@@ -14,8 +15,28 @@ pub struct Counter {
     visitors: AtomicU64,
 }
 
+/// The version of the format [`Counter::save_state`] writes: the count as
+/// eight little-endian bytes.
+const STATE_VERSION: u32 = 1;
+
 impl Greeter for Counter {
     fn init(context: &Context<'_>) -> Result<Self, BoxError> {
+        // A reload: go on counting from the replaced build's count.
+        if let Some(previous) = context.previous_state() {
+            match <[u8; 8]>::try_from(previous.bytes.as_slice()) {
+                Ok(count) if previous.version == STATE_VERSION => {
+                    let count = u64::from_le_bytes(count);
+                    log::debug!("counter reloaded, going on after {count}");
+                    return Ok(Counter {
+                        visitors: AtomicU64::new(count),
+                    });
+                }
+                _ => log::warn!(
+                    "ignoring a saved state of format {}; counting from the configuration",
+                    previous.version
+                ),
+            }
+        }
         let config: toml::Table = context.config().parse()?;
         let start = match config.get("start") {
             None => 0,
@@ -38,6 +59,14 @@ impl Greeter for Counter {
         log::info!("greeting visitor #{n}");
         Ok(format!("Hello, visitor #{n}!"))
     }
+
+    fn save_state(&self) -> Result<Option<SavedState>, BoxError> {
+        let count = self.visitors.load(Ordering::Relaxed);
+        Ok(Some(SavedState {
+            version: STATE_VERSION,
+            bytes: count.to_le_bytes().to_vec(),
+        }))
+    }
 }
 
 export_greeter!(Counter);
@@ -53,6 +82,31 @@ mod tests {
         assert_eq!(counter.greet().unwrap(), "Hello, visitor #2!");
         // The interface's default `greet_to` addresses the plain greeting.
         assert_eq!(counter.greet_to("Ada").unwrap(), "Ada, Hello, visitor #3!");
+    }
+}
+
+#[cfg(test)]
+mod handover_tests {
+    use super::*;
+
+    #[test]
+    fn a_reloaded_counter_goes_on_from_the_saved_count() {
+        let old = Counter::init(&Context::new("counter", ".".as_ref(), "")).unwrap();
+        old.greet().unwrap();
+        old.greet().unwrap();
+        let saved = old.save_state().unwrap().unwrap();
+        let context =
+            Context::new("counter", ".".as_ref(), "start = 41").with_previous_state(&saved);
+        let new = Counter::init(&context).unwrap();
+        assert_eq!(new.greet().unwrap(), "Hello, visitor #3!");
+        // A format it does not know is ignored.
+        let unknown = SavedState {
+            version: 2,
+            bytes: vec![1],
+        };
+        let context = Context::new("counter", ".".as_ref(), "").with_previous_state(&unknown);
+        let new = Counter::init(&context).unwrap();
+        assert_eq!(new.greet().unwrap(), "Hello, visitor #1!");
     }
 }
 

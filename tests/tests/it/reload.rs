@@ -337,3 +337,50 @@ fn an_isolated_reload_switches_and_ends_the_old_process() {
     assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Howdy!");
     assert_eq!(current.core().process_id(), Some(new_pid));
 }
+
+#[test]
+fn a_plugin_that_hands_its_state_over_keeps_counting() {
+    let dir = PluginDir::with(&["counter"]);
+    for isolate in [false, cfg!(target_os = "linux")] {
+        let mut builder = Loader::<GreeterPlugin>::builder().dir(dir.path());
+        if isolate {
+            builder = builder
+                .probe(Probe::command(artifacts().host_binary()))
+                .isolate(Isolate::All);
+        }
+        let loader = builder.build();
+        let report = loader.load().unwrap();
+        let registry = &report.registry;
+        let counter = registry.live("counter").unwrap();
+        assert_eq!(counter.is_isolated(), isolate);
+        for n in 1..=3 {
+            assert_eq!(counter.greet().unwrap(), format!("Hello, visitor #{n}!"));
+        }
+        install(
+            dir.path(),
+            &library_file_name("counter"),
+            &patched("counter", "visitor", "Visitor"),
+        );
+        let reloaded = loader.reload(registry, "counter").unwrap();
+        assert!(reloaded.handed_over, "isolated: {isolate}");
+        assert_eq!(counter.generation(), 2);
+        assert_eq!(counter.greet().unwrap(), "Hello, Visitor #4!");
+        // Back to the first build: the count still goes on.
+        dir.add("counter");
+        loader.reload(registry, "counter").unwrap();
+        assert_eq!(counter.greet().unwrap(), "Hello, visitor #5!");
+        // A plugin that saves nothing starts afresh.
+        dir.add("hello");
+        let hello = loader.reload_changed(registry).unwrap();
+        assert_eq!(hello.reloaded[0].name, "hello");
+        assert!(!hello.reloaded[0].handed_over);
+        install(
+            dir.path(),
+            &library_file_name("hello"),
+            &patched("hello", "Hello!", "Howdy!"),
+        );
+        let hello = loader.reload(registry, "hello").unwrap();
+        assert!(!hello.handed_over);
+        fs::remove_file(dir.path().join(library_file_name("hello"))).unwrap();
+    }
+}

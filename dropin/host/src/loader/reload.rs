@@ -319,6 +319,21 @@ impl<I: Interface> Plugin<I> {
     /// What the plugin saves for its next generation, if it saves anything.
     /// A failure is logged: the next generation then starts afresh.
     pub(crate) fn save_state(&self) -> Option<Saved> {
-        None
+        let saved = match (self.module, self.core().remote()) {
+            (Some(module), _) => {
+                crate::exit_guard::guarded(self.path(), || dropin::__private::save_state(module))
+            }
+            (None, Some(remote)) => {
+                crate::isolation::save_state(remote).map_err(|error| error.message().to_owned())
+            }
+            (None, None) => Ok(None),
+        };
+        saved.unwrap_or_else(|error| {
+            log::warn!(
+                target: &dropin::log_target(self.name()),
+                "could not save its state for the next generation, which starts afresh: {error}"
+            );
+            None
+        })
     }
 }
