@@ -82,11 +82,8 @@ fn calls(c: &mut Criterion) {
     )
     .unwrap();
 
-    let noop = Loader::<NoopPlugin>::builder()
-        .dir(dir.path())
-        .build()
-        .load()
-        .unwrap();
+    let noop_loader = Loader::<NoopPlugin>::builder().dir(dir.path()).build();
+    let noop = noop_loader.load().unwrap();
     let greeters = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .build()
@@ -107,6 +104,18 @@ fn calls(c: &mut Criterion) {
     let plugin = noop.registry.get(NOOP_NAME).expect("the noop plugin loads");
     group.bench_function("plugin", |b| b.iter(|| plugin.noop(black_box(7))));
     group.bench_function("handwritten", |b| b.iter(|| raw.noop(black_box(7))));
+    // Through a `Live` reference, as code that follows reloads calls: one
+    // atomic load per call finds the current generation. Reloaded once, so
+    // that it is a second generation that answers.
+    noop_loader
+        .reload(&noop.registry, NOOP_NAME)
+        .expect("the noop plugin reloads");
+    let live = noop
+        .registry
+        .live(NOOP_NAME)
+        .expect("the noop plugin loads");
+    assert_eq!(live.generation(), 2);
+    group.bench_function("live", |b| b.iter(|| live.noop(black_box(7))));
     // The same no-op plugin in a process of its own.
     let isolated_noop = Loader::<NoopPlugin>::builder()
         .dir(dir.path())

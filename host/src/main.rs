@@ -9,7 +9,8 @@ use std::{
     io::{self, Write},
     path::{Path, PathBuf},
     process::ExitCode,
-    time::Duration,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
@@ -17,7 +18,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dropin::CallErrorKind;
 use dropin_host::{
     ErrorChain, LoadError, LoadReport, Loader, LoaderBuilder, LoaderError, LockMode, LockfileError,
-    PermissionError, Plugin, Recording, check_permissions, is_deceptive,
+    PermissionError, Plugin, Recording, Registry, WatchEvent, check_permissions, is_deceptive,
     isolation::{Isolate, Recovery},
     probe::Probe,
 };
@@ -196,6 +197,16 @@ enum Command {
     /// Write plugins.lock: the SHA-256 of every plugin file that loads. From
     /// then on, only those exact files load from this folder.
     Lock,
+    /// Greet, then keep running: reload every plugin whose file changes (and
+    /// load new ones) after the checks of a first load, and greet again
+    /// after each reload; until interrupted (Ctrl-C).
+    Watch {
+        /// Plugins to greet from (default: all).
+        names: Vec<String>,
+        /// Greet every DURATION too (such as `500ms` or `2s`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        every: Option<Duration>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -359,6 +370,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             greet(&mut out, &report, &names, to.as_deref(), format)?
         }
         Command::Check { format } => check(&mut out, &report, &loader, format)?,
+        Command::Watch { names, every } => {
+            greet(&mut out, &report, &names, None, Format::Text)?;
+            out.flush().context("cannot write to standard output")?;
+            watch(&mut out, &loader, &report.registry, &names, every)?
+        }
     };
     out.flush().context("cannot write to standard output")?;
     Ok(if ok {
@@ -588,6 +604,76 @@ fn list(
         }
     }
     Ok(report.rejected.is_empty())
+}
+
+/// Set by SIGINT or SIGTERM: `watch` stops, and the registry is dropped
+/// as on any exit (snapshot folder removed, isolated processes ended).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn interrupted(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn watch(
+    out: &mut impl Write,
+    loader: &Loader<GreeterPlugin>,
+    registry: &Registry<GreeterPlugin>,
+    names: &[String],
+    every: Option<Duration>,
+) -> anyhow::Result<bool> {
+    #[cfg(unix)]
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let handler = interrupted as extern "C" fn(libc::c_int);
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { libc::signal(signal, handler as libc::sighandler_t) };
+    }
+    let mut watch = loader.watch(registry)?;
+    let mut next_greeting = every.map(|every| Instant::now() + every);
+    let mut reloaded = false;
+    while !INTERRUPTED.load(Ordering::Relaxed) {
+        // Short waits: an interruption is noticed within 100ms.
+        let mut wait = Duration::from_millis(100);
+        if let Some(next) = next_greeting {
+            wait = wait.min(next.saturating_duration_since(Instant::now()));
+        }
+        if let Some(event) = watch.next_within(wait) {
+            say!("greeter-host: {}", shown(&event.to_string()));
+            reloaded |= matches!(event, WatchEvent::Reloaded(_));
+            continue;
+        }
+        let due = next_greeting.is_some_and(|next| next <= Instant::now());
+        if reloaded || due {
+            greet_loaded(out, registry, names)?;
+            reloaded = false;
+        }
+        if let (true, Some(every)) = (due, every) {
+            next_greeting = Some(Instant::now() + every);
+        }
+    }
+    Ok(true)
+}
+
+/// One line per plugin of `names` (every plugin if empty) that is loaded:
+/// `name: greeting`; a failed call on standard error.
+fn greet_loaded(
+    out: &mut impl Write,
+    registry: &Registry<GreeterPlugin>,
+    names: &[String],
+) -> anyhow::Result<()> {
+    let plugins: Vec<_> = if names.is_empty() {
+        registry.iter().collect()
+    } else {
+        names.iter().filter_map(|name| registry.get(name)).collect()
+    };
+    for plugin in plugins {
+        match plugin.greet() {
+            Ok(greeting) => writeln!(out, "{}: {}", shown(plugin.name()), shown(&greeting))?,
+            Err(error) => say!("greeter-host: {}", shown(&error.to_string())),
+        }
+    }
+    out.flush().context("cannot write to standard output")?;
+    Ok(())
 }
 
 fn greet(

@@ -165,8 +165,6 @@ pub fn module<E: Exports>(
         build,
         init: init::<E>,
         methods: RSlice::from_slice(E::METHODS),
-        save: save::<E>,
-        init_from: init_from::<E>,
     }
     .leak_into_prefix()
 }
@@ -175,7 +173,10 @@ extern "C" fn init<E: Exports>(args: &InitArgs<'_>) -> RResult<(), RawError> {
     init_with::<E>(args, None)
 }
 
-extern "C" fn init_from<E: Exports>(
+/// The [`Handover`](crate::module::Handover) entry that initialises plugin
+/// `E::Plugin` from its predecessor's state.
+#[doc(hidden)]
+pub extern "C" fn init_from<E: Exports>(
     args: &InitArgs<'_>,
     previous: &RawSavedState,
 ) -> RResult<(), RawError> {
@@ -206,7 +207,10 @@ fn init_with<E: Exports>(
     })
 }
 
-extern "C" fn save<E: Exports>() -> RResult<ROption<RawSavedState>, RawError> {
+/// The [`Handover`](crate::module::Handover) entry that saves plugin
+/// `E::Plugin`'s state.
+#[doc(hidden)]
+pub extern "C" fn save<E: Exports>() -> RResult<ROption<RawSavedState>, RawError> {
     guard(|| {
         let Some(plugin) = E::Plugin::cell().value.get() else {
             return Ok(ROption::RNone);
@@ -474,6 +478,13 @@ macro_rules! __export_plugin {
             extern "C" fn __dropin_load_root_module() -> __dropin_rt::RootModuleResult {
                 __dropin_rt::__call_root_module_loader(__dropin_root_module)
             }
+
+            // What the plugin offers for reloads, looked up by this name.
+            #[unsafe(no_mangle)]
+            static dropin_handover_v1: __dropin_rt::Handover = __dropin_rt::Handover {
+                save: __dropin_rt::save::<$exports>,
+                init_from: __dropin_rt::init_from::<$exports>,
+            };
 
             // The symbol abi_stable's loader looks up, spelled out so that
             // plugins need no abi_stable dependency. A test in dropin pins the

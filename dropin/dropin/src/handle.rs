@@ -12,7 +12,7 @@ use abi_stable::std_types::{RResult, RSlice, RStr};
 use crate::{
     error::{CallError, RawError, RawErrorKind},
     logging::{self, LogLevel},
-    module::{InitArgs, MethodDesc, MethodEntry, ModuleRef, RawSavedState},
+    module::{Handover, InitArgs, MethodDesc, MethodEntry, ModuleRef, RawSavedState},
 };
 
 /// A plugin interface, as the host sees it: implemented by the typed handle
@@ -354,6 +354,7 @@ impl fmt::Debug for PluginCore {
 #[doc(hidden)]
 pub fn initialize(
     module: ModuleRef,
+    handover: Option<&Handover>,
     dir: &Path,
     config: &str,
     previous: Option<(u32, &[u8])>,
@@ -365,13 +366,13 @@ pub fn initialize(
         dir: RSlice::from_slice(&dir),
         config: RStr::from_str(config),
     };
-    let outcome = match (previous, module.init_from()) {
-        (Some((version, bytes)), Some(init_from)) => {
+    let outcome = match (previous, handover) {
+        (Some((version, bytes)), Some(handover)) => {
             let previous = RawSavedState {
                 version,
                 bytes: bytes.to_vec().into(),
             };
-            init_from(&args, &previous)
+            (handover.init_from)(&args, &previous)
         }
         _ => (module.init())(&args),
     };
@@ -388,11 +389,8 @@ pub fn initialize(
 ///
 /// The plugin's own error message, or `panicked: ` and its panic's.
 #[doc(hidden)]
-pub fn save_state(module: ModuleRef) -> Result<Option<(u32, Vec<u8>)>, String> {
-    let Some(save) = module.save() else {
-        return Ok(None);
-    };
-    match save() {
+pub fn save_state(handover: &Handover) -> Result<Option<(u32, Vec<u8>)>, String> {
+    match (handover.save)() {
         RResult::ROk(state) => Ok(state
             .into_option()
             .map(|state| (state.version, state.bytes.to_vec()))),

@@ -196,7 +196,7 @@ pub mod __private {
     pub use crate::error::RawError;
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
-        module,
+        init_from, module, save,
     };
     pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};
     pub use crate::wire::{decode_outcome, encode_outcome};
@@ -206,7 +206,7 @@ pub mod __private {
     pub extern "C" fn trap() {
         std::process::abort();
     }
-    pub use crate::module::{BuildInfo, MethodEntry, ModuleRef};
+    pub use crate::module::{BuildInfo, HANDOVER_SYMBOL, Handover, MethodEntry, ModuleRef};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };

@@ -65,19 +65,29 @@ pub struct Module {
     /// `descriptor_layouts_are_pinned` fails when they change.
     #[sabi(last_prefix_field, unsafe_opaque_field)]
     pub methods: RSlice<'static, MethodEntry>,
-    /// Saves the plugin's state for the generation that replaces it on a
-    /// reload: `None` if it saves none. Never unwinds. Added after the
-    /// first release: a host reads it as `Option` (absent from older
-    /// plugins).
-    #[sabi(unsafe_opaque_field)]
+}
+
+/// What a plugin offers for reloads, exported as the symbol
+/// [`HANDOVER_SYMBOL`] beside the root module. A separate symbol rather than
+/// fields appended to the root module: abi_stable refuses a plugin whose prefix
+/// type has fewer fields than the host's, and plugins built before this
+/// existed must keep loading; they lack the symbol and start afresh.
+///
+/// The symbol's name carries its version: a changed layout gets a new name.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Handover {
+    /// Saves the plugin's state for the generation that replaces it: `None`
+    /// if it saves none. Never unwinds.
     pub save: extern "C" fn() -> RResult<ROption<RawSavedState>, RawError>,
-    /// `init`, for a generation that replaces one that saved its state:
-    /// the plugin's `init` finds that state in its context. Never unwinds.
-    /// Added with `save`.
-    #[sabi(unsafe_opaque_field)]
+    /// `init`, for a generation that replaces one that saved its state: the
+    /// plugin's `init` finds that state in its context. Never unwinds.
     pub init_from:
         extern "C" fn(args: &InitArgs<'_>, previous: &RawSavedState) -> RResult<(), RawError>,
 }
+
+/// The name of the [`Handover`] symbol, NUL-terminated.
+pub const HANDOVER_SYMBOL: &[u8] = b"dropin_handover_v1\0";
 
 /// A plugin's state as it crosses from one generation to the next: the
 /// version of the plugin's own format, and the bytes.

@@ -347,7 +347,7 @@ fn serve<I: Interface>() -> Result<(), String> {
         out.clear();
         if method == SAVE_METHOD {
             let saved = plugin
-                .module
+                .handover
                 .map_or(Ok(None), dropin::__private::save_state)
                 .map_err(|message| {
                     CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)

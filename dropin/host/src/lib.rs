@@ -68,6 +68,7 @@ mod registry;
 mod snapshot;
 mod source;
 mod verify;
+mod watch;
 
 pub use chain::ErrorChain;
 pub use discover::{DiscoverError, discover, is_candidate_name};
@@ -82,3 +83,4 @@ pub use permissions::{PermissionError, Writers, check_permissions};
 pub use registry::{Live, LoadReport, Registry, Retained};
 pub use source::is_deceptive;
 pub use verify::{ObjectFormat, VerifyError, verify_library};
+pub use watch::{DEFAULT_SETTLE, Watch, WatchError, WatchEvent};

@@ -13,9 +13,11 @@ use std::{
     sync::OnceLock,
 };
 
-use abi_stable::library::{LibHeader, LibraryError, RootModuleError, lib_header_from_path};
+use abi_stable::library::{
+    LibHeader, LibraryError, RawLibrary, RootModuleError, lib_header_from_path,
+};
 use dropin::{
-    __private::{MethodEntry, ModuleRef, lossy},
+    __private::{Handover, MethodEntry, ModuleRef, lossy},
     Interface, PluginCore,
 };
 use semver::{Version, VersionReq};
@@ -478,6 +480,9 @@ pub struct Plugin<I: Interface> {
     /// The root module, for a plugin whose library this process mapped;
     /// `None` for an isolated one.
     pub(crate) module: Option<ModuleRef>,
+    /// What the plugin offers for reloads, if it was built with it and its
+    /// library is mapped here.
+    pub(crate) handover: Option<&'static Handover>,
     /// Its number among the generations of its name: 1 for the first load,
     /// one more for each reload.
     pub(crate) generation: u32,
@@ -509,6 +514,7 @@ impl<I: Interface> Plugin<I> {
             loaded_from,
             sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
             module,
+            handover: None,
             generation: 1,
             stamp: None,
             handle,
@@ -712,12 +718,13 @@ pub(crate) fn open<I: Interface>(
         detail,
     })?;
     let provided = methods.len().min(I::METHODS.len());
+    let handover = handover(copy);
     let core = PluginCore::new(name, declared_interface, I::METHODS, I::REQUIRED, provided);
     // SAFETY: `check_methods` compared every entry the handle binds (the
     // first `I::METHODS.len()` at most) with the descriptor at the same
     // index of `I::METHODS`; the library is never unloaded.
     let handle = unsafe { I::bind(core, methods) };
-    Ok(Plugin::from_parts(
+    let mut plugin = Plugin::from_parts(
         name,
         version,
         interface_version,
@@ -727,7 +734,30 @@ pub(crate) fn open<I: Interface>(
         sha256,
         Some(module),
         handle,
-    ))
+    );
+    plugin.handover = handover;
+    Ok(plugin)
+}
+
+/// The [`Handover`] the library mapped from `copy` exports, if any.
+fn handover(copy: &Path) -> Option<&'static Handover> {
+    // The library is mapped already: this finds it, runs nothing, and only
+    // counts one more reference to it, never released.
+    let library = RawLibrary::load_at(copy).ok()?;
+    // SAFETY: a symbol of this name is the export macro's `Handover`
+    // static (the name carries the layout's version), in a library whose
+    // root module passed every check and which is never unloaded.
+    let handover = unsafe {
+        library
+            .get::<*const Handover>(dropin::__private::HANDOVER_SYMBOL)
+            .ok()
+            .map(|symbol| {
+                let pointer: *const Handover = *symbol;
+                &*pointer
+            })
+    };
+    std::mem::forget(library);
+    handover
 }
 
 /// Checks the object headers of `copy`, the private snapshot of `path`.
@@ -967,12 +997,12 @@ pub(crate) fn initialize<I: Interface>(
         return Ok(());
     };
     let previous = previous.map(|(version, bytes)| (*version, bytes.as_slice()));
-    dropin::__private::initialize(module, dir, config, previous).map_err(|message| {
-        LoadError::Init {
+    dropin::__private::initialize(module, plugin.handover, dir, config, previous).map_err(
+        |message| LoadError::Init {
             path: plugin.path.clone(),
             message,
-        }
-    })
+        },
+    )
 }
 
 /// Whether two versions are of one compatible series: the same major, and

@@ -384,3 +384,133 @@ fn a_plugin_that_hands_its_state_over_keeps_counting() {
         fs::remove_file(dir.path().join(library_file_name("hello"))).unwrap();
     }
 }
+
+/// Reads `from` line by line into a channel, on a thread of its own.
+fn lines(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (send, receive) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in std::io::BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receive
+}
+
+/// Waits for a line equal to `wanted`, returning every line before it.
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, wanted: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line == wanted => return before,
+            Ok(line) => before.push(line),
+            Err(_) => panic!("no line {wanted:?}; got {before:?}"),
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn greeter_host_watch_greets_with_the_new_build_until_interrupted() {
+    use std::process::Stdio;
+    let dir = PluginDir::with(&["hello", "counter"]);
+    let mut child = dir
+        .command(&["watch", "--every", "200ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lines(child.stdout.take().unwrap());
+    let err = lines(child.stderr.take().unwrap());
+    // Greets at once, then every 200ms.
+    assert_eq!(
+        wait_for(&out, "hello: Hello!"),
+        ["counter: Hello, visitor #1!"]
+    );
+    wait_for(&out, "counter: Hello, visitor #2!");
+    // A new build: the running host greets with its text, and the counter,
+    // rebuilt too, goes on counting.
+    install(
+        dir.path(),
+        &library_file_name("hello"),
+        &patched("hello", "Hello!", "Howdy!"),
+    );
+    let hello = dir.path().join(library_file_name("hello"));
+    assert_eq!(
+        wait_for(
+            &err,
+            &format!(
+                "greeter-host: reloaded 'hello' 1.0.0 (was 1.0.0) from {}: generation 2",
+                hello.display()
+            )
+        ),
+        Vec::<String>::new()
+    );
+    let before = wait_for(&out, "hello: Howdy!");
+    assert!(
+        before
+            .iter()
+            .all(|line| line == "hello: Hello!" || line.starts_with("counter: Hello, visitor #")),
+        "{before:?}"
+    );
+    // A broken build is refused, one line, and the plugin keeps greeting.
+    install(dir.path(), &library_file_name("hello"), b"\x7fELF broken");
+    wait_for(
+        &err,
+        &format!(
+            "greeter-host: 'hello' not reloaded; generation 2 keeps serving: {}: not a loadable \
+             library: truncated or corrupt: the ELF header ends at byte 20, but the file has 11 \
+             bytes",
+            hello.display()
+        ),
+    );
+    wait_for(&out, "hello: Howdy!");
+    wait_for(&out, "hello: Howdy!");
+    // Interrupted, it stops cleanly.
+    let interrupt = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let rest: Vec<String> = err.try_iter().collect();
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+#[test]
+fn a_watched_file_written_slowly_in_place_is_reloaded_once_whole() {
+    use dropin_host::WatchEvent;
+    use std::io::Write;
+    let dir = PluginDir::with(&["hello"]);
+    let loader = loader(&dir);
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    let mut watch = loader.watch(registry).unwrap();
+    assert!(watch.next_within(Duration::from_millis(300)).is_none());
+    // Written in place in four parts, with pauses longer than the folder's
+    // settle time: nothing may read it before its writer closes it.
+    let bytes = patched("hello", "Hello!", "Howdy!");
+    let path = dir.path().join(library_file_name("hello"));
+    let writer = thread::spawn(move || {
+        let mut file = fs::File::create(&path).unwrap();
+        for part in bytes.chunks(bytes.len() / 4 + 1) {
+            file.write_all(part).unwrap();
+            file.flush().unwrap();
+            thread::sleep(dropin_host::DEFAULT_SETTLE * 2);
+        }
+    });
+    let event = watch.next_within(Duration::from_secs(20));
+    writer.join().unwrap();
+    match event {
+        Some(WatchEvent::Reloaded(reloaded)) => assert_eq!(reloaded.generation, 2),
+        other => panic!("{other:?}"),
+    }
+    assert!(watch.next_within(Duration::from_millis(500)).is_none());
+    assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Howdy!");
+}

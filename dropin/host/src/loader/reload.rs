@@ -177,7 +177,7 @@ impl<I: Interface> Loader<I> {
                     report.reloaded.push(reloaded);
                 }
                 Err(error) => {
-                    log::warn!("{}", crate::ErrorChain(&error));
+                    log::debug!("{}", crate::ErrorChain(&error));
                     registry
                         .refused
                         .lock()
@@ -319,11 +319,11 @@ impl<I: Interface> Plugin<I> {
     /// What the plugin saves for its next generation, if it saves anything.
     /// A failure is logged: the next generation then starts afresh.
     pub(crate) fn save_state(&self) -> Option<Saved> {
-        let saved = match (self.module, self.core().remote()) {
-            (Some(module), _) => {
-                crate::exit_guard::guarded(self.path(), || dropin::__private::save_state(module))
+        let saved = match (self.handover, self.core().remote()) {
+            (Some(handover), _) => {
+                crate::exit_guard::guarded(self.path(), || dropin::__private::save_state(handover))
             }
-            (None, Some(remote)) => {
+            (_, Some(remote)) => {
                 crate::isolation::save_state(remote).map_err(|error| error.message().to_owned())
             }
             (None, None) => Ok(None),
