@@ -638,7 +638,26 @@ fn watch(
             wait = wait.min(next.saturating_duration_since(Instant::now()));
         }
         if let Some(event) = watch.next_within(wait) {
-            say!("greeter-host: {}", shown(&event.to_string()));
+            // What the replaced generations keep mapped (never unloaded).
+            let retained = match &event {
+                WatchEvent::Reloaded(reloaded) => registry
+                    .retained()
+                    .into_iter()
+                    .find(|retained| retained.name == reloaded.name)
+                    .map(|retained| {
+                        format!(
+                            "; earlier generations: {}, {} KiB mapped",
+                            retained.generations,
+                            retained.bytes.div_ceil(1024)
+                        )
+                    }),
+                _ => None,
+            };
+            say!(
+                "greeter-host: {}{}",
+                shown(&event.to_string()),
+                retained.unwrap_or_default()
+            );
             reloaded |= matches!(event, WatchEvent::Reloaded(_));
             continue;
         }
