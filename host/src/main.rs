@@ -22,9 +22,11 @@ use dropin_host::{
     isolation::{Isolate, Recovery},
     probe::Probe,
 };
-use greeter_interface::GreeterPlugin;
+use greeter_interface::{GreeterHostHandle, GreeterPlugin};
 use semver::{Version, VersionReq};
 use serde::Serialize;
+
+mod store;
 
 /// Writes a line to standard error. Unlike `eprintln!`, never panics: a
 /// closed standard error must not turn into exit status 101.
@@ -119,6 +121,12 @@ struct Cli {
     /// or `2G` (its address space, RLIMIT_AS; Linux) [default: no limit].
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
     memory_limit: Option<u64>,
+
+    /// Keep what plugins store through the host's services (the `counter`
+    /// plugin's count) in FILE, across runs [default: in memory, for this
+    /// run only].
+    #[arg(long, global = true, value_name = "FILE")]
+    store: Option<PathBuf>,
 
     /// Confine isolated plugins' processes (Linux): no new privileges, no
     /// network, every file system read-only (reading is not confined).
@@ -330,6 +338,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             backoff: Duration::from_millis(100),
         });
     }
+    let store = match &cli.store {
+        Some(file) => store::Store::open(file)?,
+        None => store::Store::in_memory(),
+    };
+    builder = builder.services(GreeterHostHandle::provided_by(store));
     builder = configure(builder, &dir, !cli.allow_insecure_permissions)?;
     if let Some(req) = cli.accept_interface {
         builder = builder.accept_interface(req);

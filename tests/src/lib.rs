@@ -38,6 +38,7 @@ const PACKAGES: &[&str] = &[
     "needs-new-host",
     "runs-at-open",
     "big-tls",
+    "services-user",
 ];
 
 /// The workspaces under `tests/compat/`, each built on its own, and the

@@ -18,7 +18,8 @@ use abi_stable::{
 use crate::{
     error::{BoxError, RawError, RawErrorKind},
     logging,
-    module::{BuildInfo, InitArgs, MethodEntry, Module, ModuleRef, RawSavedState},
+    module::{BuildInfo, InitArgs, InitExtra, MethodEntry, Module, ModuleRef, RawSavedState},
+    services::{RawServices, ServicesHandle},
 };
 
 /// What a plugin's `init` receives from the host.
@@ -28,6 +29,7 @@ pub struct Context<'a> {
     dir: &'a Path,
     config: &'a str,
     previous: Option<&'a SavedState>,
+    services: Option<&'static RawServices>,
 }
 
 impl<'a> Context<'a> {
@@ -38,6 +40,7 @@ impl<'a> Context<'a> {
             dir,
             config,
             previous: None,
+            services: None,
         }
     }
 
@@ -73,6 +76,16 @@ impl<'a> Context<'a> {
     /// earlier generation may be an older build, with an older format.
     pub fn previous_state(&self) -> Option<&'a SavedState> {
         self.previous
+    }
+
+    /// A handle to the services the host offers, declared with
+    /// `#[dropin::services]` (`context.services::<GreeterHostHandle>()`).
+    /// Keep it: it may be cloned and called from any thread, for as long as
+    /// the plugin lives. If the host offers no such services, or an earlier
+    /// version without some of them, the calls that lack one fail with
+    /// [`ServiceErrorKind::Missing`](crate::ServiceErrorKind::Missing).
+    pub fn services<H: ServicesHandle>(&self) -> H {
+        H::bind(self.services)
     }
 }
 
@@ -170,26 +183,27 @@ pub fn module<E: Exports>(
 }
 
 extern "C" fn init<E: Exports>(args: &InitArgs<'_>) -> RResult<(), RawError> {
-    init_with::<E>(args, None)
+    init_with::<E>(args, None, None)
 }
 
-/// The [`Handover`](crate::module::Handover) entry that initialises plugin
-/// `E::Plugin` from its predecessor's state.
+/// The [`Extensions`](crate::module::Extensions) entry that initialises plugin
+/// `E::Plugin` with its predecessor's state and the host's services.
 #[doc(hidden)]
-pub extern "C" fn init_from<E: Exports>(
+pub extern "C" fn init_extended<E: Exports>(
     args: &InitArgs<'_>,
-    previous: &RawSavedState,
+    extra: &InitExtra<'_>,
 ) -> RResult<(), RawError> {
-    let previous = SavedState {
+    let previous = extra.previous.map(|previous| SavedState {
         version: previous.version,
         bytes: previous.bytes.to_vec(),
-    };
-    init_with::<E>(args, Some(&previous))
+    });
+    init_with::<E>(args, previous.as_ref(), extra.services)
 }
 
 fn init_with<E: Exports>(
     args: &InitArgs<'_>,
     previous: Option<&SavedState>,
+    services: Option<&'static RawServices>,
 ) -> RResult<(), RawError> {
     let cell = E::Plugin::cell();
     logging::install(cell.name, args.sink, args.max_level);
@@ -201,13 +215,14 @@ fn init_with<E: Exports>(
             let dir = path_from_bytes(args.dir.as_slice());
             let mut context = Context::new(cell.name, &dir, args.config.as_str());
             context.previous = previous;
+            context.services = services;
             let _ = cell.value.set(E::init(&context)?);
         }
         Ok(())
     })
 }
 
-/// The [`Handover`](crate::module::Handover) entry that saves plugin
+/// The [`Extensions`](crate::module::Extensions) entry that saves plugin
 /// `E::Plugin`'s state.
 #[doc(hidden)]
 pub extern "C" fn save<E: Exports>() -> RResult<ROption<RawSavedState>, RawError> {
@@ -481,9 +496,9 @@ macro_rules! __export_plugin {
 
             // What the plugin offers for reloads, looked up by this name.
             #[unsafe(no_mangle)]
-            static dropin_handover_v1: __dropin_rt::Handover = __dropin_rt::Handover {
+            static dropin_extensions_v1: __dropin_rt::Extensions = __dropin_rt::Extensions {
                 save: __dropin_rt::save::<$exports>,
-                init_from: __dropin_rt::init_from::<$exports>,
+                init_extended: __dropin_rt::init_extended::<$exports>,
             };
 
             // The symbol abi_stable's loader looks up, spelled out so that

@@ -12,7 +12,8 @@ use abi_stable::std_types::{RResult, RSlice, RStr};
 use crate::{
     error::{CallError, RawError, RawErrorKind},
     logging::{self, LogLevel},
-    module::{Handover, InitArgs, MethodDesc, MethodEntry, ModuleRef, RawSavedState},
+    module::{Extensions, InitArgs, InitExtra, MethodDesc, MethodEntry, ModuleRef, RawSavedState},
+    services::RawServices,
 };
 
 /// A plugin interface, as the host sees it: implemented by the typed handle
@@ -69,6 +70,17 @@ pub unsafe trait Interface: Sized + Send + Sync + 'static {
     #[doc(hidden)]
     unsafe fn bind_remote(core: PluginCore, provided: usize) -> Self;
 
+    /// The table of the services this interface's host offers (declared
+    /// with `services = Trait`), for a plugin in another process: every
+    /// service goes to `client`. `None` if the interface declares none.
+    #[doc(hidden)]
+    fn remote_services(
+        client: Box<dyn crate::services::ServiceClient>,
+    ) -> Option<&'static crate::services::RawServices> {
+        drop(client);
+        None
+    }
+
     /// Serves one call that arrived from another process: decodes the
     /// arguments of method number `method` from `input`, calls it on this
     /// handle, and appends the encoded outcome to `out`.
@@ -116,6 +128,9 @@ pub struct PluginCore {
     provided: usize,
     failure: OnceLock<String>,
     remote: Option<Arc<dyn Remote>>,
+    /// Turns off the plugin's calls to the host's services when it is
+    /// disabled.
+    refusal: OnceLock<crate::services::Refusal>,
 }
 
 impl PluginCore {
@@ -138,6 +153,7 @@ impl PluginCore {
             provided: provided.min(methods.len()),
             failure: OnceLock::new(),
             remote: None,
+            refusal: OnceLock::new(),
         }
     }
 
@@ -280,6 +296,19 @@ impl PluginCore {
     /// sticks.
     pub fn disable(&self, reason: impl Into<String>) {
         let _ = self.failure.set(reason.into());
+        if let Some(refusal) = self.refusal.get() {
+            refusal.refuse();
+        }
+    }
+
+    /// What turns off the plugin's calls to the host's services when it is
+    /// disabled.
+    #[doc(hidden)]
+    pub fn set_refusal(&self, refusal: crate::services::Refusal) {
+        if self.failure.get().is_some() {
+            refusal.refuse();
+        }
+        let _ = self.refusal.set(refusal);
     }
 
     /// Runs one call into the plugin unless it is disabled; disables it if
@@ -354,10 +383,11 @@ impl fmt::Debug for PluginCore {
 #[doc(hidden)]
 pub fn initialize(
     module: ModuleRef,
-    handover: Option<&Handover>,
+    extensions: Option<&Extensions>,
     dir: &Path,
     config: &str,
     previous: Option<(u32, &[u8])>,
+    services: Option<&'static RawServices>,
 ) -> Result<(), String> {
     let dir = dir_bytes(dir);
     let args = InitArgs {
@@ -366,15 +396,20 @@ pub fn initialize(
         dir: RSlice::from_slice(&dir),
         config: RStr::from_str(config),
     };
-    let outcome = match (previous, handover) {
-        (Some((version, bytes)), Some(handover)) => {
-            let previous = RawSavedState {
+    let outcome = match extensions {
+        Some(extensions) => {
+            let previous = previous.map(|(version, bytes)| RawSavedState {
                 version,
                 bytes: bytes.to_vec().into(),
+            });
+            let extra = InitExtra {
+                previous: previous.as_ref(),
+                services,
             };
-            (handover.init_from)(&args, &previous)
+            (extensions.init_extended)(&args, &extra)
         }
-        _ => (module.init())(&args),
+        // A plugin built before extensions: no state, no services.
+        None => (module.init())(&args),
     };
     match outcome {
         RResult::ROk(()) => Ok(()),
@@ -389,8 +424,8 @@ pub fn initialize(
 ///
 /// The plugin's own error message, or `panicked: ` and its panic's.
 #[doc(hidden)]
-pub fn save_state(handover: &Handover) -> Result<Option<(u32, Vec<u8>)>, String> {
-    match (handover.save)() {
+pub fn save_state(extensions: &Extensions) -> Result<Option<(u32, Vec<u8>)>, String> {
+    match (extensions.save)() {
         RResult::ROk(state) => Ok(state
             .into_option()
             .map(|state| (state.version, state.bytes.to_vec()))),

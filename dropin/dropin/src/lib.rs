@@ -83,6 +83,7 @@ mod guest;
 mod handle;
 mod logging;
 mod module;
+mod services;
 pub mod wire;
 
 pub use abi::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
@@ -177,11 +178,48 @@ pub use dropin_macros::Stable;
 /// hidden module through `$crate`.
 #[doc(inline)]
 pub use dropin_macros::interface;
+
+/// Declares the services a host application offers its plugins, on a trait
+/// in the interface crate, beside `#[dropin::interface]`:
+///
+/// ```
+/// /// What a scoring host offers its scorers.
+/// #[dropin::services]
+/// pub trait ScoringHost: Send + Sync {
+///     /// The weight the application gives `feature`.
+///     fn weight(&self, feature: &str) -> Result<f64, dropin::BoxError>;
+/// }
+/// # fn main() {}
+/// ```
+///
+/// The trait stays as written: the application implements it. Beside it:
+///
+/// - `<Trait>Handle` (`ScoringHostHandle`), the plugins' handle: each
+///   service as a method returning `Result<T, ServiceError>`. A plugin gets
+///   it in `init` with `context.services::<ScoringHostHandle>()` and may keep
+///   it, clone it and call it from any thread.
+/// - `ScoringHostHandle::provided_by(host)`, which turns the application's
+///   implementation into the [`Services`] it hands to the loader
+///   (`dropin_host::LoaderBuilder::services`).
+///
+/// Services follow the rules of interface methods: the same types, the same
+/// `#[since("1.1")]` for services added in a minor release, appended after
+/// the others. A plugin built against a newer minor that calls a service its
+/// host lacks gets a [`ServiceError`] of kind
+/// [`Missing`](ServiceErrorKind::Missing), never a crash. A service the
+/// application implements runs on the calling plugin's thread (or, for an
+/// isolated plugin, on a thread of the host that serves its process);
+/// [`calling_plugin`] says which plugin called; a panic there is caught and
+/// reaches the plugin as an error of kind
+/// [`Panicked`](ServiceErrorKind::Panicked).
+#[doc(inline)]
+pub use dropin_macros::services;
 pub use error::{BoxError, CallError, CallErrorKind};
 pub use guest::{Context, SavedState};
 pub use handle::{Interface, PluginCore};
 pub use logging::log_target;
 pub use module::MethodDesc;
+pub use services::{ServiceError, ServiceErrorKind, Services, ServicesHandle, calling_plugin};
 
 /// The `log` crate plugins' records are forwarded from; a plugin may log
 /// through it or through its own `log` 0.4 dependency.
@@ -193,20 +231,25 @@ pub use log;
 pub mod __private {
     pub use crate::__export_plugin as export;
     pub use crate::abi::{items, lossy};
-    pub use crate::error::RawError;
+    pub use crate::error::{RawError, RawErrorKind};
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
-        init_from, module, save,
+        init_extended, module, save,
     };
     pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};
+    pub use crate::services::{
+        Caller, Provider, RawServices, Refusal, ServiceClient, ServicesCore, Shared,
+        decode_service, encode_service, remote_service, serve_with, shared,
+    };
     pub use crate::wire::{decode_outcome, encode_outcome};
+    pub use std::{boxed::Box, ffi::c_void, sync::Arc};
 
     /// What a remote handle's function pointers are set to: never called,
     /// since every method of such a handle goes through its `Remote` first.
     pub extern "C" fn trap() {
         std::process::abort();
     }
-    pub use crate::module::{BuildInfo, HANDOVER_SYMBOL, Handover, MethodEntry, ModuleRef};
+    pub use crate::module::{BuildInfo, EXTENSIONS_SYMBOL, Extensions, MethodEntry, ModuleRef};
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };

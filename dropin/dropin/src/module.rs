@@ -67,27 +67,38 @@ pub struct Module {
     pub methods: RSlice<'static, MethodEntry>,
 }
 
-/// What a plugin offers for reloads, exported as the symbol
-/// [`HANDOVER_SYMBOL`] beside the root module. A separate symbol rather than
-/// fields appended to the root module: abi_stable refuses a plugin whose prefix
-/// type has fewer fields than the host's, and plugins built before this
-/// existed must keep loading; they lack the symbol and start afresh.
+/// What a plugin offers beyond the root module, exported as the symbol
+/// [`EXTENSIONS_SYMBOL`]: its state for reloads, and an `init` that
+/// receives more than `InitArgs` (the predecessor's state, the host's
+/// services). A separate symbol rather than fields appended to the root
+/// module: abi_stable refuses a plugin whose prefix type has fewer fields
+/// than the host's, and plugins built before this existed must keep
+/// loading; they lack the symbol, start afresh and see no services.
 ///
 /// The symbol's name carries its version: a changed layout gets a new name.
 #[repr(C)]
 #[derive(Debug)]
-pub struct Handover {
+pub struct Extensions {
     /// Saves the plugin's state for the generation that replaces it: `None`
     /// if it saves none. Never unwinds.
     pub save: extern "C" fn() -> RResult<ROption<RawSavedState>, RawError>,
-    /// `init`, for a generation that replaces one that saved its state: the
-    /// plugin's `init` finds that state in its context. Never unwinds.
-    pub init_from:
-        extern "C" fn(args: &InitArgs<'_>, previous: &RawSavedState) -> RResult<(), RawError>,
+    /// `init` with what `InitExtra` adds. Never unwinds.
+    pub init_extended:
+        extern "C" fn(args: &InitArgs<'_>, extra: &InitExtra<'_>) -> RResult<(), RawError>,
 }
 
-/// The name of the [`Handover`] symbol, NUL-terminated.
-pub const HANDOVER_SYMBOL: &[u8] = b"dropin_handover_v1\0";
+/// What [`Extensions::init_extended`] receives beyond [`InitArgs`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct InitExtra<'a> {
+    /// The state the plugin's earlier generation saved, on a reload.
+    pub previous: Option<&'a RawSavedState>,
+    /// The services the host offers this plugin.
+    pub services: Option<&'static crate::services::RawServices>,
+}
+
+/// The name of the [`Extensions`] symbol, NUL-terminated.
+pub const EXTENSIONS_SYMBOL: &[u8] = b"dropin_extensions_v1\0";
 
 /// A plugin's state as it crosses from one generation to the next: the
 /// version of the plugin's own format, and the bytes.

@@ -194,6 +194,8 @@ struct Setup {
     /// What the earlier generation saved, for the plugin's `init`.
     previous: Option<Vec<u8>>,
     previous_version: u32,
+    /// Whether the host serves services on file descriptor 3.
+    services: bool,
 }
 
 impl Encode for Setup {
@@ -207,6 +209,7 @@ impl Encode for Setup {
         self.allow_executable_stack.encode(out);
         self.previous.encode(out);
         self.previous_version.encode(out);
+        self.services.encode(out);
     }
 }
 
@@ -222,6 +225,7 @@ impl Decode for Setup {
             allow_executable_stack: Decode::decode(input)?,
             previous: Decode::decode(input)?,
             previous_version: Decode::decode(input)?,
+            services: Decode::decode(input)?,
         })
     }
 }
@@ -316,8 +320,13 @@ fn serve<I: Interface>() -> Result<(), String> {
         allow_executable_stack: setup.allow_executable_stack,
     };
     let previous = setup.previous.map(|bytes| (setup.previous_version, bytes));
+    let services = if setup.services {
+        child_services::<I>().map_err(|e| format!("cannot reach the host's services: {e}"))?
+    } else {
+        None
+    };
     let loaded = load::open::<I>(&path, &copy, None, &policy).and_then(|plugin| {
-        load::initialize(&plugin, &setup.config, previous.as_ref()).map(|()| plugin)
+        load::initialize(&plugin, &setup.config, previous.as_ref(), services).map(|()| plugin)
     });
     let plugin = match loaded {
         Ok(plugin) => plugin,
@@ -347,7 +356,7 @@ fn serve<I: Interface>() -> Result<(), String> {
         out.clear();
         if method == SAVE_METHOD {
             let saved = plugin
-                .handover
+                .extensions
                 .map_or(Ok(None), dropin::__private::save_state)
                 .map_err(|message| {
                     CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
@@ -474,6 +483,7 @@ pub(crate) fn start<I: Interface>(
     config: &str,
     expected_name: Option<&str>,
     previous: Option<crate::loader::Saved>,
+    services: Option<&dropin::Services>,
 ) -> Result<Plugin<I>, LoadError> {
     let (previous_version, previous) = match previous {
         Some((version, bytes)) => (version, Some(bytes)),
@@ -489,6 +499,7 @@ pub(crate) fn start<I: Interface>(
         allow_executable_stack: policy.allow_executable_stack,
         previous,
         previous_version,
+        services: cfg!(unix) && services.is_some(),
     };
     let mut bytes = Vec::new();
     setup.encode(&mut bytes);
@@ -502,6 +513,14 @@ pub(crate) fn start<I: Interface>(
         // Until the plugin says its name, its output is logged under the
         // file's.
         target: Arc::new(OnceLock::new()),
+        // Its service calls say they come from the plugin the lock file or
+        // the probe named, which its process must then load.
+        services: services.map(|services| {
+            let (caller, refusal) =
+                services.caller_for(expected_name.unwrap_or("(unnamed plugin)"));
+            (services.clone(), caller, refusal)
+        }),
+        id: NEXT_SPAWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
     let (process, forwarder, ready) = spawner.spawn().map_err(|reason| LoadError::Isolated {
         path: path.to_owned(),
@@ -539,17 +558,194 @@ pub(crate) fn start<I: Interface>(
         name: ready.name.clone(),
         spawner,
     };
-    Plugin::isolated(path, copy, sha256, ready, Arc::new(isolated)).map_err(|reason| {
-        LoadError::Isolated {
-            path: path.to_owned(),
-            reason,
-        }
-    })
+    let refusal = isolated
+        .spawner
+        .services
+        .as_ref()
+        .map(|(_, _, refusal)| refusal.clone());
+    let plugin =
+        Plugin::<I>::isolated(path, copy, sha256, ready, Arc::new(isolated)).map_err(|reason| {
+            LoadError::Isolated {
+                path: path.to_owned(),
+                reason,
+            }
+        })?;
+    if let Some(refusal) = refusal {
+        plugin.core().set_refusal(refusal);
+    }
+    Ok(plugin)
+}
+
+/// Numbers the spawners, so that a thread serving one plugin's service
+/// calls can tell that plugin's calls.
+static NEXT_SPAWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    /// On a thread that serves an isolated plugin's service calls: which
+    /// spawner's plugin.
+    static SERVING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The most bytes one service call from an isolated process may carry.
+const MAX_SERVICE_FRAME: u64 = 16 << 20;
+
+/// A socket pair for an isolated process's service calls: the host's end,
+/// and the child's, which `command` puts at file descriptor 3.
+#[cfg(unix)]
+fn services_channel(
+    command: &mut Command,
+) -> io::Result<(
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixStream,
+)> {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let (host_end, child_end) = std::os::unix::net::UnixStream::pair()?;
+    let fd = child_end.as_raw_fd();
+    // SAFETY: dup2 and fcntl are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if fd == 3 {
+                // Already there: only keep it open across exec.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok((host_end, child_end))
+}
+
+#[cfg(not(unix))]
+fn services_channel(_: &mut Command) -> io::Result<(std::convert::Infallible, ())> {
+    Err(io::Error::other("not supported on this platform"))
+}
+
+/// Serves an isolated process's service calls on a thread of their own
+/// until the process closes its end: reads a call, runs the application's
+/// service, answers. A thread per process: a call from the plugin while the
+/// host waits on that plugin's own call is served meanwhile.
+#[cfg(unix)]
+fn serve_services(
+    stream: std::os::unix::net::UnixStream,
+    services: dropin::Services,
+    caller: dropin::__private::Caller,
+    id: u64,
+) {
+    let spawned = thread::Builder::new()
+        .name("dropin-services".to_owned())
+        .spawn(move || {
+            SERVING.with(|serving| serving.set(id));
+            let mut input = &stream;
+            let mut output = &stream;
+            let mut out = Vec::new();
+            loop {
+                let mut len = [0; 4];
+                if input.read_exact(&mut len).is_err() {
+                    break;
+                }
+                let len = u64::from(u32::from_le_bytes(len));
+                if len > MAX_SERVICE_FRAME {
+                    log::warn!("an isolated process sent a service call of {len} bytes: closed");
+                    break;
+                }
+                // Grows as the bytes arrive: a claimed length allocates
+                // nothing.
+                let mut frame = Vec::new();
+                if (&mut input).take(len).read_to_end(&mut frame).is_err()
+                    || frame.len() as u64 != len
+                {
+                    break;
+                }
+                let mut call = frame.as_slice();
+                out.clear();
+                let served = u32::decode(&mut call)
+                    .and_then(|method| services.serve(&caller, method as usize, call, &mut out));
+                if let Err(error) = served {
+                    out.clear();
+                    let outcome: dropin::__private::RResult<(), dropin::__private::RawError> =
+                        dropin::__private::RResult::RErr(dropin::__private::RawError::new(
+                            dropin::__private::RawErrorKind::Failed,
+                            format!("the host could not read the call: {error}"),
+                            None,
+                        ));
+                    dropin::__private::encode_service(&outcome, &mut out);
+                }
+                if write_frame(&mut output, &out).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        log::warn!("cannot serve an isolated plugin's service calls: {error}");
+    }
+}
+
+#[cfg(not(unix))]
+fn serve_services(
+    _: std::convert::Infallible,
+    _: dropin::Services,
+    _: dropin::__private::Caller,
+    _: u64,
+) {
+}
+
+/// In an isolated process: the table of the host's services, reached over
+/// file descriptor 3.
+#[cfg(unix)]
+fn child_services<I: Interface>() -> io::Result<Option<&'static dropin::__private::RawServices>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the host put the process's end of the services channel at
+    // descriptor 3 (the setup says so), and nothing else owns it.
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(3) };
+    Ok(I::remote_services(Box::new(ChildServices {
+        stream: Mutex::new(stream),
+    })))
+}
+
+#[cfg(not(unix))]
+fn child_services<I: Interface>() -> io::Result<Option<&'static dropin::__private::RawServices>> {
+    Ok(None)
+}
+
+/// An isolated process's way to the host's services: one call at a time.
+#[cfg(unix)]
+struct ChildServices {
+    stream: Mutex<std::os::unix::net::UnixStream>,
+}
+
+#[cfg(unix)]
+impl dropin::__private::ServiceClient for ChildServices {
+    fn call(&self, service: usize, args: Vec<u8>) -> Result<Vec<u8>, String> {
+        let gone = |e: io::Error| format!("the host's services cannot be reached: {e}");
+        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut frame = Vec::with_capacity(4 + args.len());
+        u32::try_from(service)
+            .unwrap_or(u32::MAX)
+            .encode(&mut frame);
+        frame.extend_from_slice(&args);
+        write_frame(&mut &*stream, &frame).map_err(gone)?;
+        read_frame(&mut &*stream)
+            .map_err(gone)?
+            .ok_or_else(|| "the host closed its services channel".to_owned())
+    }
 }
 
 /// Everything needed to start, and start again, an isolated plugin's
 /// process.
 struct Spawner {
+    /// Tells the threads that serve this plugin's service calls.
+    id: u64,
+    /// The application's services, the caller this plugin's calls are
+    /// served as, and what turns them off.
+    services: Option<(
+        dropin::Services,
+        dropin::__private::Caller,
+        dropin::__private::Refusal,
+    )>,
     launcher: Launcher,
     interface: &'static str,
     memory_limit: Option<u64>,
@@ -572,8 +768,23 @@ impl Spawner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         confine(&mut command, self.memory_limit, self.confined);
-        let mut child = spawn_from_keeper(command)
-            .map_err(|e| format!("its process could not be started: {e}"))?;
+        let channel = match &self.services {
+            Some(_) => Some(
+                services_channel(&mut command)
+                    .map_err(|e| format!("its services channel could not be set up: {e}"))?,
+            ),
+            None => None,
+        };
+        let spawned = spawn_from_keeper(command);
+        // The child's end is the child's alone now.
+        let host_end = channel.map(|(host_end, child_end)| {
+            drop(child_end);
+            host_end
+        });
+        let mut child = spawned.map_err(|e| format!("its process could not be started: {e}"))?;
+        if let (Some(host_end), Some((services, caller, _))) = (host_end, &self.services) {
+            serve_services(host_end, services.clone(), caller.clone(), self.id);
+        }
         let stdin = child.stdin.take().expect("piped");
         // Writes wait for the pipe within the call's deadline, never for
         // ever: a process that stops reading cannot block the host.
@@ -979,6 +1190,18 @@ impl std::fmt::Display for Ended {
 
 impl Remote for Isolated {
     fn call(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        if SERVING.with(std::cell::Cell::get) == self.spawner.id {
+            // This thread serves the plugin's service calls: the plugin may
+            // be waiting for it right now, and would never answer.
+            return Err(CallError::from_parts(
+                CallErrorKind::Failed,
+                &self.name,
+                "refused: the host's service that serves this plugin called it back; the \
+                 plugin may be waiting for that very service"
+                    .to_owned(),
+                None,
+            ));
+        }
         let mut frame = Vec::with_capacity(4 + args.len());
         u32::try_from(method).unwrap_or(u32::MAX).encode(&mut frame);
         frame.extend_from_slice(&args);

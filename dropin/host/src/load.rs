@@ -17,7 +17,7 @@ use abi_stable::library::{
     LibHeader, LibraryError, RawLibrary, RootModuleError, lib_header_from_path,
 };
 use dropin::{
-    __private::{Handover, MethodEntry, ModuleRef, lossy},
+    __private::{Extensions, MethodEntry, ModuleRef, lossy},
     Interface, PluginCore,
 };
 use semver::{Version, VersionReq};
@@ -482,7 +482,7 @@ pub struct Plugin<I: Interface> {
     pub(crate) module: Option<ModuleRef>,
     /// What the plugin offers for reloads, if it was built with it and its
     /// library is mapped here.
-    pub(crate) handover: Option<&'static Handover>,
+    pub(crate) extensions: Option<&'static Extensions>,
     /// Its number among the generations of its name: 1 for the first load,
     /// one more for each reload.
     pub(crate) generation: u32,
@@ -514,7 +514,7 @@ impl<I: Interface> Plugin<I> {
             loaded_from,
             sha256: sha256.map_or_else(OnceLock::new, OnceLock::from),
             module,
-            handover: None,
+            extensions: None,
             generation: 1,
             stamp: None,
             handle,
@@ -718,7 +718,7 @@ pub(crate) fn open<I: Interface>(
         detail,
     })?;
     let provided = methods.len().min(I::METHODS.len());
-    let handover = handover(copy);
+    let extensions = extensions(copy);
     let core = PluginCore::new(name, declared_interface, I::METHODS, I::REQUIRED, provided);
     // SAFETY: `check_methods` compared every entry the handle binds (the
     // first `I::METHODS.len()` at most) with the descriptor at the same
@@ -735,24 +735,24 @@ pub(crate) fn open<I: Interface>(
         Some(module),
         handle,
     );
-    plugin.handover = handover;
+    plugin.extensions = extensions;
     Ok(plugin)
 }
 
-/// The [`Handover`] the library mapped from `copy` exports, if any.
-fn handover(copy: &Path) -> Option<&'static Handover> {
+/// The [`Extensions`] the library mapped from `copy` exports, if any.
+fn extensions(copy: &Path) -> Option<&'static Extensions> {
     // The library is mapped already: this finds it, runs nothing, and only
     // counts one more reference to it, never released.
     let library = RawLibrary::load_at(copy).ok()?;
-    // SAFETY: a symbol of this name is the export macro's `Handover`
+    // SAFETY: a symbol of this name is the export macro's `Extensions`
     // static (the name carries the layout's version), in a library whose
     // root module passed every check and which is never unloaded.
     let handover = unsafe {
         library
-            .get::<*const Handover>(dropin::__private::HANDOVER_SYMBOL)
+            .get::<*const Extensions>(dropin::__private::EXTENSIONS_SYMBOL)
             .ok()
             .map(|symbol| {
-                let pointer: *const Handover = *symbol;
+                let pointer: *const Extensions = *symbol;
                 &*pointer
             })
     };
@@ -990,6 +990,7 @@ pub(crate) fn initialize<I: Interface>(
     plugin: &Plugin<I>,
     config: &str,
     previous: Option<&crate::loader::Saved>,
+    services: Option<&'static dropin::__private::RawServices>,
 ) -> Result<(), LoadError> {
     let dir = plugin.path.parent().unwrap_or(Path::new("."));
     // An isolated plugin was initialised in its own process.
@@ -997,12 +998,11 @@ pub(crate) fn initialize<I: Interface>(
         return Ok(());
     };
     let previous = previous.map(|(version, bytes)| (*version, bytes.as_slice()));
-    dropin::__private::initialize(module, plugin.handover, dir, config, previous).map_err(
-        |message| LoadError::Init {
+    dropin::__private::initialize(module, plugin.extensions, dir, config, previous, services)
+        .map_err(|message| LoadError::Init {
             path: plugin.path.clone(),
             message,
-        },
-    )
+        })
 }
 
 /// Whether two versions are of one compatible series: the same major, and

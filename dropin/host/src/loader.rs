@@ -167,6 +167,7 @@ pub struct Loader<I: Interface> {
     max_mapped: usize,
     max_retained: usize,
     probe: Option<Probe>,
+    services: Option<dropin::Services>,
     isolation: isolation::Settings,
     config: HashMap<String, String>,
     interface: PhantomData<fn() -> I>,
@@ -204,6 +205,7 @@ impl<I: Interface> Loader<I> {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
             max_mapped: DEFAULT_MAX_MAPPED,
             max_retained: DEFAULT_MAX_RETAINED,
+            services: None,
             probe: None,
             isolation: isolation::Settings::default(),
             config: HashMap::new(),
@@ -508,6 +510,7 @@ impl<I: Interface> Loader<I> {
                 config,
                 name,
                 previous(),
+                self.services.as_ref(),
             )?;
             claim(plugin.name())?;
             plugin.stamp = Some(stamp);
@@ -540,8 +543,15 @@ impl<I: Interface> Loader<I> {
         plugin.stamp = Some(stamp);
         let config = self.config.get(plugin.name()).map_or("", String::as_str);
         let previous = previous();
+        // The plugin's own table: its calls say who they come from, and are
+        // refused once it is disabled.
+        let services = self.services.as_ref().map(|services| {
+            let (table, refusal) = services.table_for(plugin.name());
+            plugin.core().set_refusal(refusal);
+            table
+        });
         crate::exit_guard::guarded(path, || {
-            load::initialize(&plugin, config, previous.as_ref())
+            load::initialize(&plugin, config, previous.as_ref(), services)
         })?;
         log::info!(
             "loaded {} plugin '{}' {} from {}",
@@ -851,6 +861,7 @@ pub struct LoaderBuilder<I: Interface> {
     max_file_size: u64,
     max_mapped: usize,
     max_retained: usize,
+    services: Option<dropin::Services>,
     probe: Option<Probe>,
     isolation: isolation::Settings,
     config: HashMap<String, String>,
@@ -948,6 +959,18 @@ impl<I: Interface> LoaderBuilder<I> {
     #[must_use]
     pub fn max_retained(mut self, generations: usize) -> Self {
         self.max_retained = generations;
+        self
+    }
+
+    /// The services the application offers its plugins, declared beside
+    /// the interface with `#[dropin::services]` and made with the
+    /// generated handle's `provided_by`: every plugin's `init` finds a
+    /// handle to them in its context. Calls from a plugin run on the
+    /// plugin's thread; a panic in the application's code reaches the
+    /// plugin as an error; once a plugin is disabled, its calls are refused.
+    #[must_use]
+    pub fn services(mut self, services: dropin::Services) -> Self {
+        self.services = Some(services);
         self
     }
 
@@ -1070,6 +1093,7 @@ impl<I: Interface> LoaderBuilder<I> {
             max_file_size: self.max_file_size,
             max_mapped: self.max_mapped,
             max_retained: self.max_retained,
+            services: self.services,
             probe: self.probe,
             isolation: self.isolation,
             config: self.config,

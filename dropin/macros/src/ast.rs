@@ -35,6 +35,9 @@ pub struct Interface {
     pub name: Option<LitStr>,
     /// `version = "..."`, else the interface crate's version.
     pub version: Option<LitStr>,
+    /// `services = Trait`: the services its host offers, declared with
+    /// `#[dropin::services]` in the same crate.
+    pub services: Option<Ident>,
     /// The methods, in declaration order.
     pub methods: Vec<Method>,
 }
@@ -67,6 +70,7 @@ impl Interface {
     pub fn parse(args: TokenStream, mut item: ItemTrait) -> syn::Result<Self> {
         let mut name = None;
         let mut version = None;
+        let mut services = None;
         let parser = syn::meta::parser(|meta| {
             if meta.path.is_ident("name") {
                 name = Some(meta.value()?.parse::<LitStr>()?);
@@ -74,8 +78,12 @@ impl Interface {
             } else if meta.path.is_ident("version") {
                 version = Some(meta.value()?.parse::<LitStr>()?);
                 Ok(())
+            } else if meta.path.is_ident("services") {
+                services = Some(meta.value()?.parse::<Ident>()?);
+                Ok(())
             } else {
-                Err(meta.error("expected `name = \"...\"` or `version = \"...\"`"))
+                Err(meta
+                    .error("expected `name = \"...\"`, `version = \"...\"` or `services = Trait`"))
             }
         });
         parser.parse2(args)?;
@@ -152,6 +160,7 @@ impl Interface {
             item,
             name,
             version,
+            services,
             methods,
         })
     }

@@ -164,6 +164,19 @@ pub fn interface(interface: &Interface) -> TokenStream {
         .iter()
         .enumerate()
         .map(|(i, method)| serve_arm(i, method));
+    let remote_services = match &interface.services {
+        Some(services) => {
+            let services_handle = format_ident!("{}Handle", services);
+            quote! {
+                fn remote_services(
+                    client: ::std::boxed::Box<dyn #hidden::__dropin_rt::ServiceClient>,
+                ) -> ::core::option::Option<&'static #hidden::__dropin_rt::RawServices> {
+                    ::core::option::Option::Some(#services_handle::remote_table(client))
+                }
+            }
+        }
+        None => quote!(),
+    };
     let handle_doc = format!(
         "A loaded plugin of the [`{trait_ident}`] interface: the application's typed handle.\n\n\
          Each method of the trait is a method here that calls into the plugin and returns \
@@ -221,6 +234,8 @@ pub fn interface(interface: &Interface) -> TokenStream {
             fn core(&self) -> &::dropin::PluginCore {
                 &self.core
             }
+
+            #remote_services
 
             unsafe fn bind_remote(core: ::dropin::PluginCore, provided: usize) -> Self {
                 Self {
@@ -294,7 +309,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
 }
 
 /// The representation of an argument at the boundary.
-fn ffi_arg(arg: &crate::ast::Arg) -> TokenStream {
+pub(crate) fn ffi_arg(arg: &crate::ast::Arg) -> TokenStream {
     let ty = &arg.ty;
     match arg.kind {
         Kind::Str => quote!(__dropin_rt::RStr<'_>),
@@ -304,7 +319,7 @@ fn ffi_arg(arg: &crate::ast::Arg) -> TokenStream {
 }
 
 /// The descriptor of an argument's type.
-fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
+pub(crate) fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
     let ty = &arg.ty;
     match arg.kind {
         Kind::Str => quote!(<&'static str as ::dropin::Stable>::DESC),
@@ -313,7 +328,7 @@ fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
     }
 }
 
-fn ffi_ret(method: &Method) -> TokenStream {
+pub(crate) fn ffi_ret(method: &Method) -> TokenStream {
     let ret = &method.ret;
     quote_spanned!(ret.span()=> __dropin_rt::RResult<<#ret as ::dropin::Stable>::Ffi, __dropin_rt::RawError>)
 }
@@ -497,7 +512,7 @@ fn serve_arm(index: usize, method: &Method) -> TokenStream {
 }
 
 /// `TextTransform` → `text_transform`, `HTTPServer` → `http_server`.
-fn snake_case(name: &str) -> String {
+pub(crate) fn snake_case(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     let mut snake = String::new();
     for (i, &c) in chars.iter().enumerate() {

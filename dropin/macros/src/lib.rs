@@ -13,6 +13,7 @@ use syn::{DeriveInput, ItemTrait, parse_macro_input};
 mod ast;
 mod derive;
 mod expand;
+mod services;
 mod ty;
 
 /// Declares a plugin interface on a trait. Documented where it is used from,
@@ -26,6 +27,22 @@ pub fn interface(args: TokenStream, input: TokenStream) -> TokenStream {
         // One mistake gives one message: the error, plus the trait as written
         // (without the attributes only this macro understands) so that its
         // uses do not fail too.
+        Err(error) => {
+            let fallback = ast::strip_since(original);
+            let error = error.to_compile_error();
+            quote::quote!(#error #fallback).into()
+        }
+    }
+}
+
+/// Declares the services a host offers the plugins of an interface, on a
+/// trait. Documented where it is used from, as `dropin::services`.
+#[proc_macro_attribute]
+pub fn services(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as ItemTrait);
+    let original = item.clone();
+    match ast::Interface::parse(args.into(), item) {
+        Ok(declared) => services::services(&declared).into(),
         Err(error) => {
             let fallback = ast::strip_since(original);
             let error = error.to_compile_error();

@@ -2,18 +2,26 @@
 //! greetings it gave in this process, from the number its configuration
 //! gives (`start = 41`; 0 by default), and logs each one through the host's
 //! logger. When the host reloads it, the count goes on from where the
-//! replaced build left it.
+//! replaced build left it; when the host keeps a store across its runs
+//! (`greeter-host --store FILE`), from where the last run left it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use greeter_interface::{BoxError, Context, Greeter, SavedState, export_greeter};
+use greeter_interface::{
+    BoxError, Context, Greeter, GreeterHostHandle, SavedState, ServiceErrorKind, export_greeter,
+};
 
 /// The plugin's state: how many greetings it has given. The host may call
 /// from several threads, hence the atomic.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Counter {
     visitors: AtomicU64,
+    /// The host's store, where the count is kept.
+    host: GreeterHostHandle,
 }
+
+/// The key the count is kept under in the host's store.
+const KEY: &str = "visitors";
 
 /// The version of the format [`Counter::save_state`] writes: the count as
 /// eight little-endian bytes.
@@ -21,6 +29,7 @@ const STATE_VERSION: u32 = 1;
 
 impl Greeter for Counter {
     fn init(context: &Context<'_>) -> Result<Self, BoxError> {
+        let host = context.services::<GreeterHostHandle>();
         // A reload: go on counting from the replaced build's count.
         if let Some(previous) = context.previous_state() {
             match <[u8; 8]>::try_from(previous.bytes.as_slice()) {
@@ -29,6 +38,7 @@ impl Greeter for Counter {
                     log::debug!("counter reloaded, going on after {count}");
                     return Ok(Counter {
                         visitors: AtomicU64::new(count),
+                        host,
                     });
                 }
                 _ => log::warn!(
@@ -36,6 +46,21 @@ impl Greeter for Counter {
                     previous.version
                 ),
             }
+        }
+        // The count the host kept from an earlier run.
+        match host.load(KEY) {
+            Ok(Some(kept)) => {
+                let count = kept.parse::<u64>()?;
+                log::debug!("counter going on after {count}, as the host kept it");
+                return Ok(Counter {
+                    visitors: AtomicU64::new(count),
+                    host,
+                });
+            }
+            Ok(None) => {}
+            // A host that keeps nothing: count from the configuration.
+            Err(error) if error.kind() == ServiceErrorKind::Missing => {}
+            Err(error) => log::warn!("{error}; counting from the configuration"),
         }
         let config: toml::Table = context.config().parse()?;
         let start = match config.get("start") {
@@ -51,12 +76,17 @@ impl Greeter for Counter {
         );
         Ok(Counter {
             visitors: AtomicU64::new(start),
+            host,
         })
     }
 
     fn greet(&self) -> Result<String, BoxError> {
         let n = self.visitors.fetch_add(1, Ordering::Relaxed) + 1;
         log::info!("greeting visitor #{n}");
+        match self.host.store(KEY, &n.to_string()) {
+            Err(error) if error.kind() != ServiceErrorKind::Missing => log::warn!("{error}"),
+            _ => {}
+        }
         Ok(format!("Hello, visitor #{n}!"))
     }
 

@@ -30,6 +30,8 @@ mod trust;
 // Plugins in processes of their own: same answers, and crashes stay there.
 #[cfg(target_os = "linux")]
 mod isolation;
+// Plugins call back into the application: host services.
+mod services;
 // New builds replace loaded plugins while threads call them.
 mod reload;
 // Hundreds of generated hostile files: all rejected, no crash.

@@ -319,7 +319,7 @@ impl<I: Interface> Plugin<I> {
     /// What the plugin saves for its next generation, if it saves anything.
     /// A failure is logged: the next generation then starts afresh.
     pub(crate) fn save_state(&self) -> Option<Saved> {
-        let saved = match (self.handover, self.core().remote()) {
+        let saved = match (self.extensions, self.core().remote()) {
             (Some(handover), _) => {
                 crate::exit_guard::guarded(self.path(), || dropin::__private::save_state(handover))
             }

@@ -1,13 +1,17 @@
 //! A plugin built against greeter-interface 2.2.0.
 
-use greeter_interface::{BoxError, Context, Greeter, export_greeter};
+use greeter_interface::{BoxError, Context, Greeter, GreeterHostHandle, export_greeter};
 
-struct Compat;
+struct Compat {
+    host: GreeterHostHandle,
+}
 
 impl Greeter for Compat {
-    fn init(_: &Context<'_>) -> Result<Self, BoxError> {
+    fn init(context: &Context<'_>) -> Result<Self, BoxError> {
         mark("greeter-2.2");
-        Ok(Compat)
+        Ok(Compat {
+            host: context.services::<GreeterHostHandle>(),
+        })
     }
 
     fn greet(&self) -> Result<String, BoxError> {
@@ -15,6 +19,16 @@ impl Greeter for Compat {
     }
 
     fn greet_to(&self, name: &str) -> Result<String, BoxError> {
+        // Asks the host for a service of 2.2: a 2.1 host lacks it.
+        if name == "clock" {
+            return Ok(match self.host.time_of_day() {
+                Ok(time) => format!("It is {time}."),
+                Err(error) => format!("{error} ({:?})", error.kind()),
+            });
+        }
+        if name == "store" {
+            return Ok(format!("{:?}", self.host.load("key")));
+        }
         Ok(format!("Hello from interface 2.2, {name}!"))
     }
 

@@ -1,0 +1,506 @@
+//! Host services: what the application offers its plugins, declared beside
+//! an interface with [`#[dropin::services]`](macro@crate::services).
+//!
+//! The application implements the services trait and hands it to the
+//! loader once ([`Services`]); every plugin's `init` finds a handle to it in
+//! its [`Context`](crate::Context). A call through the handle crosses the
+//! boundary the other way round: the plugin's handle calls the host's
+//! function through a table the host built for that plugin, whose entries
+//! were compared with the plugin's own descriptors when the handle was made.
+
+use std::{
+    cell::Cell,
+    ffi::c_void,
+    fmt,
+    panic::{AssertUnwindSafe, catch_unwind},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use abi_stable::{
+    StableAbi,
+    std_types::{RResult, RSlice, RStr},
+};
+
+use crate::{
+    error::{RawError, RawErrorKind},
+    module::{MethodDesc, MethodEntry},
+};
+
+/// The table of one services trait, as the host hands it to one plugin.
+#[doc(hidden)]
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct RawServices {
+    /// The services trait's name (`greeter::GreeterHost`).
+    pub name: RStr<'static>,
+    /// The version of the interface crate the host was built with.
+    pub version: RStr<'static>,
+    /// One entry per service, in declaration order; each function takes
+    /// `context` first, then the service's arguments.
+    pub entries: RSlice<'static, MethodEntry>,
+    /// The host's state for this plugin.
+    pub context: *const c_void,
+}
+
+// SAFETY: `context` points to the host's `Shared`, which is `Send + Sync`
+// and never freed.
+unsafe impl Send for RawServices {}
+// SAFETY: as above.
+unsafe impl Sync for RawServices {}
+
+/// What a services trait declares, implemented by the handle type that
+/// `#[dropin::services]` generates (`GreeterHostHandle` for a trait
+/// `GreeterHost`).
+///
+/// # Safety
+///
+/// [`bind`](Self::bind) must cast each entry to the signature
+/// [`SERVICES`](Self::SERVICES) describes at the same index, only after
+/// comparing their descriptors. Only the macro implements this trait.
+pub unsafe trait ServicesHandle: Sized + Clone + Send + Sync + 'static {
+    /// The services trait's name (`greeter::GreeterHost`).
+    const NAME: &'static str;
+    /// Every service, in declaration order, with the version that added it.
+    const SERVICES: &'static [MethodDesc];
+
+    /// A handle to the services in `table`, which the host made (`None`: the
+    /// host offers none, and every call says the service is missing).
+    #[doc(hidden)]
+    fn bind(table: Option<&'static RawServices>) -> Self;
+}
+
+/// What every services handle has: where the host's table is, and what to
+/// say when a service is missing.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct ServicesCore {
+    table: Option<&'static RawServices>,
+    name: &'static str,
+}
+
+impl ServicesCore {
+    /// The core of a handle of the services `name` over `table`, and which
+    /// of the `services` the table provides with the same signature: entry
+    /// `i` of the result is `Some` if the host's entry `i` matches.
+    pub fn bind(
+        name: &'static str,
+        services: &'static [MethodDesc],
+        table: Option<&'static RawServices>,
+    ) -> (Self, Vec<Option<unsafe extern "C" fn()>>) {
+        let table = table.filter(|table| table.name.as_str() == name);
+        let entries = table.map_or(&[][..], |table| table.entries.as_slice());
+        let bound = services
+            .iter()
+            .enumerate()
+            .map(|(i, desc)| {
+                entries
+                    .get(i)
+                    .filter(|entry| desc.difference(&entry.desc).is_none())
+                    .map(|entry| entry.func)
+            })
+            .collect();
+        (Self { table, name }, bound)
+    }
+
+    /// The context every service function takes first.
+    #[inline]
+    pub fn context(&self) -> *const c_void {
+        self.table.map_or(std::ptr::null(), |table| table.context)
+    }
+
+    /// Whether the host offers these services at all.
+    pub fn is_offered(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// The outcome of a service call.
+    #[inline]
+    pub fn finish<T>(
+        &self,
+        service: &'static str,
+        outcome: RResult<T, RawError>,
+    ) -> Result<T, ServiceError> {
+        match outcome {
+            RResult::ROk(value) => Ok(value),
+            RResult::RErr(error) => Err(self.failed(service, error)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, service: &'static str, error: RawError) -> ServiceError {
+        ServiceError {
+            kind: match error.kind() {
+                RawErrorKind::Failed => ServiceErrorKind::Failed,
+                RawErrorKind::Panicked => ServiceErrorKind::Panicked,
+            },
+            service,
+            message: error.message().to_owned(),
+        }
+    }
+
+    /// The error of a call to `service`, which the host lacks.
+    #[cold]
+    #[inline(never)]
+    pub fn missing(&self, service: &'static str, since: &'static str) -> ServiceError {
+        let message = match self.table {
+            None => format!("the host offers no {} services", self.name),
+            Some(table) => format!(
+                "the host offers {} {}; `{service}` was added in {since}",
+                self.name,
+                table.version.as_str()
+            ),
+        };
+        ServiceError {
+            kind: ServiceErrorKind::Missing,
+            service,
+            message,
+        }
+    }
+}
+
+impl fmt::Debug for ServicesCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServicesCore")
+            .field("name", &self.name)
+            .field("offered", &self.table.is_some())
+            .finish()
+    }
+}
+
+/// How a call to a host service failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceErrorKind {
+    /// The host's service returned an error, or refused the call (the
+    /// plugin was disabled, or the host is shutting it down).
+    Failed,
+    /// The host's service panicked; the host caught it and carries on.
+    Panicked,
+    /// The host lacks the service: it was built against an earlier version
+    /// of the interface, or offers no services.
+    Missing,
+}
+
+/// The error of a call to a host service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    kind: ServiceErrorKind,
+    service: &'static str,
+    message: String,
+}
+
+impl ServiceError {
+    /// How the call failed.
+    pub fn kind(&self) -> ServiceErrorKind {
+        self.kind
+    }
+
+    /// The service called.
+    pub fn service(&self) -> &'static str {
+        self.service
+    }
+
+    /// What the host said, or why the service is missing.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ServiceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let service = self.service;
+        match self.kind {
+            ServiceErrorKind::Failed => write!(f, "host service `{service}` failed: "),
+            ServiceErrorKind::Panicked => write!(f, "host service `{service}` panicked: "),
+            ServiceErrorKind::Missing => write!(f, "host service `{service}` is missing: "),
+        }?;
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ServiceError {}
+
+/// The services an application offers its plugins, ready for the loader
+/// (`LoaderBuilder::services`). Made by the `provided_by` function of the
+/// handle type `#[dropin::services]` generates.
+#[derive(Clone)]
+pub struct Services {
+    provider: Arc<dyn Provider>,
+}
+
+impl Services {
+    #[doc(hidden)]
+    pub fn new(provider: Arc<dyn Provider>) -> Self {
+        Self { provider }
+    }
+
+    /// The services trait's name.
+    pub fn name(&self) -> &'static str {
+        self.provider.name()
+    }
+
+    /// A table for the plugin `plugin`, leaked (a plugin may keep its
+    /// handle for ever), and the switch that refuses its calls from then on.
+    #[doc(hidden)]
+    pub fn table_for(&self, plugin: &str) -> (&'static RawServices, Refusal) {
+        let refused = Arc::new(AtomicBool::new(false));
+        let table = self.provider.table(Caller {
+            plugin: plugin.into(),
+            refused: Arc::clone(&refused),
+        });
+        (table, Refusal(refused))
+    }
+
+    /// The caller an isolated plugin's service calls are served as, and the
+    /// switch that refuses them from then on.
+    #[doc(hidden)]
+    pub fn caller_for(&self, plugin: &str) -> (Caller, Refusal) {
+        let refused = Arc::new(AtomicBool::new(false));
+        let caller = Caller {
+            plugin: plugin.into(),
+            refused: Arc::clone(&refused),
+        };
+        (caller, Refusal(refused))
+    }
+
+    /// Serves one service call that arrived from another process, for the
+    /// plugin `caller`.
+    ///
+    /// # Errors
+    ///
+    /// [`WireError`](crate::wire::WireError) if `input` does not hold the
+    /// service's arguments, or there is no such service.
+    #[doc(hidden)]
+    pub fn serve(
+        &self,
+        caller: &Caller,
+        method: usize,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), crate::wire::WireError> {
+        self.provider.serve(caller, method, input, out)
+    }
+}
+
+impl fmt::Debug for Services {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Services").field(&self.name()).finish()
+    }
+}
+
+/// Turns off a plugin's access to the host's services.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Refusal(Arc<AtomicBool>);
+
+impl Refusal {
+    /// From now on, the plugin's service calls fail.
+    pub fn refuse(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// The plugin a service call comes from.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct Caller {
+    plugin: Arc<str>,
+    refused: Arc<AtomicBool>,
+}
+
+/// Implemented by `#[dropin::services]` for the application's type.
+#[doc(hidden)]
+pub trait Provider: Send + Sync + 'static {
+    /// The services trait's name.
+    fn name(&self) -> &'static str;
+    /// A table for `caller`, leaked.
+    fn table(&self, caller: Caller) -> &'static RawServices;
+    /// Serves one call from another process.
+    ///
+    /// # Errors
+    ///
+    /// The arguments do not decode, or there is no such service.
+    fn serve(
+        &self,
+        caller: &Caller,
+        method: usize,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), crate::wire::WireError>;
+}
+
+/// What a table's context points to: the application's services and the
+/// plugin they serve.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)]
+pub struct Shared<T> {
+    pub host: Arc<T>,
+    pub caller: Caller,
+}
+
+thread_local! {
+    static CALLING: Cell<Option<*const str>> = const { Cell::new(None) };
+}
+
+/// The name of the plugin whose service call this thread is serving, for
+/// the application's service implementations (`None` outside one).
+pub fn calling_plugin() -> Option<String> {
+    CALLING.with(|calling| {
+        // SAFETY: set by `serve_with` to a name that outlives the call it
+        // serves, and reset when the call returns.
+        calling.get().map(|name| unsafe { &*name }.to_owned())
+    })
+}
+
+/// Runs one service call for `caller` on `host`: refused if the plugin was
+/// disabled, `calling_plugin` set meanwhile, a panic caught and reported.
+#[doc(hidden)]
+pub fn serve_with<T, R>(
+    caller: &Caller,
+    host: &T,
+    f: impl FnOnce(&T) -> Result<R, String>,
+) -> RResult<R, RawError> {
+    if caller.refused.load(Ordering::Acquire) {
+        return RResult::RErr(RawError::new(
+            RawErrorKind::Failed,
+            format!(
+                "refused: plugin '{}' was disabled by the host",
+                caller.plugin
+            ),
+            None,
+        ));
+    }
+    let name: *const str = &*caller.plugin;
+    let previous = CALLING.with(|calling| calling.replace(Some(name)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| f(host)));
+    CALLING.with(|calling| calling.set(previous));
+    match outcome {
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(message)) => RResult::RErr(RawError::new(RawErrorKind::Failed, message, None)),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+            // A payload whose drop panics is leaked rather than dropped.
+            if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                std::mem::forget(second);
+            }
+            log::warn!(
+                "the host's service panicked while serving plugin '{}': {message}",
+                caller.plugin
+            );
+            RResult::RErr(RawError::new(RawErrorKind::Panicked, message, None))
+        }
+    }
+}
+
+/// The context of a host-side service function, back to what it is.
+///
+/// # Safety
+///
+/// `context` must be the context of a table made for `Shared<T>`.
+#[doc(hidden)]
+pub unsafe fn shared<'a, T>(context: *const c_void) -> &'a Shared<T> {
+    // SAFETY: the caller's promise; tables are leaked, never freed.
+    unsafe { &*context.cast::<Shared<T>>() }
+}
+
+/// How an isolated plugin's process reaches the host's services: one call
+/// at a time, over a channel to the host.
+#[doc(hidden)]
+pub trait ServiceClient: Send + Sync + 'static {
+    /// Sends the encoded arguments of service number `service`; returns the
+    /// encoded outcome (see [`encode_service`]).
+    ///
+    /// # Errors
+    ///
+    /// Why the host could not be reached.
+    fn call(&self, service: usize, args: Vec<u8>) -> Result<Vec<u8>, String>;
+}
+
+/// Appends the outcome of a service call served for another process: `0`
+/// and the value, or `1`, `0` (failed) or `1` (panicked), and the message.
+#[doc(hidden)]
+pub fn encode_service<T: crate::wire::Encode>(outcome: &RResult<T, RawError>, out: &mut Vec<u8>) {
+    use crate::wire::Encode;
+    match outcome {
+        RResult::ROk(value) => {
+            out.push(0);
+            value.encode(out);
+        }
+        RResult::RErr(error) => {
+            out.push(1);
+            out.push(match error.kind() {
+                RawErrorKind::Failed => 0,
+                RawErrorKind::Panicked => 1,
+            });
+            error.message().encode(out);
+        }
+    }
+}
+
+/// Reads what [`encode_service`] wrote, as the value's representation at
+/// the boundary.
+#[doc(hidden)]
+pub fn decode_service<T: crate::wire::Decode + crate::Stable>(
+    bytes: &[u8],
+) -> RResult<T::Ffi, RawError> {
+    use crate::wire::Decode;
+    let mut input = bytes;
+    let malformed = |what: String| {
+        RResult::RErr(RawError::new(
+            RawErrorKind::Failed,
+            format!("the host sent an answer that does not decode: {what}"),
+            None,
+        ))
+    };
+    match u8::decode(&mut input) {
+        Ok(0) => match T::decode(&mut input) {
+            Ok(value) if input.is_empty() => RResult::ROk(value.into_ffi()),
+            Ok(_) => malformed(format!("{} bytes after the value", input.len())),
+            Err(error) => malformed(error.to_string()),
+        },
+        Ok(1) => {
+            let kind = match u8::decode(&mut input) {
+                Ok(0) => RawErrorKind::Failed,
+                Ok(1) => RawErrorKind::Panicked,
+                _ => return malformed("an unknown error kind".to_owned()),
+            };
+            match String::decode(&mut input) {
+                Ok(message) => RResult::RErr(RawError::new(kind, message, None)),
+                Err(error) => malformed(error.to_string()),
+            }
+        }
+        _ => malformed("an unknown outcome".to_owned()),
+    }
+}
+
+/// One service call from an isolated plugin's process: the arguments
+/// `encode` writes go to the client behind `context`, the answer is
+/// decoded.
+///
+/// # Safety
+///
+/// `context` must be the context of a table made by a handle's
+/// `remote_table`: a leaked `Box<dyn ServiceClient>`.
+#[doc(hidden)]
+pub unsafe fn remote_service<T: crate::wire::Decode + crate::Stable>(
+    context: *const c_void,
+    service: usize,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> RResult<T::Ffi, RawError> {
+    // SAFETY: the caller's promise.
+    let client = unsafe { &*context.cast::<Box<dyn ServiceClient>>() };
+    let mut args = Vec::new();
+    encode(&mut args);
+    match client.call(service, args) {
+        Ok(bytes) => decode_service::<T>(&bytes),
+        Err(why) => RResult::RErr(RawError::new(RawErrorKind::Failed, why, None)),
+    }
+}
