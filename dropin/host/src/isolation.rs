@@ -237,6 +237,8 @@ struct Ready {
     interface_version: String,
     host_requirement: String,
     provided: u64,
+    /// Whether the plugin's `init` received the state it was handed.
+    took_state: bool,
 }
 
 impl Encode for Ready {
@@ -246,6 +248,7 @@ impl Encode for Ready {
         self.interface_version.encode(out);
         self.host_requirement.encode(out);
         self.provided.encode(out);
+        self.took_state.encode(out);
     }
 }
 
@@ -257,6 +260,7 @@ impl Decode for Ready {
             interface_version: Decode::decode(input)?,
             host_requirement: Decode::decode(input)?,
             provided: Decode::decode(input)?,
+            took_state: Decode::decode(input)?,
         })
     }
 }
@@ -320,6 +324,7 @@ fn serve<I: Interface>() -> Result<(), String> {
         allow_executable_stack: setup.allow_executable_stack,
     };
     let previous = setup.previous.map(|bytes| (setup.previous_version, bytes));
+    let handed = previous.is_some();
     let services = if setup.services {
         child_services::<I>().map_err(|e| format!("cannot reach the host's services: {e}"))?
     } else {
@@ -346,6 +351,7 @@ fn serve<I: Interface>() -> Result<(), String> {
             .host_requirement()
             .map_or_else(String::new, ToString::to_string),
         provided: plugin.core().provided() as u64,
+        took_state: handed && plugin.extensions.is_some(),
     }
     .encode(&mut answer);
     write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
@@ -399,7 +405,10 @@ impl Decode for Saved {
 /// # Errors
 ///
 /// The plugin's error, or how its process failed.
-pub(crate) fn save_state(remote: &dyn Remote) -> Result<Option<crate::loader::Saved>, CallError> {
+pub(crate) fn save_state(
+    remote: &dyn Remote,
+    plugin: &str,
+) -> Result<Option<crate::loader::Saved>, CallError> {
     let answer = remote.call(SAVE_METHOD as usize, Vec::new())?;
     let mut input = answer.as_slice();
     let saved = <Option<Saved>>::decode(&mut input)
@@ -408,7 +417,7 @@ pub(crate) fn save_state(remote: &dyn Remote) -> Result<Option<crate::loader::Sa
         .ok_or_else(|| {
             CallError::from_parts(
                 CallErrorKind::Failed,
-                "",
+                plugin,
                 "its process sent a saved state that does not decode".to_owned(),
                 None,
             )
@@ -837,11 +846,12 @@ impl<I: Interface> Plugin<I> {
         let name: &'static str = Box::leak(ready.name.into_boxed_str());
         let declared: &'static str = Box::leak(ready.interface_version.into_boxed_str());
         let provided = usize::try_from(ready.provided).unwrap_or(usize::MAX);
+        let took_state = ready.took_state;
         let core = dropin::PluginCore::new(name, declared, I::METHODS, I::REQUIRED, provided)
             .with_remote(remote);
         // SAFETY: `core` has its remote: every call goes there.
         let handle = unsafe { I::bind_remote(core, provided.min(I::METHODS.len())) };
-        Ok(Plugin::from_parts(
+        let mut plugin = Plugin::from_parts(
             name,
             version,
             interface_version,
@@ -851,7 +861,9 @@ impl<I: Interface> Plugin<I> {
             sha256,
             None,
             handle,
-        ))
+        );
+        plugin.took_state = took_state;
+        Ok(plugin)
     }
 }
 

@@ -396,8 +396,8 @@ pub enum LoadError {
     /// A reload found a plugin of another name in the file of the plugin it
     /// replaces.
     #[error(
-        "{}: declares the plugin '{found}'; expected '{expected}', the plugin it would replace \
-         (a reload keeps the name)",
+        "{}: a plugin named '{found}'; expected '{expected}', the plugin it would replace (a \
+         reload keeps the name)",
         path.display()
     )]
     Renamed {
@@ -488,6 +488,8 @@ pub struct Plugin<I: Interface> {
     pub(crate) generation: u32,
     /// The file as it was when its bytes were copied, to tell a change.
     pub(crate) stamp: Option<crate::source::Stamp>,
+    /// Whether its `init` received an earlier generation's state.
+    pub(crate) took_state: bool,
     handle: I,
 }
 
@@ -517,6 +519,7 @@ impl<I: Interface> Plugin<I> {
             extensions: None,
             generation: 1,
             stamp: None,
+            took_state: false,
             handle,
         }
     }

@@ -248,10 +248,14 @@ impl<I: Interface> Loader<I> {
     /// others, or if the lock file is required and missing or does not
     /// parse. Then nothing is loaded.
     pub fn load(&self) -> Result<LoadReport<I>, LoaderError> {
-        if !self.isolation.rules.is_empty() && self.probe.is_none() {
-            return Err(LoaderError::NoProbe);
-        }
+        self.check_probe()?;
         let candidates = self.candidates()?;
+        // How each file was before it was read: one that changes while it is
+        // loaded and is rejected is tried again by a reload.
+        let stamps: HashMap<&Path, source::Stamp> = candidates
+            .iter()
+            .filter_map(|path| Some((path.as_path(), source::Stamp::of(&fs::metadata(path).ok()?))))
+            .collect();
         let lockfile = self.lockfile()?;
         if let Some(lockfile) = &lockfile {
             // Not an error (nothing unapproved loads), but a deployment that
@@ -294,7 +298,7 @@ impl<I: Interface> Loader<I> {
                             let Some(path) = candidates.get(index) else {
                                 break;
                             };
-                            let staged = self.stage(snapshots, lockfile, path);
+                            let staged = self.stage(snapshots, lockfile, path, false);
                             if send.send((index, staged)).is_err() {
                                 break;
                             }
@@ -325,15 +329,23 @@ impl<I: Interface> Loader<I> {
         // A rejected file is tried again by a reload once it changes.
         let refused = report
             .registry
-            .refused
+            .settled
             .get_mut()
             .unwrap_or_else(|e| e.into_inner());
-        for error in &report.rejected {
-            if let Ok(meta) = fs::metadata(error.path()) {
-                refused.insert(error.path().to_owned(), source::Stamp::of(&meta));
+        for error in report.rejected.iter().filter(|error| !is_passing(error)) {
+            if let Some(stamp) = stamps.get(error.path()) {
+                refused.insert(error.path().to_owned(), *stamp);
             }
         }
         Ok(report)
+    }
+
+    /// Isolation needs a probe: its program runs isolated plugins.
+    fn check_probe(&self) -> Result<(), LoaderError> {
+        if !self.isolation.rules.is_empty() && self.probe.is_none() {
+            return Err(LoaderError::NoProbe);
+        }
+        Ok(())
     }
 
     /// The lock file in force, read afresh.
@@ -372,6 +384,7 @@ impl<I: Interface> Loader<I> {
         snapshots: &SnapshotDir,
         lockfile: Option<&'l Lockfile>,
         path: &Path,
+        hash: bool,
     ) -> Result<Staged<'l>, LoadError> {
         // One handle from here on: kind, owner, mode, size and bytes all come
         // from the same open file.
@@ -388,7 +401,7 @@ impl<I: Interface> Loader<I> {
                 })?)
             }
         };
-        let copied = self.copy(snapshots, &mut source, path, locked.is_some())?;
+        let copied = self.copy(snapshots, &mut source, path, hash || locked.is_some())?;
         Ok(Staged {
             path: path.to_owned(),
             copied,
@@ -414,7 +427,7 @@ impl<I: Interface> Loader<I> {
             }),
             None => Ok(()),
         };
-        let plugin = self.admit(prober, staged, &claim, &|| None)?;
+        let plugin = self.admit(prober, staged, &claim, &|_| None, &Default::default())?;
         registry.insert(plugin);
         Ok(())
     }
@@ -422,13 +435,16 @@ impl<I: Interface> Loader<I> {
     /// A staged file's checks, in this thread: its hash against the lock
     /// file, the probe, the headers, opening it, the policy, `claim` on its
     /// name (as soon as the name is known, before the plugin's own code
-    /// runs), and its `init`, which receives what `previous` gives.
+    /// runs), and its `init`, which receives what `previous` gives (told
+    /// whether the plugin will run isolated). `mapped` is set once the file
+    /// is mapped in this process, where it stays whatever happens next.
     fn admit(
         &self,
         prober: Option<&mut Prober>,
         staged: Staged<'_>,
         claim: &dyn Fn(&str) -> Result<(), LoadError>,
-        previous: &dyn Fn() -> Option<Saved>,
+        previous: &dyn Fn(bool) -> Option<Saved>,
+        mapped: &std::cell::Cell<bool>,
     ) -> Result<Plugin<I>, LoadError> {
         let Staged {
             path,
@@ -509,7 +525,7 @@ impl<I: Interface> Loader<I> {
                 &self.policy,
                 config,
                 name,
-                previous(),
+                previous(true),
                 self.services.as_ref(),
             )?;
             claim(plugin.name())?;
@@ -532,6 +548,7 @@ impl<I: Interface> Loader<I> {
                 limit: self.max_mapped,
             });
         }
+        mapped.set(true);
         // Opening runs the library's constructors; `init` runs the plugin's
         // code: an `exit` in either must not end the host as a success.
         let mut plugin = crate::exit_guard::guarded(path, || {
@@ -542,7 +559,7 @@ impl<I: Interface> Loader<I> {
         claim(plugin.name())?;
         plugin.stamp = Some(stamp);
         let config = self.config.get(plugin.name()).map_or("", String::as_str);
-        let previous = previous();
+        let previous = previous(false);
         // The plugin's own table: its calls say who they come from, and are
         // refused once it is disabled.
         let services = self.services.as_ref().map(|services| {
@@ -553,6 +570,8 @@ impl<I: Interface> Loader<I> {
         crate::exit_guard::guarded(path, || {
             load::initialize(&plugin, config, previous.as_ref(), services)
         })?;
+        // A plugin built before extensions never sees the state.
+        plugin.took_state = previous.is_some() && plugin.extensions.is_some();
         log::info!(
             "loaded {} plugin '{}' {} from {}",
             I::NAME,
@@ -806,6 +825,15 @@ struct Staged<'l> {
     locked: Option<&'l LockEntry>,
     /// The file as it was copied.
     stamp: source::Stamp,
+}
+
+/// Whether `error` says nothing about the file itself (the process ran out
+/// of room or mappings): a reload tries such a file again even unchanged.
+pub(crate) fn is_passing(error: &LoadError) -> bool {
+    matches!(
+        error,
+        LoadError::Snapshot { .. } | LoadError::TooMany { .. } | LoadError::Unreadable { .. }
+    )
 }
 
 /// State a plugin's earlier generation saved for the next: the format's

@@ -14,9 +14,10 @@ use std::{
     marker::PhantomData,
     ops::Deref,
     path::{Path, PathBuf},
+    ptr::NonNull,
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicPtr, Ordering},
+        atomic::{AtomicPtr, AtomicUsize, Ordering},
     },
 };
 
@@ -44,16 +45,15 @@ pub struct Registry<I: Interface> {
     table: AtomicPtr<Table<I>>,
     /// Every table ever published, the current one last. A table is
     /// replaced, never changed, once others may read it: adding a plugin
-    /// through `&self` publishes a copy. Boxed: a table must not move when
-    /// the vector grows.
-    #[allow(clippy::vec_box)]
-    tables: Mutex<Vec<Box<Table<I>>>>,
+    /// through `&self` publishes a copy.
+    tables: Mutex<Vec<Pinned<Table<I>>>>,
     pub(crate) snapshots: OnceLock<SnapshotDir>,
     /// Held by a reload from start to switch: one at a time.
     pub(crate) reloading: Mutex<()>,
-    /// The files a reload or load refused, as they were then: not tried
+    /// Files a load or reload looked at and settled (refused them, or
+    /// found the bytes already serving), as they were then: not tried
     /// again until they change.
-    pub(crate) refused: Mutex<HashMap<PathBuf, Stamp>>,
+    pub(crate) settled: Mutex<HashMap<PathBuf, Stamp>>,
     /// Shared references to plugins cross threads: the registry is `Sync`
     /// only if they may.
     plugins: PhantomData<Plugin<I>>,
@@ -67,28 +67,65 @@ struct Table<I: Interface> {
 pub(crate) struct Slot<I: Interface> {
     /// The current generation: always one of `generations`.
     current: AtomicPtr<Plugin<I>>,
-    /// Every generation, oldest first. The boxes never move nor drop before
-    /// the slot does.
-    #[allow(clippy::vec_box)]
-    generations: Mutex<Vec<Box<Plugin<I>>>>,
+    /// Every generation, oldest first; none is freed before the slot is.
+    generations: Mutex<Vec<Pinned<Plugin<I>>>>,
+    /// Builds that failed a reload after their library was mapped: mapped
+    /// for good too.
+    failed_mapped: AtomicUsize,
 }
 
+/// A value on the heap that never moves and is freed only when this is
+/// dropped. References to it are made from its pointer, never through this
+/// value, so that moving this value (into a vector, say) leaves them valid.
+struct Pinned<T>(NonNull<T>);
+
+impl<T> Pinned<T> {
+    fn new(value: T) -> Self {
+        Self(NonNull::from(Box::leak(Box::new(value))))
+    }
+
+    fn pointer(&self) -> *mut T {
+        self.0.as_ptr()
+    }
+
+    fn get(&self) -> &T {
+        // SAFETY: valid until `drop`; only shared references are made while
+        // others may read it.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<T> Drop for Pinned<T> {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::leak` in `new`, freed once, here; whoever
+        // holds this value exclusively has no reader left.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+// SAFETY: a `Pinned<T>` owns its `T` like a `Box<T>`, and hands out shared
+// references to it across threads: it needs what both need.
+unsafe impl<T: Send + Sync> Send for Pinned<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for Pinned<T> {}
+
 impl<I: Interface> Slot<I> {
-    fn new(plugin: Plugin<I>) -> Self {
-        let mut first = Box::new(plugin);
-        first.generation = 1;
+    fn new(mut plugin: Plugin<I>) -> Self {
+        plugin.generation = 1;
+        let first = Pinned::new(plugin);
         Self {
-            current: AtomicPtr::new(&mut *first),
+            current: AtomicPtr::new(first.pointer()),
             generations: Mutex::new(vec![first]),
+            failed_mapped: AtomicUsize::new(0),
         }
     }
 
     /// The current generation.
     #[inline]
     pub(crate) fn current(&self) -> &Plugin<I> {
-        // SAFETY: `current` always points into a box of `generations`, which
-        // is never dropped nor moved out before `self` is, and a published
-        // generation is never mutated.
+        // SAFETY: `current` always points to one of `generations`, none of
+        // which is freed before `self` is, and a published generation is
+        // never mutated.
         unsafe { &*self.current.load(Ordering::Acquire) }
     }
 
@@ -96,13 +133,24 @@ impl<I: Interface> Slot<I> {
     /// serialize through `reloading`.
     pub(crate) fn switch(&self, mut plugin: Plugin<I>) -> u32 {
         let mut generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
-        plugin.generation = generations.last().map_or(1, |last| last.generation + 1);
+        plugin.generation = generations
+            .last()
+            .map_or(1, |last| last.get().generation + 1);
         let generation = plugin.generation;
-        let mut next = Box::new(plugin);
-        let pointer: *mut Plugin<I> = &mut *next;
+        let next = Pinned::new(plugin);
+        let pointer = next.pointer();
         generations.push(next);
         self.current.store(pointer, Ordering::Release);
         generation
+    }
+
+    /// How many builds failed a reload after their library was mapped.
+    pub(crate) fn failed_mapped(&self) -> usize {
+        self.failed_mapped.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_failed_mapped(&self) {
+        self.failed_mapped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many earlier generations keep a library mapped in this process.
@@ -111,7 +159,7 @@ impl<I: Interface> Slot<I> {
         let (_, earlier) = generations.split_last().expect("a slot has a generation");
         earlier
             .iter()
-            .filter(|plugin| !plugin.is_isolated())
+            .filter(|plugin| !plugin.get().is_isolated())
             .count()
     }
 
@@ -122,6 +170,7 @@ impl<I: Interface> Slot<I> {
         let (_, earlier) = generations.split_last().expect("a slot has a generation");
         earlier
             .iter()
+            .map(Pinned::get)
             .filter(|plugin| !plugin.is_isolated())
             .map(|plugin| plugin.loaded_from().to_owned())
             .collect()
@@ -131,24 +180,24 @@ impl<I: Interface> Slot<I> {
 impl<I: Interface> Registry<I> {
     /// An empty registry.
     pub fn new() -> Self {
-        let mut first = Box::new(Table {
+        let first = Pinned::new(Table {
             slots: BTreeMap::new(),
         });
         Self {
-            table: AtomicPtr::new(&mut *first),
+            table: AtomicPtr::new(first.pointer()),
             tables: Mutex::new(vec![first]),
             snapshots: OnceLock::new(),
             reloading: Mutex::new(()),
-            refused: Mutex::new(HashMap::new()),
+            settled: Mutex::new(HashMap::new()),
             plugins: PhantomData,
         }
     }
 
     #[inline]
     fn table(&self) -> &Table<I> {
-        // SAFETY: `table` always points into a box of `tables`, which is
-        // never dropped nor moved out before `self` is; a table is mutated
-        // only through `&mut self`, when no reader can exist.
+        // SAFETY: `table` always points to one of `tables`, none of which is
+        // freed before `self` is; a table is mutated only through `&mut
+        // self`, when no reader can exist.
         unsafe { &*self.table.load(Ordering::Acquire) }
     }
 
@@ -190,19 +239,25 @@ impl<I: Interface> Registry<I> {
             .iter()
             .filter_map(|(name, slot)| {
                 let files = slot.retained_files();
-                if files.is_empty() {
+                let failed = slot.failed_mapped();
+                if files.is_empty() && failed == 0 {
                     return None;
                 }
                 let bytes = files
                     .iter()
-                    .map(|file| match &mapped {
-                        Some(mapped) => mapped.get(file).copied().unwrap_or(0),
-                        None => std::fs::metadata(file).map_or(0, |meta| meta.len()),
+                    .map(|file| {
+                        // As the kernel names it: links resolved.
+                        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+                        match &mapped {
+                            Some(mapped) => mapped.get(&file).copied().unwrap_or(0),
+                            None => std::fs::metadata(&file).map_or(0, |meta| meta.len()),
+                        }
                     })
                     .sum();
                 Some(Retained {
                     name: name.clone(),
                     generations: files.len(),
+                    failed,
                     bytes,
                 })
             })
@@ -217,7 +272,9 @@ impl<I: Interface> Registry<I> {
     /// has checked that its name is free.
     pub(crate) fn insert(&mut self, plugin: Plugin<I>) {
         let tables = self.tables.get_mut().unwrap_or_else(|e| e.into_inner());
-        let table = tables.last_mut().expect("a registry has a table");
+        let table = tables.last().expect("a registry has a table").pointer();
+        // SAFETY: `&mut self`: no reference to any table exists but this.
+        let table = unsafe { &mut *table };
         let previous = table
             .slots
             .insert(plugin.name().to_owned(), Arc::new(Slot::new(plugin)));
@@ -228,14 +285,14 @@ impl<I: Interface> Registry<I> {
     /// Refuses, giving the plugin back, if its name was taken meanwhile.
     pub(crate) fn add(&self, plugin: Plugin<I>) -> Result<(), Box<Plugin<I>>> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        let current = tables.last().expect("a registry has a table");
+        let current = tables.last().expect("a registry has a table").get();
         if current.slots.contains_key(plugin.name()) {
             return Err(Box::new(plugin));
         }
         let mut slots = current.slots.clone();
         slots.insert(plugin.name().to_owned(), Arc::new(Slot::new(plugin)));
-        let mut next = Box::new(Table { slots });
-        let pointer: *mut Table<I> = &mut *next;
+        let next = Pinned::new(Table { slots });
+        let pointer = next.pointer();
         tables.push(next);
         self.table.store(pointer, Ordering::Release);
         Ok(())
@@ -333,8 +390,12 @@ pub struct Retained {
     pub name: String,
     /// How many earlier generations keep a library mapped.
     pub generations: usize,
-    /// The bytes of memory they map (on Linux, as `/proc/self/maps`
-    /// counts them; elsewhere, their files' sizes).
+    /// How many builds failed a reload after their library was mapped
+    /// (their `init` failed, say): mapped for good too, and counted
+    /// against [`LoaderBuilder::max_retained`](crate::LoaderBuilder::max_retained).
+    pub failed: usize,
+    /// The bytes of memory the earlier generations map (on Linux, as
+    /// `/proc/self/maps` counts them; elsewhere, their files' sizes).
     pub bytes: u64,
 }
 

@@ -288,7 +288,7 @@ impl<I: Interface> Watch<'_, I> {
         if std::mem::take(&mut self.lockfile_changed) {
             // Files the old lock file refused may pass the new one.
             self.registry
-                .refused
+                .settled
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();

@@ -270,7 +270,7 @@ fn reload_changed_reloads_what_changed_adds_what_is_new_and_retries_only_changes
     // Nothing changed since: nothing is tried again, the broken file
     // included.
     assert!(loader.reload_changed(registry).unwrap().is_empty());
-    // Once fixed, it loads.
+    // Another plugin of a taken name is refused as a duplicate...
     fs::remove_file(dir.path().join(library_file_name("broken"))).unwrap();
     dir.add_as("hello", &library_file_name("broken"));
     let report = loader.reload_changed(registry).unwrap();
@@ -278,8 +278,24 @@ fn reload_changed_reloads_what_changed_adds_what_is_new_and_retries_only_changes
     assert!(matches!(
         &report.refused[..],
         [ReloadError::Rejected(error)]
-            if matches!(&**error, LoadError::DuplicateName { name, .. } if name == "hello")
+            if matches!(&**error, LoadError::DuplicateName { name, first, .. }
+                if name == "hello" && first.ends_with(library_file_name("hello")))
     ));
+    // ... and once it is a plugin of its own, it loads.
+    fs::remove_file(dir.path().join(library_file_name("broken"))).unwrap();
+    dir.add_as("big_tls", &library_file_name("broken"));
+    let report = loader.reload_changed(registry).unwrap();
+    assert_eq!(report.reloaded.len(), 1, "{:?}", report.refused);
+    assert_eq!(report.reloaded[0].name, "big-tls");
+    // The same bytes touched, or copied over again: nothing to reload.
+    let hello = dir.path().join(library_file_name("hello"));
+    install(
+        dir.path(),
+        &library_file_name("hello"),
+        &fs::read(&hello).unwrap(),
+    );
+    assert!(loader.reload_changed(registry).unwrap().is_empty());
+    assert_eq!(registry.get("hello").unwrap().generation(), 2);
     // A removed file leaves its plugin serving.
     fs::remove_file(dir.path().join(library_file_name("counter"))).unwrap();
     assert!(loader.reload_changed(registry).unwrap().is_empty());
@@ -513,4 +529,109 @@ fn a_watched_file_written_slowly_in_place_is_reloaded_once_whole() {
     }
     assert!(watch.next_within(Duration::from_millis(500)).is_none());
     assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Howdy!");
+}
+
+#[test]
+fn reloads_run_one_at_a_time_and_isolation_still_needs_a_probe() {
+    let dir = PluginDir::with(&["hello"]);
+    let loader = loader(&dir);
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    let mut generations: Vec<u32> = thread::scope(|scope| {
+        let reloads: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| loader.reload(registry, "hello").unwrap().generation))
+            .collect();
+        reloads.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    generations.sort_unstable();
+    assert_eq!(generations, [2, 3]);
+    // Isolating without a probe (whose program runs isolated plugins) is
+    // refused by reloads as by the first load: never a plugin mapped in
+    // the host instead.
+    let isolating = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .isolate(Isolate::All)
+        .build();
+    let empty = Registry::<GreeterPlugin>::new();
+    assert!(matches!(
+        isolating.reload_changed(&empty),
+        Err(dropin_host::LoaderError::NoProbe)
+    ));
+    assert!(matches!(
+        isolating.reload(registry, "hello"),
+        Err(ReloadError::Folder(dropin_host::LoaderError::NoProbe))
+    ));
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn a_reload_reads_the_lock_file_again() {
+    let dir = PluginDir::with(&["hello"]);
+    let lock = |dir: &PluginDir| {
+        let output = dir.run(&["lock"]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            greeter_tests::stderr(&output)
+        );
+    };
+    lock(&dir);
+    let loader = loader(&dir);
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    install(
+        dir.path(),
+        &library_file_name("hello"),
+        &patched("hello", "Hello!", "Howdy!"),
+    );
+    let error = loader.reload(registry, "hello").unwrap_err();
+    assert!(
+        matches!(&error, ReloadError::Refused { source, .. }
+            if matches!(**source, LoadError::HashMismatch { .. })),
+        "{error:?}"
+    );
+    assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Hello!");
+    // Locked anew, the same build passes.
+    lock(&dir);
+    loader.reload(registry, "hello").unwrap();
+    assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Howdy!");
+}
+
+#[test]
+fn a_build_that_fails_once_mapped_stays_mapped_and_counts() {
+    let dir = PluginDir::with(&["hello"]);
+    let loader = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .max_retained(1)
+        .build();
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    // A plugin of another name: refused once opened, so it stays mapped.
+    install(
+        dir.path(),
+        &library_file_name("hello"),
+        &fs::read(artifacts().library("hellohello")).unwrap(),
+    );
+    let error = loader.reload(registry, "hello").unwrap_err();
+    assert!(
+        matches!(&error, ReloadError::Refused { source, .. }
+            if matches!(**source, LoadError::Renamed { .. })),
+        "{error:?}"
+    );
+    let retained = registry.retained();
+    assert_eq!(
+        (retained[0].generations, retained[0].failed),
+        (0, 1),
+        "{retained:?}"
+    );
+    // It counts against the limit: a good build is refused now.
+    dir.add("hello");
+    let error = loader.reload(registry, "hello").unwrap_err();
+    assert!(
+        matches!(&error, ReloadError::Refused { source, .. }
+            if matches!(**source, LoadError::Retained { limit: 1, .. })),
+        "{error:?}"
+    );
+    assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Hello!");
 }

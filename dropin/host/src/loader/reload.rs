@@ -102,40 +102,60 @@ impl<I: Interface> Loader<I> {
     /// process ends once its running call returns.
     ///
     /// Reloads of one registry run one at a time; calls never wait for them.
+    /// A reload may wait for an isolated plugin's running call (at most its
+    /// call timeout) to save its state and end its process. Never reload a
+    /// plugin from inside one of its own calls: saving its state runs its
+    /// code again on the same thread.
+    ///
+    /// The state is saved once the new build passed its checks, just before
+    /// its `init` (for an isolated plugin, before its process starts): calls
+    /// that the earlier generation serves in between act on a state that
+    /// is not handed over. State from an isolated process is never handed
+    /// to a build that runs in the host.
     ///
     /// # Errors
     ///
     /// [`ReloadError`]; the current generation keeps serving.
     pub fn reload(&self, registry: &Registry<I>, name: &str) -> Result<Reloaded, ReloadError> {
+        self.check_probe()?;
         let _one_at_a_time = registry.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let slot = registry.slot(name).ok_or_else(|| ReloadError::NotLoaded {
             name: name.to_owned(),
         })?;
+        // The folder's own check, as for a first load.
+        self.candidates()?;
         let lockfile = self.lockfile()?;
         let mut prober = self.probe.clone().map(Prober::new);
-        self.replace(registry, slot, lockfile.as_ref(), prober.as_mut())
+        let reloaded = self.replace(registry, slot, lockfile.as_ref(), prober.as_mut(), false)?;
+        Ok(reloaded.expect("a reload by name never skips"))
     }
 
     /// Reloads every plugin of `registry` whose file changed since it was
-    /// loaded (another file at its path, or other size or times), as
+    /// loaded (another file at its path, or other bytes), as
     /// [`reload`](Self::reload) does, and loads the files new in the folder.
-    /// A file that failed is not tried again until it changes; a plugin
-    /// whose file was removed keeps serving.
+    /// A file whose bytes are those of the generation serving (touched,
+    /// `chmod`ed, copied over with the same build) is left alone; a file
+    /// that failed is not tried again until it changes, unless it failed
+    /// for want of room or mappings; a plugin whose file was removed keeps
+    /// serving.
     ///
     /// # Errors
     ///
     /// [`LoaderError`] if the folder or its lock file fails its checks: then
     /// nothing is reloaded.
     pub fn reload_changed(&self, registry: &Registry<I>) -> Result<ReloadReport, LoaderError> {
+        self.check_probe()?;
         let _one_at_a_time = registry.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let candidates = self.candidates()?;
         let mut report = ReloadReport::default();
+        // Each file as it is before it is read: one that changes meanwhile
+        // differs from what is recorded, and is looked at again.
         let changed: Vec<(PathBuf, Stamp)> = candidates
             .into_iter()
             .filter_map(|path| {
                 let stamp = Stamp::of(&fs::metadata(&path).ok()?);
-                let refused = registry.refused.lock().unwrap_or_else(|e| e.into_inner());
-                if refused.get(&path) == Some(&stamp) {
+                let settled = registry.settled.lock().unwrap_or_else(|e| e.into_inner());
+                if settled.get(&path) == Some(&stamp) {
                     return None;
                 }
                 let known = registry.iter().find(|plugin| plugin.path() == path);
@@ -157,32 +177,47 @@ impl<I: Interface> Loader<I> {
                     let slot = registry
                         .slot(plugin.name())
                         .expect("listed by the registry");
-                    self.replace(registry, slot, lockfile.as_ref(), prober.as_mut())
+                    self.replace(registry, slot, lockfile.as_ref(), prober.as_mut(), true)
                 }
-                None => self.add(registry, &path, lockfile.as_ref(), prober.as_mut()),
+                None => self
+                    .add(registry, &path, lockfile.as_ref(), prober.as_mut())
+                    .map(Some),
             };
+            let settle = match &result {
+                Ok(_) => true,
+                Err(ReloadError::Refused { source, .. } | ReloadError::Rejected(source)) => {
+                    !super::is_passing(source)
+                }
+                Err(_) => false,
+            };
+            let mut settled = registry.settled.lock().unwrap_or_else(|e| e.into_inner());
+            if settle {
+                settled.insert(path.clone(), stamp);
+            } else {
+                settled.remove(&path);
+            }
+            drop(settled);
             match result {
-                Ok(reloaded) => {
-                    registry
-                        .refused
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&path);
-                    log::info!(
-                        "reloaded '{}' from {}: generation {}",
-                        reloaded.name,
-                        path.display(),
-                        reloaded.generation
-                    );
+                Ok(Some(reloaded)) => {
+                    match reloaded.previous {
+                        Some(_) => log::info!(
+                            "reloaded '{}' from {}: generation {}",
+                            reloaded.name,
+                            path.display(),
+                            reloaded.generation
+                        ),
+                        None => log::info!(
+                            "loaded '{}' from {}, new in the folder",
+                            reloaded.name,
+                            path.display()
+                        ),
+                    }
                     report.reloaded.push(reloaded);
                 }
+                // The same bytes as the generation serving.
+                Ok(None) => {}
                 Err(error) => {
                     log::debug!("{}", crate::ErrorChain(&error));
-                    registry
-                        .refused
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(path, stamp);
                     report.refused.push(error);
                 }
             }
@@ -208,13 +243,17 @@ impl<I: Interface> Loader<I> {
         Ok(registry.snapshots.get().expect("just set"))
     }
 
+    /// Replaces the current generation of `slot` with its file's new build;
+    /// `None` if `skip_same` and the file holds the bytes of the generation
+    /// serving.
     fn replace(
         &self,
         registry: &Registry<I>,
         slot: &Slot<I>,
         lockfile: Option<&Lockfile>,
         prober: Option<&mut Prober>,
-    ) -> Result<Reloaded, ReloadError> {
+        skip_same: bool,
+    ) -> Result<Option<Reloaded>, ReloadError> {
         let old = slot.current();
         let name = old.name();
         let path = old.path();
@@ -223,9 +262,10 @@ impl<I: Interface> Loader<I> {
             serving: old.generation(),
             source: Box::new(source),
         };
-        // The generation being replaced stays mapped: refuse before the new
-        // one costs anything.
-        if !old.is_isolated() && slot.retained() >= self.max_retained {
+        // The generation being replaced stays mapped, as do builds that
+        // failed after they were mapped: refuse before the new one costs
+        // anything.
+        if !old.is_isolated() && slot.retained() + slot.failed_mapped() >= self.max_retained {
             return Err(refused(LoadError::Retained {
                 path: path.to_owned(),
                 name: name.to_owned(),
@@ -233,7 +273,17 @@ impl<I: Interface> Loader<I> {
             }));
         }
         let snapshots = self.snapshots_of(registry, path)?;
-        let staged: Staged<'_> = self.stage(snapshots, lockfile, path).map_err(refused)?;
+        let staged: Staged<'_> = self
+            .stage(snapshots, lockfile, path, skip_same)
+            .map_err(refused)?;
+        let copy = staged.copied.path.clone();
+        if skip_same
+            && let (Some(new), Ok(serving)) = (staged.copied.sha256, old.sha256())
+            && crate::snapshot::hex(&new).eq_ignore_ascii_case(&serving)
+        {
+            let _ = fs::remove_file(&copy);
+            return Ok(None);
+        }
         let claim = |found: &str| {
             if found == name {
                 Ok(())
@@ -245,33 +295,49 @@ impl<I: Interface> Loader<I> {
                 })
             }
         };
-        let saved = std::cell::Cell::new(false);
-        let previous = || -> Option<Saved> {
-            let state = old.save_state();
-            saved.set(state.is_some());
-            state
+        let previous = |isolated: bool| -> Option<Saved> {
+            // What an isolated process sends is not trusted: it never
+            // reaches plugin code in the host.
+            if old.is_isolated() && !isolated {
+                log::info!(
+                    target: &dropin::log_target(name),
+                    "the new build runs in the host: the isolated build's state is not handed over"
+                );
+                return None;
+            }
+            old.save_state()
         };
-        let new = self
-            .admit(prober, staged, &claim, &previous)
-            .map_err(refused)?;
+        let mapped = std::cell::Cell::new(false);
+        let new = match self.admit(prober, staged, &claim, &previous, &mapped) {
+            Ok(new) => new,
+            Err(error) => {
+                // The copy goes; a library mapped stays mapped, and counts.
+                let _ = fs::remove_file(&copy);
+                if mapped.get() {
+                    slot.note_failed_mapped();
+                }
+                return Err(refused(error));
+            }
+        };
         let reloaded = Reloaded {
             name: name.to_owned(),
             path: path.to_owned(),
             generation: old.generation() + 1,
             version: new.version().clone(),
             previous: Some(old.version().clone()),
-            handed_over: saved.get(),
+            handed_over: new.took_state,
         };
         let successor = new.core().shared_remote();
         let generation = slot.switch(new);
         debug_assert_eq!(generation, reloaded.generation);
         // An isolated generation is really unloaded: its process ends once
         // its running call returns; calls that still reach it go on to the
-        // new one.
+        // new one. Its copy, never mapped here, goes too.
         if let Some(remote) = old.core().remote() {
             remote.retire(successor);
+            let _ = fs::remove_file(old.loaded_from());
         }
-        Ok(reloaded)
+        Ok(Some(reloaded))
     }
 
     fn add(
@@ -281,10 +347,12 @@ impl<I: Interface> Loader<I> {
         lockfile: Option<&Lockfile>,
         prober: Option<&mut Prober>,
     ) -> Result<Reloaded, ReloadError> {
+        let rejected = |error| ReloadError::Rejected(Box::new(error));
         let snapshots = self.snapshots_of(registry, path)?;
         let staged = self
-            .stage(snapshots, lockfile, path)
-            .map_err(|error| ReloadError::Rejected(Box::new(error)))?;
+            .stage(snapshots, lockfile, path, false)
+            .map_err(rejected)?;
+        let copy = staged.copied.path.clone();
         let claim = |name: &str| match registry.get(name) {
             Some(first) => Err(LoadError::DuplicateName {
                 path: path.to_owned(),
@@ -294,8 +362,11 @@ impl<I: Interface> Loader<I> {
             None => Ok(()),
         };
         let plugin = self
-            .admit(prober, staged, &claim, &|| None)
-            .map_err(|error| ReloadError::Rejected(Box::new(error)))?;
+            .admit(prober, staged, &claim, &|_| None, &Default::default())
+            .map_err(|error| {
+                let _ = fs::remove_file(&copy);
+                rejected(error)
+            })?;
         let reloaded = Reloaded {
             name: plugin.name().to_owned(),
             path: path.to_owned(),
@@ -305,15 +376,21 @@ impl<I: Interface> Loader<I> {
             handed_over: false,
         };
         registry.add(plugin).map_err(|plugin| {
-            ReloadError::Rejected(Box::new(LoadError::DuplicateName {
+            let first = registry
+                .get(plugin.name())
+                .map_or_else(|| path.to_owned(), |first| first.path().to_owned());
+            rejected(LoadError::DuplicateName {
                 path: path.to_owned(),
                 name: plugin.name().to_owned(),
-                first: path.to_owned(),
-            }))
+                first,
+            })
         })?;
         Ok(reloaded)
     }
 }
+
+/// The most bytes of state one generation may hand to the next.
+const MAX_SAVED_STATE: usize = 64 << 20;
 
 impl<I: Interface> Plugin<I> {
     /// What the plugin saves for its next generation, if it saves anything.
@@ -323,11 +400,24 @@ impl<I: Interface> Plugin<I> {
             (Some(handover), _) => {
                 crate::exit_guard::guarded(self.path(), || dropin::__private::save_state(handover))
             }
-            (_, Some(remote)) => {
-                crate::isolation::save_state(remote).map_err(|error| error.message().to_owned())
-            }
+            (_, Some(remote)) => crate::isolation::save_state(remote, self.name())
+                .map_err(|error| error.message().to_owned()),
             (None, None) => Ok(None),
         };
+        let saved = saved.map(|state| {
+            state.filter(|(_, bytes)| {
+                let fits = bytes.len() <= MAX_SAVED_STATE;
+                if !fits {
+                    log::warn!(
+                        target: &dropin::log_target(self.name()),
+                        "saved {} bytes of state, more than the {MAX_SAVED_STATE} a reload hands \
+                         over: the next generation starts afresh",
+                        bytes.len()
+                    );
+                }
+                fits
+            })
+        });
         saved.unwrap_or_else(|error| {
             log::warn!(
                 target: &dropin::log_target(self.name()),
