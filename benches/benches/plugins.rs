@@ -23,7 +23,7 @@ use dropin_host::{
 };
 use greeter_benches::{build_plugins, library_file_name};
 use greeter_interface::GreeterPlugin;
-use noop_interface::NoopPlugin;
+use noop_interface::{NoopHost, NoopHostHandle, NoopPlugin};
 use raw_interface::{RawModRef, RawPlugin};
 use sha2::{Digest, Sha256};
 
@@ -59,6 +59,16 @@ trait DynGreeter {
     fn greet(&self) -> String;
 }
 
+/// The benchmarks' host service: returns its argument.
+struct EchoHost;
+
+impl NoopHost for EchoHost {
+    #[inline(never)]
+    fn echo(&self, x: u64) -> u64 {
+        x
+    }
+}
+
 struct LocalGreeter;
 
 impl DynGreeter for LocalGreeter {
@@ -82,7 +92,10 @@ fn calls(c: &mut Criterion) {
     )
     .unwrap();
 
-    let noop_loader = Loader::<NoopPlugin>::builder().dir(dir.path()).build();
+    let noop_loader = Loader::<NoopPlugin>::builder()
+        .dir(dir.path())
+        .services(NoopHostHandle::provided_by(EchoHost))
+        .build();
     let noop = noop_loader.load().unwrap();
     let greeters = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
@@ -119,6 +132,7 @@ fn calls(c: &mut Criterion) {
     // The same no-op plugin in a process of its own.
     let isolated_noop = Loader::<NoopPlugin>::builder()
         .dir(dir.path())
+        .services(NoopHostHandle::provided_by(EchoHost))
         .probe(Probe::command(env!("CARGO_BIN_EXE_noop-runner")))
         .isolate(Isolate::All)
         .build()
@@ -133,6 +147,37 @@ fn calls(c: &mut Criterion) {
     // Baselines that explain call/plugin: the same function pointer call to a
     // function of the host, and to one of the C library (another shared
     // object, like a plugin).
+    group.finish();
+    // Calls from a plugin into its host, timed inside one call that makes
+    // `iters` of them (`call_host`), against the same loop through `&dyn`
+    // in the host.
+    let mut services = c.benchmark_group("service");
+    let echo: &dyn NoopHost = black_box(&EchoHost);
+    services.bench_function("dyn", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let sum: u64 = (0..iters).map(|i| echo.echo(black_box(i))).sum();
+            black_box(sum);
+            start.elapsed()
+        });
+    });
+    services.bench_function("plugin_to_host", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            black_box(plugin.call_host(iters).unwrap());
+            start.elapsed()
+        });
+    });
+    assert_eq!(isolated_noop.call_host(4).unwrap(), 6);
+    services.bench_function("isolated", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            black_box(isolated_noop.call_host(iters).unwrap());
+            start.elapsed()
+        });
+    });
+    services.finish();
+    let mut group = c.benchmark_group("call");
     let local_fn: extern "C" fn(u64) -> u64 = black_box(local_extern);
     group.bench_function("local_fnptr", |b| b.iter(|| local_fn(black_box(7))));
     let libc_fn: extern "C" fn(i64) -> i64 = black_box(labs);

@@ -1,17 +1,25 @@
 //! The no-op plugin.
 
-use noop_interface::{BoxError, Context, Noop, export_noop};
+use noop_interface::{BoxError, Context, Noop, NoopHostHandle, export_noop};
 
-struct Plugin;
+struct Plugin {
+    host: NoopHostHandle,
+}
 
 impl Noop for Plugin {
-    fn init(_: &Context<'_>) -> Result<Self, BoxError> {
-        Ok(Plugin)
+    fn init(context: &Context<'_>) -> Result<Self, BoxError> {
+        Ok(Plugin {
+            host: context.services::<NoopHostHandle>(),
+        })
     }
 
     #[inline]
     fn noop(&self, x: u64) -> u64 {
         x
+    }
+
+    fn call_host(&self, times: u64) -> u64 {
+        (0..times).map(|i| self.host.echo(i).unwrap_or(0)).sum()
     }
 }
 

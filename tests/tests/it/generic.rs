@@ -95,4 +95,18 @@ fn the_example_application_runs_text_through_every_transform() {
     );
     assert_eq!(stderr(&output), "");
     assert_eq!(output.status.code(), Some(0));
+    // The application offers words to keep through its services; `upper`
+    // asks for them on every call.
+    let output = Command::new(artifacts().binary("transform-app"))
+        .arg("--plugins-dir")
+        .arg(dir.path())
+        .args(["--keep", "World", "Hello, World!"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&output),
+        "rot13: Uryyb, Jbeyq! / Hello, World! (rotates letters by 13 places)\n\
+         upper: HELLO, World! / (cannot be undone) (upper-cases text)\n"
+    );
+    assert_eq!(output.status.code(), Some(0));
 }

@@ -1,10 +1,23 @@
-//! `transform-app [--plugins-dir DIR] TEXT`: runs `TEXT` through every
-//! transform plugin of the folder (default `./plugins`), forward and back.
+//! `transform-app [--plugins-dir DIR] [--keep WORD]... TEXT`: runs `TEXT`
+//! through every transform plugin of the folder (default `./plugins`),
+//! forward and back. The words given with `--keep` are offered to plugins
+//! as protected (the `TransformHost` services).
 
 use std::process::ExitCode;
 
 use dropin_host::{ErrorChain, Loader};
-use transform_interface::{Direction, TransformPlugin};
+use transform_interface::{
+    BoxError, Direction, TransformHost, TransformHostHandle, TransformPlugin,
+};
+
+/// The services this application offers: the words given with `--keep`.
+struct Keep(Vec<String>);
+
+impl TransformHost for Keep {
+    fn protected_words(&self) -> Result<Vec<String>, BoxError> {
+        Ok(self.0.clone())
+    }
+}
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -13,12 +26,18 @@ fn main() -> ExitCode {
         dir = args.remove(1);
         args.remove(0);
     }
+    let mut keep = Vec::new();
+    while args.first().is_some_and(|arg| arg == "--keep") && args.len() > 1 {
+        keep.push(args.remove(1));
+        args.remove(0);
+    }
     let [text] = args.as_slice() else {
-        eprintln!("usage: transform-app [--plugins-dir DIR] TEXT");
+        eprintln!("usage: transform-app [--plugins-dir DIR] [--keep WORD]... TEXT");
         return ExitCode::from(2);
     };
     let report = match Loader::<TransformPlugin>::builder()
         .dir(&dir)
+        .services(TransformHostHandle::provided_by(Keep(keep)))
         .build()
         .load()
     {

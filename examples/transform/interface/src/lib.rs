@@ -2,7 +2,8 @@
 //! text. Copy it to start an interface of your own.
 //!
 //! Plugins implement [`Transform`] and invoke [`export_transform!`];
-//! applications load them as [`TransformPlugin`]s.
+//! applications load them as [`TransformPlugin`]s, and may offer them the
+//! [`TransformHost`] services.
 
 pub use dropin::{BoxError, Context};
 
@@ -25,7 +26,7 @@ pub enum Direction {
 }
 
 /// A plugin that transforms text.
-#[dropin::interface(name = "transform")]
+#[dropin::interface(name = "transform", services = TransformHost)]
 pub trait Transform: Send + Sync {
     /// What the transform does.
     fn info(&self) -> Info;
@@ -40,4 +41,15 @@ pub trait Transform: Send + Sync {
             .apply(std::str::from_utf8(bytes)?, direction)?
             .into_bytes())
     }
+}
+
+/// What a transform host offers its plugins. A plugin gets a
+/// [`TransformHostHandle`] in `init` with
+/// `context.services::<TransformHostHandle>()`.
+#[dropin::services]
+pub trait TransformHost: Send + Sync {
+    /// Words the application wants left as they are (names, say):
+    /// transforms that work word by word skip them.
+    #[since("1.1")]
+    fn protected_words(&self) -> Result<Vec<String>, BoxError>;
 }

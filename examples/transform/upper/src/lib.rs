@@ -1,14 +1,21 @@
-//! A transform plugin: upper case. It cannot be undone.
+//! A transform plugin: upper case, except the words its host protects. It
+//! cannot be undone.
 
-use transform_interface::{BoxError, Context, Direction, Info, Transform, export_transform};
+use transform_interface::{
+    BoxError, Context, Direction, Info, Transform, TransformHostHandle, export_transform,
+};
 
-/// The plugin; it has no state.
+/// The plugin: its handle to the host's services.
 #[derive(Debug)]
-pub struct Upper;
+pub struct Upper {
+    host: TransformHostHandle,
+}
 
 impl Transform for Upper {
-    fn init(_: &Context<'_>) -> Result<Self, BoxError> {
-        Ok(Upper)
+    fn init(context: &Context<'_>) -> Result<Self, BoxError> {
+        Ok(Upper {
+            host: context.services::<TransformHostHandle>(),
+        })
     }
 
     fn info(&self) -> Info {
@@ -20,7 +27,22 @@ impl Transform for Upper {
 
     fn apply(&self, text: &str, direction: Direction) -> Result<String, BoxError> {
         match direction {
-            Direction::Forward => Ok(text.to_uppercase()),
+            Direction::Forward => {
+                // A host without the service protects nothing.
+                let protected = self.host.protected_words().unwrap_or_default();
+                let words: Vec<String> = text
+                    .split(' ')
+                    .map(|word| {
+                        let bare = word.trim_matches(|c: char| !c.is_alphanumeric());
+                        if protected.iter().any(|kept| kept == bare) {
+                            word.to_owned()
+                        } else {
+                            word.to_uppercase()
+                        }
+                    })
+                    .collect();
+                Ok(words.join(" "))
+            }
             Direction::Backward => Err("upper case cannot be undone".into()),
         }
     }
