@@ -321,6 +321,59 @@ fn fresh_plugins(library: &[u8], root: &Path) -> (PathBuf, Vec<(String, String, 
     (dir, files)
 }
 
+/// How many plugins `load/*_x1000` loads.
+const THOUSAND: usize = 1000;
+
+/// A folder of `THOUSAND` distinct plugins made from `library`, with a lock
+/// file approving each.
+fn thousand_plugins(library: &[u8], root: &Path) -> PathBuf {
+    let dir = root.join("thousand");
+    fs::create_dir(&dir).unwrap();
+    let at = library
+        .windows(NOOP_NAME.len())
+        .position(|window| window == NOOP_NAME.as_bytes())
+        .expect("the plugin name is in the library");
+    let mut bytes = library.to_vec();
+    let mut files = Vec::new();
+    for i in 0..THOUSAND {
+        let name = format!("noop-{i:04}");
+        bytes[at..at + name.len()].copy_from_slice(name.as_bytes());
+        let file = library_file_name(&format!("noop_{i:04}"));
+        fs::write(dir.join(&file), &bytes).unwrap();
+        files.push((file, name, format!("{:x}", Sha256::digest(&bytes))));
+    }
+    lock(&dir, &files);
+    dir
+}
+
+/// Runs `load-runner MODE DIR`: how long its loading took, and the
+/// resident memory it added per plugin, in KiB.
+fn run_loads(mode: &str, dir: &Path) -> (Duration, f64) {
+    let output = Command::new(env!("CARGO_BIN_EXE_load-runner"))
+        .arg(mode)
+        .arg(dir)
+        .output()
+        .expect("load-runner runs");
+    assert!(
+        output.status.success(),
+        "load-runner {mode}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = String::from_utf8(output.stdout).unwrap();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .map(|field| field.parse().unwrap())
+        .collect();
+    let [nanos, before, after, count] = fields[..] else {
+        panic!("load-runner printed {line:?}");
+    };
+    assert_eq!(count, THOUSAND as u64, "load-runner {mode}");
+    (
+        Duration::from_nanos(nanos),
+        after.saturating_sub(before) as f64 / count as f64,
+    )
+}
+
 /// A lock file in `dir` approving each of `files`.
 fn lock(dir: &Path, files: &[(String, String, String)]) {
     let entries = files
@@ -416,6 +469,39 @@ fn loads(c: &mut Criterion) {
             BatchSize::PerIteration,
         );
     });
+
+    // A thousand: every sample is a process of its own (`load-runner`),
+    // since one process maps only so many libraries and never unmaps a
+    // plugin. The folder is made once: a fresh process has loaded none of
+    // its files. Each sample reports the time of its loading alone.
+    let thousand = thousand_plugins(&library, root.path());
+    let mut rss = Vec::new();
+    for mode in ["plugin", "locked", "dlopen"] {
+        let id = match mode {
+            "plugin" => "plugin_x1000",
+            "locked" => "plugin_x1000_locked",
+            _ => "dlopen_x1000",
+        };
+        let mut per_plugin = Vec::new();
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let (elapsed, kib) = run_loads(mode, &thousand);
+                        per_plugin.push(kib);
+                        elapsed
+                    })
+                    .sum()
+            });
+        });
+        per_plugin.sort_by(f64::total_cmp);
+        rss.push((id, per_plugin.get(per_plugin.len() / 2).copied()));
+    }
+    for (id, kib) in rss {
+        if let Some(kib) = kib {
+            println!("load/{id}: {kib:.0} KiB resident per plugin (median over the samples)");
+        }
+    }
     group.finish();
 
     let mut group = c.benchmark_group("verify");

@@ -39,6 +39,7 @@ const PACKAGES: &[&str] = &[
     "runs-at-open",
     "big-tls",
     "services-user",
+    "numbered",
 ];
 
 /// The workspaces under `tests/compat/`, each built on its own, and the
