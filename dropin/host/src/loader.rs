@@ -419,15 +419,13 @@ impl<I: Interface> Loader<I> {
         staged: Staged<'_>,
     ) -> Result<(), LoadError> {
         let path = staged.path.clone();
-        let claim = |name: &str| match registry.get(name) {
-            Some(first) => Err(LoadError::DuplicateName {
-                path: path.clone(),
-                name: name.to_owned(),
-                first: first.path().to_owned(),
-            }),
-            None => Ok(()),
-        };
-        let plugin = self.admit(prober, staged, &claim, &|_| None, &Default::default())?;
+        let plugin = self.admit(
+            prober,
+            staged,
+            &unique_name(registry, &path),
+            &|_| None,
+            &Default::default(),
+        )?;
         registry.insert(plugin);
         Ok(())
     }
@@ -825,6 +823,22 @@ struct Staged<'l> {
     locked: Option<&'l LockEntry>,
     /// The file as it was copied.
     stamp: source::Stamp,
+}
+
+/// The check that the plugin of `path` takes a name no plugin of
+/// `registry` has.
+pub(crate) fn unique_name<'a, I: Interface>(
+    registry: &'a Registry<I>,
+    path: &'a Path,
+) -> impl Fn(&str) -> Result<(), LoadError> + 'a {
+    move |name| match registry.get(name) {
+        Some(first) => Err(LoadError::DuplicateName {
+            path: path.to_owned(),
+            name: name.to_owned(),
+            first: first.path().to_owned(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Whether `error` says nothing about the file itself (the process ran out

@@ -376,20 +376,8 @@ fn method_desc(method: &Method) -> TokenStream {
 fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
     let ident = &method.ident;
     let shim = format_ident!("__dropin_shim_{}", unraw(ident));
-    let params = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ffi = ffi_arg(arg);
-        quote!(#name: #ffi)
-    });
-    let values = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        match arg.kind {
-            Kind::Str => quote!(<&str as ::dropin::Stable>::from_ffi(#name)),
-            Kind::Bytes => quote!(<&[u8] as ::dropin::Stable>::from_ffi(#name)),
-            Kind::Value => quote!(<#ty as ::dropin::Stable>::from_ffi(#name)),
-        }
-    });
+    let params = ffi_params(method);
+    let values = from_ffi_values(method);
     let ret = ffi_ret(method);
     let body = if method.fallible {
         quote! {
@@ -479,28 +467,73 @@ fn handle_method(
     }
 }
 
+/// `name: <ffi type>` for each argument: a boundary function's parameters.
+pub(crate) fn ffi_params(method: &Method) -> Vec<TokenStream> {
+    method
+        .args
+        .iter()
+        .map(|arg| {
+            let name = &arg.ident;
+            let ffi = ffi_arg(arg);
+            quote!(#name: #ffi)
+        })
+        .collect()
+}
+
+/// Each argument converted back from its boundary representation.
+pub(crate) fn from_ffi_values(method: &Method) -> Vec<TokenStream> {
+    method
+        .args
+        .iter()
+        .map(|arg| {
+            let name = &arg.ident;
+            let ty = &arg.ty;
+            match arg.kind {
+                Kind::Str => quote!(<&str as ::dropin::Stable>::from_ffi(#name)),
+                Kind::Bytes => quote!(<&[u8] as ::dropin::Stable>::from_ffi(#name)),
+                Kind::Value => quote!(<#ty as ::dropin::Stable>::from_ffi(#name)),
+            }
+        })
+        .collect()
+}
+
+/// Each argument decoded from `input` as an owned value, then passed as
+/// the method takes it: what serving a call from another process does.
+pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStream>) {
+    let decodes = method
+        .args
+        .iter()
+        .map(|arg| {
+            let name = &arg.ident;
+            let ty = &arg.ty;
+            let owned = match arg.kind {
+                Kind::Str => quote!(::std::string::String),
+                Kind::Bytes => quote!(::std::vec::Vec<u8>),
+                Kind::Value => quote!(#ty),
+            };
+            quote!(let #name = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
+        })
+        .collect();
+    let passes = method
+        .args
+        .iter()
+        .map(|arg| {
+            let name = &arg.ident;
+            match arg.kind {
+                Kind::Str => quote!(#name.as_str()),
+                Kind::Bytes => quote!(#name.as_slice()),
+                Kind::Value => quote!(#name),
+            }
+        })
+        .collect();
+    (decodes, passes)
+}
+
 /// One arm of the handle's `serve`: decodes the arguments of method number
 /// `index`, calls it, encodes the outcome.
 fn serve_arm(index: usize, method: &Method) -> TokenStream {
     let ident = &method.ident;
-    let decodes = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        let owned = match arg.kind {
-            Kind::Str => quote!(::std::string::String),
-            Kind::Bytes => quote!(::std::vec::Vec<u8>),
-            Kind::Value => quote!(#ty),
-        };
-        quote!(let #name = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
-    });
-    let passes = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        match arg.kind {
-            Kind::Str => quote!(#name.as_str()),
-            Kind::Bytes => quote!(#name.as_slice()),
-            Kind::Value => quote!(#name),
-        }
-    });
+    let (decodes, passes) = decoded_args(method);
     quote! {
         #index => {
             #(#decodes)*

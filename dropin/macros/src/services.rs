@@ -16,8 +16,9 @@ use quote::{format_ident, quote};
 
 use crate::{
     ast::{Interface, Method, visibility},
-    expand::{arg_desc, ffi_arg, ffi_ret, snake_case, unraw},
-    ty::Kind,
+    expand::{
+        arg_desc, decoded_args, ffi_arg, ffi_params, ffi_ret, from_ffi_values, snake_case, unraw,
+    },
 };
 
 pub fn services(services: &Interface) -> TokenStream {
@@ -307,20 +308,8 @@ fn handle_method(vis: &syn::Visibility, method: &Method) -> TokenStream {
 fn host_function(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     let ident = &method.ident;
     let function = format_ident!("__dropin_host_{}", unraw(ident));
-    let params = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ffi = ffi_arg(arg);
-        quote!(#name: #ffi)
-    });
-    let values = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        match arg.kind {
-            Kind::Str => quote!(<&str as ::dropin::Stable>::from_ffi(#name)),
-            Kind::Bytes => quote!(<&[u8] as ::dropin::Stable>::from_ffi(#name)),
-            Kind::Value => quote!(<#ty as ::dropin::Stable>::from_ffi(#name)),
-        }
-    });
+    let params = ffi_params(method);
+    let values = from_ffi_values(method);
     let ret = ffi_ret(method);
     let call = quote!(<__DropinHost as #trait_ident>::#ident(host, #(#values),*));
     let body = if method.fallible {
@@ -351,21 +340,10 @@ fn host_function(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
 fn remote_function(index: usize, method: &Method) -> TokenStream {
     let ident = &method.ident;
     let function = format_ident!("__dropin_remote_{}", unraw(ident));
-    let params = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ffi = ffi_arg(arg);
-        quote!(#name: #ffi)
-    });
-    let encodes = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        let value = match arg.kind {
-            Kind::Str => quote!(<&str as ::dropin::Stable>::from_ffi(#name)),
-            Kind::Bytes => quote!(<&[u8] as ::dropin::Stable>::from_ffi(#name)),
-            Kind::Value => quote!(<#ty as ::dropin::Stable>::from_ffi(#name)),
-        };
-        quote!(::dropin::wire::Encode::encode(&#value, out);)
-    });
+    let params = ffi_params(method);
+    let encodes = from_ffi_values(method)
+        .into_iter()
+        .map(|value| quote!(::dropin::wire::Encode::encode(&#value, out);));
     let ret_ty = &method.ret;
     let ret = ffi_ret(method);
     quote! {
@@ -385,24 +363,7 @@ fn remote_function(index: usize, method: &Method) -> TokenStream {
 /// outcome.
 fn serve_arm(trait_ident: &syn::Ident, index: usize, method: &Method) -> TokenStream {
     let ident = &method.ident;
-    let decodes = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        let owned = match arg.kind {
-            Kind::Str => quote!(::std::string::String),
-            Kind::Bytes => quote!(::std::vec::Vec<u8>),
-            Kind::Value => quote!(#ty),
-        };
-        quote!(let #name = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
-    });
-    let passes = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        match arg.kind {
-            Kind::Str => quote!(#name.as_str()),
-            Kind::Bytes => quote!(#name.as_slice()),
-            Kind::Value => quote!(#name),
-        }
-    });
+    let (decodes, passes) = decoded_args(method);
     let call = quote!(<__DropinHost as #trait_ident>::#ident(host, #(#passes),*));
     let body = if method.fallible {
         quote!(#call.map_err(|error| ::std::string::ToString::to_string(&error)))

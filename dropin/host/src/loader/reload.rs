@@ -353,14 +353,7 @@ impl<I: Interface> Loader<I> {
             .stage(snapshots, lockfile, path, false)
             .map_err(rejected)?;
         let copy = staged.copied.path.clone();
-        let claim = |name: &str| match registry.get(name) {
-            Some(first) => Err(LoadError::DuplicateName {
-                path: path.to_owned(),
-                name: name.to_owned(),
-                first: first.path().to_owned(),
-            }),
-            None => Ok(()),
-        };
+        let claim = super::unique_name(registry, path);
         let plugin = self
             .admit(prober, staged, &claim, &|_| None, &Default::default())
             .map_err(|error| {
