@@ -71,8 +71,11 @@ impl Store {
         };
         let name = file.file_name().unwrap_or_default().to_string_lossy();
         let temporary = file.with_file_name(format!(".{name}.{}.new", std::process::id()));
+        // A new file: never one that exists, nor a link planted in its
+        // place. One left by a crash of a process of the same id goes.
+        let _ = fs::remove_file(&temporary);
         let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;

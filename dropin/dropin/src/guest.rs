@@ -85,7 +85,8 @@ impl<'a> Context<'a> {
     /// version without some of them, the calls that lack one fail with
     /// [`ServiceErrorKind::Missing`](crate::ServiceErrorKind::Missing).
     pub fn services<H: ServicesHandle>(&self) -> H {
-        H::bind(self.services)
+        // SAFETY: `services` is the table the host handed to `init`.
+        unsafe { H::bind(self.services) }
     }
 }
 

@@ -68,8 +68,14 @@ pub unsafe trait ServicesHandle: Sized + Clone + Send + Sync + 'static {
 
     /// A handle to the services in `table`, which the host made (`None`: the
     /// host offers none, and every call says the service is missing).
+    ///
+    /// # Safety
+    ///
+    /// `table` must be a table a `Services` made (`Services::table_for`) or
+    /// a handle's `remote_table`: its entries' functions are called with its
+    /// context.
     #[doc(hidden)]
-    fn bind(table: Option<&'static RawServices>) -> Self;
+    unsafe fn bind(table: Option<&'static RawServices>) -> Self;
 }
 
 /// What every services handle has: where the host's table is, and what to
@@ -148,6 +154,19 @@ impl ServicesCore {
     pub fn missing(&self, service: &'static str, since: &'static str) -> ServiceError {
         let message = match self.table {
             None => format!("the host offers no {} services", self.name),
+            Some(table)
+                if table
+                    .entries
+                    .as_slice()
+                    .iter()
+                    .any(|entry| entry.desc.name.as_str() == service) =>
+            {
+                format!(
+                    "the host offers {} {} with another signature for `{service}`",
+                    self.name,
+                    table.version.as_str()
+                )
+            }
             Some(table) => format!(
                 "the host offers {} {}; `{service}` was added in {since}",
                 self.name,
@@ -243,6 +262,11 @@ impl Services {
         self.provider.name()
     }
 
+    /// The version of the interface crate the application was built with.
+    pub fn version(&self) -> &'static str {
+        self.provider.version()
+    }
+
     /// A table for the plugin `plugin`, leaked (a plugin may keep its
     /// handle for ever), and the switch that refuses its calls from then on.
     #[doc(hidden)]
@@ -317,6 +341,8 @@ pub struct Caller {
 pub trait Provider: Send + Sync + 'static {
     /// The services trait's name.
     fn name(&self) -> &'static str;
+    /// The version of the interface crate the application was built with.
+    fn version(&self) -> &'static str;
     /// A table for `caller`, leaked.
     fn table(&self, caller: Caller) -> &'static RawServices;
     /// Serves one call from another process.
@@ -391,10 +417,13 @@ pub fn serve_with<T, R>(
             if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
                 std::mem::forget(second);
             }
-            log::warn!(
-                "the host's service panicked while serving plugin '{}': {message}",
-                caller.plugin
-            );
+            // A logger that panics must not unwind out of this function.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                log::warn!(
+                    "the host's service panicked while serving plugin '{}': {message}",
+                    caller.plugin
+                );
+            }));
             RResult::RErr(RawError::new(RawErrorKind::Panicked, message, None))
         }
     }

@@ -194,8 +194,9 @@ struct Setup {
     /// What the earlier generation saved, for the plugin's `init`.
     previous: Option<Vec<u8>>,
     previous_version: u32,
-    /// Whether the host serves services on file descriptor 3.
-    services: bool,
+    /// The services the host serves on file descriptor 3, if any: their
+    /// trait's name and the version of the interface crate, tab-separated.
+    services: Option<String>,
 }
 
 impl Encode for Setup {
@@ -325,10 +326,10 @@ fn serve<I: Interface>() -> Result<(), String> {
     };
     let previous = setup.previous.map(|bytes| (setup.previous_version, bytes));
     let handed = previous.is_some();
-    let services = if setup.services {
-        child_services::<I>().map_err(|e| format!("cannot reach the host's services: {e}"))?
-    } else {
-        None
+    let services = match &setup.services {
+        Some(identity) => child_services::<I>(identity)
+            .map_err(|e| format!("cannot reach the host's services: {e}"))?,
+        None => None,
     };
     let loaded = load::open::<I>(&path, &copy, None, &policy).and_then(|plugin| {
         load::initialize(&plugin, &setup.config, previous.as_ref(), services).map(|()| plugin)
@@ -508,7 +509,9 @@ pub(crate) fn start<I: Interface>(
         allow_executable_stack: policy.allow_executable_stack,
         previous,
         previous_version,
-        services: cfg!(unix) && services.is_some(),
+        services: services
+            .filter(|_| cfg!(unix))
+            .map(|services| format!("{}\t{}", services.name(), services.version())),
     };
     let mut bytes = Vec::new();
     setup.encode(&mut bytes);
@@ -703,20 +706,57 @@ fn serve_services(
 }
 
 /// In an isolated process: the table of the host's services, reached over
-/// file descriptor 3.
+/// file descriptor 3, if they are the services this program was built
+/// with (`identity`: the host's trait name and interface version). A host
+/// that offers other services, or another version of them, offers none to
+/// this process: every call is `Missing`, never a call by number into
+/// services of another signature.
 #[cfg(unix)]
-fn child_services<I: Interface>() -> io::Result<Option<&'static dropin::__private::RawServices>> {
+fn child_services<I: Interface>(
+    identity: &str,
+) -> io::Result<Option<&'static dropin::__private::RawServices>> {
     use std::os::fd::FromRawFd;
+    // The host put a socket there: anything else (a wrapper program that
+    // closed or reused the descriptor) is not the host.
+    // SAFETY: fstat writes into the struct it is given.
+    let mut stat = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: as above; descriptor 3 may be anything, fstat only reads it.
+    if unsafe { libc::fstat(3, &raw mut stat) } != 0
+        || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK
+    {
+        return Err(io::Error::other("descriptor 3 is not the host's socket"));
+    }
+    // Not inherited by programs the plugin starts.
+    // SAFETY: fcntl on a descriptor known to be open.
+    if unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: the host put the process's end of the services channel at
-    // descriptor 3 (the setup says so), and nothing else owns it.
+    // descriptor 3 (the setup says so, and it is a socket), and nothing
+    // else owns it.
     let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(3) };
-    Ok(I::remote_services(Box::new(ChildServices {
+    let table = I::remote_services(Box::new(ChildServices {
         stream: Mutex::new(stream),
-    })))
+    }));
+    Ok(table.filter(|table| {
+        let same = format!("{}\t{}", table.name.as_str(), table.version.as_str()) == identity;
+        if !same {
+            log::warn!(
+                "the host offers the services {}, this program was built with {} {}: none are \
+                 offered to the plugin",
+                identity.replace('\t', " "),
+                table.name.as_str(),
+                table.version.as_str()
+            );
+        }
+        same
+    }))
 }
 
 #[cfg(not(unix))]
-fn child_services<I: Interface>() -> io::Result<Option<&'static dropin::__private::RawServices>> {
+fn child_services<I: Interface>(
+    _: &str,
+) -> io::Result<Option<&'static dropin::__private::RawServices>> {
     Ok(None)
 }
 

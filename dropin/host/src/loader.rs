@@ -565,9 +565,15 @@ impl<I: Interface> Loader<I> {
             plugin.core().set_refusal(refusal);
             table
         });
-        crate::exit_guard::guarded(path, || {
+        let initialized = crate::exit_guard::guarded(path, || {
             load::initialize(&plugin, config, previous.as_ref(), services)
-        })?;
+        });
+        if let Err(error) = initialized {
+            // Threads its `init` started may live on: their calls to the
+            // host's services are refused from now on.
+            plugin.core().disable("its init failed");
+            return Err(error);
+        }
         // A plugin built before extensions never sees the state.
         plugin.took_state = previous.is_some() && plugin.extensions.is_some();
         log::info!(

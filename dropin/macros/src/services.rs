@@ -179,7 +179,7 @@ pub fn services(services: &Interface) -> TokenStream {
             const NAME: &'static str = #hidden::__DROPIN_NAME;
             const SERVICES: &'static [::dropin::MethodDesc] = #hidden::__DROPIN_SERVICES;
 
-            fn bind(table: ::core::option::Option<&'static #hidden::__dropin_rt::RawServices>) -> Self {
+            unsafe fn bind(table: ::core::option::Option<&'static #hidden::__dropin_rt::RawServices>) -> Self {
                 let (core, bound) = #hidden::__dropin_rt::ServicesCore::bind(
                     #hidden::__DROPIN_NAME,
                     #hidden::__DROPIN_SERVICES,
@@ -222,6 +222,10 @@ pub fn services(services: &Interface) -> TokenStream {
             impl<__DropinHost: #trait_ident + 'static> __dropin_rt::Provider for __DropinProvider<__DropinHost> {
                 fn name(&self) -> &'static str {
                     __DROPIN_NAME
+                }
+
+                fn version(&self) -> &'static str {
+                    __DROPIN_VERSION
                 }
 
                 fn table(&self, caller: __dropin_rt::Caller) -> &'static __dropin_rt::RawServices {

@@ -20,6 +20,8 @@ use greeter_tests::{PluginDir, artifacts};
 struct Recorder {
     kept: Mutex<HashMap<(String, String), String>>,
     served: Mutex<Vec<(String, String)>>,
+    /// The registry, for a service that calls the plugin back.
+    registry: std::sync::OnceLock<&'static dropin_host::Registry<GreeterPlugin>>,
 }
 
 /// The services handed to the loader; the test keeps the recorder.
@@ -45,6 +47,15 @@ impl GreeterHost for TestHost {
         }
         if key == "fail" {
             return Err("no such shelf".into());
+        }
+        if key == "callback" {
+            // Calls back into the plugin that is calling this service.
+            let registry = self.0.registry.get().expect("set by the test");
+            let answer = registry.get(&plugin).unwrap().greet_to("init");
+            return Ok(Some(match answer {
+                Ok(text) => format!("called back: {text}"),
+                Err(error) => format!("refused: {error}"),
+            }));
         }
         Ok(self
             .0
@@ -89,8 +100,9 @@ fn plugins_call_the_host_from_init_methods_and_threads_in_process_and_isolated()
                 .probe(Probe::command(artifacts().host_binary()))
                 .isolate(Isolate::All);
         }
-        let report = builder.build().load().unwrap();
+        let report: &'static _ = Box::leak(Box::new(builder.build().load().unwrap()));
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        let _ = recorder.registry.set(&report.registry);
         let plugin = report.registry.get("services-user").unwrap();
         assert_eq!(plugin.is_isolated(), isolate);
         // During init, from the plugin's thread, and during this call.
@@ -118,6 +130,23 @@ fn plugins_call_the_host_from_init_methods_and_threads_in_process_and_isolated()
             plugin.greet_to("init").unwrap(),
             "Some(\"stored during init\")"
         );
+        // A service that calls back into the plugin calling it: in-process,
+        // a nested call; isolated, refused (the plugin's process waits for
+        // that very service), never a deadlock.
+        let callback = plugin.greet_to("callback").unwrap();
+        if isolate {
+            assert_eq!(
+                callback,
+                "Some(\"refused: plugin 'services-user' failed: refused: the host's service \
+                 that serves this plugin called it back; the plugin may be waiting for that very \
+                 service\")"
+            );
+        } else {
+            assert_eq!(
+                callback,
+                "Some(\"called back: Some(\\\"stored during init\\\")\")"
+            );
+        }
         assert_eq!(served(&recorder, "store init"), 1);
         assert_eq!(served(&recorder, "store thread"), 1);
         // Once the host disables the plugin, its calls are refused before
@@ -194,4 +223,35 @@ fn greeter_host_keeps_the_counter_across_runs_with_a_store() {
         greeter_tests::stdout(&output),
         "counter: Hello, visitor #1!\n"
     );
+}
+
+#[test]
+fn services_of_another_trait_are_never_called_in_process_or_isolated() {
+    /// The services of the example transform interface, handed to a
+    /// greeter loader by mistake.
+    struct Words;
+    impl transform_interface::TransformHost for Words {
+        fn protected_words(&self) -> Result<Vec<String>, BoxError> {
+            Ok(vec!["never".to_owned()])
+        }
+    }
+    let dir = PluginDir::with(&["services_user"]);
+    for isolate in [false, cfg!(target_os = "linux")] {
+        let mut builder = Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .services(transform_interface::TransformHostHandle::provided_by(Words));
+        if isolate {
+            builder = builder
+                .probe(Probe::command(artifacts().host_binary()))
+                .isolate(Isolate::All);
+        }
+        let report = builder.build().load().unwrap();
+        let plugin = report.registry.get("services-user").unwrap();
+        assert_eq!(
+            plugin.greet_to("init").unwrap(),
+            "Missing: host service `load` is missing: the host offers no \
+             greeter-interface::GreeterHost services",
+            "isolated: {isolate}"
+        );
+    }
 }
