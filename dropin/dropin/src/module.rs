@@ -255,5 +255,10 @@ mod tests {
         assert_eq!(size_of::<TypeDesc>(), 10 * word);
         assert_eq!(size_of::<FieldDesc>(), 3 * word);
         assert_eq!(size_of::<VariantDesc>(), 4 * word);
+        // The extensions symbol's contract (`dropin_extensions_v1`).
+        assert_eq!(size_of::<Extensions>(), 2 * word);
+        assert_eq!(size_of::<InitExtra<'_>>(), 2 * word);
+        assert_eq!(size_of::<RawSavedState>(), 5 * word);
+        assert_eq!(size_of::<crate::services::RawServices>(), 7 * word);
     }
 }
