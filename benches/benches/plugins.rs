@@ -476,10 +476,13 @@ fn loads(c: &mut Criterion) {
     // its files. Each sample reports the time of its loading alone.
     let thousand = thousand_plugins(&library, root.path());
     let mut rss = Vec::new();
-    for mode in ["plugin", "locked", "dlopen"] {
+    // `cached`: locked, with a snapshot cache that the warm-up fills; the
+    // samples map the copies it kept.
+    for mode in ["plugin", "locked", "cached", "dlopen"] {
         let id = match mode {
             "plugin" => "plugin_x1000",
             "locked" => "plugin_x1000_locked",
+            "cached" => "plugin_x1000_cached",
             _ => "dlopen_x1000",
         };
         let mut per_plugin = Vec::new();

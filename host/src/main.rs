@@ -99,6 +99,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     snapshot_dir: Option<PathBuf>,
 
+    /// Keep the verified copies of locked plugin files in DIR across runs:
+    /// a later run maps the copy of an unchanged file instead of copying and
+    /// hashing it again [default: nothing kept]. Best on the snapshot
+    /// folder's file system; nothing is ever removed from it.
+    #[arg(long, global = true, value_name = "DIR")]
+    snapshot_cache: Option<PathBuf>,
+
     /// Run plugins in processes of their own: all of them, or with
     /// `--isolate=NAME,...` the named ones. A plugin that crashes, exits or
     /// hangs then fails its call instead of ending the host.
@@ -316,6 +323,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .probe(probe);
     if let Some(snapshots) = &cli.snapshot_dir {
         builder = builder.snapshot_root(snapshots);
+    }
+    if let Some(cache) = &cli.snapshot_cache {
+        builder = builder.snapshot_cache(cache);
     }
     match cli.isolate.as_deref() {
         None => {}

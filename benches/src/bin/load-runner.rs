@@ -6,7 +6,9 @@
 //! a thousand needs a fresh process.
 //!
 //! MODE: `plugin` (the loader, lock file ignored), `locked` (the loader,
-//! lock file required: every file hashed and checked against it), or
+//! lock file required: every file hashed and checked against it), `cached`
+//! (as `locked`, with a snapshot cache in `DIR.cache`: warm after the
+//! first run, each file mapped from the copy an earlier run verified), or
 //! `dlopen` (bare `dlopen` and a lookup of the root symbol, the baseline).
 
 use std::{path::Path, time::Instant};
@@ -28,7 +30,7 @@ fn rss_kib() -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, dir] = args.as_slice() else {
-        eprintln!("usage: load-runner plugin|locked|dlopen DIR");
+        eprintln!("usage: load-runner plugin|locked|cached|dlopen DIR");
         std::process::exit(2);
     };
     let dir = Path::new(dir);
@@ -36,19 +38,20 @@ fn main() {
     let mut reports = Vec::new();
     let start = Instant::now();
     let count = match mode.as_str() {
-        "plugin" | "locked" => {
-            let lock = if mode == "locked" {
-                LockMode::Required
-            } else {
+        "plugin" | "locked" | "cached" => {
+            let lock = if mode == "plugin" {
                 LockMode::Ignore
+            } else {
+                LockMode::Required
             };
-            let report = Loader::<NoopPlugin>::builder()
+            let mut builder = Loader::<NoopPlugin>::builder()
                 .dir(dir)
                 .lock(lock)
-                .max_mapped(usize::MAX)
-                .build()
-                .load()
-                .expect("the folder loads");
+                .max_mapped(usize::MAX);
+            if mode == "cached" {
+                builder = builder.snapshot_cache(dir.with_extension("cache"));
+            }
+            let report = builder.build().load().expect("the folder loads");
             assert!(report.rejected.is_empty(), "{:?}", report.rejected);
             let count = report.registry.len();
             // Dropped after the clock stops (below): that removes the

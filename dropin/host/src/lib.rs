@@ -55,6 +55,7 @@
 
 #![deny(missing_docs)]
 
+mod cache;
 mod chain;
 mod discover;
 mod exit_guard;

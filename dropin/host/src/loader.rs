@@ -17,6 +17,7 @@ use dropin::Interface;
 use semver::{Version, VersionReq};
 
 use crate::{
+    cache::Cache,
     discover::{DiscoverError, discover},
     isolation::{self, Isolate},
     load::{self, LoadError, Plugin, Policy, default_interface_req},
@@ -162,6 +163,8 @@ pub struct Loader<I: Interface> {
     lock: LockMode,
     /// The folder the application chose, if it did.
     snapshot_root: Option<PathBuf>,
+    /// Where verified copies are kept across runs, if anywhere.
+    snapshot_cache: Option<PathBuf>,
     check_permissions: bool,
     max_file_size: u64,
     max_mapped: usize,
@@ -199,6 +202,7 @@ impl<I: Interface> Loader<I> {
             host_version: None,
             lock: LockMode::default(),
             snapshot_root: None,
+            snapshot_cache: None,
             check_permissions: true,
             allow_panic_abort: false,
             allow_executable_stack: false,
@@ -257,14 +261,16 @@ impl<I: Interface> Loader<I> {
             .filter_map(|path| Some((path.as_path(), source::Stamp::of(&fs::metadata(path).ok()?))))
             .collect();
         let lockfile = self.lockfile()?;
+        let index = lockfile.as_ref().map(lock_index);
         if let Some(lockfile) = &lockfile {
             // Not an error (nothing unapproved loads), but a deployment that
             // lost a plugin should hear about it.
+            let present: std::collections::HashSet<&std::ffi::OsStr> = candidates
+                .iter()
+                .filter_map(|path| path.file_name())
+                .collect();
             for entry in &lockfile.plugins {
-                if !candidates
-                    .iter()
-                    .any(|path| path.file_name() == Some(entry.file.as_ref()))
-                {
+                if !present.contains(std::ffi::OsStr::new(&entry.file)) {
                     log::warn!(
                         "{} is listed in {} but missing from the folder",
                         self.dir.join(&entry.file).display(),
@@ -279,6 +285,10 @@ impl<I: Interface> Loader<I> {
         };
         let snapshots = self.snapshot_dir(&candidates)?;
         let mut prober = self.probe.clone().map(Prober::new);
+        let cache = match &lockfile {
+            Some(_) => self.snapshot_cache.as_deref().and_then(Cache::open),
+            None => None,
+        };
         if let Some(snapshots) = &snapshots {
             // Opening, copying and hashing run none of a file's code and
             // need no loader lock: worker threads do them ahead, while this
@@ -291,14 +301,15 @@ impl<I: Interface> Loader<I> {
                 let (send, results) = mpsc::channel();
                 for _ in 0..workers {
                     let send = send.clone();
-                    let (next, candidates, lockfile) = (&next, &candidates, lockfile.as_ref());
+                    let (next, candidates, lockfile, cache) =
+                        (&next, &candidates, index.as_ref(), cache.as_ref());
                     scope.spawn(move || {
                         loop {
                             let index = next.fetch_add(1, Ordering::Relaxed);
                             let Some(path) = candidates.get(index) else {
                                 break;
                             };
-                            let staged = self.stage(snapshots, lockfile, path, false);
+                            let staged = self.stage(snapshots, lockfile, path, false, cache);
                             if send.send((index, staged)).is_err() {
                                 break;
                             }
@@ -382,9 +393,10 @@ impl<I: Interface> Loader<I> {
     fn stage<'l>(
         &self,
         snapshots: &SnapshotDir,
-        lockfile: Option<&'l Lockfile>,
+        lockfile: Option<&LockIndex<'l>>,
         path: &Path,
         hash: bool,
+        cache: Option<&Cache>,
     ) -> Result<Staged<'l>, LoadError> {
         // One handle from here on: kind, owner, mode, size and bytes all come
         // from the same open file.
@@ -395,18 +407,52 @@ impl<I: Interface> Loader<I> {
             None => None,
             Some(lockfile) => {
                 let file = path.file_name().unwrap_or_default().to_string_lossy();
-                Some(lockfile.entry(&file).ok_or_else(|| LoadError::NotLocked {
-                    path: path.to_owned(),
-                    lockfile: self.lockfile_path(),
-                })?)
+                Some(
+                    lockfile
+                        .get(&*file)
+                        .copied()
+                        .ok_or_else(|| LoadError::NotLocked {
+                            path: path.to_owned(),
+                            lockfile: self.lockfile_path(),
+                        })?,
+                )
             }
         };
+        // A copy this user's earlier run verified against the same lock
+        // entry, of the same unchanged file: mapped as it is.
+        let stamp = source::Stamp::of(&source.meta);
+        if let (Some(cache), Some(entry)) = (cache, locked)
+            && let Some(sha256) = parse_hex(&entry.sha256)
+            && let Some(kept) = cache.find(&stamp, &entry.sha256, source.meta.len())
+        {
+            log::debug!(
+                "{}: its verified copy {} is kept",
+                path.display(),
+                kept.display()
+            );
+            return Ok(Staged {
+                path: path.to_owned(),
+                copied: Copied {
+                    path: kept,
+                    len: source.meta.len(),
+                    sha256: Some(sha256),
+                },
+                locked,
+                stamp,
+            });
+        }
         let copied = self.copy(snapshots, &mut source, path, hash || locked.is_some())?;
+        let stamp = source::Stamp::of(&source.meta);
+        if let (Some(cache), Some(entry), Some(sha256)) = (cache, locked, copied.sha256)
+            && hex(&sha256).eq_ignore_ascii_case(&entry.sha256)
+        {
+            cache.keep(&copied.path, &stamp, &entry.sha256);
+        }
         Ok(Staged {
             path: path.to_owned(),
             copied,
             locked,
-            stamp: source::Stamp::of(&source.meta),
+            stamp,
         })
     }
 
@@ -847,6 +893,30 @@ pub(crate) fn unique_name<'a, I: Interface>(
     }
 }
 
+/// A lock file's entries by file name.
+pub(crate) type LockIndex<'l> = HashMap<&'l str, &'l LockEntry>;
+
+/// `lockfile`'s entries by file name: one lookup per file, not a scan.
+pub(crate) fn lock_index(lockfile: &Lockfile) -> LockIndex<'_> {
+    lockfile
+        .plugins
+        .iter()
+        .map(|entry| (entry.file.as_str(), entry))
+        .collect()
+}
+
+/// The bytes a SHA-256 in hexadecimal names, if it is one.
+fn parse_hex(text: &str) -> Option<[u8; 32]> {
+    let mut bytes = [0; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(bytes)
+}
+
 /// Whether `error` says nothing about the file itself (the process ran out
 /// of room or mappings): a reload tries such a file again even unchanged.
 pub(crate) fn is_passing(error: &LoadError) -> bool {
@@ -903,6 +973,7 @@ pub struct LoaderBuilder<I: Interface> {
     host_version: Option<Version>,
     lock: LockMode,
     snapshot_root: Option<PathBuf>,
+    snapshot_cache: Option<PathBuf>,
     check_permissions: bool,
     allow_panic_abort: bool,
     allow_executable_stack: bool,
@@ -972,6 +1043,25 @@ impl<I: Interface> LoaderBuilder<I> {
     /// with [`LoaderError::SnapshotNoexec`] or [`LoaderError::SnapshotFull`].
     pub fn snapshot_root(mut self, root: impl Into<PathBuf>) -> Self {
         self.snapshot_root = Some(root.into());
+        self
+    }
+
+    /// Keeps the private copies that matched the lock file in `dir`, across
+    /// runs, so that a later [`load`](Loader::load) of an unchanged, locked
+    /// file maps the copy it already verified instead of copying and hashing
+    /// the file again (by default nothing is kept). An unchanged file is one
+    /// with the same device, inode, size and modification and change times,
+    /// to the nanosecond: the change time is set by the kernel on every
+    /// change and cannot be set back by anyone but root. The folder is made
+    /// private if it does not exist, must be this user's (or root's) and
+    /// writable by nobody else, and should be on the snapshot folder's file
+    /// system: copies are kept as second names for the private copies,
+    /// never copied again. Nothing is ever removed from it: it holds one
+    /// copy per locked build ever loaded, until it is emptied. Only locked
+    /// files use it; a reload always copies afresh.
+    #[must_use]
+    pub fn snapshot_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.snapshot_cache = Some(dir.into());
         self
     }
 
@@ -1137,6 +1227,7 @@ impl<I: Interface> LoaderBuilder<I> {
             },
             lock: self.lock,
             snapshot_root: self.snapshot_root,
+            snapshot_cache: self.snapshot_cache,
             check_permissions: self.check_permissions,
             max_file_size: self.max_file_size,
             max_mapped: self.max_mapped,

@@ -230,6 +230,14 @@ fn private_dir_builder() -> fs::DirBuilder {
     fs::DirBuilder::new()
 }
 
+/// Copies the private file `from` to a new private file `to`.
+pub(crate) fn copy_private(from: &Path, to: &Path) -> io::Result<()> {
+    let mut input = File::open(from)?;
+    let mut output = private_file_options().open(to)?;
+    io::copy(&mut input, &mut output)?;
+    output.sync_all()
+}
+
 fn private_file_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);

@@ -119,6 +119,20 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp as a file name: every field, in decimal.
+    pub(crate) fn key(&self) -> String {
+        format!(
+            "{}-{}-{}-{}.{}-{}.{}",
+            self.id.0,
+            self.id.1,
+            self.len,
+            self.modified.0,
+            self.modified.1,
+            self.changed.0,
+            self.changed.1
+        )
+    }
+
     pub(crate) fn of(meta: &Metadata) -> Self {
         #[cfg(unix)]
         {

@@ -486,3 +486,69 @@ fn recording_refuses_what_loading_would_without_opening_anything_in_the_host() {
     let report = loader(false).load().unwrap();
     assert_eq!(report.registry.len(), 2);
 }
+
+#[test]
+fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
+    let dir = PluginDir::with(&["hello", "counter"]);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("kept");
+    let cache_arg = cache_dir.to_str().unwrap();
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    let run = || {
+        dir.command(&["--locked", "--snapshot-cache", cache_arg, "greet"])
+            .env("RUST_LOG", "dropin_host=debug")
+            .output()
+            .unwrap()
+    };
+    let kept = |output: &std::process::Output| stderr(output).matches(" is kept").count();
+    // The first run copies, hashes, and keeps the two verified copies.
+    let first = run();
+    assert_eq!(
+        stdout(&first),
+        "counter: Hello, visitor #1!\nhello: Hello!\n"
+    );
+    assert_eq!(kept(&first), 0);
+    let entries = |dir: &std::path::Path| fs::read_dir(dir).unwrap().count();
+    assert_eq!(entries(&cache_dir), 2);
+    // The next maps them: the same greetings, nothing copied.
+    let second = run();
+    assert_eq!(stdout(&second), stdout(&first));
+    assert_eq!(kept(&second), 2, "{}", stderr(&second));
+    // A changed file misses the cache: its new bytes are hashed, and
+    // refused, since the lock file names the old ones.
+    let hello = dir.path().join(library_file_name("hello"));
+    let mut bytes = fs::read(&hello).unwrap();
+    let at = bytes
+        .windows(6)
+        .position(|window| window == b"Hello!")
+        .unwrap();
+    bytes[at..at + 6].copy_from_slice(b"Howdy!");
+    fs::write(&hello, &bytes).unwrap();
+    let third = run();
+    assert_eq!(third.status.code(), Some(1));
+    assert_eq!(stdout(&third), "counter: Hello, visitor #1!\n");
+    assert!(
+        stderr(&third).contains("SHA-256 mismatch"),
+        "{}",
+        stderr(&third)
+    );
+    assert_eq!(kept(&third), 1);
+    // Locked anew, the new build loads, and is kept beside the old one.
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    let fourth = run();
+    assert_eq!(
+        stdout(&fourth),
+        "counter: Hello, visitor #1!\nhello: Howdy!\n"
+    );
+    assert_eq!(entries(&cache_dir), 3);
+    // A cache folder others may write is not used at all.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&cache_dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let fifth = run();
+        assert_eq!(stdout(&fifth), stdout(&fourth));
+        assert_eq!(kept(&fifth), 0);
+        assert!(stderr(&fifth).contains("not used"), "{}", stderr(&fifth));
+    }
+}

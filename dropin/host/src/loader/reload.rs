@@ -9,10 +9,9 @@ use std::{
 use dropin::Interface;
 use semver::Version;
 
-use super::{Loader, LoaderError, Saved, Staged};
+use super::{Loader, LoaderError, LockIndex, Saved, Staged};
 use crate::{
     load::{LoadError, Plugin},
-    lockfile::Lockfile,
     probe::Prober,
     registry::{Registry, Slot},
     snapshot::SnapshotDir,
@@ -125,8 +124,9 @@ impl<I: Interface> Loader<I> {
         // The folder's own check, as for a first load.
         self.candidates()?;
         let lockfile = self.lockfile()?;
+        let index = lockfile.as_ref().map(super::lock_index);
         let mut prober = self.probe.clone().map(Prober::new);
-        let reloaded = self.replace(registry, slot, lockfile.as_ref(), prober.as_mut(), false)?;
+        let reloaded = self.replace(registry, slot, index.as_ref(), prober.as_mut(), false)?;
         Ok(reloaded.expect("a reload by name never skips"))
     }
 
@@ -169,6 +169,7 @@ impl<I: Interface> Loader<I> {
             return Ok(report);
         }
         let lockfile = self.lockfile()?;
+        let index = lockfile.as_ref().map(super::lock_index);
         let mut prober = self.probe.clone().map(Prober::new);
         for (path, stamp) in changed {
             let current = registry.iter().find(|plugin| plugin.path() == path);
@@ -177,10 +178,10 @@ impl<I: Interface> Loader<I> {
                     let slot = registry
                         .slot(plugin.name())
                         .expect("listed by the registry");
-                    self.replace(registry, slot, lockfile.as_ref(), prober.as_mut(), true)
+                    self.replace(registry, slot, index.as_ref(), prober.as_mut(), true)
                 }
                 None => self
-                    .add(registry, &path, lockfile.as_ref(), prober.as_mut())
+                    .add(registry, &path, index.as_ref(), prober.as_mut())
                     .map(Some),
             };
             let settle = match &result {
@@ -250,7 +251,7 @@ impl<I: Interface> Loader<I> {
         &self,
         registry: &Registry<I>,
         slot: &Slot<I>,
-        lockfile: Option<&Lockfile>,
+        lockfile: Option<&LockIndex<'_>>,
         prober: Option<&mut Prober>,
         skip_same: bool,
     ) -> Result<Option<Reloaded>, ReloadError> {
@@ -274,7 +275,7 @@ impl<I: Interface> Loader<I> {
         }
         let snapshots = self.snapshots_of(registry, path)?;
         let staged: Staged<'_> = self
-            .stage(snapshots, lockfile, path, skip_same)
+            .stage(snapshots, lockfile, path, skip_same, None)
             .map_err(refused)?;
         let copy = staged.copied.path.clone();
         if skip_same
@@ -332,10 +333,13 @@ impl<I: Interface> Loader<I> {
         debug_assert_eq!(generation, reloaded.generation);
         // An isolated generation is really unloaded: its process ends once
         // its running call returns; calls that still reach it go on to the
-        // new one. Its copy, never mapped here, goes too.
+        // new one. Its private copy, never mapped here, goes too (not a
+        // copy kept in a snapshot cache, which later runs may map).
         if let Some(remote) = old.core().remote() {
             remote.retire(successor);
-            let _ = fs::remove_file(old.loaded_from());
+            if old.loaded_from().starts_with(snapshots.path()) {
+                let _ = fs::remove_file(old.loaded_from());
+            }
         }
         Ok(Some(reloaded))
     }
@@ -344,13 +348,13 @@ impl<I: Interface> Loader<I> {
         &self,
         registry: &Registry<I>,
         path: &Path,
-        lockfile: Option<&Lockfile>,
+        lockfile: Option<&LockIndex<'_>>,
         prober: Option<&mut Prober>,
     ) -> Result<Reloaded, ReloadError> {
         let rejected = |error| ReloadError::Rejected(Box::new(error));
         let snapshots = self.snapshots_of(registry, path)?;
         let staged = self
-            .stage(snapshots, lockfile, path, false)
+            .stage(snapshots, lockfile, path, false, None)
             .map_err(rejected)?;
         let copy = staged.copied.path.clone();
         let claim = super::unique_name(registry, path);
