@@ -13,11 +13,13 @@
 //! the current time on every change of its contents or metadata, and no
 //! user but root can set it otherwise; a file with the same device, inode
 //! and change time to the nanosecond is the file that was copied, unchanged.
-//! The kept copies are never written again after they are made; the folder
-//! and each copy must belong to this user (or root) and be writable by
-//! nobody else, as the plugins folder must. What someone with the host's
-//! own user rights can do to the cache, they can do to the plugins folder
-//! and the lock file too.
+//! The kept copies are never written again after they are made. A kept copy
+//! is mapped without being hashed again, so the cache must be trusted as
+//! much as the lock file that approves it, and no more widely writable: the
+//! folder and each copy must belong to the owner of the lock file and be
+//! writable by nobody else. Where the lock file belongs to root (so that
+//! the application cannot approve anything itself), only a cache root made
+//! and filled is used. Unix only: elsewhere the loader keeps nothing.
 //!
 //! [`LoaderBuilder::snapshot_cache`]: crate::LoaderBuilder::snapshot_cache
 
@@ -33,59 +35,100 @@ use crate::{permissions::check_metadata, source::Stamp};
 /// The kept copies this process mapped: the dynamic loader returns the
 /// library it already has for a path it has seen, so a copy is handed out
 /// once per process; a second load of the same file copies afresh.
-static HANDED_OUT: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<Option<HashSet<(u64, u64)>>> = Mutex::new(None);
+
+/// Numbers the temporary files of this process's copies into the cache.
+static TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The cache folder, checked.
 #[derive(Debug)]
 pub(crate) struct Cache {
     dir: PathBuf,
+    /// The user the folder and every copy must belong to: the lock file's
+    /// owner.
+    owner: u32,
+}
+
+/// Which file `meta` describes: device and inode, as the dynamic loader
+/// tells libraries apart.
+#[cfg(unix)]
+fn file_id(meta: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(unix)]
+fn owner(meta: &fs::Metadata) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    meta.uid()
+}
+
+/// Marks the file `id` as mapped by this process; whether it was not yet.
+fn hand_out(id: (u64, u64)) -> bool {
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    handed_out.get_or_insert_with(HashSet::new).insert(id)
 }
 
 impl Cache {
-    /// The cache in `dir`, made private if it does not exist; `None`, with a
-    /// warning, if it cannot be made or is not safe to trust.
-    pub(crate) fn open(dir: &Path) -> Option<Self> {
+    /// The cache in `dir`, made private if it does not exist, for a lock
+    /// file owned by `owner`; `None`, with a warning, if it cannot be made
+    /// or is not safe to trust.
+    #[cfg(unix)]
+    pub(crate) fn open(dir: &Path, owner_of_lock: u32) -> Option<Self> {
+        let refused = |why: &dyn std::fmt::Display| {
+            log::warn!("snapshot cache {} not used: {why}", dir.display());
+            None
+        };
         if !dir.exists() {
-            #[cfg(unix)]
-            let made = {
-                use std::os::unix::fs::DirBuilderExt;
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-            };
-            #[cfg(not(unix))]
-            let made = fs::create_dir_all(dir);
+            use std::os::unix::fs::DirBuilderExt;
+            let made = fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
             if let Err(error) = made {
-                log::warn!("snapshot cache {} not used: {error}", dir.display());
-                return None;
+                return refused(&error);
             }
         }
-        match fs::symlink_metadata(dir) {
-            Ok(meta) if meta.is_dir() => match check_metadata(&meta) {
-                Ok(()) => Some(Self {
-                    dir: dir.to_owned(),
-                }),
-                Err(error) => {
-                    log::warn!("snapshot cache {} not used: {error}", dir.display());
-                    None
-                }
-            },
-            _ => {
-                log::warn!(
-                    "snapshot cache {} not used: expected a folder",
-                    dir.display()
-                );
-                None
-            }
+        let meta = match fs::symlink_metadata(dir) {
+            Ok(meta) if meta.is_dir() => meta,
+            _ => return refused(&"expected a folder"),
+        };
+        if let Err(error) = check_metadata(&meta) {
+            return refused(&error);
         }
+        if owner(&meta) != owner_of_lock {
+            return refused(&format_args!(
+                "it belongs to user {}, the lock file to user {owner_of_lock}: a kept copy is \
+                 mapped without being hashed again, so the cache must be the lock file's owner's",
+                owner(&meta)
+            ));
+        }
+        if crate::snapshot::space(dir).is_some_and(|space| space.noexec) {
+            return refused(&"its file system is mounted noexec");
+        }
+        Some(Self {
+            dir: dir.to_owned(),
+            owner: owner_of_lock,
+        })
+    }
+
+    #[cfg(not(unix))]
+    pub(crate) fn open(dir: &Path, _: u32) -> Option<Self> {
+        log::warn!(
+            "snapshot cache {} not used: only on Unix, where its files' owners can be checked",
+            dir.display()
+        );
+        None
     }
 
     fn path(&self, stamp: &Stamp, sha256: &str) -> PathBuf {
+        // The hash first: the dynamic loader compares the name of every
+        // library it opens with those it has, and names that start alike
+        // take longer to tell apart.
         self.dir.join(format!(
             "{}-{}.so",
-            stamp.key(),
-            sha256.to_ascii_lowercase()
+            sha256.to_ascii_lowercase(),
+            stamp.key()
         ))
     }
 
@@ -102,11 +145,15 @@ impl Cache {
         if !meta.is_file() || meta.len() != len || check_metadata(&meta).is_err() {
             return None;
         }
-        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-        handed_out
-            .get_or_insert_with(HashSet::new)
-            .insert(path.clone())
-            .then_some(path)
+        #[cfg(unix)]
+        {
+            if owner(&meta) != self.owner || !hand_out(file_id(&meta)) {
+                return None;
+            }
+            Some(path)
+        }
+        #[cfg(not(unix))]
+        None
     }
 
     /// Keeps `copy`, a private copy of the file with `stamp` whose bytes
@@ -119,15 +166,18 @@ impl Cache {
             Ok(()) => {
                 // The same file as the copy this process maps: not to be
                 // handed out again in this process.
-                let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-                handed_out.get_or_insert_with(HashSet::new).insert(path);
+                #[cfg(unix)]
+                if let Ok(meta) = fs::metadata(copy) {
+                    hand_out(file_id(&meta));
+                }
                 Ok(())
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
             // Another file system: copied once, under a temporary name
             // created exclusively, then renamed into place whole.
             Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
-                let temporary = path.with_extension(format!("{}.new", std::process::id()));
+                let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
                 let _ = fs::remove_file(&temporary);
                 let copied = crate::snapshot::copy_private(copy, &temporary)
                     .and_then(|()| fs::rename(&temporary, &path));

@@ -561,7 +561,9 @@ impl<I: Interface> Plugin<I> {
     }
 
     /// The private copy the dynamic loader opened (see [`Loader`](crate::Loader)).
-    /// It is removed with the registry; the library stays mapped.
+    /// It is removed with the registry; the library stays mapped. With a
+    /// snapshot cache, it may be a copy an earlier run kept there, which
+    /// stays.
     pub fn loaded_from(&self) -> &Path {
         &self.loaded_from
     }
@@ -570,7 +572,9 @@ impl<I: Interface> Plugin<I> {
     ///
     /// Computed while the file was copied when a lock file was in force, else
     /// now, from the private copy the dynamic loader opened (nobody else can
-    /// write it), and remembered.
+    /// write it), and remembered. For a copy a snapshot cache kept, the hash
+    /// it was kept under: the one measured when it was made, which the lock
+    /// entry names.
     ///
     /// # Errors
     ///

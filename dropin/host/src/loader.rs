@@ -285,9 +285,11 @@ impl<I: Interface> Loader<I> {
         };
         let snapshots = self.snapshot_dir(&candidates)?;
         let mut prober = self.probe.clone().map(Prober::new);
-        let cache = match &lockfile {
-            Some(_) => self.snapshot_cache.as_deref().and_then(Cache::open),
-            None => None,
+        let cache = match (&lockfile, &self.snapshot_cache) {
+            (Some(_), Some(dir)) => {
+                lock_owner(&self.lockfile_path()).and_then(|owner| Cache::open(dir, owner))
+            }
+            _ => None,
         };
         if let Some(snapshots) = &snapshots {
             // Opening, copying and hashing run none of a file's code and
@@ -893,6 +895,18 @@ pub(crate) fn unique_name<'a, I: Interface>(
     }
 }
 
+/// The user the lock file at `path` belongs to.
+#[cfg(unix)]
+fn lock_owner(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|meta| meta.uid())
+}
+
+#[cfg(not(unix))]
+fn lock_owner(_: &Path) -> Option<u32> {
+    Some(0)
+}
+
 /// A lock file's entries by file name.
 pub(crate) type LockIndex<'l> = HashMap<&'l str, &'l LockEntry>;
 
@@ -1052,13 +1066,15 @@ impl<I: Interface> LoaderBuilder<I> {
     /// the file again (by default nothing is kept). An unchanged file is one
     /// with the same device, inode, size and modification and change times,
     /// to the nanosecond: the change time is set by the kernel on every
-    /// change and cannot be set back by anyone but root. The folder is made
-    /// private if it does not exist, must be this user's (or root's) and
-    /// writable by nobody else, and should be on the snapshot folder's file
-    /// system: copies are kept as second names for the private copies,
-    /// never copied again. Nothing is ever removed from it: it holds one
-    /// copy per locked build ever loaded, until it is emptied. Only locked
-    /// files use it; a reload always copies afresh.
+    /// change and cannot be set back by anyone but root. A kept copy is
+    /// mapped without being hashed again, so the folder and every copy in
+    /// it must belong to the lock file's owner and be writable by nobody
+    /// else (the folder is made private if it does not exist); otherwise it
+    /// is not used, with a warning. Best on the snapshot folder's file
+    /// system: copies are then kept as second names of the private copies,
+    /// not copied again. Nothing is ever removed from it: it holds one copy
+    /// per locked build ever loaded, until it is emptied. Only locked files
+    /// use it; a reload always copies afresh. Unix only.
     #[must_use]
     pub fn snapshot_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.snapshot_cache = Some(dir.into());

@@ -550,5 +550,18 @@ fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
         assert_eq!(stdout(&fifth), stdout(&fourth));
         assert_eq!(kept(&fifth), 0);
         assert!(stderr(&fifth).contains("not used"), "{}", stderr(&fifth));
+        // Nor one that belongs to another user: its copies are mapped
+        // without being hashed again.
+        fs::set_permissions(&cache_dir, fs::Permissions::from_mode(0o700)).unwrap();
+        if std::os::unix::fs::chown(&cache_dir, Some(4242), None).is_ok() {
+            let sixth = run();
+            assert_eq!(stdout(&sixth), stdout(&fourth));
+            assert_eq!(kept(&sixth), 0);
+            assert!(
+                stderr(&sixth).contains("not used: owned by uid 4242"),
+                "{}",
+                stderr(&sixth)
+            );
+        }
     }
 }
