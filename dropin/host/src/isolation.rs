@@ -1395,18 +1395,7 @@ fn write_frame_until(stdin: &mut ChildStdin, bytes: &[u8], deadline: Instant) ->
             Ok(n) => written += n,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Wait::TimedOut);
-                }
-                let mut poll = libc::pollfd {
-                    fd: stdin.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-                // SAFETY: one valid `pollfd`.
-                unsafe { libc::poll(&raw mut poll, 1, millis) };
+                wait_for(stdin.as_raw_fd(), libc::POLLOUT, deadline)?;
             }
             Err(_) => return Err(Wait::Failed),
         }
@@ -1458,14 +1447,21 @@ fn read_frame_until(stdout: &mut ChildStdout, deadline: Instant) -> Result<Optio
 #[cfg(unix)]
 fn wait_readable(stdout: &ChildStdout, deadline: Instant) -> Result<(), Wait> {
     use std::os::fd::AsRawFd;
+    wait_for(stdout.as_raw_fd(), libc::POLLIN, deadline)
+}
+
+/// Waits until `fd` is ready for `events` (or has ended), at most until
+/// `deadline`.
+#[cfg(unix)]
+fn wait_for(fd: std::os::fd::RawFd, events: libc::c_short, deadline: Instant) -> Result<(), Wait> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(Wait::TimedOut);
         }
         let mut poll = libc::pollfd {
-            fd: stdout.as_raw_fd(),
-            events: libc::POLLIN,
+            fd,
+            events,
             revents: 0,
         };
         let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);

@@ -355,7 +355,7 @@ pub fn unraw(ident: &Ident) -> String {
     ident.unraw().to_string()
 }
 
-fn method_desc(method: &Method) -> TokenStream {
+pub(crate) fn method_desc(method: &Method) -> TokenStream {
     let name = unraw(&method.ident);
     let since = &method.since;
     let args = method.args.iter().map(arg_desc);
@@ -415,16 +415,8 @@ fn handle_method(
     let name = unraw(ident);
     let since = &method.since;
     let docs = &method.docs;
-    let params = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        quote!(#name: #ty)
-    });
-    let values = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        quote!(<#ty as ::dropin::Stable>::into_ffi(#name))
-    });
+    let params = typed_params(method);
+    let values = into_ffi_values(method);
     let ret = &method.ret;
     let (output, convert) = if is_string(ret) {
         (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
@@ -465,6 +457,33 @@ fn handle_method(
             self.core.call(|| function(#(#values),*)).map(#convert)
         }
     }
+}
+
+/// `name: Type` for each argument, as declared: a handle method's
+/// parameters.
+pub(crate) fn typed_params(method: &Method) -> Vec<TokenStream> {
+    method
+        .args
+        .iter()
+        .map(|arg| {
+            let name = &arg.ident;
+            let ty = &arg.ty;
+            quote!(#name: #ty)
+        })
+        .collect()
+}
+
+/// Each argument converted to its boundary representation.
+pub(crate) fn into_ffi_values(method: &Method) -> Vec<TokenStream> {
+    method
+        .args
+        .iter()
+        .map(|arg| {
+            let name = &arg.ident;
+            let ty = &arg.ty;
+            quote!(<#ty as ::dropin::Stable>::into_ffi(#name))
+        })
+        .collect()
 }
 
 /// `name: <ffi type>` for each argument: a boundary function's parameters.

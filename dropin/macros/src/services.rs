@@ -17,7 +17,8 @@ use quote::{format_ident, quote};
 use crate::{
     ast::{Interface, Method, visibility},
     expand::{
-        arg_desc, decoded_args, ffi_arg, ffi_params, ffi_ret, from_ffi_values, snake_case, unraw,
+        decoded_args, ffi_arg, ffi_params, ffi_ret, from_ffi_values, into_ffi_values, method_desc,
+        snake_case, typed_params, unraw,
     },
 };
 
@@ -47,20 +48,7 @@ pub fn services(services: &Interface) -> TokenStream {
             pub type #alias = extern "C" fn(*const __dropin_rt::c_void, #(#args),*) -> #ret;
         }
     });
-    let descs = methods.iter().map(|method| {
-        let name = unraw(&method.ident);
-        let since = &method.since;
-        let args = method.args.iter().map(arg_desc);
-        let ret = &method.ret;
-        quote! {
-            ::dropin::MethodDesc {
-                name: __dropin_rt::RStr::from_str(#name),
-                since: __dropin_rt::RStr::from_str(#since),
-                args: __dropin_rt::RSlice::from_slice(&[#(#args),*]),
-                ret: <#ret as ::dropin::Stable>::DESC,
-            }
-        }
-    });
+    let descs = methods.iter().map(method_desc);
     let fields = methods.iter().map(|method| {
         let ident = &method.ident;
         let alias = alias(method);
@@ -278,16 +266,8 @@ fn handle_method(vis: &syn::Visibility, method: &Method) -> TokenStream {
     let since = &method.since;
     let docs = &method.docs;
     let ret = &method.ret;
-    let params = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        quote!(#name: #ty)
-    });
-    let values = method.args.iter().map(|arg| {
-        let name = &arg.ident;
-        let ty = &arg.ty;
-        quote!(<#ty as ::dropin::Stable>::into_ffi(#name))
-    });
+    let params = typed_params(method);
+    let values = into_ffi_values(method);
     let note = format!(
         "\n\n# Errors\n\n`dropin::ServiceError`: the host's service failed or panicked, refused \
          the call, or is missing (added in interface {since})."
