@@ -150,6 +150,11 @@ impl<I: Interface> Loader<I> {
         let mut report = ReloadReport::default();
         // Each file as it is before it is read: one that changes meanwhile
         // differs from what is recorded, and is looked at again.
+        // Each loaded plugin's slot by its file, looked up once per file.
+        let by_path: std::collections::HashMap<PathBuf, &Slot<I>> = registry
+            .iter()
+            .filter_map(|plugin| Some((plugin.path().to_owned(), registry.slot(plugin.name())?)))
+            .collect();
         let changed: Vec<(PathBuf, Stamp)> = candidates
             .into_iter()
             .filter_map(|path| {
@@ -158,9 +163,8 @@ impl<I: Interface> Loader<I> {
                 if settled.get(&path) == Some(&stamp) {
                     return None;
                 }
-                let known = registry.iter().find(|plugin| plugin.path() == path);
-                match known {
-                    Some(plugin) if plugin.stamp == Some(stamp) => None,
+                match by_path.get(&path) {
+                    Some(slot) if slot.current().stamp == Some(stamp) => None,
                     _ => Some((path, stamp)),
                 }
             })
@@ -172,14 +176,8 @@ impl<I: Interface> Loader<I> {
         let index = lockfile.as_ref().map(super::lock_index);
         let mut prober = self.probe.clone().map(Prober::new);
         for (path, stamp) in changed {
-            let current = registry.iter().find(|plugin| plugin.path() == path);
-            let result = match current {
-                Some(plugin) => {
-                    let slot = registry
-                        .slot(plugin.name())
-                        .expect("listed by the registry");
-                    self.replace(registry, slot, index.as_ref(), prober.as_mut(), true)
-                }
+            let result = match by_path.get(&path) {
+                Some(slot) => self.replace(registry, slot, index.as_ref(), prober.as_mut(), true),
                 None => self
                     .add(registry, &path, index.as_ref(), prober.as_mut())
                     .map(Some),
