@@ -7,12 +7,7 @@
 //! So before a file is opened, its headers are read (only the headers, not the
 //! whole file) and every byte range they point at must lie inside the file.
 
-use std::{
-    fmt,
-    fs::File,
-    io::{self, Read, Seek, SeekFrom},
-    path::Path,
-};
+use std::{fmt, fs::File, io, path::Path};
 
 /// An object-file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,38 +112,42 @@ pub enum VerifyError {
 ///
 /// [`VerifyError`] saying what was expected and what was found.
 pub fn verify_library(path: &Path) -> Result<(), VerifyError> {
-    let mut file = File::open(path)?;
+    let file = File::open(path)?;
     let len = file.metadata()?.len();
     if len == 0 {
         return Err(VerifyError::Empty);
     }
-    let mut head = [0u8; 64];
-    let n = read_up_to(&mut file, &mut head)?;
-    let head = &head[..n];
-    let found = identify(head);
+    let mut reader = Reader {
+        file: &file,
+        len,
+        windows: Vec::new(),
+    };
+    let head = reader.read(|| "the header".to_owned(), 0, len.min(64) as usize)?;
+    let found = identify(&head);
     if found != Some(ObjectFormat::NATIVE) {
         return Err(VerifyError::WrongFormat {
             expected: ObjectFormat::NATIVE,
-            found: describe(head, found),
+            found: describe(&head, found),
         });
     }
-    let mut reader = Reader { file, len };
     match ObjectFormat::NATIVE {
-        ObjectFormat::Elf => elf::verify(&mut reader, head),
-        ObjectFormat::MachO => macho::verify(&mut reader, head),
-        ObjectFormat::Pe => pe::verify(&mut reader, head),
+        ObjectFormat::Elf => elf::verify(&mut reader, &head),
+        ObjectFormat::MachO => macho::verify(&mut reader, &head),
+        ObjectFormat::Pe => pe::verify(&mut reader, &head),
     }
 }
 
-fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
+/// Fills `buf` from `file` at `offset`, without moving its position.
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
 }
 
 fn identify(head: &[u8]) -> Option<ObjectFormat> {
@@ -178,13 +177,27 @@ fn describe(head: &[u8], format: Option<ObjectFormat>) -> String {
     format!("unknown bytes {}", bytes.join(" "))
 }
 
+/// How many bytes one read from the file fetches at least.
+const WINDOW: u64 = 16 * 1024;
+/// How many windows a [`Reader`] keeps.
+const WINDOWS: usize = 4;
+
 /// Bounded reads at offsets taken from untrusted headers.
-struct Reader {
-    file: File,
+///
+/// What the checks read lies in a few places (the program headers, the
+/// dynamic section and the tables it points at, usually in the first pages;
+/// the section headers at the end), in many small pieces: each read from the
+/// file fetches a window of [`WINDOW`] bytes around what was asked, and a
+/// later read inside a window is served from memory. A library's checks
+/// take a few system calls instead of dozens.
+struct Reader<'f> {
+    file: &'f File,
     len: u64,
+    /// `(offset, bytes)`: what was read from the file, most recent last.
+    windows: Vec<(u64, Vec<u8>)>,
 }
 
-impl Reader {
+impl Reader<'_> {
     /// Fails unless `offset + size` lies inside the file.
     fn check(
         &self,
@@ -209,10 +222,33 @@ impl Reader {
         size: usize,
     ) -> Result<Vec<u8>, VerifyError> {
         self.check(what, offset, size as u64)?;
-        let mut buf = vec![0; size];
-        self.file.seek(SeekFrom::Start(offset))?;
-        self.file.read_exact(&mut buf)?;
-        Ok(buf)
+        let end = offset + size as u64;
+        let window = self
+            .windows
+            .iter()
+            .find(|(at, bytes)| offset >= *at && end <= at + bytes.len() as u64);
+        if let Some((at, bytes)) = window {
+            let from = (offset - at) as usize;
+            return Ok(bytes[from..from + size].to_vec());
+        }
+        if size as u64 >= WINDOW {
+            let mut buf = vec![0; size];
+            read_at(self.file, &mut buf, offset)?;
+            return Ok(buf);
+        }
+        // From the page that holds `offset`, whole pages where the file has
+        // them.
+        let at = offset - offset % 4096;
+        let stop = (at + WINDOW).min(self.len).max(end);
+        let mut bytes = vec![0; (stop - at) as usize];
+        read_at(self.file, &mut bytes, at)?;
+        let from = (offset - at) as usize;
+        let wanted = bytes[from..from + size].to_vec();
+        if self.windows.len() == WINDOWS {
+            self.windows.remove(0);
+        }
+        self.windows.push((at, bytes));
+        Ok(wanted)
     }
 }
 
