@@ -258,7 +258,13 @@ pub(crate) fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
 
 /// A SHA-256 digest as lowercase hexadecimal.
 pub(crate) fn hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for byte in digest {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    text
 }
 
 /// What a folder's file system allows.
