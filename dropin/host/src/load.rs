@@ -14,7 +14,7 @@ use std::{
 };
 
 use abi_stable::library::{
-    LibHeader, LibraryError, RawLibrary, RootModuleError, lib_header_from_path,
+    LibHeader, LibraryError, RawLibrary, RootModuleError, lib_header_from_raw_library,
 };
 use dropin::{
     __private::{Extensions, MethodEntry, ModuleRef, lossy},
@@ -673,9 +673,10 @@ pub(crate) struct Policy {
     pub(crate) allow_executable_stack: bool,
 }
 
-/// Verifies and opens `copy`, the private snapshot of `path` (whose bytes hash
-/// to `sha256`, if known), and runs every check short of the plugin's own
-/// initialisation; [`initialize`] finishes the job.
+/// Opens `copy`, the private snapshot of `path` (whose bytes hash to
+/// `sha256`, if known), once its headers passed [`verify`] (`headers`), and
+/// runs every check short of the plugin's own initialisation; [`initialize`]
+/// finishes the job.
 ///
 /// # Errors
 ///
@@ -685,12 +686,21 @@ pub(crate) fn open<I: Interface>(
     copy: &Path,
     sha256: Option<[u8; 32]>,
     policy: &Policy,
+    headers: Result<(), LoadError>,
 ) -> Result<Plugin<I>, LoadError> {
-    verify(path, copy, policy)?;
+    headers?;
     // Never `RootModule::load_from_*`: those cache one module per type, so a
     // second plugin would come back as the first.
-    let header = lib_header_from_path(copy)
-        .map_err(|error| classify(path, copy, None, error, (I::NAME, I::EXPORT_MACRO)))?;
+    let refused = |error| classify(path, copy, None, error, (I::NAME, I::EXPORT_MACRO));
+    // One handle for the root module and the extensions: each `dlopen`
+    // compares the path with every library already loaded.
+    let library = RawLibrary::load_at(copy).map_err(refused)?;
+    // SAFETY: the library is never unloaded (the handle is forgotten below,
+    // whatever happens), so the header's references stay valid.
+    let header = unsafe { lib_header_from_raw_library(&library) };
+    let extensions = extensions(&library);
+    std::mem::forget(library);
+    let header = header.map_err(refused)?;
     let consts = header.root_mod_consts();
     check_root::<I>(
         path,
@@ -725,7 +735,6 @@ pub(crate) fn open<I: Interface>(
         detail,
     })?;
     let provided = methods.len().min(I::METHODS.len());
-    let extensions = extensions(copy);
     let core = PluginCore::new(name, declared_interface, I::METHODS, I::REQUIRED, provided);
     // SAFETY: `check_methods` compared every entry the handle binds (the
     // first `I::METHODS.len()` at most) with the descriptor at the same
@@ -746,15 +755,13 @@ pub(crate) fn open<I: Interface>(
     Ok(plugin)
 }
 
-/// The [`Extensions`] the library mapped from `copy` exports, if any.
-fn extensions(copy: &Path) -> Option<&'static Extensions> {
-    // The library is mapped already: this finds it, runs nothing, and only
-    // counts one more reference to it, never released.
-    let library = RawLibrary::load_at(copy).ok()?;
+/// The [`Extensions`] `library` exports, if any.
+fn extensions(library: &RawLibrary) -> Option<&'static Extensions> {
     // SAFETY: a symbol of this name is the export macro's `Extensions`
-    // static (the name carries the layout's version), in a library whose
-    // root module passed every check and which is never unloaded.
-    let handover = unsafe {
+    // static (the name carries the layout's version), in a library that is
+    // never unloaded; it is used only once the root module passed every
+    // check.
+    unsafe {
         library
             .get::<*const Extensions>(dropin::__private::EXTENSIONS_SYMBOL)
             .ok()
@@ -762,9 +769,7 @@ fn extensions(copy: &Path) -> Option<&'static Extensions> {
                 let pointer: *const Extensions = *symbol;
                 &*pointer
             })
-    };
-    std::mem::forget(library);
-    handover
+    }
 }
 
 /// Checks the object headers of `copy`, the private snapshot of `path`.

@@ -434,6 +434,7 @@ impl<I: Interface> Loader<I> {
             );
             return Ok(Staged {
                 path: path.to_owned(),
+                headers: load::verify(path, &kept, &self.policy),
                 copied: Copied {
                     path: kept,
                     len: source.meta.len(),
@@ -445,7 +446,9 @@ impl<I: Interface> Loader<I> {
         }
         let copied = self.copy(snapshots, &mut source, path, hash || locked.is_some())?;
         let stamp = source::Stamp::of(&source.meta);
-        if let (Some(cache), Some(entry), Some(sha256)) = (cache, locked, copied.sha256)
+        let headers = load::verify(path, &copied.path, &self.policy);
+        if let (Some(cache), Some(entry), Some(sha256), Ok(())) =
+            (cache, locked, copied.sha256, &headers)
             && hex(&sha256).eq_ignore_ascii_case(&entry.sha256)
         {
             cache.keep(&copied.path, &stamp, &entry.sha256);
@@ -455,6 +458,7 @@ impl<I: Interface> Loader<I> {
             copied,
             locked,
             stamp,
+            headers,
         })
     }
 
@@ -497,6 +501,7 @@ impl<I: Interface> Loader<I> {
             copied,
             locked,
             stamp,
+            headers,
         } = staged;
         let path = path.as_path();
         let (copy, digest) = (copied.path, copied.sha256);
@@ -598,7 +603,7 @@ impl<I: Interface> Loader<I> {
         // Opening runs the library's constructors; `init` runs the plugin's
         // code: an `exit` in either must not end the host as a success.
         let mut plugin = crate::exit_guard::guarded(path, || {
-            load::open::<I>(path, &copy, digest, &self.policy)
+            load::open::<I>(path, &copy, digest, &self.policy, headers)
         })?;
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
@@ -877,6 +882,9 @@ struct Staged<'l> {
     locked: Option<&'l LockEntry>,
     /// The file as it was copied.
     stamp: source::Stamp,
+    /// Its object headers' check, done ahead (it reads the copy and runs
+    /// nothing), applied where [`load::open`] would make it.
+    headers: Result<(), LoadError>,
 }
 
 /// The check that the plugin of `path` takes a name no plugin of
