@@ -40,6 +40,7 @@ const PACKAGES: &[&str] = &[
     "big-tls",
     "services-user",
     "numbered",
+    "wrong-layout",
 ];
 
 /// The workspaces under `tests/compat/`, each built on its own, and the

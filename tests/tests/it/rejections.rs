@@ -115,6 +115,23 @@ fn a_shared_library_without_a_root_module_is_not_a_plugin() {
 }
 
 #[test]
+fn a_root_module_of_another_layout_is_refused_by_the_layout_check() {
+    let dir = PluginDir::with(&["hello"]);
+    let path = dir.add("wrong_layout");
+    let report = dir.load();
+    let message = only_rejection(&report, &path);
+    assert!(matches!(report.rejected[0], LoadError::Layout { .. }));
+    assert_eq!(
+        message,
+        format!(
+            "{}: not a dropin root module of a compatible layout (built with dropin 0.1.0, the \
+             host has 0.1.0): mismatched package: expected dropin, found wrong-layout",
+            path.display()
+        )
+    );
+}
+
+#[test]
 fn a_plugin_of_another_interface_is_rejected_naming_both_interfaces() {
     let dir = PluginDir::with(&["hello"]);
     let path = dir.add("upper");
