@@ -21,6 +21,23 @@
 //! the application cannot approve anything itself), only a cache root made
 //! and filled is used. Unix only: elsewhere the loader keeps nothing.
 //!
+//! What a build of the host proved about a kept copy is kept too: a
+//! file `proven-<build>` in the folder lists the kept copies whose object
+//! headers passed every check strictly (an executable stack allowed by the
+//! application does not count) and whose root module passed abi_stable's
+//! layout check, in the host build `<build>`: the GNU build IDs of the
+//! objects that hold the checking code and the layout it checks against.
+//! A later load by the same build maps such a copy without checking its
+//! headers and its root module's layout again; every other check (the
+//! lock entry, the versions, the host's policy, the method signatures)
+//! runs as always. Why that is sound: both checks read only the kept
+//! copy's bytes, which never change, and this build's code and constants,
+//! which the build ID names (the linker computes it from the contents it
+//! links); the list is trusted as the copies are, so it must belong to the
+//! lock file's owner and be writable by nobody else. A changed file is
+//! another copy, and a copy refused once is never listed: both are checked
+//! in full. Where the platform gives no build ID, nothing is listed.
+//!
 //! [`LoaderBuilder::snapshot_cache`]: crate::LoaderBuilder::snapshot_cache
 
 use std::{
@@ -40,6 +57,9 @@ static HANDED_OUT: Mutex<Option<HashSet<(u64, u64)>>> = Mutex::new(None);
 /// Numbers the temporary files of this process's copies into the cache.
 static TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// The most a list of proven copies may hold: a hundred thousand names.
+const MAX_PROVEN: u64 = 16 << 20;
+
 /// The cache folder, checked.
 #[derive(Debug)]
 pub(crate) struct Cache {
@@ -47,6 +67,23 @@ pub(crate) struct Cache {
     /// The user the folder and every copy must belong to: the lock file's
     /// owner.
     owner: u32,
+    /// The running host build, if the platform names it.
+    build: Option<String>,
+    /// The kept copies this build proved, by file name, as its list said
+    /// when the cache was opened.
+    proven: HashSet<String>,
+    /// Those it proved since.
+    newly_proven: Mutex<Vec<String>>,
+}
+
+/// A kept copy found for a file.
+pub(crate) struct Kept {
+    /// Where it is.
+    pub(crate) path: PathBuf,
+    /// Its name in the cache folder.
+    pub(crate) name: String,
+    /// Whether this build proved its headers and its root module's layout.
+    pub(crate) proven: bool,
 }
 
 /// Which file `meta` describes: device and inode, as the dynamic loader
@@ -71,10 +108,10 @@ fn hand_out(id: (u64, u64)) -> bool {
 
 impl Cache {
     /// The cache in `dir`, made private if it does not exist, for a lock
-    /// file owned by `owner`; `None`, with a warning, if it cannot be made
-    /// or is not safe to trust.
+    /// file owned by `owner`, used by the host build `build`; `None`, with a
+    /// warning, if it cannot be made or is not safe to trust.
     #[cfg(unix)]
-    pub(crate) fn open(dir: &Path, owner_of_lock: u32) -> Option<Self> {
+    pub(crate) fn open(dir: &Path, owner_of_lock: u32, build: Option<String>) -> Option<Self> {
         let refused = |why: &dyn std::fmt::Display| {
             log::warn!("snapshot cache {} not used: {why}", dir.display());
             None
@@ -106,14 +143,19 @@ impl Cache {
         if crate::snapshot::space(dir).is_some_and(|space| space.noexec) {
             return refused(&"its file system is mounted noexec");
         }
-        Some(Self {
+        let mut cache = Self {
             dir: dir.to_owned(),
             owner: owner_of_lock,
-        })
+            build,
+            proven: HashSet::new(),
+            newly_proven: Mutex::new(Vec::new()),
+        };
+        cache.proven = cache.read_proven();
+        Some(cache)
     }
 
     #[cfg(not(unix))]
-    pub(crate) fn open(dir: &Path, _: u32) -> Option<Self> {
+    pub(crate) fn open(dir: &Path, _: u32, _: Option<String>) -> Option<Self> {
         log::warn!(
             "snapshot cache {} not used: only on Unix, where its files' owners can be checked",
             dir.display()
@@ -132,9 +174,84 @@ impl Cache {
         ))
     }
 
+    /// The list of the copies this build proved, if it has one and it is
+    /// as trusted as the copies.
+    fn proven_path(&self) -> Option<PathBuf> {
+        Some(self.dir.join(format!("proven-{}", self.build.as_ref()?)))
+    }
+
+    /// The names the list of this build holds; none if it is missing or not
+    /// to be trusted.
+    fn read_proven(&self) -> HashSet<String> {
+        let Some(path) = self.proven_path() else {
+            return HashSet::new();
+        };
+        let read = || -> Option<String> {
+            use std::io::Read;
+            let file = crate::source::untrusted_open_options(false)
+                .open(&path)
+                .ok()?;
+            let meta = file.metadata().ok()?;
+            #[cfg(unix)]
+            if owner(&meta) != self.owner {
+                return None;
+            }
+            if !meta.is_file() || meta.len() > MAX_PROVEN || check_metadata(&meta).is_err() {
+                return None;
+            }
+            let mut text = String::new();
+            file.take(MAX_PROVEN).read_to_string(&mut text).ok()?;
+            Some(text)
+        };
+        read()
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Records that this build proved the kept copy `name` (see the module's
+    /// documentation); written by [`save`](Self::save).
+    pub(crate) fn prove(&self, name: String) {
+        if self.build.is_some() && !self.proven.contains(&name) {
+            self.newly_proven
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(name);
+        }
+    }
+
+    /// Writes the list of proven copies, if this load proved any: merged
+    /// with what another process may have written meanwhile, into a new
+    /// file renamed over the old one. Best effort: a list that is lost only
+    /// means checking again.
+    pub(crate) fn save(&self) {
+        let newly =
+            std::mem::take(&mut *self.newly_proven.lock().unwrap_or_else(|e| e.into_inner()));
+        let Some(path) = self.proven_path() else {
+            return;
+        };
+        if newly.is_empty() {
+            return;
+        }
+        let mut names: Vec<String> = self.read_proven().into_iter().chain(newly).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut text = names.join("\n");
+        text.push('\n');
+        let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
+        let written = crate::snapshot::write_private(&temporary, text.as_bytes())
+            .and_then(|()| fs::rename(&temporary, &path));
+        if let Err(error) = written {
+            let _ = fs::remove_file(&temporary);
+            log::debug!("{}: not written: {error}", path.display());
+        }
+    }
+
     /// The kept copy of the file with `stamp`, `len` bytes long, whose
     /// bytes hash to `sha256`, if there is one this process has not mapped.
-    pub(crate) fn find(&self, stamp: &Stamp, sha256: &str, len: u64) -> Option<PathBuf> {
+    pub(crate) fn find(&self, stamp: &Stamp, sha256: &str, len: u64) -> Option<Kept> {
         let path = self.path(stamp, sha256);
         // Through a handle, not following a link: a regular file of this
         // user's, writable by nobody else, of the expected size.
@@ -150,7 +267,12 @@ impl Cache {
             if owner(&meta) != self.owner || !hand_out(file_id(&meta)) {
                 return None;
             }
-            Some(path)
+            let name = path.file_name()?.to_str()?.to_owned();
+            Some(Kept {
+                proven: self.proven.contains(&name),
+                path,
+                name,
+            })
         }
         #[cfg(not(unix))]
         None
@@ -159,8 +281,8 @@ impl Cache {
     /// Keeps `copy`, a private copy of the file with `stamp` whose bytes
     /// hash to `sha256` as its lock entry says, for later runs: a second
     /// name for the same file (nothing is copied), where the folders share
-    /// a file system. Best effort.
-    pub(crate) fn keep(&self, copy: &Path, stamp: &Stamp, sha256: &str) {
+    /// a file system. Best effort: the name it is kept under, if it is.
+    pub(crate) fn keep(&self, copy: &Path, stamp: &Stamp, sha256: &str) -> Option<String> {
         let path = self.path(stamp, sha256);
         let kept = match fs::hard_link(copy, &path) {
             Ok(()) => {
@@ -188,11 +310,15 @@ impl Cache {
             }
             Err(error) => Err(error),
         };
-        if let Err(error) = kept {
-            log::debug!(
-                "{}: not kept in the snapshot cache: {error}",
-                copy.display()
-            );
+        match kept {
+            Ok(()) => Some(path.file_name()?.to_str()?.to_owned()),
+            Err(error) => {
+                log::debug!(
+                    "{}: not kept in the snapshot cache: {error}",
+                    copy.display()
+                );
+                None
+            }
         }
     }
 }

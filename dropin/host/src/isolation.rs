@@ -337,6 +337,7 @@ fn serve<I: Interface>() -> Result<(), String> {
         None,
         &policy,
         load::verify(&path, &copy, &policy),
+        false,
     )
     .and_then(|plugin| {
         load::initialize(&plugin, &setup.config, previous.as_ref(), services).map(|()| plugin)

@@ -55,6 +55,7 @@
 
 #![deny(missing_docs)]
 
+mod build_id;
 mod cache;
 mod chain;
 mod discover;

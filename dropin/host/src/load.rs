@@ -676,7 +676,9 @@ pub(crate) struct Policy {
 /// Opens `copy`, the private snapshot of `path` (whose bytes hash to
 /// `sha256`, if known), once its headers passed [`verify`] (`headers`), and
 /// runs every check short of the plugin's own initialisation; [`initialize`]
-/// finishes the job.
+/// finishes the job. `layout_proven`: this host build proved the root
+/// module's layout of these very bytes before (a kept copy of the snapshot
+/// cache), so abi_stable's layout check is not run again.
 ///
 /// # Errors
 ///
@@ -687,6 +689,7 @@ pub(crate) fn open<I: Interface>(
     sha256: Option<[u8; 32]>,
     policy: &Policy,
     headers: Result<(), LoadError>,
+    layout_proven: bool,
 ) -> Result<Plugin<I>, LoadError> {
     headers?;
     // Never `RootModule::load_from_*`: those cache one module per type, so a
@@ -708,9 +711,15 @@ pub(crate) fn open<I: Interface>(
         consts.version_strings().version.as_rslice().as_slice(),
         header.layout().is_some(),
     )?;
-    let module = header
-        .init_root_module::<ModuleRef>()
-        .map_err(|error| classify(path, copy, Some(header), error, (I::NAME, I::EXPORT_MACRO)))?;
+    let module = if layout_proven {
+        // SAFETY: this build's layout check passed on these bytes before
+        // (the argument is in the snapshot cache's documentation); the
+        // version check still runs.
+        unsafe { header.init_root_module_with_unchecked_layout::<ModuleRef>() }
+    } else {
+        header.init_root_module::<ModuleRef>()
+    }
+    .map_err(|error| classify(path, copy, Some(header), error, (I::NAME, I::EXPORT_MACRO)))?;
     let facts = Facts {
         plugin_name: module.plugin_name().as_rslice().as_slice(),
         plugin_version: module.plugin_version().as_rslice().as_slice(),
@@ -779,7 +788,17 @@ fn extensions(library: &RawLibrary) -> Option<&'static Extensions> {
 /// [`LoadError::InvalidLibrary`] with what is wrong; an executable stack
 /// only if the policy does not allow it.
 pub(crate) fn verify(path: &Path, copy: &Path, policy: &Policy) -> Result<(), LoadError> {
-    match verify_library(copy) {
+    judge_headers(path, verify_library(copy), policy)
+}
+
+/// What [`verify_library`] `found` in the private snapshot of `path` means
+/// under `policy`.
+pub(crate) fn judge_headers(
+    path: &Path,
+    found: Result<(), VerifyError>,
+    policy: &Policy,
+) -> Result<(), LoadError> {
+    match found {
         Ok(()) => Ok(()),
         Err(VerifyError::ExecutableStack) if policy.allow_executable_stack => Ok(()),
         Err(source) => Err(LoadError::InvalidLibrary {

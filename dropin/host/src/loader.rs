@@ -256,9 +256,11 @@ impl<I: Interface> Loader<I> {
         let candidates = self.candidates()?;
         // How each file was before it was read: one that changes while it is
         // loaded and is rejected is tried again by a reload.
+        let metas = metadata_of(&candidates);
         let stamps: HashMap<&Path, source::Stamp> = candidates
             .iter()
-            .filter_map(|path| Some((path.as_path(), source::Stamp::of(&fs::metadata(path).ok()?))))
+            .zip(&metas)
+            .filter_map(|(path, meta)| Some((path.as_path(), source::Stamp::of(meta.as_ref()?))))
             .collect();
         let lockfile = self.lockfile()?;
         let index = lockfile.as_ref().map(lock_index);
@@ -283,12 +285,11 @@ impl<I: Interface> Loader<I> {
             registry: Registry::new(),
             rejected: Vec::new(),
         };
-        let snapshots = self.snapshot_dir(&candidates)?;
+        let snapshots = self.snapshot_dir(&metas)?;
         let mut prober = self.probe.clone().map(Prober::new);
         let cache = match (&lockfile, &self.snapshot_cache) {
-            (Some(_), Some(dir)) => {
-                lock_owner(&self.lockfile_path()).and_then(|owner| Cache::open(dir, owner))
-            }
+            (Some(_), Some(dir)) => lock_owner(&self.lockfile_path())
+                .and_then(|owner| Cache::open(dir, owner, host_build::<I>())),
             _ => None,
         };
         if let Some(snapshots) = &snapshots {
@@ -335,6 +336,9 @@ impl<I: Interface> Loader<I> {
                     }
                 }
             });
+        }
+        if let Some(cache) = &cache {
+            cache.save();
         }
         if let Some(snapshots) = snapshots {
             let _ = report.registry.snapshots.set(snapshots);
@@ -398,7 +402,7 @@ impl<I: Interface> Loader<I> {
         lockfile: Option<&LockIndex<'l>>,
         path: &Path,
         hash: bool,
-        cache: Option<&Cache>,
+        cache: Option<&'l Cache>,
     ) -> Result<Staged<'l>, LoadError> {
         // One handle from here on: kind, owner, mode, size and bytes all come
         // from the same open file.
@@ -428,15 +432,27 @@ impl<I: Interface> Loader<I> {
             && let Some(kept) = cache.find(&stamp, &entry.sha256, source.meta.len())
         {
             log::debug!(
-                "{}: its verified copy {} is kept",
+                "{}: its verified copy {} is kept{}",
                 path.display(),
-                kept.display()
+                kept.path.display(),
+                if kept.proven {
+                    ", its headers and layout proven by this build"
+                } else {
+                    ""
+                }
             );
+            let (headers, strict) = if kept.proven {
+                (Ok(()), false)
+            } else {
+                self.check_headers(path, &kept.path)
+            };
             return Ok(Staged {
                 path: path.to_owned(),
-                headers: load::verify(path, &kept, &self.policy),
+                headers,
+                proven: kept.proven,
+                to_prove: strict.then_some((cache, kept.name)),
                 copied: Copied {
-                    path: kept,
+                    path: kept.path,
                     len: source.meta.len(),
                     sha256: Some(sha256),
                 },
@@ -446,12 +462,15 @@ impl<I: Interface> Loader<I> {
         }
         let copied = self.copy(snapshots, &mut source, path, hash || locked.is_some())?;
         let stamp = source::Stamp::of(&source.meta);
-        let headers = load::verify(path, &copied.path, &self.policy);
+        let (headers, strict) = self.check_headers(path, &copied.path);
+        let mut to_prove = None;
         if let (Some(cache), Some(entry), Some(sha256), Ok(())) =
             (cache, locked, copied.sha256, &headers)
             && hex(&sha256).eq_ignore_ascii_case(&entry.sha256)
+            && let Some(name) = cache.keep(&copied.path, &stamp, &entry.sha256)
+            && strict
         {
-            cache.keep(&copied.path, &stamp, &entry.sha256);
+            to_prove = Some((cache, name));
         }
         Ok(Staged {
             path: path.to_owned(),
@@ -459,7 +478,18 @@ impl<I: Interface> Loader<I> {
             locked,
             stamp,
             headers,
+            proven: false,
+            to_prove,
         })
+    }
+
+    /// The object headers' check of `copy`, the private copy of `path`,
+    /// under the host's policy, and whether they passed without the policy's
+    /// help.
+    fn check_headers(&self, path: &Path, copy: &Path) -> (Result<(), LoadError>, bool) {
+        let found = crate::verify::verify_library(copy);
+        let strict = found.is_ok();
+        (load::judge_headers(path, found, &self.policy), strict)
     }
 
     /// A staged file's checks, then the plugin into `registry`: its name
@@ -502,6 +532,8 @@ impl<I: Interface> Loader<I> {
             locked,
             stamp,
             headers,
+            proven,
+            to_prove,
         } = staged;
         let path = path.as_path();
         let (copy, digest) = (copied.path, copied.sha256);
@@ -603,8 +635,12 @@ impl<I: Interface> Loader<I> {
         // Opening runs the library's constructors; `init` runs the plugin's
         // code: an `exit` in either must not end the host as a success.
         let mut plugin = crate::exit_guard::guarded(path, || {
-            load::open::<I>(path, &copy, digest, &self.policy, headers)
+            load::open::<I>(path, &copy, digest, &self.policy, headers, proven)
         })?;
+        // Its bytes passed every check that reads nothing else.
+        if let Some((cache, name)) = to_prove {
+            cache.prove(name);
+        }
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
         claim(plugin.name())?;
@@ -646,7 +682,10 @@ impl<I: Interface> Loader<I> {
     /// made, whose file system is mounted `noexec`, or that has no room for
     /// the copies would otherwise fail every plugin with the dynamic
     /// loader's or the file system's message.
-    fn snapshot_dir(&self, candidates: &[PathBuf]) -> Result<Option<SnapshotDir>, LoaderError> {
+    fn snapshot_dir(
+        &self,
+        candidates: &[Option<fs::Metadata>],
+    ) -> Result<Option<SnapshotDir>, LoaderError> {
         if candidates.is_empty() {
             return Ok(None);
         }
@@ -672,7 +711,7 @@ impl<I: Interface> Loader<I> {
     fn snapshot_dir_in(
         &self,
         root: &Path,
-        candidates: &[PathBuf],
+        candidates: &[Option<fs::Metadata>],
     ) -> Result<SnapshotDir, LoaderError> {
         let dir = SnapshotDir::create(root).map_err(|source| LoaderError::Snapshot {
             root: root.to_owned(),
@@ -688,7 +727,7 @@ impl<I: Interface> Loader<I> {
             // over the size limit is refused before it is copied.
             let needed = candidates
                 .iter()
-                .filter_map(|path| fs::metadata(path).ok())
+                .flatten()
                 .filter(|meta| meta.is_file() && meta.len() <= self.max_file_size)
                 .map(|meta| meta.len())
                 .sum();
@@ -791,7 +830,7 @@ impl<I: Interface> Loader<I> {
         let probe = self.probe.clone().ok_or(LoaderError::NoProbe)?;
         let candidates = self.candidates()?;
         let mut prober = Prober::new(probe);
-        let snapshots = self.snapshot_dir(&candidates)?;
+        let snapshots = self.snapshot_dir(&metadata_of(&candidates))?;
         let mut recording = Recording {
             entries: Vec::new(),
             refused: Vec::new(),
@@ -885,6 +924,12 @@ struct Staged<'l> {
     /// Its object headers' check, done ahead (it reads the copy and runs
     /// nothing), applied where [`load::open`] would make it.
     headers: Result<(), LoadError>,
+    /// Whether this host build proved the copy's headers and root-module
+    /// layout in an earlier run (a kept copy of the snapshot cache).
+    proven: bool,
+    /// The kept copy to record as proven once its root module passed the
+    /// layout check: its headers passed strictly.
+    to_prove: Option<(&'l Cache, String)>,
 }
 
 /// The check that the plugin of `path` takes a name no plugin of
@@ -919,6 +964,25 @@ fn lock_owner(_: &Path) -> Option<u32> {
 pub(crate) type LockIndex<'l> = HashMap<&'l str, &'l LockEntry>;
 
 /// `lockfile`'s entries by file name: one lookup per file, not a scan.
+/// What `stat` says of each of `paths` (through links), where it can.
+fn metadata_of(paths: &[PathBuf]) -> Vec<Option<fs::Metadata>> {
+    paths.iter().map(|path| fs::metadata(path).ok()).collect()
+}
+
+/// The build of this host that checks plugins of `I`: the build IDs of the
+/// objects that hold the header checks and the layout the root module is
+/// checked against (one object, unless dropin's host crate is a library of
+/// its own).
+fn host_build<I: Interface>() -> Option<String> {
+    let checks = crate::build_id::of(crate::verify::verify_library as *const ())?;
+    let layout = crate::build_id::of(load::open::<I> as *const ())?;
+    Some(if checks == layout {
+        checks
+    } else {
+        format!("{checks}-{layout}")
+    })
+}
+
 pub(crate) fn lock_index(lockfile: &Lockfile) -> LockIndex<'_> {
     lockfile
         .plugins
@@ -1080,9 +1144,14 @@ impl<I: Interface> LoaderBuilder<I> {
     /// else (the folder is made private if it does not exist); otherwise it
     /// is not used, with a warning. Best on the snapshot folder's file
     /// system: copies are then kept as second names of the private copies,
-    /// not copied again. Nothing is ever removed from it: it holds one copy
-    /// per locked build ever loaded, until it is emptied. Only locked files
-    /// use it; a reload always copies afresh. Unix only.
+    /// not copied again. What this build of the host proved about a kept
+    /// copy (that its object headers and its root module's layout pass) is
+    /// kept beside it, in a list per host build (named by the build IDs of
+    /// the code that checks): the same build maps a proven copy without
+    /// those two checks; every other check runs as always. Nothing is ever
+    /// removed from it: it holds one copy per locked build ever loaded, and
+    /// one list per host build, until it is emptied. Only locked files use
+    /// it; a reload always copies afresh. Unix only.
     #[must_use]
     pub fn snapshot_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.snapshot_cache = Some(dir.into());

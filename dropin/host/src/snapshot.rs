@@ -238,6 +238,12 @@ pub(crate) fn copy_private(from: &Path, to: &Path) -> io::Result<()> {
     output.sync_all()
 }
 
+/// Writes `bytes` to a new file at `to`, readable by this user only.
+pub(crate) fn write_private(to: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    private_file_options().open(to)?.write_all(bytes)
+}
+
 fn private_file_options() -> OpenOptions {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);

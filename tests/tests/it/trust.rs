@@ -494,6 +494,22 @@ fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
     let cache_dir = cache.path().join("kept");
     let cache_arg = cache_dir.to_str().unwrap();
     assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    // A library whose root module has another layout, approved by hand (the
+    // recording would refuse it): only the layout check refuses it.
+    let wrong = dir.add("wrong_layout");
+    let lockfile = dir.path().join("plugins.lock");
+    let mut lock: Value = serde_json::from_str(&fs::read_to_string(&lockfile).unwrap()).unwrap();
+    lock["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "file": library_file_name("wrong_layout"),
+            "sha256": sha256(&wrong),
+            "name": "wrong-layout",
+            "version": "1.0.0",
+            "interface_version": "2.1.0",
+        }));
+    fs::write(&lockfile, serde_json::to_string(&lock).unwrap()).unwrap();
     let run = || {
         dir.command(&["--locked", "--snapshot-cache", cache_arg, "greet"])
             .env("RUST_LOG", "dropin_host=debug")
@@ -501,19 +517,58 @@ fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
             .unwrap()
     };
     let kept = |output: &std::process::Output| stderr(output).matches(" is kept").count();
-    // The first run copies, hashes, and keeps the two verified copies.
+    let proven = |output: &std::process::Output| {
+        stderr(output)
+            .matches("its headers and layout proven by this build")
+            .count()
+    };
+    let refused = format!(
+        "{}: not a dropin root module of a compatible layout",
+        wrong.display()
+    );
+    // The first run copies, hashes, and keeps the three verified copies;
+    // two of them pass the layout check.
     let first = run();
+    assert_eq!(first.status.code(), Some(1));
     assert_eq!(
         stdout(&first),
         "counter: Hello, visitor #1!\nhello: Hello!\n"
     );
+    assert!(stderr(&first).contains(&refused), "{}", stderr(&first));
     assert_eq!(kept(&first), 0);
-    let entries = |dir: &std::path::Path| fs::read_dir(dir).unwrap().count();
-    assert_eq!(entries(&cache_dir), 2);
-    // The next maps them: the same greetings, nothing copied.
+    let entries = |dir: &std::path::Path| {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().path().extension() == Some("so".as_ref()))
+            .count()
+    };
+    assert_eq!(entries(&cache_dir), 3);
+    // What this build proved: the two plugins' copies, by name.
+    let lists: Vec<_> = fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().contains("proven-"))
+        .collect();
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert_eq!(fs::read_to_string(&lists[0]).unwrap().lines().count(), 2);
+    // The next maps them: the same greetings, nothing copied, the two
+    // proven copies not checked again, the third refused by the layout
+    // check again.
     let second = run();
+    assert_eq!(second.status.code(), Some(1));
     assert_eq!(stdout(&second), stdout(&first));
-    assert_eq!(kept(&second), 2, "{}", stderr(&second));
+    assert_eq!(kept(&second), 3, "{}", stderr(&second));
+    assert_eq!(proven(&second), 2, "{}", stderr(&second));
+    assert!(stderr(&second).contains(&refused), "{}", stderr(&second));
+    // The list names what was proven, nothing more: a copy added to it by
+    // hand would be mapped unchecked, which is why it is trusted as the
+    // lock file is. Without it, everything is checked again.
+    fs::remove_file(&lists[0]).unwrap();
+    let unlisted = run();
+    assert_eq!(stdout(&unlisted), stdout(&first));
+    assert_eq!(proven(&unlisted), 0, "{}", stderr(&unlisted));
+    assert!(stderr(&unlisted).contains(&refused));
+    fs::remove_file(&wrong).unwrap();
     // A changed file misses the cache: its new bytes are hashed, and
     // refused, since the lock file names the old ones.
     let hello = dir.path().join(library_file_name("hello"));
@@ -540,7 +595,7 @@ fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
         stdout(&fourth),
         "counter: Hello, visitor #1!\nhello: Howdy!\n"
     );
-    assert_eq!(entries(&cache_dir), 3);
+    assert_eq!(entries(&cache_dir), 4);
     // A cache folder others may write is not used at all.
     #[cfg(unix)]
     {

@@ -235,7 +235,7 @@ impl<I: Interface> Loader<I> {
             return Ok(snapshots);
         }
         let made = self
-            .snapshot_dir(&[path.to_owned()])?
+            .snapshot_dir(&[fs::metadata(path).ok()])?
             .expect("made for a candidate");
         // Reloads run one at a time: nobody set it meanwhile.
         let _ = registry.snapshots.set(made);

@@ -1,0 +1,143 @@
+//! Which build of the host is running: the GNU build ID of the loaded
+//! object (the program, or a library) that holds a given function.
+//!
+//! The linker computes a build ID from the contents of what it links, so
+//! two objects with the same ID hold the same code and the same constants;
+//! the snapshot cache keys what a build proved about a kept copy on it.
+
+/// The GNU build ID of the loaded object that holds `code`, as lowercase
+/// hexadecimal; `None` where the object has none or the platform does not
+/// say.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+pub(crate) fn of(code: *const ()) -> Option<String> {
+    use std::ffi::{c_int, c_void};
+
+    struct Search {
+        address: u64,
+        found: Option<Option<String>>,
+    }
+
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: the dynamic loader passes a valid description of one
+        // loaded object, whose program headers and `PT_NOTE` segments are
+        // mapped while the loader's lock is held; `data` is the `Search`
+        // below.
+        unsafe {
+            let search = &mut *data.cast::<Search>();
+            let info = &*info;
+            let headers = std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum));
+            let holds = headers.iter().any(|header| {
+                let start = info.dlpi_addr.wrapping_add(header.p_vaddr);
+                header.p_type == libc::PT_LOAD
+                    && (start..start.wrapping_add(header.p_memsz)).contains(&search.address)
+            });
+            if !holds {
+                return 0;
+            }
+            let id = headers
+                .iter()
+                .filter(|header| header.p_type == libc::PT_NOTE)
+                .find_map(|header| {
+                    let notes = std::slice::from_raw_parts(
+                        info.dlpi_addr.wrapping_add(header.p_vaddr) as *const u8,
+                        header.p_memsz as usize,
+                    );
+                    find_build_id(notes, header.p_align)
+                });
+            search.found = Some(id.map(hex));
+            1
+        }
+    }
+
+    let mut search = Search {
+        address: code as u64,
+        found: None,
+    };
+    // SAFETY: `visit` matches the callback's signature and only reads what
+    // the loader describes.
+    unsafe {
+        libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast());
+    }
+    search.found.flatten()
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+pub(crate) fn of(_code: *const ()) -> Option<String> {
+    None
+}
+
+/// The description of the `NT_GNU_BUILD_ID` note among `notes`, the
+/// contents of a `PT_NOTE` segment aligned to `align`.
+#[cfg_attr(
+    not(all(target_os = "linux", target_pointer_width = "64")),
+    allow(dead_code)
+)]
+fn find_build_id(mut notes: &[u8], align: u64) -> Option<&[u8]> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let align = if align == 8 { 8 } else { 4 };
+    let padded = |len: usize| len.div_ceil(align) * align;
+    let word = |bytes: &[u8], at: usize| {
+        u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+    };
+    while notes.len() >= 12 {
+        let (name_len, desc_len) = (word(notes, 0) as usize, word(notes, 4) as usize);
+        let kind = word(notes, 8);
+        let desc_at = 12 + padded(name_len);
+        let desc = notes.get(desc_at..desc_at.checked_add(desc_len)?)?;
+        if kind == NT_GNU_BUILD_ID && notes.get(12..12 + name_len) == Some(b"GNU\0") {
+            return Some(desc);
+        }
+        notes = notes.get(desc_at + padded(desc_len)..).unwrap_or_default();
+    }
+    None
+}
+
+#[cfg_attr(
+    not(all(target_os = "linux", target_pointer_width = "64")),
+    allow(dead_code)
+)]
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_searched_for_the_gnu_build_id() {
+        let mut notes = Vec::new();
+        // Another note first: a name of 5 bytes, padded to 8.
+        for word in [5u32, 4, 1] {
+            notes.extend(word.to_ne_bytes());
+        }
+        notes.extend(b"Other\0\0\0abcd");
+        for word in [4u32, 3, 3] {
+            notes.extend(word.to_ne_bytes());
+        }
+        notes.extend(b"GNU\0\x01\x02\x03\0");
+        assert_eq!(find_build_id(&notes, 4), Some(&[1u8, 2, 3][..]));
+        assert_eq!(find_build_id(&notes[..notes.len() - 6], 4), None);
+    }
+
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    #[test]
+    fn this_test_program_has_the_build_id_its_file_holds() {
+        // Linked by the platform's C compiler, which on Linux distributions
+        // asks the linker for a build ID.
+        let id = of(notes_are_searched_for_the_gnu_build_id as *const ()).expect("a build ID");
+        assert!(id.len() >= 32, "{id}");
+        let bytes: Vec<u8> = (0..id.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&id[at..at + 2], 16).unwrap())
+            .collect();
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(exe.windows(bytes.len()).any(|window| window == bytes));
+        // Code outside every object has none.
+        assert_eq!(of(std::ptr::null()), None);
+    }
+}
