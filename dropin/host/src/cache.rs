@@ -74,6 +74,19 @@ pub(crate) struct Cache {
     proven: HashSet<String>,
     /// Those it proved since.
     newly_proven: Mutex<Vec<String>>,
+    /// The device of the folder.
+    device: u64,
+    /// Copies to name once their bytes are on disk.
+    pending: Mutex<Vec<Pending>>,
+}
+
+/// A kept copy not named yet.
+#[derive(Debug)]
+enum Pending {
+    /// A second name for a private copy on the cache's file system.
+    Link { from: PathBuf, to: PathBuf },
+    /// A copy under a temporary name, to be renamed.
+    Rename { from: PathBuf, to: PathBuf },
 }
 
 /// A kept copy found for a file.
@@ -92,6 +105,27 @@ pub(crate) struct Kept {
 fn file_id(meta: &fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     (meta.dev(), meta.ino())
+}
+
+/// Makes the bytes of `files`, in `dir` or on its file system, durable.
+#[cfg(target_os = "linux")]
+fn sync_files(dir: &Path, _files: impl Iterator<Item = PathBuf>) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let folder = fs::File::open(dir)?;
+    // SAFETY: `syncfs` takes any open descriptor of the file system.
+    if unsafe { libc::syncfs(folder.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn sync_files(_dir: &Path, files: impl Iterator<Item = PathBuf>) -> std::io::Result<()> {
+    for file in files {
+        fs::File::open(file)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -149,6 +183,11 @@ impl Cache {
             build,
             proven: HashSet::new(),
             newly_proven: Mutex::new(Vec::new()),
+            device: {
+                use std::os::unix::fs::MetadataExt;
+                meta.dev()
+            },
+            pending: Mutex::new(Vec::new()),
         };
         cache.proven = cache.read_proven();
         Some(cache)
@@ -221,11 +260,64 @@ impl Cache {
         }
     }
 
-    /// Writes the list of proven copies, if this load proved any: merged
-    /// with what another process may have written meanwhile, into a new
-    /// file renamed over the old one. Best effort: a list that is lost only
-    /// means checking again.
+    /// Whether the file `meta` describes is on the folder's file system.
+    fn same_device(&self, meta: &fs::Metadata) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            meta.dev() == self.device
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            false
+        }
+    }
+
+    /// Names the copies [`keep`](Self::keep) made, once their bytes are on
+    /// disk: one flush of the file system for all of them, then a name for
+    /// each.
+    fn name_pending(&self) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return;
+        }
+        let from = |pending: &Pending| match pending {
+            Pending::Link { from, .. } | Pending::Rename { from, .. } => from.clone(),
+        };
+        if let Err(error) = sync_files(&self.dir, pending.iter().map(from)) {
+            log::debug!("{}: copies not kept: {error}", self.dir.display());
+            for pending in pending {
+                if let Pending::Rename { from, .. } = pending {
+                    let _ = fs::remove_file(from);
+                }
+            }
+            return;
+        }
+        for pending in pending {
+            let named = match &pending {
+                Pending::Link { from, to } => match fs::hard_link(from, to) {
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                    other => other,
+                },
+                Pending::Rename { from, to } => fs::rename(from, to),
+            };
+            if let Err(error) = named {
+                if let Pending::Rename { from, .. } = &pending {
+                    let _ = fs::remove_file(from);
+                }
+                log::debug!("{pending:?}: not kept: {error}");
+            }
+        }
+    }
+
+    /// Names the copies this load kept, and writes the list of proven
+    /// copies if it proved any: merged with what another process may have
+    /// written meanwhile, into a new file renamed over the old one. Best
+    /// effort: a copy or a list that is lost only means copying or checking
+    /// again.
     pub(crate) fn save(&self) {
+        self.name_pending();
         let newly =
             std::mem::take(&mut *self.newly_proven.lock().unwrap_or_else(|e| e.into_inner()));
         let Some(path) = self.proven_path() else {
@@ -280,38 +372,51 @@ impl Cache {
 
     /// Keeps `copy`, a private copy of the file with `stamp` whose bytes
     /// hash to `sha256` as its lock entry says, for later runs: a second
-    /// name for the same file (nothing is copied), where the folders share
-    /// a file system. Best effort: the name it is kept under, if it is.
+    /// name for the same file (nothing is copied) where the folders share a
+    /// file system, else a copy under a temporary name created exclusively.
+    /// Either gets its name in [`save`](Self::save), once its bytes are on
+    /// disk: a kept copy is mapped without being hashed again, so none may
+    /// be named before its bytes are written for good. Best effort: the name
+    /// it is to be kept under, if it is.
     pub(crate) fn keep(&self, copy: &Path, stamp: &Stamp, sha256: &str) -> Option<String> {
         let path = self.path(stamp, sha256);
-        let kept = match fs::hard_link(copy, &path) {
-            Ok(()) => {
-                // The same file as the copy this process maps: not to be
-                // handed out again in this process.
-                #[cfg(unix)]
-                if let Ok(meta) = fs::metadata(copy) {
-                    hand_out(file_id(&meta));
-                }
-                Ok(())
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            // Another file system: copied once, under a temporary name
-            // created exclusively, then renamed into place whole.
-            Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
-                let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
-                let _ = fs::remove_file(&temporary);
-                let copied = crate::snapshot::copy_private(copy, &temporary)
-                    .and_then(|()| fs::rename(&temporary, &path));
-                if copied.is_err() {
+        let name = path.file_name()?.to_str()?.to_owned();
+        if path.exists() {
+            return Some(name);
+        }
+        let meta = fs::metadata(copy).ok()?;
+        let pending = if self.same_device(&meta) {
+            // The same file as the copy this process maps: not to be
+            // handed out again in this process.
+            #[cfg(unix)]
+            hand_out(file_id(&meta));
+            Ok(Pending::Link {
+                from: copy.to_owned(),
+                to: path,
+            })
+        } else {
+            let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
+            let _ = fs::remove_file(&temporary);
+            match crate::snapshot::copy_private(copy, &temporary) {
+                Ok(()) => Ok(Pending::Rename {
+                    from: temporary,
+                    to: path,
+                }),
+                Err(error) => {
                     let _ = fs::remove_file(&temporary);
+                    Err(error)
                 }
-                copied
             }
-            Err(error) => Err(error),
         };
+        let kept = pending.map(|pending| {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(pending);
+        });
         match kept {
-            Ok(()) => Some(path.file_name()?.to_str()?.to_owned()),
+            Ok(()) => Some(name),
             Err(error) => {
                 log::debug!(
                     "{}: not kept in the snapshot cache: {error}",
