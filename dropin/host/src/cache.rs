@@ -107,6 +107,43 @@ fn file_id(meta: &fs::Metadata) -> (u64, u64) {
     (meta.dev(), meta.ino())
 }
 
+/// Checks the folders above `dir`, a canonical path whose last folder
+/// belongs to `owner`: each must belong to this user or root, and be
+/// writable by nobody else, or be sticky (as `/tmp` is) with the folder
+/// below it belonging to this user or root. Then nobody else can rename or
+/// replace a folder on the way to the kept copies, and mapping a copy by
+/// its path maps the file that was checked.
+#[cfg(unix)]
+fn check_ancestors(dir: &Path, owner: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    let host = unsafe { libc::geteuid() };
+    let trusted = |uid: u32| uid == host || uid == 0;
+    let mut below = owner;
+    for folder in dir.ancestors().skip(1) {
+        let meta =
+            fs::metadata(folder).map_err(|error| format!("{}: {error}", folder.display()))?;
+        if !trusted(meta.uid()) {
+            return Err(format!(
+                "the folder above it {} belongs to uid {}; expected this user (uid {host}) or root",
+                folder.display(),
+                meta.uid()
+            ));
+        }
+        let mode = meta.mode() & 0o7777;
+        let sticky = mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !(sticky && trusted(below)) {
+            return Err(format!(
+                "the folder above it {} may be written by others (mode {mode:04o}), who could \
+                 replace the cache with their own",
+                folder.display()
+            ));
+        }
+        below = meta.uid();
+    }
+    Ok(())
+}
+
 /// Makes the bytes of `files`, in `dir` or on its file system, durable.
 #[cfg(target_os = "linux")]
 fn sync_files(dir: &Path, _files: impl Iterator<Item = PathBuf>) -> std::io::Result<()> {
@@ -146,6 +183,7 @@ impl Cache {
     /// warning, if it cannot be made or is not safe to trust.
     #[cfg(unix)]
     pub(crate) fn open(dir: &Path, owner_of_lock: u32, build: Option<String>) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
         let refused = |why: &dyn std::fmt::Display| {
             log::warn!("snapshot cache {} not used: {why}", dir.display());
             None
@@ -177,16 +215,22 @@ impl Cache {
         if crate::snapshot::space(dir).is_some_and(|space| space.noexec) {
             return refused(&"its file system is mounted noexec");
         }
+        // Kept copies are checked through a handle but mapped by path: no
+        // one else may be able to change where the path leads.
+        let dir = match fs::canonicalize(dir) {
+            Ok(canonical) => canonical,
+            Err(error) => return refused(&error),
+        };
+        if let Err(why) = check_ancestors(&dir, meta.uid()) {
+            return refused(&why);
+        }
         let mut cache = Self {
-            dir: dir.to_owned(),
+            dir,
             owner: owner_of_lock,
             build,
             proven: HashSet::new(),
             newly_proven: Mutex::new(Vec::new()),
-            device: {
-                use std::os::unix::fs::MetadataExt;
-                meta.dev()
-            },
+            device: meta.dev(),
             pending: Mutex::new(Vec::new()),
         };
         cache.proven = cache.read_proven();

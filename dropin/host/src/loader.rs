@@ -1141,8 +1141,9 @@ impl<I: Interface> LoaderBuilder<I> {
     /// change and cannot be set back by anyone but root. A kept copy is
     /// mapped without being hashed again, so the folder and every copy in
     /// it must belong to the lock file's owner and be writable by nobody
-    /// else (the folder is made private if it does not exist); otherwise it
-    /// is not used, with a warning. Best on the snapshot folder's file
+    /// else (the folder is made private if it does not exist), and the
+    /// folders above it writable by nobody but this user or root (or sticky,
+    /// as `/tmp` is); otherwise it is not used, with a warning. Best on the snapshot folder's file
     /// system: copies are then kept as second names of the private copies,
     /// not copied again. What this build of the host proved about a kept
     /// copy (that its object headers and its root module's layout pass) is

@@ -605,6 +605,32 @@ fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
         assert_eq!(stdout(&fifth), stdout(&fourth));
         assert_eq!(kept(&fifth), 0);
         assert!(stderr(&fifth).contains("not used"), "{}", stderr(&fifth));
+        // Nor one in a folder others may write (without the sticky bit
+        // that `/tmp` has): they could put another folder in its place
+        // between the check of a kept copy and its mapping.
+        let open = cache.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let inside = open.join("kept");
+        let exposed = dir
+            .command(&[
+                "--locked",
+                "--snapshot-cache",
+                inside.to_str().unwrap(),
+                "greet",
+            ])
+            .env("RUST_LOG", "dropin_host=debug")
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&exposed), stdout(&fourth));
+        assert!(
+            stderr(&exposed).contains(&format!(
+                "not used: the folder above it {} may be written by others (mode 0777)",
+                open.display()
+            )),
+            "{}",
+            stderr(&exposed)
+        );
         // Nor one that belongs to another user: its copies are mapped
         // without being hashed again.
         fs::set_permissions(&cache_dir, fs::Permissions::from_mode(0o700)).unwrap();
