@@ -30,13 +30,24 @@
 //! A later load by the same build maps such a copy without checking its
 //! headers and its root module's layout again; every other check (the
 //! lock entry, the versions, the host's policy, the method signatures)
-//! runs as always. Why that is sound: both checks read only the kept
-//! copy's bytes, which never change, and this build's code and constants,
-//! which the build ID names (the linker computes it from the contents it
-//! links); the list is trusted as the copies are, so it must belong to the
-//! lock file's owner and be writable by nobody else. A changed file is
-//! another copy, and a copy refused once is never listed: both are checked
-//! in full. Where the platform gives no build ID, nothing is listed.
+//! runs as always. Why that is sound: both checks compare the kept copy's
+//! bytes, which never change, with this build's code and constants, which
+//! the build ID names (the linker computes it from the contents it links,
+//! unless told to write a fixed one); the list is trusted as the copies
+//! are, so it must belong to the lock file's owner and be writable by
+//! nobody else. A changed file is another copy, and a copy refused once is
+//! never listed: both are checked in full. Where the platform gives no
+//! build ID, nothing is listed.
+//!
+//! One thing the layout check does beyond that comparison is skipped with
+//! it: abi_stable records, for the whole process, the fields a prefix type
+//! has past those the host knows, and refuses a later library whose
+//! fields there disagree with an earlier one's. A proven copy takes no part
+//! in that. Nothing depends on it here: the host reads only the root
+//! module's fields it knows (which the proven check covers) and plugins
+//! never exchange root modules, so no code reads the fields that record
+//! is about (dropin appends fields only in a new minor, and a plugin of
+//! another minor is refused before any layout check).
 //!
 //! [`LoaderBuilder::snapshot_cache`]: crate::LoaderBuilder::snapshot_cache
 
@@ -74,19 +85,6 @@ pub(crate) struct Cache {
     proven: HashSet<String>,
     /// Those it proved since.
     newly_proven: Mutex<Vec<String>>,
-    /// The device of the folder.
-    device: u64,
-    /// Copies to name once their bytes are on disk.
-    pending: Mutex<Vec<Pending>>,
-}
-
-/// A kept copy not named yet.
-#[derive(Debug)]
-enum Pending {
-    /// A second name for a private copy on the cache's file system.
-    Link { from: PathBuf, to: PathBuf },
-    /// A copy under a temporary name, to be renamed.
-    Rename { from: PathBuf, to: PathBuf },
 }
 
 /// A kept copy found for a file.
@@ -144,27 +142,6 @@ fn check_ancestors(dir: &Path, owner: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Makes the bytes of `files`, in `dir` or on its file system, durable.
-#[cfg(target_os = "linux")]
-fn sync_files(dir: &Path, _files: impl Iterator<Item = PathBuf>) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let folder = fs::File::open(dir)?;
-    // SAFETY: `syncfs` takes any open descriptor of the file system.
-    if unsafe { libc::syncfs(folder.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn sync_files(_dir: &Path, files: impl Iterator<Item = PathBuf>) -> std::io::Result<()> {
-    for file in files {
-        fs::File::open(file)?.sync_all()?;
-    }
-    Ok(())
-}
-
 #[cfg(unix)]
 fn owner(meta: &fs::Metadata) -> u32 {
     use std::os::unix::fs::MetadataExt;
@@ -198,7 +175,14 @@ impl Cache {
                 return refused(&error);
             }
         }
-        let meta = match fs::symlink_metadata(dir) {
+        // Kept copies are checked through a handle but mapped by path: the
+        // folder is used by its canonical path (no links), every part of
+        // which is checked, so that no one else can change where it leads.
+        let dir = match fs::canonicalize(dir) {
+            Ok(canonical) => canonical,
+            Err(error) => return refused(&error),
+        };
+        let meta = match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => meta,
             _ => return refused(&"expected a folder"),
         };
@@ -212,15 +196,9 @@ impl Cache {
                 owner(&meta)
             ));
         }
-        if crate::snapshot::space(dir).is_some_and(|space| space.noexec) {
+        if crate::snapshot::space(&dir).is_some_and(|space| space.noexec) {
             return refused(&"its file system is mounted noexec");
         }
-        // Kept copies are checked through a handle but mapped by path: no
-        // one else may be able to change where the path leads.
-        let dir = match fs::canonicalize(dir) {
-            Ok(canonical) => canonical,
-            Err(error) => return refused(&error),
-        };
         if let Err(why) = check_ancestors(&dir, meta.uid()) {
             return refused(&why);
         }
@@ -230,8 +208,6 @@ impl Cache {
             build,
             proven: HashSet::new(),
             newly_proven: Mutex::new(Vec::new()),
-            device: meta.dev(),
-            pending: Mutex::new(Vec::new()),
         };
         cache.proven = cache.read_proven();
         Some(cache)
@@ -304,64 +280,11 @@ impl Cache {
         }
     }
 
-    /// Whether the file `meta` describes is on the folder's file system.
-    fn same_device(&self, meta: &fs::Metadata) -> bool {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            meta.dev() == self.device
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = meta;
-            false
-        }
-    }
-
-    /// Names the copies [`keep`](Self::keep) made, once their bytes are on
-    /// disk: one flush of the file system for all of them, then a name for
-    /// each.
-    fn name_pending(&self) {
-        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        if pending.is_empty() {
-            return;
-        }
-        let from = |pending: &Pending| match pending {
-            Pending::Link { from, .. } | Pending::Rename { from, .. } => from.clone(),
-        };
-        if let Err(error) = sync_files(&self.dir, pending.iter().map(from)) {
-            log::debug!("{}: copies not kept: {error}", self.dir.display());
-            for pending in pending {
-                if let Pending::Rename { from, .. } = pending {
-                    let _ = fs::remove_file(from);
-                }
-            }
-            return;
-        }
-        for pending in pending {
-            let named = match &pending {
-                Pending::Link { from, to } => match fs::hard_link(from, to) {
-                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                    other => other,
-                },
-                Pending::Rename { from, to } => fs::rename(from, to),
-            };
-            if let Err(error) = named {
-                if let Pending::Rename { from, .. } = &pending {
-                    let _ = fs::remove_file(from);
-                }
-                log::debug!("{pending:?}: not kept: {error}");
-            }
-        }
-    }
-
-    /// Names the copies this load kept, and writes the list of proven
-    /// copies if it proved any: merged with what another process may have
-    /// written meanwhile, into a new file renamed over the old one. Best
-    /// effort: a copy or a list that is lost only means copying or checking
-    /// again.
+    /// Writes the list of proven copies, if this load proved any: merged
+    /// with what another process may have written meanwhile, into a new
+    /// file renamed over the old one. Best effort: a list that is lost only
+    /// means checking again.
     pub(crate) fn save(&self) {
-        self.name_pending();
         let newly =
             std::mem::take(&mut *self.newly_proven.lock().unwrap_or_else(|e| e.into_inner()));
         let Some(path) = self.proven_path() else {
@@ -377,6 +300,7 @@ impl Cache {
         text.push('\n');
         let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
+        let _ = fs::remove_file(&temporary);
         let written = crate::snapshot::write_private(&temporary, text.as_bytes())
             .and_then(|()| fs::rename(&temporary, &path));
         if let Err(error) = written {
@@ -417,48 +341,45 @@ impl Cache {
     /// Keeps `copy`, a private copy of the file with `stamp` whose bytes
     /// hash to `sha256` as its lock entry says, for later runs: a second
     /// name for the same file (nothing is copied) where the folders share a
-    /// file system, else a copy under a temporary name created exclusively.
-    /// Either gets its name in [`save`](Self::save), once its bytes are on
-    /// disk: a kept copy is mapped without being hashed again, so none may
-    /// be named before its bytes are written for good. Best effort: the name
-    /// it is to be kept under, if it is.
+    /// file system, else a copy made under a temporary name created
+    /// exclusively. A kept copy is mapped without being hashed again, so it
+    /// gets its name only once its bytes are on disk, and never in place of
+    /// an existing one. Best effort: the name it is kept under, if it is.
     pub(crate) fn keep(&self, copy: &Path, stamp: &Stamp, sha256: &str) -> Option<String> {
         let path = self.path(stamp, sha256);
         let name = path.file_name()?.to_str()?.to_owned();
-        if path.exists() {
-            return Some(name);
-        }
-        let meta = fs::metadata(copy).ok()?;
-        let pending = if self.same_device(&meta) {
-            // The same file as the copy this process maps: not to be
-            // handed out again in this process.
-            #[cfg(unix)]
-            hand_out(file_id(&meta));
-            Ok(Pending::Link {
-                from: copy.to_owned(),
-                to: path,
-            })
-        } else {
-            let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
-            let _ = fs::remove_file(&temporary);
-            match crate::snapshot::copy_private(copy, &temporary) {
-                Ok(()) => Ok(Pending::Rename {
-                    from: temporary,
-                    to: path,
-                }),
-                Err(error) => {
-                    let _ = fs::remove_file(&temporary);
-                    Err(error)
+        let kept = fs::File::open(copy)
+            .and_then(|file| file.sync_data())
+            .and_then(|()| fs::hard_link(copy, &path));
+        let kept = match kept {
+            Ok(()) => {
+                // The same file as the copy this process maps: not to be
+                // handed out again in this process.
+                #[cfg(unix)]
+                if let Ok(meta) = fs::metadata(copy) {
+                    hand_out(file_id(&meta));
                 }
+                Ok(())
             }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // Another file system (or another mount of it): copied once,
+            // synced, then linked into place, which fails rather than
+            // replace a copy another process may have found.
+            Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
+                let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
+                let _ = fs::remove_file(&temporary);
+                let copied = crate::snapshot::copy_private(copy, &temporary).and_then(|()| {
+                    match fs::hard_link(&temporary, &path) {
+                        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                        other => other,
+                    }
+                });
+                let _ = fs::remove_file(&temporary);
+                copied
+            }
+            Err(error) => Err(error),
         };
-        let kept = pending.map(|pending| {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(pending);
-        });
         match kept {
             Ok(()) => Some(name),
             Err(error) => {

@@ -331,15 +331,7 @@ fn serve<I: Interface>() -> Result<(), String> {
             .map_err(|e| format!("cannot reach the host's services: {e}"))?,
         None => None,
     };
-    let loaded = load::open::<I>(
-        &path,
-        &copy,
-        None,
-        &policy,
-        load::verify(&path, &copy, &policy),
-        false,
-    )
-    .and_then(|plugin| {
+    let loaded = load::open::<I>(&path, &copy, None, &policy, None, false).and_then(|plugin| {
         load::initialize(&plugin, &setup.config, previous.as_ref(), services).map(|()| plugin)
     });
     let plugin = match loaded {

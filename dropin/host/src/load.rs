@@ -674,9 +674,9 @@ pub(crate) struct Policy {
 }
 
 /// Opens `copy`, the private snapshot of `path` (whose bytes hash to
-/// `sha256`, if known), once its headers passed [`verify`] (`headers`), and
-/// runs every check short of the plugin's own initialisation; [`initialize`]
-/// finishes the job. `layout_proven`: this host build proved the root
+/// `sha256`, if known), once its headers pass [`verify`] (`headers`, if the
+/// check was made ahead), and runs every check short of the plugin's own
+/// initialisation; [`initialize`] finishes the job. `layout_proven`: this host build proved the root
 /// module's layout of these very bytes before (a kept copy of the snapshot
 /// cache), so abi_stable's layout check is not run again.
 ///
@@ -688,10 +688,10 @@ pub(crate) fn open<I: Interface>(
     copy: &Path,
     sha256: Option<[u8; 32]>,
     policy: &Policy,
-    headers: Result<(), LoadError>,
+    headers: Option<Result<(), LoadError>>,
     layout_proven: bool,
 ) -> Result<Plugin<I>, LoadError> {
-    headers?;
+    headers.unwrap_or_else(|| verify(path, copy, policy))?;
     // Never `RootModule::load_from_*`: those cache one module per type, so a
     // second plugin would come back as the first.
     let refused = |error| classify(path, copy, None, error, (I::NAME, I::EXPORT_MACRO));
@@ -760,25 +760,22 @@ pub(crate) fn open<I: Interface>(
         Some(module),
         handle,
     );
-    plugin.extensions = extensions;
+    // SAFETY: a symbol of this name is the export macro's `Extensions`
+    // static (the name carries the layout's version), in a library whose
+    // root module passed every check and which is never unloaded.
+    plugin.extensions = extensions.map(|pointer| unsafe { &*pointer });
     Ok(plugin)
 }
 
-/// The [`Extensions`] `library` exports, if any.
-fn extensions(library: &RawLibrary) -> Option<&'static Extensions> {
-    // SAFETY: a symbol of this name is the export macro's `Extensions`
-    // static (the name carries the layout's version), in a library that is
-    // never unloaded; it is used only once the root module passed every
-    // check.
-    unsafe {
-        library
-            .get::<*const Extensions>(dropin::__private::EXTENSIONS_SYMBOL)
-            .ok()
-            .map(|symbol| {
-                let pointer: *const Extensions = *symbol;
-                &*pointer
-            })
-    }
+/// Where `library` has the [`Extensions`] it exports, if it does: read
+/// only once the root module passed every check.
+fn extensions(library: &RawLibrary) -> Option<*const Extensions> {
+    // SAFETY: only the symbol's address is taken.
+    let symbol = unsafe { library.get::<*const Extensions>(dropin::__private::EXTENSIONS_SYMBOL) };
+    symbol
+        .ok()
+        .map(|symbol| *symbol)
+        .filter(|pointer| pointer.is_aligned() && !pointer.is_null())
 }
 
 /// Checks the object headers of `copy`, the private snapshot of `path`.

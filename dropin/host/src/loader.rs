@@ -442,7 +442,7 @@ impl<I: Interface> Loader<I> {
                 }
             );
             let (headers, strict) = if kept.proven {
-                (Ok(()), false)
+                (Some(Ok(())), false)
             } else {
                 self.check_headers(path, &kept.path)
             };
@@ -462,11 +462,23 @@ impl<I: Interface> Loader<I> {
         }
         let copied = self.copy(snapshots, &mut source, path, hash || locked.is_some())?;
         let stamp = source::Stamp::of(&source.meta);
-        let (headers, strict) = self.check_headers(path, &copied.path);
+        // The headers are parsed here, ahead, only where nothing checks the
+        // bytes first: those the lock file approves, and without a lock
+        // entry those no probe process opens first. The others are parsed
+        // where `load::open` parses them, after the hash and the probe.
+        let approved = match (locked, copied.sha256) {
+            (Some(entry), Some(sha256)) => hex(&sha256).eq_ignore_ascii_case(&entry.sha256),
+            (Some(_), None) => false,
+            (None, _) => self.probe.is_none(),
+        };
+        let (headers, strict) = if approved {
+            self.check_headers(path, &copied.path)
+        } else {
+            (None, false)
+        };
         let mut to_prove = None;
-        if let (Some(cache), Some(entry), Some(sha256), Ok(())) =
-            (cache, locked, copied.sha256, &headers)
-            && hex(&sha256).eq_ignore_ascii_case(&entry.sha256)
+        if let (Some(cache), Some(entry), Some(Ok(()))) = (cache, locked, &headers)
+            && approved
             && let Some(name) = cache.keep(&copied.path, &stamp, &entry.sha256)
             && strict
         {
@@ -486,10 +498,10 @@ impl<I: Interface> Loader<I> {
     /// The object headers' check of `copy`, the private copy of `path`,
     /// under the host's policy, and whether they passed without the policy's
     /// help.
-    fn check_headers(&self, path: &Path, copy: &Path) -> (Result<(), LoadError>, bool) {
+    fn check_headers(&self, path: &Path, copy: &Path) -> (Option<Result<(), LoadError>>, bool) {
         let found = crate::verify::verify_library(copy);
         let strict = found.is_ok();
-        (load::judge_headers(path, found, &self.policy), strict)
+        (Some(load::judge_headers(path, found, &self.policy)), strict)
     }
 
     /// A staged file's checks, then the plugin into `registry`: its name
@@ -921,9 +933,9 @@ struct Staged<'l> {
     locked: Option<&'l LockEntry>,
     /// The file as it was copied.
     stamp: source::Stamp,
-    /// Its object headers' check, done ahead (it reads the copy and runs
-    /// nothing), applied where [`load::open`] would make it.
-    headers: Result<(), LoadError>,
+    /// Its object headers' check, if done ahead (it reads the copy and
+    /// runs nothing), applied where [`load::open`] would make it.
+    headers: Option<Result<(), LoadError>>,
     /// Whether this host build proved the copy's headers and root-module
     /// layout in an earlier run (a kept copy of the snapshot cache).
     proven: bool,

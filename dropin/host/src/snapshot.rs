@@ -234,7 +234,8 @@ fn private_dir_builder() -> fs::DirBuilder {
 pub(crate) fn copy_private(from: &Path, to: &Path) -> io::Result<()> {
     let mut input = File::open(from)?;
     let mut output = private_file_options().open(to)?;
-    io::copy(&mut input, &mut output).map(drop)
+    io::copy(&mut input, &mut output)?;
+    output.sync_data()
 }
 
 /// Writes `bytes` to a new file at `to`, readable by this user only.
