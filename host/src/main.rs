@@ -102,7 +102,7 @@ struct Cli {
     /// Keep the verified copies of locked plugin files in DIR across runs:
     /// a later run maps the copy of an unchanged file instead of copying and
     /// hashing it again [default: nothing kept]. Best on the snapshot
-    /// folder's file system; nothing is ever removed from it.
+    /// folder's file system; copies no run used for 30 days are removed.
     #[arg(long, global = true, value_name = "DIR")]
     snapshot_cache: Option<PathBuf>,
 

@@ -71,6 +71,14 @@ static TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 /// The most a list of proven copies may hold: a hundred thousand names.
 const MAX_PROVEN: u64 = 16 << 20;
 
+/// How long a kept copy, or a list of proven copies, that no load used
+/// stays in the cache.
+const UNUSED_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// How long the temporary file of a process that died before naming it
+/// stays in the cache.
+const LEFT_BEHIND_FOR: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The cache folder, checked.
 #[derive(Debug)]
 pub(crate) struct Cache {
@@ -85,6 +93,8 @@ pub(crate) struct Cache {
     proven: HashSet<String>,
     /// Those it proved since.
     newly_proven: Mutex<Vec<String>>,
+    /// Whether this load kept a copy the cache did not have.
+    added: std::sync::atomic::AtomicBool,
 }
 
 /// A kept copy found for a file.
@@ -208,6 +218,7 @@ impl Cache {
             build,
             proven: HashSet::new(),
             newly_proven: Mutex::new(Vec::new()),
+            added: std::sync::atomic::AtomicBool::new(false),
         };
         cache.proven = cache.read_proven();
         Some(cache)
@@ -280,11 +291,57 @@ impl Cache {
         }
     }
 
-    /// Writes the list of proven copies, if this load proved any: merged
-    /// with what another process may have written meanwhile, into a new
-    /// file renamed over the old one. Best effort: a list that is lost only
-    /// means checking again.
+    /// Removes what no load used for [`UNUSED_FOR`]: kept copies (the
+    /// dynamic loader's mapping of a copy marks it accessed, at least once a
+    /// day on the usual `relatime` mounts; on `noatime` ones a copy goes
+    /// that long after it was made, and is made again when next needed) and
+    /// lists of proven copies; and temporary files that a process left
+    /// behind when it died. Best effort.
+    fn forget_unused(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                continue;
+            };
+            let limit = if name.ends_with(".new") {
+                LEFT_BEHIND_FOR
+            } else if name.ends_with(".so") || name.starts_with("proven-") {
+                UNUSED_FOR
+            } else {
+                continue;
+            };
+            // Not following links: nothing else is ever made here.
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let last = [meta.accessed(), meta.modified()]
+                .into_iter()
+                .flatten()
+                .max();
+            let unused = last
+                .is_some_and(|last| now.duration_since(last).is_ok_and(|unused| unused > limit));
+            if meta.is_file() && unused && fs::remove_file(entry.path()).is_ok() {
+                log::debug!(
+                    "snapshot cache: removed {name}, unused for {} days",
+                    limit.as_secs() / 86_400
+                );
+            }
+        }
+    }
+
+    /// Removes what no load used for a month, if this load kept anything
+    /// new (only then can the cache have grown), and writes the list of
+    /// proven copies, if this load proved any: merged with what another
+    /// process may have written meanwhile, into a new file renamed over the
+    /// old one. Best effort: a list that is lost only means checking again.
     pub(crate) fn save(&self) {
+        if self.added.load(std::sync::atomic::Ordering::Relaxed) {
+            self.forget_unused();
+        }
         let newly =
             std::mem::take(&mut *self.newly_proven.lock().unwrap_or_else(|e| e.into_inner()));
         let Some(path) = self.proven_path() else {
@@ -296,6 +353,8 @@ impl Cache {
         let mut names: Vec<String> = self.read_proven().into_iter().chain(newly).collect();
         names.sort_unstable();
         names.dedup();
+        // Copies removed meanwhile are no longer listed.
+        names.retain(|name| self.dir.join(name).exists());
         let mut text = names.join("\n");
         text.push('\n');
         let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -353,6 +412,7 @@ impl Cache {
             .and_then(|()| fs::hard_link(copy, &path));
         let kept = match kept {
             Ok(()) => {
+                self.added.store(true, std::sync::atomic::Ordering::Relaxed);
                 // The same file as the copy this process maps: not to be
                 // handed out again in this process.
                 #[cfg(unix)]
@@ -376,6 +436,9 @@ impl Cache {
                     }
                 });
                 let _ = fs::remove_file(&temporary);
+                if copied.is_ok() {
+                    self.added.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 copied
             }
             Err(error) => Err(error),

@@ -1161,10 +1161,11 @@ impl<I: Interface> LoaderBuilder<I> {
     /// copy (that its object headers and its root module's layout pass) is
     /// kept beside it, in a list per host build (named by the build IDs of
     /// the code that checks): the same build maps a proven copy without
-    /// those two checks; every other check runs as always. Nothing is ever
-    /// removed from it: it holds one copy per locked build ever loaded, and
-    /// one list per host build, until it is emptied. Only locked files use
-    /// it; a reload always copies afresh. Unix only.
+    /// those two checks; every other check runs as always. A load that
+    /// keeps a new copy removes the copies and lists no load used for 30
+    /// days (as the file system's access times tell: on a `noatime` mount,
+    /// 30 days after they were made). Only locked files use it; a reload
+    /// always copies afresh. Unix only.
     #[must_use]
     pub fn snapshot_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.snapshot_cache = Some(dir.into());

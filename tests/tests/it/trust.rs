@@ -488,6 +488,76 @@ fn recording_refuses_what_loading_would_without_opening_anything_in_the_host() {
 }
 
 #[test]
+fn a_snapshot_cache_forgets_what_no_load_used_for_a_month() {
+    use std::time::{Duration, SystemTime};
+    let dir = PluginDir::with(&["hello"]);
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("kept");
+    let run = || {
+        dir.command(&[
+            "--locked",
+            "--snapshot-cache",
+            cache_dir.to_str().unwrap(),
+            "greet",
+        ])
+        .output()
+        .unwrap()
+    };
+    let files = |suffix: &str| {
+        let mut files: Vec<String> = fs::read_dir(&cache_dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(suffix))
+            .collect();
+        files.sort();
+        files
+    };
+    let age = |name: &str, days: u64| {
+        let then = SystemTime::now() - Duration::from_secs(days * 86_400);
+        fs::File::open(cache_dir.join(name))
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_accessed(then).set_modified(then))
+            .unwrap();
+    };
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    assert_eq!(stdout(&run()), "hello: Hello!\n");
+    let first = files(".so");
+    assert_eq!(first.len(), 1);
+    // Its copy not used for 40 days; a temporary file that a process which
+    // died left behind 2 days ago, and one made a moment ago.
+    age(&first[0], 40);
+    fs::write(cache_dir.join("left.1.0.new"), b"x").unwrap();
+    age("left.1.0.new", 2);
+    fs::write(cache_dir.join("busy.2.0.new"), b"x").unwrap();
+    // A new build, locked: its copy is kept, and keeping it clears out what
+    // went unused.
+    let hello = dir.path().join(library_file_name("hello"));
+    let mut bytes = fs::read(&hello).unwrap();
+    let at = bytes
+        .windows(6)
+        .position(|window| window == b"Hello!")
+        .unwrap();
+    bytes[at..at + 6].copy_from_slice(b"Howdy!");
+    fs::write(&hello, &bytes).unwrap();
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    assert_eq!(stdout(&run()), "hello: Howdy!\n");
+    let second = files(".so");
+    assert_eq!(second.len(), 1);
+    assert_ne!(second, first);
+    assert_eq!(files(".new"), ["busy.2.0.new"]);
+    // The list of proven copies names only what is left.
+    let lists = files("");
+    let list = lists
+        .iter()
+        .find(|name| name.starts_with("proven-"))
+        .expect("a list of proven copies");
+    assert_eq!(
+        fs::read_to_string(cache_dir.join(list)).unwrap(),
+        format!("{}\n", second[0])
+    );
+}
+
+#[test]
 fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
     let dir = PluginDir::with(&["hello", "counter"]);
     let cache = tempfile::tempdir().unwrap();
