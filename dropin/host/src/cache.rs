@@ -60,10 +60,15 @@ use std::{
 
 use crate::{permissions::check_metadata, source::Stamp};
 
-/// The kept copies this process mapped: the dynamic loader returns the
-/// library it already has for a path it has seen, so a copy is handed out
-/// once per process; a second load of the same file copies afresh.
-static HANDED_OUT: Mutex<Option<HashSet<(u64, u64)>>> = Mutex::new(None);
+/// The kept copies this process mapped, by file and by path: the dynamic
+/// loader returns the library it already has for a file or a path it has
+/// seen, so a copy is handed out once per process; a second load of the
+/// same file copies afresh. (A path can name another file later: a copy
+/// removed as unused and kept again.)
+static HANDED_OUT: Mutex<Option<HandedOut>> = Mutex::new(None);
+
+/// Files (device and inode) and paths.
+type HandedOut = (HashSet<(u64, u64)>, HashSet<PathBuf>);
 
 /// Numbers the temporary files of this process's copies into the cache.
 static TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -95,6 +100,8 @@ pub(crate) struct Cache {
     newly_proven: Mutex<Vec<String>>,
     /// Whether this load kept a copy the cache did not have.
     added: std::sync::atomic::AtomicBool,
+    /// The device of the folder.
+    device: u64,
 }
 
 /// A kept copy found for a file.
@@ -158,10 +165,46 @@ fn owner(meta: &fs::Metadata) -> u32 {
     meta.uid()
 }
 
-/// Marks the file `id` as mapped by this process; whether it was not yet.
-fn hand_out(id: (u64, u64)) -> bool {
+/// Marks the file `id` at `path` as mapped by this process; whether
+/// neither was yet.
+fn hand_out(id: (u64, u64), path: &Path) -> bool {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    handed_out.get_or_insert_with(HashSet::new).insert(id)
+    let (files, paths) = handed_out.get_or_insert_with(Default::default);
+    let new = !files.contains(&id) && !paths.contains(path);
+    files.insert(id);
+    paths.insert(path.to_owned());
+    new
+}
+
+/// What [`Cache::forget_unused`] may remove: names the cache makes, and
+/// how long each may go unused.
+fn removable(name: &str) -> Option<std::time::Duration> {
+    // `<sha256>-<stamp>.so`, `proven-<build IDs>`, or either (a kept copy
+    // without `.so`) followed by `.<pid>.<number>.new`.
+    let kept = |name: &str| {
+        name.len() > 65
+            && name.as_bytes()[..64]
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            && name.as_bytes()[64] == b'-'
+    };
+    let list = |name: &str| {
+        name.strip_prefix("proven-").is_some_and(|build| {
+            !build.is_empty() && build.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        })
+    };
+    if let Some(rest) = name.strip_suffix(".new") {
+        fn numbered(rest: &str) -> Option<&str> {
+            rest.rsplit_once('.')
+                .filter(|(_, number)| {
+                    !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+                })
+                .map(|(rest, _)| rest)
+        }
+        let base = numbered(rest).and_then(numbered)?;
+        return (kept(base) || list(base)).then_some(LEFT_BEHIND_FOR);
+    }
+    ((kept(name) && name.ends_with(".so")) || list(name)).then_some(UNUSED_FOR)
 }
 
 impl Cache {
@@ -219,6 +262,7 @@ impl Cache {
             proven: HashSet::new(),
             newly_proven: Mutex::new(Vec::new()),
             added: std::sync::atomic::AtomicBool::new(false),
+            device: meta.dev(),
         };
         cache.proven = cache.read_proven();
         Some(cache)
@@ -291,6 +335,20 @@ impl Cache {
         }
     }
 
+    /// Whether the file `meta` describes is on the folder's file system.
+    fn same_device(&self, meta: &fs::Metadata) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            meta.dev() == self.device
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            false
+        }
+    }
+
     /// Removes what no load used for [`UNUSED_FOR`]: kept copies (the
     /// dynamic loader's mapping of a copy marks it accessed, at least once a
     /// day on the usual `relatime` mounts; on `noatime` ones a copy goes
@@ -307,17 +365,21 @@ impl Cache {
             let Some(name) = name.to_str() else {
                 continue;
             };
-            let limit = if name.ends_with(".new") {
-                LEFT_BEHIND_FOR
-            } else if name.ends_with(".so") || name.starts_with("proven-") {
-                UNUSED_FOR
-            } else {
+            // Only what the cache makes: its names, this user's, private.
+            let Some(limit) = removable(name) else {
                 continue;
             };
             // Not following links: nothing else is ever made here.
             let Ok(meta) = entry.metadata() else {
                 continue;
             };
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                if meta.uid() != self.owner || meta.mode() & 0o077 != 0 {
+                    continue;
+                }
+            }
             let last = [meta.accessed(), meta.modified()]
                 .into_iter()
                 .flatten()
@@ -359,7 +421,6 @@ impl Cache {
         text.push('\n');
         let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
-        let _ = fs::remove_file(&temporary);
         let written = crate::snapshot::write_private(&temporary, text.as_bytes())
             .and_then(|()| fs::rename(&temporary, &path));
         if let Err(error) = written {
@@ -383,9 +444,12 @@ impl Cache {
         }
         #[cfg(unix)]
         {
-            if owner(&meta) != self.owner || !hand_out(file_id(&meta)) {
+            if owner(&meta) != self.owner || !hand_out(file_id(&meta), &path) {
                 return None;
             }
+            // Used now: not to be removed as unused by another process's
+            // load meanwhile, whatever the mount's access-time rules.
+            let _ = file.set_times(fs::FileTimes::new().set_accessed(std::time::SystemTime::now()));
             let name = path.file_name()?.to_str()?.to_owned();
             Some(Kept {
                 proven: self.proven.contains(&name),
@@ -407,44 +471,17 @@ impl Cache {
     pub(crate) fn keep(&self, copy: &Path, stamp: &Stamp, sha256: &str) -> Option<String> {
         let path = self.path(stamp, sha256);
         let name = path.file_name()?.to_str()?.to_owned();
-        let kept = fs::File::open(copy)
-            .and_then(|file| file.sync_data())
-            .and_then(|()| fs::hard_link(copy, &path));
-        let kept = match kept {
-            Ok(()) => {
-                self.added.store(true, std::sync::atomic::Ordering::Relaxed);
-                // The same file as the copy this process maps: not to be
-                // handed out again in this process.
-                #[cfg(unix)]
-                if let Ok(meta) = fs::metadata(copy) {
-                    hand_out(file_id(&meta));
-                }
-                Ok(())
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            // Another file system (or another mount of it): copied once,
-            // synced, then linked into place, which fails rather than
-            // replace a copy another process may have found.
-            Err(error) if error.kind() == std::io::ErrorKind::CrossesDevices => {
-                let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
-                let _ = fs::remove_file(&temporary);
-                let copied = crate::snapshot::copy_private(copy, &temporary).and_then(|()| {
-                    match fs::hard_link(&temporary, &path) {
-                        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-                        other => other,
-                    }
-                });
-                let _ = fs::remove_file(&temporary);
-                if copied.is_ok() {
+        // A kept copy of this name holds these very bytes.
+        if fs::symlink_metadata(&path).is_ok() {
+            return Some(name);
+        }
+        match self.name_copy(copy, &path) {
+            Ok(made) => {
+                if made {
                     self.added.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
-                copied
+                Some(name)
             }
-            Err(error) => Err(error),
-        };
-        match kept {
-            Ok(()) => Some(name),
             Err(error) => {
                 log::debug!(
                     "{}: not kept in the snapshot cache: {error}",
@@ -452,6 +489,87 @@ impl Cache {
                 );
                 None
             }
+        }
+    }
+
+    /// Gives the bytes of `copy` the name `path`, once they are on disk:
+    /// whether this process made the name (not if another one did
+    /// meanwhile).
+    fn name_copy(&self, copy: &Path, path: &Path) -> std::io::Result<bool> {
+        let meta = fs::metadata(copy)?;
+        if self.same_device(&meta) {
+            fs::File::open(copy)?.sync_data()?;
+            match fs::hard_link(copy, path) {
+                Ok(()) => {
+                    // The same file as the copy this process maps: not to be
+                    // handed out again in this process.
+                    #[cfg(unix)]
+                    hand_out(file_id(&meta), path);
+                    return Ok(true);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Ok(false);
+                }
+                // Another mount of the file system, or one without hard
+                // links: copied instead.
+                Err(_) => {}
+            }
+        }
+        // Copied under a temporary name created exclusively, synced, then
+        // linked into place, which fails rather than replace a copy another
+        // process may have found.
+        let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
+        let made = crate::snapshot::copy_private(copy, &temporary).and_then(|()| {
+            match fs::hard_link(&temporary, path) {
+                Ok(()) => Ok(true),
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+                // No hard links on this file system: renamed, which the
+                // check above makes a new name but for a race with another
+                // process, whose copy holds the same bytes.
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    fs::rename(&temporary, path).map(|()| true)
+                }
+                Err(error) => Err(error),
+            }
+        });
+        let _ = fs::remove_file(&temporary);
+        made
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_the_cache_makes_are_removable() {
+        let hash = "ab".repeat(32);
+        for (name, limit) in [
+            (format!("{hash}-1-2-3-4.5-6.7.so"), UNUSED_FOR),
+            ("proven-0123abcd".to_owned(), UNUSED_FOR),
+            ("proven-0123abcd-4567".to_owned(), UNUSED_FOR),
+            (format!("{hash}-1-2-3-4.5-6.7.123.0.new"), LEFT_BEHIND_FOR),
+            ("proven-0123abcd.123.4.new".to_owned(), LEFT_BEHIND_FOR),
+        ] {
+            assert_eq!(removable(&name), Some(limit), "{name}");
+        }
+        for name in [
+            "libhello.so".to_owned(),
+            "proven-".to_owned(),
+            "proven-xyz".to_owned(),
+            format!("{}-a.so", "AB".repeat(32)),
+            format!("{hash}.so"),
+            format!("{hash}-1.so.new"),
+            "x.1.2.new".to_owned(),
+            "proven-ab.x.2.new".to_owned(),
+        ] {
+            assert_eq!(removable(&name), None, "{name}");
         }
     }
 }
