@@ -448,8 +448,16 @@ impl Cache {
                 return None;
             }
             // Used now: not to be removed as unused by another process's
-            // load meanwhile, whatever the mount's access-time rules.
-            let _ = file.set_times(fs::FileTimes::new().set_accessed(std::time::SystemTime::now()));
+            // load meanwhile, whatever the mount's access-time rules. Once a
+            // day at most, as `relatime` does: each mark is a write.
+            let now = std::time::SystemTime::now();
+            let marked = meta.accessed().is_ok_and(|at| {
+                now.duration_since(at)
+                    .is_ok_and(|since| since < std::time::Duration::from_secs(86_400))
+            });
+            if !marked {
+                let _ = file.set_times(fs::FileTimes::new().set_accessed(now));
+            }
             let name = path.file_name()?.to_str()?.to_owned();
             Some(Kept {
                 proven: self.proven.contains(&name),
