@@ -18,6 +18,19 @@ use sha2::{Digest, Sha256};
 /// snapshot cache's lists of proven copies need.
 const BUILD_IDS: bool = cfg!(all(target_os = "linux", target_pointer_width = "64"));
 
+/// Rewrites the `hello` plugin at `path` in place to greet with
+/// `greeting` instead of "Hello!": another build, as far as any check can
+/// tell.
+fn greet_with(path: &std::path::Path, greeting: &[u8; 6]) {
+    let mut bytes = fs::read(path).unwrap();
+    let at = bytes
+        .windows(6)
+        .position(|window| window == b"Hello!")
+        .unwrap();
+    bytes[at..at + 6].copy_from_slice(greeting);
+    fs::write(path, &bytes).unwrap();
+}
+
 fn sha256(path: &std::path::Path) -> String {
     Sha256::digest(fs::read(path).unwrap())
         .iter()
@@ -560,13 +573,7 @@ fn a_snapshot_cache_forgets_what_no_load_used_for_a_month() {
     // A new build, locked: its copy is kept, and keeping it clears out what
     // went unused.
     let hello = dir.path().join(library_file_name("hello"));
-    let mut bytes = fs::read(&hello).unwrap();
-    let at = bytes
-        .windows(6)
-        .position(|window| window == b"Hello!")
-        .unwrap();
-    bytes[at..at + 6].copy_from_slice(b"Howdy!");
-    fs::write(&hello, &bytes).unwrap();
+    greet_with(&hello, b"Howdy!");
     assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
     assert_eq!(stdout(&run()), "hello: Howdy!\n");
     let second: Vec<String> = files(".so")
@@ -687,13 +694,7 @@ fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
     // A changed file misses the cache: its new bytes are hashed, and
     // refused, since the lock file names the old ones.
     let hello = dir.path().join(library_file_name("hello"));
-    let mut bytes = fs::read(&hello).unwrap();
-    let at = bytes
-        .windows(6)
-        .position(|window| window == b"Hello!")
-        .unwrap();
-    bytes[at..at + 6].copy_from_slice(b"Howdy!");
-    fs::write(&hello, &bytes).unwrap();
+    greet_with(&hello, b"Howdy!");
     let third = run();
     assert_eq!(third.status.code(), Some(1));
     assert_eq!(stdout(&third), "counter: Hello, visitor #1!\n");
