@@ -349,12 +349,16 @@ impl Cache {
         }
     }
 
-    /// Removes what no load used for [`UNUSED_FOR`]: kept copies (the
-    /// dynamic loader's mapping of a copy marks it accessed, at least once a
-    /// day on the usual `relatime` mounts; on `noatime` ones a copy goes
-    /// that long after it was made, and is made again when next needed) and
-    /// lists of proven copies; and temporary files that a process left
-    /// behind when it died. Best effort.
+    /// Removes what no load used for [`UNUSED_FOR`]: kept copies ([`find`]
+    /// marks a copy accessed, at most once a day, whatever the mount's
+    /// access-time rules) and lists of proven copies (read when a cache is
+    /// opened, which marks them on `relatime` mounts; on `noatime` ones a
+    /// list goes 30 days after it was last written, and proofs are made
+    /// again); and temporary files that a process left behind when it died.
+    /// Only the cache's own files: its names, private, the lock file
+    /// owner's. Best effort.
+    ///
+    /// [`find`]: Self::find
     fn forget_unused(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;

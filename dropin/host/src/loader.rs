@@ -975,7 +975,6 @@ fn lock_owner(_: &Path) -> Option<u32> {
 /// A lock file's entries by file name.
 pub(crate) type LockIndex<'l> = HashMap<&'l str, &'l LockEntry>;
 
-/// `lockfile`'s entries by file name: one lookup per file, not a scan.
 /// What `stat` says of each of `paths` (through links), where it can.
 fn metadata_of(paths: &[PathBuf]) -> Vec<Option<fs::Metadata>> {
     paths.iter().map(|path| fs::metadata(path).ok()).collect()
@@ -995,6 +994,7 @@ fn host_build<I: Interface>() -> Option<String> {
     })
 }
 
+/// `lockfile`'s entries by file name: one lookup per file, not a scan.
 pub(crate) fn lock_index(lockfile: &Lockfile) -> LockIndex<'_> {
     lockfile
         .plugins
@@ -1155,17 +1155,17 @@ impl<I: Interface> LoaderBuilder<I> {
     /// it must belong to the lock file's owner and be writable by nobody
     /// else (the folder is made private if it does not exist), and the
     /// folders above it writable by nobody but this user or root (or sticky,
-    /// as `/tmp` is); otherwise it is not used, with a warning. Best on the snapshot folder's file
-    /// system: copies are then kept as second names of the private copies,
-    /// not copied again. What this build of the host proved about a kept
-    /// copy (that its object headers and its root module's layout pass) is
-    /// kept beside it, in a list per host build (named by the build IDs of
-    /// the code that checks): the same build maps a proven copy without
-    /// those two checks; every other check runs as always. A load that
-    /// keeps a new copy removes the copies and lists no load used for 30
-    /// days (as the file system's access times tell: on a `noatime` mount,
-    /// 30 days after they were made). Only locked files use it; a reload
-    /// always copies afresh. Unix only.
+    /// as `/tmp` is); otherwise it is not used, with a warning. Best on the
+    /// snapshot folder's file system: copies are then kept as second names
+    /// of the private copies, not copied again. What this build of the host
+    /// proved about a kept copy (that its object headers and its root
+    /// module's layout pass) is kept beside it, in a list per host build
+    /// (named by the build IDs of the code that checks): the same build maps
+    /// a proven copy without those two checks; every other check runs as
+    /// always. A load that keeps a new copy removes the cache's copies and
+    /// lists that no load used for 30 days (a load marks each copy it uses,
+    /// at most once a day). Only locked files use it; a reload always
+    /// copies afresh. Unix only.
     #[must_use]
     pub fn snapshot_cache(mut self, dir: impl Into<PathBuf>) -> Self {
         self.snapshot_cache = Some(dir.into());
