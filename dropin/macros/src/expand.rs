@@ -14,7 +14,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::{Ident, spanned::Spanned};
 
 use crate::{
-    ast::{Interface, Method, visibility},
+    ast::{Arg, Interface, Method, visibility},
     ty::{Kind, is_string},
 };
 
@@ -459,92 +459,59 @@ fn handle_method(
     }
 }
 
+/// `each` of the method's arguments, in order.
+fn per_arg(method: &Method, each: impl FnMut(&Arg) -> TokenStream) -> Vec<TokenStream> {
+    method.args.iter().map(each).collect()
+}
+
 /// `name: Type` for each argument, as declared: a handle method's
 /// parameters.
 pub(crate) fn typed_params(method: &Method) -> Vec<TokenStream> {
-    method
-        .args
-        .iter()
-        .map(|arg| {
-            let name = &arg.ident;
-            let ty = &arg.ty;
-            quote!(#name: #ty)
-        })
-        .collect()
+    per_arg(method, |Arg { ident, ty, .. }| quote!(#ident: #ty))
 }
 
 /// Each argument converted to its boundary representation.
 pub(crate) fn into_ffi_values(method: &Method) -> Vec<TokenStream> {
-    method
-        .args
-        .iter()
-        .map(|arg| {
-            let name = &arg.ident;
-            let ty = &arg.ty;
-            quote!(<#ty as ::dropin::Stable>::into_ffi(#name))
-        })
-        .collect()
+    per_arg(
+        method,
+        |Arg { ident, ty, .. }| quote!(<#ty as ::dropin::Stable>::into_ffi(#ident)),
+    )
 }
 
 /// `name: <ffi type>` for each argument: a boundary function's parameters.
 pub(crate) fn ffi_params(method: &Method) -> Vec<TokenStream> {
-    method
-        .args
-        .iter()
-        .map(|arg| {
-            let name = &arg.ident;
-            let ffi = ffi_arg(arg);
-            quote!(#name: #ffi)
-        })
-        .collect()
+    per_arg(method, |arg| {
+        let name = &arg.ident;
+        let ffi = ffi_arg(arg);
+        quote!(#name: #ffi)
+    })
 }
 
 /// Each argument converted back from its boundary representation.
 pub(crate) fn from_ffi_values(method: &Method) -> Vec<TokenStream> {
-    method
-        .args
-        .iter()
-        .map(|arg| {
-            let name = &arg.ident;
-            let ty = &arg.ty;
-            match arg.kind {
-                Kind::Str => quote!(<&str as ::dropin::Stable>::from_ffi(#name)),
-                Kind::Bytes => quote!(<&[u8] as ::dropin::Stable>::from_ffi(#name)),
-                Kind::Value => quote!(<#ty as ::dropin::Stable>::from_ffi(#name)),
-            }
-        })
-        .collect()
+    per_arg(method, |Arg { ident, ty, kind }| match kind {
+        Kind::Str => quote!(<&str as ::dropin::Stable>::from_ffi(#ident)),
+        Kind::Bytes => quote!(<&[u8] as ::dropin::Stable>::from_ffi(#ident)),
+        Kind::Value => quote!(<#ty as ::dropin::Stable>::from_ffi(#ident)),
+    })
 }
 
 /// Each argument decoded from `input` as an owned value, then passed as
 /// the method takes it: what serving a call from another process does.
 pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStream>) {
-    let decodes = method
-        .args
-        .iter()
-        .map(|arg| {
-            let name = &arg.ident;
-            let ty = &arg.ty;
-            let owned = match arg.kind {
-                Kind::Str => quote!(::std::string::String),
-                Kind::Bytes => quote!(::std::vec::Vec<u8>),
-                Kind::Value => quote!(#ty),
-            };
-            quote!(let #name = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
-        })
-        .collect();
-    let passes = method
-        .args
-        .iter()
-        .map(|arg| {
-            let name = &arg.ident;
-            match arg.kind {
-                Kind::Str => quote!(#name.as_str()),
-                Kind::Bytes => quote!(#name.as_slice()),
-                Kind::Value => quote!(#name),
-            }
-        })
-        .collect();
+    let decodes = per_arg(method, |Arg { ident, ty, kind }| {
+        let owned = match kind {
+            Kind::Str => quote!(::std::string::String),
+            Kind::Bytes => quote!(::std::vec::Vec<u8>),
+            Kind::Value => quote!(#ty),
+        };
+        quote!(let #ident = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
+    });
+    let passes = per_arg(method, |Arg { ident, kind, .. }| match kind {
+        Kind::Str => quote!(#ident.as_str()),
+        Kind::Bytes => quote!(#ident.as_slice()),
+        Kind::Value => quote!(#ident),
+    });
     (decodes, passes)
 }
 
