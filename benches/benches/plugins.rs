@@ -295,29 +295,43 @@ const COPIES: usize = 100;
 /// `noop-0000`, `noop-0001`, ...
 const NOOP_NAME: &str = "noop-0000";
 
-/// A fresh folder of `COPIES` distinct plugins made from `library`: each a
+/// Writes `count` distinct plugins made from `library` into `dir`: each a
 /// copy whose plugin name is patched to its own (`noop-0042`, same length),
-/// under a file name never used before in this process (a library is never
-/// unloaded, and the dynamic loader returns the already-loaded one for a
-/// path it has seen). Returns the folder and each file's name and SHA-256.
-fn fresh_plugins(library: &[u8], root: &Path) -> (PathBuf, Vec<(String, String, String)>) {
-    static ROUND: AtomicUsize = AtomicUsize::new(0);
-    let round = ROUND.fetch_add(1, Ordering::Relaxed);
-    let dir = root.join(format!("round-{round}"));
-    fs::create_dir(&dir).unwrap();
+/// in a file named by `file_stem`. Returns each file's name, plugin name
+/// and SHA-256.
+fn write_plugins(
+    library: &[u8],
+    dir: &Path,
+    count: usize,
+    file_stem: impl Fn(usize) -> String,
+) -> Vec<(String, String, String)> {
+    fs::create_dir(dir).unwrap();
     let at = library
         .windows(NOOP_NAME.len())
         .position(|window| window == NOOP_NAME.as_bytes())
         .expect("the plugin name is in the library");
-    let mut files = Vec::new();
     let mut bytes = library.to_vec();
-    for i in 0..COPIES {
-        let name = format!("noop-{i:04}");
-        bytes[at..at + name.len()].copy_from_slice(name.as_bytes());
-        let file = library_file_name(&format!("noop_{round}_{i}"));
-        fs::write(dir.join(&file), &bytes).unwrap();
-        files.push((file, name, format!("{:x}", Sha256::digest(&bytes))));
-    }
+    (0..count)
+        .map(|i| {
+            let name = format!("noop-{i:04}");
+            bytes[at..at + name.len()].copy_from_slice(name.as_bytes());
+            let file = library_file_name(&file_stem(i));
+            fs::write(dir.join(&file), &bytes).unwrap();
+            (file, name, format!("{:x}", Sha256::digest(&bytes)))
+        })
+        .collect()
+}
+
+/// A fresh folder of `COPIES` distinct plugins made from `library`, under
+/// file names never used before in this process (a library is never
+/// unloaded, and the dynamic loader returns the already-loaded one for a
+/// path it has seen). Returns the folder and each file's name, plugin name
+/// and SHA-256.
+fn fresh_plugins(library: &[u8], root: &Path) -> (PathBuf, Vec<(String, String, String)>) {
+    static ROUND: AtomicUsize = AtomicUsize::new(0);
+    let round = ROUND.fetch_add(1, Ordering::Relaxed);
+    let dir = root.join(format!("round-{round}"));
+    let files = write_plugins(library, &dir, COPIES, |i| format!("noop_{round}_{i}"));
     (dir, files)
 }
 
@@ -328,20 +342,7 @@ const THOUSAND: usize = 1000;
 /// file approving each.
 fn distinct_plugins(library: &[u8], root: &Path, count: usize) -> PathBuf {
     let dir = root.join(format!("distinct-{count}"));
-    fs::create_dir(&dir).unwrap();
-    let at = library
-        .windows(NOOP_NAME.len())
-        .position(|window| window == NOOP_NAME.as_bytes())
-        .expect("the plugin name is in the library");
-    let mut bytes = library.to_vec();
-    let mut files = Vec::new();
-    for i in 0..count {
-        let name = format!("noop-{i:04}");
-        bytes[at..at + name.len()].copy_from_slice(name.as_bytes());
-        let file = library_file_name(&format!("noop_{i:04}"));
-        fs::write(dir.join(&file), &bytes).unwrap();
-        files.push((file, name, format!("{:x}", Sha256::digest(&bytes))));
-    }
+    let files = write_plugins(library, &dir, count, |i| format!("noop_{i:04}"));
     lock(&dir, &files);
     dir
 }
