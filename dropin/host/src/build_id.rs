@@ -48,7 +48,7 @@ pub(crate) fn of(code: *const ()) -> Option<String> {
                     );
                     find_build_id(notes, header.p_align)
                 });
-            search.found = Some(id.map(hex));
+            search.found = Some(id.map(crate::snapshot::hex));
             1
         }
     }
@@ -94,14 +94,6 @@ fn find_build_id(mut notes: &[u8], align: u64) -> Option<&[u8]> {
         notes = notes.get(desc_at + padded(desc_len)..).unwrap_or_default();
     }
     None
-}
-
-#[cfg_attr(
-    not(all(target_os = "linux", target_pointer_width = "64")),
-    allow(dead_code)
-)]
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

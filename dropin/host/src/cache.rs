@@ -252,7 +252,7 @@ impl Cache {
         if crate::snapshot::space(&dir).is_some_and(|space| space.noexec) {
             return refused(&"its file system is mounted noexec");
         }
-        if let Err(why) = check_ancestors(&dir, meta.uid()) {
+        if let Err(why) = check_ancestors(&dir, owner(&meta)) {
             return refused(&why);
         }
         let mut cache = Self {
@@ -379,8 +379,8 @@ impl Cache {
             };
             #[cfg(unix)]
             {
-                use std::os::unix::fs::MetadataExt;
-                if meta.uid() != self.owner || meta.mode() & 0o077 != 0 {
+                use std::os::unix::fs::PermissionsExt;
+                if owner(&meta) != self.owner || meta.permissions().mode() & 0o077 != 0 {
                     continue;
                 }
             }

@@ -639,7 +639,7 @@ impl<I: Interface> fmt::Debug for Plugin<I> {
             .field("interface_version", &self.interface_version)
             .field("host_requirement", &self.host_requirement)
             .field("path", &self.path)
-            .field("sha256", &self.sha256.get().map(hex))
+            .field("sha256", &self.sha256.get().map(|digest| hex(digest)))
             .field("generation", &self.generation)
             .field("failure", &self.failure())
             .finish()

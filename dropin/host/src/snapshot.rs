@@ -262,11 +262,11 @@ pub(crate) fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-/// A SHA-256 digest as lowercase hexadecimal.
-pub(crate) fn hex(digest: &[u8; 32]) -> String {
+/// Bytes (a SHA-256 digest, a build ID) as lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(64);
-    for byte in digest {
+    let mut text = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
         text.push(char::from(DIGITS[usize::from(byte >> 4)]));
         text.push(char::from(DIGITS[usize::from(byte & 15)]));
     }
