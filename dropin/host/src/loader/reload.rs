@@ -148,13 +148,13 @@ impl<I: Interface> Loader<I> {
         let _one_at_a_time = registry.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let candidates = self.candidates()?;
         let mut report = ReloadReport::default();
-        // Each file as it is before it is read: one that changes meanwhile
-        // differs from what is recorded, and is looked at again.
         // Each loaded plugin's slot by its file, looked up once per file.
         let by_path: std::collections::HashMap<PathBuf, &Slot<I>> = registry
             .iter()
             .filter_map(|plugin| Some((plugin.path().to_owned(), registry.slot(plugin.name())?)))
             .collect();
+        // Each file as it is before it is read: one that changes meanwhile
+        // differs from what is recorded, and is looked at again.
         let changed: Vec<(PathBuf, Stamp)> = candidates
             .into_iter()
             .filter_map(|path| {
