@@ -511,7 +511,7 @@ pub(crate) fn start<I: Interface>(
         previous_version,
         services: services
             .filter(|_| cfg!(unix))
-            .map(|services| format!("{}\t{}", services.name(), services.version())),
+            .map(|services| services_identity(services.name(), services.version())),
     };
     let mut bytes = Vec::new();
     setup.encode(&mut bytes);
@@ -705,6 +705,13 @@ fn serve_services(
 ) {
 }
 
+/// How the setup names the services a host offers, and how the isolated
+/// process checks they are the ones it was built with: the trait's name
+/// and the interface crate's version, tab-separated.
+fn services_identity(name: &str, version: &str) -> String {
+    format!("{name}\t{version}")
+}
+
 /// In an isolated process: the table of the host's services, reached over
 /// file descriptor 3, if they are the services this program was built
 /// with (`identity`: the host's trait name and interface version). A host
@@ -739,7 +746,7 @@ fn child_services<I: Interface>(
         stream: Mutex::new(stream),
     }));
     Ok(table.filter(|table| {
-        let same = format!("{}\t{}", table.name.as_str(), table.version.as_str()) == identity;
+        let same = services_identity(table.name.as_str(), table.version.as_str()) == identity;
         if !same {
             log::warn!(
                 "the host offers the services {}, this program was built with {} {}: none are \
