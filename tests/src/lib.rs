@@ -85,15 +85,17 @@ pub fn artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
         let target = target_dir().join("test-artifacts");
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .current_dir(workspace_root())
-            .args(["build", "--locked", "--target-dir"])
-            .arg(&target);
-        for package in PACKAGES {
-            cargo.args(["-p", package]);
-        }
-        run_cargo(cargo);
+        once_per_run(&target, || {
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .current_dir(workspace_root())
+                .args(["build", "--locked", "--target-dir"])
+                .arg(&target);
+            for package in PACKAGES {
+                cargo.args(["-p", package]);
+            }
+            run_cargo(cargo);
+        });
         Artifacts {
             dir: target.join("debug"),
         }
@@ -110,14 +112,16 @@ pub fn compat_artifacts() -> &'static Artifacts {
     static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
         let target = target_dir().join("compat");
-        for (workspace, _) in COMPAT_WORKSPACES {
-            let mut cargo = Command::new(env!("CARGO"));
-            cargo
-                .current_dir(workspace_root().join("tests/compat").join(workspace))
-                .args(["build", "--locked", "--target-dir"])
-                .arg(&target);
-            run_cargo(cargo);
-        }
+        once_per_run(&target, || {
+            for (workspace, _) in COMPAT_WORKSPACES {
+                let mut cargo = Command::new(env!("CARGO"));
+                cargo
+                    .current_dir(workspace_root().join("tests/compat").join(workspace))
+                    .args(["build", "--locked", "--target-dir"])
+                    .arg(&target);
+                run_cargo(cargo);
+            }
+        });
         Artifacts {
             dir: target.join("debug"),
         }
@@ -129,6 +133,33 @@ pub fn compat_artifacts() -> &'static Artifacts {
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+/// Runs `build` for the target folder `target` once per test run.
+///
+/// `cargo nextest` runs every test in a process of its own, all with the same
+/// `NEXTEST_RUN_ID`: the first process to get here builds, under a lock on a
+/// file beside the folder, and leaves the run's id in a stamp; the others
+/// wait for the lock and find the stamp. Under `cargo test`, one process runs
+/// them all and builds once. With `GREETER_TEST_PREBUILT` set (a run as
+/// another user, who cannot write the target folder), nothing is built: the
+/// artifacts of an earlier run are used as they are.
+fn once_per_run(target: &Path, build: impl FnOnce()) {
+    if std::env::var_os("GREETER_TEST_PREBUILT").is_some() {
+        return;
+    }
+    let Some(run) = std::env::var_os("NEXTEST_RUN_ID") else {
+        return build();
+    };
+    let run = run.into_encoded_bytes();
+    fs::create_dir_all(target).expect("the test build's target folder can be made");
+    let lock = fs::File::create(target.with_extension("lock")).expect("a lock file beside it");
+    lock.lock().expect("the build lock");
+    let stamp = target.with_extension("run");
+    if fs::read(&stamp).ok().as_deref() != Some(&run[..]) {
+        build();
+        fs::write(&stamp, &run).expect("the stamp of this run's build");
+    }
 }
 
 fn run_cargo(mut cargo: Command) {
