@@ -193,7 +193,7 @@ fn generate(rng: &mut Rng, dir: PluginDir) -> Corpus {
         ("data-rel-ro", ".data.rel.ro"),
         ("eh-frame-hdr", ".eh_frame_hdr"),
     ] {
-        let Some((start, len)) = section_range(&hello, section) else {
+        let Some((start, len)) = greeter_tests::elf_section(&hello, section) else {
             panic!("hello has no {section} section");
         };
         for _ in 0..REGION_MUTANTS {
@@ -215,23 +215,6 @@ fn generate(rng: &mut Rng, dir: PluginDir) -> Corpus {
 
 /// Mutants per section: with the rest, over a thousand files per run.
 const REGION_MUTANTS: usize = 70;
-
-/// The file range of the section called `name`.
-fn section_range(elf: &[u8], name: &str) -> Option<(usize, usize)> {
-    let shoff = u64_at(elf, 40) as usize;
-    let shentsize = u16_at(elf, 58);
-    let shnum = u16_at(elf, 60);
-    let shstrndx = u16_at(elf, 62);
-    let header = |i: usize| shoff + i * shentsize;
-    let names = u64_at(elf, header(shstrndx) + 24) as usize;
-    (0..shnum).find_map(|i| {
-        let h = header(i);
-        let at = names + u32::from_le_bytes(elf[h..h + 4].try_into().unwrap()) as usize;
-        let end = at + elf[at..].iter().position(|&b| b == 0)?;
-        (&elf[at..end] == name.as_bytes())
-            .then(|| (u64_at(elf, h + 24) as usize, u64_at(elf, h + 32) as usize))
-    })
-}
 
 /// A few ordinary shared libraries of the system, none of them a plugin.
 /// Only small, self-contained ones: a second copy of the C library or the

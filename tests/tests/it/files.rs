@@ -6,7 +6,10 @@ use std::{
     fs::{self, OpenOptions},
     os::unix::fs::FileExt,
     process::Command,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -94,66 +97,122 @@ fn a_file_over_the_size_limit_is_refused_before_it_is_copied() {
     assert_eq!(report.rejected.len(), 2, "hello is over 1000 bytes too");
 }
 
-/// A writer rewrites a plugin in place, alternating two different builds of
-/// the same size, while the host loads the folder again and again: every
-/// load either gets one whole build or refuses the file as changing, and the
-/// host never crashes on a copy that is half one and half the other.
+/// A writer rewrites a plugin in place, alternating two builds of the same
+/// size, while the host loads the folder again and again: every load either
+/// gets one whole build, byte for byte, or refuses the file as changing.
+///
+/// The builds differ in each of the two pieces the writer writes (the
+/// greeting, and the `.comment` section at the end, which no loader reads),
+/// so a copy that is half one build and half the other is a third file that
+/// still loads and greets: only its hash tells it apart.
 #[test]
 fn a_plugin_rewritten_in_place_during_loads_never_loads_torn() {
     let hello = fs::read(artifacts().library("hello")).unwrap();
-    // The same build with its greeting changed: same size, other bytes.
-    let other = replace(&hello, b"Hello!", b"Howdy!");
-    assert_ne!(hello, other);
+    let (comment, _) = greeter_tests::elf_section(&hello, ".comment").expect("a .comment section");
+    let greeting = find(&hello, b"Hello!");
+    assert!(greeting < comment);
+    let split = (greeting + comment) / 2;
+    let mut other = hello.clone();
+    other[greeting..greeting + 6].copy_from_slice(b"Howdy!");
+    other[comment] ^= 0x20;
+    let builds = [
+        (sha256(&hello), "Hello!", hello),
+        (sha256(&other), "Howdy!", other),
+    ];
     let dir = PluginDir::new();
-    let path = dir.write(&library_file_name("rewritten"), &hello);
-    let stop = AtomicBool::new(false);
+    let path = dir.write(&library_file_name("rewritten"), &builds[0].2);
+    // Odd loads run while the writer rewrites the file without pause; even
+    // loads run while it rests, after it finished a whole build.
+    let writing = AtomicBool::new(false);
+    let rewriting = Mutex::new(());
+    let done = AtomicBool::new(false);
+    let rewrites = AtomicUsize::new(0);
+    let (mut loaded, mut changing) = (0, 0);
     thread::scope(|scope| {
         scope.spawn(|| {
             let file = OpenOptions::new().write(true).open(&path).unwrap();
-            let mut flip = false;
-            while !stop.load(Ordering::Relaxed) {
-                let bytes = if flip { &other } else { &hello };
-                // Chunk by chunk, like `rsync --inplace` or `dd conv=notrunc`.
-                for (i, chunk) in bytes.chunks(64 * 1024).enumerate() {
-                    file.write_all_at(chunk, (i * 64 * 1024) as u64).unwrap();
+            let mut next = builds.iter().cycle();
+            while !done.load(Ordering::SeqCst) {
+                let guard = rewriting.lock().unwrap();
+                if !writing.load(Ordering::SeqCst) {
+                    drop(guard);
+                    thread::yield_now();
+                    continue;
                 }
-                flip = !flip;
+                let (_, _, bytes) = next.next().unwrap();
+                // Piece by piece, like `rsync --inplace` or `dd conv=notrunc`.
+                file.write_all_at(&bytes[..split], 0).unwrap();
+                file.write_all_at(&bytes[split..], split as u64).unwrap();
+                rewrites.fetch_add(1, Ordering::SeqCst);
             }
         });
-        let mut loaded = 0;
-        for _ in 0..200 {
+        // However the loop ends, the writer stops, so the scope can end.
+        let _stop = StopOnDrop(&done);
+        let started = Instant::now();
+        for load in 0..200 {
+            if load % 2 == 1 {
+                let before = rewrites.load(Ordering::SeqCst);
+                writing.store(true, Ordering::SeqCst);
+                while rewrites.load(Ordering::SeqCst) < before + 2 {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(60),
+                        "the writer is stuck"
+                    );
+                    thread::yield_now();
+                }
+            }
             let report = dir.load();
             if let Some(plugin) = report.registry.get("hello") {
-                let greeting = plugin.greet().unwrap();
-                assert!(greeting == "Hello!" || greeting == "Howdy!", "{greeting}");
+                let hash = plugin.sha256().unwrap();
+                let Some((_, greeting, _)) = builds.iter().find(|(sha, ..)| *sha == hash) else {
+                    panic!("load {load} mapped a copy that is neither build: {hash}");
+                };
+                assert_eq!(plugin.greet().unwrap(), *greeting);
                 loaded += 1;
             } else {
                 for error in &report.rejected {
-                    assert!(
-                        matches!(
-                            error,
-                            LoadError::Changing { .. }
-                                | LoadError::InvalidLibrary { .. }
-                                | LoadError::Open { .. }
-                        ),
-                        "{error}"
-                    );
+                    assert!(matches!(error, LoadError::Changing { .. }), "{error}");
+                    changing += 1;
                 }
             }
+            if load % 2 == 1 {
+                // The writer stops after a whole build: it checks the flag
+                // only while it holds the lock, and holds it while it writes.
+                writing.store(false, Ordering::SeqCst);
+                drop(rewriting.lock().unwrap());
+            }
         }
-        stop.store(true, Ordering::Relaxed);
-        eprintln!("{loaded} of 200 loads got a whole build");
     });
+    // Both outcomes happened: the writer was at work during loads, and the
+    // loads while it rested got a whole build.
+    assert!(
+        loaded >= 100 && changing > 0,
+        "{loaded} loaded, {changing} refused as changing"
+    );
 }
 
-fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let at = haystack
-        .windows(from.len())
-        .position(|window| window == from)
-        .expect("the greeting is in the library");
-    let mut bytes = haystack.to_vec();
-    bytes[at..at + to.len()].copy_from_slice(to);
-    bytes
+/// Sets its flag when dropped, also while a panic unwinds.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+        .expect("the bytes are in the library")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[test]
@@ -219,6 +278,7 @@ fn a_link_flipped_to_another_users_file_never_loads_that_file() {
                 flip = !flip;
             }
         });
+        let _stop = StopOnDrop(&stop);
         for _ in 0..200 {
             let report = dir.load();
             assert!(
@@ -240,7 +300,6 @@ fn a_link_flipped_to_another_users_file_never_loads_that_file() {
                 refused += 1;
             }
         }
-        stop.store(true, Ordering::Relaxed);
     });
     // The race was run: both files were behind the link at some load.
     assert!(
