@@ -809,7 +809,12 @@ impl<I: Interface> Loader<I> {
                     found: "a virtual file whose size reads as 0 (as in /proc or /sys)",
                 });
             }
-            if source::unchanged(&source.meta, &after) && copied.len == after.len() {
+            if source::unchanged(&source.meta, &after)
+                && copied.len == after.len()
+                && (!source::recently_changed(&after)
+                    || (source::open_for_writing(&source.file) != Some(true)
+                        && source::same_bytes(&source.file, &copied.path).map_err(failed)?))
+            {
                 return Ok(copied);
             }
             let _ = fs::remove_file(&copied.path);

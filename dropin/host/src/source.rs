@@ -92,6 +92,125 @@ pub fn is_deceptive(c: char) -> bool {
         )
 }
 
+/// Whether the file changed in the last two seconds: a write may still be
+/// under way.
+///
+/// A write sets the file's times when it starts, not when it ends, and a
+/// writer can be descheduled in the middle of one: a copy made then shows the
+/// same times before and after, and the same bytes when read again, yet it
+/// is half one build and half another. So a recently changed file must have
+/// no writer ([`open_for_writing`]) and read the same a second time
+/// ([`same_bytes`]); an older one is in the middle of no write that a later
+/// one did not stamp.
+pub(crate) fn recently_changed(meta: &Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let changed = meta.mtime().max(meta.ctime());
+        changed >= change_clock().0 - 2
+    }
+    #[cfg(not(unix))]
+    {
+        meta.modified()
+            .ok()
+            .and_then(|modified| modified.elapsed().ok())
+            .is_none_or(|age| age.as_secs() < 2)
+    }
+}
+
+/// Whether some process has the file open for writing: `None` where that
+/// cannot be told (another platform, a file system without leases, a file
+/// of another owner without `CAP_LEASE`).
+///
+/// Linux refuses a read lease on a file that any process has open for
+/// writing; one granted is released at once. A writer that opens the file in
+/// that instant breaks the lease, which signals the lease holder: the signal
+/// asked for is `SIGURG`, which a process ignores unless it handles it
+/// (`SIGIO`, the default, would end it).
+pub(crate) fn open_for_writing(file: &File) -> Option<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // <fcntl.h>'s F_SETSIG, the same on every Linux architecture; the
+        // libc crate does not define it.
+        const F_SETSIG: libc::c_int = 10;
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor this handle owns, with the commands'
+        // documented integer arguments; no memory is passed.
+        unsafe {
+            if libc::fcntl(fd, F_SETSIG, libc::SIGURG) != 0 {
+                return None;
+            }
+            if libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) == 0 {
+                libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK);
+                return Some(false);
+            }
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) => Some(true),
+            _ => None,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
+    }
+}
+
+/// Whether `file` (read from its start, through the handle) holds exactly
+/// the bytes of the file at `copy`.
+pub(crate) fn same_bytes(file: &File, copy: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut copy = File::open(copy)?;
+    let mut ours = vec![0; 64 * 1024];
+    let mut theirs = vec![0; 64 * 1024];
+    let mut at = 0u64;
+    loop {
+        let n = read_at(file, &mut theirs, at)?;
+        let mut filled = 0;
+        while filled < n {
+            match copy.read(&mut ours[filled..n])? {
+                0 => return Ok(false),
+                read => filled += read,
+            }
+        }
+        if ours[..n] != theirs[..n] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(copy.read(&mut ours[..1])? == 0);
+        }
+        at += n as u64;
+    }
+}
+
+/// Reads at `offset` without moving the handle's position.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_at(file, buf, offset);
+    #[cfg(windows)]
+    return std::os::windows::fs::FileExt::seek_read(file, buf, offset);
+}
+
+/// The time the kernel gives a change now, as (seconds, nanoseconds): its
+/// coarse clock on Linux, which advances in ticks.
+#[cfg(unix)]
+fn change_clock() -> (i64, i64) {
+    #[cfg(target_os = "linux")]
+    let clock = libc::CLOCK_REALTIME_COARSE;
+    #[cfg(not(target_os = "linux"))]
+    let clock = libc::CLOCK_REALTIME;
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; the clock id is one the
+    // platform defines.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    (now.tv_sec, now.tv_nsec)
+}
+
 /// Whether a file's size and modification and change times are the same:
 /// a file written to in between has at least one that differs.
 pub(crate) fn unchanged(before: &Metadata, after: &Metadata) -> bool {

@@ -101,17 +101,16 @@ fn a_file_over_the_size_limit_is_refused_before_it_is_copied() {
 /// size, while the host loads the folder again and again: every load either
 /// gets one whole build, byte for byte, or refuses the file as changing.
 ///
-/// The builds differ in each of the two pieces the writer writes (the
-/// greeting, and the `.comment` section at the end, which no loader reads),
-/// so a copy that is half one build and half the other is a third file that
-/// still loads and greets: only its hash tells it apart.
+/// The builds differ at both ends (the greeting, and the `.comment` section
+/// at the end, which no loader reads), so a copy made while a write was under
+/// way, half one build and half the other, is a third file that still loads
+/// and greets: only its hash tells it apart.
 #[test]
 fn a_plugin_rewritten_in_place_during_loads_never_loads_torn() {
     let hello = fs::read(artifacts().library("hello")).unwrap();
     let (comment, _) = greeter_tests::elf_section(&hello, ".comment").expect("a .comment section");
     let greeting = find(&hello, b"Hello!");
     assert!(greeting < comment);
-    let split = (greeting + comment) / 2;
     let mut other = hello.clone();
     other[greeting..greeting + 6].copy_from_slice(b"Howdy!");
     other[comment] ^= 0x20;
@@ -124,25 +123,28 @@ fn a_plugin_rewritten_in_place_during_loads_never_loads_torn() {
     // Odd loads run while the writer rewrites the file without pause; even
     // loads run while it rests, after it finished a whole build.
     let writing = AtomicBool::new(false);
-    let rewriting = Mutex::new(());
+    // The writer's handle: it opens the file to write, and the test closes it
+    // when the writer is to rest.
+    let handle = Mutex::new(None);
     let done = AtomicBool::new(false);
     let rewrites = AtomicUsize::new(0);
     let (mut loaded, mut changing) = (0, 0);
     thread::scope(|scope| {
         scope.spawn(|| {
-            let file = OpenOptions::new().write(true).open(&path).unwrap();
             let mut next = builds.iter().cycle();
             while !done.load(Ordering::SeqCst) {
-                let guard = rewriting.lock().unwrap();
+                let mut file = handle.lock().unwrap();
                 if !writing.load(Ordering::SeqCst) {
-                    drop(guard);
+                    drop(file);
                     thread::yield_now();
                     continue;
                 }
+                let file =
+                    file.get_or_insert_with(|| OpenOptions::new().write(true).open(&path).unwrap());
                 let (_, _, bytes) = next.next().unwrap();
-                // Piece by piece, like `rsync --inplace` or `dd conv=notrunc`.
-                file.write_all_at(&bytes[..split], 0).unwrap();
-                file.write_all_at(&bytes[split..], split as u64).unwrap();
+                // In place, in one write: the file is one build or the
+                // other, except while the write is under way.
+                file.write_all_at(bytes, 0).unwrap();
                 rewrites.fetch_add(1, Ordering::SeqCst);
             }
         });
@@ -176,10 +178,11 @@ fn a_plugin_rewritten_in_place_during_loads_never_loads_torn() {
                 }
             }
             if load % 2 == 1 {
-                // The writer stops after a whole build: it checks the flag
-                // only while it holds the lock, and holds it while it writes.
+                // The writer stops after a whole build (it checks the flag
+                // only while it holds the lock, and holds it while it
+                // writes), and its file is closed.
                 writing.store(false, Ordering::SeqCst);
-                drop(rewriting.lock().unwrap());
+                *handle.lock().unwrap() = None;
             }
         }
     });
