@@ -359,6 +359,20 @@ mod tests {
         let other = SnapshotDir::create(root.path()).unwrap();
         assert!(live.path().exists());
         assert_ne!(live.path(), other.path());
+        // Past the grace period, only the lock its host holds keeps a live
+        // folder.
+        for dir in [&first, &live, &other] {
+            File::options()
+                .write(true)
+                .open(dir.path().join(LOCK))
+                .unwrap()
+                .set_modified(SystemTime::now() - 2 * GRACE)
+                .unwrap();
+        }
+        let _last = SnapshotDir::create(root.path()).unwrap();
+        for dir in [&first, &live, &other] {
+            assert!(dir.path().exists(), "{} was removed", dir.path().display());
+        }
     }
 
     #[cfg(unix)]
