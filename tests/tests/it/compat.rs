@@ -218,19 +218,27 @@ fn a_plugin_built_before_the_interface_moved_to_dropin_is_told_to_rebuild() {
 }
 
 #[test]
-fn no_code_of_a_refused_plugin_runs() {
+fn no_entry_point_of_a_refused_plugin_runs_and_only_a_signature_check_maps_one() {
     let dir = PluginDir::new();
+    let mut libraries = Vec::new();
     for (_, libs) in COMPAT_WORKSPACES {
         for lib in *libs {
             dir.add_compat(lib);
+            libraries.push(lib.to_string());
         }
     }
     let markers = PluginDir::new();
-    let output = dir.run_with_env(
-        &["check"],
-        "GREETER_COMPAT_MARKERS",
-        markers.path().to_str().unwrap(),
-    );
+    let opened = PluginDir::new();
+    let child = dir
+        .command(&["check"])
+        .env("GREETER_COMPAT_MARKERS", markers.path())
+        .env("GREETER_OPEN_MARKERS", opened.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let host = child.id();
+    let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let mut ran: Vec<String> = fs::read_dir(markers.path())
         .unwrap()
@@ -238,6 +246,32 @@ fn no_code_of_a_refused_plugin_runs() {
         .collect();
     ran.sort();
     assert_eq!(ran, ["greeter-2.0", "greeter-2.2"]);
+    // Every library's constructors ran in a probe process. The host mapped
+    // the two it accepts, and the one whose method signatures changed: the
+    // signatures are compared on the mapped library, after the probe, so its
+    // constructors ran in the host (its `init` did not).
+    let openers = open_marker::openers(opened.path());
+    let mapped_by_host: Vec<&str> = openers
+        .iter()
+        .filter(|(_, pid)| *pid == host)
+        .map(|(lib, _)| lib.as_str())
+        .collect();
+    assert_eq!(
+        mapped_by_host,
+        [
+            "compat_changed_type_greeter",
+            "compat_newer_minor_greeter",
+            "compat_older_minor_greeter"
+        ]
+    );
+    libraries.sort();
+    let mut probed: Vec<&str> = openers
+        .iter()
+        .filter(|(_, pid)| *pid != host)
+        .map(|(lib, _)| lib.as_str())
+        .collect();
+    probed.dedup();
+    assert_eq!(probed, libraries);
 }
 
 #[test]

@@ -455,18 +455,40 @@ fn recording_refuses_what_loading_would_without_opening_anything_in_the_host() {
     let dir = PluginDir::with(&["hello", "not_a_plugin", "panicky"]);
     let next_major = dir.add_compat("compat_next_major_greeter");
     let twin = dir.add_as("hello", &library_file_name("zz_hello_again"));
+    let opened = PluginDir::new();
     let loader = |probe: bool| {
         let mut builder = Loader::<GreeterPlugin>::builder().dir(dir.path());
         if probe {
-            builder = builder.probe(dropin_host::probe::Probe::command(
-                artifacts().host_binary(),
-            ));
+            // The probe, with the markers folder in its environment.
+            let marking = format!("GREETER_OPEN_MARKERS={}", opened.path().display());
+            builder = builder.probe(
+                dropin_host::probe::Probe::command("env")
+                    .args([marking.into(), artifacts().host_binary().into_os_string()]),
+            );
         }
         builder.build()
     };
     assert!(matches!(loader(false).record(), Err(LoaderError::NoProbe)));
 
     let recording = loader(true).record().unwrap();
+    // The probe processes opened the refused libraries (their constructors
+    // left markers); this process, the host, mapped none of them.
+    let openers = open_marker::openers(opened.path());
+    let libraries: Vec<&str> = openers.iter().map(|(lib, _)| lib.as_str()).collect();
+    assert_eq!(libraries, ["compat_next_major_greeter", "not_a_plugin"]);
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    for lib in [
+        "hello",
+        "not_a_plugin",
+        "panicky",
+        "compat_next_major_greeter",
+    ] {
+        let file = library_file_name(lib);
+        assert!(
+            !maps.lines().any(|line| line.ends_with(&file)),
+            "{file} is mapped"
+        );
+    }
     let names: Vec<&str> = recording.entries.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["hello", "panicky"]);
     assert_eq!(

@@ -28,3 +28,5 @@ fn mark(name: &str) {
 }
 
 export_greeter!(Compat, name = "greeter-2.1");
+
+open_marker::mark_opens!("compat_changed_type_greeter");

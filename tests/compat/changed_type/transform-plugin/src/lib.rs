@@ -31,3 +31,5 @@ fn mark(name: &str) {
 }
 
 export_transform!(Reverse, name = "transform-1.1");
+
+open_marker::mark_opens!("compat_changed_type_transform");

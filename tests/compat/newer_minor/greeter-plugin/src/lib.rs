@@ -46,3 +46,5 @@ fn mark(name: &str) {
 }
 
 export_greeter!(Compat, name = "greeter-2.2");
+
+open_marker::mark_opens!("compat_newer_minor_greeter");

@@ -35,3 +35,5 @@ fn mark(name: &str) {
 }
 
 export_transform!(Reverse, name = "transform-1.2");
+
+open_marker::mark_opens!("compat_newer_minor_transform");

@@ -28,3 +28,5 @@ fn mark(name: &str) {
 }
 
 export_greeter!(Compat, name = "greeter-3.0");
+
+open_marker::mark_opens!("compat_next_major_greeter");

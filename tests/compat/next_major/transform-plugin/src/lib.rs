@@ -31,3 +31,5 @@ fn mark(name: &str) {
 }
 
 export_transform!(Reverse, name = "transform-2.0");
+
+open_marker::mark_opens!("compat_next_major_transform");

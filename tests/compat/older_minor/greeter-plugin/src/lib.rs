@@ -24,3 +24,5 @@ fn mark(name: &str) {
 }
 
 export_greeter!(Compat, name = "greeter-2.0");
+
+open_marker::mark_opens!("compat_older_minor_greeter");

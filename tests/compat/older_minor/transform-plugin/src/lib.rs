@@ -31,3 +31,5 @@ fn mark(name: &str) {
 }
 
 export_transform!(Reverse, name = "transform-1.0");
+
+open_marker::mark_opens!("compat_older_minor_transform");

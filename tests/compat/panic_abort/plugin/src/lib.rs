@@ -16,3 +16,5 @@ impl Greeter for Aborts {
 }
 
 export_greeter!(Aborts, name = "aborts");
+
+open_marker::mark_opens!("compat_panic_abort");

@@ -24,3 +24,5 @@ fn mark(name: &str) {
 }
 
 export_plugin!(name = "compat-1.0", greeter = Compat);
+
+open_marker::mark_opens!("compat_v1_0");
