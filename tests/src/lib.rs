@@ -386,6 +386,30 @@ pub fn elf_section(elf: &[u8], name: &str) -> Option<(usize, usize)> {
     })
 }
 
+/// Whether a test's precondition holds; a missing one fails the test unless
+/// the run skips it by name.
+///
+/// A test that returns early when, say, it cannot `chown` passes without
+/// testing anything. So a precondition that does not hold panics, naming
+/// itself, unless `GREETER_TEST_SKIP` (a comma-separated list) names it: then
+/// the skip is printed on standard output (nextest shows it with
+/// `--success-output`) and the test returns `false` to end early.
+pub fn precondition(name: &str, holds: bool, why: &str) -> bool {
+    if holds {
+        return true;
+    }
+    let skipped = std::env::var("GREETER_TEST_SKIP")
+        .unwrap_or_default()
+        .split(',')
+        .any(|skip| skip.trim() == name);
+    assert!(
+        skipped,
+        "precondition '{name}' does not hold: {why}; set GREETER_TEST_SKIP={name} to skip it"
+    );
+    println!("skipped by GREETER_TEST_SKIP: {name}: {why}");
+    false
+}
+
 /// A command's standard output, as text.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 on stdout")

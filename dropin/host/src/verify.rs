@@ -528,6 +528,30 @@ mod elf {
                 found,
             });
         }
+        // What glibc's loader refuses in the identification, refused here
+        // before it: the versions, the OS ABI and the padding.
+        if head[6] != 1 || e.u32(head, 20) != 1 {
+            return Err(corrupt(format!(
+                "ELF version {} (identification {}), expected 1",
+                e.u32(head, 20),
+                head[6]
+            )));
+        }
+        let (osabi, abiversion) = (head[7], head[8]);
+        let abi_known = match osabi {
+            // System V: version 0 only; GNU: the versions glibc knows.
+            0 => abiversion == 0,
+            3 => abiversion < 5,
+            _ => false,
+        };
+        if !abi_known {
+            return Err(corrupt(format!("OS ABI {osabi} version {abiversion}")));
+        }
+        if head[9..16].iter().any(|&byte| byte != 0) {
+            return Err(corrupt(
+                "nonzero padding in the ELF identification".to_owned(),
+            ));
+        }
         let machine = e.u16(head, 18);
         if let Some((arch, expected)) = MACHINES
             .iter()
