@@ -1,13 +1,16 @@
 //! Host services: plugins call the application back, during `init`, during
 //! their methods and from their own threads, in-process and isolated; a
 //! panicking service, a missing one and a disabled plugin each give the
-//! plugin a clean error.
+//! plugin a clean error. An isolated plugin's process that sends a call
+//! over 16 MiB or a malformed one gets an error, and the host carries on;
+//! `greeter-host`'s store keeps each plugin's keys apart and bounds them
+//! (SECURITY.md, point 12).
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use dropin_host::{Loader, isolation::Isolate, probe::Probe};
@@ -78,17 +81,75 @@ impl GreeterHost for TestHost {
 }
 
 fn served(recorder: &Recorder, call: &str) -> usize {
+    served_by(recorder, "services-user", call)
+}
+
+/// How many times the application served `call` for `plugin`.
+fn served_by(recorder: &Recorder, plugin: &str, call: &str) -> usize {
     recorder
         .served
         .lock()
         .unwrap()
         .iter()
-        .filter(|(plugin, served)| plugin == "services-user" && served == call)
+        .filter(|(by, served)| by == plugin && served == call)
         .count()
+}
+
+/// The calls the application served for `services-user`, in order, but
+/// the ticks of its thread.
+fn served_but_ticks(recorder: &Recorder) -> Vec<String> {
+    recorder
+        .served
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(by, served)| by == "services-user" && served != "load tick")
+        .map(|(_, served)| served.clone())
+        .collect()
+}
+
+/// How long a test waits for something that should happen at once.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `done` until it holds; fails, naming `what`, after [`DEADLINE`].
+fn wait_for(what: &str, done: impl FnMut() -> bool) {
+    wait_for_or(done, || what.to_owned());
+}
+
+/// Polls `done` until it holds; fails after [`DEADLINE`] with what
+/// `explain` says then.
+fn wait_for_or(mut done: impl FnMut() -> bool, explain: impl Fn() -> String) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "waited {DEADLINE:?} for {}, in vain",
+            explain()
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Where the host logs what `services-user` logs.
+const PLUGIN_LOGS: &str = "plugin::services-user";
+
+/// Where the host logs about isolated processes.
+#[cfg(target_os = "linux")]
+const ISOLATION_LOGS: &str = "dropin_host::isolation";
+
+/// What `services-user`'s thread logs when its `n`th tick fails because the
+/// host disabled it.
+fn refused_tick(n: u32) -> String {
+    format!(
+        "tick {n} failed: host service `load` failed: refused: plugin 'services-user' was \
+         disabled by the host"
+    )
 }
 
 #[test]
 fn plugins_call_the_host_from_init_methods_and_threads_in_process_and_isolated() {
+    // Keeps every log record, the plugin's among them.
+    greeter_tests::captured_logs(PLUGIN_LOGS);
     let dir = PluginDir::with(&["services_user"]);
     for isolate in [false, cfg!(target_os = "linux")] {
         let recorder = Arc::new(Recorder::default());
@@ -150,15 +211,59 @@ fn plugins_call_the_host_from_init_methods_and_threads_in_process_and_isolated()
         assert_eq!(served(&recorder, "store init"), 1);
         assert_eq!(served(&recorder, "store thread"), 1);
         // Once the host disables the plugin, its calls are refused before
-        // they reach the application: its thread's ticks stop being served.
-        while served(&recorder, "load tick") == 0 {
-            thread::sleep(Duration::from_millis(10));
-        }
+        // they reach the application: its thread's ticks (one call every
+        // 20 ms, one at a time) stop being served, and it logs each refusal,
+        // numbered (the first plugin of this loop goes on logging ticks
+        // numbered past 3).
+        wait_for("the plugin's thread to call `load tick`", || {
+            served(&recorder, "load tick") > 0
+        });
+        let logged = greeter_tests::captured_logs(PLUGIN_LOGS).len();
+        let before = served(&recorder, "load tick");
         plugin.disable("disabled by the test");
-        thread::sleep(Duration::from_millis(100));
-        let after_disable = served(&recorder, "load tick");
-        thread::sleep(Duration::from_millis(200));
-        assert_eq!(served(&recorder, "load tick"), after_disable);
+        let refused = |n| {
+            greeter_tests::captured_logs(PLUGIN_LOGS)[logged..]
+                .iter()
+                .any(|record| record.message == refused_tick(n))
+        };
+        // A tick the application was serving as the plugin was disabled
+        // still counts; no later one may.
+        let no_tick_served_after_disable = || {
+            let served = served(&recorder, "load tick");
+            assert!(
+                served <= before + 1,
+                "isolated: {isolate}: {served} ticks served, {before} before the plugin was \
+                 disabled: its calls reach the application"
+            );
+        };
+        let explain = |what: &str| {
+            let logs = greeter_tests::captured_logs(PLUGIN_LOGS);
+            format!(
+                "{what} (isolated: {isolate}); the plugin logged since: {:?}",
+                &logs[logged..]
+            )
+        };
+        wait_for_or(
+            || {
+                no_tick_served_after_disable();
+                refused(1)
+            },
+            || explain("the plugin's first refused tick"),
+        );
+        // The refused tick came after every tick served: none is in flight.
+        let served_at_refusal = served(&recorder, "load tick");
+        wait_for_or(
+            || {
+                no_tick_served_after_disable();
+                refused(2) && refused(3)
+            },
+            || explain("two more refused ticks"),
+        );
+        assert_eq!(
+            served(&recorder, "load tick"),
+            served_at_refusal,
+            "isolated: {isolate}"
+        );
     }
 }
 
@@ -254,4 +359,356 @@ fn services_of_another_trait_are_never_called_in_process_or_isolated() {
             "isolated: {isolate}"
         );
     }
+}
+
+/// A loader of `dir` whose plugins all run isolated, with the services
+/// `recorder` sees.
+#[cfg(target_os = "linux")]
+fn isolated_loader(
+    dir: &PluginDir,
+    recorder: &Arc<Recorder>,
+) -> dropin_host::LoaderBuilder<GreeterPlugin> {
+    Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .services(GreeterHostHandle::provided_by(TestHost(Arc::clone(
+            recorder,
+        ))))
+        .probe(Probe::command(artifacts().host_binary()))
+        .isolate(Isolate::All)
+}
+
+/// The most bytes one service call from an isolated process may carry
+/// (SECURITY.md, point 12).
+#[cfg(target_os = "linux")]
+const MAX_SERVICE_CALL: usize = 16 << 20;
+
+/// The `greet_to` argument that has `services-user` write `bytes` as they
+/// are on its services channel.
+#[cfg(target_os = "linux")]
+fn raw(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("raw:{hex}")
+}
+
+/// The `greet_to` argument that has `services-user` send one frame: its
+/// length, then `call`.
+#[cfg(target_os = "linux")]
+fn raw_frame(call: &[u8]) -> String {
+    let mut frame = u32::try_from(call.len()).unwrap().to_le_bytes().to_vec();
+    frame.extend_from_slice(call);
+    raw(&frame)
+}
+
+/// A service call as the channel carries it: the service's number, then
+/// its encoded arguments, each text a `u64` length and the bytes.
+#[cfg(target_os = "linux")]
+fn call(service: u32, texts: &[&[u8]]) -> Vec<u8> {
+    let mut call = service.to_le_bytes().to_vec();
+    for text in texts {
+        call.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        call.extend_from_slice(text);
+    }
+    call
+}
+
+/// The warnings the host logged about isolated processes.
+#[cfg(target_os = "linux")]
+fn isolation_warnings() -> Vec<String> {
+    greeter_tests::captured_logs(ISOLATION_LOGS)
+        .into_iter()
+        .filter(|record| record.level == log::Level::Warn)
+        .map(|record| record.message)
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_isolated_plugins_service_call_over_16_mib_is_refused_and_the_host_carries_on() {
+    greeter_tests::captured_logs(ISOLATION_LOGS);
+    let dir = PluginDir::with(&["services_user", "counter"]);
+    let recorder = Arc::new(Recorder::default());
+    let report = isolated_loader(&dir, &recorder).build().load().unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let plugin = report.registry.get("services-user").unwrap();
+    assert_eq!(
+        plugin.greet_to("init").unwrap(),
+        "Some(\"stored during init\")"
+    );
+    // A call of `load` carries the service's number (4 bytes), the key's
+    // length (8 bytes) and the key: a key of 16 MiB - 12 bytes makes a call
+    // of exactly 16 MiB, which is served.
+    let largest = "k".repeat(MAX_SERVICE_CALL - 12);
+    assert_eq!(plugin.greet_to(&largest).unwrap(), "None");
+    assert_eq!(served(&recorder, &format!("load {largest}")), 1);
+    // One byte more is refused before it reaches the application: the
+    // host reads the length, closes the channel (the plugin's process finds
+    // it closed as it writes the rest), and logs why.
+    let over = "k".repeat(MAX_SERVICE_CALL - 11);
+    assert_eq!(
+        plugin.greet_to(&over).unwrap(),
+        "Failed: host service `load` failed: the host's services cannot be reached: Broken pipe \
+         (os error 32)"
+    );
+    assert_eq!(served(&recorder, &format!("load {over}")), 0);
+    assert_eq!(
+        isolation_warnings(),
+        ["an isolated process sent a service call of 16777217 bytes: closed"]
+    );
+    // That process's later calls fail too, cleanly; the plugin still
+    // answers, and the host serves its other plugins.
+    assert_eq!(
+        plugin.greet_to("init").unwrap(),
+        "Failed: host service `load` failed: the host's services cannot be reached: Broken pipe \
+         (os error 32)"
+    );
+    let counter = report.registry.get("counter").unwrap();
+    assert_eq!(counter.greet().unwrap(), "Hello, visitor #1!");
+    assert_eq!(counter.greet().unwrap(), "Hello, visitor #2!");
+    assert_eq!(served_by(&recorder, "counter", "store visitors"), 2);
+
+    // A process that only claims a call over 16 MiB, and sends none of it,
+    // is cut off at once: the host never waits for the bytes.
+    let recorder = Arc::new(Recorder::default());
+    let report = isolated_loader(&dir, &recorder)
+        .call_timeout(DEADLINE)
+        .build()
+        .load()
+        .unwrap();
+    let plugin = report.registry.get("services-user").unwrap();
+    assert_eq!(plugin.greet_to(&raw(&[0xff; 4])).unwrap(), "closed");
+    assert_eq!(
+        isolation_warnings(),
+        [
+            "an isolated process sent a service call of 16777217 bytes: closed",
+            "an isolated process sent a service call of 4294967295 bytes: closed"
+        ]
+    );
+    assert_eq!(
+        report.registry.get("counter").unwrap().greet().unwrap(),
+        "Hello, visitor #1!"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_malformed_service_call_from_an_isolated_plugin_is_answered_with_an_error() {
+    let dir = PluginDir::with(&["services_user"]);
+    let recorder = Arc::new(Recorder::default());
+    let report = isolated_loader(&dir, &recorder)
+        .call_timeout(DEADLINE)
+        .build()
+        .load()
+        .unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let plugin = report.registry.get("services-user").unwrap();
+    // Its thread has made its first calls: from now on it calls `load tick`
+    // only, never while the plugin writes raw bytes.
+    plugin.greet().unwrap();
+    let before = ["store init", "store thread", "load thread", "load init"];
+    assert_eq!(served_but_ticks(&recorder), before);
+    // Raw bytes that make a well-formed call are served like any call:
+    // `load` (service 0) of `nothing` answers `Ok(None)`.
+    assert_eq!(
+        plugin
+            .greet_to(&raw_frame(&call(0, &[b"nothing"])))
+            .unwrap(),
+        "answer [0, 0]"
+    );
+    let before = [&before[..], &["load nothing"]].concat();
+    assert_eq!(served_but_ticks(&recorder), before);
+    let could_not_read = "Failed: the host could not read the call: malformed message: ";
+    for (what, frame, answer) in [
+        ("an empty call", vec![], "expected 4 more bytes, found 0"),
+        (
+            "half a service number",
+            vec![0, 0],
+            "expected 4 more bytes, found 2",
+        ),
+        (
+            "a service the host lacks",
+            call(2, &[b"nothing"]),
+            "the services have no service number 2",
+        ),
+        (
+            "the last service number",
+            call(u32::MAX, &[]),
+            "the services have no service number 4294967295",
+        ),
+        (
+            "`load` without its key",
+            call(0, &[]),
+            "expected 8 more bytes, found 0",
+        ),
+        (
+            "a key longer than the call",
+            [&call(0, &[])[..], &1000_u64.to_le_bytes(), b"abc"].concat(),
+            "a length of 1000, more than the 3 bytes left can hold",
+        ),
+        (
+            "a key of 2^64 - 1 bytes",
+            [&call(0, &[])[..], &u64::MAX.to_le_bytes(), b"abc"].concat(),
+            "a length of 18446744073709551615, more than the 3 bytes left can hold",
+        ),
+        (
+            "a key that is not UTF-8",
+            call(0, &[b"\xff"]),
+            "not UTF-8: invalid utf-8 sequence of 1 bytes from index 0",
+        ),
+        (
+            "bytes after the key",
+            [&call(0, &[b"nothing"])[..], b"!!"].concat(),
+            "2 bytes after the arguments",
+        ),
+        (
+            "`store` without its value",
+            call(1, &[b"key"]),
+            "expected 8 more bytes, found 0",
+        ),
+    ] {
+        assert_eq!(
+            plugin.greet_to(&raw_frame(&frame)).unwrap(),
+            format!("{could_not_read}{answer}"),
+            "{what}"
+        );
+    }
+    // None reached the application, the channel still carries calls in
+    // step, and the plugin is not disabled.
+    assert_eq!(served_but_ticks(&recorder), before);
+    assert_eq!(
+        plugin.greet_to("init").unwrap(),
+        "Some(\"stored during init\")"
+    );
+    assert_eq!(
+        plugin
+            .greet_to(&raw_frame(&call(1, &[b"key", b"value"])))
+            .unwrap(),
+        "answer [0]"
+    );
+    assert_eq!(plugin.greet_to("key").unwrap(), "Some(\"value\")");
+    let ticks = served(&recorder, "load tick");
+    wait_for("the plugin's thread to call `load tick` again", || {
+        served(&recorder, "load tick") > ticks
+    });
+}
+
+/// The store file `greeter-host --store` wrote, as JSON.
+fn store_file(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn greeter_host_keeps_each_plugins_store_apart_and_bounds_it() {
+    let dir = PluginDir::with(&["counter", "services_user"]);
+    let store = dir.path().join("store.json");
+    let store_arg = store.to_str().unwrap();
+    // `services-user` greets with what it loads under the key it is given,
+    // or stores with `store:KEY=VALUE`.
+    let greet = |plugin: &str, to: Option<&str>, isolate: bool| {
+        let mut args = vec!["--store", store_arg];
+        if isolate {
+            args.push("--isolate");
+        }
+        args.extend(["greet", plugin]);
+        if let Some(to) = to {
+            args.extend(["--to", to]);
+        }
+        let output = dir.run(&args);
+        (
+            output.status.code(),
+            greeter_tests::stdout(&output),
+            greeter_tests::stderr(&output),
+        )
+    };
+    let services_user = |to: &str, isolate: bool| {
+        let (status, stdout, stderr) = greet("services-user", Some(to), isolate);
+        assert_eq!((status, stderr.as_str()), (Some(0), ""), "--to {to}");
+        stdout
+    };
+    let counter = || {
+        let (status, stdout, stderr) = greet("counter", None, false);
+        assert_eq!((status, stderr.as_str()), (Some(0), ""));
+        stdout
+    };
+    assert_eq!(counter(), "counter: Hello, visitor #1!\n");
+    // Each plugin has keys of its own: `services-user` neither sees nor
+    // changes `counter`'s, in-process or isolated.
+    for isolate in [false, true] {
+        assert_eq!(services_user("visitors", isolate), "services-user: None\n");
+    }
+    assert_eq!(
+        services_user("store:visitors=999", true),
+        "services-user: ()\n"
+    );
+    assert_eq!(
+        services_user("visitors", false),
+        "services-user: Some(\"999\")\n"
+    );
+    assert_eq!(counter(), "counter: Hello, visitor #2!\n");
+    let kept = store_file(&store);
+    assert_eq!(kept["counter"], serde_json::json!({ "visitors": "2" }));
+    assert_eq!(kept["services-user"]["visitors"], "999");
+
+    // Keys of at most 256 bytes and values of at most 64 KiB, in-process
+    // or isolated; a refusal keeps nothing.
+    let refused = |key: usize, value: usize| {
+        format!(
+            "services-user: Failed: host service `store` failed: expected a key of at most 256 \
+             bytes and a value of at most 65536, found {key} and {value}\n"
+        )
+    };
+    for isolate in [false, true] {
+        let (key, value) = ("k".repeat(256), "v".repeat(64 * 1024));
+        assert_eq!(
+            services_user(&format!("store:{key}=v"), isolate),
+            "services-user: ()\n"
+        );
+        assert_eq!(
+            services_user(&format!("store:big={value}"), isolate),
+            "services-user: ()\n"
+        );
+        assert_eq!(
+            services_user(&format!("store:{key}k=v"), isolate),
+            refused(257, 1)
+        );
+        assert_eq!(
+            services_user(&format!("store:bigger={value}v"), isolate),
+            refused(6, 65537)
+        );
+        let kept = store_file(&store);
+        let kept = kept["services-user"].as_object().unwrap();
+        assert_eq!(kept[&key], "v");
+        assert_eq!(kept["big"], value.as_str());
+        assert!(!kept.contains_key(&format!("{key}k")));
+        assert!(!kept.contains_key("bigger"));
+    }
+
+    // At most 1024 keys a plugin: a new key beyond is refused, a kept one
+    // may change; another plugin's keys do not count.
+    let mut full = serde_json::Map::new();
+    full.insert("init".to_owned(), "stored during init".into());
+    full.insert("thread".to_owned(), "stored from a thread".into());
+    for n in 0..1022 {
+        full.insert(format!("key {n}"), "kept".into());
+    }
+    std::fs::write(
+        &store,
+        serde_json::to_vec(&serde_json::json!({ "services-user": full })).unwrap(),
+    )
+    .unwrap();
+    for isolate in [false, true] {
+        assert_eq!(
+            services_user("store:one more=value", isolate),
+            "services-user: Failed: host service `store` failed: expected at most 1024 keys \
+             per plugin\n"
+        );
+    }
+    assert_eq!(
+        services_user("store:key 7=changed", false),
+        "services-user: ()\n"
+    );
+    assert_eq!(counter(), "counter: Hello, visitor #1!\n");
+    let kept = store_file(&store);
+    full.insert("key 7".to_owned(), "changed".into());
+    assert_eq!(kept["services-user"], serde_json::Value::Object(full));
+    assert_eq!(kept["counter"], serde_json::json!({ "visitors": "1" }));
 }
