@@ -1208,8 +1208,9 @@ mod tests {
         // A 64-bit little-endian x86_64 shared object whose only program
         // header (at byte 64) describes a segment far beyond the file.
         let mut elf = vec![0u8; 64 + 56];
-        elf[..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1]);
+        elf[..7].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1]);
         elf[16..18].copy_from_slice(&3u16.to_le_bytes());
+        elf[20..24].copy_from_slice(&1u32.to_le_bytes());
         elf[18..20].copy_from_slice(&62u16.to_le_bytes());
         elf[32..40].copy_from_slice(&64u64.to_le_bytes());
         elf[54..56].copy_from_slice(&56u16.to_le_bytes());
