@@ -813,7 +813,8 @@ impl<I: Interface> Loader<I> {
                 && copied.len == after.len()
                 && (!source::recently_changed(&after)
                     || (source::open_for_writing(&source.file) != Some(true)
-                        && source::same_bytes(&source.file, &copied.path).map_err(failed)?))
+                        && source::same_bytes(&source.file, &copied.path, copied.len)
+                            .map_err(failed)?))
             {
                 return Ok(copied);
             }

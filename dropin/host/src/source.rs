@@ -8,7 +8,7 @@ use std::{
     path::Path,
 };
 
-use crate::{load::LoadError, permissions::check_metadata};
+use crate::{load::LoadError, permissions::check_metadata, verify::read_at};
 
 /// An open candidate and what the checks saw of it.
 #[derive(Debug)]
@@ -107,7 +107,7 @@ pub(crate) fn recently_changed(meta: &Metadata) -> bool {
     {
         use std::os::unix::fs::MetadataExt;
         let changed = meta.mtime().max(meta.ctime());
-        changed >= change_clock().0 - 2
+        changed >= change_clock() - 2
     }
     #[cfg(not(unix))]
     {
@@ -158,45 +158,38 @@ pub(crate) fn open_for_writing(file: &File) -> Option<bool> {
     }
 }
 
-/// Whether `file` (read from its start, through the handle) holds exactly
-/// the bytes of the file at `copy`.
-pub(crate) fn same_bytes(file: &File, copy: &Path) -> std::io::Result<bool> {
-    use std::io::Read;
-    let mut copy = File::open(copy)?;
+/// Whether `file` (read through the handle, which it does not move) and the
+/// file at `copy` are both `len` bytes long and hold the same bytes.
+pub(crate) fn same_bytes(file: &File, copy: &Path, len: u64) -> std::io::Result<bool> {
+    let copy = File::open(copy)?;
+    if file.metadata()?.len() != len || copy.metadata()?.len() != len {
+        return Ok(false);
+    }
     let mut ours = vec![0; 64 * 1024];
     let mut theirs = vec![0; 64 * 1024];
-    let mut at = 0u64;
-    loop {
-        let n = read_at(file, &mut theirs, at)?;
-        let mut filled = 0;
-        while filled < n {
-            match copy.read(&mut ours[filled..n])? {
-                0 => return Ok(false),
-                read => filled += read,
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(ours.len() as u64) as usize;
+        for (from, buf) in [(file, &mut theirs), (&copy, &mut ours)] {
+            match read_at(from, &mut buf[..n], at) {
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(false);
+                }
+                other => other?,
             }
         }
         if ours[..n] != theirs[..n] {
             return Ok(false);
         }
-        if n == 0 {
-            return Ok(copy.read(&mut ours[..1])? == 0);
-        }
         at += n as u64;
     }
+    Ok(true)
 }
 
-/// Reads at `offset` without moving the handle's position.
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-    #[cfg(unix)]
-    return std::os::unix::fs::FileExt::read_at(file, buf, offset);
-    #[cfg(windows)]
-    return std::os::windows::fs::FileExt::seek_read(file, buf, offset);
-}
-
-/// The time the kernel gives a change now, as (seconds, nanoseconds): its
-/// coarse clock on Linux, which advances in ticks.
+/// The second the kernel gives a change now: by its coarse clock on Linux,
+/// which advances in ticks.
 #[cfg(unix)]
-fn change_clock() -> (i64, i64) {
+fn change_clock() -> i64 {
     #[cfg(target_os = "linux")]
     let clock = libc::CLOCK_REALTIME_COARSE;
     #[cfg(not(target_os = "linux"))]
@@ -208,7 +201,7 @@ fn change_clock() -> (i64, i64) {
     // SAFETY: `now` is a valid, writable timespec; the clock id is one the
     // platform defines.
     unsafe { libc::clock_gettime(clock, &mut now) };
-    (now.tv_sec, now.tv_nsec)
+    now.tv_sec
 }
 
 /// Whether a file's size and modification and change times are the same:
