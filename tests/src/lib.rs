@@ -370,6 +370,25 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     dropin_host::ErrorChain(error).to_string()
 }
 
+/// Where the greeting of the `hello` plugin, `Hello!`, is in its library's
+/// bytes: six bytes to rewrite for another build of the same size.
+pub fn greeting_offset(library: &[u8]) -> usize {
+    library
+        .windows(6)
+        .position(|window| window == b"Hello!")
+        .expect("the greeting is in the library")
+}
+
+/// The SHA-256 of `bytes`, in lowercase hexadecimal, as the loader and the
+/// lock file write it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// The file offset and size of the section called `name` in a 64-bit
 /// little-endian ELF file with section headers.
 pub fn elf_section(elf: &[u8], name: &str) -> Option<(usize, usize)> {

@@ -109,14 +109,14 @@ fn a_file_over_the_size_limit_is_refused_before_it_is_copied() {
 fn a_plugin_rewritten_in_place_during_loads_never_loads_torn() {
     let hello = fs::read(artifacts().library("hello")).unwrap();
     let (comment, _) = greeter_tests::elf_section(&hello, ".comment").expect("a .comment section");
-    let greeting = find(&hello, b"Hello!");
+    let greeting = greeter_tests::greeting_offset(&hello);
     assert!(greeting < comment);
     let mut other = hello.clone();
     other[greeting..greeting + 6].copy_from_slice(b"Howdy!");
     other[comment] ^= 0x20;
     let builds = [
-        (sha256(&hello), "Hello!", hello),
-        (sha256(&other), "Howdy!", other),
+        (greeter_tests::sha256_hex(&hello), "Hello!", hello),
+        (greeter_tests::sha256_hex(&other), "Howdy!", other),
     ];
     let dir = PluginDir::new();
     let path = dir.write(&library_file_name("rewritten"), &builds[0].2);
@@ -201,21 +201,6 @@ impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-        .expect("the bytes are in the library")
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
 }
 
 #[test]

@@ -12,7 +12,6 @@ use dropin_host::{LoadError, Loader, LoaderError, LockMode};
 use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, artifacts, library_file_name, stderr, stdout};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 /// Whether this platform names a host build (by GNU build IDs), which the
 /// snapshot cache's lists of proven copies need.
@@ -23,19 +22,13 @@ const BUILD_IDS: bool = cfg!(all(target_os = "linux", target_pointer_width = "64
 /// tell.
 fn greet_with(path: &std::path::Path, greeting: &[u8; 6]) {
     let mut bytes = fs::read(path).unwrap();
-    let at = bytes
-        .windows(6)
-        .position(|window| window == b"Hello!")
-        .unwrap();
+    let at = greeter_tests::greeting_offset(&bytes);
     bytes[at..at + 6].copy_from_slice(greeting);
     fs::write(path, &bytes).unwrap();
 }
 
 fn sha256(path: &std::path::Path) -> String {
-    Sha256::digest(fs::read(path).unwrap())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    greeter_tests::sha256_hex(&fs::read(path).unwrap())
 }
 
 #[test]
