@@ -4,6 +4,27 @@
 //! `<library>-<id of the process that opened it>`, so a test can prove which
 //! processes mapped a library, not only whether its `init` ran.
 
+/// Gives the library a static constructor: the dynamic loader calls
+/// `$function` (an `extern "C" fn()`) the moment it opens the library.
+#[macro_export]
+macro_rules! constructor {
+    ($function:path) => {
+        // SAFETY: a function pointer in the constructor section is called
+        // once by the dynamic loader, with no arguments, as the function
+        // expects.
+        #[cfg(target_os = "linux")]
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __CONSTRUCTOR: extern "C" fn() = $function;
+
+        // SAFETY: as above, in Mach-O's constructor section.
+        #[cfg(target_vendor = "apple")]
+        #[used]
+        #[unsafe(link_section = "__DATA,__mod_init_func")]
+        static __CONSTRUCTOR: extern "C" fn() = $function;
+    };
+}
+
 /// Gives the library a constructor that leaves the marker
 /// `$GREETER_OPEN_MARKERS/<name>-<process id>`.
 #[macro_export]
@@ -17,19 +38,7 @@ macro_rules! mark_opens {
             $crate::leave($name);
         }
 
-        // SAFETY: a function pointer in the constructor section is called
-        // once by the dynamic loader, with no arguments, as the function
-        // expects.
-        #[cfg(target_os = "linux")]
-        #[used]
-        #[unsafe(link_section = ".init_array")]
-        static __OPEN_MARKER: extern "C" fn() = __open_marker;
-
-        // SAFETY: as above, in Mach-O's constructor section.
-        #[cfg(target_vendor = "apple")]
-        #[used]
-        #[unsafe(link_section = "__DATA,__mod_init_func")]
-        static __OPEN_MARKER: extern "C" fn() = __open_marker;
+        $crate::constructor!(__open_marker);
     };
 }
 
