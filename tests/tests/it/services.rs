@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dropin_host::{Loader, isolation::Isolate, probe::Probe};
+use dropin_host::{LoadReport, Loader, isolation::Isolate, probe::Probe};
 use greeter_interface::{BoxError, GreeterHost, GreeterHostHandle, GreeterPlugin};
 use greeter_tests::{PluginDir, artifacts};
 
@@ -364,6 +364,15 @@ fn services_of_another_trait_are_never_called_in_process_or_isolated() {
 /// A loader of `dir` whose plugins all run isolated, with the services
 /// `recorder` sees.
 #[cfg(target_os = "linux")]
+/// Loads `dir` isolated, each call bounded by [`DEADLINE`].
+fn load_isolated(dir: &PluginDir, recorder: &Arc<Recorder>) -> LoadReport<GreeterPlugin> {
+    isolated_loader(dir, recorder)
+        .call_timeout(DEADLINE)
+        .build()
+        .load()
+        .unwrap()
+}
+
 fn isolated_loader(
     dir: &PluginDir,
     recorder: &Arc<Recorder>,
@@ -469,11 +478,7 @@ fn an_isolated_plugins_service_call_over_16_mib_is_refused_and_the_host_carries_
     // A process that only claims a call over 16 MiB, and sends none of it,
     // is cut off at once: the host never waits for the bytes.
     let recorder = Arc::new(Recorder::default());
-    let report = isolated_loader(&dir, &recorder)
-        .call_timeout(DEADLINE)
-        .build()
-        .load()
-        .unwrap();
+    let report = load_isolated(&dir, &recorder);
     let plugin = report.registry.get("services-user").unwrap();
     assert_eq!(plugin.greet_to(&raw(&[0xff; 4])).unwrap(), "closed");
     assert_eq!(
@@ -494,11 +499,7 @@ fn an_isolated_plugins_service_call_over_16_mib_is_refused_and_the_host_carries_
 fn a_malformed_service_call_from_an_isolated_plugin_is_answered_with_an_error() {
     let dir = PluginDir::with(&["services_user"]);
     let recorder = Arc::new(Recorder::default());
-    let report = isolated_loader(&dir, &recorder)
-        .call_timeout(DEADLINE)
-        .build()
-        .load()
-        .unwrap();
+    let report = load_isolated(&dir, &recorder);
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     let plugin = report.registry.get("services-user").unwrap();
     // Its thread has made its first calls: from now on it calls `load tick`
