@@ -438,3 +438,135 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).expect("UTF-8 on stderr")
 }
+
+/// How a test gets files that another user owns, for the owner checks.
+///
+/// As root, by giving a file away (`chown` to uid 4242). As anyone else,
+/// inside a user namespace that maps this user to root: there the real
+/// root's files show as owned by the kernel's overflow uid (65534), and the
+/// host's user is root, so they are another user's. [`another_user`] runs the
+/// test again inside such a namespace when it must.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnotherUser {
+    /// This process can give files away.
+    Chown,
+    /// This process is root in a user namespace of its own.
+    Namespace,
+}
+
+/// The variable that tells a test it runs again in a user namespace.
+#[cfg(target_os = "linux")]
+const IN_USER_NAMESPACE: &str = "GREETER_TEST_IN_USER_NAMESPACE";
+
+/// How the test called `test` (its path in the test binary, as `cargo test`
+/// names it) gets another user's files, or `None` when this process cannot:
+/// then the test has already been run again inside a user namespace (and
+/// this call asserted that it passed), or its precondition `another-user` is
+/// skipped, and the caller returns.
+#[cfg(target_os = "linux")]
+pub fn another_user(test: &str) -> Option<AnotherUser> {
+    if std::env::var_os(IN_USER_NAMESPACE).is_some() {
+        return Some(AnotherUser::Namespace);
+    }
+    let probe = tempfile::NamedTempFile::new().expect("a temporary file");
+    if std::os::unix::fs::chown(probe.path(), Some(AnotherUser::CHOWN_UID), None).is_ok() {
+        return Some(AnotherUser::Chown);
+    }
+    let namespaces = Command::new("unshare")
+        .args(["--user", "--map-root-user", "true"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !precondition(
+        "another-user",
+        namespaces,
+        "this user can neither chown a file nor make a user namespace",
+    ) {
+        return None;
+    }
+    let output = Command::new("unshare")
+        .args(["--user", "--map-root-user"])
+        .arg(std::env::current_exe().expect("the test binary"))
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(IN_USER_NAMESPACE, "1")
+        .output()
+        .expect("unshare runs");
+    let out = String::from_utf8_lossy(&output.stdout);
+    println!("{out}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success() && out.contains("test result: ok. 1 passed"),
+        "{test} failed in a user namespace ({})",
+        output.status
+    );
+    None
+}
+
+#[cfg(target_os = "linux")]
+impl AnotherUser {
+    /// The uid files are given to as root.
+    const CHOWN_UID: u32 = 4242;
+
+    /// The uid the loader sees another user's files as owned by.
+    pub fn uid(self) -> u32 {
+        match self {
+            Self::Chown => Self::CHOWN_UID,
+            Self::Namespace => fs::read_to_string("/proc/sys/kernel/overflowuid")
+                .expect("the overflow uid")
+                .trim()
+                .parse()
+                .expect("a number"),
+        }
+    }
+
+    /// Puts another user's library at `at`: a copy of `library` given away
+    /// as root, else a link to the C library (root's, so another user's in
+    /// the namespace).
+    pub fn library(self, library: &Path, at: &Path) {
+        match self {
+            Self::Chown => {
+                fs::copy(library, at).expect("copy a library");
+                std::os::unix::fs::chown(at, Some(Self::CHOWN_UID), None).expect("chown as root");
+            }
+            Self::Namespace => {
+                std::os::unix::fs::symlink(system_library(), at).expect("link the C library");
+            }
+        }
+    }
+
+    /// A folder that another user owns and that no one else may write,
+    /// made inside `scratch` as root, else a system folder.
+    pub fn folder(self, scratch: &Path) -> PathBuf {
+        match self {
+            Self::Chown => {
+                use std::os::unix::fs::PermissionsExt;
+                let folder = scratch.join("theirs");
+                fs::create_dir(&folder).expect("make a folder");
+                fs::set_permissions(&folder, fs::Permissions::from_mode(0o700))
+                    .expect("chmod a folder");
+                std::os::unix::fs::chown(&folder, Some(Self::CHOWN_UID), None)
+                    .expect("chown as root");
+                folder
+            }
+            Self::Namespace => system_library()
+                .parent()
+                .expect("the C library is in a folder")
+                .to_owned(),
+        }
+    }
+}
+
+/// The C library this process has mapped: a real library that root owns.
+#[cfg(target_os = "linux")]
+fn system_library() -> PathBuf {
+    fs::read_to_string("/proc/self/maps")
+        .expect("this process's mappings")
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| {
+            Path::new(path)
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("libc.so"))
+        })
+        .map(PathBuf::from)
+        .expect("the C library is mapped")
+}

@@ -360,24 +360,69 @@ mod permissions {
         assert_eq!(stdout(&output), "hello: Hello!\n");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_plugin_file_owned_by_another_user_is_refused() {
-        let dir = PluginDir::with(&["hello"]);
-        let hello = dir.path().join(library_file_name("hello"));
-        let mine = fs::metadata(&hello).unwrap().uid();
-        // Only root can give a file away; elsewhere this case cannot be set up.
-        if std::os::unix::fs::chown(&hello, Some(4242), None).is_err() {
-            eprintln!("skipped: cannot chown as uid {mine}");
+        let Some(another) = greeter_tests::another_user(
+            "trust::permissions::a_plugin_file_owned_by_another_user_is_refused",
+        ) else {
             return;
-        }
+        };
+        let dir = PluginDir::with(&["hello"]);
+        let mine = fs::metadata(dir.path().join(library_file_name("hello")))
+            .unwrap()
+            .uid();
+        let theirs = dir.path().join(library_file_name("hellohello"));
+        another.library(&greeter_tests::artifacts().library("hellohello"), &theirs);
         let report = dir.load();
-        assert!(report.registry.is_empty());
+        assert_eq!(report.registry.len(), 1);
+        assert!(report.registry.get("hello").is_some());
+        assert_eq!(report.rejected.len(), 1);
         assert_eq!(
             greeter_tests::error_chain(&report.rejected[0]),
             format!(
-                "{}: not safe to load: owned by uid 4242; expected the host's user (uid {mine}) or root",
-                hello.display()
+                "{}: not safe to load: owned by uid {}; expected the host's user (uid {mine}) \
+                 or root",
+                theirs.display(),
+                another.uid()
             )
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_snapshot_cache_owned_by_another_user_is_not_used() {
+        let Some(another) = greeter_tests::another_user(
+            "trust::permissions::a_snapshot_cache_owned_by_another_user_is_not_used",
+        ) else {
+            return;
+        };
+        let dir = PluginDir::with(&["hello"]);
+        let scratch = tempfile::tempdir().unwrap();
+        let theirs = another.folder(scratch.path());
+        // The cache serves locked folders only.
+        assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+        let output = dir
+            .command(&[
+                "--locked",
+                "--snapshot-cache",
+                theirs.to_str().unwrap(),
+                "greet",
+            ])
+            .env("RUST_LOG", "dropin_host=warn")
+            .output()
+            .unwrap();
+        // Its copies would be mapped without being hashed again: the host
+        // copies and hashes as if there were no cache.
+        assert_eq!(stdout(&output), "hello: Hello!\n");
+        assert!(
+            stderr(&output).contains(&format!(
+                "snapshot cache {} not used: owned by uid {}",
+                theirs.display(),
+                another.uid()
+            )),
+            "{}",
+            stderr(&output)
         );
     }
 }
@@ -762,18 +807,5 @@ fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
             "{}",
             stderr(&exposed)
         );
-        // Nor one that belongs to another user: its copies are mapped
-        // without being hashed again.
-        fs::set_permissions(&cache_dir, fs::Permissions::from_mode(0o700)).unwrap();
-        if std::os::unix::fs::chown(&cache_dir, Some(4242), None).is_ok() {
-            let sixth = run();
-            assert_eq!(stdout(&sixth), stdout(&fourth));
-            assert_eq!(kept(&sixth), 0);
-            assert!(
-                stderr(&sixth).contains("not used: owned by uid 4242"),
-                "{}",
-                stderr(&sixth)
-            );
-        }
     }
 }
