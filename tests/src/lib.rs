@@ -196,9 +196,13 @@ pub fn library_file_name(lib: &str) -> String {
     format!("{DLL_PREFIX}{lib}{DLL_SUFFIX}")
 }
 
-/// The workspace's root folder.
+/// The workspace's root folder: where the test runner says this package is
+/// (nextest remaps it when tests run from an archive), else where it was
+/// built.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    package
         .parent()
         .expect("tests/ is inside the workspace")
         .to_owned()
