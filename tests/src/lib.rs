@@ -332,7 +332,8 @@ pub struct Captured {
     pub message: String,
 }
 
-static CAPTURED: Mutex<Vec<Captured>> = Mutex::new(Vec::new());
+/// Every record logged in this process, with the thread that logged it.
+static CAPTURED: Mutex<Vec<(std::thread::ThreadId, Captured)>> = Mutex::new(Vec::new());
 
 struct Capture;
 
@@ -342,11 +343,14 @@ impl log::Log for Capture {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        CAPTURED.lock().unwrap().push(Captured {
-            level: record.level(),
-            target: record.target().to_owned(),
-            message: record.args().to_string(),
-        });
+        CAPTURED.lock().unwrap().push((
+            std::thread::current().id(),
+            Captured {
+                level: record.level(),
+                target: record.target().to_owned(),
+                message: record.args().to_string(),
+            },
+        ));
     }
 
     fn flush(&self) {}
@@ -355,6 +359,17 @@ impl log::Log for Capture {
 /// Installs a logger that keeps every record (once per process) and returns
 /// the records logged so far with `target`.
 pub fn captured_logs(target: &str) -> Vec<Captured> {
+    captured(target, |_| true)
+}
+
+/// As [`captured_logs`], only the records the calling thread logged: under
+/// `cargo test` other tests in the same process log under the same targets.
+pub fn captured_logs_of_this_thread(target: &str) -> Vec<Captured> {
+    let me = std::thread::current().id();
+    captured(target, |thread| thread == me)
+}
+
+fn captured(target: &str, by: impl Fn(std::thread::ThreadId) -> bool) -> Vec<Captured> {
     static INSTALL: OnceLock<()> = OnceLock::new();
     INSTALL.get_or_init(|| {
         log::set_logger(&Capture).expect("no other logger in the test binary");
@@ -364,8 +379,8 @@ pub fn captured_logs(target: &str) -> Vec<Captured> {
         .lock()
         .unwrap()
         .iter()
-        .filter(|record| record.target == target)
-        .cloned()
+        .filter(|(thread, record)| by(*thread) && record.target == target)
+        .map(|(_, record)| record.clone())
         .collect()
 }
 
@@ -573,4 +588,32 @@ fn system_library() -> PathBuf {
         })
         .map(PathBuf::from)
         .expect("the C library is mapped")
+}
+
+/// How long a test lets something that must not block take before it calls
+/// it a hang: long enough for a machine busy with builds, short enough to
+/// fail well inside the runner's per-test timeout.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// A watchdog for a step that must not block: unless dropped within `limit`,
+/// it ends the test process, naming `what`. A step that blocks for ever
+/// cannot be interrupted from another thread, and a test that only measures
+/// the time after the step returns would hang instead of failing.
+#[must_use = "the watchdog stops when dropped"]
+#[derive(Debug)]
+pub struct Deadline {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+/// Starts a [`Deadline`] for `what`.
+pub fn deadline(limit: std::time::Duration, what: &str) -> Deadline {
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let what = what.to_owned();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = waiting.recv_timeout(limit) {
+            eprintln!("{what} did not finish within {limit:?}: it blocks");
+            std::process::abort();
+        }
+    });
+    Deadline { _done: done }
 }

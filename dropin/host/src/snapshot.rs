@@ -400,9 +400,14 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        let started = std::time::Instant::now();
-        let dir = SnapshotDir::create(root.path()).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(1));
+        // On a thread of its own, so that a sweep that blocks fails the
+        // test instead of hanging it.
+        let (made, made_in_time) = std::sync::mpsc::channel();
+        let at = root.path().to_owned();
+        std::thread::spawn(move || made.send(SnapshotDir::create(&at).unwrap()));
+        let dir = made_in_time
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the sweep never blocks");
         assert!(planted.exists() && private.exists());
         drop(dir);
     }

@@ -110,7 +110,7 @@ fn a_plugin_that_kills_its_process_fails_its_call_and_the_host_carries_on() {
 #[test]
 fn a_plugin_that_never_answers_times_out_and_its_process_is_killed() {
     let dir = PluginDir::with(&["hello", "runs_at_open"]);
-    let start = Instant::now();
+    let greeting = greeter_tests::deadline(greeter_tests::HANG, "greet with a 500 ms call timeout");
     let output = dir
         .command(&[
             "--isolate",
@@ -123,7 +123,7 @@ fn a_plugin_that_never_answers_times_out_and_its_process_is_killed() {
         .env("GREETER_GREET", "hang")
         .output()
         .unwrap();
-    assert!(start.elapsed() < Duration::from_secs(10));
+    drop(greeting);
     assert_eq!(stdout(&output), "hello: Hello!\n");
     assert_eq!(
         stderr(&output),
@@ -353,7 +353,8 @@ fn a_timed_out_plugins_process_is_gone_and_the_others_keep_answering() {
         .dir(dir.path())
         .probe(Probe::command(artifacts().host_binary()))
         .isolate(Isolate::All)
-        .call_timeout(Duration::from_millis(300))
+        // Long enough for `hello` to answer on a busy machine.
+        .call_timeout(Duration::from_secs(2))
         .config("runs-at-open", "greet = \"hang\"")
         .build()
         .load()

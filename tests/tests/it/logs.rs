@@ -1,12 +1,12 @@
 use dropin::log_target;
-use greeter_tests::{Captured, PluginDir, captured_logs};
+use greeter_tests::{Captured, PluginDir, captured_logs_of_this_thread};
 
 #[test]
 fn plugin_records_reach_the_host_logger_under_the_plugin_name() {
     let target = log_target("counter");
     assert_eq!(target, "plugin::counter");
     // Installs the capturing logger before the plugin is initialised.
-    assert_eq!(captured_logs(&target), []);
+    assert_eq!(captured_logs_of_this_thread(&target), []);
 
     let dir = PluginDir::with(&["counter"]);
     let report = dir.load();
@@ -20,7 +20,7 @@ fn plugin_records_reach_the_host_logger_under_the_plugin_name() {
         message: message.to_owned(),
     };
     assert_eq!(
-        captured_logs(&target),
+        captured_logs_of_this_thread(&target),
         [
             // The plugin learns the folder its file was found in, not the
             // private copy it runs from.

@@ -5,7 +5,7 @@
 use std::{
     fs,
     path::Path,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     thread,
     time::Duration,
 };
@@ -45,17 +45,29 @@ fn loader(dir: &PluginDir) -> Loader<GreeterPlugin> {
 }
 
 /// Four threads greet through the registry while `reload` runs; returns
-/// the greetings each saw, in order.
+/// the greetings each saw, in order. `reload` starts once every thread has
+/// made a call, and the threads stop once each has made one after it.
 fn greet_during(
     registry: &Registry<GreeterPlugin>,
     name: &str,
     reload: impl FnOnce(),
 ) -> Vec<Vec<String>> {
     let stop = AtomicBool::new(false);
+    let calls: [AtomicUsize; 4] = Default::default();
+    let each_called_past = |at: &[usize; 4]| {
+        let _hang = greeter_tests::deadline(greeter_tests::HANG, "four threads' calls");
+        while calls
+            .iter()
+            .zip(at)
+            .any(|(made, &at)| made.load(Ordering::SeqCst) <= at)
+        {
+            thread::yield_now();
+        }
+    };
     thread::scope(|scope| {
         let callers: Vec<_> = (0..4)
             .map(|i| {
-                let stop = &stop;
+                let (stop, made) = (&stop, &calls[i]);
                 scope.spawn(move || {
                     let mut seen = Vec::new();
                     // Half look the plugin up each time, half hold a `Live`.
@@ -67,14 +79,15 @@ fn greet_during(
                             live.greet()
                         };
                         seen.push(greeting.expect("no call fails during a reload").to_string());
+                        made.fetch_add(1, Ordering::SeqCst);
                     }
                     seen
                 })
             })
             .collect();
-        thread::sleep(Duration::from_millis(50));
+        each_called_past(&[0; 4]);
         reload();
-        thread::sleep(Duration::from_millis(50));
+        each_called_past(&calls.each_ref().map(|made| made.load(Ordering::SeqCst)));
         stop.store(true, Ordering::Relaxed);
         callers.into_iter().map(|c| c.join().unwrap()).collect()
     })
