@@ -62,3 +62,82 @@ fn a_plugin_that_panicked_is_disabled_and_never_called_again() {
         CallErrorKind::Disabled
     );
 }
+
+/// Loads `runs-at-open` (configured with `config`) beside `hello`, in this
+/// process or, with `isolated`, in a process of its own.
+fn load_configured(
+    dir: &PluginDir,
+    config: &str,
+    isolated: bool,
+) -> dropin_host::LoadReport<greeter_interface::GreeterPlugin> {
+    use dropin_host::{isolation::Isolate, probe::Probe};
+    let mut builder = dropin_host::Loader::<greeter_interface::GreeterPlugin>::builder()
+        .dir(dir.path())
+        .config("runs-at-open", config);
+    if isolated {
+        builder = builder
+            .probe(Probe::command(greeter_tests::artifacts().host_binary()))
+            .isolate(Isolate::All);
+    }
+    builder.build().load().unwrap()
+}
+
+#[test]
+fn a_panic_in_init_rejects_the_plugin_at_load_and_the_others_load() {
+    for isolated in [false, true] {
+        let dir = PluginDir::with(&["runs_at_open", "hello"]);
+        let report = load_configured(&dir, "init = \"panic\"", isolated);
+        assert!(report.registry.get("runs-at-open").is_none());
+        assert_eq!(
+            report.registry.get("hello").unwrap().greet().unwrap(),
+            "Hello!"
+        );
+        let messages: Vec<String> = report.rejected.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [format!(
+                "{}: {}plugin failed to initialise: panicked: init is broken on purpose",
+                dir.path()
+                    .join(greeter_tests::library_file_name("runs_at_open"))
+                    .display(),
+                if isolated {
+                    "not loaded in its own process: "
+                } else {
+                    ""
+                }
+            )],
+            "isolated: {isolated}"
+        );
+    }
+}
+
+/// An error is formatted and dropped, and a panic's payload dropped, by the
+/// plugin's own code: a panic there is caught like any other.
+#[test]
+fn a_panic_while_formatting_or_dropping_an_error_or_a_payload_is_caught() {
+    for (mode, message) in [
+        (
+            "error-format-panics",
+            "formatting the error is broken on purpose",
+        ),
+        ("error-drop-panics", "dropping it is broken on purpose"),
+        ("payload-drop-panics", "panic with a non-string payload"),
+    ] {
+        for isolated in [false, true] {
+            let dir = PluginDir::with(&["runs_at_open", "hello"]);
+            let report = load_configured(&dir, &format!("greet = \"{mode}\""), isolated);
+            let plugin = report.registry.get("runs-at-open").unwrap();
+            let error = plugin.greet().unwrap_err();
+            assert_eq!(
+                (error.kind(), error.message()),
+                (CallErrorKind::Panicked, message),
+                "{mode}, isolated: {isolated}"
+            );
+            assert_eq!(plugin.greet().unwrap_err().kind(), CallErrorKind::Disabled);
+            assert_eq!(
+                report.registry.get("hello").unwrap().greet().unwrap(),
+                "Hello!"
+            );
+        }
+    }
+}
