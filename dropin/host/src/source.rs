@@ -35,9 +35,23 @@ pub(crate) fn open(
         path: path.to_owned(),
         source,
     };
-    let file = untrusted_open_options(true)
-        .open(path)
-        .map_err(unreadable)?;
+    let file = match untrusted_open_options(true).open(path) {
+        Ok(file) => file,
+        Err(error) => {
+            // A socket cannot be opened at all (ENXIO): say what it is, as
+            // for a FIFO or a device. Only the message depends on this
+            // second look at the path; nothing more is opened.
+            if let Ok(meta) = std::fs::metadata(path)
+                && !meta.is_file()
+            {
+                return Err(LoadError::NotAFile {
+                    path: path.to_owned(),
+                    found: kind(&meta),
+                });
+            }
+            return Err(unreadable(error));
+        }
+    };
     let meta = file.metadata().map_err(unreadable)?;
     if !meta.is_file() {
         return Err(LoadError::NotAFile {

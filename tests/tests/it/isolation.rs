@@ -278,6 +278,47 @@ fn a_confined_plugin_writes_nowhere() {
     assert!(target.path().join("written").exists());
 }
 
+/// Where the kernel refuses the namespaces (here: a host that is root
+/// without capabilities, as in many containers), a confined plugin is
+/// refused, never run unconfined.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_plugin_the_kernel_will_not_confine_never_runs_unconfined() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let target = PluginDir::new();
+    // Root without capabilities; another user gets there as root of a user
+    // namespace of its own.
+    // `/proc/self` belongs to the process's effective user.
+    let root = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0;
+    let mut command = std::process::Command::new(if root { "setpriv" } else { "unshare" });
+    if !root {
+        command.args(["--user", "--map-root-user", "setpriv"]);
+    }
+    let output = command
+        .args(["--bounding-set=-all", "--inh-caps=-all"])
+        .arg(artifacts().host_binary())
+        .arg("--plugins-dir")
+        .arg(dir.path())
+        .args(["--isolate", "--confine", "greet"])
+        .env("GREETER_GREET", "write")
+        .env("GREETER_WRITE_DIR", target.path())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&output), "");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: rejected {}: not loaded in its own process: its process could not be \
+             started: Operation not permitted (os error 1)\n",
+            dir.path()
+                .join(greeter_tests::library_file_name("runs_at_open"))
+                .display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!target.path().join("written").exists());
+}
+
 #[test]
 fn a_plugin_over_its_memory_limit_fails_its_call_not_the_host() {
     let dir = PluginDir::with(&["hello", "runs_at_open"]);

@@ -124,6 +124,34 @@ fn a_constructor_that_exits_never_turns_into_a_success() {
 
 #[cfg(any(target_os = "linux", target_vendor = "apple"))]
 #[test]
+fn a_probe_silent_for_ten_seconds_is_killed_and_the_file_refused() {
+    // `runs-at-open`'s constructor never returns when asked: the probe
+    // that opened it says nothing, ever.
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let checking = greeter_tests::deadline(greeter_tests::HANG * 2, "check beside a silent probe");
+    let output = dir.run_with_env(&["check"], "GREETER_OPEN_HANG", "1");
+    drop(checking);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let (hello, silent) = (
+        dir.path().join(library_file_name("hello")),
+        dir.path().join(library_file_name("runs_at_open")),
+    );
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "ok        {}\n          plugin hello 1.0.0; interface 2.1.0 (host accepts >=2.0.0, \
+             <3.0.0); host requirement any (host is 0.1.0); missing capabilities: none\n\
+             rejected  {silent}\n          {silent}: the probe process that opened it first did \
+             not finish within 10s and was killed\n{}: 1 of 2 plugin files loaded\n",
+            hello.display(),
+            dir.path().display(),
+            silent = silent.display(),
+        )
+    );
+}
+
+#[cfg(any(target_os = "linux", target_vendor = "apple"))]
+#[test]
 fn an_exit_in_plugin_code_the_host_runs_never_turns_into_a_success() {
     let dir = PluginDir::with(&["hello", "runs_at_open"]);
     let file = dir.path().join(library_file_name("runs_at_open"));

@@ -59,6 +59,28 @@ fn lock_records_every_loaded_file_with_its_sha256() {
 }
 
 #[test]
+fn the_lock_files_hashes_are_compared_without_regard_to_case() {
+    let dir = PluginDir::with(&["hello", "hellohello"]);
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
+    let lockfile = dir.path().join("plugins.lock");
+    let mut lock: Value = serde_json::from_slice(&fs::read(&lockfile).unwrap()).unwrap();
+    // As a hand-written or another tool's lock file may spell them.
+    for entry in lock["plugins"].as_array_mut().unwrap() {
+        let upper = entry["sha256"].as_str().unwrap().to_uppercase();
+        entry["sha256"] = Value::String(upper);
+    }
+    fs::write(&lockfile, serde_json::to_string(&lock).unwrap()).unwrap();
+    let output = dir.run(&["--locked", "greet"]);
+    assert_eq!(
+        stdout(&output),
+        "hello: Hello!\nhellohello: Hello!Hello!!\n",
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
 fn a_locked_file_replaced_by_other_bytes_is_refused_before_it_is_opened() {
     let dir = PluginDir::with(&["hello", "hellohello"]);
     assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
