@@ -205,6 +205,62 @@ fn a_build_that_fails_a_check_leaves_the_old_generation_serving() {
     assert_eq!(error.to_string(), "no plugin named 'nobody' is loaded");
 }
 
+/// The checks a first load makes before opening a file, a reload makes too:
+/// the file's permissions, and the probe.
+#[cfg(unix)]
+#[test]
+fn a_reload_checks_permissions_and_probes_before_opening() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = PluginDir::with(&["hello"]);
+    // The probe's constructor exits with status 0 in `runs-at-open`: the
+    // probe dies of it, while in this process the library would map.
+    let loader = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command("env").args([
+            "GREETER_OPEN_EXIT=1".into(),
+            artifacts().host_binary().into_os_string(),
+        ]))
+        .build();
+    let report = loader.load().unwrap();
+    let registry = &report.registry;
+    let file = dir.path().join(library_file_name("hello"));
+    let refused = |what: &str| {
+        let error = loader.reload(registry, "hello").unwrap_err();
+        assert_eq!(
+            ErrorChain(&error).to_string(),
+            format!(
+                "'hello' not reloaded; generation 1 keeps serving: {}: {what}",
+                file.display()
+            )
+        );
+        assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Hello!");
+    };
+    install(
+        dir.path(),
+        &library_file_name("hello"),
+        &patched("hello", "Hello!", "Howdy!"),
+    );
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o666)).unwrap();
+    refused(
+        "not safe to load: writable by group and others (mode 0666); expected no write \
+         permission for group or others",
+    );
+    install(
+        dir.path(),
+        &library_file_name("hello"),
+        &fs::read(artifacts().library("runs_at_open")).unwrap(),
+    );
+    refused("the probe process that opened it first exited with status 0");
+    // The folder's build of hello reloads.
+    install(
+        dir.path(),
+        &library_file_name("hello"),
+        &patched("hello", "Hello!", "Howdy!"),
+    );
+    assert_eq!(loader.reload(registry, "hello").unwrap().generation, 2);
+    assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Howdy!");
+}
+
 #[test]
 fn earlier_generations_are_counted_and_capped() {
     let dir = PluginDir::with(&["hello"]);
