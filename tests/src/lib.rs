@@ -448,6 +448,19 @@ pub fn precondition(name: &str, holds: bool, why: &str) -> bool {
     false
 }
 
+/// Whether the half of a test that runs plugins isolated (`isolated`) or
+/// in-process runs here. The isolated halves are written for Linux: elsewhere
+/// they fail, unless the run skips `isolated-off-linux`, rather than quietly
+/// running the in-process half twice.
+pub fn mode_runs_here(isolated: bool) -> bool {
+    !isolated
+        || precondition(
+            "isolated-off-linux",
+            cfg!(target_os = "linux"),
+            "the isolated half of this test runs on Linux only",
+        )
+}
+
 /// A command's standard output, as text.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 on stdout")
