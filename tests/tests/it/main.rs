@@ -40,3 +40,5 @@ mod corpus;
 // Valid plugins built in many configurations all load without a word.
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod builds;
+// What the documents say about the tests.
+mod docs;

@@ -1,0 +1,104 @@
+//! What the documents say about the tests: every promise of SECURITY.md
+//! names the tests that would fail without it, and each of them exists.
+
+use std::{collections::BTreeSet, fs, path::Path, process::Command};
+
+use greeter_tests::workspace_root;
+
+/// The tests of this test binary, as `--list` names them.
+fn integration_tests() -> BTreeSet<String> {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--list", "--format", "terse"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `path` (`file_module::inner_module::function`) is a `#[test]`
+/// function in a crate's own sources or in a test file.
+fn crate_test_exists(root: &Path, path: &str) -> bool {
+    let parts: Vec<&str> = path.split("::").collect();
+    let Some((function, modules)) = parts.split_last() else {
+        return false;
+    };
+    let Some((file, inner)) = modules.split_first() else {
+        return false;
+    };
+    // Integration tests too: a module the platform leaves out (the corpus
+    // off Linux) is still a test that exists.
+    [
+        "dropin/host/src",
+        "dropin/dropin/src",
+        "tests/tests",
+        "tests/tests/it",
+    ]
+    .iter()
+    .filter_map(|folder| fs::read_to_string(root.join(folder).join(format!("{file}.rs"))).ok())
+    .any(|text| {
+        inner
+            .iter()
+            .all(|module| text.contains(&format!("mod {module} {{")))
+            && text
+                .match_indices(&format!("fn {function}()"))
+                .any(|(at, _)| {
+                    let before = &text[..at];
+                    before[before.len().saturating_sub(120)..].contains("#[test]")
+                })
+    })
+}
+
+#[test]
+fn security_md_names_tests_that_exist() {
+    let root = workspace_root();
+    let security = fs::read_to_string(root.join("SECURITY.md")).unwrap();
+    let guarantees = security
+        .split("## What the loader guarantees")
+        .nth(1)
+        .and_then(|rest| rest.split("## What it cannot guarantee").next())
+        .expect("SECURITY.md lists its guarantees");
+    // Each numbered promise: its first line and the indented ones after it.
+    let mut promises: Vec<(String, String)> = Vec::new();
+    let mut open = false;
+    for line in guarantees.lines() {
+        let numbered = line
+            .split_once(". **")
+            .filter(|(number, _)| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()));
+        if let Some((number, _)) = numbered {
+            promises.push((number.to_owned(), String::new()));
+            open = true;
+        } else if !line.is_empty() && !line.starts_with(' ') {
+            open = false;
+        } else if let (true, Some((_, text))) = (open, promises.last_mut()) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    assert_eq!(promises.len(), 13, "the numbered promises of SECURITY.md");
+    let integration = integration_tests();
+    let mut missing = Vec::new();
+    for (number, text) in &promises {
+        let named: Vec<&str> = text
+            .split_once("Tests:")
+            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        assert!(
+            !named.is_empty(),
+            "promise {number} of SECURITY.md names no test"
+        );
+        for test in named {
+            if !integration.contains(test) && !crate_test_exists(&root, test) {
+                missing.push(format!("{number}: {test}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "SECURITY.md names tests that do not exist: {missing:?}"
+    );
+}
