@@ -11,7 +11,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::permissions::{PermissionError, check_metadata};
+use crate::{
+    permissions::{PermissionError, check_metadata},
+    source::NotRegular,
+};
 
 /// The lock file's name inside the plugins folder.
 pub const LOCKFILE_NAME: &str = "plugins.lock";
@@ -150,22 +153,19 @@ impl Lockfile {
             path: path.to_owned(),
             source,
         };
-        let file = match crate::source::untrusted_open_options(true).open(path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(io(source)),
+        let (file, meta) = match crate::source::open_regular(path) {
+            Ok(opened) => opened,
+            Err(NotRegular::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(NotRegular::Io(source)) => return Err(io(source)),
+            Err(NotRegular::Found(found)) => {
+                return Err(LockfileError::NotAFile {
+                    path: path.to_owned(),
+                    found,
+                });
+            }
         };
-        let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(LockfileError::NotAFile {
-                path: path.to_owned(),
-                found: if meta.is_dir() {
-                    "a folder"
-                } else {
-                    "something other than a regular file"
-                },
-            });
-        }
         if check_permissions {
             check_metadata(&meta).map_err(|source| LockfileError::Insecure {
                 path: path.to_owned(),

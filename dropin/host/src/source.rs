@@ -31,34 +31,16 @@ pub(crate) fn open(
     check_permissions: bool,
     max_size: u64,
 ) -> Result<Source, LoadError> {
-    let unreadable = |source| LoadError::Unreadable {
-        path: path.to_owned(),
-        source,
-    };
-    let file = match untrusted_open_options(true).open(path) {
-        Ok(file) => file,
-        Err(error) => {
-            // A socket cannot be opened at all (ENXIO): say what it is, as
-            // for a FIFO or a device. Only the message depends on this
-            // second look at the path; nothing more is opened.
-            if let Ok(meta) = std::fs::metadata(path)
-                && !meta.is_file()
-            {
-                return Err(LoadError::NotAFile {
-                    path: path.to_owned(),
-                    found: kind(&meta),
-                });
-            }
-            return Err(unreadable(error));
-        }
-    };
-    let meta = file.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(LoadError::NotAFile {
+    let (file, meta) = open_regular(path).map_err(|error| match error {
+        NotRegular::Io(source) => LoadError::Unreadable {
             path: path.to_owned(),
-            found: kind(&meta),
-        });
-    }
+            source,
+        },
+        NotRegular::Found(found) => LoadError::NotAFile {
+            path: path.to_owned(),
+            found,
+        },
+    })?;
     if check_permissions {
         check_metadata(&meta).map_err(|source| LoadError::InsecurePermissions {
             path: path.to_owned(),
@@ -73,6 +55,39 @@ pub(crate) fn open(
         });
     }
     Ok(Source { file, meta })
+}
+
+/// Why [`open_regular`] did not give a regular file.
+#[derive(Debug)]
+pub(crate) enum NotRegular {
+    /// It could not be opened or looked at.
+    Io(std::io::Error),
+    /// It is something else: "a folder", "a FIFO", "a socket", ...
+    Found(&'static str),
+}
+
+/// Opens the regular file at `path` (following a link) as
+/// [`untrusted_open_options`] does, with its metadata from the handle.
+///
+/// A socket cannot be opened at all (`ENXIO`): when the open fails, the
+/// path is looked at once more, so that the error says what is there, as for
+/// a FIFO or a device. Only the message depends on that second look; nothing
+/// more is opened.
+pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), NotRegular> {
+    let file = match untrusted_open_options(true).open(path) {
+        Ok(file) => file,
+        Err(error) => {
+            return Err(match std::fs::metadata(path) {
+                Ok(meta) if !meta.is_file() => NotRegular::Found(kind(&meta)),
+                _ => NotRegular::Io(error),
+            });
+        }
+    };
+    let meta = file.metadata().map_err(NotRegular::Io)?;
+    if !meta.is_file() {
+        return Err(NotRegular::Found(kind(&meta)));
+    }
+    Ok((file, meta))
 }
 
 /// How to open a file someone else may have put in place: for reading,

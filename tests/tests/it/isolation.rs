@@ -278,45 +278,82 @@ fn a_confined_plugin_writes_nowhere() {
     assert!(target.path().join("written").exists());
 }
 
-/// Where the kernel refuses the namespaces (here: a host that is root
-/// without capabilities, as in many containers), a confined plugin is
-/// refused, never run unconfined.
+/// Where the kernel refuses the namespaces, a confined plugin is refused,
+/// never run unconfined. Both ways it refuses, for both kinds of host: root
+/// without capabilities (as in many containers), and another user who can
+/// make no user namespace (here: nested as deep as the kernel allows).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_plugin_the_kernel_will_not_confine_never_runs_unconfined() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = PluginDir::with(&["runs_at_open"]);
+    // What it would write unconfined; both readable by another user.
     let target = PluginDir::new();
-    // Root without capabilities; another user gets there as root of a user
-    // namespace of its own.
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(target.path(), fs::Permissions::from_mode(0o777)).unwrap();
     // `/proc/self` belongs to the process's effective user.
     let root = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0;
-    let mut command = std::process::Command::new(if root { "setpriv" } else { "unshare" });
-    if !root {
-        command.args(["--user", "--map-root-user", "setpriv"]);
+    let file = dir
+        .path()
+        .join(greeter_tests::library_file_name("runs_at_open"));
+    let without_capabilities: &[&str] = if root {
+        &["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+    } else {
+        &[
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "setpriv",
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+        ]
+    };
+    // Each level makes one more nested user namespace while the kernel
+    // allows it, then runs the rest of its arguments.
+    const NEST: &str = "if unshare --user --map-current-user true 2>/dev/null; then exec unshare \
+                        --user --map-current-user sh -c \"$0\" \"$0\" \"$@\"; else exec \"$@\"; fi";
+    let mut without_namespaces: Vec<&str> = Vec::new();
+    if root {
+        without_namespaces.extend(["setpriv", "--reuid=4200", "--regid=4200", "--clear-groups"]);
     }
-    let output = command
-        .args(["--bounding-set=-all", "--inh-caps=-all"])
-        .arg(artifacts().host_binary())
-        .arg("--plugins-dir")
-        .arg(dir.path())
-        .args(["--isolate", "--confine", "greet"])
-        .env("GREETER_GREET", "write")
-        .env("GREETER_WRITE_DIR", target.path())
-        .output()
-        .unwrap();
-    assert_eq!(stdout(&output), "");
-    assert_eq!(
-        stderr(&output),
-        format!(
+    without_namespaces.extend(["sh", "-c", NEST, NEST]);
+    for (how, wrapper, options) in [
+        ("root without capabilities", without_capabilities, &[][..]),
+        // In the nested namespaces the folder's owner is unmapped: its
+        // owner is not what this test is about.
+        (
+            "no user namespaces",
+            &without_namespaces[..],
+            &["--allow-insecure-permissions"][..],
+        ),
+    ] {
+        let output = std::process::Command::new(wrapper[0])
+            .args(&wrapper[1..])
+            .arg(artifacts().host_binary())
+            .arg("--plugins-dir")
+            .arg(dir.path())
+            .args(options)
+            .args(["--isolate", "--confine", "greet"])
+            .env("GREETER_GREET", "write")
+            .env("GREETER_WRITE_DIR", target.path())
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&output), "", "{how}");
+        let message = stderr(&output);
+        let prefix = format!(
             "greeter-host: rejected {}: not loaded in its own process: its process could not be \
-             started: Operation not permitted (os error 1)\n",
-            dir.path()
-                .join(greeter_tests::library_file_name("runs_at_open"))
-                .display()
-        )
-    );
-    assert_eq!(output.status.code(), Some(1));
-    assert!(!target.path().join("written").exists());
+             started: ",
+            file.display()
+        );
+        assert!(
+            message.starts_with(&prefix)
+                && message.ends_with(")\n")
+                && message.lines().count() == 1,
+            "{how}: {message}"
+        );
+        assert_eq!(output.status.code(), Some(1), "{how}");
+        assert!(!target.path().join("written").exists(), "{how}");
+    }
 }
 
 #[test]

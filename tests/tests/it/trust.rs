@@ -473,15 +473,16 @@ fn the_lock_file_is_checked_like_a_plugin() {
         .status()
         .unwrap();
     assert!(status.success());
-    refused(
-        "plugins.lock: expected a regular lock file, found something other than a regular file",
-    );
+    refused("plugins.lock: expected a regular lock file, found a FIFO");
     fs::remove_file(&lock).unwrap();
 
     std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
-    refused(
-        "plugins.lock: expected a regular lock file, found something other than a regular file",
-    );
+    refused("plugins.lock: expected a regular lock file, found a character device");
+    fs::remove_file(&lock).unwrap();
+
+    let socket = std::os::unix::net::UnixListener::bind(&lock).unwrap();
+    refused("plugins.lock: expected a regular lock file, found a socket");
+    drop(socket);
     fs::remove_file(&lock).unwrap();
 
     assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
