@@ -54,12 +54,15 @@ fn greet_during(
 ) -> Vec<Vec<String>> {
     let stop = AtomicBool::new(false);
     let calls: [AtomicUsize; 4] = Default::default();
-    let each_called_past = |at: &[usize; 4]| {
+    // Waits until each caller made a call past `at`, or one of them ended:
+    // a caller that panicked stops counting, and its join says why.
+    let each_called_past = |at: &[usize; 4], callers: &[thread::ScopedJoinHandle<'_, _>]| {
         let _hang = greeter_tests::deadline(greeter_tests::HANG, "four threads' calls");
         while calls
             .iter()
             .zip(at)
             .any(|(made, &at)| made.load(Ordering::SeqCst) <= at)
+            && !callers.iter().any(thread::ScopedJoinHandle::is_finished)
         {
             thread::yield_now();
         }
@@ -85,9 +88,12 @@ fn greet_during(
                 })
             })
             .collect();
-        each_called_past(&[0; 4]);
+        each_called_past(&[0; 4], &callers);
         reload();
-        each_called_past(&calls.each_ref().map(|made| made.load(Ordering::SeqCst)));
+        each_called_past(
+            &calls.each_ref().map(|made| made.load(Ordering::SeqCst)),
+            &callers,
+        );
         stop.store(true, Ordering::Relaxed);
         callers.into_iter().map(|c| c.join().unwrap()).collect()
     })
@@ -207,7 +213,7 @@ fn a_build_that_fails_a_check_leaves_the_old_generation_serving() {
 
 /// The checks a first load makes before opening a file, a reload makes too:
 /// the file's permissions, and the probe.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[test]
 fn a_reload_checks_permissions_and_probes_before_opening() {
     use std::os::unix::fs::PermissionsExt;
@@ -250,7 +256,18 @@ fn a_reload_checks_permissions_and_probes_before_opening() {
         &library_file_name("hello"),
         &fs::read(artifacts().library("runs_at_open")).unwrap(),
     );
+    // Opened by the probe only: this process mapped nothing new.
+    let mapped = || {
+        fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains(".so"))
+            .map(|line| line.split_whitespace().last().unwrap().to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = mapped();
     refused("the probe process that opened it first exited with status 0");
+    assert_eq!(mapped(), before);
     // The folder's build of hello reloads.
     install(
         dir.path(),

@@ -431,12 +431,13 @@ mod permissions {
                 theirs.to_str().unwrap(),
                 "greet",
             ])
-            .env("RUST_LOG", "dropin_host=warn")
+            .env("RUST_LOG", "dropin_host=debug")
             .output()
             .unwrap();
         // Its copies would be mapped without being hashed again: the host
-        // copies and hashes as if there were no cache.
+        // copies and hashes as if there were no cache, and keeps nothing.
         assert_eq!(stdout(&output), "hello: Hello!\n");
+        assert_eq!(stderr(&output).matches(" is kept").count(), 0);
         assert!(
             stderr(&output).contains(&format!(
                 "snapshot cache {} not used: owned by uid {}",
