@@ -277,6 +277,16 @@ fn aimed_checks(category: &str) -> (&'static [&'static str], bool) {
         // through the symbol table, in relocated data.
         "not a dropin root module of a compatible layout ",
         "built with an incompatible abi_stable: ",
+        // The host's policy, which reads the root module's strings and
+        // versions, in relocated data: a relocation that moves a pointer
+        // hands it other bytes (seed 1796467602742415972 moved the dropin
+        // version's).
+        "built with dropin ",
+        "built against ",
+        "expected a dropin plugin of ",
+        "not compatible with ",
+        "requires a host matching ",
+        "invalid ",
     ];
     match category {
         "folder" => (&["expected a regular library file, found a folder"], false),
