@@ -48,7 +48,7 @@ pub(crate) fn of(code: *const ()) -> Option<String> {
                     );
                     find_build_id(notes, header.p_align)
                 });
-            search.found = Some(id.map(crate::snapshot::hex));
+            search.found = Some(id.map(crate::digest::hex));
             1
         }
     }

@@ -66,7 +66,10 @@ use dropin::{
     wire::{Decode, Encode, WireError},
 };
 
-use crate::load::{self, LoadError, Plugin, Policy};
+use crate::{
+    error::LoadError,
+    load::{self, Plugin, Policy},
+};
 
 /// The environment variable that makes a process started by the loader
 /// serve an isolated plugin of the interface it names.
@@ -409,7 +412,7 @@ impl Decode for Saved {
 pub(crate) fn save_state(
     remote: &dyn Remote,
     plugin: &str,
-) -> Result<Option<crate::loader::Saved>, CallError> {
+) -> Result<Option<crate::load::Saved>, CallError> {
     let answer = remote.call(SAVE_METHOD as usize, Vec::new())?;
     let mut input = answer.as_slice();
     let saved = <Option<Saved>>::decode(&mut input)
@@ -492,7 +495,7 @@ pub(crate) fn start<I: Interface>(
     policy: &Policy,
     config: &str,
     expected_name: Option<&str>,
-    previous: Option<crate::loader::Saved>,
+    previous: Option<crate::load::Saved>,
     services: Option<&dropin::Services>,
 ) -> Result<Plugin<I>, LoadError> {
     let (previous_version, previous) = match previous {
@@ -1507,5 +1510,5 @@ fn ended(child: &mut Child) -> String {
 
 fn describe(status: ExitStatus) -> String {
     // In the probe's words, without its standard error (which is logged).
-    crate::probe::ProbeFailure::from_status(status, String::new()).to_string()
+    crate::ended::ProbeFailure::from_status(status, String::new()).to_string()
 }

@@ -58,7 +58,10 @@
 mod build_id;
 mod cache;
 mod chain;
+mod digest;
 mod discover;
+mod ended;
+mod error;
 mod exit_guard;
 pub mod isolation;
 mod load;
@@ -74,8 +77,9 @@ mod watch;
 
 pub use chain::ErrorChain;
 pub use discover::{DiscoverError, discover, is_candidate_name};
+pub use error::LoadError;
 pub use exit_guard::PLUGIN_EXIT_STATUS;
-pub use load::{LoadError, Plugin, default_interface_req};
+pub use load::{Plugin, default_interface_req};
 pub use loader::{
     DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Loader, LoaderBuilder,
     LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded,

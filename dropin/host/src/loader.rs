@@ -18,14 +18,16 @@ use semver::{Version, VersionReq};
 
 use crate::{
     cache::Cache,
+    digest::hex,
     discover::{DiscoverError, discover},
+    error::LoadError,
     isolation::{self, Isolate},
-    load::{self, LoadError, Plugin, Policy, default_interface_req},
+    load::{self, Plugin, Policy, Saved, default_interface_req},
     lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
     permissions::{PermissionError, check_permissions},
     probe::{Probe, Prober},
     registry::{LoadReport, Registry},
-    snapshot::{Copied, SnapshotDir, hex},
+    snapshot::{Copied, SnapshotDir},
     source,
 };
 
@@ -1029,10 +1031,6 @@ pub(crate) fn is_passing(error: &LoadError) -> bool {
         LoadError::Snapshot { .. } | LoadError::TooMany { .. } | LoadError::Unreadable { .. }
     )
 }
-
-/// State a plugin's earlier generation saved for the next: the format's
-/// version and the bytes.
-pub(crate) type Saved = (u32, Vec<u8>);
 
 /// What [`Loader::record`] found: the entries of a lock file for the files
 /// that passed, and why the others did not.

@@ -23,11 +23,7 @@ use std::{
 
 use dropin::Interface;
 
-use crate::{
-    load::{LoadError, Plugin},
-    snapshot::SnapshotDir,
-    source::Stamp,
-};
+use crate::{error::LoadError, load::Plugin, snapshot::SnapshotDir, source::Stamp};
 
 /// Loaded plugins of one interface, by name, each at its current
 /// generation.

@@ -77,7 +77,7 @@ impl SnapshotDir {
     /// Copies `limit` bytes at most from the open file `input` (from its
     /// start) into a new private file named after `name`, returning the
     /// copy's path, how many bytes it holds and, if `hash`, their SHA-256.
-    /// Without `hash` the kernel copies the bytes; [`sha256_of`] can hash
+    /// Without `hash` the kernel copies the bytes; [`sha256_of`](crate::digest::sha256_of) can hash
     /// the private copy later.
     pub(crate) fn copy_in(
         &self,
@@ -255,24 +255,6 @@ fn private_file_options() -> OpenOptions {
     options
 }
 
-/// The SHA-256 of the file at `path`.
-pub(crate) fn sha256_of(path: &Path) -> io::Result<[u8; 32]> {
-    let mut hasher = Sha256::new();
-    io::copy(&mut File::open(path)?, &mut hasher)?;
-    Ok(hasher.finalize().into())
-}
-
-/// Bytes (a SHA-256 digest, a build ID) as lowercase hexadecimal.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(2 * bytes.len());
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 15)]));
-    }
-    text
-}
-
 /// What a folder's file system allows.
 pub(crate) struct Space {
     /// Whether it is mounted `noexec`: the dynamic loader cannot map files
@@ -310,6 +292,7 @@ pub(crate) fn space(_dir: &Path) -> Option<Space> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::{hex, sha256_of};
 
     #[test]
     fn copies_are_private_hashed_and_removed_with_the_folder() {

@@ -8,7 +8,7 @@ use std::{
     path::Path,
 };
 
-use crate::{load::LoadError, permissions::check_metadata, verify::read_at};
+use crate::{error::LoadError, permissions::check_metadata, verify::read_at};
 
 /// An open candidate and what the checks saw of it.
 #[derive(Debug)]

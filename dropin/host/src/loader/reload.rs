@@ -9,9 +9,10 @@ use std::{
 use dropin::Interface;
 use semver::Version;
 
-use super::{Loader, LoaderError, LockIndex, Saved, Staged};
+use super::{Loader, LoaderError, LockIndex, Staged};
 use crate::{
-    load::{LoadError, Plugin},
+    error::LoadError,
+    load::{Plugin, Saved},
     probe::Prober,
     registry::{Registry, Slot},
     snapshot::SnapshotDir,
@@ -278,7 +279,7 @@ impl<I: Interface> Loader<I> {
         let copy = staged.copied.path.clone();
         if skip_same
             && let (Some(new), Ok(serving)) = (staged.copied.sha256, old.sha256())
-            && crate::snapshot::hex(&new).eq_ignore_ascii_case(&serving)
+            && crate::digest::hex(&new).eq_ignore_ascii_case(&serving)
         {
             let _ = fs::remove_file(&copy);
             return Ok(None);

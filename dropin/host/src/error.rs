@@ -1,0 +1,447 @@
+//! Why one file was rejected: [`LoadError`], the error every stage of the
+//! pipeline reports a file with.
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+};
+
+use semver::{Version, VersionReq};
+
+use crate::{ended::ProbeFailure, permissions::PermissionError, verify::VerifyError};
+
+/// Why one file was rejected. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read (a broken link, say).
+    #[error("{}: cannot read the file", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A folder, FIFO, device or socket named like a library.
+    #[error("{}: expected a regular library file, found {found}", path.display())]
+    NotAFile {
+        /// The entry.
+        path: PathBuf,
+        /// What it is instead (`"a folder"`, `"a FIFO"`, ...).
+        found: &'static str,
+    },
+    /// Larger than the loader's limit: refused before it is copied.
+    #[error(
+        "{}: {size} bytes; expected at most {limit} (the loader's limit on a plugin file's size)",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The probe process that opened the file first died, exited or hung:
+    /// opening it in the host would have done the same to the host.
+    #[error("{}: the probe process that opened it first {how}", path.display())]
+    Probe {
+        /// The file.
+        path: PathBuf,
+        /// How the probe ended.
+        how: ProbeFailure,
+    },
+    /// The process has mapped as many libraries as the loader allows.
+    #[error(
+        "{}: not opened: this process has mapped {limit} libraries, the most the loader allows \
+         (libraries are never unloaded)",
+        path.display()
+    )]
+    TooMany {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
+    /// The file kept changing while it was copied: someone is writing it.
+    #[error(
+        "{}: changed while it was being copied; expected a file that stays the same while the host reads it",
+        path.display()
+    )]
+    Changing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Someone other than the host's user could have written the file.
+    #[error("{}: not safe to load", path.display())]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Which permission is wrong.
+        #[source]
+        source: PermissionError,
+    },
+    /// The private copy could not be written: the snapshot folder is full,
+    /// or the copy would pass the process's file-size limit.
+    #[error("{}: cannot copy it into the private snapshot folder in {}", path.display(), root.display())]
+    Snapshot {
+        /// The file that was being loaded.
+        path: PathBuf,
+        /// Where the folder was to be made.
+        root: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A lock file is in force and does not list the file.
+    #[error(
+        "{}: not listed in {}; expected only locked plugins",
+        path.display(),
+        lockfile.display()
+    )]
+    NotLocked {
+        /// The file.
+        path: PathBuf,
+        /// The lock file.
+        lockfile: PathBuf,
+    },
+    /// The file's bytes differ from those recorded in the lock file.
+    #[error(
+        "{}: SHA-256 mismatch: expected {expected} (from the lock file), found {actual}",
+        path.display()
+    )]
+    HashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The SHA-256 in the lock file.
+        expected: String,
+        /// The SHA-256 of the file.
+        actual: String,
+    },
+    /// The file is not a library this host can map: see the source.
+    #[error("{}: not a loadable library", path.display())]
+    InvalidLibrary {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its headers.
+        #[source]
+        source: VerifyError,
+    },
+    /// The dynamic loader refused the file.
+    #[error("{}: the dynamic loader refused it: {message}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The dynamic loader's message.
+        message: String,
+    },
+    /// The library exports no root module: it is not a dropin plugin.
+    #[error(
+        "{}: not a plugin: expected the root module a dropin plugin exports, found a library \
+         without one (a {interface} plugin exports it with `{export}!(YourType);`)",
+        path.display()
+    )]
+    NotAPlugin {
+        /// The file.
+        path: PathBuf,
+        /// The host's interface.
+        interface: &'static str,
+        /// The export macro of the host's interface.
+        export: &'static str,
+    },
+    /// The library was built with an abi_stable release whose ABI differs.
+    #[error("{}: built with an incompatible abi_stable: {detail}", path.display())]
+    AbiStable {
+        /// The file.
+        path: PathBuf,
+        /// What abi_stable reported.
+        detail: String,
+    },
+    /// The plugin was built against an interface version the host does not
+    /// accept.
+    #[error(
+        "{}: built against {interface} interface {found}, but this host has {host} and accepts {expected}",
+        path.display()
+    )]
+    IncompatibleInterface {
+        /// The file.
+        path: PathBuf,
+        /// The interface's name.
+        interface: &'static str,
+        /// The versions the host accepts.
+        expected: VersionReq,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The version the plugin was built against.
+        found: String,
+    },
+    /// The plugin was built against another major version of the interface
+    /// (for a 0.x interface, another minor): such a version may change what
+    /// methods mean without changing their types, so it never loads,
+    /// whatever versions the host was told to accept.
+    #[error(
+        "{}: built against {interface} interface {found}, another major version than this host's \
+         {host}; expected {interface} {series}: rebuild the plugin against it",
+        path.display()
+    )]
+    AnotherMajor {
+        /// The file.
+        path: PathBuf,
+        /// The interface's name.
+        interface: &'static str,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The versions that may load, such as `2.x` or `0.3.x`.
+        series: String,
+        /// The version the plugin was built against.
+        found: String,
+    },
+    /// The library exports an abi_stable root module that is not dropin's:
+    /// a plugin built without dropin, or against a release of the interface
+    /// from before it moved to dropin.
+    #[error(
+        "{}: expected a dropin plugin of {interface} {host}, found the root module '{found}' {found_version}; \
+         if it was built against an earlier release of {interface}, rebuild it against {interface} {host_major}.x",
+        path.display()
+    )]
+    Foreign {
+        /// The file.
+        path: PathBuf,
+        /// The interface's name.
+        interface: &'static str,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The host interface's major version.
+        host_major: u64,
+        /// The name of the root module the library exports.
+        found: String,
+        /// The version recorded with it.
+        found_version: String,
+    },
+    /// The plugin was built with another release of dropin, whose ABI may
+    /// differ.
+    #[error(
+        "{}: built with dropin {found}, but this host has dropin {host}; expected the same major and minor version",
+        path.display()
+    )]
+    DropinVersion {
+        /// The file.
+        path: PathBuf,
+        /// The dropin version the plugin was built with.
+        found: String,
+        /// The dropin version the host was built with.
+        host: &'static str,
+    },
+    /// The root module's layout differs from the one this host's dropin
+    /// expects: built with an incompatible release of dropin.
+    #[error(
+        "{}: not a dropin root module of a compatible layout (built with dropin {found}, the host has {host}): {summary}",
+        path.display()
+    )]
+    Layout {
+        /// The file.
+        path: PathBuf,
+        /// The dropin version the host was built with.
+        host: &'static str,
+        /// The dropin version the library declares.
+        found: String,
+        /// The first differences abi_stable found (the full report is logged
+        /// at debug level).
+        summary: String,
+    },
+    /// The plugin implements another interface.
+    #[error(
+        "{}: not a {expected} plugin: expected interface {expected}, found {found} {found_version}",
+        path.display()
+    )]
+    WrongInterface {
+        /// The file.
+        path: PathBuf,
+        /// The host's interface.
+        expected: &'static str,
+        /// The plugin's interface.
+        found: String,
+        /// The plugin's interface version.
+        found_version: String,
+    },
+    /// A method's signature differs from the host's: the interface changed
+    /// without a new major version, or the plugin lacks a method its
+    /// interface version has.
+    #[error(
+        "{}: not compatible with {interface} {host} (the plugin was built against {found}): {detail}",
+        path.display()
+    )]
+    Signature {
+        /// The file.
+        path: PathBuf,
+        /// The interface's name.
+        interface: &'static str,
+        /// The interface version the host was built with.
+        host: &'static str,
+        /// The interface version the plugin was built against.
+        found: String,
+        /// The first difference.
+        detail: String,
+    },
+    /// The plugin was built with `panic = "abort"`.
+    #[error(
+        "{}: plugin '{name}' was built with panic = \"abort\", so its first panic would kill the host; \
+         expected panic = \"unwind\" (the default), or a host that allows abort",
+        path.display()
+    )]
+    PanicAbort {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        name: String,
+    },
+    /// The library carries no root-module layout, so its ABI cannot be
+    /// checked.
+    #[error(
+        "{}: expected a root module layout to check, found a library exported without one",
+        path.display()
+    )]
+    NoLayout {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The plugin does not support this host's version.
+    #[error(
+        "{}: plugin '{name}' requires a host matching {required}, but this host is {host}",
+        path.display()
+    )]
+    UnsupportedHost {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's name.
+        name: String,
+        /// The host versions the plugin supports.
+        required: VersionReq,
+        /// This host's version.
+        host: Version,
+    },
+    /// A name or version in the root module is not acceptable.
+    #[error("{}: invalid {field} {value:?}: {reason}", path.display())]
+    InvalidMetadata {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// The plugin's own initialisation failed or panicked.
+    #[error("{}: plugin failed to initialise: {message}", path.display())]
+    Init {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The probe process that opened the file survived it and found it is
+    /// not a plugin this host can load (recording a lock file, where the
+    /// host does not open the file itself).
+    #[error("{}: {reason} (found by the probe process that opened it)", path.display())]
+    ProbeRefused {
+        /// The file.
+        path: PathBuf,
+        /// What the probe found.
+        reason: String,
+    },
+    /// The plugin was to run isolated, and its process did not start, or
+    /// its plugin did not load there.
+    #[error("{}: not loaded in its own process: {reason}", path.display())]
+    Isolated {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Another file already provided a plugin of the same name.
+    #[error(
+        "{}: a plugin named '{name}' is already loaded from {}",
+        path.display(),
+        first.display()
+    )]
+    DuplicateName {
+        /// The file that was rejected.
+        path: PathBuf,
+        /// The plugin name both files declare.
+        name: String,
+        /// The file loaded first.
+        first: PathBuf,
+    },
+    /// A reload found a plugin of another name in the file of the plugin it
+    /// replaces.
+    #[error(
+        "{}: a plugin named '{found}'; expected '{expected}', the plugin it would replace (a \
+         reload keeps the name)",
+        path.display()
+    )]
+    Renamed {
+        /// The file.
+        path: PathBuf,
+        /// The name of the plugin being reloaded.
+        expected: String,
+        /// The name the new build declares.
+        found: String,
+    },
+    /// A reload would keep one more earlier generation of the plugin mapped
+    /// than the loader allows.
+    #[error(
+        "{}: not reloaded: '{name}' already keeps {limit} earlier generations mapped, the most \
+         the loader allows (libraries are never unloaded; restart the application to free them)",
+        path.display()
+    )]
+    Retained {
+        /// The file.
+        path: PathBuf,
+        /// The plugin.
+        name: String,
+        /// The limit on earlier generations.
+        limit: usize,
+    },
+}
+
+impl LoadError {
+    /// The rejected file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Unreadable { path, .. }
+            | Self::NotAFile { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::Changing { path }
+            | Self::Probe { path, .. }
+            | Self::ProbeRefused { path, .. }
+            | Self::Isolated { path, .. }
+            | Self::TooMany { path, .. }
+            | Self::InsecurePermissions { path, .. }
+            | Self::Snapshot { path, .. }
+            | Self::NotLocked { path, .. }
+            | Self::HashMismatch { path, .. }
+            | Self::InvalidLibrary { path, .. }
+            | Self::Open { path, .. }
+            | Self::NotAPlugin { path, .. }
+            | Self::AbiStable { path, .. }
+            | Self::IncompatibleInterface { path, .. }
+            | Self::AnotherMajor { path, .. }
+            | Self::Foreign { path, .. }
+            | Self::DropinVersion { path, .. }
+            | Self::Layout { path, .. }
+            | Self::WrongInterface { path, .. }
+            | Self::Signature { path, .. }
+            | Self::PanicAbort { path, .. }
+            | Self::NoLayout { path }
+            | Self::Renamed { path, .. }
+            | Self::Retained { path, .. }
+            | Self::UnsupportedHost { path, .. }
+            | Self::InvalidMetadata { path, .. }
+            | Self::Init { path, .. }
+            | Self::DuplicateName { path, .. } => path,
+        }
+    }
+}
