@@ -94,7 +94,7 @@ pub struct InitExtra<'a> {
     /// The state the plugin's earlier generation saved, on a reload.
     pub previous: Option<&'a RawSavedState>,
     /// The services the host offers this plugin.
-    pub services: Option<&'static crate::services::RawServices>,
+    pub services: Option<&'static RawServices>,
 }
 
 /// The name of the [`Extensions`] symbol, NUL-terminated.
@@ -233,6 +233,28 @@ impl MethodDesc {
     }
 }
 
+/// The table of one services trait, as the host hands it to one plugin.
+#[doc(hidden)]
+#[repr(C)]
+#[derive(StableAbi, Debug)]
+pub struct RawServices {
+    /// The services trait's name (`greeter::GreeterHost`).
+    pub name: RStr<'static>,
+    /// The version of the interface crate the host was built with.
+    pub version: RStr<'static>,
+    /// One entry per service, in declaration order; each function takes
+    /// `context` first, then the service's arguments.
+    pub entries: RSlice<'static, MethodEntry>,
+    /// The host's state for this plugin.
+    pub context: *const std::ffi::c_void,
+}
+
+// SAFETY: `context` points to the host's `Shared`, which is `Send + Sync`
+// and never freed.
+unsafe impl Send for RawServices {}
+// SAFETY: as above.
+unsafe impl Sync for RawServices {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +281,6 @@ mod tests {
         assert_eq!(size_of::<Extensions>(), 2 * word);
         assert_eq!(size_of::<InitExtra<'_>>(), 2 * word);
         assert_eq!(size_of::<RawSavedState>(), 5 * word);
-        assert_eq!(size_of::<crate::services::RawServices>(), 7 * word);
+        assert_eq!(size_of::<RawServices>(), 7 * word);
     }
 }

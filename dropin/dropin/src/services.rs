@@ -19,37 +19,13 @@ use std::{
     },
 };
 
-use abi_stable::{
-    StableAbi,
-    std_types::{RResult, RSlice, RStr},
-};
+use abi_stable::std_types::RResult;
 
+pub use crate::module::RawServices;
 use crate::{
     error::{RawError, RawErrorKind},
-    module::{MethodDesc, MethodEntry},
+    module::MethodDesc,
 };
-
-/// The table of one services trait, as the host hands it to one plugin.
-#[doc(hidden)]
-#[repr(C)]
-#[derive(StableAbi, Debug)]
-pub struct RawServices {
-    /// The services trait's name (`greeter::GreeterHost`).
-    pub name: RStr<'static>,
-    /// The version of the interface crate the host was built with.
-    pub version: RStr<'static>,
-    /// One entry per service, in declaration order; each function takes
-    /// `context` first, then the service's arguments.
-    pub entries: RSlice<'static, MethodEntry>,
-    /// The host's state for this plugin.
-    pub context: *const c_void,
-}
-
-// SAFETY: `context` points to the host's `Shared`, which is `Send + Sync`
-// and never freed.
-unsafe impl Send for RawServices {}
-// SAFETY: as above.
-unsafe impl Sync for RawServices {}
 
 /// What a services trait declares, implemented by the handle type that
 /// `#[dropin::services]` generates (`GreeterHostHandle` for a trait

@@ -9,7 +9,8 @@ use syn::{
 use crate::ty::{self, Kind, Position};
 
 /// Method names that `dropin_host::Plugin` (which dereferences to the
-/// generated handle) or the handle itself already uses.
+/// generated handle) or the handle itself already uses: exactly `Plugin`'s
+/// public methods, which `dropin-host`'s `reserved_names` test holds it to.
 const RESERVED: &[&str] = &[
     "name",
     "version",
@@ -20,6 +21,8 @@ const RESERVED: &[&str] = &[
     "sha256",
     "failure",
     "disable",
+    "generation",
+    "is_isolated",
     "handle",
     "core",
     "capabilities",
@@ -171,7 +174,7 @@ impl Method {
     fn parse(function: &mut TraitItemFn, first_version: &str) -> syn::Result<Self> {
         let sig = &function.sig;
         let ident = sig.ident.clone();
-        let name = crate::expand::unraw(&ident);
+        let name = unraw(&ident);
         if name == "init" {
             return Err(syn::Error::new(
                 ident.span(),
@@ -283,7 +286,7 @@ impl Method {
             };
             let ident = match &*typed.pat {
                 Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
-                    quote::format_ident!("__arg_{}", crate::expand::unraw(&pat.ident))
+                    quote::format_ident!("__arg_{}", unraw(&pat.ident))
                 }
                 _ => quote::format_ident!("__arg{}", i),
             };
@@ -410,4 +413,10 @@ pub fn strip_since(mut item: ItemTrait) -> ItemTrait {
 /// The visibility of the generated items: the trait's.
 pub fn visibility(item: &ItemTrait) -> &Visibility {
     &item.vis
+}
+
+/// The identifier without `r#`.
+pub fn unraw(ident: &Ident) -> String {
+    use syn::ext::IdentExt;
+    ident.unraw().to_string()
 }

@@ -14,7 +14,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::{Ident, spanned::Spanned};
 
 use crate::{
-    ast::{Arg, Interface, Method, visibility},
+    ast::{Arg, Interface, Method, unraw, visibility},
     ty::{Kind, is_string},
 };
 
@@ -347,12 +347,6 @@ fn fn_type(method: &Method) -> TokenStream {
 /// prefixed, so that it shadows no type the signatures name (`fn bool`).
 fn fn_alias(ident: &Ident) -> Ident {
     format_ident!("__dropin_fn_{}", unraw(ident))
-}
-
-/// The identifier without `r#`.
-pub fn unraw(ident: &Ident) -> String {
-    use syn::ext::IdentExt;
-    ident.unraw().to_string()
 }
 
 pub(crate) fn method_desc(method: &Method) -> TokenStream {

@@ -15,10 +15,10 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
 use crate::{
-    ast::{Interface, Method, visibility},
+    ast::{Interface, Method, unraw, visibility},
     expand::{
         decoded_args, ffi_arg, ffi_params, ffi_ret, from_ffi_values, into_ffi_values, method_desc,
-        snake_case, typed_params, unraw,
+        snake_case, typed_params,
     },
 };
 
