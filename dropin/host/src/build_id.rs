@@ -8,74 +8,12 @@
 /// The GNU build ID of the loaded object that holds `code`, as lowercase
 /// hexadecimal; `None` where the object has none or the platform does not
 /// say.
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 pub(crate) fn of(code: *const ()) -> Option<String> {
-    use std::ffi::{c_int, c_void};
-
-    struct Search {
-        address: u64,
-        found: Option<Option<String>>,
-    }
-
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: the dynamic loader passes a valid description of one
-        // loaded object, whose program headers and `PT_NOTE` segments are
-        // mapped while the loader's lock is held; `data` is the `Search`
-        // below.
-        unsafe {
-            let search = &mut *data.cast::<Search>();
-            let info = &*info;
-            let headers = std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum));
-            let holds = headers.iter().any(|header| {
-                let start = info.dlpi_addr.wrapping_add(header.p_vaddr);
-                header.p_type == libc::PT_LOAD
-                    && (start..start.wrapping_add(header.p_memsz)).contains(&search.address)
-            });
-            if !holds {
-                return 0;
-            }
-            let id = headers
-                .iter()
-                .filter(|header| header.p_type == libc::PT_NOTE)
-                .find_map(|header| {
-                    let notes = std::slice::from_raw_parts(
-                        info.dlpi_addr.wrapping_add(header.p_vaddr) as *const u8,
-                        header.p_memsz as usize,
-                    );
-                    find_build_id(notes, header.p_align)
-                });
-            search.found = Some(id.map(crate::digest::hex));
-            1
-        }
-    }
-
-    let mut search = Search {
-        address: code as u64,
-        found: None,
-    };
-    // SAFETY: `visit` matches the callback's signature and only reads what
-    // the loader describes.
-    unsafe {
-        libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast());
-    }
-    search.found.flatten()
-}
-
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-pub(crate) fn of(_code: *const ()) -> Option<String> {
-    None
+    crate::sys::search_loaded_notes(code, find_build_id).map(|id| crate::digest::hex(&id))
 }
 
 /// The description of the `NT_GNU_BUILD_ID` note among `notes`, the
 /// contents of a `PT_NOTE` segment aligned to `align`.
-#[cfg_attr(
-    not(all(target_os = "linux", target_pointer_width = "64")),
-    allow(dead_code)
-)]
 fn find_build_id(mut notes: &[u8], align: u64) -> Option<&[u8]> {
     const NT_GNU_BUILD_ID: u32 = 3;
     let align = if align == 8 { 8 } else { 4 };

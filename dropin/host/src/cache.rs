@@ -58,7 +58,7 @@ use std::{
     sync::Mutex,
 };
 
-use crate::{permissions::check_metadata, source::Stamp};
+use crate::{permissions::check_metadata, source::Stamp, sys};
 
 /// The kept copies this process mapped, by file and by path: the dynamic
 /// loader returns the library it already has for a file or a path it has
@@ -116,10 +116,8 @@ pub(crate) struct Kept {
 
 /// Which file `meta` describes: device and inode, as the dynamic loader
 /// tells libraries apart.
-#[cfg(unix)]
 fn file_id(meta: &fs::Metadata) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.dev(), meta.ino())
+    sys::file_times(meta).id
 }
 
 /// Checks the folders above `dir`, a canonical path whose last folder
@@ -128,24 +126,21 @@ fn file_id(meta: &fs::Metadata) -> (u64, u64) {
 /// below it belonging to this user or root. Then nobody else can rename or
 /// replace a folder on the way to the kept copies, and mapping a copy by
 /// its path maps the file that was checked.
-#[cfg(unix)]
 fn check_ancestors(dir: &Path, owner: u32) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    let host = unsafe { libc::geteuid() };
+    let host = sys::effective_uid().unwrap_or(0);
     let trusted = |uid: u32| uid == host || uid == 0;
     let mut below = owner;
     for folder in dir.ancestors().skip(1) {
         let meta =
             fs::metadata(folder).map_err(|error| format!("{}: {error}", folder.display()))?;
-        if !trusted(meta.uid()) {
+        let (uid, mode) = sys::owner_and_mode(&meta).unwrap_or((0, 0o755));
+        if !trusted(uid) {
             return Err(format!(
-                "the folder above it {} belongs to uid {}; expected this user (uid {host}) or root",
+                "the folder above it {} belongs to uid {uid}; expected this user (uid {host}) or \
+                 root",
                 folder.display(),
-                meta.uid()
             ));
         }
-        let mode = meta.mode() & 0o7777;
         let sticky = mode & 0o1000 != 0;
         if mode & 0o022 != 0 && !(sticky && trusted(below)) {
             return Err(format!(
@@ -154,15 +149,15 @@ fn check_ancestors(dir: &Path, owner: u32) -> Result<(), String> {
                 folder.display()
             ));
         }
-        below = meta.uid();
+        below = uid;
     }
     Ok(())
 }
 
-#[cfg(unix)]
+/// The owner of the file `meta` describes; the cache is used only where
+/// the platform has owners.
 fn owner(meta: &fs::Metadata) -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    meta.uid()
+    sys::owner_and_mode(meta).map_or(u32::MAX, |(owner, _)| owner)
 }
 
 /// Marks the file `id` at `path` as mapped by this process; whether
@@ -211,19 +206,16 @@ impl Cache {
     /// The cache in `dir`, made private if it does not exist, for a lock
     /// file owned by `owner`, used by the host build `build`; `None`, with a
     /// warning, if it cannot be made or is not safe to trust.
-    #[cfg(unix)]
     pub(crate) fn open(dir: &Path, owner_of_lock: u32, build: Option<String>) -> Option<Self> {
-        use std::os::unix::fs::MetadataExt;
         let refused = |why: &dyn std::fmt::Display| {
             log::warn!("snapshot cache {} not used: {why}", dir.display());
             None
         };
+        if sys::effective_uid().is_none() {
+            return refused(&"only on Unix, where its files' owners can be checked");
+        }
         if !dir.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            let made = fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir);
+            let made = sys::dir_builder(0o700).recursive(true).create(dir);
             if let Err(error) = made {
                 return refused(&error);
             }
@@ -249,7 +241,7 @@ impl Cache {
                 owner(&meta)
             ));
         }
-        if crate::snapshot::space(&dir).is_some_and(|space| space.noexec) {
+        if sys::space(&dir).is_some_and(|space| space.noexec) {
             return refused(&"its file system is mounted noexec");
         }
         if let Err(why) = check_ancestors(&dir, owner(&meta)) {
@@ -262,19 +254,10 @@ impl Cache {
             proven: HashSet::new(),
             newly_proven: Mutex::new(Vec::new()),
             added: std::sync::atomic::AtomicBool::new(false),
-            device: meta.dev(),
+            device: file_id(&meta).0,
         };
         cache.proven = cache.read_proven();
         Some(cache)
-    }
-
-    #[cfg(not(unix))]
-    pub(crate) fn open(dir: &Path, _: u32, _: Option<String>) -> Option<Self> {
-        log::warn!(
-            "snapshot cache {} not used: only on Unix, where its files' owners can be checked",
-            dir.display()
-        );
-        None
     }
 
     fn path(&self, stamp: &Stamp, sha256: &str) -> PathBuf {
@@ -302,11 +285,8 @@ impl Cache {
         };
         let read = || -> Option<String> {
             use std::io::Read;
-            let file = crate::source::untrusted_open_options(false)
-                .open(&path)
-                .ok()?;
+            let file = sys::untrusted_open_options(false).open(&path).ok()?;
             let meta = file.metadata().ok()?;
-            #[cfg(unix)]
             if owner(&meta) != self.owner {
                 return None;
             }
@@ -337,16 +317,7 @@ impl Cache {
 
     /// Whether the file `meta` describes is on the folder's file system.
     fn same_device(&self, meta: &fs::Metadata) -> bool {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            meta.dev() == self.device
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = meta;
-            false
-        }
+        file_id(meta).0 == self.device
     }
 
     /// Removes what no load used for [`UNUSED_FOR`]: kept copies ([`find`]
@@ -377,12 +348,10 @@ impl Cache {
             let Ok(meta) = entry.metadata() else {
                 continue;
             };
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                if owner(&meta) != self.owner || meta.permissions().mode() & 0o077 != 0 {
-                    continue;
-                }
+            let private = sys::owner_and_mode(&meta)
+                .is_some_and(|(owner, mode)| owner == self.owner && mode & 0o077 == 0);
+            if !private {
+                continue;
             }
             let last = [meta.accessed(), meta.modified()]
                 .into_iter()
@@ -439,14 +408,11 @@ impl Cache {
         let path = self.path(stamp, sha256);
         // Through a handle, not following a link: a regular file of this
         // user's, writable by nobody else, of the expected size.
-        let file = crate::source::untrusted_open_options(false)
-            .open(&path)
-            .ok()?;
+        let file = sys::untrusted_open_options(false).open(&path).ok()?;
         let meta = file.metadata().ok()?;
         if !meta.is_file() || meta.len() != len || check_metadata(&meta).is_err() {
             return None;
         }
-        #[cfg(unix)]
         {
             if owner(&meta) != self.owner || !hand_out(file_id(&meta), &path) {
                 return None;
@@ -469,8 +435,6 @@ impl Cache {
                 name,
             })
         }
-        #[cfg(not(unix))]
-        None
     }
 
     /// Keeps `copy`, a private copy of the file with `stamp` whose bytes
@@ -515,7 +479,6 @@ impl Cache {
                 Ok(()) => {
                     // The same file as the copy this process maps: not to be
                     // handed out again in this process.
-                    #[cfg(unix)]
                     hand_out(file_id(&meta), path);
                     return Ok(true);
                 }

@@ -75,12 +75,8 @@ impl ProbeFailure {
     /// an exit status. Isolated plugins' processes are described the same
     /// way.
     pub(crate) fn from_status(status: std::process::ExitStatus, stderr: String) -> Self {
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::ExitStatusExt;
-            if let Some(signal) = status.signal() {
-                return Self::Signal { signal, stderr };
-            }
+        if let Some(signal) = crate::sys::signal_of(status) {
+            return Self::Signal { signal, stderr };
         }
         Self::Exited {
             code: status.code().unwrap_or(-1),

@@ -26,8 +26,8 @@ static RUNNING: Mutex<Option<String>> = Mutex::new(None);
 pub(crate) fn guarded<T>(path: &Path, f: impl FnOnce() -> T) -> T {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        // SAFETY: `on_exit` is an `extern "C" fn()` that never unwinds.
-        unsafe { libc::atexit(on_exit) };
+        // `on_exit` never unwinds.
+        crate::sys::at_exit(on_exit);
     });
     *RUNNING.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.display().to_string());
     let result = f();
@@ -48,7 +48,7 @@ extern "C" fn on_exit() {
             "{path}: the plugin's code called exit while it was being loaded; ending with status \
              {PLUGIN_EXIT_STATUS} instead of reporting success"
         );
-        // SAFETY: ends the process at once, as `exit` was about to.
-        unsafe { libc::_exit(PLUGIN_EXIT_STATUS) };
+        // At once, as `exit` was about to.
+        crate::sys::exit_now(PLUGIN_EXIT_STATUS);
     }
 }

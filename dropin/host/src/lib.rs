@@ -72,6 +72,7 @@ pub mod probe;
 mod registry;
 mod snapshot;
 mod source;
+mod sys;
 mod verify;
 mod watch;
 

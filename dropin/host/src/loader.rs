@@ -28,7 +28,7 @@ use crate::{
     probe::{Probe, Prober},
     registry::{LoadReport, Registry},
     snapshot::{Copied, SnapshotDir},
-    source,
+    source, sys,
 };
 
 mod reload;
@@ -731,7 +731,7 @@ impl<I: Interface> Loader<I> {
             root: root.to_owned(),
             source,
         })?;
-        if let Some(space) = crate::snapshot::space(dir.path()) {
+        if let Some(space) = sys::space(dir.path()) {
             if space.noexec {
                 return Err(LoaderError::SnapshotNoexec {
                     root: root.to_owned(),
@@ -784,7 +784,7 @@ impl<I: Interface> Loader<I> {
         };
         // A write past the process's file-size limit would kill it with
         // SIGXFSZ: no copy is ever allowed to grow that far.
-        let limit = self.max_file_size.min(file_size_limit());
+        let limit = self.max_file_size.min(sys::file_size_limit());
         if source.meta.len() > limit {
             return Err(failed(io::Error::new(
                 io::ErrorKind::FileTooLarge,
@@ -814,7 +814,7 @@ impl<I: Interface> Loader<I> {
             if source::unchanged(&source.meta, &after)
                 && copied.len == after.len()
                 && (!source::recently_changed(&after)
-                    || (source::open_for_writing(&source.file) != Some(true)
+                    || (sys::open_for_writing(&source.file) != Some(true)
                         && source::same_bytes(&source.file, &copied.path, copied.len)
                             .map_err(failed)?))
             {
@@ -968,16 +968,14 @@ pub(crate) fn unique_name<'a, I: Interface>(
     }
 }
 
-/// The user the lock file at `path` belongs to.
-#[cfg(unix)]
+/// The user the lock file at `path` belongs to (root where the platform
+/// has no owners).
 fn lock_owner(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).ok().map(|meta| meta.uid())
-}
-
-#[cfg(not(unix))]
-fn lock_owner(_: &Path) -> Option<u32> {
-    Some(0)
+    if sys::effective_uid().is_none() {
+        return Some(0);
+    }
+    let meta = fs::metadata(path).ok()?;
+    sys::owner_and_mode(&meta).map(|(owner, _)| owner)
 }
 
 /// A lock file's entries by file name.
@@ -1060,8 +1058,9 @@ fn default_snapshot_roots() -> Vec<PathBuf> {
         .filter(|dir| dir.is_absolute() && dir.is_dir())
         .into_iter()
         .collect();
-    let shm = Path::new("/dev/shm");
-    if cfg!(target_os = "linux") && shm.is_dir() {
+    if let Some(shm) = sys::target::SHARED_MEMORY.map(Path::new)
+        && shm.is_dir()
+    {
         roots.push(shm.to_owned());
     }
     roots.push(std::env::temp_dir());
@@ -1350,26 +1349,4 @@ impl<I: Interface> LoaderBuilder<I> {
             interface: PhantomData,
         }
     }
-}
-
-/// The most this process may write to one file (`RLIMIT_FSIZE`), past which
-/// a write kills it with `SIGXFSZ`.
-#[cfg(unix)]
-fn file_size_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `getrlimit` writes the limit into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &raw mut limit) } != 0
-        || limit.rlim_cur == libc::RLIM_INFINITY
-    {
-        return u64::MAX;
-    }
-    limit.rlim_cur
-}
-
-#[cfg(not(unix))]
-fn file_size_limit() -> u64 {
-    u64::MAX
 }

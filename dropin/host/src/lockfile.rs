@@ -224,13 +224,7 @@ impl Lockfile {
         // A fresh name, created exclusively and never through a link: a
         // file or link planted under the temporary name cannot receive it.
         let temporary = path.with_extension(format!("lock.{}.tmp", std::process::id()));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o644).custom_flags(libc::O_NOFOLLOW);
-        }
+        let options = crate::sys::new_file_options(0o644, false);
         let written = options.open(&temporary).and_then(|mut file| {
             file.write_all(text.as_bytes())
                 .and_then(|()| file.sync_all())

@@ -3,6 +3,8 @@
 
 use std::{fmt, io, path::Path};
 
+use crate::sys;
+
 /// Why a file or folder is not trusted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,18 +59,21 @@ impl fmt::Display for Writers {
 /// # Errors
 ///
 /// [`PermissionError`] saying which bit or which owner is wrong.
-#[cfg(unix)]
 pub fn check_permissions(path: &Path) -> Result<(), PermissionError> {
+    if sys::effective_uid().is_none() {
+        return Ok(());
+    }
     check_metadata(&std::fs::metadata(path)?)
 }
 
 /// Checks the owner and mode of an already opened file (its metadata from
-/// the handle, so that the path cannot be swapped in between).
-#[cfg(unix)]
+/// the handle, so that the path cannot be swapped in between). Always
+/// passes on platforms without Unix permissions.
 pub(crate) fn check_metadata(meta: &std::fs::Metadata) -> Result<(), PermissionError> {
-    use std::os::unix::fs::MetadataExt;
-
-    let mode = meta.mode() & 0o7777;
+    let (Some((owner, mode)), Some(host)) = (sys::owner_and_mode(meta), sys::effective_uid())
+    else {
+        return Ok(());
+    };
     let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
         (false, false) => None,
         (true, false) => Some(Writers::Group),
@@ -78,31 +83,9 @@ pub(crate) fn check_metadata(meta: &std::fs::Metadata) -> Result<(), PermissionE
     if let Some(who) = who {
         return Err(PermissionError::Writable { who, mode });
     }
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    let host = unsafe { libc::geteuid() };
-    let owner = meta.uid();
     if owner != host && owner != 0 {
         return Err(PermissionError::Owner { owner, host });
     }
-    Ok(())
-}
-
-/// Checks that only the host's user (or root) can write `path`. Always passes
-/// on platforms without Unix permissions.
-///
-/// # Errors
-///
-/// None on this platform.
-#[cfg(not(unix))]
-pub fn check_permissions(path: &Path) -> Result<(), PermissionError> {
-    let _ = path;
-    Ok(())
-}
-
-/// As [`check_permissions`], on an open file's metadata.
-#[cfg(not(unix))]
-pub(crate) fn check_metadata(meta: &std::fs::Metadata) -> Result<(), PermissionError> {
-    let _ = meta;
     Ok(())
 }
 

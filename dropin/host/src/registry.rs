@@ -13,7 +13,7 @@ use std::{
     fmt,
     marker::PhantomData,
     ops::Deref,
-    path::{Path, PathBuf},
+    path::PathBuf,
     ptr::NonNull,
     sync::{
         Arc, Mutex, OnceLock,
@@ -229,7 +229,7 @@ impl<I: Interface> Registry<I> {
     /// this process count: the process of an isolated plugin's earlier
     /// generation ended at the switch.
     pub fn retained(&self) -> Vec<Retained> {
-        let mapped = mapped_bytes();
+        let mapped = crate::sys::mapped_bytes();
         self.table()
             .slots
             .iter()
@@ -293,38 +293,6 @@ impl<I: Interface> Registry<I> {
         self.table.store(pointer, Ordering::Release);
         Ok(())
     }
-}
-
-/// The bytes of memory mapped from each file, from `/proc/self/maps`.
-#[cfg(target_os = "linux")]
-fn mapped_bytes() -> Option<HashMap<PathBuf, u64>> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let mut bytes = HashMap::new();
-    for line in maps.lines() {
-        // start-end perms offset dev inode path
-        let mut fields = line.splitn(6, ' ');
-        let Some(range) = fields.next() else { continue };
-        let Some(path) = fields.nth(4).map(str::trim_start) else {
-            continue;
-        };
-        if !path.starts_with('/') {
-            continue;
-        }
-        let Some((start, end)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
-        else {
-            continue;
-        };
-        *bytes.entry(Path::new(path).to_owned()).or_insert(0) += end.saturating_sub(start);
-    }
-    Some(bytes)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn mapped_bytes() -> Option<HashMap<PathBuf, u64>> {
-    None
 }
 
 impl<I: Interface> Default for Registry<I> {

@@ -18,6 +18,8 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
+use crate::sys;
+
 const PREFIX: &str = "dropin-snapshot-";
 const LOCK: &str = ".in-use";
 
@@ -197,37 +199,24 @@ fn remove_stale(root: &Path) {
 
 /// Whether `path` is a real folder (not a link) of this user's, private to
 /// it, as [`SnapshotDir::create`] makes them.
-#[cfg(unix)]
 fn ours(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    fs::symlink_metadata(path)
-        .is_ok_and(|meta| meta.is_dir() && meta.uid() == uid && meta.mode() & 0o077 == 0)
-}
-
-#[cfg(not(unix))]
-fn ours(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|meta| meta.is_dir())
+    fs::symlink_metadata(path).is_ok_and(|meta| {
+        meta.is_dir()
+            && match (sys::owner_and_mode(&meta), sys::effective_uid()) {
+                (Some((owner, mode)), Some(uid)) => owner == uid && mode & 0o077 == 0,
+                _ => true,
+            }
+    })
 }
 
 /// Opens a lock file without following a link and without blocking on a
 /// FIFO.
 fn open_lock(path: &Path) -> io::Result<File> {
-    crate::source::untrusted_open_options(false).open(path)
+    sys::untrusted_open_options(false).open(path)
 }
 
-#[cfg(unix)]
 fn private_dir_builder() -> fs::DirBuilder {
-    use std::os::unix::fs::DirBuilderExt;
-    let mut builder = fs::DirBuilder::new();
-    builder.mode(0o700);
-    builder
-}
-
-#[cfg(not(unix))]
-fn private_dir_builder() -> fs::DirBuilder {
-    fs::DirBuilder::new()
+    sys::dir_builder(0o700)
 }
 
 /// Copies the private file `from` to a new private file `to`.
@@ -245,48 +234,7 @@ pub(crate) fn write_private(to: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 fn private_file_options() -> OpenOptions {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o500);
-    }
-    options
-}
-
-/// What a folder's file system allows.
-pub(crate) struct Space {
-    /// Whether it is mounted `noexec`: the dynamic loader cannot map files
-    /// from it.
-    pub(crate) noexec: bool,
-    /// The bytes an unprivileged user may still write.
-    pub(crate) available: u64,
-}
-
-/// What the file system of `dir` allows, where the platform says.
-#[cfg(target_os = "linux")]
-pub(crate) fn space(dir: &Path) -> Option<Space> {
-    use std::{ffi::CString, os::unix::ffi::OsStrExt};
-    let path = CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: all-zero is a valid `statvfs`, which the call fills in.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a C string; `stat` is a valid `statvfs` to write.
-    if unsafe { libc::statvfs(path.as_ptr(), &raw mut stat) } != 0 {
-        return None;
-    }
-    // The field types differ between platforms (32 or 64 bits).
-    #[allow(clippy::useless_conversion)]
-    Some(Space {
-        noexec: stat.f_flag & libc::ST_NOEXEC != 0,
-        available: u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)),
-    })
-}
-
-/// What the file system of `dir` allows, where the platform says.
-#[cfg(not(target_os = "linux"))]
-pub(crate) fn space(_dir: &Path) -> Option<Space> {
-    None
+    sys::new_file_options(0o500, true)
 }
 
 #[cfg(test)]

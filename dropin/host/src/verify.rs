@@ -23,9 +23,9 @@ pub enum ObjectFormat {
 
 impl ObjectFormat {
     /// The format this platform's dynamic loader reads.
-    pub const NATIVE: Self = if cfg!(target_os = "windows") {
+    pub const NATIVE: Self = if crate::sys::target::WINDOWS {
         Self::Pe
-    } else if cfg!(target_vendor = "apple") {
+    } else if crate::sys::target::APPLE {
         Self::MachO
     } else {
         Self::Elf
@@ -137,19 +137,6 @@ pub fn verify_library(path: &Path) -> Result<(), VerifyError> {
     }
 }
 
-/// Fills `buf` from `file` at `offset`, without moving its position.
-#[cfg(unix)]
-pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(not(unix))]
-pub(crate) fn read_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    file.seek(SeekFrom::Start(offset))?;
-    file.read_exact(buf)
-}
-
 fn identify(head: &[u8]) -> Option<ObjectFormat> {
     match head {
         [0x7f, b'E', b'L', b'F', ..] => Some(ObjectFormat::Elf),
@@ -233,7 +220,7 @@ impl Reader<'_> {
         }
         if size as u64 >= WINDOW {
             let mut buf = vec![0; size];
-            read_at(self.file, &mut buf, offset)?;
+            crate::sys::read_at(self.file, &mut buf, offset)?;
             return Ok(buf);
         }
         // From the page that holds `offset`, whole pages where the file has
@@ -241,7 +228,7 @@ impl Reader<'_> {
         let at = offset - offset % 4096;
         let stop = (at + WINDOW).min(self.len).max(end);
         let mut bytes = vec![0; (stop - at) as usize];
-        read_at(self.file, &mut bytes, at)?;
+        crate::sys::read_at(self.file, &mut bytes, at)?;
         let from = (offset - at) as usize;
         let wanted = bytes[from..from + size].to_vec();
         if self.windows.len() == WINDOWS {
@@ -487,7 +474,7 @@ mod elf {
             2 => false,
             data => return Err(corrupt(format!("ELF data encoding {data}"))),
         };
-        let host64 = cfg!(target_pointer_width = "64");
+        let host64 = crate::sys::target::POINTER_64;
         if is64 != host64 {
             return Err(VerifyError::Mismatch {
                 field: "word size",
@@ -495,7 +482,7 @@ mod elf {
                 found: if is64 { "64-bit" } else { "32-bit" }.to_owned(),
             });
         }
-        let host_little = cfg!(target_endian = "little");
+        let host_little = crate::sys::target::LITTLE_ENDIAN;
         if little != host_little {
             let name = |l: bool| if l { "little-endian" } else { "big-endian" }.to_owned();
             return Err(VerifyError::Mismatch {

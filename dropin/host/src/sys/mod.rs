@@ -1,0 +1,59 @@
+//! The platform seam: every call into the operating system beyond `std`,
+//! and every difference between platforms, with one signature for all of
+//! them. Unix (with Linux's extras) in `unix.rs`; everything else in
+//! `other.rs`, where a feature the platform lacks answers `None`, does
+//! nothing, or says "not supported on this platform".
+//!
+//! The rest of the crate has no `cfg` for a platform and no `libc`.
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;
+
+#[cfg(not(unix))]
+mod other;
+#[cfg(not(unix))]
+pub(crate) use other::*;
+
+/// A file's identity and times, as far as the platform tells them: device
+/// and inode (the dynamic loader tells libraries apart by them), and the
+/// modification and change times in seconds and nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileTimes {
+    /// Device and inode; `(0, 0)` where the platform has none.
+    pub(crate) id: (u64, u64),
+    /// The last modification.
+    pub(crate) modified: (i64, i64),
+    /// The last change of contents or metadata; the modification where the
+    /// platform has no change time.
+    pub(crate) changed: (i64, i64),
+}
+
+/// What a folder's file system allows.
+pub(crate) struct Space {
+    /// Whether it is mounted `noexec`: the dynamic loader cannot map files
+    /// from it.
+    pub(crate) noexec: bool,
+    /// The bytes an unprivileged user may still write.
+    pub(crate) available: u64,
+}
+
+/// What the platform is, for the object checks and the choice of folders.
+pub(crate) mod target {
+    /// Windows, whose dynamic loader reads PE/COFF files.
+    pub(crate) const WINDOWS: bool = cfg!(target_os = "windows");
+    /// Apple's platforms, whose dynamic loader reads Mach-O files.
+    pub(crate) const APPLE: bool = cfg!(target_vendor = "apple");
+    /// Whether pointers are 64 bits wide.
+    pub(crate) const POINTER_64: bool = cfg!(target_pointer_width = "64");
+    /// Whether the byte order is little-endian.
+    pub(crate) const LITTLE_ENDIAN: bool = cfg!(target_endian = "little");
+    /// The shared-memory folder (a memory file system), where the platform
+    /// has one.
+    pub(crate) const SHARED_MEMORY: Option<&str> = if cfg!(target_os = "linux") {
+        Some("/dev/shm")
+    } else {
+        None
+    };
+}

@@ -1,0 +1,122 @@
+//! Platforms without Unix's owners, modes, descriptors and process
+//! controls: what can be done with `std` alone, and `None` for what the
+//! platform does not tell.
+
+use std::{
+    collections::HashMap,
+    fs::{DirBuilder, File, Metadata, OpenOptions},
+    io::{self, Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
+    process::ExitStatus,
+};
+
+use super::{FileTimes, Space};
+
+/// The user this process acts as: no such notion here.
+pub(crate) fn effective_uid() -> Option<u32> {
+    None
+}
+
+/// The owner and permission bits of a file: no such notion here.
+pub(crate) fn owner_and_mode(_meta: &Metadata) -> Option<(u32, u32)> {
+    None
+}
+
+/// Options to open a file for reading.
+pub(crate) fn untrusted_open_options(_follow_links: bool) -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    options
+}
+
+/// Options to create a new file (never an existing one).
+pub(crate) fn new_file_options(_mode: u32, _follow_links: bool) -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    options
+}
+
+/// A builder of folders.
+pub(crate) fn dir_builder(_mode: u32) -> DirBuilder {
+    DirBuilder::new()
+}
+
+/// What kind of special file `meta` describes: not told here.
+pub(crate) fn special_kind(_meta: &Metadata) -> Option<&'static str> {
+    None
+}
+
+/// Fills `buf` from `file` at `offset`.
+pub(crate) fn read_at(mut file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(buf)
+}
+
+/// The times of the file `meta` describes: its modification time, also as
+/// its change time; no identity.
+pub(crate) fn file_times(meta: &Metadata) -> FileTimes {
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or((0, 0), |d| {
+            (d.as_secs() as i64, i64::from(d.subsec_nanos()))
+        });
+    FileTimes {
+        id: (0, 0),
+        modified,
+        changed: modified,
+    }
+}
+
+/// Whether the file `meta` describes was modified in the last `seconds`
+/// seconds (or its time cannot be read).
+pub(crate) fn changed_within(meta: &Metadata, seconds: i64) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|modified| modified.elapsed().ok())
+        .is_none_or(|age| (age.as_secs() as i64) < seconds)
+}
+
+/// Whether some process has `file` open for writing: not told here.
+pub(crate) fn open_for_writing(_file: &File) -> Option<bool> {
+    None
+}
+
+/// What the file system of `dir` allows: not told here.
+pub(crate) fn space(_dir: &Path) -> Option<Space> {
+    None
+}
+
+/// The most this process may write to one file: no limit known here.
+pub(crate) fn file_size_limit() -> u64 {
+    u64::MAX
+}
+
+/// The bytes of memory mapped from each file: not told here.
+pub(crate) fn mapped_bytes() -> Option<HashMap<PathBuf, u64>> {
+    None
+}
+
+/// The notes of the loaded object that holds some code: not told here.
+pub(crate) fn search_loaded_notes(
+    _code: *const (),
+    _find: fn(&[u8], u64) -> Option<&[u8]>,
+) -> Option<Vec<u8>> {
+    None
+}
+
+/// Runs a handler when the process calls `exit`: not supported on this
+/// platform, where plugin code that calls `exit` ends the host with the
+/// status it asked for.
+pub(crate) fn at_exit(_handler: extern "C" fn()) {}
+
+/// Ends the process at once with `status`.
+pub(crate) fn exit_now(status: i32) -> ! {
+    std::process::exit(status)
+}
+
+/// The signal that killed a process: no signals here.
+pub(crate) fn signal_of(_status: ExitStatus) -> Option<i32> {
+    None
+}
