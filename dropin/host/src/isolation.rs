@@ -69,6 +69,7 @@ use dropin::{
 use crate::{
     error::LoadError,
     load::{self, Plugin, Policy},
+    sys,
 };
 
 /// The environment variable that makes a process started by the loader
@@ -269,17 +270,6 @@ impl Decode for Ready {
     }
 }
 
-#[cfg(unix)]
-fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    PathBuf::from(OsString::from_vec(bytes))
-}
-
-#[cfg(not(unix))]
-fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
-    PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
-}
-
 /// Writes one frame: a `u32` length, then the bytes.
 fn write_frame(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     let len = u32::try_from(bytes.len())
@@ -310,7 +300,8 @@ fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
 fn serve<I: Interface>() -> Result<(), String> {
     // Frames go out on what was standard output; whatever the plugin
     // prints there goes to standard error instead, which the host logs.
-    let mut output = protocol_output().map_err(|e| format!("cannot set up its output: {e}"))?;
+    let mut output =
+        sys::protocol_output().map_err(|e| format!("cannot set up its output: {e}"))?;
     static LOGGER: ToStderr = ToStderr;
     log::set_logger(&LOGGER).map_err(|e| e.to_string())?;
     log::set_max_level(log::LevelFilter::Trace);
@@ -319,8 +310,8 @@ fn serve<I: Interface>() -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .ok_or("the host closed the pipe before the setup")?;
     let setup = Setup::decode(&mut setup.as_slice()).map_err(|e| e.to_string())?;
-    let path = path_from_bytes(setup.path);
-    let copy = path_from_bytes(setup.copy);
+    let path = sys::path_from_bytes(setup.path);
+    let copy = sys::path_from_bytes(setup.copy);
     let policy = Policy {
         accepted: setup.accepted.parse().map_err(|e| format!("{e}"))?,
         host_version: setup.host_version.parse().map_err(|e| format!("{e}"))?,
@@ -427,32 +418,6 @@ pub(crate) fn save_state(
             )
         })?;
     Ok(saved.map(|Saved(state)| state))
-}
-
-/// What was standard output, for the frames; standard output itself then
-/// writes to standard error.
-#[cfg(unix)]
-fn protocol_output() -> io::Result<std::fs::File> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: duplicating and replacing the standard descriptors, which
-    // this process owns; nothing else runs yet.
-    unsafe {
-        // Close-on-exec: a program the plugin starts must not hold the
-        // pipe the host waits on, nor write into it.
-        let fd = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
-        if fd < 0 || libc::dup2(2, 1) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(std::fs::File::from_raw_fd(fd))
-    }
-}
-
-#[cfg(not(unix))]
-fn protocol_output() -> io::Result<std::fs::File> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "isolated plugins need a Unix platform",
-    ))
 }
 
 /// The child's logger: each record as one marked line on standard error.
@@ -604,48 +569,12 @@ thread_local! {
 /// The most bytes one service call from an isolated process may carry.
 const MAX_SERVICE_FRAME: u64 = 16 << 20;
 
-/// A socket pair for an isolated process's service calls: the host's end,
-/// and the child's, which `command` puts at file descriptor 3.
-#[cfg(unix)]
-fn services_channel(
-    command: &mut Command,
-) -> io::Result<(
-    std::os::unix::net::UnixStream,
-    std::os::unix::net::UnixStream,
-)> {
-    use std::os::{fd::AsRawFd, unix::process::CommandExt};
-    let (host_end, child_end) = std::os::unix::net::UnixStream::pair()?;
-    let fd = child_end.as_raw_fd();
-    // SAFETY: dup2 and fcntl are async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            if fd == 3 {
-                // Already there: only keep it open across exec.
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok((host_end, child_end))
-}
-
-#[cfg(not(unix))]
-fn services_channel(_: &mut Command) -> io::Result<(std::convert::Infallible, ())> {
-    Err(io::Error::other("not supported on this platform"))
-}
-
 /// Serves an isolated process's service calls on a thread of their own
 /// until the process closes its end: reads a call, runs the application's
 /// service, answers. A thread per process: a call from the plugin while the
 /// host waits on that plugin's own call is served meanwhile.
-#[cfg(unix)]
 fn serve_services(
-    stream: std::os::unix::net::UnixStream,
+    stream: sys::Channel,
     services: dropin::Services,
     caller: dropin::__private::Caller,
     id: u64,
@@ -699,15 +628,6 @@ fn serve_services(
     }
 }
 
-#[cfg(not(unix))]
-fn serve_services(
-    _: std::convert::Infallible,
-    _: dropin::Services,
-    _: dropin::__private::Caller,
-    _: u64,
-) {
-}
-
 /// How the setup names the services a host offers, and how the isolated
 /// process checks they are the ones it was built with: the trait's name
 /// and the interface crate's version, tab-separated.
@@ -721,30 +641,12 @@ fn services_identity(name: &str, version: &str) -> String {
 /// that offers other services, or another version of them, offers none to
 /// this process: every call is `Missing`, never a call by number into
 /// services of another signature.
-#[cfg(unix)]
 fn child_services<I: Interface>(
     identity: &str,
 ) -> io::Result<Option<&'static dropin::__private::RawServices>> {
-    use std::os::fd::FromRawFd;
-    // The host put a socket there: anything else (a wrapper program that
-    // closed or reused the descriptor) is not the host.
-    // SAFETY: fstat writes into the struct it is given.
-    let mut stat = unsafe { std::mem::zeroed::<libc::stat>() };
-    // SAFETY: as above; descriptor 3 may be anything, fstat only reads it.
-    if unsafe { libc::fstat(3, &raw mut stat) } != 0
-        || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK
-    {
-        return Err(io::Error::other("descriptor 3 is not the host's socket"));
-    }
-    // Not inherited by programs the plugin starts.
-    // SAFETY: fcntl on a descriptor known to be open.
-    if unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the host put the process's end of the services channel at
-    // descriptor 3 (the setup says so, and it is a socket), and nothing
-    // else owns it.
-    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(3) };
+    let Some(stream) = sys::inherited_channel()? else {
+        return Ok(None);
+    };
     let table = I::remote_services(Box::new(ChildServices {
         stream: Mutex::new(stream),
     }));
@@ -763,20 +665,11 @@ fn child_services<I: Interface>(
     }))
 }
 
-#[cfg(not(unix))]
-fn child_services<I: Interface>(
-    _: &str,
-) -> io::Result<Option<&'static dropin::__private::RawServices>> {
-    Ok(None)
-}
-
 /// An isolated process's way to the host's services: one call at a time.
-#[cfg(unix)]
 struct ChildServices {
-    stream: Mutex<std::os::unix::net::UnixStream>,
+    stream: Mutex<sys::Channel>,
 }
 
-#[cfg(unix)]
 impl dropin::__private::ServiceClient for ChildServices {
     fn call(&self, service: usize, args: Vec<u8>) -> Result<Vec<u8>, String> {
         let gone = |e: io::Error| format!("the host's services cannot be reached: {e}");
@@ -826,10 +719,10 @@ impl Spawner {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        confine(&mut command, self.memory_limit, self.confined);
+        sys::confine(&mut command, self.memory_limit, self.confined);
         let channel = match &self.services {
             Some(_) => Some(
-                services_channel(&mut command)
+                sys::services_channel(&mut command)
                     .map_err(|e| format!("its services channel could not be set up: {e}"))?,
             ),
             None => None,
@@ -847,7 +740,7 @@ impl Spawner {
         let stdin = child.stdin.take().expect("piped");
         // Writes wait for the pipe within the call's deadline, never for
         // ever: a process that stops reading cannot block the host.
-        set_nonblocking(&stdin).map_err(|e| format!("its pipe could not be set up: {e}"))?;
+        sys::set_nonblocking(&stdin).map_err(|e| format!("its pipe could not be set up: {e}"))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let forwarder = forward_stderr(stderr, Arc::clone(&self.target), self.path.clone());
@@ -982,133 +875,6 @@ fn forward_stderr(
         }
     })
 }
-
-/// Sets up the child before it runs the program: it dies with the host,
-/// within the memory limit, and, if `confined`, without new privileges,
-/// without a network, and with every file system read-only.
-#[cfg(target_os = "linux")]
-fn confine(command: &mut Command, memory_limit: Option<u64>, confined: bool) {
-    use std::os::unix::process::CommandExt;
-    // Everything the child needs is prepared here: between fork and exec
-    // only async-signal-safe calls may run, so no allocation.
-    // SAFETY: getpid, geteuid and getegid are async-signal-safe.
-    let (host, uid, gid) = unsafe { (libc::getpid(), libc::geteuid(), libc::getegid()) };
-    let uid_map = format!("{uid} {uid} 1\n").into_bytes();
-    let gid_map = format!("{gid} {gid} 1\n").into_bytes();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The host may have died before the line above: then nobody
-            // would kill this process, so it ends itself.
-            if libc::getppid() != host {
-                libc::_exit(1);
-            }
-            if let Some(bytes) = memory_limit {
-                let limit = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
-                };
-                if libc::setrlimit(libc::RLIMIT_AS, &raw const limit) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if confined {
-                // No setuid program it runs gains privileges.
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // A network namespace of its own (a loopback interface that
-                // is down and nothing else) and a mount namespace of its
-                // own. Without privileges, inside a user namespace that
-                // maps this user to itself.
-                let namespaces = libc::CLONE_NEWNET | libc::CLONE_NEWNS;
-                if uid == 0 {
-                    if libc::unshare(namespaces) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                } else {
-                    if libc::unshare(libc::CLONE_NEWUSER | namespaces) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    write_file(c"/proc/self/setgroups", b"deny")?;
-                    write_file(c"/proc/self/uid_map", &uid_map)?;
-                    write_file(c"/proc/self/gid_map", &gid_map)?;
-                }
-                // Every mount read-only, in this namespace only: nothing
-                // propagates back to the host's.
-                if libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                let read_only = MountAttr {
-                    attr_set: MOUNT_ATTR_RDONLY,
-                    attr_clr: 0,
-                    propagation: 0,
-                    userns_fd: 0,
-                };
-                if libc::syscall(
-                    libc::SYS_mount_setattr,
-                    libc::AT_FDCWD,
-                    c"/".as_ptr(),
-                    AT_RECURSIVE,
-                    &raw const read_only,
-                    size_of::<MountAttr>(),
-                ) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-}
-
-/// `struct mount_attr` of `mount_setattr(2)`.
-#[cfg(target_os = "linux")]
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
-#[cfg(target_os = "linux")]
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-#[cfg(target_os = "linux")]
-const AT_RECURSIVE: libc::c_int = 0x8000;
-
-/// Writes `bytes` to the file at `path`, with async-signal-safe calls only.
-#[cfg(target_os = "linux")]
-fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
-    // SAFETY: a C string path; `bytes` is valid for its length; the
-    // descriptor is closed on every path.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
-        let error = io::Error::last_os_error();
-        libc::close(fd);
-        if written != bytes.len() as isize {
-            return Err(error);
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(target_os = "linux"))]
-fn confine(_: &mut Command, _: Option<u64>, _: bool) {}
 
 /// An isolated plugin's process, as its handle's [`Remote`].
 struct Isolated {
@@ -1370,30 +1136,9 @@ fn spawn_from_keeper(command: Command) -> io::Result<Child> {
     answer.recv().map_err(|_| gone())?
 }
 
-#[cfg(unix)]
-fn set_nonblocking(stdin: &ChildStdin) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = stdin.as_raw_fd();
-    // SAFETY: reading and setting the flags of a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn set_nonblocking(_: &ChildStdin) -> io::Result<()> {
-    Ok(())
-}
-
 /// Writes one frame, waiting for room in the pipe at most until
 /// `deadline`.
-#[cfg(unix)]
 fn write_frame_until(stdin: &mut ChildStdin, bytes: &[u8], deadline: Instant) -> Result<(), Wait> {
-    use std::os::fd::AsRawFd;
     let len = u32::try_from(bytes.len()).map_err(|_| Wait::Failed)?;
     let mut frame = Vec::with_capacity(4 + bytes.len());
     frame.extend_from_slice(&len.to_le_bytes());
@@ -1405,7 +1150,7 @@ fn write_frame_until(stdin: &mut ChildStdin, bytes: &[u8], deadline: Instant) ->
             Ok(n) => written += n,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                wait_for(stdin.as_raw_fd(), libc::POLLOUT, deadline)?;
+                waited(sys::wait_writable(stdin, deadline))?;
             }
             Err(_) => return Err(Wait::Failed),
         }
@@ -1413,21 +1158,15 @@ fn write_frame_until(stdin: &mut ChildStdin, bytes: &[u8], deadline: Instant) ->
     Ok(())
 }
 
-#[cfg(not(unix))]
-fn write_frame_until(stdin: &mut ChildStdin, bytes: &[u8], _: Instant) -> Result<(), Wait> {
-    write_frame(stdin, bytes).map_err(|_| Wait::Failed)
-}
-
 /// Reads one frame, giving up at `deadline`. The process is not trusted:
 /// the frame grows as its bytes arrive (a length it claims allocates
 /// nothing), and bytes past the frame are a failure.
-#[cfg(unix)]
 fn read_frame_until(stdout: &mut ChildStdout, deadline: Instant) -> Result<Option<Vec<u8>>, Wait> {
     let mut frame = Vec::new();
     let mut chunk = [0; 16 * 1024];
     let mut len = None;
     while len.is_none_or(|len| frame.len() < 4 + len) {
-        wait_readable(stdout, deadline)?;
+        waited(sys::wait_readable(stdout, deadline))?;
         let n = match stdout.read(&mut chunk) {
             Ok(0) if frame.is_empty() => return Ok(None),
             Ok(0) => return Err(Wait::Failed),
@@ -1453,42 +1192,14 @@ fn read_frame_until(stdout: &mut ChildStdout, deadline: Instant) -> Result<Optio
     Ok(Some(frame))
 }
 
-/// Waits until the pipe has bytes (or has ended), at most until `deadline`.
-#[cfg(unix)]
-fn wait_readable(stdout: &ChildStdout, deadline: Instant) -> Result<(), Wait> {
-    use std::os::fd::AsRawFd;
-    wait_for(stdout.as_raw_fd(), libc::POLLIN, deadline)
-}
-
-/// Waits until `fd` is ready for `events` (or has ended), at most until
-/// `deadline`.
-#[cfg(unix)]
-fn wait_for(fd: std::os::fd::RawFd, events: libc::c_short, deadline: Instant) -> Result<(), Wait> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Wait::TimedOut);
-        }
-        let mut poll = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
-        // SAFETY: one valid `pollfd`.
-        let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
-        if ready > 0 {
-            return Ok(());
-        }
-        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return Err(Wait::Failed);
-        }
+/// A wait for a pipe, as a call's outcome: ready, past the deadline, or
+/// failed.
+fn waited(ready: io::Result<bool>) -> Result<(), Wait> {
+    match ready {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Wait::TimedOut),
+        Err(_) => Err(Wait::Failed),
     }
-}
-
-#[cfg(not(unix))]
-fn read_frame_until(stdout: &mut ChildStdout, _: Instant) -> Result<Option<Vec<u8>>, Wait> {
-    read_frame(stdout).map_err(|_| Wait::Failed)
 }
 
 /// How a process that stopped answering ended.

@@ -10,6 +10,10 @@
 mod unix;
 #[cfg(unix)]
 pub(crate) use unix::*;
+#[cfg(unix)]
+mod unix_process;
+#[cfg(unix)]
+pub(crate) use unix_process::*;
 
 #[cfg(not(unix))]
 mod other;

@@ -120,3 +120,72 @@ pub(crate) fn exit_now(status: i32) -> ! {
 pub(crate) fn signal_of(_status: ExitStatus) -> Option<i32> {
     None
 }
+
+/// A channel to another process: none on this platform.
+#[derive(Debug)]
+pub(crate) enum Channel {}
+
+impl io::Read for &Channel {
+    fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        match **self {}
+    }
+}
+
+impl io::Write for &Channel {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        match **self {}
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match **self {}
+    }
+}
+
+/// A path sent as bytes by the host.
+pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// In an isolated process: what was standard output, for the frames.
+pub(crate) fn protocol_output() -> io::Result<File> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "isolated plugins need a Unix platform",
+    ))
+}
+
+/// A channel for an isolated process's service calls: not supported on this
+/// platform.
+pub(crate) fn services_channel(_: &mut std::process::Command) -> io::Result<(Channel, Channel)> {
+    Err(io::Error::other("not supported on this platform"))
+}
+
+/// In an isolated process: its end of the services channel, none here.
+pub(crate) fn inherited_channel() -> io::Result<Option<Channel>> {
+    Ok(None)
+}
+
+/// Writes to a child's standard input wait here.
+pub(crate) fn set_nonblocking(_: &std::process::ChildStdin) -> io::Result<()> {
+    Ok(())
+}
+
+/// Whether the child's pipe has room: the write itself waits here.
+pub(crate) fn wait_writable(
+    _: &std::process::ChildStdin,
+    _: std::time::Instant,
+) -> io::Result<bool> {
+    Ok(true)
+}
+
+/// Whether the child's pipe has bytes: the read itself waits here.
+pub(crate) fn wait_readable(
+    _: &std::process::ChildStdout,
+    _: std::time::Instant,
+) -> io::Result<bool> {
+    Ok(true)
+}
+
+/// Sets up a child before it runs: nothing on this platform, which has
+/// neither the parent-death signal nor namespaces.
+pub(crate) fn confine(_: &mut std::process::Command, _: Option<u64>, _: bool) {}

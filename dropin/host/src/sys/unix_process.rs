@@ -1,0 +1,267 @@
+//! Child processes on Unix: the descriptors an isolated plugin's process
+//! talks over, waiting on its pipes with a deadline, and confining it.
+
+use std::{
+    ffi::OsString,
+    fs::File,
+    io,
+    os::{
+        fd::{AsRawFd, FromRawFd, RawFd},
+        unix::{ffi::OsStringExt, net::UnixStream, process::CommandExt},
+    },
+    path::PathBuf,
+    process::{ChildStdin, ChildStdout, Command},
+    time::Instant,
+};
+
+/// A channel to another process: a Unix socket.
+pub(crate) type Channel = UnixStream;
+
+/// A path sent as bytes by the host.
+pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(OsString::from_vec(bytes))
+}
+
+/// In an isolated process: what was standard output, for the frames;
+/// standard output itself then writes to standard error.
+pub(crate) fn protocol_output() -> io::Result<File> {
+    // SAFETY: duplicating and replacing the standard descriptors, which
+    // this process owns; nothing else runs yet.
+    unsafe {
+        // Close-on-exec: a program the plugin starts must not hold the
+        // pipe the host waits on, nor write into it.
+        let fd = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if fd < 0 || libc::dup2(2, 1) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(File::from_raw_fd(fd))
+    }
+}
+
+/// A socket pair for an isolated process's service calls: the host's end,
+/// and the child's, which `command` puts at file descriptor 3.
+pub(crate) fn services_channel(command: &mut Command) -> io::Result<(Channel, Channel)> {
+    let (host_end, child_end) = UnixStream::pair()?;
+    let fd = child_end.as_raw_fd();
+    // SAFETY: dup2 and fcntl are async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            if fd == 3 {
+                // Already there: only keep it open across exec.
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok((host_end, child_end))
+}
+
+/// In an isolated process: its end of the services channel, at descriptor
+/// 3, which the host put there.
+pub(crate) fn inherited_channel() -> io::Result<Option<Channel>> {
+    // The host put a socket there: anything else (a wrapper program that
+    // closed or reused the descriptor) is not the host.
+    // SAFETY: fstat writes into the struct it is given.
+    let mut stat = unsafe { std::mem::zeroed::<libc::stat>() };
+    // SAFETY: as above; descriptor 3 may be anything, fstat only reads it.
+    if unsafe { libc::fstat(3, &raw mut stat) } != 0
+        || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK
+    {
+        return Err(io::Error::other("descriptor 3 is not the host's socket"));
+    }
+    // Not inherited by programs the plugin starts.
+    // SAFETY: fcntl on a descriptor known to be open.
+    if unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the host put the process's end of the services channel at
+    // descriptor 3 (the setup says so, and it is a socket), and nothing
+    // else owns it.
+    Ok(Some(unsafe { UnixStream::from_raw_fd(3) }))
+}
+
+/// Makes writes to a child's standard input return at once when the pipe
+/// is full, instead of waiting.
+pub(crate) fn set_nonblocking(stdin: &ChildStdin) -> io::Result<()> {
+    let fd = stdin.as_raw_fd();
+    // SAFETY: reading and setting the flags of a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the child's pipe has room, at most until `deadline`:
+/// whether it has.
+pub(crate) fn wait_writable(stdin: &ChildStdin, deadline: Instant) -> io::Result<bool> {
+    wait_for(stdin.as_raw_fd(), libc::POLLOUT, deadline)
+}
+
+/// Waits until the child's pipe has bytes (or has ended), at most until
+/// `deadline`: whether it has.
+pub(crate) fn wait_readable(stdout: &ChildStdout, deadline: Instant) -> io::Result<bool> {
+    wait_for(stdout.as_raw_fd(), libc::POLLIN, deadline)
+}
+
+/// Waits until `fd` is ready for `events` (or has ended), at most until
+/// `deadline`: whether it is.
+fn wait_for(fd: RawFd, events: libc::c_short, deadline: Instant) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        let mut poll = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: one valid `pollfd`.
+        let ready = unsafe { libc::poll(&raw mut poll, 1, millis) };
+        if ready > 0 {
+            return Ok(true);
+        }
+        let error = io::Error::last_os_error();
+        if ready < 0 && error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Sets up the child before it runs the program: it dies with the host,
+/// within the memory limit, and, if `confined`, without new privileges,
+/// without a network, and with every file system read-only.
+#[cfg(target_os = "linux")]
+pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined: bool) {
+    use std::os::unix::process::CommandExt;
+    // Everything the child needs is prepared here: between fork and exec
+    // only async-signal-safe calls may run, so no allocation.
+    // SAFETY: getpid, geteuid and getegid are async-signal-safe.
+    let (host, uid, gid) = unsafe { (libc::getpid(), libc::geteuid(), libc::getegid()) };
+    let uid_map = format!("{uid} {uid} 1\n").into_bytes();
+    let gid_map = format!("{gid} {gid} 1\n").into_bytes();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The host may have died before the line above: then nobody
+            // would kill this process, so it ends itself.
+            if libc::getppid() != host {
+                libc::_exit(1);
+            }
+            if let Some(bytes) = memory_limit {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &raw const limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if confined {
+                // No setuid program it runs gains privileges.
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // A network namespace of its own (a loopback interface that
+                // is down and nothing else) and a mount namespace of its
+                // own. Without privileges, inside a user namespace that
+                // maps this user to itself.
+                let namespaces = libc::CLONE_NEWNET | libc::CLONE_NEWNS;
+                if uid == 0 {
+                    if libc::unshare(namespaces) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else {
+                    if libc::unshare(libc::CLONE_NEWUSER | namespaces) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    write_file(c"/proc/self/setgroups", b"deny")?;
+                    write_file(c"/proc/self/uid_map", &uid_map)?;
+                    write_file(c"/proc/self/gid_map", &gid_map)?;
+                }
+                // Every mount read-only, in this namespace only: nothing
+                // propagates back to the host's.
+                if libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                let read_only = MountAttr {
+                    attr_set: MOUNT_ATTR_RDONLY,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: 0,
+                };
+                if libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    c"/".as_ptr(),
+                    AT_RECURSIVE,
+                    &raw const read_only,
+                    size_of::<MountAttr>(),
+                ) != 0
+                {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+#[cfg(target_os = "linux")]
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+#[cfg(target_os = "linux")]
+const AT_RECURSIVE: libc::c_int = 0x8000;
+
+/// Writes `bytes` to the file at `path`, with async-signal-safe calls only.
+#[cfg(target_os = "linux")]
+fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: a C string path; `bytes` is valid for its length; the
+    // descriptor is closed on every path.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+        let error = io::Error::last_os_error();
+        libc::close(fd);
+        if written != bytes.len() as isize {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Sets up the child before it runs the program: nothing on this platform,
+/// which has neither the parent-death signal nor the namespaces.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn confine(_: &mut Command, _: Option<u64>, _: bool) {}
