@@ -8,7 +8,9 @@ use std::{
 
 use semver::{Version, VersionReq};
 
-use crate::{ended::ProbeFailure, permissions::PermissionError, verify::VerifyError};
+use crate::{
+    ended::ProbeFailure, permissions::PermissionError, source::Refused, verify::VerifyError,
+};
 
 /// Why one file was rejected. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
@@ -442,6 +444,19 @@ impl LoadError {
             | Self::InvalidMetadata { path, .. }
             | Self::Init { path, .. }
             | Self::DuplicateName { path, .. } => path,
+        }
+    }
+}
+
+impl LoadError {
+    /// The file at `path`, refused when it was opened.
+    pub(crate) fn opening(path: &Path, refused: Refused) -> Self {
+        let path = path.to_owned();
+        match refused {
+            Refused::Unreadable(source) => Self::Unreadable { path, source },
+            Refused::NotAFile(found) => Self::NotAFile { path, found },
+            Refused::Insecure(source) => Self::InsecurePermissions { path, source },
+            Refused::TooLarge { size, limit } => Self::TooLarge { path, size, limit },
         }
     }
 }

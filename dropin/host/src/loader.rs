@@ -408,7 +408,8 @@ impl<I: Interface> Loader<I> {
     ) -> Result<Staged<'l>, LoadError> {
         // One handle from here on: kind, owner, mode, size and bytes all come
         // from the same open file.
-        let mut source = source::open(path, self.check_permissions, self.max_file_size)?;
+        let mut source = source::open(path, self.check_permissions, self.max_file_size)
+            .map_err(|refused| LoadError::opening(path, refused))?;
         // Whether the lock lists the file is a question of its name: a file
         // it does not list is refused before anything is copied or hashed.
         let locked = match lockfile {
@@ -881,7 +882,8 @@ impl<I: Interface> Loader<I> {
         names: &HashMap<String, PathBuf>,
         path: &Path,
     ) -> Result<LockEntry, LoadError> {
-        let mut source = source::open(path, self.check_permissions, self.max_file_size)?;
+        let mut source = source::open(path, self.check_permissions, self.max_file_size)
+            .map_err(|refused| LoadError::opening(path, refused))?;
         let copied = self.copy(snapshots, &mut source, path, true)?;
         let sha256 = hex(&copied.sha256.expect("hashed when asked"));
         load::verify(path, &copied.path, &self.policy)?;

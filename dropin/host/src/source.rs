@@ -9,8 +9,7 @@ use std::{
 };
 
 use crate::{
-    error::LoadError,
-    permissions::check_metadata,
+    permissions::{PermissionError, check_metadata},
     sys::{self, read_at},
 };
 
@@ -21,6 +20,25 @@ pub(crate) struct Source {
     pub(crate) meta: Metadata,
 }
 
+/// Why [`open`] refused a file; the loader reports it, naming the file, as
+/// a [`LoadError`](crate::LoadError).
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// It could not be opened or looked at.
+    Unreadable(std::io::Error),
+    /// It is not a regular file: "a folder", "a FIFO", ...
+    NotAFile(&'static str),
+    /// Someone other than this user or root may write it.
+    Insecure(PermissionError),
+    /// It is larger than the loader allows.
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The most the loader allows.
+        limit: u64,
+    },
+}
+
 /// Opens `path` (following a link: a plugin may be installed as one) without
 /// blocking and without becoming a controlling terminal, then checks on the
 /// handle that it is a regular file, safe to trust if `check_permissions`,
@@ -28,32 +46,18 @@ pub(crate) struct Source {
 ///
 /// # Errors
 ///
-/// [`LoadError`] naming `path`: unreadable, not a regular file, unsafe
-/// permissions, or too large.
-pub(crate) fn open(
-    path: &Path,
-    check_permissions: bool,
-    max_size: u64,
-) -> Result<Source, LoadError> {
+/// [`Refused`]: unreadable, not a regular file, unsafe permissions, or too
+/// large.
+pub(crate) fn open(path: &Path, check_permissions: bool, max_size: u64) -> Result<Source, Refused> {
     let (file, meta) = open_regular(path).map_err(|error| match error {
-        NotRegular::Io(source) => LoadError::Unreadable {
-            path: path.to_owned(),
-            source,
-        },
-        NotRegular::Found(found) => LoadError::NotAFile {
-            path: path.to_owned(),
-            found,
-        },
+        NotRegular::Io(source) => Refused::Unreadable(source),
+        NotRegular::Found(found) => Refused::NotAFile(found),
     })?;
     if check_permissions {
-        check_metadata(&meta).map_err(|source| LoadError::InsecurePermissions {
-            path: path.to_owned(),
-            source,
-        })?;
+        check_metadata(&meta).map_err(Refused::Insecure)?;
     }
     if meta.len() > max_size {
-        return Err(LoadError::TooLarge {
-            path: path.to_owned(),
+        return Err(Refused::TooLarge {
             size: meta.len(),
             limit: max_size,
         });
