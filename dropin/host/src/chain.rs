@@ -1,4 +1,4 @@
-//! One-line error messages: an error and its sources.
+//! Base layer: one-line error messages, an error and its sources.
 
 use std::{error::Error, fmt};
 

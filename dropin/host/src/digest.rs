@@ -1,4 +1,4 @@
-//! Digests as the loader writes them: the SHA-256 of a file, and bytes as
+//! Base layer: digests as the loader writes them: the SHA-256 of a file, and bytes as
 //! lowercase hexadecimal.
 
 use std::{fs::File, io, path::Path};

@@ -1,4 +1,4 @@
-//! How a child process (a probe, an isolated plugin's process) ended, in
+//! Second layer: how a child process (a probe, an isolated plugin's process) ended, in
 //! the words the loader's messages use.
 
 use std::{fmt, time::Duration};

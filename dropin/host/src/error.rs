@@ -1,4 +1,4 @@
-//! Why one file was rejected: [`LoadError`], the error every stage of the
+//! Error layer: why one file was rejected: [`LoadError`], the error every stage of the
 //! pipeline reports a file with.
 
 use std::{
@@ -9,7 +9,8 @@ use std::{
 use semver::{Version, VersionReq};
 
 use crate::{
-    ended::ProbeFailure, permissions::PermissionError, source::Refused, verify::VerifyError,
+    ended::ProbeFailure, inspect::verify::VerifyError, trust::permissions::PermissionError,
+    trust::source::Refused,
 };
 
 /// Why one file was rejected. Every variant names the file.

@@ -1,4 +1,4 @@
-//! An `exit` called by plugin code while a loader runs it never ends the
+//! Registry layer: an `exit` called by plugin code while a loader runs it never ends the
 //! process as a success.
 //!
 //! Opening a library runs its constructors, and loading a plugin runs its

@@ -55,39 +55,36 @@
 
 #![deny(missing_docs)]
 
-mod build_id;
-mod cache;
+// The layers are in ARCHITECTURE.md; a test holds the imports to them.
 mod chain;
+mod child;
 mod digest;
-mod discover;
 mod ended;
 mod error;
 mod exit_guard;
-pub mod isolation;
+mod inspect;
 mod load;
 mod loader;
-mod lockfile;
-mod permissions;
-pub mod probe;
 mod registry;
-mod snapshot;
-mod source;
 mod sys;
-mod verify;
+mod trust;
 mod watch;
 
 pub use chain::ErrorChain;
-pub use discover::{DiscoverError, discover, is_candidate_name};
+pub use child::{isolation, probe};
 pub use error::LoadError;
 pub use exit_guard::PLUGIN_EXIT_STATUS;
+pub use inspect::verify::{ObjectFormat, VerifyError, verify_library};
 pub use load::{Plugin, default_interface_req};
 pub use loader::{
     DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Loader, LoaderBuilder,
     LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded,
 };
-pub use lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError};
-pub use permissions::{PermissionError, Writers, check_permissions};
 pub use registry::{Live, LoadReport, Registry, Retained};
-pub use source::is_deceptive;
-pub use verify::{ObjectFormat, VerifyError, verify_library};
+pub use trust::{
+    discover::{DiscoverError, discover, is_candidate_name},
+    lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
+    permissions::{PermissionError, Writers, check_permissions},
+    source::is_deceptive,
+};
 pub use watch::{DEFAULT_SETTLE, Watch, WatchError, WatchEvent};

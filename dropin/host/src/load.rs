@@ -1,7 +1,8 @@
-//! Stage 3: open one file, check it, and turn it into a [`Plugin`].
+//! Load layer, steps 7 and 8 of a file's way (ARCHITECTURE.md): map one
+//! checked copy, check it, and turn it into a [`Plugin`].
 //!
 //! The order of the checks is the product: nothing of the plugin's code runs
-//! until the file's headers were verified ([`crate::verify`]), and its
+//! until the file's headers were verified ([`crate::inspect::verify`]), and its
 //! initialisation runs only after abi_stable's checks of dropin's root module,
 //! the comparison of every method's signature with the host's, and the host's
 //! own version policy have passed.
@@ -25,7 +26,7 @@ use semver::{Version, VersionReq};
 use crate::{
     digest::{hex, sha256_of},
     error::LoadError,
-    verify::{VerifyError, verify_library},
+    inspect::verify::{VerifyError, verify_library},
 };
 
 /// State a plugin's earlier generation saved for the next: the format's
@@ -55,7 +56,7 @@ pub struct Plugin<I: Interface> {
     /// one more for each reload.
     pub(crate) generation: u32,
     /// The file as it was when its bytes were copied, to tell a change.
-    pub(crate) stamp: Option<crate::source::Stamp>,
+    pub(crate) stamp: Option<crate::trust::source::Stamp>,
     /// Whether its `init` received an earlier generation's state.
     pub(crate) took_state: bool,
     handle: I,
@@ -626,7 +627,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
     // or moves text may be in one.
     if name
         .chars()
-        .any(|c| c.is_whitespace() || crate::source::is_deceptive(c))
+        .any(|c| c.is_whitespace() || crate::trust::source::is_deceptive(c))
     {
         return Err(
             "expected no whitespace, control, bidirectional or zero-width characters".to_owned(),

@@ -1,4 +1,4 @@
-//! The loader: runs discover → permissions → snapshot → lock file → verify →
+//! Loader layer: runs discover → permissions → snapshot → lock file → verify →
 //! load → registry over a folder.
 
 use std::{
@@ -17,18 +17,19 @@ use dropin::Interface;
 use semver::{Version, VersionReq};
 
 use crate::{
-    cache::Cache,
+    child::isolation::{self, Isolate},
+    child::probe::{Probe, Prober},
     digest::hex,
-    discover::{DiscoverError, discover},
     error::LoadError,
-    isolation::{self, Isolate},
     load::{self, Plugin, Policy, Saved, default_interface_req},
-    lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
-    permissions::{PermissionError, check_permissions},
-    probe::{Probe, Prober},
     registry::{LoadReport, Registry},
-    snapshot::{Copied, SnapshotDir},
-    source, sys,
+    sys,
+    trust::cache::Cache,
+    trust::discover::{DiscoverError, discover},
+    trust::lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
+    trust::permissions::{PermissionError, check_permissions},
+    trust::snapshot::{Copied, SnapshotDir},
+    trust::source,
 };
 
 mod reload;
@@ -502,7 +503,7 @@ impl<I: Interface> Loader<I> {
     /// under the host's policy, and whether they passed without the policy's
     /// help.
     fn check_headers(&self, path: &Path, copy: &Path) -> (Option<Result<(), LoadError>>, bool) {
-        let found = crate::verify::verify_library(copy);
+        let found = crate::inspect::verify::verify_library(copy);
         let strict = found.is_ok();
         (Some(load::judge_headers(path, found, &self.policy)), strict)
     }
@@ -993,8 +994,8 @@ fn metadata_of(paths: &[PathBuf]) -> Vec<Option<fs::Metadata>> {
 /// checked against (one object, unless dropin's host crate is a library of
 /// its own).
 fn host_build<I: Interface>() -> Option<String> {
-    let checks = crate::build_id::of(crate::verify::verify_library as *const ())?;
-    let layout = crate::build_id::of(load::open::<I> as *const ())?;
+    let checks = crate::inspect::build_id::of(crate::inspect::verify::verify_library as *const ())?;
+    let layout = crate::inspect::build_id::of(load::open::<I> as *const ())?;
     Some(if checks == layout {
         checks
     } else {
@@ -1234,10 +1235,10 @@ impl<I: Interface> LoaderBuilder<I> {
 
     /// Runs the plugins a rule matches in processes of their own, each
     /// through the same handle as in-process plugins (see
-    /// [`isolation`](crate::isolation)). Rules add up: a plugin any of them
+    /// [`isolation`](crate::child::isolation)). Rules add up: a plugin any of them
     /// matches is isolated. Needs a [`probe`](Self::probe): the isolated
     /// process is the probe's program, which must also call
-    /// [`isolation::serve_if_requested`](crate::isolation::serve_if_requested)
+    /// [`isolation::serve_if_requested`](crate::child::isolation::serve_if_requested)
     /// first thing.
     pub fn isolate(mut self, rule: Isolate) -> Self {
         self.isolation.rules.push(rule);
@@ -1245,7 +1246,7 @@ impl<I: Interface> LoaderBuilder<I> {
     }
 
     /// How long an isolated plugin may take to answer one call (default:
-    /// [`DEFAULT_CALL_TIMEOUT`](crate::isolation::DEFAULT_CALL_TIMEOUT));
+    /// [`DEFAULT_CALL_TIMEOUT`](crate::child::isolation::DEFAULT_CALL_TIMEOUT));
     /// past it, its process is killed and the call fails with
     /// `CallErrorKind::TimedOut`.
     pub fn call_timeout(mut self, timeout: std::time::Duration) -> Self {
@@ -1268,8 +1269,8 @@ impl<I: Interface> LoaderBuilder<I> {
     }
 
     /// What happens to an isolated plugin whose process crashed or timed
-    /// out (default: [`Recovery::Disable`](crate::isolation::Recovery)).
-    pub fn isolation_recovery(mut self, recovery: crate::isolation::Recovery) -> Self {
+    /// out (default: [`Recovery::Disable`](crate::child::isolation::Recovery)).
+    pub fn isolation_recovery(mut self, recovery: crate::child::isolation::Recovery) -> Self {
         self.isolation.recovery = recovery;
         self
     }
@@ -1295,10 +1296,10 @@ impl<I: Interface> LoaderBuilder<I> {
     }
 
     /// Open every library that the lock file does not approve in a probe
-    /// process first (see [`crate::probe`]): a library that makes the
+    /// process first (see [`crate::child::probe`]): a library that makes the
     /// dynamic loader crash, exit or hang is refused, and the host survives.
     /// Default: no probe. The probe program must call
-    /// [`serve_if_requested`](crate::probe::serve_if_requested) first thing
+    /// [`serve_if_requested`](crate::child::probe::serve_if_requested) first thing
     /// in `main`.
     pub fn probe(mut self, probe: Probe) -> Self {
         self.probe = Some(probe);

@@ -1,4 +1,4 @@
-//! Stage 4: the registry that holds what loaded, by name, and every
+//! Registry layer, step 9: the registry that holds what loaded, by name, and every
 //! generation of each plugin a reload replaced.
 //!
 //! A library can never be safely unloaded, so a reload never frees
@@ -23,7 +23,7 @@ use std::{
 
 use dropin::Interface;
 
-use crate::{error::LoadError, load::Plugin, snapshot::SnapshotDir, source::Stamp};
+use crate::{error::LoadError, load::Plugin, trust::snapshot::SnapshotDir, trust::source::Stamp};
 
 /// Loaded plugins of one interface, by name, each at its current
 /// generation.

@@ -1,4 +1,4 @@
-//! Watching the plugins folder: what changes there is reloaded.
+//! Loader layer: watching the plugins folder: what changes there is reloaded.
 
 use std::{
     collections::{HashMap, VecDeque},

@@ -38,9 +38,13 @@ fn crate_test_exists(root: &Path, path: &str) -> bool {
     } else {
         &["dropin/host/src", "dropin/dropin/src", "tests/tests"]
     };
-    folders
+    let mut files = Vec::new();
+    for folder in folders {
+        find_files(&root.join(folder), &format!("{file}.rs"), &mut files);
+    }
+    files
         .iter()
-        .filter_map(|folder| fs::read_to_string(root.join(folder).join(format!("{file}.rs"))).ok())
+        .filter_map(|path| fs::read_to_string(path).ok())
         .any(|text| {
             let lines: Vec<&str> = text.lines().map(str::trim).collect();
             inner
@@ -60,6 +64,18 @@ fn crate_test_exists(root: &Path, path: &str) -> bool {
                         && !attributes.iter().any(|line| line.starts_with("#[ignore"))
                 })
         })
+}
+
+/// Every file called `name` in `folder` and the folders inside it.
+fn find_files(folder: &Path, name: &str, found: &mut Vec<std::path::PathBuf>) {
+    for entry in fs::read_dir(folder).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            find_files(&path, name, found);
+        } else if path.file_name() == Some(name.as_ref()) {
+            found.push(path);
+        }
+    }
 }
 
 #[test]

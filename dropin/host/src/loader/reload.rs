@@ -1,4 +1,4 @@
-//! Reloads: a plugin's new build becomes a new generation beside the old
+//! Loader layer: reloads, a plugin's new build becomes a new generation beside the old
 //! one, after every check a first load makes.
 
 use std::{
@@ -11,12 +11,12 @@ use semver::Version;
 
 use super::{Loader, LoaderError, LockIndex, Staged};
 use crate::{
+    child::probe::Prober,
     error::LoadError,
     load::{Plugin, Saved},
-    probe::Prober,
     registry::{Registry, Slot},
-    snapshot::SnapshotDir,
-    source::Stamp,
+    trust::snapshot::SnapshotDir,
+    trust::source::Stamp,
 };
 
 /// Why a reload did not happen. Whatever the reason, the plugin's current
@@ -396,7 +396,7 @@ impl<I: Interface> Plugin<I> {
             (Some(handover), _) => {
                 crate::exit_guard::guarded(self.path(), || dropin::__private::save_state(handover))
             }
-            (_, Some(remote)) => crate::isolation::save_state(remote, self.name())
+            (_, Some(remote)) => crate::child::isolation::save_state(remote, self.name())
                 .map_err(|error| error.message().to_owned()),
             (None, None) => Ok(None),
         };

@@ -1,4 +1,4 @@
-//! The platform seam: every call into the operating system beyond `std`,
+//! Base layer, the platform seam: every call into the operating system beyond `std`,
 //! and every difference between platforms, with one signature for all of
 //! them. Unix (with Linux's extras) in `unix.rs`; everything else in
 //! `other.rs`, where a feature the platform lacks answers `None`, does

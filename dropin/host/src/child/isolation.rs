@@ -1,4 +1,5 @@
-//! Isolation: a plugin that runs in a process of its own.
+//! Child-process layer, step 8 isolated: a plugin that runs in a process of
+//! its own.
 //!
 //! The same plugin file, the same checks, the same handle: an isolated
 //! plugin's library is opened, checked and initialised in a child process
@@ -71,6 +72,10 @@ use crate::{
     load::{self, Plugin, Policy},
     sys,
 };
+
+/// The target of this module's log records: its path before the modules
+/// moved into layers, which `RUST_LOG` filters name.
+const LOG_TARGET: &str = "dropin_host::isolation";
 
 /// The environment variable that makes a process started by the loader
 /// serve an isolated plugin of the interface it names.
@@ -172,7 +177,7 @@ impl Settings {
 /// Serves an isolated plugin of interface `I` and exits, if the loader
 /// started this process as one; otherwise returns at once. Call it first
 /// thing in `main`, once for each interface whose plugins may run isolated,
-/// next to [`crate::probe::serve_if_requested`].
+/// next to [`crate::child::probe::serve_if_requested`].
 pub fn serve_if_requested<I: Interface>() {
     if std::env::var_os(ISOLATED_ENV).is_some_and(|name| name == I::NAME) {
         let code = match serve::<I>() {
@@ -593,7 +598,7 @@ fn serve_services(
                 }
                 let len = u64::from(u32::from_le_bytes(len));
                 if len > MAX_SERVICE_FRAME {
-                    log::warn!("an isolated process sent a service call of {len} bytes: closed");
+                    log::warn!(target: LOG_TARGET, "an isolated process sent a service call of {len} bytes: closed");
                     break;
                 }
                 // Grows as the bytes arrive: a claimed length allocates
@@ -624,7 +629,7 @@ fn serve_services(
             }
         });
     if let Err(error) = spawned {
-        log::warn!("cannot serve an isolated plugin's service calls: {error}");
+        log::warn!(target: LOG_TARGET, "cannot serve an isolated plugin's service calls: {error}");
     }
 }
 
@@ -653,7 +658,7 @@ fn child_services<I: Interface>(
     Ok(table.filter(|table| {
         let same = services_identity(table.name.as_str(), table.version.as_str()) == identity;
         if !same {
-            log::warn!(
+            log::warn!(target: LOG_TARGET,
                 "the host offers the services {}, this program was built with {} {}: none are \
                  offered to the plugin",
                 identity.replace('\t', " "),

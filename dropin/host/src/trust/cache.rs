@@ -1,4 +1,4 @@
-//! A cache of verified private copies, kept across runs in a folder the
+//! Trust layer, step 3 for a locked file: a cache of verified private copies, kept across runs in a folder the
 //! application chooses ([`LoaderBuilder::snapshot_cache`]).
 //!
 //! A locked load copies each file and hashes the copy before anything maps
@@ -58,7 +58,11 @@ use std::{
     sync::Mutex,
 };
 
-use crate::{permissions::check_metadata, source::Stamp, sys};
+use crate::{sys, trust::permissions::check_metadata, trust::source::Stamp};
+
+/// The target of this module's log records: its path before the modules
+/// moved into layers, which `RUST_LOG` filters name.
+const LOG_TARGET: &str = "dropin_host::cache";
 
 /// The kept copies this process mapped, by file and by path: the dynamic
 /// loader returns the library it already has for a file or a path it has
@@ -208,7 +212,7 @@ impl Cache {
     /// warning, if it cannot be made or is not safe to trust.
     pub(crate) fn open(dir: &Path, owner_of_lock: u32, build: Option<String>) -> Option<Self> {
         let refused = |why: &dyn std::fmt::Display| {
-            log::warn!("snapshot cache {} not used: {why}", dir.display());
+            log::warn!(target: LOG_TARGET, "snapshot cache {} not used: {why}", dir.display());
             None
         };
         if sys::effective_uid().is_none() {
@@ -360,7 +364,7 @@ impl Cache {
             let unused = last
                 .is_some_and(|last| now.duration_since(last).is_ok_and(|unused| unused > limit));
             if meta.is_file() && unused && fs::remove_file(entry.path()).is_ok() {
-                log::debug!(
+                log::debug!(target: LOG_TARGET,
                     "snapshot cache: removed {name}, unused for {} days",
                     limit.as_secs() / 86_400
                 );
@@ -394,11 +398,11 @@ impl Cache {
         text.push('\n');
         let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
-        let written = crate::snapshot::write_private(&temporary, text.as_bytes())
+        let written = crate::trust::snapshot::write_private(&temporary, text.as_bytes())
             .and_then(|()| fs::rename(&temporary, &path));
         if let Err(error) = written {
             let _ = fs::remove_file(&temporary);
-            log::debug!("{}: not written: {error}", path.display());
+            log::debug!(target: LOG_TARGET, "{}: not written: {error}", path.display());
         }
     }
 
@@ -459,7 +463,7 @@ impl Cache {
                 Some(name)
             }
             Err(error) => {
-                log::debug!(
+                log::debug!(target: LOG_TARGET,
                     "{}: not kept in the snapshot cache: {error}",
                     copy.display()
                 );
@@ -495,7 +499,7 @@ impl Cache {
         // process may have found.
         let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
-        let made = crate::snapshot::copy_private(copy, &temporary).and_then(|()| {
+        let made = crate::trust::snapshot::copy_private(copy, &temporary).and_then(|()| {
             match fs::hard_link(&temporary, path) {
                 Ok(()) => Ok(true),
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),

@@ -1,4 +1,4 @@
-//! Stage 1: which files in the plugins folder are candidates.
+//! Trust layer, step 1: which files in the plugins folder are candidates.
 
 use std::{
     env::consts::DLL_SUFFIX,

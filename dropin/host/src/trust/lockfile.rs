@@ -1,4 +1,4 @@
-//! `plugins.lock`: the SHA-256 of every plugin file a deployment trusts.
+//! Trust layer, step 4: `plugins.lock`, the SHA-256 of every plugin file a deployment trusts.
 //!
 //! With a lock file, a library that is not listed, or whose bytes differ from
 //! what was recorded, is refused before the dynamic loader ever opens it.
@@ -12,8 +12,8 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    permissions::{PermissionError, check_metadata},
-    source::NotRegular,
+    trust::permissions::{PermissionError, check_metadata},
+    trust::source::NotRegular,
 };
 
 /// The lock file's name inside the plugins folder.
@@ -153,7 +153,7 @@ impl Lockfile {
             path: path.to_owned(),
             source,
         };
-        let (file, meta) = match crate::source::open_regular(path) {
+        let (file, meta) = match crate::trust::source::open_regular(path) {
             Ok(opened) => opened,
             Err(NotRegular::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
                 return Ok(None);

@@ -1,4 +1,5 @@
-//! Stage 3a: open a library first in a short-lived child process.
+//! Child-process layer, step 6: open a library first in a short-lived child
+//! process.
 //!
 //! The dynamic loader trusts every byte of a library: a wrong value in its
 //! dynamic section, relocations, hash or version tables makes it crash the
@@ -33,7 +34,11 @@ use abi_stable::library::{LibraryError, lib_header_from_path};
 use dropin::__private::ModuleRef;
 
 pub use crate::ended::ProbeFailure;
-use crate::verify::verify_library;
+use crate::inspect::verify::verify_library;
+
+/// The target of this module's log records: its path before the modules
+/// moved into layers, which `RUST_LOG` filters name.
+const LOG_TARGET: &str = "dropin_host::probe";
 
 /// The environment variable that makes a process started by the loader
 /// serve as a probe: [`serve_if_requested`] checks it.
@@ -70,7 +75,7 @@ fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
         if let Err(refusal) = probe_one(&path, &mut report) {
             report.set(REFUSAL, refusal.as_bytes());
         }
-        log::debug!("probe {}: {report:?}", path.display());
+        log::debug!(target: LOG_TARGET, "probe {}: {report:?}", path.display());
         writeln!(output, "{SURVIVED}{}", report.encode())?;
         output.flush()?;
     }
@@ -156,7 +161,7 @@ fn probe_one(path: &Path, report: &mut Report) -> Result<(), String> {
         // Every descriptor, recursively, as the comparison may read it.
         seen += entry.desc.walk();
     }
-    log::trace!("probe read {seen} bytes of metadata");
+    log::trace!(target: LOG_TARGET, "probe read {seen} bytes of metadata");
     Ok(())
 }
 
@@ -264,8 +269,8 @@ pub struct Probe {
 
 impl Probe {
     /// How to start the program for an isolated plugin.
-    pub(crate) fn launcher(&self) -> crate::isolation::Launcher {
-        crate::isolation::Launcher {
+    pub(crate) fn launcher(&self) -> crate::child::isolation::Launcher {
+        crate::child::isolation::Launcher {
             program: self.program.clone(),
             args: self.args.clone(),
         }

@@ -1,4 +1,4 @@
-//! Stage 2: open a candidate file once. The kind of file, its owner and
+//! Trust layer, step 2: open a candidate file once. The kind of file, its owner and
 //! mode, its size and the private copy all come from this one handle, so a
 //! path swapped in between (a link flipped, a file replaced) cannot slip
 //! other bytes past the checks.
@@ -9,8 +9,8 @@ use std::{
 };
 
 use crate::{
-    permissions::{PermissionError, check_metadata},
     sys::{self, read_at},
+    trust::permissions::{PermissionError, check_metadata},
 };
 
 /// An open candidate and what the checks saw of it.

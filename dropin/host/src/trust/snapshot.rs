@@ -1,4 +1,4 @@
-//! Load exactly what was checked: every plugin file is copied into a private
+//! Trust layer, step 3: load exactly what was checked: every plugin file is copied into a private
 //! per-process folder, hashed while it is copied, and the copy is what gets
 //! verified and opened.
 //!
@@ -19,6 +19,10 @@ use std::{
 use sha2::{Digest, Sha256};
 
 use crate::sys;
+
+/// The target of this module's log records: its path before the modules
+/// moved into layers, which `RUST_LOG` filters name.
+const LOG_TARGET: &str = "dropin_host::snapshot";
 
 const PREFIX: &str = "dropin-snapshot-";
 const LOCK: &str = ".in-use";
@@ -143,7 +147,7 @@ impl Drop for SnapshotDir {
         // not unmap them (on Windows the removal fails while they are loaded,
         // and the next host cleans up).
         if let Err(error) = fs::remove_dir_all(&self.path) {
-            log::debug!(
+            log::debug!(target: LOG_TARGET,
                 "cannot remove snapshot folder {}: {error}",
                 self.path.display()
             );
@@ -190,8 +194,12 @@ fn remove_stale(root: &Path) {
         if lock.try_lock().is_ok() {
             drop(lock);
             match fs::remove_dir_all(&path) {
-                Ok(()) => log::debug!("removed stale snapshot folder {}", path.display()),
-                Err(error) => log::debug!("cannot remove stale {}: {error}", path.display()),
+                Ok(()) => {
+                    log::debug!(target: LOG_TARGET, "removed stale snapshot folder {}", path.display())
+                }
+                Err(error) => {
+                    log::debug!(target: LOG_TARGET, "cannot remove stale {}: {error}", path.display())
+                }
             }
         }
     }

@@ -1,4 +1,4 @@
-//! Refuse plugin files and folders that someone other than the host's user
+//! Trust layer, step 2: refuse plugin files and folders that someone other than the host's user
 //! could have written: whoever can write a plugin runs code inside the host.
 
 use std::{fmt, io, path::Path};

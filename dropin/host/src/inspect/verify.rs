@@ -1,4 +1,4 @@
-//! Stage 2: check a file's object-format headers before the dynamic loader
+//! Inspect layer, step 5: check a file's object-format headers before the dynamic loader
 //! sees it.
 //!
 //! The dynamic loader trusts the headers: it maps every segment they describe.

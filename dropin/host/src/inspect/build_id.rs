@@ -1,4 +1,4 @@
-//! Which build of the host is running: the GNU build ID of the loaded
+//! Inspect layer: which build of the host is running: the GNU build ID of the loaded
 //! object (the program, or a library) that holds a given function.
 //!
 //! The linker computes a build ID from the contents of what it links, so

@@ -1,0 +1,6 @@
+//! Child processes: the probe, which opens a library the lock file does not
+//! approve in a process of its own and reports what it read, and isolation,
+//! which runs a plugin in a process of its own and calls it there.
+
+pub mod isolation;
+pub mod probe;
