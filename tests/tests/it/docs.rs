@@ -40,7 +40,7 @@ fn crate_test_exists(root: &Path, path: &str) -> bool {
     };
     let mut files = Vec::new();
     for folder in folders {
-        find_files(&root.join(folder), &format!("{file}.rs"), &mut files);
+        find_files(&root.join(folder), file, &mut files);
     }
     files
         .iter()
@@ -66,13 +66,17 @@ fn crate_test_exists(root: &Path, path: &str) -> bool {
         })
 }
 
-/// Every file called `name` in `folder` and the folders inside it.
-fn find_files(folder: &Path, name: &str, found: &mut Vec<std::path::PathBuf>) {
+/// The files of every module called `module` in `folder` and the folders
+/// inside it: `module.rs` or `module/mod.rs`.
+fn find_files(folder: &Path, module: &str, found: &mut Vec<std::path::PathBuf>) {
     for entry in fs::read_dir(folder).into_iter().flatten().flatten() {
         let path = entry.path();
         if path.is_dir() {
-            find_files(&path, name, found);
-        } else if path.file_name() == Some(name.as_ref()) {
+            find_files(&path, module, found);
+        } else if path.file_name() == Some(format!("{module}.rs").as_ref())
+            || (path.file_name() == Some("mod.rs".as_ref())
+                && folder.file_name() == Some(module.as_ref()))
+        {
             found.push(path);
         }
     }
