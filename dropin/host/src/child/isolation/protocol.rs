@@ -1,0 +1,252 @@
+//! What the host and an isolated process say to each other: the setup,
+//! the ready answer, saved state, and length-prefixed frames, read and
+//! written with a deadline on the host's side.
+
+use std::{
+    io::{self, Read, Write},
+    process::{ChildStdin, ChildStdout},
+    time::Instant,
+};
+
+use dropin::{
+    __private::Remote,
+    CallError, CallErrorKind,
+    wire::{Decode, Encode, WireError},
+};
+
+use crate::sys;
+
+use super::*;
+
+/// What the host tells the child before anything else.
+pub(super) struct Setup {
+    pub(super) path: Vec<u8>,
+    pub(super) copy: Vec<u8>,
+    pub(super) config: String,
+    pub(super) accepted: String,
+    pub(super) host_version: String,
+    pub(super) allow_panic_abort: bool,
+    pub(super) allow_executable_stack: bool,
+    /// What the earlier generation saved, for the plugin's `init`.
+    pub(super) previous: Option<Vec<u8>>,
+    pub(super) previous_version: u32,
+    /// The services the host serves on file descriptor 3, if any: their
+    /// trait's name and the version of the interface crate, tab-separated.
+    pub(super) services: Option<String>,
+}
+
+impl Encode for Setup {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.path.encode(out);
+        self.copy.encode(out);
+        self.config.encode(out);
+        self.accepted.encode(out);
+        self.host_version.encode(out);
+        self.allow_panic_abort.encode(out);
+        self.allow_executable_stack.encode(out);
+        self.previous.encode(out);
+        self.previous_version.encode(out);
+        self.services.encode(out);
+    }
+}
+
+impl Decode for Setup {
+    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+        Ok(Self {
+            path: Decode::decode(input)?,
+            copy: Decode::decode(input)?,
+            config: Decode::decode(input)?,
+            accepted: Decode::decode(input)?,
+            host_version: Decode::decode(input)?,
+            allow_panic_abort: Decode::decode(input)?,
+            allow_executable_stack: Decode::decode(input)?,
+            previous: Decode::decode(input)?,
+            previous_version: Decode::decode(input)?,
+            services: Decode::decode(input)?,
+        })
+    }
+}
+
+/// What the child answers once its plugin is loaded.
+pub(super) struct Ready {
+    pub(super) name: String,
+    pub(super) version: String,
+    pub(super) interface_version: String,
+    pub(super) host_requirement: String,
+    pub(super) provided: u64,
+    /// Whether the plugin's `init` received the state it was handed.
+    pub(super) took_state: bool,
+}
+
+impl Encode for Ready {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.name.encode(out);
+        self.version.encode(out);
+        self.interface_version.encode(out);
+        self.host_requirement.encode(out);
+        self.provided.encode(out);
+        self.took_state.encode(out);
+    }
+}
+
+impl Decode for Ready {
+    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+        Ok(Self {
+            name: Decode::decode(input)?,
+            version: Decode::decode(input)?,
+            interface_version: Decode::decode(input)?,
+            host_requirement: Decode::decode(input)?,
+            provided: Decode::decode(input)?,
+            took_state: Decode::decode(input)?,
+        })
+    }
+}
+
+/// Writes one frame: a `u32` length, then the bytes.
+pub(super) fn write_frame(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a frame over 4 GiB"))?;
+    // One write: one system call for a small frame.
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(bytes);
+    out.write_all(&frame)?;
+    out.flush()
+}
+
+/// Reads one frame; `None` at the end of the stream.
+pub(super) fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0; 4];
+    match input.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error),
+    }
+    let mut bytes = vec![0; u32::from_le_bytes(len) as usize];
+    input.read_exact(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// The method number that asks an isolated process for its plugin's saved
+/// state; no interface has that many methods.
+pub(super) const SAVE_METHOD: u32 = u32::MAX;
+
+/// A saved state on the wire: the version, then the bytes.
+pub(super) struct Saved(pub(super) (u32, Vec<u8>));
+
+impl Encode for Saved {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.0.encode(out);
+        self.0.1.encode(out);
+    }
+}
+
+impl Decode for Saved {
+    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+        Ok(Self((Decode::decode(input)?, Decode::decode(input)?)))
+    }
+}
+
+/// What an isolated plugin saves for its next generation.
+///
+/// # Errors
+///
+/// The plugin's error, or how its process failed.
+pub(crate) fn save_state(
+    remote: &dyn Remote,
+    plugin: &str,
+) -> Result<Option<crate::load::Saved>, CallError> {
+    let answer = remote.call(SAVE_METHOD as usize, Vec::new())?;
+    let mut input = answer.as_slice();
+    let saved = <Option<Saved>>::decode(&mut input)
+        .ok()
+        .filter(|_| input.is_empty())
+        .ok_or_else(|| {
+            CallError::from_parts(
+                CallErrorKind::Failed,
+                plugin,
+                "its process sent a saved state that does not decode".to_owned(),
+                None,
+            )
+        })?;
+    Ok(saved.map(|Saved(state)| state))
+}
+
+pub(super) enum Wait {
+    TimedOut,
+    /// The pipe failed or ended: the process is ending.
+    Failed,
+}
+
+/// Writes one frame, waiting for room in the pipe at most until
+/// `deadline`.
+pub(super) fn write_frame_until(
+    stdin: &mut ChildStdin,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Result<(), Wait> {
+    let len = u32::try_from(bytes.len()).map_err(|_| Wait::Failed)?;
+    let mut frame = Vec::with_capacity(4 + bytes.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(bytes);
+    let mut written = 0;
+    while written < frame.len() {
+        match stdin.write(&frame[written..]) {
+            Ok(0) => return Err(Wait::Failed),
+            Ok(n) => written += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                waited(sys::wait_writable(stdin, deadline))?;
+            }
+            Err(_) => return Err(Wait::Failed),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one frame, giving up at `deadline`. The process is not trusted:
+/// the frame grows as its bytes arrive (a length it claims allocates
+/// nothing), and bytes past the frame are a failure.
+pub(super) fn read_frame_until(
+    stdout: &mut ChildStdout,
+    deadline: Instant,
+) -> Result<Option<Vec<u8>>, Wait> {
+    let mut frame = Vec::new();
+    let mut chunk = [0; 16 * 1024];
+    let mut len = None;
+    while len.is_none_or(|len| frame.len() < 4 + len) {
+        waited(sys::wait_readable(stdout, deadline))?;
+        let n = match stdout.read(&mut chunk) {
+            Ok(0) if frame.is_empty() => return Ok(None),
+            Ok(0) => return Err(Wait::Failed),
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Wait::Failed),
+        };
+        frame.extend_from_slice(&chunk[..n]);
+        if len.is_none() && frame.len() >= 4 {
+            let header: [u8; 4] = frame[..4].try_into().expect("four bytes");
+            let claimed = u32::from_le_bytes(header) as usize;
+            if claimed > MAX_FRAME {
+                return Err(Wait::Failed);
+            }
+            len = Some(claimed);
+        }
+    }
+    if len.is_some_and(|len| frame.len() != 4 + len) {
+        // Only one call is ever in flight: nothing may follow its answer.
+        return Err(Wait::Failed);
+    }
+    frame.drain(..4);
+    Ok(Some(frame))
+}
+
+/// A wait for a pipe, as a call's outcome: ready, past the deadline, or
+/// failed.
+pub(super) fn waited(ready: io::Result<bool>) -> Result<(), Wait> {
+    match ready {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Wait::TimedOut),
+        Err(_) => Err(Wait::Failed),
+    }
+}

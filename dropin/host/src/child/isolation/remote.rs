@@ -1,0 +1,269 @@
+//! An isolated plugin as its handle's `Remote`: a call is a frame to its
+//! process and a frame back, within the call's deadline; a crash or a
+//! timeout fails the call and, if asked, starts the process again.
+
+use std::{
+    process::{Child, ChildStdin, ChildStdout, ExitStatus},
+    sync::{Arc, Mutex, OnceLock},
+    thread,
+    time::{Duration, Instant},
+};
+
+use dropin::{__private::Remote, CallError, CallErrorKind, wire::Encode};
+
+use super::*;
+
+/// An isolated plugin's process, as its handle's [`Remote`].
+pub(super) struct Isolated {
+    pub(super) state: Mutex<State>,
+    /// Set when a newer generation replaced this one: where calls go from
+    /// then on (nowhere, if the newer generation runs in the host).
+    pub(super) successor: OnceLock<Option<Arc<dyn Remote>>>,
+    pub(super) timeout: Duration,
+    pub(super) recovery: Recovery,
+    pub(super) name: String,
+    pub(super) spawner: Spawner,
+}
+
+pub(super) struct State {
+    pub(super) process: Process,
+    /// Each log its process's standard error until it closes.
+    pub(super) forwarders: Vec<thread::JoinHandle<()>>,
+    pub(super) restarts: u32,
+    pub(super) failed_at: Option<Instant>,
+    /// A newer generation replaced this one and its process ended.
+    pub(super) retired: bool,
+}
+
+pub(super) struct Process {
+    pub(super) child: Child,
+    pub(super) stdin: ChildStdin,
+    pub(super) stdout: ChildStdout,
+    /// How the process ended, once it did.
+    pub(super) ended: Option<(CallErrorKind, String)>,
+}
+
+impl Drop for Process {
+    /// A process no longer used is killed and reaped, whatever state it is
+    /// in: no process outlives its handle, and none is left a zombie.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sends one frame to `process` and waits for the answer; how the process
+/// ended, if it did instead of answering (which `process` then records).
+pub(super) fn round_trip(
+    process: &mut Process,
+    frame: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, Ended> {
+    let deadline = Instant::now() + timeout;
+    let answer = write_frame_until(&mut process.stdin, frame, deadline)
+        .and_then(|()| read_frame_until(&mut process.stdout, deadline));
+    let (kind, how) = match answer {
+        Ok(Some(bytes)) => return Ok(bytes),
+        Ok(None) | Err(Wait::Failed) => (CallErrorKind::Crashed, ended(&mut process.child)),
+        Err(Wait::TimedOut) => {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+            (
+                CallErrorKind::TimedOut,
+                format!("did not answer within {timeout:?} and was killed"),
+            )
+        }
+    };
+    process.ended = Some((kind, how.clone()));
+    Err(Ended { kind, how })
+}
+
+impl Isolated {
+    /// Sends one call and waits for the answer, after restarting the
+    /// process if it ended earlier and the recovery allows it; `None` if a
+    /// newer generation replaced this one.
+    fn exchange(&self, frame: &[u8]) -> Option<Result<Vec<u8>, Ended>> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.retired {
+            return None;
+        }
+        Some(self.exchange_locked(&mut state, frame))
+    }
+
+    fn exchange_locked(&self, state: &mut State, frame: &[u8]) -> Result<Vec<u8>, Ended> {
+        if let Some((kind, how)) = state.process.ended.clone() {
+            self.restart(state).map_err(|why| Ended {
+                kind,
+                how: format!("ended earlier ({how}){why}"),
+            })?;
+        }
+        let answer = round_trip(&mut state.process, frame, self.timeout);
+        if answer.is_err() {
+            state.failed_at = Some(Instant::now());
+        }
+        answer
+    }
+
+    /// Starts a new process in place of the one that ended; why not, as
+    /// the end of a sentence, if it does not.
+    fn restart(&self, state: &mut State) -> Result<(), String> {
+        let Recovery::Restart { attempts, backoff } = self.recovery else {
+            return Err(String::new());
+        };
+        if state.restarts >= attempts {
+            return Err(format!("; not restarted: {attempts} restarts already"));
+        }
+        // Never longer than a call may take.
+        let wait = backoff
+            .saturating_mul(1 << state.restarts.min(16))
+            .min(self.timeout);
+        if let Some(failed_at) = state.failed_at {
+            thread::sleep(wait.saturating_sub(failed_at.elapsed()));
+        }
+        state.restarts += 1;
+        let (process, forwarder, ready) = self
+            .spawner
+            .spawn()
+            .map_err(|reason| format!("; restarting it failed: {reason}"))?;
+        state.forwarders.push(forwarder);
+        state.process = process;
+        if ready.name != self.name {
+            state.process.ended = Some((
+                CallErrorKind::Crashed,
+                format!("was restarted as '{}'", ready.name),
+            ));
+            return Err(format!("; restarted, it named itself '{}'", ready.name));
+        }
+        log::warn!(
+            target: &dropin::log_target(&self.name),
+            "its process was restarted ({} of {attempts})",
+            state.restarts
+        );
+        Ok(())
+    }
+}
+
+/// How an isolated process failed a call.
+pub(super) struct Ended {
+    pub(super) kind: CallErrorKind,
+    pub(super) how: String,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.how)
+    }
+}
+
+impl Remote for Isolated {
+    fn call(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        if SERVING.with(std::cell::Cell::get) == self.spawner.id {
+            // This thread serves the plugin's service calls: the plugin may
+            // be waiting for it right now, and would never answer.
+            return Err(CallError::from_parts(
+                CallErrorKind::Failed,
+                &self.name,
+                "refused: the host's service that serves this plugin called it back; the \
+                 plugin may be waiting for that very service"
+                    .to_owned(),
+                None,
+            ));
+        }
+        let mut frame = Vec::with_capacity(4 + args.len());
+        u32::try_from(method).unwrap_or(u32::MAX).encode(&mut frame);
+        frame.extend_from_slice(&args);
+        let Some(answer) = self.exchange(&frame) else {
+            return match self.successor.get() {
+                Some(Some(successor)) => successor.call(method, frame.split_off(4)),
+                _ => Err(CallError::from_parts(
+                    CallErrorKind::Failed,
+                    &self.name,
+                    "its process ended: a newer generation replaced it in the host; call the \
+                     plugin through the registry again"
+                        .to_owned(),
+                    None,
+                )),
+            };
+        };
+        let answer = answer.map_err(|ended| {
+            CallError::from_parts(
+                ended.kind,
+                &self.name,
+                format!("its process {}", ended.how),
+                None,
+            )
+        })?;
+        dropin::__private::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
+    }
+
+    fn retire(&self, successor: Option<Arc<dyn Remote>>) {
+        let _ = self.successor.set(successor);
+        // Waits for the call being served, if any.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.retired = true;
+        let _ = state.process.child.kill();
+        let _ = state.process.child.wait();
+        state.process.ended = Some((
+            CallErrorKind::Failed,
+            "was replaced by a newer generation".to_owned(),
+        ));
+        log::debug!(
+            target: &dropin::log_target(&self.name),
+            "its process ended: a newer generation replaced it"
+        );
+    }
+
+    fn process_id(&self) -> Option<u32> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .process
+            .ended
+            .is_none()
+            .then(|| state.process.child.id())
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = state.process.child.kill();
+        let _ = state.process.child.wait();
+        // What the processes wrote before they ended is still in the pipes:
+        // log all of it before the handle goes. (A grandchild that kept a
+        // pipe open would keep it open for ever: then the rest is left to
+        // the thread, after a second.)
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for forwarder in state.forwarders.drain(..) {
+            while !forwarder.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+            if forwarder.is_finished() {
+                let _ = forwarder.join();
+            }
+        }
+    }
+}
+
+/// How a process that stopped answering ended.
+pub(super) fn ended(child: &mut Child) -> String {
+    // It closed its output: it is ending, if it has not yet.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+            _ => {
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+        }
+    };
+    status.map_or_else(|| "ended".to_owned(), describe)
+}
+
+pub(super) fn describe(status: ExitStatus) -> String {
+    // In the probe's words, without its standard error (which is logged).
+    crate::ended::ProbeFailure::from_status(status, String::new()).to_string()
+}

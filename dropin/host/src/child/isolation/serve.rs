@@ -1,0 +1,173 @@
+//! The isolated process's side: load the plugin the host names, serve its
+//! calls, log to standard error, reach the host's services.
+
+use std::{
+    io::{self, Write},
+    sync::Mutex,
+};
+
+use dropin::{
+    CallError, CallErrorKind, Interface,
+    wire::{Decode, Encode},
+};
+
+use crate::{
+    load::{self, Policy},
+    sys,
+};
+
+use super::*;
+
+/// The child's side: load the plugin the host names, then serve its calls
+/// until the host closes the pipe.
+pub(super) fn serve<I: Interface>() -> Result<(), String> {
+    // Frames go out on what was standard output; whatever the plugin
+    // prints there goes to standard error instead, which the host logs.
+    let mut output =
+        sys::protocol_output().map_err(|e| format!("cannot set up its output: {e}"))?;
+    static LOGGER: ToStderr = ToStderr;
+    log::set_logger(&LOGGER).map_err(|e| e.to_string())?;
+    log::set_max_level(log::LevelFilter::Trace);
+    let mut input = io::stdin().lock();
+    let setup = read_frame(&mut input)
+        .map_err(|e| e.to_string())?
+        .ok_or("the host closed the pipe before the setup")?;
+    let setup = Setup::decode(&mut setup.as_slice()).map_err(|e| e.to_string())?;
+    let path = sys::path_from_bytes(setup.path);
+    let copy = sys::path_from_bytes(setup.copy);
+    let policy = Policy {
+        accepted: setup.accepted.parse().map_err(|e| format!("{e}"))?,
+        host_version: setup.host_version.parse().map_err(|e| format!("{e}"))?,
+        allow_panic_abort: setup.allow_panic_abort,
+        allow_executable_stack: setup.allow_executable_stack,
+    };
+    let previous = setup.previous.map(|bytes| (setup.previous_version, bytes));
+    let handed = previous.is_some();
+    let services = match &setup.services {
+        Some(identity) => child_services::<I>(identity)
+            .map_err(|e| format!("cannot reach the host's services: {e}"))?,
+        None => None,
+    };
+    let loaded = load::open::<I>(&path, &copy, None, &policy, None, false).and_then(|plugin| {
+        load::initialize(&plugin, &setup.config, previous.as_ref(), services).map(|()| plugin)
+    });
+    let plugin = match loaded {
+        Ok(plugin) => plugin,
+        Err(error) => {
+            let mut answer = vec![1];
+            crate::ErrorChain(&error).to_string().encode(&mut answer);
+            write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+    };
+    let mut answer = vec![0];
+    Ready {
+        name: plugin.name().to_owned(),
+        version: plugin.version().to_string(),
+        interface_version: plugin.interface_version().to_string(),
+        host_requirement: plugin
+            .host_requirement()
+            .map_or_else(String::new, ToString::to_string),
+        provided: plugin.core().provided() as u64,
+        took_state: handed && plugin.extensions.is_some(),
+    }
+    .encode(&mut answer);
+    write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(call) = read_frame(&mut input).map_err(|e| e.to_string())? {
+        let mut call = call.as_slice();
+        let method = u32::decode(&mut call).map_err(|e| e.to_string())?;
+        out.clear();
+        if method == SAVE_METHOD {
+            let saved = plugin
+                .extensions
+                .map_or(Ok(None), dropin::__private::save_state)
+                .map_err(|message| {
+                    CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
+                });
+            dropin::__private::encode_outcome(&saved.map(|state| state.map(Saved)), &mut out);
+            write_frame(&mut output, &out).map_err(|e| e.to_string())?;
+            continue;
+        }
+        plugin
+            .handle()
+            .serve(method as usize, call, &mut out)
+            .map_err(|e| e.to_string())?;
+        write_frame(&mut output, &out).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The child's logger: each record as one marked line on standard error.
+pub(super) struct ToStderr;
+
+impl log::Log for ToStderr {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let message = record.args().to_string().replace('\n', " ");
+        let _ = writeln!(io::stderr(), "{LOG_MARK}{}\t{message}", record.level());
+    }
+
+    fn flush(&self) {}
+}
+
+/// How the setup names the services a host offers, and how the isolated
+/// process checks they are the ones it was built with: the trait's name
+/// and the interface crate's version, tab-separated.
+pub(super) fn services_identity(name: &str, version: &str) -> String {
+    format!("{name}\t{version}")
+}
+
+/// In an isolated process: the table of the host's services, reached over
+/// file descriptor 3, if they are the services this program was built
+/// with (`identity`: the host's trait name and interface version). A host
+/// that offers other services, or another version of them, offers none to
+/// this process: every call is `Missing`, never a call by number into
+/// services of another signature.
+pub(super) fn child_services<I: Interface>(
+    identity: &str,
+) -> io::Result<Option<&'static dropin::__private::RawServices>> {
+    let Some(stream) = sys::inherited_channel()? else {
+        return Ok(None);
+    };
+    let table = I::remote_services(Box::new(ChildServices {
+        stream: Mutex::new(stream),
+    }));
+    Ok(table.filter(|table| {
+        let same = services_identity(table.name.as_str(), table.version.as_str()) == identity;
+        if !same {
+            log::warn!(target: LOG_TARGET,
+                "the host offers the services {}, this program was built with {} {}: none are \
+                 offered to the plugin",
+                identity.replace('\t', " "),
+                table.name.as_str(),
+                table.version.as_str()
+            );
+        }
+        same
+    }))
+}
+
+/// An isolated process's way to the host's services: one call at a time.
+pub(super) struct ChildServices {
+    pub(super) stream: Mutex<sys::Channel>,
+}
+
+impl dropin::__private::ServiceClient for ChildServices {
+    fn call(&self, service: usize, args: Vec<u8>) -> Result<Vec<u8>, String> {
+        let gone = |e: io::Error| format!("the host's services cannot be reached: {e}");
+        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut frame = Vec::with_capacity(4 + args.len());
+        u32::try_from(service)
+            .unwrap_or(u32::MAX)
+            .encode(&mut frame);
+        frame.extend_from_slice(&args);
+        write_frame(&mut &*stream, &frame).map_err(gone)?;
+        read_frame(&mut &*stream)
+            .map_err(gone)?
+            .ok_or_else(|| "the host closed its services channel".to_owned())
+    }
+}

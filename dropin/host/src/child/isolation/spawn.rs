@@ -1,0 +1,433 @@
+//! The host's side of starting an isolated process: the launcher, the
+//! spawner that starts (and restarts) it, the thread that serves its
+//! service calls, and the one that forwards its standard error.
+
+use std::{
+    ffi::OsString,
+    io::{self, BufRead, BufReader, Read},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex, OnceLock, mpsc},
+    thread,
+};
+
+use dropin::{
+    __private::Remote,
+    Interface,
+    wire::{Decode, Encode, WireError},
+};
+
+use crate::{
+    error::LoadError,
+    load::{Plugin, Policy},
+    sys,
+};
+
+use super::*;
+
+/// How to start isolated plugins' processes: the probe's program.
+#[derive(Debug, Clone)]
+pub(crate) struct Launcher {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+}
+
+/// Starts the isolated process for the plugin file `path` (its private
+/// copy at `copy`) and loads it there.
+///
+/// # Errors
+///
+/// [`LoadError::Isolated`] saying why the process did not start or its
+/// plugin did not load.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn start<I: Interface>(
+    launcher: &Launcher,
+    settings: &Settings,
+    path: &Path,
+    copy: &Path,
+    sha256: Option<[u8; 32]>,
+    policy: &Policy,
+    config: &str,
+    expected_name: Option<&str>,
+    previous: Option<crate::load::Saved>,
+    services: Option<&dropin::Services>,
+) -> Result<Plugin<I>, LoadError> {
+    let (previous_version, previous) = match previous {
+        Some((version, bytes)) => (version, Some(bytes)),
+        None => (0, None),
+    };
+    let setup = Setup {
+        path: dropin::__private::path_bytes(path),
+        copy: dropin::__private::path_bytes(copy),
+        config: config.to_owned(),
+        accepted: policy.accepted.to_string(),
+        host_version: policy.host_version.to_string(),
+        allow_panic_abort: policy.allow_panic_abort,
+        allow_executable_stack: policy.allow_executable_stack,
+        previous,
+        previous_version,
+        services: services
+            .filter(|_| cfg!(unix))
+            .map(|services| services_identity(services.name(), services.version())),
+    };
+    let mut bytes = Vec::new();
+    setup.encode(&mut bytes);
+    let spawner = Spawner {
+        launcher: launcher.clone(),
+        interface: I::NAME,
+        memory_limit: settings.memory_limit,
+        confined: settings.confined,
+        path: path.to_owned(),
+        setup: bytes,
+        // Until the plugin says its name, its output is logged under the
+        // file's.
+        target: Arc::new(OnceLock::new()),
+        // Its service calls say they come from the plugin the lock file or
+        // the probe named, which its process must then load.
+        services: services.map(|services| {
+            let (caller, refusal) =
+                services.caller_for(expected_name.unwrap_or("(unnamed plugin)"));
+            (services.clone(), caller, refusal)
+        }),
+        id: NEXT_SPAWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+    };
+    let (process, forwarder, ready) = spawner.spawn().map_err(|reason| LoadError::Isolated {
+        path: path.to_owned(),
+        reason,
+    })?;
+    // The name the lock file recorded or the probe read: a process that
+    // names itself otherwise is not the plugin that was checked.
+    if let Some(expected) = expected_name
+        && ready.name != expected
+    {
+        return Err(LoadError::Isolated {
+            path: path.to_owned(),
+            reason: format!(
+                "its process loaded a plugin named '{}'; expected '{expected}'",
+                ready.name
+            ),
+        });
+    }
+    let _ = spawner.target.set(dropin::log_target(&ready.name));
+    let isolated = Isolated {
+        successor: OnceLock::new(),
+        state: Mutex::new(State {
+            process,
+            forwarders: vec![forwarder],
+            restarts: 0,
+            failed_at: None,
+            retired: false,
+        }),
+        timeout: settings
+            .call_timeouts
+            .get(&ready.name)
+            .copied()
+            .unwrap_or(settings.call_timeout),
+        recovery: settings.recovery,
+        name: ready.name.clone(),
+        spawner,
+    };
+    let refusal = isolated
+        .spawner
+        .services
+        .as_ref()
+        .map(|(_, _, refusal)| refusal.clone());
+    let plugin =
+        Plugin::<I>::isolated(path, copy, sha256, ready, Arc::new(isolated)).map_err(|reason| {
+            LoadError::Isolated {
+                path: path.to_owned(),
+                reason,
+            }
+        })?;
+    if let Some(refusal) = refusal {
+        plugin.core().set_refusal(refusal);
+    }
+    Ok(plugin)
+}
+
+/// Numbers the spawners, so that a thread serving one plugin's service
+/// calls can tell that plugin's calls.
+pub(super) static NEXT_SPAWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    /// On a thread that serves an isolated plugin's service calls: which
+    /// spawner's plugin.
+    pub(super) static SERVING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The most bytes one service call from an isolated process may carry.
+pub(super) const MAX_SERVICE_FRAME: u64 = 16 << 20;
+
+/// Serves an isolated process's service calls on a thread of their own
+/// until the process closes its end: reads a call, runs the application's
+/// service, answers. A thread per process: a call from the plugin while the
+/// host waits on that plugin's own call is served meanwhile.
+pub(super) fn serve_services(
+    stream: sys::Channel,
+    services: dropin::Services,
+    caller: dropin::__private::Caller,
+    id: u64,
+) {
+    let spawned = thread::Builder::new()
+        .name("dropin-services".to_owned())
+        .spawn(move || {
+            SERVING.with(|serving| serving.set(id));
+            let mut input = &stream;
+            let mut output = &stream;
+            let mut out = Vec::new();
+            loop {
+                let mut len = [0; 4];
+                if input.read_exact(&mut len).is_err() {
+                    break;
+                }
+                let len = u64::from(u32::from_le_bytes(len));
+                if len > MAX_SERVICE_FRAME {
+                    log::warn!(target: LOG_TARGET, "an isolated process sent a service call of {len} bytes: closed");
+                    break;
+                }
+                // Grows as the bytes arrive: a claimed length allocates
+                // nothing.
+                let mut frame = Vec::new();
+                if (&mut input).take(len).read_to_end(&mut frame).is_err()
+                    || frame.len() as u64 != len
+                {
+                    break;
+                }
+                let mut call = frame.as_slice();
+                out.clear();
+                let served = u32::decode(&mut call)
+                    .and_then(|method| services.serve(&caller, method as usize, call, &mut out));
+                if let Err(error) = served {
+                    out.clear();
+                    let outcome: dropin::__private::RResult<(), dropin::__private::RawError> =
+                        dropin::__private::RResult::RErr(dropin::__private::RawError::new(
+                            dropin::__private::RawErrorKind::Failed,
+                            format!("the host could not read the call: {error}"),
+                            None,
+                        ));
+                    dropin::__private::encode_service(&outcome, &mut out);
+                }
+                if write_frame(&mut output, &out).is_err() {
+                    break;
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        log::warn!(target: LOG_TARGET, "cannot serve an isolated plugin's service calls: {error}");
+    }
+}
+
+/// Everything needed to start, and start again, an isolated plugin's
+/// process.
+pub(super) struct Spawner {
+    /// Tells the threads that serve this plugin's service calls.
+    pub(super) id: u64,
+    /// The application's services, the caller this plugin's calls are
+    /// served as, and what turns them off.
+    pub(super) services: Option<(
+        dropin::Services,
+        dropin::__private::Caller,
+        dropin::__private::Refusal,
+    )>,
+    pub(super) launcher: Launcher,
+    pub(super) interface: &'static str,
+    pub(super) memory_limit: Option<u64>,
+    pub(super) confined: bool,
+    pub(super) path: PathBuf,
+    /// The encoded [`Setup`].
+    pub(super) setup: Vec<u8>,
+    /// The log target its output goes to.
+    pub(super) target: Arc<OnceLock<String>>,
+}
+
+impl Spawner {
+    /// Starts a process and loads the plugin there.
+    pub(super) fn spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), String> {
+        let mut command = Command::new(&self.launcher.program);
+        command
+            .args(&self.launcher.args)
+            .env(ISOLATED_ENV, self.interface)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        sys::confine(&mut command, self.memory_limit, self.confined);
+        let channel = match &self.services {
+            Some(_) => Some(
+                sys::services_channel(&mut command)
+                    .map_err(|e| format!("its services channel could not be set up: {e}"))?,
+            ),
+            None => None,
+        };
+        let spawned = spawn_from_keeper(command);
+        // The child's end is the child's alone now.
+        let host_end = channel.map(|(host_end, child_end)| {
+            drop(child_end);
+            host_end
+        });
+        let mut child = spawned.map_err(|e| format!("its process could not be started: {e}"))?;
+        if let (Some(host_end), Some((services, caller, _))) = (host_end, &self.services) {
+            serve_services(host_end, services.clone(), caller.clone(), self.id);
+        }
+        let stdin = child.stdin.take().expect("piped");
+        // Writes wait for the pipe within the call's deadline, never for
+        // ever: a process that stops reading cannot block the host.
+        sys::set_nonblocking(&stdin).map_err(|e| format!("its pipe could not be set up: {e}"))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let forwarder = forward_stderr(stderr, Arc::clone(&self.target), self.path.clone());
+        let mut process = Process {
+            child,
+            stdin,
+            stdout,
+            ended: None,
+        };
+        let answer = round_trip(&mut process, &self.setup, START_TIMEOUT)
+            .map_err(|ended| format!("its process {ended}"))?;
+        let mut answer = answer.as_slice();
+        let malformed = |e: WireError| format!("its process answered {e}");
+        if u8::decode(&mut answer).map_err(malformed)? != 0 {
+            let message = String::decode(&mut answer).map_err(malformed)?;
+            // The child's message names the file already.
+            let prefix = format!("{}: ", self.path.display());
+            return Err(message
+                .strip_prefix(&prefix)
+                .map_or(message.clone(), str::to_owned));
+        }
+        let ready = Ready::decode(&mut answer).map_err(malformed)?;
+        Ok((process, forwarder, ready))
+    }
+}
+
+impl<I: Interface> Plugin<I> {
+    /// The plugin an isolated process reported, reached through `remote`.
+    fn isolated(
+        path: &Path,
+        copy: &Path,
+        sha256: Option<[u8; 32]>,
+        ready: Ready,
+        remote: Arc<dyn Remote>,
+    ) -> Result<Self, String> {
+        let version = ready.version.parse().map_err(|e| format!("version: {e}"))?;
+        let interface_version = ready
+            .interface_version
+            .parse()
+            .map_err(|e| format!("interface version: {e}"))?;
+        let host_requirement = match ready.host_requirement.as_str() {
+            "" => None,
+            req => Some(req.parse().map_err(|e| format!("host requirement: {e}"))?),
+        };
+        // Plugins live for the rest of the process, as their libraries do.
+        let name: &'static str = Box::leak(ready.name.into_boxed_str());
+        let declared: &'static str = Box::leak(ready.interface_version.into_boxed_str());
+        let provided = usize::try_from(ready.provided).unwrap_or(usize::MAX);
+        let took_state = ready.took_state;
+        let core = dropin::PluginCore::new(name, declared, I::METHODS, I::REQUIRED, provided)
+            .with_remote(remote);
+        // SAFETY: `core` has its remote: every call goes there.
+        let handle = unsafe { I::bind_remote(core, provided.min(I::METHODS.len())) };
+        let mut plugin = Plugin::from_parts(
+            name,
+            version,
+            interface_version,
+            host_requirement,
+            path.to_owned(),
+            copy.to_owned(),
+            sha256,
+            None,
+            handle,
+        );
+        plugin.took_state = took_state;
+        Ok(plugin)
+    }
+}
+
+/// Logs what an isolated process writes to its standard error: its
+/// plugin's log records at their level, anything else at `info`, all under
+/// `plugin::<name>`.
+pub(super) fn forward_stderr(
+    stderr: impl Read + Send + 'static,
+    target: Arc<OnceLock<String>>,
+    path: PathBuf,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut bytes = Vec::new();
+        loop {
+            // Lines of any bytes and any length: a line is cut at
+            // `MAX_LINE` bytes (the rest is dropped), and the pipe is read
+            // to its end whatever arrives, so the process never blocks on
+            // a full pipe.
+            bytes.clear();
+            match (&mut reader)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut bytes)
+            {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if bytes.len() == MAX_LINE && bytes.last() != Some(&b'\n') {
+                // Skip the rest of the line, a buffer at a time.
+                while let Ok(buffer) = reader.fill_buf() {
+                    if buffer.is_empty() {
+                        break;
+                    }
+                    match buffer.iter().position(|&b| b == b'\n') {
+                        Some(end) => {
+                            reader.consume(end + 1);
+                            break;
+                        }
+                        None => {
+                            let all = buffer.len();
+                            reader.consume(all);
+                        }
+                    }
+                }
+            }
+            let line = String::from_utf8_lossy(&bytes);
+            let line = line.trim_end_matches(['\n', '\r']);
+            let fallback;
+            let target = match target.get() {
+                Some(target) => target.as_str(),
+                None => {
+                    fallback = format!("plugin::{}", path.display());
+                    fallback.as_str()
+                }
+            };
+            match line
+                .strip_prefix(LOG_MARK)
+                .and_then(|rest| rest.split_once('\t'))
+            {
+                Some((level, message)) => {
+                    let level = level.parse().unwrap_or(log::Level::Info);
+                    log::log!(target: target, level, "{message}");
+                }
+                None => log::info!(target: target, "{line}"),
+            }
+        }
+    })
+}
+
+/// Spawns `command` from one thread that lives as long as the process: the
+/// kernel sends `PR_SET_PDEATHSIG`'s signal when the *thread* that spawned
+/// a child ends, so a child spawned from a short-lived thread (a worker that
+/// loaded plugins, a caller that restarted one) would die with it.
+pub(super) fn spawn_from_keeper(command: Command) -> io::Result<Child> {
+    type Request = (Command, mpsc::Sender<io::Result<Child>>);
+    static KEEPER: OnceLock<mpsc::Sender<Request>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (send, requests) = mpsc::channel::<Request>();
+        thread::Builder::new()
+            .name("dropin-spawner".to_owned())
+            .spawn(move || {
+                for (mut command, reply) in requests {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("the spawning thread starts");
+        send
+    });
+    let gone = || io::Error::other("the spawning thread ended");
+    let (reply, answer) = mpsc::channel();
+    keeper.send((command, reply)).map_err(|_| gone())?;
+    answer.recv().map_err(|_| gone())?
+}
