@@ -7,7 +7,7 @@
 //! each call through its handle is encoded ([`dropin::wire`]), sent over a
 //! pipe, served there, and answered. A plugin that crashes, aborts, exits or
 //! hangs ends its own process, not the host: the call fails with
-//! [`CallErrorKind::Crashed`] or [`CallErrorKind::TimedOut`] naming how, and
+//! [`CallErrorKind::Crashed`](dropin::CallErrorKind::Crashed) or [`CallErrorKind::TimedOut`](dropin::CallErrorKind::TimedOut) naming how, and
 //! the plugin is disabled.
 //!
 //! The child dies with the host (`PR_SET_PDEATHSIG` on Linux, checked
