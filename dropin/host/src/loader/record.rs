@@ -1,0 +1,145 @@
+//! Recording a lock file: each file through the checks that run no plugin
+//! code in the host, then opened by the probe.
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use dropin::Interface;
+
+use crate::{
+    child::probe::Prober,
+    digest::hex,
+    error::LoadError,
+    load::{self},
+    trust::lockfile::{LockEntry, Lockfile},
+    trust::snapshot::SnapshotDir,
+    trust::source,
+};
+
+use super::*;
+
+impl<I: Interface> Loader<I> {
+    /// Records the folder's plugin files for a lock file, without running
+    /// any of their code in this process: each file goes through the checks
+    /// of [`load`](Self::load) up to the probe (permissions, a private copy,
+    /// hashed, its object headers), then the probe process opens it and
+    /// reports what its root module says, and that report must pass the
+    /// host's rules (interface, versions, host requirement, how it was
+    /// built, a unique name). Method signatures are compared when the file is
+    /// loaded, since that needs the library mapped. Any existing lock file is
+    /// ignored; nothing is written: [`Recording::lockfile`] is what to write.
+    ///
+    /// # Errors
+    ///
+    /// [`LoaderError::NoProbe`] if the loader has no probe (recording opens
+    /// every file, and only a probe may do that without trusting it); the
+    /// folder-level errors of [`load`](Self::load).
+    pub fn record(&self) -> Result<Recording, LoaderError> {
+        let probe = self.probe.clone().ok_or(LoaderError::NoProbe)?;
+        let candidates = self.candidates()?;
+        let mut prober = Prober::new(probe);
+        let snapshots = self.snapshot_dir(&metadata_of(&candidates))?;
+        let mut recording = Recording {
+            entries: Vec::new(),
+            refused: Vec::new(),
+        };
+        let mut names: HashMap<String, PathBuf> = HashMap::new();
+        for path in candidates {
+            let snapshots = snapshots
+                .as_ref()
+                .expect("made for a folder with candidates");
+            match self.record_file(snapshots, &mut prober, &names, &path) {
+                Ok(entry) => {
+                    names.insert(entry.name.clone(), path);
+                    recording.entries.push(entry);
+                }
+                Err(error) => {
+                    log::debug!("not recorded: {error}");
+                    recording.refused.push(error);
+                }
+            }
+        }
+        Ok(recording)
+    }
+
+    pub(super) fn record_file(
+        &self,
+        snapshots: &SnapshotDir,
+        prober: &mut Prober,
+        names: &HashMap<String, PathBuf>,
+        path: &Path,
+    ) -> Result<LockEntry, LoadError> {
+        let mut source = source::open(path, self.check_permissions, self.max_file_size)
+            .map_err(|refused| LoadError::opening(path, refused))?;
+        let copied = self.copy(snapshots, &mut source, path, true)?;
+        let sha256 = hex(&copied.sha256.expect("hashed when asked"));
+        load::verify(path, &copied.path, &self.policy)?;
+        let report = prober.check(&copied.path).map_err(|how| LoadError::Probe {
+            path: path.to_owned(),
+            how,
+        })?;
+        let _ = fs::remove_file(&copied.path);
+        if let Some(reason) = report.refusal() {
+            return Err(LoadError::ProbeRefused {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+        if report.no_root() {
+            return Err(LoadError::NotAPlugin {
+                path: path.to_owned(),
+                interface: I::NAME,
+                export: I::EXPORT_MACRO,
+            });
+        }
+        let (name, version, has_layout) = report.root().ok_or_else(|| LoadError::ProbeRefused {
+            path: path.to_owned(),
+            reason: "the probe found no root module".to_owned(),
+        })?;
+        load::check_root::<I>(path, name, version, has_layout)?;
+        let facts = report.facts().ok_or_else(|| LoadError::ProbeRefused {
+            path: path.to_owned(),
+            reason: "the probe could not read the plugin's metadata".to_owned(),
+        })?;
+        let checked = load::check_facts::<I>(path, &facts, &self.policy)?;
+        if let Some(first) = names.get(checked.name) {
+            return Err(LoadError::DuplicateName {
+                path: path.to_owned(),
+                name: checked.name.to_owned(),
+                first: first.clone(),
+            });
+        }
+        Ok(LockEntry {
+            file: path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha256,
+            name: checked.name.to_owned(),
+            version: checked.version.to_string(),
+            interface_version: checked.interface_version.to_string(),
+        })
+    }
+}
+
+/// What [`Loader::record`] found: the entries of a lock file for the files
+/// that passed, and why the others did not.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Recording {
+    /// One entry per file that passed, in the folder's order.
+    pub entries: Vec<LockEntry>,
+    /// The files that did not pass, each with its reason.
+    pub refused: Vec<LoadError>,
+}
+
+impl Recording {
+    /// The lock file that approves exactly the recorded files.
+    pub fn lockfile(&self) -> Lockfile {
+        Lockfile::new(self.entries.clone())
+    }
+}

@@ -1,0 +1,485 @@
+//! One file's way through the checks, in order: open, copy, lock file,
+//! headers, probe, then mapping and the policy (`Loader::stage`,
+//! `Loader::admit`), and the private snapshot folder and copies.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    sync::atomic::Ordering,
+};
+
+use dropin::Interface;
+
+use crate::{
+    child::isolation::{self},
+    child::probe::Prober,
+    digest::hex,
+    error::LoadError,
+    load::{self, Plugin, Saved},
+    registry::Registry,
+    sys,
+    trust::cache::Cache,
+    trust::lockfile::LockEntry,
+    trust::snapshot::{Copied, SnapshotDir},
+    trust::source,
+};
+
+use super::{builder::default_snapshot_roots, *};
+
+/// A file that went through [`Loader::stage`].
+pub(super) struct Staged<'l> {
+    pub(super) path: PathBuf,
+    pub(super) copied: Copied,
+    pub(super) locked: Option<&'l LockEntry>,
+    /// The file as it was copied.
+    pub(super) stamp: source::Stamp,
+    /// Its object headers' check, if done ahead (it reads the copy and
+    /// runs nothing), applied where [`load::open`] would make it.
+    pub(super) headers: Option<Result<(), LoadError>>,
+    /// Whether this host build proved the copy's headers and root-module
+    /// layout in an earlier run (a kept copy of the snapshot cache).
+    pub(super) proven: bool,
+    /// The kept copy to record as proven once its root module passed the
+    /// layout check: its headers passed strictly.
+    pub(super) to_prove: Option<(&'l Cache, String)>,
+}
+
+impl<I: Interface> Loader<I> {
+    /// A file's first stage, which runs none of its code: one open handle,
+    /// its lock-file entry, and a private copy (hashed if the lock file needs
+    /// the hash).
+    pub(super) fn stage<'l>(
+        &self,
+        snapshots: &SnapshotDir,
+        lockfile: Option<&LockIndex<'l>>,
+        path: &Path,
+        hash: bool,
+        cache: Option<&'l Cache>,
+    ) -> Result<Staged<'l>, LoadError> {
+        // One handle from here on: kind, owner, mode, size and bytes all come
+        // from the same open file.
+        let mut source = source::open(path, self.check_permissions, self.max_file_size)
+            .map_err(|refused| LoadError::opening(path, refused))?;
+        // Whether the lock lists the file is a question of its name: a file
+        // it does not list is refused before anything is copied or hashed.
+        let locked = match lockfile {
+            None => None,
+            Some(lockfile) => {
+                let file = path.file_name().unwrap_or_default().to_string_lossy();
+                Some(
+                    lockfile
+                        .get(&*file)
+                        .copied()
+                        .ok_or_else(|| LoadError::NotLocked {
+                            path: path.to_owned(),
+                            lockfile: self.lockfile_path(),
+                        })?,
+                )
+            }
+        };
+        // A copy this user's earlier run verified against the same lock
+        // entry, of the same unchanged file: mapped as it is.
+        let stamp = source::Stamp::of(&source.meta);
+        if let (Some(cache), Some(entry)) = (cache, locked)
+            && let Some(sha256) = parse_hex(&entry.sha256)
+            && let Some(kept) = cache.find(&stamp, &entry.sha256, source.meta.len())
+        {
+            log::debug!(
+                "{}: its verified copy {} is kept{}",
+                path.display(),
+                kept.path.display(),
+                if kept.proven {
+                    ", its headers and layout proven by this build"
+                } else {
+                    ""
+                }
+            );
+            let (headers, strict) = if kept.proven {
+                (Some(Ok(())), false)
+            } else {
+                self.check_headers(path, &kept.path)
+            };
+            return Ok(Staged {
+                path: path.to_owned(),
+                headers,
+                proven: kept.proven,
+                to_prove: strict.then_some((cache, kept.name)),
+                copied: Copied {
+                    path: kept.path,
+                    len: source.meta.len(),
+                    sha256: Some(sha256),
+                },
+                locked,
+                stamp,
+            });
+        }
+        let copied = self.copy(snapshots, &mut source, path, hash || locked.is_some())?;
+        let stamp = source::Stamp::of(&source.meta);
+        // The headers are parsed here, ahead, only where nothing checks the
+        // bytes first: those the lock file approves, and without a lock
+        // entry those no probe process opens first. The others are parsed
+        // where `load::open` parses them, after the hash and the probe.
+        let approved = match (locked, copied.sha256) {
+            (Some(entry), Some(sha256)) => hex(&sha256).eq_ignore_ascii_case(&entry.sha256),
+            (Some(_), None) => false,
+            (None, _) => self.probe.is_none(),
+        };
+        let (headers, strict) = if approved {
+            self.check_headers(path, &copied.path)
+        } else {
+            (None, false)
+        };
+        let mut to_prove = None;
+        if let (Some(cache), Some(entry), Some(Ok(()))) = (cache, locked, &headers)
+            && approved
+            && let Some(name) = cache.keep(&copied.path, &stamp, &entry.sha256)
+            && strict
+        {
+            to_prove = Some((cache, name));
+        }
+        Ok(Staged {
+            path: path.to_owned(),
+            copied,
+            locked,
+            stamp,
+            headers,
+            proven: false,
+            to_prove,
+        })
+    }
+
+    /// The object headers' check of `copy`, the private copy of `path`,
+    /// under the host's policy, and whether they passed without the policy's
+    /// help.
+    pub(super) fn check_headers(
+        &self,
+        path: &Path,
+        copy: &Path,
+    ) -> (Option<Result<(), LoadError>>, bool) {
+        let found = crate::inspect::verify::verify_library(copy);
+        let strict = found.is_ok();
+        (Some(load::judge_headers(path, found, &self.policy)), strict)
+    }
+
+    /// A staged file's checks, then the plugin into `registry`: its name
+    /// must be free.
+    pub(super) fn finish(
+        &self,
+        registry: &mut Registry<I>,
+        prober: Option<&mut Prober>,
+        staged: Staged<'_>,
+    ) -> Result<(), LoadError> {
+        let path = staged.path.clone();
+        let plugin = self.admit(
+            prober,
+            staged,
+            &unique_name(registry, &path),
+            &|_| None,
+            &Default::default(),
+        )?;
+        registry.insert(plugin);
+        Ok(())
+    }
+
+    /// A staged file's checks, in this thread: its hash against the lock
+    /// file, the probe, the headers, opening it, the policy, `claim` on its
+    /// name (as soon as the name is known, before the plugin's own code
+    /// runs), and its `init`, which receives what `previous` gives (told
+    /// whether the plugin will run isolated). `mapped` is set once the file
+    /// is mapped in this process, where it stays whatever happens next.
+    pub(super) fn admit(
+        &self,
+        prober: Option<&mut Prober>,
+        staged: Staged<'_>,
+        claim: &dyn Fn(&str) -> Result<(), LoadError>,
+        previous: &dyn Fn(bool) -> Option<Saved>,
+        mapped: &std::cell::Cell<bool>,
+    ) -> Result<Plugin<I>, LoadError> {
+        let Staged {
+            path,
+            copied,
+            locked,
+            stamp,
+            headers,
+            proven,
+            to_prove,
+        } = staged;
+        let path = path.as_path();
+        let (copy, digest) = (copied.path, copied.sha256);
+        if let Some(entry) = locked {
+            let actual = hex(&digest.expect("hashed because a lock file is in force"));
+            if !entry.sha256.eq_ignore_ascii_case(&actual) {
+                return Err(LoadError::HashMismatch {
+                    path: path.to_owned(),
+                    expected: entry.sha256.clone(),
+                    actual,
+                });
+            }
+            claim(&entry.name)?;
+        }
+        let mut probed_name = None;
+        // Bytes the lock file approved were approved by someone; any others
+        // are opened in a probe process first, when the loader has one.
+        if let (None, Some(prober)) = (locked, prober) {
+            let report = prober.check(&copy).map_err(|how| LoadError::Probe {
+                path: path.to_owned(),
+                how,
+            })?;
+            // What the probe read is refused before the host maps anything:
+            // another interface or version, an unsupported host, a duplicate
+            // (a folder of thousands of copies must not fill the host's
+            // address space with libraries it will never use).
+            if report.no_root() {
+                return Err(LoadError::NotAPlugin {
+                    path: path.to_owned(),
+                    interface: I::NAME,
+                    export: I::EXPORT_MACRO,
+                });
+            }
+            if let Some((name, version, has_layout)) = report.root() {
+                load::check_root::<I>(path, name, version, has_layout)?;
+            }
+            // The probe's precise reason is the host's own: in-process, the
+            // host opens the file (which the probe survived) and words it;
+            // an isolated plugin is never opened here, so its reason is the
+            // probe's.
+            if let Some(reason) = report.refusal()
+                && self.isolation.applies(report.plugin_name(), path, false)
+            {
+                return Err(LoadError::ProbeRefused {
+                    path: path.to_owned(),
+                    reason,
+                });
+            }
+            if let Some(facts) = report.facts() {
+                load::check_facts::<I>(path, &facts, &self.policy)?;
+            }
+            if let Some(name) = report.plugin_name() {
+                claim(name)?;
+            }
+            probed_name = report.plugin_name().map(str::to_owned);
+        }
+        // The name as the lock file recorded it or the probe read it.
+        let name = locked.map_or(probed_name.as_deref(), |entry| Some(entry.name.as_str()));
+        if let (true, Some(probe)) = (
+            self.isolation.applies(name, path, locked.is_some()),
+            &self.probe,
+        ) {
+            let config = name
+                .and_then(|name| self.config.get(name))
+                .map_or("", String::as_str);
+            let mut plugin = isolation::start::<I>(
+                &probe.launcher(),
+                &self.isolation,
+                path,
+                &copy,
+                digest,
+                &self.policy,
+                config,
+                name,
+                previous(true),
+                self.services.as_ref(),
+            )?;
+            claim(plugin.name())?;
+            plugin.stamp = Some(stamp);
+            log::info!(
+                "loaded {} plugin '{}' {} from {}, isolated in a process of its own",
+                I::NAME,
+                plugin.name(),
+                plugin.version(),
+                path.display()
+            );
+            return Ok(plugin);
+        }
+        // Libraries are never unloaded: past a limit, refuse to map more
+        // rather than let the process run out of memory mappings.
+        if MAPPED.fetch_add(1, Ordering::Relaxed) >= self.max_mapped {
+            MAPPED.fetch_sub(1, Ordering::Relaxed);
+            return Err(LoadError::TooMany {
+                path: path.to_owned(),
+                limit: self.max_mapped,
+            });
+        }
+        mapped.set(true);
+        // Opening runs the library's constructors; `init` runs the plugin's
+        // code: an `exit` in either must not end the host as a success.
+        let mut plugin = crate::exit_guard::guarded(path, || {
+            load::open::<I>(path, &copy, digest, &self.policy, headers, proven)
+        })?;
+        // Its bytes passed every check that reads nothing else.
+        if let Some((cache, name)) = to_prove {
+            cache.prove(name);
+        }
+        // Checked before the plugin's own initialisation runs: a duplicate
+        // never gets to set anything up.
+        claim(plugin.name())?;
+        plugin.stamp = Some(stamp);
+        let config = self.config.get(plugin.name()).map_or("", String::as_str);
+        let previous = previous(false);
+        // The plugin's own table: its calls say who they come from, and are
+        // refused once it is disabled.
+        let services = self.services.as_ref().map(|services| {
+            let (table, refusal) = services.table_for(plugin.name());
+            plugin.core().set_refusal(refusal);
+            table
+        });
+        let initialized = crate::exit_guard::guarded(path, || {
+            load::initialize(&plugin, config, previous.as_ref(), services)
+        });
+        if let Err(error) = initialized {
+            // Threads its `init` started may live on: their calls to the
+            // host's services are refused from now on.
+            plugin.core().disable("its init failed");
+            return Err(error);
+        }
+        // A plugin built before extensions never sees the state.
+        plugin.took_state = previous.is_some() && plugin.extensions.is_some();
+        log::info!(
+            "loaded {} plugin '{}' {} from {}",
+            I::NAME,
+            plugin.name(),
+            plugin.version(),
+            path.display()
+        );
+        Ok(plugin)
+    }
+    /// The private snapshot folder for `candidates` (none if there are
+    /// none), checked once for the whole folder: a folder that cannot be
+    /// made, whose file system is mounted `noexec`, or that has no room for
+    /// the copies would otherwise fail every plugin with the dynamic
+    /// loader's or the file system's message.
+    pub(super) fn snapshot_dir(
+        &self,
+        candidates: &[Option<fs::Metadata>],
+    ) -> Result<Option<SnapshotDir>, LoaderError> {
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        // The folder the application chose; else the first default that
+        // works.
+        let roots = match &self.snapshot_root {
+            Some(root) => vec![root.clone()],
+            None => default_snapshot_roots(),
+        };
+        let mut roots = roots.into_iter().peekable();
+        loop {
+            let root = roots.next().expect("at least the temporary folder");
+            match self.snapshot_dir_in(&root, candidates) {
+                Ok(dir) => return Ok(Some(dir)),
+                Err(error) if roots.peek().is_some() => {
+                    log::debug!("{}; trying the next default", crate::ErrorChain(&error));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    pub(super) fn snapshot_dir_in(
+        &self,
+        root: &Path,
+        candidates: &[Option<fs::Metadata>],
+    ) -> Result<SnapshotDir, LoaderError> {
+        let dir = SnapshotDir::create(root).map_err(|source| LoaderError::Snapshot {
+            root: root.to_owned(),
+            source,
+        })?;
+        if let Some(space) = sys::space(dir.path()) {
+            if space.noexec {
+                return Err(LoaderError::SnapshotNoexec {
+                    root: root.to_owned(),
+                });
+            }
+            // Sizes as `stat` gives them, without opening anything; a file
+            // over the size limit is refused before it is copied.
+            let needed = candidates
+                .iter()
+                .flatten()
+                .filter(|meta| meta.is_file() && meta.len() <= self.max_file_size)
+                .map(|meta| meta.len())
+                .sum();
+            if needed > space.available {
+                return Err(LoaderError::SnapshotFull {
+                    root: root.to_owned(),
+                    needed,
+                    available: space.available,
+                });
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Copies the file behind `source` into the snapshot folder (created on
+    /// first use), hashing it if `hash`, and makes sure the copy is the file
+    /// as it was: a file someone writes while it is copied would give a copy
+    /// that is half one build and half another, so copying repeats until the
+    /// file's size and times are the same before and after, a few times at
+    /// most.
+    pub(super) fn copy(
+        &self,
+        snapshots: &SnapshotDir,
+        source: &mut source::Source,
+        path: &Path,
+        hash: bool,
+    ) -> Result<Copied, LoadError> {
+        let failed = |source: io::Error| match source.kind() {
+            io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::FileTooLarge => LoadError::Snapshot {
+                path: path.to_owned(),
+                root: snapshots.root().to_owned(),
+                source,
+            },
+            _ => LoadError::Unreadable {
+                path: path.to_owned(),
+                source,
+            },
+        };
+        // A write past the process's file-size limit would kill it with
+        // SIGXFSZ: no copy is ever allowed to grow that far.
+        let limit = self.max_file_size.min(sys::file_size_limit());
+        if source.meta.len() > limit {
+            return Err(failed(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!(
+                    "the file has {} bytes and this process may write at most {limit} to one \
+                     file (its file-size limit, ulimit -f)",
+                    source.meta.len()
+                ),
+            )));
+        }
+        let name = path.file_name().unwrap_or_default();
+        let mut attempts = 0;
+        loop {
+            let copied = snapshots
+                .copy_in(name, &mut source.file, limit, hash)
+                .map_err(failed)?;
+            let after = source.file.metadata().map_err(failed)?;
+            if after.len() == 0 && copied.len > 0 {
+                // Bytes from a file whose size reads as 0: made up by the
+                // kernel as they are read, never a library.
+                let _ = fs::remove_file(&copied.path);
+                return Err(LoadError::NotAFile {
+                    path: path.to_owned(),
+                    found: "a virtual file whose size reads as 0 (as in /proc or /sys)",
+                });
+            }
+            if source::unchanged(&source.meta, &after)
+                && copied.len == after.len()
+                && (!source::recently_changed(&after)
+                    || (sys::open_for_writing(&source.file) != Some(true)
+                        && source::same_bytes(&source.file, &copied.path, copied.len)
+                            .map_err(failed)?))
+            {
+                return Ok(copied);
+            }
+            let _ = fs::remove_file(&copied.path);
+            attempts += 1;
+            if attempts == 3 {
+                return Err(LoadError::Changing {
+                    path: path.to_owned(),
+                });
+            }
+            source.meta = after;
+        }
+    }
+}
