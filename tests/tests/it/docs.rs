@@ -42,27 +42,51 @@ fn crate_test_exists(root: &Path, path: &str) -> bool {
     for folder in folders {
         find_files(&root.join(folder), file, &mut files);
     }
+    // Follow the inner modules: `mod x;` to its own file, `mod x {` within.
+    for module in inner {
+        files = files
+            .into_iter()
+            .filter_map(|path| {
+                let text = fs::read_to_string(&path).ok()?;
+                let lines: Vec<&str> = text.lines().map(str::trim).collect();
+                if lines.contains(&format!("mod {module} {{").as_str()) {
+                    return Some(path);
+                }
+                if !lines.contains(&format!("mod {module};").as_str()) {
+                    return None;
+                }
+                let folder = if path.file_name() == Some("mod.rs".as_ref()) {
+                    path.parent()?.to_owned()
+                } else {
+                    path.with_extension("")
+                };
+                [
+                    folder.join(format!("{module}.rs")),
+                    folder.join(module).join("mod.rs"),
+                ]
+                .into_iter()
+                .find(|file| file.is_file())
+            })
+            .collect();
+    }
     files
         .iter()
         .filter_map(|path| fs::read_to_string(path).ok())
         .any(|text| {
             let lines: Vec<&str> = text.lines().map(str::trim).collect();
-            inner
-                .iter()
-                .all(|module| lines.contains(&format!("mod {module} {{").as_str()))
-                && lines.iter().enumerate().any(|(at, line)| {
-                    // The function, with `#[test]` among the attributes
-                    // right above it, and no `#[ignore]`.
-                    let attributes: Vec<&str> = lines[..at]
-                        .iter()
-                        .rev()
-                        .take_while(|line| line.starts_with("#[") || line.starts_with("///"))
-                        .copied()
-                        .collect();
-                    line.starts_with(&format!("fn {function}()"))
-                        && attributes.contains(&"#[test]")
-                        && !attributes.iter().any(|line| line.starts_with("#[ignore"))
-                })
+            lines.iter().enumerate().any(|(at, line)| {
+                // The function, with `#[test]` among the attributes right
+                // above it, and no `#[ignore]`.
+                let attributes: Vec<&str> = lines[..at]
+                    .iter()
+                    .rev()
+                    .take_while(|line| line.starts_with("#[") || line.starts_with("///"))
+                    .copied()
+                    .collect();
+                line.starts_with(&format!("fn {function}()"))
+                    && attributes.contains(&"#[test]")
+                    && !attributes.iter().any(|line| line.starts_with("#[ignore"))
+            })
         })
 }
 
