@@ -77,16 +77,16 @@
 
 #![deny(missing_docs)]
 
-mod abi;
+pub mod abi;
 mod error;
 mod guest;
 mod handle;
 mod logging;
 mod module;
 mod services;
+mod values;
 pub mod wire;
 
-pub use abi::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
 /// Lets a struct or enum of an interface crate cross the plugin boundary.
 ///
 /// The derive generates a `#[repr(C)]` mirror of the type whose fields are
@@ -119,6 +119,7 @@ pub use abi::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
 /// change needs a new major version of the interface.
 #[doc(inline)]
 pub use dropin_macros::Stable;
+pub use values::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
 
 /// Declares a plugin interface on a trait.
 ///
@@ -230,7 +231,6 @@ pub use log;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__export_plugin as export;
-    pub use crate::abi::{items, lossy};
     pub use crate::error::{RawError, RawErrorKind};
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
@@ -241,6 +241,7 @@ pub mod __private {
         Caller, Provider, RawServices, Refusal, ServiceClient, ServicesCore, Shared,
         decode_service, encode_service, remote_service, serve_with, shared,
     };
+    pub use crate::values::{items, lossy};
     pub use crate::wire::{decode_outcome, encode_outcome};
     pub use std::{boxed::Box, ffi::c_void, sync::Arc};
 
@@ -256,7 +257,5 @@ pub mod __private {
     pub use abi_stable::std_types::{RResult, RSlice, RStr};
     pub use core::mem::transmute;
 
-    /// The version of this crate, which a plugin and its host must share
-    /// (the loader refuses another major or minor).
-    pub const DROPIN_VERSION: &str = env!("CARGO_PKG_VERSION");
+    pub use crate::abi::DROPIN_VERSION;
 }

@@ -11,9 +11,9 @@ use abi_stable::{
 };
 
 use crate::{
-    abi::{TypeDesc, items, lossy},
     error::RawError,
     logging::{LogLevel, LogSink},
+    values::{TypeDesc, items, lossy},
 };
 
 /// What every plugin exports, as an abi_stable prefix type: the host only
@@ -258,7 +258,7 @@ unsafe impl Sync for RawServices {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::{FieldDesc, VariantDesc};
+    use crate::values::{FieldDesc, VariantDesc};
 
     /// The method table and `init` are opaque to abi_stable: a change to
     /// these types is a change of this crate's ABI, which needs a new minor

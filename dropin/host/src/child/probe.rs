@@ -31,7 +31,7 @@ use std::{
 };
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
-use dropin::__private::ModuleRef;
+use dropin::abi::ModuleRef;
 
 pub use crate::ended::ProbeFailure;
 use crate::inspect::verify::verify_library;
@@ -126,8 +126,8 @@ fn probe_one(path: &Path, report: &mut Report) -> Result<(), String> {
     if consts.name().as_rslice().as_slice() != b"dropin"
         || header.layout().is_none()
         || !crate::load::same_minor(
-            &dropin::__private::lossy(&root_version),
-            dropin::__private::DROPIN_VERSION,
+            &dropin::abi::lossy(&root_version),
+            dropin::abi::DROPIN_VERSION,
         )
     {
         // Not a module this dropin may initialise: the host refuses it from
@@ -157,7 +157,7 @@ fn probe_one(path: &Path, report: &mut Report) -> Result<(), String> {
     );
     report.set(PANIC_ABORT, flag(module.build().panic_abort));
     let mut seen = module.build().dropin_version.len();
-    for entry in dropin::__private::items(module.methods()) {
+    for entry in dropin::abi::items(module.methods()) {
         // Every descriptor, recursively, as the comparison may read it.
         seen += entry.desc.walk();
     }

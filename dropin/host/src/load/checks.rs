@@ -6,8 +6,8 @@ use std::path::Path;
 
 use abi_stable::library::{LibHeader, LibraryError, RootModuleError};
 use dropin::{
-    __private::{MethodEntry, lossy},
     Interface,
+    abi::{MethodEntry, lossy},
 };
 use semver::{Version, VersionReq};
 
@@ -94,11 +94,11 @@ pub(crate) fn check_root<I: Interface>(
     // abi_stable refuses an older dropin minor but not a newer one; the
     // method table and `init` are opaque to its layout check, so only the
     // same major and minor may load.
-    if !same_minor(&found, dropin::__private::DROPIN_VERSION) {
+    if !same_minor(&found, dropin::abi::DROPIN_VERSION) {
         return Err(LoadError::DropinVersion {
             path: path.to_owned(),
             found,
-            host: dropin::__private::DROPIN_VERSION,
+            host: dropin::abi::DROPIN_VERSION,
         });
     }
     if !has_layout {
@@ -315,7 +315,7 @@ pub(crate) fn classify(
         },
         LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadError::Layout {
             path,
-            host: dropin::__private::DROPIN_VERSION,
+            host: dropin::abi::DROPIN_VERSION,
             found: actual_version.to_string(),
             summary: "built with an incompatible release of dropin".to_owned(),
         },
@@ -324,7 +324,7 @@ pub(crate) fn classify(
             log::debug!("{}: full layout report:\n{report}", path.display());
             LoadError::Layout {
                 path,
-                host: dropin::__private::DROPIN_VERSION,
+                host: dropin::abi::DROPIN_VERSION,
                 found: found(),
                 summary: summarize_layout_report(&report),
             }

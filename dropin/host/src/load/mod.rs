@@ -16,8 +16,8 @@ use std::{
 
 use abi_stable::library::{RawLibrary, lib_header_from_raw_library};
 use dropin::{
-    __private::{Extensions, ModuleRef},
     Interface, PluginCore,
+    abi::{Extensions, ModuleRef},
 };
 use semver::{Version, VersionReq};
 
@@ -305,7 +305,7 @@ pub(crate) fn open<I: Interface>(
         declared_interface,
         host_requirement,
     } = check_facts::<I>(path, &facts, policy)?;
-    let methods = dropin::__private::items(module.methods());
+    let methods = dropin::abi::items(module.methods());
     check_methods::<I>(methods, &interface_version).map_err(|detail| LoadError::Signature {
         path: path.to_owned(),
         interface: I::NAME,
@@ -341,7 +341,7 @@ pub(crate) fn open<I: Interface>(
 /// only once the root module passed every check.
 fn extensions(library: &RawLibrary) -> Option<*const Extensions> {
     // SAFETY: only the symbol's address is taken.
-    let symbol = unsafe { library.get::<*const Extensions>(dropin::__private::EXTENSIONS_SYMBOL) };
+    let symbol = unsafe { library.get::<*const Extensions>(dropin::abi::EXTENSIONS_SYMBOL) };
     symbol
         .ok()
         .map(|symbol| *symbol)
@@ -357,7 +357,7 @@ pub(crate) fn initialize<I: Interface>(
     plugin: &Plugin<I>,
     config: &str,
     previous: Option<&Saved>,
-    services: Option<&'static dropin::__private::RawServices>,
+    services: Option<&'static dropin::abi::RawServices>,
 ) -> Result<(), LoadError> {
     let dir = plugin.path.parent().unwrap_or(Path::new("."));
     // An isolated plugin was initialised in its own process.
@@ -365,9 +365,10 @@ pub(crate) fn initialize<I: Interface>(
         return Ok(());
     };
     let previous = previous.map(|(version, bytes)| (*version, bytes.as_slice()));
-    dropin::__private::initialize(module, plugin.extensions, dir, config, previous, services)
-        .map_err(|message| LoadError::Init {
+    dropin::abi::initialize(module, plugin.extensions, dir, config, previous, services).map_err(
+        |message| LoadError::Init {
             path: plugin.path.clone(),
             message,
-        })
+        },
+    )
 }

@@ -394,7 +394,7 @@ impl<I: Interface> Plugin<I> {
     pub(crate) fn save_state(&self) -> Option<Saved> {
         let saved = match (self.extensions, self.core().remote()) {
             (Some(handover), _) => {
-                crate::exit_guard::guarded(self.path(), || dropin::__private::save_state(handover))
+                crate::exit_guard::guarded(self.path(), || dropin::abi::save_state(handover))
             }
             (_, Some(remote)) => crate::child::isolation::save_state(remote, self.name())
                 .map_err(|error| error.message().to_owned()),

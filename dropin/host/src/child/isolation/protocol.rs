@@ -9,8 +9,8 @@ use std::{
 };
 
 use dropin::{
-    __private::Remote,
     CallError, CallErrorKind,
+    abi::Remote,
     wire::{Decode, Encode, WireError},
 };
 

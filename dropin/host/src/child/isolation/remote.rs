@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dropin::{__private::Remote, CallError, CallErrorKind, wire::Encode};
+use dropin::{CallError, CallErrorKind, abi::Remote, wire::Encode};
 
 use super::*;
 
@@ -195,7 +195,7 @@ impl Remote for Isolated {
                 None,
             )
         })?;
-        dropin::__private::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
+        dropin::abi::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
     }
 
     fn retire(&self, successor: Option<Arc<dyn Remote>>) {

@@ -81,11 +81,11 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
         if method == SAVE_METHOD {
             let saved = plugin
                 .extensions
-                .map_or(Ok(None), dropin::__private::save_state)
+                .map_or(Ok(None), dropin::abi::save_state)
                 .map_err(|message| {
                     CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
                 });
-            dropin::__private::encode_outcome(&saved.map(|state| state.map(Saved)), &mut out);
+            dropin::abi::encode_outcome(&saved.map(|state| state.map(Saved)), &mut out);
             write_frame(&mut output, &out).map_err(|e| e.to_string())?;
             continue;
         }
@@ -129,7 +129,7 @@ pub(super) fn services_identity(name: &str, version: &str) -> String {
 /// services of another signature.
 pub(super) fn child_services<I: Interface>(
     identity: &str,
-) -> io::Result<Option<&'static dropin::__private::RawServices>> {
+) -> io::Result<Option<&'static dropin::abi::RawServices>> {
     let Some(stream) = sys::inherited_channel()? else {
         return Ok(None);
     };
@@ -156,7 +156,7 @@ pub(super) struct ChildServices {
     pub(super) stream: Mutex<sys::Channel>,
 }
 
-impl dropin::__private::ServiceClient for ChildServices {
+impl dropin::abi::ServiceClient for ChildServices {
     fn call(&self, service: usize, args: Vec<u8>) -> Result<Vec<u8>, String> {
         let gone = |e: io::Error| format!("the host's services cannot be reached: {e}");
         let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());

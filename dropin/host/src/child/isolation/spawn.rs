@@ -12,8 +12,8 @@ use std::{
 };
 
 use dropin::{
-    __private::Remote,
     Interface,
+    abi::Remote,
     wire::{Decode, Encode, WireError},
 };
 
@@ -57,8 +57,8 @@ pub(crate) fn start<I: Interface>(
         None => (0, None),
     };
     let setup = Setup {
-        path: dropin::__private::path_bytes(path),
-        copy: dropin::__private::path_bytes(copy),
+        path: dropin::abi::path_bytes(path),
+        copy: dropin::abi::path_bytes(copy),
         config: config.to_owned(),
         accepted: policy.accepted.to_string(),
         host_version: policy.host_version.to_string(),
@@ -165,7 +165,7 @@ pub(super) const MAX_SERVICE_FRAME: u64 = 16 << 20;
 pub(super) fn serve_services(
     stream: sys::Channel,
     services: dropin::Services,
-    caller: dropin::__private::Caller,
+    caller: dropin::abi::Caller,
     id: u64,
 ) {
     let spawned = thread::Builder::new()
@@ -199,13 +199,13 @@ pub(super) fn serve_services(
                     .and_then(|method| services.serve(&caller, method as usize, call, &mut out));
                 if let Err(error) = served {
                     out.clear();
-                    let outcome: dropin::__private::RResult<(), dropin::__private::RawError> =
-                        dropin::__private::RResult::RErr(dropin::__private::RawError::new(
-                            dropin::__private::RawErrorKind::Failed,
+                    let outcome: dropin::abi::RResult<(), dropin::abi::RawError> =
+                        dropin::abi::RResult::RErr(dropin::abi::RawError::new(
+                            dropin::abi::RawErrorKind::Failed,
                             format!("the host could not read the call: {error}"),
                             None,
                         ));
-                    dropin::__private::encode_service(&outcome, &mut out);
+                    dropin::abi::encode_service(&outcome, &mut out);
                 }
                 if write_frame(&mut output, &out).is_err() {
                     break;
@@ -224,11 +224,7 @@ pub(super) struct Spawner {
     pub(super) id: u64,
     /// The application's services, the caller this plugin's calls are
     /// served as, and what turns them off.
-    pub(super) services: Option<(
-        dropin::Services,
-        dropin::__private::Caller,
-        dropin::__private::Refusal,
-    )>,
+    pub(super) services: Option<(dropin::Services, dropin::abi::Caller, dropin::abi::Refusal)>,
     pub(super) launcher: Launcher,
     pub(super) interface: &'static str,
     pub(super) memory_limit: Option<u64>,
