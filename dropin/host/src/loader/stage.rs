@@ -26,22 +26,49 @@ use crate::{
 
 use super::{builder::default_snapshot_roots, *};
 
-/// A file that went through [`Loader::stage`].
+/// Steps 1 to 3 done (ARCHITECTURE.md): a file opened once, its lock-file
+/// entry found, and a private copy made; nothing of it has run.
 pub(super) struct Staged<'l> {
     pub(super) path: PathBuf,
     pub(super) copied: Copied,
     pub(super) locked: Option<&'l LockEntry>,
     /// The file as it was copied.
     pub(super) stamp: source::Stamp,
-    /// Its object headers' check, if done ahead (it reads the copy and
-    /// runs nothing), applied where [`load::open`] would make it.
-    pub(super) headers: Option<Result<(), LoadError>>,
-    /// Whether this host build proved the copy's headers and root-module
-    /// layout in an earlier run (a kept copy of the snapshot cache).
-    pub(super) proven: bool,
-    /// The kept copy to record as proven once its root module passed the
-    /// layout check: its headers passed strictly.
-    pub(super) to_prove: Option<(&'l Cache, String)>,
+    pub(super) headers: Headers<'l>,
+}
+
+/// What is known of a staged copy's object headers (step 5).
+pub(super) enum Headers<'l> {
+    /// Not read yet: bytes nothing approved yet are read where the library
+    /// is opened, after the hash and the probe.
+    Later,
+    /// Read ahead, which runs nothing: bytes the lock file approves, or,
+    /// without a lock entry, bytes no probe opens first. `prove` names the
+    /// kept copy to record as proven once its root module passes the layout
+    /// check, when its headers passed without the policy's help.
+    Read {
+        verdict: Result<(), LoadError>,
+        prove: Option<(&'l Cache, String)>,
+    },
+    /// Proven by this host build in an earlier run (a kept copy of the
+    /// snapshot cache): neither they nor the root module's layout are
+    /// checked again.
+    Proven,
+}
+
+/// Step 4 and step 6 done: the copy's hash matches its lock entry, or a
+/// probe opened it and the host's policy accepts what it read; its name,
+/// if known by now, is claimed. Nothing of it has run in this process.
+struct Approved<'l> {
+    path: PathBuf,
+    copy: PathBuf,
+    digest: Option<[u8; 32]>,
+    stamp: source::Stamp,
+    headers: Headers<'l>,
+    /// Whether the lock file approved it.
+    locked: bool,
+    /// Its name, as the lock file recorded it or the probe read it.
+    name: Option<String>,
 }
 
 impl<I: Interface> Loader<I> {
@@ -94,16 +121,18 @@ impl<I: Interface> Loader<I> {
                     ""
                 }
             );
-            let (headers, strict) = if kept.proven {
-                (Some(Ok(())), false)
+            let headers = if kept.proven {
+                Headers::Proven
             } else {
-                self.check_headers(path, &kept.path)
+                let (verdict, strict) = self.check_headers(path, &kept.path);
+                Headers::Read {
+                    verdict,
+                    prove: strict.then_some((cache, kept.name)),
+                }
             };
             return Ok(Staged {
                 path: path.to_owned(),
                 headers,
-                proven: kept.proven,
-                to_prove: strict.then_some((cache, kept.name)),
                 copied: Copied {
                     path: kept.path,
                     len: source.meta.len(),
@@ -124,41 +153,35 @@ impl<I: Interface> Loader<I> {
             (Some(_), None) => false,
             (None, _) => self.probe.is_none(),
         };
-        let (headers, strict) = if approved {
-            self.check_headers(path, &copied.path)
+        let headers = if approved {
+            let (verdict, strict) = self.check_headers(path, &copied.path);
+            let mut prove = None;
+            if let (Some(cache), Some(entry), Ok(())) = (cache, locked, &verdict)
+                && let Some(name) = cache.keep(&copied.path, &stamp, &entry.sha256)
+                && strict
+            {
+                prove = Some((cache, name));
+            }
+            Headers::Read { verdict, prove }
         } else {
-            (None, false)
+            Headers::Later
         };
-        let mut to_prove = None;
-        if let (Some(cache), Some(entry), Some(Ok(()))) = (cache, locked, &headers)
-            && approved
-            && let Some(name) = cache.keep(&copied.path, &stamp, &entry.sha256)
-            && strict
-        {
-            to_prove = Some((cache, name));
-        }
         Ok(Staged {
             path: path.to_owned(),
             copied,
             locked,
             stamp,
             headers,
-            proven: false,
-            to_prove,
         })
     }
 
     /// The object headers' check of `copy`, the private copy of `path`,
     /// under the host's policy, and whether they passed without the policy's
     /// help.
-    pub(super) fn check_headers(
-        &self,
-        path: &Path,
-        copy: &Path,
-    ) -> (Option<Result<(), LoadError>>, bool) {
+    pub(super) fn check_headers(&self, path: &Path, copy: &Path) -> (Result<(), LoadError>, bool) {
         let found = crate::inspect::verify::verify_library(copy);
         let strict = found.is_ok();
-        (Some(load::judge_headers(path, found, &self.policy)), strict)
+        (load::judge_headers(path, found, &self.policy), strict)
     }
 
     /// A staged file's checks, then the plugin into `registry`: its name
@@ -181,12 +204,14 @@ impl<I: Interface> Loader<I> {
         Ok(())
     }
 
-    /// A staged file's checks, in this thread: its hash against the lock
-    /// file, the probe, the headers, opening it, the policy, `claim` on its
-    /// name (as soon as the name is known, before the plugin's own code
-    /// runs), and its `init`, which receives what `previous` gives (told
-    /// whether the plugin will run isolated). `mapped` is set once the file
-    /// is mapped in this process, where it stays whatever happens next.
+    /// A staged file's checks, in this thread, and then the plugin: it is
+    /// approved (the lock file or the probe, and the policy on what the
+    /// probe read), then started in a process of its own or mapped here and
+    /// initialised. `claim` is asked for its name as soon as the name is
+    /// known, before the plugin's own code runs; its `init` receives what
+    /// `previous` gives (told whether the plugin will run isolated).
+    /// `mapped` is set once the file is mapped in this process, where it
+    /// stays whatever happens next.
     pub(super) fn admit(
         &self,
         prober: Option<&mut Prober>,
@@ -195,22 +220,40 @@ impl<I: Interface> Loader<I> {
         previous: &dyn Fn(bool) -> Option<Saved>,
         mapped: &std::cell::Cell<bool>,
     ) -> Result<Plugin<I>, LoadError> {
+        let approved = self.approve(prober, staged, claim)?;
+        if self
+            .isolation
+            .applies(approved.name.as_deref(), &approved.path, approved.locked)
+            && let Some(probe) = &self.probe
+        {
+            return self.start_isolated(probe, approved, claim, previous);
+        }
+        let (plugin, path) = self.map(approved, mapped)?;
+        self.initialize(plugin, &path, claim, previous)
+    }
+
+    /// Steps 4 and 6: the hash against the lock entry, or, for bytes the
+    /// lock file did not approve, the probe, and the host's policy on what
+    /// it read; the name claimed as soon as one of them tells it.
+    fn approve<'l>(
+        &self,
+        prober: Option<&mut Prober>,
+        staged: Staged<'l>,
+        claim: &dyn Fn(&str) -> Result<(), LoadError>,
+    ) -> Result<Approved<'l>, LoadError> {
         let Staged {
             path,
             copied,
             locked,
             stamp,
             headers,
-            proven,
-            to_prove,
         } = staged;
-        let path = path.as_path();
         let (copy, digest) = (copied.path, copied.sha256);
         if let Some(entry) = locked {
             let actual = hex(&digest.expect("hashed because a lock file is in force"));
             if !entry.sha256.eq_ignore_ascii_case(&actual) {
                 return Err(LoadError::HashMismatch {
-                    path: path.to_owned(),
+                    path,
                     expected: entry.sha256.clone(),
                     actual,
                 });
@@ -222,7 +265,7 @@ impl<I: Interface> Loader<I> {
         // are opened in a probe process first, when the loader has one.
         if let (None, Some(prober)) = (locked, prober) {
             let report = prober.check(&copy).map_err(|how| LoadError::Probe {
-                path: path.to_owned(),
+                path: path.clone(),
                 how,
             })?;
             // What the probe read is refused before the host maps anything:
@@ -231,89 +274,144 @@ impl<I: Interface> Loader<I> {
             // address space with libraries it will never use).
             if report.no_root() {
                 return Err(LoadError::NotAPlugin {
-                    path: path.to_owned(),
+                    path,
                     interface: I::NAME,
                     export: I::EXPORT_MACRO,
                 });
             }
             if let Some((name, version, has_layout)) = report.root() {
-                load::check_root::<I>(path, name, version, has_layout)?;
+                load::check_root::<I>(&path, name, version, has_layout)?;
             }
             // The probe's precise reason is the host's own: in-process, the
             // host opens the file (which the probe survived) and words it;
             // an isolated plugin is never opened here, so its reason is the
             // probe's.
             if let Some(reason) = report.refusal()
-                && self.isolation.applies(report.plugin_name(), path, false)
+                && self.isolation.applies(report.plugin_name(), &path, false)
             {
-                return Err(LoadError::ProbeRefused {
-                    path: path.to_owned(),
-                    reason,
-                });
+                return Err(LoadError::ProbeRefused { path, reason });
             }
             if let Some(facts) = report.facts() {
-                load::check_facts::<I>(path, &facts, &self.policy)?;
+                load::check_facts::<I>(&path, &facts, &self.policy)?;
             }
             if let Some(name) = report.plugin_name() {
                 claim(name)?;
             }
             probed_name = report.plugin_name().map(str::to_owned);
         }
-        // The name as the lock file recorded it or the probe read it.
-        let name = locked.map_or(probed_name.as_deref(), |entry| Some(entry.name.as_str()));
-        if let (true, Some(probe)) = (
-            self.isolation.applies(name, path, locked.is_some()),
-            &self.probe,
-        ) {
-            let config = name
-                .and_then(|name| self.config.get(name))
-                .map_or("", String::as_str);
-            let mut plugin = isolation::start::<I>(
-                &probe.launcher(),
-                &self.isolation,
-                path,
-                &copy,
-                digest,
-                &self.policy,
-                config,
-                name,
-                previous(true),
-                self.services.as_ref(),
-            )?;
-            claim(plugin.name())?;
-            plugin.stamp = Some(stamp);
-            log::info!(
-                "loaded {} plugin '{}' {} from {}, isolated in a process of its own",
-                I::NAME,
-                plugin.name(),
-                plugin.version(),
-                path.display()
-            );
-            return Ok(plugin);
-        }
+        Ok(Approved {
+            name: locked.map(|entry| entry.name.clone()).or(probed_name),
+            locked: locked.is_some(),
+            path,
+            copy,
+            digest,
+            stamp,
+            headers,
+        })
+    }
+
+    /// Step 8, isolated: the plugin started, and initialised, in a process
+    /// of its own; nothing of it is mapped here.
+    fn start_isolated(
+        &self,
+        probe: &crate::child::probe::Probe,
+        approved: Approved<'_>,
+        claim: &dyn Fn(&str) -> Result<(), LoadError>,
+        previous: &dyn Fn(bool) -> Option<Saved>,
+    ) -> Result<Plugin<I>, LoadError> {
+        let Approved {
+            path,
+            copy,
+            digest,
+            stamp,
+            name,
+            ..
+        } = approved;
+        let config = name
+            .as_deref()
+            .and_then(|name| self.config.get(name))
+            .map_or("", String::as_str);
+        let mut plugin = isolation::start::<I>(
+            &probe.launcher(),
+            &self.isolation,
+            &path,
+            &copy,
+            digest,
+            &self.policy,
+            config,
+            name.as_deref(),
+            previous(true),
+            self.services.as_ref(),
+        )?;
+        claim(plugin.name())?;
+        plugin.stamp = Some(stamp);
+        log::info!(
+            "loaded {} plugin '{}' {} from {}, isolated in a process of its own",
+            I::NAME,
+            plugin.name(),
+            plugin.version(),
+            path.display()
+        );
+        Ok(plugin)
+    }
+
+    /// Step 7: the copy mapped in this process (its constructors run) and
+    /// its root module, versions and signatures checked; a kept copy whose
+    /// checks passed is recorded as proven. Returns the plugin, not yet
+    /// initialised, and the file's path.
+    fn map(
+        &self,
+        approved: Approved<'_>,
+        mapped: &std::cell::Cell<bool>,
+    ) -> Result<(Plugin<I>, PathBuf), LoadError> {
+        let Approved {
+            path,
+            copy,
+            digest,
+            stamp,
+            headers,
+            ..
+        } = approved;
         // Libraries are never unloaded: past a limit, refuse to map more
         // rather than let the process run out of memory mappings.
         if MAPPED.fetch_add(1, Ordering::Relaxed) >= self.max_mapped {
             MAPPED.fetch_sub(1, Ordering::Relaxed);
             return Err(LoadError::TooMany {
-                path: path.to_owned(),
+                path,
                 limit: self.max_mapped,
             });
         }
         mapped.set(true);
-        // Opening runs the library's constructors; `init` runs the plugin's
-        // code: an `exit` in either must not end the host as a success.
-        let mut plugin = crate::exit_guard::guarded(path, || {
-            load::open::<I>(path, &copy, digest, &self.policy, headers, proven)
+        let (verdict, proven, prove) = match headers {
+            Headers::Later => (None, false, None),
+            Headers::Read { verdict, prove } => (Some(verdict), false, prove),
+            Headers::Proven => (Some(Ok(())), true, None),
+        };
+        // Opening runs the library's constructors: an `exit` there must not
+        // end the host as a success.
+        let mut plugin = crate::exit_guard::guarded(&path, || {
+            load::open::<I>(&path, &copy, digest, &self.policy, verdict, proven)
         })?;
         // Its bytes passed every check that reads nothing else.
-        if let Some((cache, name)) = to_prove {
+        if let Some((cache, name)) = prove {
             cache.prove(name);
         }
+        plugin.stamp = Some(stamp);
+        Ok((plugin, path))
+    }
+
+    /// Step 8, in this process: the plugin's name claimed, then its `init`
+    /// run with its configuration, its services and what `previous` gives.
+    fn initialize(
+        &self,
+        mut plugin: Plugin<I>,
+        path: &Path,
+        claim: &dyn Fn(&str) -> Result<(), LoadError>,
+        previous: &dyn Fn(bool) -> Option<Saved>,
+    ) -> Result<Plugin<I>, LoadError> {
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
         claim(plugin.name())?;
-        plugin.stamp = Some(stamp);
         let config = self.config.get(plugin.name()).map_or("", String::as_str);
         let previous = previous(false);
         // The plugin's own table: its calls say who they come from, and are
@@ -323,6 +421,8 @@ impl<I: Interface> Loader<I> {
             plugin.core().set_refusal(refusal);
             table
         });
+        // `init` runs the plugin's code: an `exit` there must not end the
+        // host as a success either.
         let initialized = crate::exit_guard::guarded(path, || {
             load::initialize(&plugin, config, previous.as_ref(), services)
         });
@@ -343,6 +443,7 @@ impl<I: Interface> Loader<I> {
         );
         Ok(plugin)
     }
+
     /// The private snapshot folder for `candidates` (none if there are
     /// none), checked once for the whole folder: a folder that cannot be
     /// made, whose file system is mounted `noexec`, or that has no room for
