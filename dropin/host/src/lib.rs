@@ -4,24 +4,30 @@
 //! A plugin is a dynamic library (`.so`, `.dylib`, `.dll`). A library runs
 //! its own code as soon as it is opened and can never be safely unloaded, so
 //! what is checked before, during and after loading is what this crate is
-//! about. Each plugin goes through these stages:
+//! about. Each candidate file goes through these steps, in this order (the
+//! repository's ARCHITECTURE.md names the module of each; SECURITY.md says
+//! what each guarantees):
 //!
-//! 1. **Discovery** ([`discover`]): the candidate files of a folder: the
-//!    platform's library suffix, not hidden.
-//! 2. **Verification**: the file's permissions ([`check_permissions`]: only
-//!    the host's user or root may write it); a private copy, hashed while it
-//!    is made, which is what gets checked and opened, so the bytes cannot
-//!    change in between; the hash against the folder's [`Lockfile`], if any;
-//!    and the copy's object-file headers ([`verify_library`]): every segment
-//!    must lie inside the file before the dynamic loader sees it.
-//! 3. **Loading and version check** ([`Loader`]): abi_stable checks dropin's
-//!    root module; then the plugin's interface name and version, the
-//!    signature of every method it shares with the host, its host
-//!    requirement and how it was built; then it initialises.
-//! 4. **Registry** ([`Registry`]): loaded plugins by name; a second plugin
-//!    with a taken name is rejected.
-//! 5. **Calls**: a [`Plugin`] dereferences to the interface's typed handle,
-//!    whose methods call through function pointers.
+//! 1. **Discover** ([`discover`]): the platform's library suffix, not hidden.
+//! 2. **Open once**: one handle; a regular file, its owner and mode
+//!    ([`check_permissions`]) and its size checked on that handle.
+//! 3. **Private copy**: copied from the handle and hashed while copied;
+//!    only the copy is checked and opened (or a verified copy kept from an
+//!    earlier run, with [`LoaderBuilder::snapshot_cache`]).
+//! 4. **Lock file** ([`Lockfile`]): an unlisted file or other bytes are
+//!    refused before anything opens them.
+//! 5. **Headers and tables** ([`verify_library`]): what the dynamic loader
+//!    would trust, read as data.
+//! 6. **Probe** ([`probe`]): bytes the lock file does not approve are opened
+//!    first in a child process, and what it read is judged before the host
+//!    maps anything.
+//! 7. **Map and check** ([`Loader`]): abi_stable's checks of dropin's root
+//!    module, the interface and its versions, every method's signature, the
+//!    host requirement, how it was built.
+//! 8. **Initialise**: `init`, in the host or, isolated ([`isolation`]), in a
+//!    process of the plugin's own.
+//! 9. **Keep** ([`Registry`]): by name; a second plugin with a taken name is
+//!    rejected. A [`Plugin`] dereferences to the interface's typed handle.
 //!
 //! Every file either loads or yields a [`LoadError`] that names it and says
 //! what was expected and what was found; one bad file never stops the others.
