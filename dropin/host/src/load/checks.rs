@@ -18,6 +18,10 @@ use crate::{
 
 use super::*;
 
+/// The target of this module's log records: the module it was split from,
+/// which `RUST_LOG` filters name.
+const LOG_TARGET: &str = "dropin_host::load";
+
 /// Checks the object headers of `copy`, the private snapshot of `path`.
 ///
 /// # Errors
@@ -321,7 +325,7 @@ pub(crate) fn classify(
         },
         LibraryError::AbiInstability(report) => {
             let report = clean(report.to_string());
-            log::debug!("{}: full layout report:\n{report}", path.display());
+            log::debug!(target: LOG_TARGET, "{}: full layout report:\n{report}", path.display());
             LoadError::Layout {
                 path,
                 host: dropin::abi::DROPIN_VERSION,

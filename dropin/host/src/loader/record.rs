@@ -21,6 +21,10 @@ use crate::{
 
 use super::*;
 
+/// The target of this module's log records: the module it was split from,
+/// which `RUST_LOG` filters name.
+const LOG_TARGET: &str = "dropin_host::loader";
+
 impl<I: Interface> Loader<I> {
     /// Records the folder's plugin files for a lock file, without running
     /// any of their code in this process: each file goes through the checks
@@ -57,7 +61,7 @@ impl<I: Interface> Loader<I> {
                     recording.entries.push(entry);
                 }
                 Err(error) => {
-                    log::debug!("not recorded: {error}");
+                    log::debug!(target: LOG_TARGET, "not recorded: {error}");
                     recording.refused.push(error);
                 }
             }

@@ -26,6 +26,10 @@ use crate::{
 
 use super::{builder::default_snapshot_roots, *};
 
+/// The target of this module's log records: the module it was split from,
+/// which `RUST_LOG` filters name.
+const LOG_TARGET: &str = "dropin_host::loader";
+
 /// Steps 1 to 3 done (ARCHITECTURE.md): a file opened once, its lock-file
 /// entry found, and a private copy made; nothing of it has run.
 pub(super) struct Staged<'l> {
@@ -111,7 +115,7 @@ impl<I: Interface> Loader<I> {
             && let Some(sha256) = parse_hex(&entry.sha256)
             && let Some(kept) = cache.find(&stamp, &entry.sha256, source.meta.len())
         {
-            log::debug!(
+            log::debug!(target: LOG_TARGET,
                 "{}: its verified copy {} is kept{}",
                 path.display(),
                 kept.path.display(),
@@ -345,7 +349,7 @@ impl<I: Interface> Loader<I> {
         )?;
         claim(plugin.name())?;
         plugin.stamp = Some(stamp);
-        log::info!(
+        log::info!(target: LOG_TARGET,
             "loaded {} plugin '{}' {} from {}, isolated in a process of its own",
             I::NAME,
             plugin.name(),
@@ -434,7 +438,7 @@ impl<I: Interface> Loader<I> {
         }
         // A plugin built before extensions never sees the state.
         plugin.took_state = previous.is_some() && plugin.extensions.is_some();
-        log::info!(
+        log::info!(target: LOG_TARGET,
             "loaded {} plugin '{}' {} from {}",
             I::NAME,
             plugin.name(),
@@ -468,7 +472,7 @@ impl<I: Interface> Loader<I> {
             match self.snapshot_dir_in(&root, candidates) {
                 Ok(dir) => return Ok(Some(dir)),
                 Err(error) if roots.peek().is_some() => {
-                    log::debug!("{}; trying the next default", crate::ErrorChain(&error));
+                    log::debug!(target: LOG_TARGET, "{}; trying the next default", crate::ErrorChain(&error));
                 }
                 Err(error) => return Err(error),
             }

@@ -45,6 +45,8 @@ pub(crate) struct Space {
 
 /// What the platform is, for the object checks and the choice of folders.
 pub(crate) mod target {
+    /// A Unix, where isolated processes reach the host's services.
+    pub(crate) const UNIX: bool = cfg!(unix);
     /// Windows, whose dynamic loader reads PE/COFF files.
     pub(crate) const WINDOWS: bool = cfg!(target_os = "windows");
     /// Apple's platforms, whose dynamic loader reads Mach-O files.

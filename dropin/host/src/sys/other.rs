@@ -111,7 +111,8 @@ pub(crate) fn search_loaded_notes(
 /// status it asked for.
 pub(crate) fn at_exit(_handler: extern "C" fn()) {}
 
-/// Ends the process at once with `status`.
+/// Ends the process with `status` (its exit handlers run: this platform
+/// registers none for the loader).
 pub(crate) fn exit_now(status: i32) -> ! {
     std::process::exit(status)
 }
@@ -161,7 +162,11 @@ pub(crate) fn services_channel(_: &mut std::process::Command) -> io::Result<(Cha
 }
 
 /// In an isolated process: its end of the services channel, none here.
-pub(crate) fn inherited_channel() -> io::Result<Option<Channel>> {
+///
+/// # Safety
+///
+/// None needed here; the signature is Unix's.
+pub(crate) unsafe fn inherited_channel() -> io::Result<Option<Channel>> {
     Ok(None)
 }
 

@@ -63,7 +63,12 @@ pub(crate) fn services_channel(command: &mut Command) -> io::Result<(Channel, Ch
 
 /// In an isolated process: its end of the services channel, at descriptor
 /// 3, which the host put there.
-pub(crate) fn inherited_channel() -> io::Result<Option<Channel>> {
+///
+/// # Safety
+///
+/// Call once, in a process whose host says (in its setup) that it put the
+/// services channel at descriptor 3: the channel returned owns it.
+pub(crate) unsafe fn inherited_channel() -> io::Result<Option<Channel>> {
     // The host put a socket there: anything else (a wrapper program that
     // closed or reused the descriptor) is not the host.
     // SAFETY: fstat writes into the struct it is given.
@@ -80,7 +85,7 @@ pub(crate) fn inherited_channel() -> io::Result<Option<Channel>> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the host put the process's end of the services channel at
-    // descriptor 3 (the setup says so, and it is a socket), and nothing
+    // descriptor 3 (the caller's contract; and it is a socket), and nothing
     // else owns it.
     Ok(Some(unsafe { UnixStream::from_raw_fd(3) }))
 }

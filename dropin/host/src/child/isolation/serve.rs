@@ -130,7 +130,9 @@ pub(super) fn services_identity(name: &str, version: &str) -> String {
 pub(super) fn child_services<I: Interface>(
     identity: &str,
 ) -> io::Result<Option<&'static dropin::abi::RawServices>> {
-    let Some(stream) = sys::inherited_channel()? else {
+    // SAFETY: called once, when the setup names the host's services: the
+    // host put their channel at descriptor 3.
+    let Some(stream) = (unsafe { sys::inherited_channel() })? else {
         return Ok(None);
     };
     let table = I::remote_services(Box::new(ChildServices {

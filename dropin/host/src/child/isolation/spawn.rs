@@ -67,7 +67,7 @@ pub(crate) fn start<I: Interface>(
         previous,
         previous_version,
         services: services
-            .filter(|_| cfg!(unix))
+            .filter(|_| sys::target::UNIX)
             .map(|services| services_identity(services.name(), services.version())),
     };
     let mut bytes = Vec::new();
