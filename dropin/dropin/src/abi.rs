@@ -1,7 +1,14 @@
 //! The seam between the runtime and a host: what a loader reads from a
 //! plugin's library, and what it exchanges with a plugin's code, in-process
-//! or across a process boundary. `dropin-host` is built on this module and
-//! on nothing hidden; applications and plugins never need it.
+//! or across a process boundary. Applications and plugins never need it.
+//!
+//! `dropin-host` builds on this module, and on a few methods of public types
+//! that are hidden from the application's documentation because only a host
+//! calls them: [`PluginCore`](crate::PluginCore)'s constructors and
+//! `set_refusal`, [`Services`](crate::Services)' `table_for`, `caller_for`,
+//! `serve` and `shared_remote`, and [`Interface`](crate::Interface)'s
+//! `bind_remote` and `remote_services`. They belong here too; moving them is
+//! the next step of this seam.
 //!
 //! It changes only with dropin's minor version, which a plugin and its host
 //! must share: the loader refuses another (see [`DROPIN_VERSION`]).

@@ -13,7 +13,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// Adding a variant is a breaking change of the framework's ABI: a host must
 /// never receive a discriminant it does not know.
-#[doc(hidden)]
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawErrorKind {
@@ -30,7 +29,6 @@ pub enum RawErrorKind {
 /// `T` comes back in registers; no `RString` or `RBox`, whose vtables
 /// abi_stable would check on every load (measured: a boxed error doubled
 /// `load/plugin_x100`).
-#[doc(hidden)]
 #[repr(transparent)]
 #[derive(StableAbi)]
 pub struct RawError(NonNull<RawErrorData>);

@@ -99,7 +99,6 @@ pub unsafe trait Interface: Sized + Send + Sync + 'static {
 }
 
 /// How a handle reaches a plugin that runs in another process.
-#[doc(hidden)]
 pub trait Remote: Send + Sync {
     /// Sends the encoded arguments of method number `method`; returns the
     /// encoded value, or the call's error.
@@ -380,7 +379,6 @@ impl fmt::Debug for PluginCore {
 /// # Errors
 ///
 /// The plugin's own error message, or `panicked: ` and its panic's.
-#[doc(hidden)]
 pub fn initialize(
     module: ModuleRef,
     extensions: Option<&Extensions>,
@@ -423,7 +421,6 @@ pub fn initialize(
 /// # Errors
 ///
 /// The plugin's own error message, or `panicked: ` and its panic's.
-#[doc(hidden)]
 pub fn save_state(extensions: &Extensions) -> Result<Option<(u32, Vec<u8>)>, String> {
     match (extensions.save)() {
         RResult::ROk(state) => Ok(state
@@ -441,7 +438,6 @@ fn raw_message(error: &RawError) -> String {
 }
 
 /// A path's bytes, as they cross to a plugin or another process.
-#[doc(hidden)]
 #[cfg(unix)]
 pub fn dir_bytes(dir: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
@@ -449,7 +445,6 @@ pub fn dir_bytes(dir: &Path) -> Vec<u8> {
 }
 
 /// A path's bytes, as they cross to a plugin or another process.
-#[doc(hidden)]
 #[cfg(not(unix))]
 pub fn dir_bytes(dir: &Path) -> Vec<u8> {
     dir.to_string_lossy().into_owned().into_bytes()

@@ -234,7 +234,6 @@ impl MethodDesc {
 }
 
 /// The table of one services trait, as the host hands it to one plugin.
-#[doc(hidden)]
 #[repr(C)]
 #[derive(StableAbi, Debug)]
 pub struct RawServices {

@@ -293,7 +293,6 @@ impl fmt::Debug for Services {
 }
 
 /// Turns off a plugin's access to the host's services.
-#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct Refusal(Arc<AtomicBool>);
 
@@ -305,7 +304,6 @@ impl Refusal {
 }
 
 /// The plugin a service call comes from.
-#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct Caller {
     plugin: Arc<str>,
@@ -418,7 +416,6 @@ pub unsafe fn shared<'a, T>(context: *const c_void) -> &'a Shared<T> {
 
 /// How an isolated plugin's process reaches the host's services: one call
 /// at a time, over a channel to the host.
-#[doc(hidden)]
 pub trait ServiceClient: Send + Sync + 'static {
     /// Sends the encoded arguments of service number `service`; returns the
     /// encoded outcome (see [`encode_service`]).
@@ -431,7 +428,6 @@ pub trait ServiceClient: Send + Sync + 'static {
 
 /// Appends the outcome of a service call served for another process: `0`
 /// and the value, or `1`, `0` (failed) or `1` (panicked), and the message.
-#[doc(hidden)]
 pub fn encode_service<T: crate::wire::Encode>(outcome: &RResult<T, RawError>, out: &mut Vec<u8>) {
     use crate::wire::Encode;
     match outcome {

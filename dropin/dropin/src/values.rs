@@ -8,7 +8,8 @@
 //! changed type is refused at load instead of misread at call time.
 //!
 //! The representations are abi_stable's types today (`RString`, `RVec`, ...);
-//! nothing outside this crate names them, so the backend can change.
+//! no application or plugin code names them, so the backend can change: only
+//! the host's seam, [`abi`](crate::abi), does, and `dropin-host` with it.
 
 use std::{borrow::Cow, fmt};
 
@@ -20,14 +21,12 @@ use abi_stable::{
 /// A string a plugin handed over, as text: its bytes are not trusted to be
 /// UTF-8 (a corrupted library can hand over anything), so invalid sequences
 /// become U+FFFD instead of undefined behaviour.
-#[doc(hidden)]
 pub fn lossy<'a>(text: &RStr<'a>) -> Cow<'a, str> {
     String::from_utf8_lossy(text.as_rslice().as_slice())
 }
 
 /// The items of a slice a plugin handed over; an empty one is never
 /// dereferenced, whatever its pointer says.
-#[doc(hidden)]
 pub fn items<T>(slice: RSlice<'static, T>) -> &'static [T] {
     if slice.is_empty() {
         &[]

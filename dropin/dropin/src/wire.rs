@@ -282,7 +282,6 @@ impl<T: Encode + ?Sized> Encode for &T {
 
 /// Appends the outcome of a call served for another process: `0` and the
 /// value, or `1`, the error's kind, message and location.
-#[doc(hidden)]
 pub fn encode_outcome<T: Encode>(outcome: &Result<T, crate::CallError>, out: &mut Vec<u8>) {
     use crate::CallErrorKind as Kind;
     match outcome {
@@ -314,7 +313,6 @@ pub fn encode_outcome<T: Encode>(outcome: &Result<T, crate::CallError>, out: &mu
 ///
 /// The error the outcome holds; a [`CallError`](crate::CallError) of kind
 /// `Failed` if the bytes are malformed.
-#[doc(hidden)]
 pub fn decode_outcome<'a>(plugin: &str, bytes: &'a [u8]) -> Result<&'a [u8], crate::CallError> {
     use crate::CallErrorKind as Kind;
     let malformed = |error: WireError| {

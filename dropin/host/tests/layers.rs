@@ -8,9 +8,34 @@ use std::{
     path::Path,
 };
 
+/// Which top-level module each name the crate root re-exports comes from
+/// (`pub use error::LoadError;` makes `crate::LoadError` a path into
+/// `error`).
+fn reexports(src: &Path) -> BTreeMap<String, String> {
+    let lib = fs::read_to_string(src.join("lib.rs")).unwrap_or_default();
+    let mut names = BTreeMap::new();
+    for statement in lib.split("pub use ").skip(1) {
+        let statement = statement.split(';').next().unwrap_or_default();
+        let words: Vec<&str> = statement
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| !word.is_empty())
+            .collect();
+        if let Some((module, rest)) = words.split_first() {
+            for word in rest {
+                if *word != "self" && *word != "as" {
+                    names.insert((*word).to_owned(), (*module).to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
 /// Each top-level module of the crate in `src` (a file, or a folder with
-/// everything in it) and the top-level modules it names as `crate::...`.
+/// everything in it) and the top-level modules it names as `crate::...`,
+/// directly or through a name the crate root re-exports.
 fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let reexported = reexports(src);
     let mut modules = BTreeMap::new();
     for entry in fs::read_dir(src).unwrap() {
         let path = entry.unwrap().path();
@@ -20,7 +45,10 @@ fn imports(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         }
         let mut text = String::new();
         read_all(&path, &mut text);
-        let mut named = names_after_crate(&text);
+        let mut named: BTreeSet<String> = names_after_crate(&text)
+            .into_iter()
+            .map(|named| reexported.get(&named).cloned().unwrap_or(named))
+            .collect();
         named.remove(&name);
         modules.insert(name, named);
     }
