@@ -250,3 +250,37 @@ pub(super) fn waited(ready: io::Result<bool>) -> Result<(), Wait> {
         Err(_) => Err(Wait::Failed),
     }
 }
+
+/// The first byte of an isolated process's answer to the setup: its plugin
+/// is ready, was refused, or its own `init` failed.
+pub(super) const STARTED: u8 = 0;
+/// See [`STARTED`].
+pub(super) const REFUSED: u8 = 1;
+/// See [`STARTED`].
+pub(super) const INIT_FAILED: u8 = 2;
+
+/// Why an isolated process did not start its plugin.
+#[derive(Debug)]
+pub(super) enum NotStarted {
+    /// The plugin's own `init` failed or panicked, with its message: the
+    /// same error, and the same words, as when it runs in the host.
+    Init(String),
+    /// Anything else, in words: the process could not be started or spoken
+    /// to, or refused the library.
+    Other(String),
+}
+
+impl From<String> for NotStarted {
+    fn from(reason: String) -> Self {
+        Self::Other(reason)
+    }
+}
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Init(message) => write!(f, "plugin failed to initialise: {message}"),
+            Self::Other(reason) => f.write_str(reason),
+        }
+    }
+}

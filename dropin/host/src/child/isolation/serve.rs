@@ -54,13 +54,25 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
     let plugin = match loaded {
         Ok(plugin) => plugin,
         Err(error) => {
-            let mut answer = vec![1];
-            crate::ErrorChain(&error).to_string().encode(&mut answer);
+            // A failing `init` keeps its kind across the process boundary:
+            // the host reports it as it would have in-process.
+            let answer = match &error {
+                crate::error::LoadError::Init { message, .. } => {
+                    let mut answer = vec![INIT_FAILED];
+                    message.encode(&mut answer);
+                    answer
+                }
+                _ => {
+                    let mut answer = vec![REFUSED];
+                    crate::ErrorChain(&error).to_string().encode(&mut answer);
+                    answer
+                }
+            };
             write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
             return Ok(());
         }
     };
-    let mut answer = vec![0];
+    let mut answer = vec![STARTED];
     Ready {
         name: plugin.name().to_owned(),
         version: plugin.version().to_string(),

@@ -91,9 +91,15 @@ pub(crate) fn start<I: Interface>(
         }),
         id: NEXT_SPAWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     };
-    let (process, forwarder, ready) = spawner.spawn().map_err(|reason| LoadError::Isolated {
-        path: path.to_owned(),
-        reason,
+    let (process, forwarder, ready) = spawner.spawn().map_err(|not| match not {
+        NotStarted::Init(message) => LoadError::Init {
+            path: path.to_owned(),
+            message,
+        },
+        NotStarted::Other(reason) => LoadError::Isolated {
+            path: path.to_owned(),
+            reason,
+        },
     })?;
     // The name the lock file recorded or the probe read: a process that
     // names itself otherwise is not the plugin that was checked.
@@ -238,7 +244,7 @@ pub(super) struct Spawner {
 
 impl Spawner {
     /// Starts a process and loads the plugin there.
-    pub(super) fn spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), String> {
+    pub(super) fn spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), NotStarted> {
         let mut command = Command::new(&self.launcher.program);
         command
             .args(&self.launcher.args)
@@ -281,13 +287,22 @@ impl Spawner {
             .map_err(|ended| format!("its process {ended}"))?;
         let mut answer = answer.as_slice();
         let malformed = |e: WireError| format!("its process answered {e}");
-        if u8::decode(&mut answer).map_err(malformed)? != 0 {
-            let message = String::decode(&mut answer).map_err(malformed)?;
-            // The child's message names the file already.
-            let prefix = format!("{}: ", self.path.display());
-            return Err(message
-                .strip_prefix(&prefix)
-                .map_or(message.clone(), str::to_owned));
+        match u8::decode(&mut answer).map_err(malformed)? {
+            STARTED => {}
+            INIT_FAILED => {
+                let message = String::decode(&mut answer).map_err(malformed)?;
+                return Err(NotStarted::Init(message));
+            }
+            _ => {
+                let message = String::decode(&mut answer).map_err(malformed)?;
+                // The child's message names the file already.
+                let prefix = format!("{}: ", self.path.display());
+                return Err(NotStarted::Other(
+                    message
+                        .strip_prefix(&prefix)
+                        .map_or(message.clone(), str::to_owned),
+                ));
+            }
         }
         let ready = Ready::decode(&mut answer).map_err(malformed)?;
         Ok((process, forwarder, ready))
