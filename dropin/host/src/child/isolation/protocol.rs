@@ -8,17 +8,15 @@ use std::{
     time::Instant,
 };
 
-use dropin::{
-    CallError, CallErrorKind,
-    abi::Remote,
-    wire::{Decode, Encode, WireError},
-};
+use dropin::{CallError, CallErrorKind, abi::Remote, wire::Decode};
 
 use crate::sys;
 
 use super::*;
 
-/// What the host tells the child before anything else.
+/// What the host tells the child before anything else; on the wire, its
+/// fields in order (the encoding `#[derive(dropin::Stable)]` gives).
+#[derive(dropin::Stable)]
 pub(super) struct Setup {
     pub(super) path: Vec<u8>,
     pub(super) copy: Vec<u8>,
@@ -35,39 +33,9 @@ pub(super) struct Setup {
     pub(super) services: Option<String>,
 }
 
-impl Encode for Setup {
-    fn encode(&self, out: &mut Vec<u8>) {
-        self.path.encode(out);
-        self.copy.encode(out);
-        self.config.encode(out);
-        self.accepted.encode(out);
-        self.host_version.encode(out);
-        self.allow_panic_abort.encode(out);
-        self.allow_executable_stack.encode(out);
-        self.previous.encode(out);
-        self.previous_version.encode(out);
-        self.services.encode(out);
-    }
-}
-
-impl Decode for Setup {
-    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
-        Ok(Self {
-            path: Decode::decode(input)?,
-            copy: Decode::decode(input)?,
-            config: Decode::decode(input)?,
-            accepted: Decode::decode(input)?,
-            host_version: Decode::decode(input)?,
-            allow_panic_abort: Decode::decode(input)?,
-            allow_executable_stack: Decode::decode(input)?,
-            previous: Decode::decode(input)?,
-            previous_version: Decode::decode(input)?,
-            services: Decode::decode(input)?,
-        })
-    }
-}
-
-/// What the child answers once its plugin is loaded.
+/// What the child answers once its plugin is loaded; on the wire, its
+/// fields in order.
+#[derive(dropin::Stable)]
 pub(super) struct Ready {
     pub(super) name: String,
     pub(super) version: String,
@@ -76,30 +44,6 @@ pub(super) struct Ready {
     pub(super) provided: u64,
     /// Whether the plugin's `init` received the state it was handed.
     pub(super) took_state: bool,
-}
-
-impl Encode for Ready {
-    fn encode(&self, out: &mut Vec<u8>) {
-        self.name.encode(out);
-        self.version.encode(out);
-        self.interface_version.encode(out);
-        self.host_requirement.encode(out);
-        self.provided.encode(out);
-        self.took_state.encode(out);
-    }
-}
-
-impl Decode for Ready {
-    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
-        Ok(Self {
-            name: Decode::decode(input)?,
-            version: Decode::decode(input)?,
-            interface_version: Decode::decode(input)?,
-            host_requirement: Decode::decode(input)?,
-            provided: Decode::decode(input)?,
-            took_state: Decode::decode(input)?,
-        })
-    }
 }
 
 /// Writes one frame: a `u32` length, then the bytes.
@@ -132,19 +76,10 @@ pub(super) fn read_frame(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
 pub(super) const SAVE_METHOD: u32 = u32::MAX;
 
 /// A saved state on the wire: the version, then the bytes.
-pub(super) struct Saved(pub(super) (u32, Vec<u8>));
-
-impl Encode for Saved {
-    fn encode(&self, out: &mut Vec<u8>) {
-        self.0.0.encode(out);
-        self.0.1.encode(out);
-    }
-}
-
-impl Decode for Saved {
-    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
-        Ok(Self((Decode::decode(input)?, Decode::decode(input)?)))
-    }
+#[derive(dropin::Stable)]
+pub(super) struct Saved {
+    pub(super) version: u32,
+    pub(super) bytes: Vec<u8>,
 }
 
 /// What an isolated plugin saves for its next generation.
@@ -169,7 +104,7 @@ pub(crate) fn save_state(
                 None,
             )
         })?;
-    Ok(saved.map(|Saved(state)| state))
+    Ok(saved.map(|Saved { version, bytes }| (version, bytes)))
 }
 
 pub(super) enum Wait {

@@ -97,7 +97,10 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
                 .map_err(|message| {
                     CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
                 });
-            dropin::abi::encode_outcome(&saved.map(|state| state.map(Saved)), &mut out);
+            dropin::abi::encode_outcome(
+                &saved.map(|state| state.map(|(version, bytes)| Saved { version, bytes })),
+                &mut out,
+            );
             write_frame(&mut output, &out).map_err(|e| e.to_string())?;
             continue;
         }
