@@ -461,6 +461,24 @@ pub fn mode_runs_here(isolated: bool) -> bool {
         )
 }
 
+/// `builder` for the half of a test that runs plugins isolated
+/// (`isolated`): every plugin in a process of its own, started by the host
+/// binary as its probe program; else `builder` as it is.
+pub fn in_mode<I: dropin::Interface>(
+    builder: dropin_host::LoaderBuilder<I>,
+    isolated: bool,
+) -> dropin_host::LoaderBuilder<I> {
+    if isolated {
+        builder
+            .probe(dropin_host::probe::Probe::command(
+                artifacts().host_binary(),
+            ))
+            .isolate(dropin_host::isolation::Isolate::All)
+    } else {
+        builder
+    }
+}
+
 /// A command's standard output, as text.
 pub fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 on stdout")

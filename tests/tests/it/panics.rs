@@ -70,16 +70,13 @@ fn load_configured(
     config: &str,
     isolated: bool,
 ) -> dropin_host::LoadReport<greeter_interface::GreeterPlugin> {
-    use dropin_host::{isolation::Isolate, probe::Probe};
-    let mut builder = dropin_host::Loader::<greeter_interface::GreeterPlugin>::builder()
+    let builder = dropin_host::Loader::<greeter_interface::GreeterPlugin>::builder()
         .dir(dir.path())
         .config("runs-at-open", config);
-    if isolated {
-        builder = builder
-            .probe(Probe::command(greeter_tests::artifacts().host_binary()))
-            .isolate(Isolate::All);
-    }
-    builder.build().load().unwrap()
+    greeter_tests::in_mode(builder, isolated)
+        .build()
+        .load()
+        .unwrap()
 }
 
 /// The same error in both modes: an isolated plugin's failing `init` comes

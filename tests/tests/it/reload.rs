@@ -447,12 +447,8 @@ fn a_plugin_that_hands_its_state_over_keeps_counting() {
         if !greeter_tests::mode_runs_here(isolate) {
             continue;
         }
-        let mut builder = Loader::<GreeterPlugin>::builder().dir(dir.path());
-        if isolate {
-            builder = builder
-                .probe(Probe::command(artifacts().host_binary()))
-                .isolate(Isolate::All);
-        }
+        let builder =
+            greeter_tests::in_mode(Loader::<GreeterPlugin>::builder().dir(dir.path()), isolate);
         let loader = builder.build();
         let report = loader.load().unwrap();
         let registry = &report.registry;

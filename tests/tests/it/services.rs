@@ -109,7 +109,7 @@ fn served_but_ticks(recorder: &Recorder) -> Vec<String> {
 }
 
 /// How long a test waits for something that should happen at once.
-const DEADLINE: Duration = Duration::from_secs(20);
+const DEADLINE: Duration = greeter_tests::HANG;
 
 /// Polls `done` until it holds; fails, naming `what`, after [`DEADLINE`].
 fn wait_for(what: &str, done: impl FnMut() -> bool) {
@@ -156,14 +156,12 @@ fn plugins_call_the_host_from_init_methods_and_threads_in_process_and_isolated()
             continue;
         }
         let recorder = Arc::new(Recorder::default());
-        let mut builder = Loader::<GreeterPlugin>::builder().dir(dir.path()).services(
-            GreeterHostHandle::provided_by(TestHost(Arc::clone(&recorder))),
+        let builder = greeter_tests::in_mode(
+            Loader::<GreeterPlugin>::builder().dir(dir.path()).services(
+                GreeterHostHandle::provided_by(TestHost(Arc::clone(&recorder))),
+            ),
+            isolate,
         );
-        if isolate {
-            builder = builder
-                .probe(Probe::command(artifacts().host_binary()))
-                .isolate(Isolate::All);
-        }
         let report: &'static _ = Box::leak(Box::new(builder.build().load().unwrap()));
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);
         let _ = recorder.registry.set(&report.registry);
@@ -348,14 +346,12 @@ fn services_of_another_trait_are_never_called_in_process_or_isolated() {
         if !greeter_tests::mode_runs_here(isolate) {
             continue;
         }
-        let mut builder = Loader::<GreeterPlugin>::builder()
-            .dir(dir.path())
-            .services(transform_interface::TransformHostHandle::provided_by(Words));
-        if isolate {
-            builder = builder
-                .probe(Probe::command(artifacts().host_binary()))
-                .isolate(Isolate::All);
-        }
+        let builder = greeter_tests::in_mode(
+            Loader::<GreeterPlugin>::builder()
+                .dir(dir.path())
+                .services(transform_interface::TransformHostHandle::provided_by(Words)),
+            isolate,
+        );
         let report = builder.build().load().unwrap();
         let plugin = report.registry.get("services-user").unwrap();
         assert_eq!(
