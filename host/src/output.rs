@@ -8,7 +8,9 @@ use std::{
 };
 
 use anyhow::Context;
-use dropin_host::{ErrorChain, LoadError, LoadReport, PermissionError, Plugin, is_deceptive};
+use dropin_host::{
+    ErrorChain, LoadError, LoadErrorKind, LoadReport, PermissionError, Plugin, is_deceptive,
+};
 use greeter_interface::GreeterPlugin;
 use serde::Serialize;
 
@@ -84,8 +86,8 @@ pub(crate) fn loaded_entry(plugin: &Plugin<GreeterPlugin>) -> Entry {
 }
 
 pub(crate) fn rejected_entry(error: &LoadError) -> Entry {
-    let name = match error {
-        LoadError::DuplicateName { name, .. } => Some(name.clone()),
+    let name = match error.kind() {
+        LoadErrorKind::DuplicateName { name, .. } => Some(name.clone()),
         _ => None,
     };
     Entry {
@@ -106,9 +108,9 @@ pub(crate) fn rejected_entry(error: &LoadError) -> Entry {
 /// A rejection on one line, with what to do about a file the lock file does
 /// not list.
 pub(crate) fn rejection(error: &LoadError) -> String {
-    let hint = match error {
-        LoadError::NotLocked { .. } => " (record it with `greeter-host lock`)".to_owned(),
-        LoadError::InsecurePermissions { path, source } => permission_hint(path, source),
+    let hint = match error.kind() {
+        LoadErrorKind::NotLocked { .. } => " (record it with `greeter-host lock`)".to_owned(),
+        LoadErrorKind::InsecurePermissions { source } => permission_hint(error.path(), source),
         _ => String::new(),
     };
     format!("{}{hint}", ErrorChain(error))

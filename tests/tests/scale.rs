@@ -8,7 +8,7 @@
 
 use std::{fs, path::Path, process::Command};
 
-use dropin_host::{LoadError, Loader};
+use dropin_host::{LoadErrorKind, Loader};
 use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, artifacts, library_file_name};
 
@@ -84,7 +84,7 @@ fn a_thousand_plugins_load_and_answer_and_the_cap_refuses_cleanly() {
     assert_eq!(capped.registry.len(), 10);
     assert_eq!(capped.rejected.len(), 10);
     for error in &capped.rejected {
-        assert!(matches!(error, LoadError::TooMany { limit: l, .. } if *l == limit));
+        assert!(matches!(error.kind(), LoadErrorKind::TooMany { limit: l, .. } if *l == limit));
         assert_eq!(
             error.to_string(),
             format!(

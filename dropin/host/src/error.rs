@@ -1,8 +1,10 @@
 //! Error layer: why one file was rejected: [`LoadError`], the error every stage of the
-//! pipeline reports a file with.
+//! pipeline reports a file with: the file, and a [`LoadErrorKind`] that says what was
+//! wrong with it.
 
 use std::{
-    io,
+    error::Error,
+    fmt, io,
     path::{Path, PathBuf},
 };
 
@@ -13,35 +15,92 @@ use crate::{
     trust::source::Refused,
 };
 
-/// Why one file was rejected. Every variant names the file.
+/// Why one file was rejected: the file, and what was wrong with it.
+///
+/// Its message is the file, a colon, then the kind's message:
+///
+/// ```text
+/// plugins/libold.so: built against greeter interface 1.2.0, another major version than ...
+/// ```
+#[derive(Debug)]
+pub struct LoadError {
+    path: PathBuf,
+    kind: LoadErrorKind,
+}
+
+impl LoadError {
+    /// The error `kind` for the file at `path`.
+    pub fn new(path: impl Into<PathBuf>, kind: LoadErrorKind) -> Self {
+        Self {
+            path: path.into(),
+            kind,
+        }
+    }
+
+    /// The rejected file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What was wrong with it.
+    pub fn kind(&self) -> &LoadErrorKind {
+        &self.kind
+    }
+
+    /// The file at `path`, refused when it was opened.
+    pub(crate) fn opening(path: &Path, refused: Refused) -> Self {
+        Self::new(
+            path,
+            match refused {
+                Refused::Unreadable(source) => LoadErrorKind::Unreadable { source },
+                Refused::NotAFile(found) => LoadErrorKind::NotAFile { found },
+                Refused::Insecure(source) => LoadErrorKind::InsecurePermissions { source },
+                Refused::TooLarge { size, limit } => LoadErrorKind::TooLarge { size, limit },
+            },
+        )
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.kind)
+    }
+}
+
+impl Error for LoadError {
+    /// The kind's own cause: the kind's message is already this error's.
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.kind.source()
+    }
+}
+
+impl LoadErrorKind {
+    /// This kind of error for the file at `path`.
+    pub fn at(self, path: impl Into<PathBuf>) -> LoadError {
+        LoadError::new(path, self)
+    }
+}
+
+/// What was wrong with a rejected file: see [`LoadError::kind`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum LoadError {
+pub enum LoadErrorKind {
     /// The file could not be read (a broken link, say).
-    #[error("{}: cannot read the file", path.display())]
+    #[error("cannot read the file")]
     Unreadable {
-        /// The file.
-        path: PathBuf,
         /// What the operating system said.
         #[source]
         source: io::Error,
     },
     /// A folder, FIFO, device or socket named like a library.
-    #[error("{}: expected a regular library file, found {found}", path.display())]
+    #[error("expected a regular library file, found {found}")]
     NotAFile {
-        /// The entry.
-        path: PathBuf,
         /// What it is instead (`"a folder"`, `"a FIFO"`, ...).
         found: &'static str,
     },
     /// Larger than the loader's limit: refused before it is copied.
-    #[error(
-        "{}: {size} bytes; expected at most {limit} (the loader's limit on a plugin file's size)",
-        path.display()
-    )]
+    #[error("{size} bytes; expected at most {limit} (the loader's limit on a plugin file's size)")]
     TooLarge {
-        /// The file.
-        path: PathBuf,
         /// Its size.
         size: u64,
         /// The limit.
@@ -49,49 +108,36 @@ pub enum LoadError {
     },
     /// The probe process that opened the file first died, exited or hung:
     /// opening it in the host would have done the same to the host.
-    #[error("{}: the probe process that opened it first {how}", path.display())]
+    #[error("the probe process that opened it first {how}")]
     Probe {
-        /// The file.
-        path: PathBuf,
         /// How the probe ended.
         how: ProbeFailure,
     },
     /// The process has mapped as many libraries as the loader allows.
     #[error(
-        "{}: not opened: this process has mapped {limit} libraries, the most the loader allows \
-         (libraries are never unloaded)",
-        path.display()
+        "not opened: this process has mapped {limit} libraries, the most the loader allows \
+         (libraries are never unloaded)"
     )]
     TooMany {
-        /// The file.
-        path: PathBuf,
         /// The limit.
         limit: usize,
     },
     /// The file kept changing while it was copied: someone is writing it.
     #[error(
-        "{}: changed while it was being copied; expected a file that stays the same while the host reads it",
-        path.display()
+        "changed while it was being copied; expected a file that stays the same while the host reads it"
     )]
-    Changing {
-        /// The file.
-        path: PathBuf,
-    },
+    Changing,
     /// Someone other than the host's user could have written the file.
-    #[error("{}: not safe to load", path.display())]
+    #[error("not safe to load")]
     InsecurePermissions {
-        /// The file.
-        path: PathBuf,
         /// Which permission is wrong.
         #[source]
         source: PermissionError,
     },
     /// The private copy could not be written: the snapshot folder is full,
     /// or the copy would pass the process's file-size limit.
-    #[error("{}: cannot copy it into the private snapshot folder in {}", path.display(), root.display())]
+    #[error("cannot copy it into the private snapshot folder in {}", root.display())]
     Snapshot {
-        /// The file that was being loaded.
-        path: PathBuf,
         /// Where the folder was to be made.
         root: PathBuf,
         /// What the operating system said.
@@ -100,77 +146,57 @@ pub enum LoadError {
     },
     /// A lock file is in force and does not list the file.
     #[error(
-        "{}: not listed in {}; expected only locked plugins",
-        path.display(),
+        "not listed in {}; expected only locked plugins",
         lockfile.display()
     )]
     NotLocked {
-        /// The file.
-        path: PathBuf,
         /// The lock file.
         lockfile: PathBuf,
     },
     /// The file's bytes differ from those recorded in the lock file.
-    #[error(
-        "{}: SHA-256 mismatch: expected {expected} (from the lock file), found {actual}",
-        path.display()
-    )]
+    #[error("SHA-256 mismatch: expected {expected} (from the lock file), found {actual}")]
     HashMismatch {
-        /// The file.
-        path: PathBuf,
         /// The SHA-256 in the lock file.
         expected: String,
         /// The SHA-256 of the file.
         actual: String,
     },
     /// The file is not a library this host can map: see the source.
-    #[error("{}: not a loadable library", path.display())]
+    #[error("not a loadable library")]
     InvalidLibrary {
-        /// The file.
-        path: PathBuf,
         /// What is wrong with its headers.
         #[source]
         source: VerifyError,
     },
     /// The dynamic loader refused the file.
-    #[error("{}: the dynamic loader refused it: {message}", path.display())]
+    #[error("the dynamic loader refused it: {message}")]
     Open {
-        /// The file.
-        path: PathBuf,
         /// The dynamic loader's message.
         message: String,
     },
     /// The library exports no root module: it is not a dropin plugin.
     #[error(
-        "{}: not a plugin: expected the root module a dropin plugin exports, found a library \
-         without one (a {interface} plugin exports it with `{export}!(YourType);`)",
-        path.display()
+        "not a plugin: expected the root module a dropin plugin exports, found a library \
+         without one (a {interface} plugin exports it with `{export}!(YourType);`)"
     )]
     NotAPlugin {
-        /// The file.
-        path: PathBuf,
         /// The host's interface.
         interface: &'static str,
         /// The export macro of the host's interface.
         export: &'static str,
     },
     /// The library was built with an abi_stable release whose ABI differs.
-    #[error("{}: built with an incompatible abi_stable: {detail}", path.display())]
+    #[error("built with an incompatible abi_stable: {detail}")]
     AbiStable {
-        /// The file.
-        path: PathBuf,
         /// What abi_stable reported.
         detail: String,
     },
     /// The plugin was built against an interface version the host does not
     /// accept.
     #[error(
-        "{}: built against {interface} interface {found}, but this host has {host} and accepts {expected}",
-        path.display()
+        "built against {interface} interface {found}, but this host has {host} and accepts {expected}"
     )]
     IncompatibleInterface {
-        /// The file.
-        path: PathBuf,
         /// The interface's name.
         interface: &'static str,
         /// The versions the host accepts.
@@ -185,13 +211,10 @@ pub enum LoadError {
     /// methods mean without changing their types, so it never loads,
     /// whatever versions the host was told to accept.
     #[error(
-        "{}: built against {interface} interface {found}, another major version than this host's \
-         {host}; expected {interface} {series}: rebuild the plugin against it",
-        path.display()
+        "built against {interface} interface {found}, another major version than this host's \
+         {host}; expected {interface} {series}: rebuild the plugin against it"
     )]
     AnotherMajor {
-        /// The file.
-        path: PathBuf,
         /// The interface's name.
         interface: &'static str,
         /// The interface version the host was built with.
@@ -205,13 +228,10 @@ pub enum LoadError {
     /// a plugin built without dropin, or against a release of the interface
     /// from before it moved to dropin.
     #[error(
-        "{}: expected a dropin plugin of {interface} {host}, found the root module '{found}' {found_version}; \
-         if it was built against an earlier release of {interface}, rebuild it against {interface} {host_major}.x",
-        path.display()
+        "expected a dropin plugin of {interface} {host}, found the root module '{found}' {found_version}; \
+         if it was built against an earlier release of {interface}, rebuild it against {interface} {host_major}.x"
     )]
     Foreign {
-        /// The file.
-        path: PathBuf,
         /// The interface's name.
         interface: &'static str,
         /// The interface version the host was built with.
@@ -226,12 +246,9 @@ pub enum LoadError {
     /// The plugin was built with another release of dropin, whose ABI may
     /// differ.
     #[error(
-        "{}: built with dropin {found}, but this host has dropin {host}; expected the same major and minor version",
-        path.display()
+        "built with dropin {found}, but this host has dropin {host}; expected the same major and minor version"
     )]
     DropinVersion {
-        /// The file.
-        path: PathBuf,
         /// The dropin version the plugin was built with.
         found: String,
         /// The dropin version the host was built with.
@@ -240,12 +257,9 @@ pub enum LoadError {
     /// The root module's layout differs from the one this host's dropin
     /// expects: built with an incompatible release of dropin.
     #[error(
-        "{}: not a dropin root module of a compatible layout (built with dropin {found}, the host has {host}): {summary}",
-        path.display()
+        "not a dropin root module of a compatible layout (built with dropin {found}, the host has {host}): {summary}"
     )]
     Layout {
-        /// The file.
-        path: PathBuf,
         /// The dropin version the host was built with.
         host: &'static str,
         /// The dropin version the library declares.
@@ -256,12 +270,9 @@ pub enum LoadError {
     },
     /// The plugin implements another interface.
     #[error(
-        "{}: not a {expected} plugin: expected interface {expected}, found {found} {found_version}",
-        path.display()
+        "not a {expected} plugin: expected interface {expected}, found {found} {found_version}"
     )]
     WrongInterface {
-        /// The file.
-        path: PathBuf,
         /// The host's interface.
         expected: &'static str,
         /// The plugin's interface.
@@ -273,12 +284,9 @@ pub enum LoadError {
     /// without a new major version, or the plugin lacks a method its
     /// interface version has.
     #[error(
-        "{}: not compatible with {interface} {host} (the plugin was built against {found}): {detail}",
-        path.display()
+        "not compatible with {interface} {host} (the plugin was built against {found}): {detail}"
     )]
     Signature {
-        /// The file.
-        path: PathBuf,
         /// The interface's name.
         interface: &'static str,
         /// The interface version the host was built with.
@@ -290,34 +298,20 @@ pub enum LoadError {
     },
     /// The plugin was built with `panic = "abort"`.
     #[error(
-        "{}: plugin '{name}' was built with panic = \"abort\", so its first panic would kill the host; \
-         expected panic = \"unwind\" (the default), or a host that allows abort",
-        path.display()
+        "plugin '{name}' was built with panic = \"abort\", so its first panic would kill the host; \
+         expected panic = \"unwind\" (the default), or a host that allows abort"
     )]
     PanicAbort {
-        /// The file.
-        path: PathBuf,
         /// The plugin's name.
         name: String,
     },
     /// The library carries no root-module layout, so its ABI cannot be
     /// checked.
-    #[error(
-        "{}: expected a root module layout to check, found a library exported without one",
-        path.display()
-    )]
-    NoLayout {
-        /// The file.
-        path: PathBuf,
-    },
+    #[error("expected a root module layout to check, found a library exported without one")]
+    NoLayout,
     /// The plugin does not support this host's version.
-    #[error(
-        "{}: plugin '{name}' requires a host matching {required}, but this host is {host}",
-        path.display()
-    )]
+    #[error("plugin '{name}' requires a host matching {required}, but this host is {host}")]
     UnsupportedHost {
-        /// The file.
-        path: PathBuf,
         /// The plugin's name.
         name: String,
         /// The host versions the plugin supports.
@@ -326,10 +320,8 @@ pub enum LoadError {
         host: Version,
     },
     /// A name or version in the root module is not acceptable.
-    #[error("{}: invalid {field} {value:?}: {reason}", path.display())]
+    #[error("invalid {field} {value:?}: {reason}")]
     InvalidMetadata {
-        /// The file.
-        path: PathBuf,
         /// The field.
         field: &'static str,
         /// Its value.
@@ -338,41 +330,32 @@ pub enum LoadError {
         reason: String,
     },
     /// The plugin's own initialisation failed or panicked.
-    #[error("{}: plugin failed to initialise: {message}", path.display())]
+    #[error("plugin failed to initialise: {message}")]
     Init {
-        /// The file.
-        path: PathBuf,
         /// Why.
         message: String,
     },
     /// The probe process that opened the file survived it and found it is
     /// not a plugin this host can load (recording a lock file, where the
     /// host does not open the file itself).
-    #[error("{}: {reason} (found by the probe process that opened it)", path.display())]
+    #[error("{reason} (found by the probe process that opened it)")]
     ProbeRefused {
-        /// The file.
-        path: PathBuf,
         /// What the probe found.
         reason: String,
     },
     /// The plugin was to run isolated, and its process did not start, or
     /// its plugin did not load there.
-    #[error("{}: not loaded in its own process: {reason}", path.display())]
+    #[error("not loaded in its own process: {reason}")]
     Isolated {
-        /// The file.
-        path: PathBuf,
         /// Why.
         reason: String,
     },
     /// Another file already provided a plugin of the same name.
     #[error(
-        "{}: a plugin named '{name}' is already loaded from {}",
-        path.display(),
+        "a plugin named '{name}' is already loaded from {}",
         first.display()
     )]
     DuplicateName {
-        /// The file that was rejected.
-        path: PathBuf,
         /// The plugin name both files declare.
         name: String,
         /// The file loaded first.
@@ -381,13 +364,10 @@ pub enum LoadError {
     /// A reload found a plugin of another name in the file of the plugin it
     /// replaces.
     #[error(
-        "{}: a plugin named '{found}'; expected '{expected}', the plugin it would replace (a \
-         reload keeps the name)",
-        path.display()
+        "a plugin named '{found}'; expected '{expected}', the plugin it would replace (a \
+         reload keeps the name)"
     )]
     Renamed {
-        /// The file.
-        path: PathBuf,
         /// The name of the plugin being reloaded.
         expected: String,
         /// The name the new build declares.
@@ -396,68 +376,13 @@ pub enum LoadError {
     /// A reload would keep one more earlier generation of the plugin mapped
     /// than the loader allows.
     #[error(
-        "{}: not reloaded: '{name}' already keeps {limit} earlier generations mapped, the most \
-         the loader allows (libraries are never unloaded; restart the application to free them)",
-        path.display()
+        "not reloaded: '{name}' already keeps {limit} earlier generations mapped, the most \
+         the loader allows (libraries are never unloaded; restart the application to free them)"
     )]
     Retained {
-        /// The file.
-        path: PathBuf,
         /// The plugin.
         name: String,
         /// The limit on earlier generations.
         limit: usize,
     },
-}
-
-impl LoadError {
-    /// The rejected file.
-    pub fn path(&self) -> &Path {
-        match self {
-            Self::Unreadable { path, .. }
-            | Self::NotAFile { path, .. }
-            | Self::TooLarge { path, .. }
-            | Self::Changing { path }
-            | Self::Probe { path, .. }
-            | Self::ProbeRefused { path, .. }
-            | Self::Isolated { path, .. }
-            | Self::TooMany { path, .. }
-            | Self::InsecurePermissions { path, .. }
-            | Self::Snapshot { path, .. }
-            | Self::NotLocked { path, .. }
-            | Self::HashMismatch { path, .. }
-            | Self::InvalidLibrary { path, .. }
-            | Self::Open { path, .. }
-            | Self::NotAPlugin { path, .. }
-            | Self::AbiStable { path, .. }
-            | Self::IncompatibleInterface { path, .. }
-            | Self::AnotherMajor { path, .. }
-            | Self::Foreign { path, .. }
-            | Self::DropinVersion { path, .. }
-            | Self::Layout { path, .. }
-            | Self::WrongInterface { path, .. }
-            | Self::Signature { path, .. }
-            | Self::PanicAbort { path, .. }
-            | Self::NoLayout { path }
-            | Self::Renamed { path, .. }
-            | Self::Retained { path, .. }
-            | Self::UnsupportedHost { path, .. }
-            | Self::InvalidMetadata { path, .. }
-            | Self::Init { path, .. }
-            | Self::DuplicateName { path, .. } => path,
-        }
-    }
-}
-
-impl LoadError {
-    /// The file at `path`, refused when it was opened.
-    pub(crate) fn opening(path: &Path, refused: Refused) -> Self {
-        let path = path.to_owned();
-        match refused {
-            Refused::Unreadable(source) => Self::Unreadable { path, source },
-            Refused::NotAFile(found) => Self::NotAFile { path, found },
-            Refused::Insecure(source) => Self::InsecurePermissions { path, source },
-            Refused::TooLarge { size, limit } => Self::TooLarge { path, size, limit },
-        }
-    }
 }

@@ -78,7 +78,7 @@ mod watch;
 
 pub use chain::ErrorChain;
 pub use child::{isolation, probe};
-pub use error::LoadError;
+pub use error::{LoadError, LoadErrorKind};
 pub use exit_guard::PLUGIN_EXIT_STATUS;
 pub use inspect::verify::{ObjectFormat, VerifyError, verify_library};
 pub use load::{Plugin, default_interface_req};

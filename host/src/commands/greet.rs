@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use dropin::CallErrorKind;
-use dropin_host::{LoadError, LoadReport, Registry};
+use dropin_host::{LoadError, LoadErrorKind, LoadReport, Registry};
 use greeter_interface::GreeterPlugin;
 
 use crate::{
@@ -150,10 +150,10 @@ pub(crate) fn rejected_as<'a>(
     report: &'a LoadReport<GreeterPlugin>,
     name: &str,
 ) -> Option<&'a LoadError> {
-    let declared = |error: &&LoadError| match error {
-        LoadError::DuplicateName { name: n, .. }
-        | LoadError::PanicAbort { name: n, .. }
-        | LoadError::UnsupportedHost { name: n, .. } => n == name,
+    let declared = |error: &&LoadError| match error.kind() {
+        LoadErrorKind::DuplicateName { name: n, .. }
+        | LoadErrorKind::PanicAbort { name: n, .. }
+        | LoadErrorKind::UnsupportedHost { name: n, .. } => n == name,
         _ => false,
     };
     let file = format!(

@@ -4,7 +4,7 @@
 use std::fs;
 
 use dropin::{CallErrorKind, Interface};
-use dropin_host::{LoadError, Loader};
+use dropin_host::{LoadErrorKind, Loader};
 use greeter_interface::GreeterPlugin;
 use greeter_tests::{COMPAT_WORKSPACES, PluginDir, stdout};
 use semver::{Version, VersionReq};
@@ -114,7 +114,10 @@ fn a_plugin_of_another_major_is_refused_naming_both_versions() {
     let report = dir.load();
     assert_eq!(report.registry.len(), 1);
     let error = &report.rejected[0];
-    assert!(matches!(error, LoadError::AnotherMajor { .. }), "{error:?}");
+    assert!(
+        matches!(error.kind(), LoadErrorKind::AnotherMajor { .. }),
+        "{error:?}"
+    );
     assert_eq!(
         error.to_string(),
         format!(
@@ -172,7 +175,10 @@ fn a_changed_type_is_refused_naming_the_method_and_both_types() {
         .iter()
         .find(|error| error.path() == greeter)
         .unwrap();
-    assert!(matches!(error, LoadError::Signature { .. }), "{error:?}");
+    assert!(
+        matches!(error.kind(), LoadErrorKind::Signature { .. }),
+        "{error:?}"
+    );
     assert_eq!(
         error.to_string(),
         format!(
@@ -205,7 +211,10 @@ fn a_plugin_built_before_the_interface_moved_to_dropin_is_told_to_rebuild() {
     let old = dir.add_compat("compat_v1_0");
     let report = dir.load();
     assert_eq!(report.registry.len(), 1);
-    assert!(matches!(report.rejected[0], LoadError::Foreign { .. }));
+    assert!(matches!(
+        report.rejected[0].kind(),
+        LoadErrorKind::Foreign { .. }
+    ));
     assert_eq!(
         report.rejected[0].to_string(),
         format!(
@@ -370,7 +379,10 @@ fn a_plugin_built_with_panic_abort_is_refused_unless_the_host_allows_it() {
     let dir = PluginDir::new();
     let path = dir.add_compat("compat_panic_abort");
     let report = dir.load();
-    assert!(matches!(report.rejected[0], LoadError::PanicAbort { .. }));
+    assert!(matches!(
+        report.rejected[0].kind(),
+        LoadErrorKind::PanicAbort { .. }
+    ));
     assert_eq!(
         report.rejected[0].to_string(),
         format!(
@@ -399,4 +411,66 @@ fn a_plugin_built_with_panic_abort_is_refused_unless_the_host_allows_it() {
         "aborts: Hello, until the first panic!\n"
     );
     assert_eq!(output.status.code(), Some(0));
+}
+
+/// A locked file is not probed: an isolated plugin's own process is the
+/// first to check it. What that process finds comes back as the kind, and
+/// the words, the host finds in-process, with the host's own versions.
+#[test]
+fn checks_failing_in_an_isolated_process_are_the_errors_of_the_host() {
+    for isolated in [false, true] {
+        if !greeter_tests::mode_runs_here(isolated) {
+            continue;
+        }
+        let dir = PluginDir::new();
+        let major = dir.add_compat("compat_next_major_greeter");
+        let changed = dir.add_compat("compat_changed_type_greeter");
+        let entry = |path: &std::path::Path| {
+            serde_json::json!({
+                "file": path.file_name().unwrap().to_str().unwrap(),
+                "sha256": greeter_tests::sha256_hex(&fs::read(path).unwrap()),
+                "name": "unchecked",
+                "version": "1.0.0",
+                "interface_version": "2.1.0",
+            })
+        };
+        let lock = serde_json::json!({"format": 1, "plugins": [entry(&major), entry(&changed)]});
+        fs::write(dir.path().join("plugins.lock"), lock.to_string()).unwrap();
+        let builder = Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .lock(dropin_host::LockMode::Required);
+        let report = greeter_tests::in_mode(builder, isolated)
+            .build()
+            .load()
+            .unwrap();
+        assert!(report.registry.is_empty());
+        let kinds: Vec<_> = report.rejected.iter().map(|e| e.kind()).collect();
+        assert!(
+            matches!(
+                kinds[..],
+                [
+                    LoadErrorKind::Signature { .. },
+                    LoadErrorKind::AnotherMajor { .. }
+                ]
+            ),
+            "isolated: {isolated}: {kinds:?}"
+        );
+        let messages: Vec<String> = report.rejected.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                format!(
+                    "{}: not compatible with greeter 2.1.0 (the plugin was built against 2.1.0): \
+                     method `greet_to`: argument 1: expected &str, found String",
+                    changed.display()
+                ),
+                format!(
+                    "{}: built against greeter interface 3.0.0, another major version than this \
+                     host's 2.1.0; expected greeter 2.x: rebuild the plugin against it",
+                    major.display()
+                ),
+            ],
+            "isolated: {isolated}"
+        );
+    }
 }

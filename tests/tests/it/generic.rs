@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use dropin::{CallErrorKind, Interface};
-use dropin_host::LoadError;
+use dropin_host::LoadErrorKind;
 use greeter_tests::{PluginDir, artifacts, stderr, stdout};
 use transform_interface::{Direction, Info, TransformPlugin};
 
@@ -61,8 +61,8 @@ fn the_loader_loads_plugins_of_another_interface_and_rejects_greeters() {
     let error = &report.rejected[0];
     assert!(
         matches!(
-            error,
-            LoadError::WrongInterface {
+            error.kind(),
+            LoadErrorKind::WrongInterface {
                 expected: "transform",
                 ..
             }

@@ -95,7 +95,7 @@ fn a_panic_in_init_rejects_the_plugin_at_load_and_the_others_load() {
             "Hello!"
         );
         assert!(
-            matches!(report.rejected[..], [dropin_host::LoadError::Init { .. }]),
+            matches!(&report.rejected[..], [error] if matches!(error.kind(), dropin_host::LoadErrorKind::Init { .. })),
             "isolated: {isolated}: {:?}",
             report.rejected
         );

@@ -1,6 +1,6 @@
 use std::{fs, path::Path};
 
-use dropin_host::{LoadError, LoadReport, VerifyError};
+use dropin_host::{LoadErrorKind, LoadReport, VerifyError};
 use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, artifacts, error_chain, library_file_name};
 
@@ -24,10 +24,9 @@ fn an_empty_file_is_rejected_as_empty() {
     let report = dir.load();
     only_rejection(&report, &path);
     assert!(matches!(
-        &report.rejected[0],
-        LoadError::InvalidLibrary {
+        report.rejected[0].kind(),
+        LoadErrorKind::InvalidLibrary {
             source: VerifyError::Empty,
-            ..
         }
     ));
     assert_eq!(
@@ -83,7 +82,7 @@ fn truncated_copies_of_a_real_plugin_are_rejected_before_the_loader_sees_them() 
     );
     assert_eq!(report.rejected.len(), cuts.len(), "{:?}", report.rejected);
     for error in &report.rejected {
-        let LoadError::InvalidLibrary { source, .. } = error else {
+        let LoadErrorKind::InvalidLibrary { source } = error.kind() else {
             panic!("expected an invalid library, found {error:?}");
         };
         let cut: usize = error.path().file_stem().unwrap().to_str().unwrap()["libcut".len()..]
@@ -111,7 +110,10 @@ fn a_shared_library_without_a_root_module_is_not_a_plugin() {
             path.display()
         )
     );
-    assert!(matches!(report.rejected[0], LoadError::NotAPlugin { .. }));
+    assert!(matches!(
+        report.rejected[0].kind(),
+        LoadErrorKind::NotAPlugin { .. }
+    ));
 }
 
 #[test]
@@ -120,7 +122,10 @@ fn a_root_module_of_another_layout_is_refused_by_the_layout_check() {
     let path = dir.add("wrong_layout");
     let report = dir.load();
     let message = only_rejection(&report, &path);
-    assert!(matches!(report.rejected[0], LoadError::Layout { .. }));
+    assert!(matches!(
+        report.rejected[0].kind(),
+        LoadErrorKind::Layout { .. }
+    ));
     assert_eq!(
         message,
         format!(
@@ -144,8 +149,8 @@ fn a_plugin_of_another_interface_is_rejected_naming_both_interfaces() {
         )
     );
     assert!(matches!(
-        report.rejected[0],
-        LoadError::WrongInterface {
+        report.rejected[0].kind(),
+        LoadErrorKind::WrongInterface {
             expected: "greeter",
             ..
         }

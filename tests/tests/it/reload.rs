@@ -11,7 +11,8 @@ use std::{
 };
 
 use dropin_host::{
-    ErrorChain, LoadError, Loader, Registry, ReloadError, isolation::Isolate, probe::Probe,
+    ErrorChain, LoadError, LoadErrorKind, Loader, Registry, ReloadError, isolation::Isolate,
+    probe::Probe,
 };
 use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, artifacts, library_file_name};
@@ -155,25 +156,25 @@ fn a_build_that_fails_a_check_leaves_the_old_generation_serving() {
         // A method whose signature changed.
         (
             "compat_changed_type_greeter",
-            |e| matches!(e, LoadError::Signature { .. }),
+            |e| matches!(e.kind(), LoadErrorKind::Signature { .. }),
             "expected &str, found String",
         ),
         // Another major version of the interface.
         (
             "compat_next_major_greeter",
-            |e| matches!(e, LoadError::AnotherMajor { .. }),
+            |e| matches!(e.kind(), LoadErrorKind::AnotherMajor { .. }),
             "another major",
         ),
         // A valid plugin of another name.
         (
             "hellohello",
-            |e| matches!(e, LoadError::Renamed { .. }),
+            |e| matches!(e.kind(), LoadErrorKind::Renamed { .. }),
             "expected 'hello'",
         ),
         // Not a plugin at all.
         (
             "not_a_plugin",
-            |e| matches!(e, LoadError::NotAPlugin { .. }),
+            |e| matches!(e.kind(), LoadErrorKind::NotAPlugin { .. }),
             "not a plugin",
         ),
     ];
@@ -306,7 +307,7 @@ fn earlier_generations_are_counted_and_capped() {
     let error = loader.reload(registry, "hello").unwrap_err();
     assert!(
         matches!(&error, ReloadError::Refused { source, serving: 3, .. }
-            if matches!(**source, LoadError::Retained { limit: 2, .. })),
+            if matches!(source.kind(), LoadErrorKind::Retained { limit: 2, .. })),
         "{error:?}"
     );
     assert!(
@@ -345,7 +346,7 @@ fn reload_changed_reloads_what_changed_adds_what_is_new_and_retries_only_changes
     assert!(matches!(
         &report.refused[0],
         ReloadError::Rejected(error)
-            if matches!(&**error, LoadError::InvalidLibrary { path, .. } if path.ends_with(library_file_name("broken")))
+            if matches!(error.kind(), LoadErrorKind::InvalidLibrary { .. }) && error.path().ends_with(library_file_name("broken"))
     ));
     assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Howdy!");
     assert_eq!(
@@ -364,7 +365,7 @@ fn reload_changed_reloads_what_changed_adds_what_is_new_and_retries_only_changes
     assert!(matches!(
         &report.refused[..],
         [ReloadError::Rejected(error)]
-            if matches!(&**error, LoadError::DuplicateName { name, first, .. }
+            if matches!(error.kind(), LoadErrorKind::DuplicateName { name, first }
                 if name == "hello" && first.ends_with(library_file_name("hello")))
     ));
     // ... and once it is a plugin of its own, it loads.
@@ -432,7 +433,7 @@ fn an_isolated_reload_switches_and_ends_the_old_process() {
         matches!(
             &error,
             ReloadError::Refused { source, serving: 2, .. }
-                if matches!(**source, LoadError::AnotherMajor { .. })
+                if matches!(source.kind(), LoadErrorKind::AnotherMajor { .. })
         ),
         "{error:?}"
     );
@@ -673,7 +674,7 @@ fn a_reload_reads_the_lock_file_again() {
     let error = loader.reload(registry, "hello").unwrap_err();
     assert!(
         matches!(&error, ReloadError::Refused { source, .. }
-            if matches!(**source, LoadError::HashMismatch { .. })),
+            if matches!(source.kind(), LoadErrorKind::HashMismatch { .. })),
         "{error:?}"
     );
     assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Hello!");
@@ -701,7 +702,7 @@ fn a_build_that_fails_once_mapped_stays_mapped_and_counts() {
     let error = loader.reload(registry, "hello").unwrap_err();
     assert!(
         matches!(&error, ReloadError::Refused { source, .. }
-            if matches!(**source, LoadError::Renamed { .. })),
+            if matches!(source.kind(), LoadErrorKind::Renamed { .. })),
         "{error:?}"
     );
     let retained = registry.retained();
@@ -715,7 +716,7 @@ fn a_build_that_fails_once_mapped_stays_mapped_and_counts() {
     let error = loader.reload(registry, "hello").unwrap_err();
     assert!(
         matches!(&error, ReloadError::Refused { source, .. }
-            if matches!(**source, LoadError::Retained { limit: 1, .. })),
+            if matches!(source.kind(), LoadErrorKind::Retained { limit: 1, .. })),
         "{error:?}"
     );
     assert_eq!(registry.get("hello").unwrap().greet().unwrap(), "Hello!");

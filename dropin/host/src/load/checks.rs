@@ -12,7 +12,7 @@ use dropin::{
 use semver::{Version, VersionReq};
 
 use crate::{
-    error::LoadError,
+    error::{LoadError, LoadErrorKind},
     inspect::verify::{VerifyError, verify_library},
 };
 
@@ -26,7 +26,7 @@ const LOG_TARGET: &str = "dropin_host::load";
 ///
 /// # Errors
 ///
-/// [`LoadError::InvalidLibrary`] with what is wrong; an executable stack
+/// [`LoadErrorKind::InvalidLibrary`] with what is wrong; an executable stack
 /// only if the policy does not allow it.
 pub(crate) fn verify(path: &Path, copy: &Path, policy: &Policy) -> Result<(), LoadError> {
     judge_headers(path, verify_library(copy), policy)
@@ -42,10 +42,7 @@ pub(crate) fn judge_headers(
     match found {
         Ok(()) => Ok(()),
         Err(VerifyError::ExecutableStack) if policy.allow_executable_stack => Ok(()),
-        Err(source) => Err(LoadError::InvalidLibrary {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(source) => Err(LoadErrorKind::InvalidLibrary { source }.at(path.to_owned())),
     }
 }
 
@@ -75,8 +72,8 @@ pub(crate) struct Checked<'a> {
 ///
 /// # Errors
 ///
-/// [`LoadError::Foreign`], [`LoadError::DropinVersion`] or
-/// [`LoadError::NoLayout`].
+/// [`LoadErrorKind::Foreign`], [`LoadErrorKind::DropinVersion`] or
+/// [`LoadErrorKind::NoLayout`].
 pub(crate) fn check_root<I: Interface>(
     path: &Path,
     name: &[u8],
@@ -86,33 +83,41 @@ pub(crate) fn check_root<I: Interface>(
     let found = String::from_utf8_lossy(version).into_owned();
     if name != b"dropin" {
         let host = Version::parse(I::VERSION).map_or(0, |version| version.major);
-        return Err(LoadError::Foreign {
-            path: path.to_owned(),
+        return Err(LoadErrorKind::Foreign {
             interface: I::NAME,
             host: I::VERSION,
             host_major: host,
             found: String::from_utf8_lossy(name).into_owned(),
             found_version: found,
-        });
+        }
+        .at(path.to_owned()));
     }
     // abi_stable refuses an older dropin minor but not a newer one; the
     // method table and `init` are opaque to its layout check, so only the
     // same major and minor may load.
     if !same_minor(&found, dropin::abi::DROPIN_VERSION) {
-        return Err(LoadError::DropinVersion {
-            path: path.to_owned(),
+        return Err(LoadErrorKind::DropinVersion {
             found,
             host: dropin::abi::DROPIN_VERSION,
-        });
+        }
+        .at(path.to_owned()));
     }
     if !has_layout {
         // abi_stable would skip its layout check for such a library.
-        return Err(LoadError::NoLayout {
-            path: path.to_owned(),
-        });
+        return Err(LoadErrorKind::NoLayout.at(path.to_owned()));
     }
     Ok(())
 }
+
+/// The fields [`check_facts`] names in a
+/// [`LoadErrorKind::InvalidMetadata`].
+pub(crate) const METADATA_FIELDS: [&str; 5] = [
+    "plugin name",
+    "interface name",
+    "interface version",
+    "plugin version",
+    "host requirement",
+];
 
 /// Checks what a plugin says about itself against the host's policy: a
 /// valid name, this host's interface, versions it accepts, a host
@@ -127,11 +132,13 @@ pub(crate) fn check_facts<'a, I: Interface>(
     facts: &Facts<'a>,
     policy: &Policy,
 ) -> Result<Checked<'a>, LoadError> {
-    let invalid = |field, value: &str, reason: String| LoadError::InvalidMetadata {
-        path: path.to_owned(),
-        field,
-        value: value.to_owned(),
-        reason,
+    let invalid = |field, value: &str, reason: String| {
+        LoadErrorKind::InvalidMetadata {
+            field,
+            value: value.to_owned(),
+            reason,
+        }
+        .at(path.to_owned())
     };
     // The plugin's strings are checked to be UTF-8 before any is used as a
     // `str`.
@@ -149,12 +156,12 @@ pub(crate) fn check_facts<'a, I: Interface>(
     let interface_name = text("interface name", facts.interface_name)?;
     let declared_interface = text("interface version", facts.interface_version)?;
     if interface_name != I::NAME {
-        return Err(LoadError::WrongInterface {
-            path: path.to_owned(),
+        return Err(LoadErrorKind::WrongInterface {
             expected: I::NAME,
             found: interface_name.to_owned(),
             found_version: declared_interface.to_owned(),
-        });
+        }
+        .at(path.to_owned()));
     }
     let version = text("plugin version", facts.plugin_version)?;
     let version = Version::parse(version)
@@ -169,8 +176,7 @@ pub(crate) fn check_facts<'a, I: Interface>(
     if let Ok(host) = Version::parse(I::VERSION)
         && !same_series(&host, &interface_version)
     {
-        return Err(LoadError::AnotherMajor {
-            path: path.to_owned(),
+        return Err(LoadErrorKind::AnotherMajor {
             interface: I::NAME,
             host: I::VERSION,
             series: if host.major == 0 {
@@ -179,16 +185,17 @@ pub(crate) fn check_facts<'a, I: Interface>(
                 format!("{}.x", host.major)
             },
             found: interface_version.to_string(),
-        });
+        }
+        .at(path.to_owned()));
     }
     if !policy.accepted.matches(&interface_version) {
-        return Err(LoadError::IncompatibleInterface {
-            path: path.to_owned(),
+        return Err(LoadErrorKind::IncompatibleInterface {
             interface: I::NAME,
             expected: policy.accepted.clone(),
             host: I::VERSION,
             found: interface_version.to_string(),
-        });
+        }
+        .at(path.to_owned()));
     }
     let requirement = text("host requirement", facts.host_requirement)?;
     let host_requirement = match requirement.trim() {
@@ -204,18 +211,18 @@ pub(crate) fn check_facts<'a, I: Interface>(
     if let Some(required) = &host_requirement
         && !required.matches(&policy.host_version)
     {
-        return Err(LoadError::UnsupportedHost {
-            path: path.to_owned(),
+        return Err(LoadErrorKind::UnsupportedHost {
             name: name.to_owned(),
             required: required.clone(),
             host: policy.host_version.clone(),
-        });
+        }
+        .at(path.to_owned()));
     }
     if facts.panic_abort && !policy.allow_panic_abort {
-        return Err(LoadError::PanicAbort {
-            path: path.to_owned(),
+        return Err(LoadErrorKind::PanicAbort {
             name: name.to_owned(),
-        });
+        }
+        .at(path.to_owned()));
     }
     Ok(Checked {
         name,
@@ -305,45 +312,43 @@ pub(crate) fn classify(
         )
     };
     match error {
-        LibraryError::OpenError { err, .. } => LoadError::Open {
+        LibraryError::OpenError { err, .. } => LoadErrorKind::Open {
             // The loader's message names the private copy; users know the
             // original.
             message: clean(err.to_string())
                 .replace(&*copy.to_string_lossy(), &path.to_string_lossy()),
-            path,
-        },
-        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin {
-            path,
-            interface,
-            export,
-        },
-        LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadError::Layout {
-            path,
+        }
+        .at(path),
+        LibraryError::GetSymbolError { .. } => {
+            LoadErrorKind::NotAPlugin { interface, export }.at(path)
+        }
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => LoadErrorKind::Layout {
             host: dropin::abi::DROPIN_VERSION,
             found: actual_version.to_string(),
             summary: "built with an incompatible release of dropin".to_owned(),
-        },
+        }
+        .at(path),
         LibraryError::AbiInstability(report) => {
             let report = clean(report.to_string());
             log::debug!(target: LOG_TARGET, "{}: full layout report:\n{report}", path.display());
-            LoadError::Layout {
-                path,
+            LoadErrorKind::Layout {
                 host: dropin::abi::DROPIN_VERSION,
                 found: found(),
                 summary: summarize_layout_report(&report),
             }
+            .at(path)
         }
-        LibraryError::RootModule { err, .. } => LoadError::Init {
-            path,
+        LibraryError::RootModule { err, .. } => LoadErrorKind::Init {
             message: match err {
                 RootModuleError::Returned(error) => clean(error.to_string()),
                 RootModuleError::Unwound => "the root module constructor panicked".to_owned(),
             },
-        },
-        other => LoadError::AbiStable {
-            path,
+        }
+        .at(path),
+        other => LoadErrorKind::AbiStable {
             detail: one_line(&clean(other.to_string())),
-        },
+        }
+        .at(path),
     }
 }
 

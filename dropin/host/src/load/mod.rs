@@ -23,7 +23,7 @@ use semver::{Version, VersionReq};
 
 use crate::{
     digest::{hex, sha256_of},
-    error::LoadError,
+    error::{LoadError, LoadErrorKind},
 };
 
 mod checks;
@@ -306,12 +306,14 @@ pub(crate) fn open<I: Interface>(
         host_requirement,
     } = check_facts::<I>(path, &facts, policy)?;
     let methods = dropin::abi::items(module.methods());
-    check_methods::<I>(methods, &interface_version).map_err(|detail| LoadError::Signature {
-        path: path.to_owned(),
-        interface: I::NAME,
-        host: I::VERSION,
-        found: interface_version.to_string(),
-        detail,
+    check_methods::<I>(methods, &interface_version).map_err(|detail| {
+        LoadErrorKind::Signature {
+            interface: I::NAME,
+            host: I::VERSION,
+            found: interface_version.to_string(),
+            detail,
+        }
+        .at(path.to_owned())
     })?;
     let provided = methods.len().min(I::METHODS.len());
     let core = PluginCore::new(name, declared_interface, I::METHODS, I::REQUIRED, provided);
@@ -352,7 +354,7 @@ fn extensions(library: &RawLibrary) -> Option<*const Extensions> {
 ///
 /// # Errors
 ///
-/// [`LoadError::Init`] with the plugin's message.
+/// [`LoadErrorKind::Init`] with the plugin's message.
 pub(crate) fn initialize<I: Interface>(
     plugin: &Plugin<I>,
     config: &str,
@@ -365,10 +367,6 @@ pub(crate) fn initialize<I: Interface>(
         return Ok(());
     };
     let previous = previous.map(|(version, bytes)| (*version, bytes.as_slice()));
-    dropin::abi::initialize(module, plugin.extensions, dir, config, previous, services).map_err(
-        |message| LoadError::Init {
-            path: plugin.path.clone(),
-            message,
-        },
-    )
+    dropin::abi::initialize(module, plugin.extensions, dir, config, previous, services)
+        .map_err(|message| LoadErrorKind::Init { message }.at(plugin.path.clone()))
 }

@@ -85,7 +85,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// The interface versions to accept (default: the host's own major,
     /// see [`default_interface_req`]). It can only narrow that: plugins of
     /// another major (for a 0.x interface, another minor) are refused
-    /// regardless, with [`LoadError::AnotherMajor`].
+    /// regardless, with [`LoadErrorKind::AnotherMajor`].
     pub fn accept_interface(mut self, req: VersionReq) -> Self {
         self.accepted = Some(req);
         self
@@ -163,7 +163,7 @@ impl<I: Interface> LoaderBuilder<I> {
 
     /// The most libraries the process may map through loaders (default:
     /// [`DEFAULT_MAX_MAPPED`]); past it, files are refused with
-    /// [`LoadError::TooMany`] instead of opened.
+    /// [`LoadErrorKind::TooMany`] instead of opened.
     pub fn max_mapped(mut self, libraries: usize) -> Self {
         self.max_mapped = libraries;
         self
@@ -173,7 +173,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// mapped in this process (by default [`DEFAULT_MAX_RETAINED`]): a
     /// library is never unloaded, so each in-process reload keeps the
     /// replaced one. Past it, [`Loader::reload`] refuses with
-    /// [`LoadError::Retained`] and the current generation keeps serving.
+    /// [`LoadErrorKind::Retained`] and the current generation keeps serving.
     /// Isolated plugins do not count: their earlier processes end.
     #[must_use]
     pub fn max_retained(mut self, generations: usize) -> Self {

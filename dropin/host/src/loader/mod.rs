@@ -19,7 +19,7 @@ use semver::{Version, VersionReq};
 use crate::{
     child::isolation::{self},
     child::probe::{Probe, Prober},
-    error::LoadError,
+    error::{LoadError, LoadErrorKind},
     load::{self, Policy},
     registry::{LoadReport, Registry},
     sys,
@@ -409,11 +409,11 @@ pub(crate) fn unique_name<'a, I: Interface>(
     path: &'a Path,
 ) -> impl Fn(&str) -> Result<(), LoadError> + 'a {
     move |name| match registry.get(name) {
-        Some(first) => Err(LoadError::DuplicateName {
-            path: path.to_owned(),
+        Some(first) => Err(LoadErrorKind::DuplicateName {
             name: name.to_owned(),
             first: first.path().to_owned(),
-        }),
+        }
+        .at(path.to_owned())),
         None => Ok(()),
     }
 }
@@ -475,7 +475,9 @@ fn parse_hex(text: &str) -> Option<[u8; 32]> {
 /// of room or mappings): a reload tries such a file again even unchanged.
 pub(crate) fn is_passing(error: &LoadError) -> bool {
     matches!(
-        error,
-        LoadError::Snapshot { .. } | LoadError::TooMany { .. } | LoadError::Unreadable { .. }
+        error.kind(),
+        LoadErrorKind::Snapshot { .. }
+            | LoadErrorKind::TooMany { .. }
+            | LoadErrorKind::Unreadable { .. }
     )
 }

@@ -12,7 +12,7 @@ use dropin::Interface;
 use crate::{
     child::probe::Prober,
     digest::hex,
-    error::LoadError,
+    error::{LoadError, LoadErrorKind},
     load::{self},
     trust::lockfile::{LockEntry, Lockfile},
     trust::snapshot::SnapshotDir,
@@ -81,40 +81,40 @@ impl<I: Interface> Loader<I> {
         let copied = self.copy(snapshots, &mut source, path, true)?;
         let sha256 = hex(&copied.sha256.expect("hashed when asked"));
         load::verify(path, &copied.path, &self.policy)?;
-        let report = prober.check(&copied.path).map_err(|how| LoadError::Probe {
-            path: path.to_owned(),
-            how,
-        })?;
+        let report = prober
+            .check(&copied.path)
+            .map_err(|how| LoadErrorKind::Probe { how }.at(path.to_owned()))?;
         let _ = fs::remove_file(&copied.path);
         if let Some(reason) = report.refusal() {
-            return Err(LoadError::ProbeRefused {
-                path: path.to_owned(),
-                reason,
-            });
+            return Err(LoadErrorKind::ProbeRefused { reason }.at(path.to_owned()));
         }
         if report.no_root() {
-            return Err(LoadError::NotAPlugin {
-                path: path.to_owned(),
+            return Err(LoadErrorKind::NotAPlugin {
                 interface: I::NAME,
                 export: I::EXPORT_MACRO,
-            });
+            }
+            .at(path.to_owned()));
         }
-        let (name, version, has_layout) = report.root().ok_or_else(|| LoadError::ProbeRefused {
-            path: path.to_owned(),
-            reason: "the probe found no root module".to_owned(),
+        let (name, version, has_layout) = report.root().ok_or_else(|| {
+            LoadErrorKind::ProbeRefused {
+                reason: "the probe found no root module".to_owned(),
+            }
+            .at(path.to_owned())
         })?;
         load::check_root::<I>(path, name, version, has_layout)?;
-        let facts = report.facts().ok_or_else(|| LoadError::ProbeRefused {
-            path: path.to_owned(),
-            reason: "the probe could not read the plugin's metadata".to_owned(),
+        let facts = report.facts().ok_or_else(|| {
+            LoadErrorKind::ProbeRefused {
+                reason: "the probe could not read the plugin's metadata".to_owned(),
+            }
+            .at(path.to_owned())
         })?;
         let checked = load::check_facts::<I>(path, &facts, &self.policy)?;
         if let Some(first) = names.get(checked.name) {
-            return Err(LoadError::DuplicateName {
-                path: path.to_owned(),
+            return Err(LoadErrorKind::DuplicateName {
                 name: checked.name.to_owned(),
                 first: first.clone(),
-            });
+            }
+            .at(path.to_owned()));
         }
         Ok(LockEntry {
             file: path

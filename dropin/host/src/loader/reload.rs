@@ -12,7 +12,7 @@ use semver::Version;
 use super::{Loader, LoaderError, LockIndex, Staged};
 use crate::{
     child::probe::Prober,
-    error::LoadError,
+    error::{LoadError, LoadErrorKind},
     load::{Plugin, Saved},
     registry::{Registry, Slot},
     trust::snapshot::SnapshotDir,
@@ -266,11 +266,13 @@ impl<I: Interface> Loader<I> {
         // failed after they were mapped: refuse before the new one costs
         // anything.
         if !old.is_isolated() && slot.retained() + slot.failed_mapped() >= self.max_retained {
-            return Err(refused(LoadError::Retained {
-                path: path.to_owned(),
-                name: name.to_owned(),
-                limit: self.max_retained,
-            }));
+            return Err(refused(
+                LoadErrorKind::Retained {
+                    name: name.to_owned(),
+                    limit: self.max_retained,
+                }
+                .at(path.to_owned()),
+            ));
         }
         let snapshots = self.snapshots_of(registry, path)?;
         let staged: Staged<'_> = self
@@ -288,11 +290,11 @@ impl<I: Interface> Loader<I> {
             if found == name {
                 Ok(())
             } else {
-                Err(LoadError::Renamed {
-                    path: path.to_owned(),
+                Err(LoadErrorKind::Renamed {
                     expected: name.to_owned(),
                     found: found.to_owned(),
-                })
+                }
+                .at(path.to_owned()))
             }
         };
         let previous = |isolated: bool| -> Option<Saved> {
@@ -375,11 +377,13 @@ impl<I: Interface> Loader<I> {
             let first = registry
                 .get(plugin.name())
                 .map_or_else(|| path.to_owned(), |first| first.path().to_owned());
-            rejected(LoadError::DuplicateName {
-                path: path.to_owned(),
-                name: plugin.name().to_owned(),
-                first,
-            })
+            rejected(
+                LoadErrorKind::DuplicateName {
+                    name: plugin.name().to_owned(),
+                    first,
+                }
+                .at(path.to_owned()),
+            )
         })?;
         Ok(reloaded)
     }

@@ -14,7 +14,7 @@ use crate::{
     child::isolation::{self},
     child::probe::Prober,
     digest::hex,
-    error::LoadError,
+    error::{LoadError, LoadErrorKind},
     load::{self, Plugin, Saved},
     registry::Registry,
     sys,
@@ -97,15 +97,12 @@ impl<I: Interface> Loader<I> {
             None => None,
             Some(lockfile) => {
                 let file = path.file_name().unwrap_or_default().to_string_lossy();
-                Some(
-                    lockfile
-                        .get(&*file)
-                        .copied()
-                        .ok_or_else(|| LoadError::NotLocked {
-                            path: path.to_owned(),
-                            lockfile: self.lockfile_path(),
-                        })?,
-                )
+                Some(lockfile.get(&*file).copied().ok_or_else(|| {
+                    LoadErrorKind::NotLocked {
+                        lockfile: self.lockfile_path(),
+                    }
+                    .at(path.to_owned())
+                })?)
             }
         };
         // A copy this user's earlier run verified against the same lock
@@ -256,11 +253,11 @@ impl<I: Interface> Loader<I> {
         if let Some(entry) = locked {
             let actual = hex(&digest.expect("hashed because a lock file is in force"));
             if !entry.sha256.eq_ignore_ascii_case(&actual) {
-                return Err(LoadError::HashMismatch {
-                    path,
+                return Err(LoadErrorKind::HashMismatch {
                     expected: entry.sha256.clone(),
                     actual,
-                });
+                }
+                .at(path));
             }
             claim(&entry.name)?;
         }
@@ -268,20 +265,19 @@ impl<I: Interface> Loader<I> {
         // Bytes the lock file approved were approved by someone; any others
         // are opened in a probe process first, when the loader has one.
         if let (None, Some(prober)) = (locked, prober) {
-            let report = prober.check(&copy).map_err(|how| LoadError::Probe {
-                path: path.clone(),
-                how,
-            })?;
+            let report = prober
+                .check(&copy)
+                .map_err(|how| LoadErrorKind::Probe { how }.at(path.clone()))?;
             // What the probe read is refused before the host maps anything:
             // another interface or version, an unsupported host, a duplicate
             // (a folder of thousands of copies must not fill the host's
             // address space with libraries it will never use).
             if report.no_root() {
-                return Err(LoadError::NotAPlugin {
-                    path,
+                return Err(LoadErrorKind::NotAPlugin {
                     interface: I::NAME,
                     export: I::EXPORT_MACRO,
-                });
+                }
+                .at(path));
             }
             if let Some((name, version, has_layout)) = report.root() {
                 load::check_root::<I>(&path, name, version, has_layout)?;
@@ -293,7 +289,7 @@ impl<I: Interface> Loader<I> {
             if let Some(reason) = report.refusal()
                 && self.isolation.applies(report.plugin_name(), &path, false)
             {
-                return Err(LoadError::ProbeRefused { path, reason });
+                return Err(LoadErrorKind::ProbeRefused { reason }.at(path));
             }
             if let Some(facts) = report.facts() {
                 load::check_facts::<I>(&path, &facts, &self.policy)?;
@@ -380,10 +376,10 @@ impl<I: Interface> Loader<I> {
         // rather than let the process run out of memory mappings.
         if MAPPED.fetch_add(1, Ordering::Relaxed) >= self.max_mapped {
             MAPPED.fetch_sub(1, Ordering::Relaxed);
-            return Err(LoadError::TooMany {
-                path,
+            return Err(LoadErrorKind::TooMany {
                 limit: self.max_mapped,
-            });
+            }
+            .at(path));
         }
         mapped.set(true);
         let (verdict, proven, prove) = match headers {
@@ -529,15 +525,12 @@ impl<I: Interface> Loader<I> {
         let failed = |source: io::Error| match source.kind() {
             io::ErrorKind::StorageFull
             | io::ErrorKind::QuotaExceeded
-            | io::ErrorKind::FileTooLarge => LoadError::Snapshot {
-                path: path.to_owned(),
+            | io::ErrorKind::FileTooLarge => LoadErrorKind::Snapshot {
                 root: snapshots.root().to_owned(),
                 source,
-            },
-            _ => LoadError::Unreadable {
-                path: path.to_owned(),
-                source,
-            },
+            }
+            .at(path.to_owned()),
+            _ => LoadErrorKind::Unreadable { source }.at(path.to_owned()),
         };
         // A write past the process's file-size limit would kill it with
         // SIGXFSZ: no copy is ever allowed to grow that far.
@@ -563,10 +556,10 @@ impl<I: Interface> Loader<I> {
                 // Bytes from a file whose size reads as 0: made up by the
                 // kernel as they are read, never a library.
                 let _ = fs::remove_file(&copied.path);
-                return Err(LoadError::NotAFile {
-                    path: path.to_owned(),
+                return Err(LoadErrorKind::NotAFile {
                     found: "a virtual file whose size reads as 0 (as in /proc or /sys)",
-                });
+                }
+                .at(path.to_owned()));
             }
             if source::unchanged(&source.meta, &after)
                 && copied.len == after.len()
@@ -580,9 +573,7 @@ impl<I: Interface> Loader<I> {
             let _ = fs::remove_file(&copied.path);
             attempts += 1;
             if attempts == 3 {
-                return Err(LoadError::Changing {
-                    path: path.to_owned(),
-                });
+                return Err(LoadErrorKind::Changing.at(path.to_owned()));
             }
             source.meta = after;
         }

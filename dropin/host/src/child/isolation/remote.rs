@@ -123,10 +123,12 @@ impl Isolated {
             thread::sleep(wait.saturating_sub(failed_at.elapsed()));
         }
         state.restarts += 1;
-        let (process, forwarder, ready) = self
-            .spawner
-            .spawn()
-            .map_err(|reason| format!("; restarting it failed: {reason}"))?;
+        let (process, forwarder, ready) = self.spawner.spawn().map_err(|kind| match kind {
+            crate::LoadErrorKind::Isolated { reason } => {
+                format!("; restarting it failed: {reason}")
+            }
+            kind => format!("; restarting it failed: {kind}"),
+        })?;
         state.forwarders.push(forwarder);
         state.process = process;
         if ready.name != self.name {

@@ -54,26 +54,16 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
     let plugin = match loaded {
         Ok(plugin) => plugin,
         Err(error) => {
-            // A failing `init` keeps its kind across the process boundary:
+            // What failed here keeps its kind across the process boundary:
             // the host reports it as it would have in-process.
-            let answer = match &error {
-                crate::error::LoadError::Init { message, .. } => {
-                    let mut answer = vec![INIT_FAILED];
-                    message.encode(&mut answer);
-                    answer
-                }
-                _ => {
-                    let mut answer = vec![REFUSED];
-                    crate::ErrorChain(&error).to_string().encode(&mut answer);
-                    answer
-                }
-            };
+            let mut answer = Vec::new();
+            Answer::NotLoaded(NotLoaded::of(&error)).encode(&mut answer);
             write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
             return Ok(());
         }
     };
-    let mut answer = vec![STARTED];
-    Ready {
+    let mut answer = Vec::new();
+    Answer::Started(Ready {
         name: plugin.name().to_owned(),
         version: plugin.version().to_string(),
         interface_version: plugin.interface_version().to_string(),
@@ -82,7 +72,7 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
             .map_or_else(String::new, ToString::to_string),
         provided: plugin.core().provided() as u64,
         took_state: handed && plugin.extensions.is_some(),
-    }
+    })
     .encode(&mut answer);
     write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
     let mut out = Vec::new();

@@ -14,11 +14,11 @@ use std::{
 use dropin::{
     Interface,
     abi::Remote,
-    wire::{Decode, Encode, WireError},
+    wire::{Decode, Encode},
 };
 
 use crate::{
-    error::LoadError,
+    error::{LoadError, LoadErrorKind},
     load::{Plugin, Policy},
     sys,
 };
@@ -37,7 +37,7 @@ pub(crate) struct Launcher {
 ///
 /// # Errors
 ///
-/// [`LoadError::Isolated`] saying why the process did not start or its
+/// [`LoadErrorKind::Isolated`] saying why the process did not start or its
 /// plugin did not load.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start<I: Interface>(
@@ -90,29 +90,24 @@ pub(crate) fn start<I: Interface>(
             (services.clone(), caller, refusal)
         }),
         id: NEXT_SPAWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        not_loaded: {
+            let policy = policy.clone();
+            Box::new(move |not: NotLoaded| not.into_kind::<I>(&policy))
+        },
     };
-    let (process, forwarder, ready) = spawner.spawn().map_err(|not| match not {
-        NotStarted::Init(message) => LoadError::Init {
-            path: path.to_owned(),
-            message,
-        },
-        NotStarted::Other(reason) => LoadError::Isolated {
-            path: path.to_owned(),
-            reason,
-        },
-    })?;
+    let (process, forwarder, ready) = spawner.spawn().map_err(|kind| kind.at(path))?;
     // The name the lock file recorded or the probe read: a process that
     // names itself otherwise is not the plugin that was checked.
     if let Some(expected) = expected_name
         && ready.name != expected
     {
-        return Err(LoadError::Isolated {
-            path: path.to_owned(),
+        return Err(LoadErrorKind::Isolated {
             reason: format!(
                 "its process loaded a plugin named '{}'; expected '{expected}'",
                 ready.name
             ),
-        });
+        }
+        .at(path.to_owned()));
     }
     let _ = spawner.target.set(dropin::log_target(&ready.name));
     let isolated = Isolated {
@@ -138,13 +133,8 @@ pub(crate) fn start<I: Interface>(
         .services
         .as_ref()
         .map(|(_, _, refusal)| refusal.clone());
-    let plugin =
-        Plugin::<I>::isolated(path, copy, sha256, ready, Arc::new(isolated)).map_err(|reason| {
-            LoadError::Isolated {
-                path: path.to_owned(),
-                reason,
-            }
-        })?;
+    let plugin = Plugin::<I>::isolated(path, copy, sha256, ready, Arc::new(isolated))
+        .map_err(|reason| LoadErrorKind::Isolated { reason }.at(path.to_owned()))?;
     if let Some(refusal) = refusal {
         plugin.core().set_refusal(refusal);
     }
@@ -240,11 +230,40 @@ pub(super) struct Spawner {
     pub(super) setup: Vec<u8>,
     /// The log target its output goes to.
     pub(super) target: Arc<OnceLock<String>>,
+    /// The kind of error for what the process says kept its plugin from
+    /// loading.
+    pub(super) not_loaded: Box<dyn Fn(NotLoaded) -> LoadErrorKind + Send + Sync>,
+}
+
+/// Why a process did not start its plugin: what the process said, or
+/// anything else in words (it could not be started or spoken to).
+enum Failure {
+    NotLoaded(NotLoaded),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Self::Other(reason)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(reason: &str) -> Self {
+        Self::Other(reason.to_owned())
+    }
 }
 
 impl Spawner {
     /// Starts a process and loads the plugin there.
-    pub(super) fn spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), NotStarted> {
+    pub(super) fn spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), LoadErrorKind> {
+        self.try_spawn().map_err(|failure| match failure {
+            Failure::NotLoaded(not) => (self.not_loaded)(not),
+            Failure::Other(reason) => LoadErrorKind::Isolated { reason },
+        })
+    }
+
+    fn try_spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), Failure> {
         let mut command = Command::new(&self.launcher.program);
         command
             .args(&self.launcher.args)
@@ -286,25 +305,14 @@ impl Spawner {
         let answer = round_trip(&mut process, &self.setup, START_TIMEOUT)
             .map_err(|ended| format!("its process {ended}"))?;
         let mut answer = answer.as_slice();
-        let malformed = |e: WireError| format!("its process answered {e}");
-        match u8::decode(&mut answer).map_err(malformed)? {
-            STARTED => {}
-            INIT_FAILED => {
-                let message = String::decode(&mut answer).map_err(malformed)?;
-                return Err(NotStarted::Init(message));
-            }
-            _ => {
-                let message = String::decode(&mut answer).map_err(malformed)?;
-                // The child's message names the file already.
-                let prefix = format!("{}: ", self.path.display());
-                return Err(NotStarted::Other(
-                    message
-                        .strip_prefix(&prefix)
-                        .map_or(message.clone(), str::to_owned),
-                ));
-            }
-        }
-        let ready = Ready::decode(&mut answer).map_err(malformed)?;
+        let answer = Answer::decode(&mut answer)
+            .ok()
+            .filter(|_| answer.is_empty())
+            .ok_or("its process answered the setup with bytes that do not decode")?;
+        let ready = match answer {
+            Answer::Started(ready) => ready,
+            Answer::NotLoaded(not) => return Err(Failure::NotLoaded(not)),
+        };
         Ok((process, forwarder, ready))
     }
 }
