@@ -1,14 +1,16 @@
 //! Mach-O (macOS): the header and the segments, within the file.
 
-use super::{Endian, ObjectFormat, Reader, VerifyError, too_short};
+use object::{
+    Endianness,
+    macho::{self, LoadCommand, MachHeader64, SegmentCommand64},
+};
 
-const MH_DYLIB: u32 = 6;
-const LC_SEGMENT_64: u32 = 0x19;
+use super::{ObjectFormat, Reader, VerifyError, at_start, too_short};
 
 pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError> {
-    let little = match head[..4] {
-        [0xcf, 0xfa, 0xed, 0xfe] => true,
-        [0xfe, 0xed, 0xfa, 0xcf] => false,
+    let e = match head[..4] {
+        [0xcf, 0xfa, 0xed, 0xfe] => Endianness::Little,
+        [0xfe, 0xed, 0xfa, 0xcf] => Endianness::Big,
         _ => {
             return Err(VerifyError::Mismatch {
                 field: "Mach-O kind",
@@ -17,37 +19,50 @@ pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError
             });
         }
     };
-    if head.len() < 32 {
-        return Err(too_short(ObjectFormat::MachO, 32, reader.len));
+    let header_len = size_of::<MachHeader64<Endianness>>();
+    if head.len() < header_len {
+        return Err(too_short(ObjectFormat::MachO, header_len, reader.len));
     }
-    let e = Endian { little };
-    let filetype = e.u32(head, 12);
-    if filetype != MH_DYLIB {
+    let header: &MachHeader64<Endianness> = at_start(head);
+    let filetype = header.filetype.get(e);
+    if filetype != macho::MH_DYLIB {
         return Err(VerifyError::Mismatch {
             field: "file type",
             expected: "a dynamic library".to_owned(),
             found: format!("file type {filetype}"),
         });
     }
-    let ncmds = e.u32(head, 16);
-    let sizeofcmds = e.u32(head, 20) as usize;
-    let cmds = reader.read(|| "the load commands".to_owned(), 32, sizeofcmds)?;
+    let cmds = reader.read(
+        || "the load commands".to_owned(),
+        header_len as u64,
+        header.sizeofcmds.get(e) as usize,
+    )?;
     let mut at = 0usize;
-    for index in 0..ncmds {
-        if at + 8 > cmds.len() {
+    for index in 0..header.ncmds.get(e) {
+        if at + size_of::<LoadCommand<Endianness>>() > cmds.len() {
             return Err(VerifyError::Corrupt(format!(
                 "load command {index} overruns the table"
             )));
         }
-        let (cmd, size) = (e.u32(&cmds, at), e.u32(&cmds, at + 4) as usize);
-        if size < 8 || at + size > cmds.len() {
+        let command: &LoadCommand<Endianness> = at_start(&cmds[at..]);
+        let (cmd, size) = (command.cmd.get(e), command.cmdsize.get(e) as usize);
+        let least = if cmd == macho::LC_SEGMENT_64 {
+            size_of::<SegmentCommand64<Endianness>>()
+        } else {
+            size_of::<LoadCommand<Endianness>>()
+        };
+        if size < least || at + size > cmds.len() {
             return Err(VerifyError::Corrupt(format!(
                 "load command {index} has size {size}"
             )));
         }
-        if cmd == LC_SEGMENT_64 && size >= 56 {
-            let (fileoff, filesize) = (e.u64(&cmds, at + 40), e.u64(&cmds, at + 48));
-            reader.check(|| format!("segment {index}"), fileoff, filesize)?;
+        if cmd == macho::LC_SEGMENT_64 {
+            let segment: &SegmentCommand64<Endianness> = at_start(&cmds[at..]);
+            reader.check(
+                || format!("segment {index}"),
+                segment.fileoff.get(e),
+                segment.filesize.get(e),
+            )?;
         }
         at += size;
     }

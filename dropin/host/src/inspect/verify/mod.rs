@@ -239,39 +239,18 @@ impl Reader<'_> {
     }
 }
 
-/// Reads integers of either byte order from a header.
-#[derive(Clone, Copy)]
-struct Endian {
-    little: bool,
+/// The structure of type `T` at the start of `bytes`, which were read at
+/// least at its size.
+fn at_start<T: object::Pod>(bytes: &[u8]) -> &T {
+    object::pod::from_bytes(bytes)
+        .expect("read at the structure's size")
+        .0
 }
 
-impl Endian {
-    fn u16(self, b: &[u8], at: usize) -> u16 {
-        let bytes = [b[at], b[at + 1]];
-        if self.little {
-            u16::from_le_bytes(bytes)
-        } else {
-            u16::from_be_bytes(bytes)
-        }
-    }
-
-    fn u32(self, b: &[u8], at: usize) -> u32 {
-        let bytes = b[at..at + 4].try_into().expect("4 bytes");
-        if self.little {
-            u32::from_le_bytes(bytes)
-        } else {
-            u32::from_be_bytes(bytes)
-        }
-    }
-
-    fn u64(self, b: &[u8], at: usize) -> u64 {
-        let bytes = b[at..at + 8].try_into().expect("8 bytes");
-        if self.little {
-            u64::from_le_bytes(bytes)
-        } else {
-            u64::from_be_bytes(bytes)
-        }
-    }
+/// Every whole structure of type `T` in `bytes`.
+fn all<T: object::Pod>(bytes: &[u8]) -> &[T] {
+    let whole = bytes.len() - bytes.len() % size_of::<T>();
+    object::pod::slice_from_all_bytes(&bytes[..whole]).expect("a whole number of structures")
 }
 
 fn too_short(format: ObjectFormat, needed: usize, len: u64) -> VerifyError {

@@ -1,41 +1,47 @@
 //! PE/COFF (Windows): the headers, within the file.
 
-use super::{Endian, ObjectFormat, Reader, VerifyError, too_short};
+use object::{
+    LittleEndian as LE,
+    pe::{self, ImageDosHeader, ImageFileHeader, ImageSectionHeader},
+};
 
-const IMAGE_FILE_DLL: u16 = 0x2000;
+use super::{ObjectFormat, Reader, VerifyError, all, at_start, too_short};
 
 pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError> {
-    if head.len() < 64 {
-        return Err(too_short(ObjectFormat::Pe, 64, reader.len));
+    let dos_len = size_of::<ImageDosHeader>();
+    if head.len() < dos_len {
+        return Err(too_short(ObjectFormat::Pe, dos_len, reader.len));
     }
-    let e = Endian { little: true };
-    let pe_offset = u64::from(e.u32(head, 60));
-    let coff = reader.read(|| "the PE header".to_owned(), pe_offset, 24)?;
+    let dos: &ImageDosHeader = at_start(head);
+    let pe_offset = u64::from(dos.e_lfanew.get(LE));
+    // The signature, then the file header.
+    let coff = reader.read(
+        || "the PE header".to_owned(),
+        pe_offset,
+        4 + size_of::<ImageFileHeader>(),
+    )?;
     if coff[..4] != *b"PE\0\0" {
         return Err(VerifyError::Corrupt("missing PE signature".to_owned()));
     }
-    let sections = e.u16(&coff, 6);
-    let optional_size = e.u16(&coff, 20);
-    let characteristics = e.u16(&coff, 22);
-    if characteristics & IMAGE_FILE_DLL == 0 {
+    let file: &ImageFileHeader = at_start(&coff[4..]);
+    if file.characteristics.get(LE) & pe::IMAGE_FILE_DLL == 0 {
         return Err(VerifyError::Mismatch {
             field: "file type",
             expected: "a DLL".to_owned(),
             found: "an executable".to_owned(),
         });
     }
-    let table_at = pe_offset + 24 + u64::from(optional_size);
+    let table_at = pe_offset + coff.len() as u64 + u64::from(file.size_of_optional_header.get(LE));
     let table = reader.read(
         || "the section table".to_owned(),
         table_at,
-        usize::from(sections) * 40,
+        usize::from(file.number_of_sections.get(LE)) * size_of::<ImageSectionHeader>(),
     )?;
-    for (index, section) in table.chunks_exact(40).enumerate() {
-        let (size, offset) = (e.u32(section, 16), e.u32(section, 20));
+    for (index, section) in all::<ImageSectionHeader>(&table).iter().enumerate() {
         reader.check(
             || format!("section {index}"),
-            u64::from(offset),
-            u64::from(size),
+            u64::from(section.pointer_to_raw_data.get(LE)),
+            u64::from(section.size_of_raw_data.get(LE)),
         )?;
     }
     Ok(())

@@ -8,67 +8,37 @@
 //! bounds of the file, the checks here prove that the segments are
 //! consistent with each other, with the dynamic section and with the
 //! section headers, as every linker writes them.
+//!
+//! The `object` crate knows the structures and their fields; what is
+//! checked of them, and how it is worded, is dropin's.
 
-use super::{Endian, ObjectFormat, Reader, VerifyError, too_short};
+use object::{
+    Endianness, Pod,
+    elf::{self, FileHeader32, FileHeader64},
+    read::elf::{FileHeader, ProgramHeader},
+};
+
+use super::{ObjectFormat, Reader, VerifyError, all, at_start, too_short};
 
 mod tables;
 use tables::*;
 
-const ET_DYN: u16 = 3;
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
-const PT_INTERP: u32 = 3;
-const PT_NOTE: u32 = 4;
-const PT_PHDR: u32 = 6;
-const PT_TLS: u32 = 7;
-const PT_GNU_EH_FRAME: u32 = 0x6474_e550;
-const PT_GNU_RELRO: u32 = 0x6474_e552;
-const PT_GNU_STACK: u32 = 0x6474_e551;
-const SHF_WRITE: u64 = 0x1;
-const SHF_ALLOC: u64 = 0x2;
-const SHF_EXECINSTR: u64 = 0x4;
-const PF_X: u32 = 0x1;
-const PF_W: u32 = 0x2;
-const PF_R: u32 = 0x4;
-const SHF_TLS: u64 = 0x400;
-const SHT_NOBITS: u32 = 8;
 /// No plugin needs a memory image anywhere near this large.
 const MAX_IMAGE: u64 = 1 << 32;
 
 /// `e_machine` values, by Rust's `target_arch` names.
 const MACHINES: &[(&str, u16)] = &[
-    ("x86", 3),
-    ("mips", 8),
-    ("powerpc", 20),
-    ("powerpc64", 21),
-    ("s390x", 22),
-    ("arm", 40),
-    ("sparc64", 43),
-    ("x86_64", 62),
-    ("aarch64", 183),
-    ("riscv64", 243),
-    ("loongarch64", 258),
-];
-
-/// Dynamic tags whose value is an address in the image, with the tag of
-/// the size that goes with it (0: none).
-const ADDRESS_TAGS: &[(u64, &str, u64)] = &[
-    (3, "DT_PLTGOT", 0),
-    (4, "DT_HASH", 0),
-    (5, "DT_STRTAB", 10),
-    (6, "DT_SYMTAB", 0),
-    (7, "DT_RELA", 8),
-    (12, "DT_INIT", 0),
-    (13, "DT_FINI", 0),
-    (17, "DT_REL", 18),
-    (23, "DT_JMPREL", 2),
-    (25, "DT_INIT_ARRAY", 27),
-    (26, "DT_FINI_ARRAY", 28),
-    (32, "DT_PREINIT_ARRAY", 33),
-    (0x6fff_fef5, "DT_GNU_HASH", 0),
-    (0x6fff_fff0, "DT_VERSYM", 0),
-    (0x6fff_fffc, "DT_VERDEF", 0),
-    (0x6fff_fffe, "DT_VERNEED", 0),
+    ("x86", elf::EM_386),
+    ("mips", elf::EM_MIPS),
+    ("powerpc", elf::EM_PPC),
+    ("powerpc64", elf::EM_PPC64),
+    ("s390x", elf::EM_S390),
+    ("arm", elf::EM_ARM),
+    ("sparc64", elf::EM_SPARCV9),
+    ("x86_64", elf::EM_X86_64),
+    ("aarch64", elf::EM_AARCH64),
+    ("riscv64", elf::EM_RISCV),
+    ("loongarch64", elf::EM_LOONGARCH),
 ];
 
 fn machine_name(machine: u16) -> String {
@@ -80,14 +50,14 @@ fn machine_name(machine: u16) -> String {
 
 fn segment_name(kind: u32) -> String {
     match kind {
-        PT_LOAD => "LOAD".to_owned(),
-        PT_DYNAMIC => "DYNAMIC".to_owned(),
-        PT_INTERP => "INTERP".to_owned(),
-        PT_NOTE => "NOTE".to_owned(),
-        PT_PHDR => "PHDR".to_owned(),
-        PT_TLS => "TLS".to_owned(),
-        PT_GNU_EH_FRAME => "GNU_EH_FRAME".to_owned(),
-        PT_GNU_RELRO => "GNU_RELRO".to_owned(),
+        elf::PT_LOAD => "LOAD".to_owned(),
+        elf::PT_DYNAMIC => "DYNAMIC".to_owned(),
+        elf::PT_INTERP => "INTERP".to_owned(),
+        elf::PT_NOTE => "NOTE".to_owned(),
+        elf::PT_PHDR => "PHDR".to_owned(),
+        elf::PT_TLS => "TLS".to_owned(),
+        elf::PT_GNU_EH_FRAME => "GNU_EH_FRAME".to_owned(),
+        elf::PT_GNU_RELRO => "GNU_RELRO".to_owned(),
         other => format!("type {other:#x}"),
     }
 }
@@ -96,7 +66,7 @@ fn corrupt(message: String) -> VerifyError {
     VerifyError::Corrupt(message)
 }
 
-/// One program header.
+/// One program header, as the checks use it.
 #[derive(Clone, Copy)]
 struct Segment {
     index: usize,
@@ -110,6 +80,23 @@ struct Segment {
 }
 
 impl Segment {
+    fn of<Elf: FileHeader<Endian = Endianness>>(
+        index: usize,
+        header: &Elf::ProgramHeader,
+        e: Endianness,
+    ) -> Self {
+        Self {
+            index,
+            kind: header.p_type(e),
+            flags: header.p_flags(e),
+            offset: header.p_offset(e).into(),
+            vaddr: header.p_vaddr(e).into(),
+            filesz: header.p_filesz(e).into(),
+            memsz: header.p_memsz(e).into(),
+            align: header.p_align(e).into(),
+        }
+    }
+
     fn what(&self) -> String {
         format!("segment {} ({})", self.index, segment_name(self.kind))
     }
@@ -137,61 +124,25 @@ impl Segment {
     }
 }
 
-/// The file's layout as read from its header.
-struct Layout {
-    is64: bool,
-    e: Endian,
-}
-
-impl Layout {
-    fn word(&self, b: &[u8], at: usize) -> u64 {
-        if self.is64 {
-            self.e.u64(b, at)
-        } else {
-            u64::from(self.e.u32(b, at))
-        }
-    }
-
-    fn segment(&self, index: usize, ph: &[u8]) -> Segment {
-        let e = self.e;
-        if self.is64 {
-            Segment {
-                index,
-                kind: e.u32(ph, 0),
-                flags: e.u32(ph, 4),
-                offset: e.u64(ph, 8),
-                vaddr: e.u64(ph, 16),
-                filesz: e.u64(ph, 32),
-                memsz: e.u64(ph, 40),
-                align: e.u64(ph, 48),
-            }
-        } else {
-            Segment {
-                index,
-                kind: e.u32(ph, 0),
-                flags: e.u32(ph, 24),
-                offset: u64::from(e.u32(ph, 4)),
-                vaddr: u64::from(e.u32(ph, 8)),
-                filesz: u64::from(e.u32(ph, 16)),
-                memsz: u64::from(e.u32(ph, 20)),
-                align: u64::from(e.u32(ph, 28)),
-            }
-        }
-    }
-}
-
 pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError> {
+    // The identification, the file type and the machine.
     if head.len() < 20 {
         return Err(too_short(ObjectFormat::Elf, 20, reader.len));
     }
-    let is64 = match head[4] {
-        1 => false,
-        2 => true,
+    // The identification is the same in both classes: read it through the
+    // larger header, the bytes past the file's end left zero.
+    let mut padded = [0; size_of::<FileHeader64<Endianness>>()];
+    let known = head.len().min(padded.len());
+    padded[..known].copy_from_slice(&head[..known]);
+    let ident = at_start::<FileHeader64<Endianness>>(&padded).e_ident();
+    let is64 = match ident.class {
+        elf::ELFCLASS32 => false,
+        elf::ELFCLASS64 => true,
         class => return Err(corrupt(format!("ELF class {class}"))),
     };
-    let little = match head[5] {
-        1 => true,
-        2 => false,
+    let little = match ident.data {
+        elf::ELFDATA2LSB => true,
+        elf::ELFDATA2MSB => false,
         data => return Err(corrupt(format!("ELF data encoding {data}"))),
     };
     let host64 = crate::sys::target::POINTER_64;
@@ -211,22 +162,37 @@ pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError
             found: name(little),
         });
     }
-    let header_len = if is64 { 64 } else { 52 };
+    let e = if little {
+        Endianness::Little
+    } else {
+        Endianness::Big
+    };
+    if is64 {
+        verify_as::<FileHeader64<Endianness>>(reader, head, e)
+    } else {
+        verify_as::<FileHeader32<Endianness>>(reader, head, e)
+    }
+}
+
+/// The checks past the identification, for the word size `Elf` has.
+fn verify_as<Elf: FileHeader<Endian = Endianness>>(
+    reader: &mut Reader,
+    head: &[u8],
+    e: Endianness,
+) -> Result<(), VerifyError> {
+    let header_len = size_of::<Elf>();
     if head.len() < header_len {
         return Err(too_short(ObjectFormat::Elf, header_len, reader.len));
     }
-    let layout = Layout {
-        is64,
-        e: Endian { little },
-    };
-    let e = layout.e;
-    let kind = e.u16(head, 16);
-    if kind != ET_DYN {
+    let header: &Elf = at_start(head);
+    let ident = header.e_ident();
+    let kind = header.e_type(e);
+    if kind != elf::ET_DYN {
         let found = match kind {
-            0 => "no file type".to_owned(),
-            1 => "a relocatable object".to_owned(),
-            2 => "an executable".to_owned(),
-            4 => "a core dump".to_owned(),
+            elf::ET_NONE => "no file type".to_owned(),
+            elf::ET_REL => "a relocatable object".to_owned(),
+            elf::ET_EXEC => "an executable".to_owned(),
+            elf::ET_CORE => "a core dump".to_owned(),
             other => format!("file type {other}"),
         };
         return Err(VerifyError::Mismatch {
@@ -237,29 +203,29 @@ pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError
     }
     // What glibc's loader refuses in the identification, refused here
     // before it: the versions, the OS ABI and the padding.
-    if head[6] != 1 || e.u32(head, 20) != 1 {
+    let version = header.e_version(e);
+    if ident.version != elf::EV_CURRENT || version != u32::from(elf::EV_CURRENT) {
         return Err(corrupt(format!(
-            "ELF version {} (identification {}), expected 1",
-            e.u32(head, 20),
-            head[6]
+            "ELF version {version} (identification {}), expected 1",
+            ident.version
         )));
     }
-    let (osabi, abiversion) = (head[7], head[8]);
+    let (osabi, abiversion) = (ident.os_abi, ident.abi_version);
     let abi_known = match osabi {
         // System V: version 0 only; GNU: the versions glibc knows.
-        0 => abiversion == 0,
-        3 => abiversion < 5,
+        elf::ELFOSABI_SYSV => abiversion == 0,
+        elf::ELFOSABI_GNU => abiversion < 5,
         _ => false,
     };
     if !abi_known {
         return Err(corrupt(format!("OS ABI {osabi} version {abiversion}")));
     }
-    if head[9..16].iter().any(|&byte| byte != 0) {
+    if ident.padding.iter().any(|&byte| byte != 0) {
         return Err(corrupt(
             "nonzero padding in the ELF identification".to_owned(),
         ));
     }
-    let machine = e.u16(head, 18);
+    let machine = header.e_machine(e);
     if let Some((arch, expected)) = MACHINES
         .iter()
         .find(|(arch, _)| *arch == std::env::consts::ARCH)
@@ -271,20 +237,10 @@ pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError
             found: machine_name(machine),
         });
     }
-    let (phoff, shoff) = if is64 {
-        (e.u64(head, 32), e.u64(head, 40))
-    } else {
-        (u64::from(e.u32(head, 28)), u64::from(e.u32(head, 32)))
-    };
-    let at = if is64 { 54 } else { 42 };
-    let (phentsize, phnum, shentsize, shnum) = (
-        e.u16(head, at),
-        e.u16(head, at + 2),
-        e.u16(head, at + 4),
-        e.u16(head, at + 6),
-    );
-    let (want_ph, want_sh) = if is64 { (56, 64) } else { (32, 40) };
-    if phentsize != want_ph {
+    // The program headers, and the segments they describe.
+    let (phentsize, phnum) = (header.e_phentsize(e), header.e_phnum(e));
+    let want_ph = size_of::<Elf::ProgramHeader>();
+    if usize::from(phentsize) != want_ph {
         return Err(corrupt(format!(
             "program header size {phentsize}, expected {want_ph}"
         )));
@@ -294,18 +250,21 @@ pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError
     }
     let table = reader.read(
         || "the program header table".to_owned(),
-        phoff,
-        usize::from(phnum) * usize::from(phentsize),
+        header.e_phoff(e).into(),
+        usize::from(phnum) * want_ph,
     )?;
-    let segments: Vec<Segment> = table
-        .chunks_exact(usize::from(phentsize))
+    let segments: Vec<Segment> = all::<Elf::ProgramHeader>(&table)
+        .iter()
         .enumerate()
-        .map(|(index, ph)| layout.segment(index, ph))
+        .map(|(index, ph)| Segment::of::<Elf>(index, ph, e))
         .collect();
     let loads = check_segments(reader, &segments)?;
+    // The section headers, where the file has them.
+    let (shentsize, shnum) = (header.e_shentsize(e), header.e_shnum(e));
     let mut symbols = None;
     if shnum != 0 {
-        if shentsize != want_sh {
+        let want_sh = size_of::<Elf::SectionHeader>();
+        if usize::from(shentsize) != want_sh {
             return Err(corrupt(format!(
                 "section header size {shentsize}, expected {want_sh}"
             )));
@@ -313,29 +272,31 @@ pub(super) fn verify(reader: &mut Reader, head: &[u8]) -> Result<(), VerifyError
         // The loader never reads section headers, but a table past the end
         // means the file was cut; and every allocated section must be in a
         // loaded segment, which catches a segment whose header lies.
-        let sections = reader.read(
+        let bytes = reader.read(
             || "the section header table".to_owned(),
-            shoff,
-            usize::from(shnum) * usize::from(shentsize),
+            header.e_shoff(e).into(),
+            usize::from(shnum) * want_sh,
         )?;
-        check_sections(&layout, &sections, usize::from(shentsize), &loads)?;
-        symbols = dynamic_symbols(&layout, &sections, usize::from(shentsize));
-        check_relocations(reader, &layout, &sections, usize::from(shentsize), &loads)?;
+        let sections = all::<Elf::SectionHeader>(&bytes);
+        check_sections::<Elf>(sections, e, &loads)?;
+        symbols = dynamic_symbols::<Elf>(sections, e);
+        check_relocations::<Elf>(reader, sections, e, &loads)?;
     }
+    // The dynamic section, and the tables it points at.
     let dynamic = segments
         .iter()
-        .find(|s| s.kind == PT_DYNAMIC)
+        .find(|s| s.kind == elf::PT_DYNAMIC)
         .ok_or_else(|| VerifyError::Mismatch {
             field: "a dynamic segment",
             expected: "present".to_owned(),
             found: "none".to_owned(),
         })?;
-    check_dynamic(reader, &layout, dynamic, &loads, symbols)?;
+    check_dynamic::<Elf>(reader, e, dynamic, &loads, symbols)?;
     // Last: every other check passed, so a caller that allows it may
     // ignore this one.
     if segments
         .iter()
-        .any(|s| s.kind == PT_GNU_STACK && s.flags & PF_X != 0)
+        .any(|s| s.kind == elf::PT_GNU_STACK && s.flags & elf::PF_X != 0)
     {
         return Err(VerifyError::ExecutableStack);
     }

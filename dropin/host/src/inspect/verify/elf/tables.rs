@@ -1,18 +1,20 @@
 //! The tables the dynamic loader indexes without checking, and the
 //! segments, relocations, sections and dynamic entries checked against them.
 
+use object::read::elf::{Dyn, Rela, SectionHeader, Sym};
+
 use super::*;
 
 /// How many entries the dynamic symbol table has, from its section
 /// header.
-pub(super) fn dynamic_symbols(layout: &Layout, table: &[u8], entsize: usize) -> Option<u64> {
-    const SHT_DYNSYM: u32 = 11;
-    let w = if layout.is64 { 8 } else { 4 };
-    let symbol = if layout.is64 { 24 } else { 16 };
-    table
-        .chunks_exact(entsize)
-        .find(|sh| layout.e.u32(sh, 4) == SHT_DYNSYM)
-        .map(|sh| layout.word(sh, 8 + 3 * w) / symbol)
+pub(super) fn dynamic_symbols<Elf: FileHeader<Endian = Endianness>>(
+    sections: &[Elf::SectionHeader],
+    e: Endianness,
+) -> Option<u64> {
+    sections
+        .iter()
+        .find(|sh| sh.sh_type(e) == elf::SHT_DYNSYM)
+        .map(|sh| sh.sh_size(e).into() / size_of::<Elf::Sym>() as u64)
 }
 
 /// The `len` file bytes the library maps at `vaddr`, or an error naming
@@ -42,6 +44,17 @@ pub(super) fn read_mapped(
     reader.read(|| what.to_owned(), offset, len as usize)
 }
 
+/// The structure of type `T` the library maps at `vaddr`.
+fn read_mapped_one<T: Pod>(
+    reader: &mut Reader,
+    loads: &[Segment],
+    what: &str,
+    vaddr: u64,
+) -> Result<T, VerifyError> {
+    let bytes = read_mapped(reader, loads, what, vaddr, size_of::<T>() as u64)?;
+    Ok(*at_start::<T>(&bytes))
+}
+
 /// The version tables as the dynamic loader finds them, through the
 /// dynamic section: every name offset inside the string table, every
 /// link inside its table, and every symbol's version index naming a
@@ -49,27 +62,19 @@ pub(super) fn read_mapped(
 /// process has mapped there, which differs between processes.
 pub(super) fn check_version_tables(
     reader: &mut Reader,
-    layout: &Layout,
+    e: Endianness,
     loads: &[Segment],
     values: &[(u64, u64)],
     symbols: Option<u64>,
 ) -> Result<(), VerifyError> {
-    let value = |tag: u64| {
+    let value = |tag: u32| {
         values
             .iter()
             .rev()
-            .find(|(t, _)| *t == tag)
+            .find(|(t, _)| *t == u64::from(tag))
             .map(|(_, v)| *v)
     };
-    const DT_STRTAB: u64 = 5;
-    const DT_STRSZ: u64 = 10;
-    const DT_VERSYM: u64 = 0x6fff_fff0;
-    const DT_VERDEF: u64 = 0x6fff_fffc;
-    const DT_VERDEFNUM: u64 = 0x6fff_fffd;
-    const DT_VERNEED: u64 = 0x6fff_fffe;
-    const DT_VERNEEDNUM: u64 = 0x6fff_ffff;
-    let e = layout.e;
-    let (Some(strtab), Some(strsz)) = (value(DT_STRTAB), value(DT_STRSZ)) else {
+    let (Some(strtab), Some(strsz)) = (value(elf::DT_STRTAB), value(elf::DT_STRSZ)) else {
         return Ok(());
     };
     let strings = read_mapped(reader, loads, "the string table", strtab, strsz)?;
@@ -90,12 +95,12 @@ pub(super) fn check_version_tables(
     // Names of needed libraries and search paths, read from the string
     // table by offset.
     for (tag, what) in [
-        (1, "DT_NEEDED"),
-        (14, "DT_SONAME"),
-        (15, "DT_RPATH"),
-        (29, "DT_RUNPATH"),
+        (elf::DT_NEEDED, "DT_NEEDED"),
+        (elf::DT_SONAME, "DT_SONAME"),
+        (elf::DT_RPATH, "DT_RPATH"),
+        (elf::DT_RUNPATH, "DT_RUNPATH"),
     ] {
-        for &(_, offset) in values.iter().filter(|(t, _)| *t == tag) {
+        for &(_, offset) in values.iter().filter(|(t, _)| *t == u64::from(tag)) {
             if offset >= strsz {
                 return Err(corrupt(format!(
                     "dynamic entry {what} names string {offset}, past the string table ({strsz} bytes)"
@@ -113,59 +118,69 @@ pub(super) fn check_version_tables(
         at.checked_add(u64::from(link))
             .ok_or_else(|| corrupt("a symbol version table links past the end".to_owned()))
     };
-    if let (Some(mut at), Some(_)) = (value(DT_VERNEED), value(DT_VERNEEDNUM)) {
+    if let (Some(mut at), Some(_)) = (value(elf::DT_VERNEED), value(elf::DT_VERNEEDNUM)) {
         let mut records = 0;
         loop {
-            let need = read_mapped(reader, loads, "a version need", at, 16)?;
-            name(e.u32(&need, 4), "a version need")?;
-            let mut here = next(at, e.u32(&need, 8))?;
+            let need: elf::Verneed<Endianness> =
+                read_mapped_one(reader, loads, "a version need", at)?;
+            name(need.vn_file.get(e), "a version need")?;
+            let mut here = next(at, need.vn_aux.get(e))?;
             loop {
                 records += 1;
                 if records > LONGEST_CHAIN {
                     return Err(long());
                 }
-                let entry = read_mapped(reader, loads, "a needed version", here, 16)?;
-                name(e.u32(&entry, 8), "a needed version")?;
-                known.push(e.u16(&entry, 6) & 0x7fff);
-                match e.u32(&entry, 12) {
+                let entry: elf::Vernaux<Endianness> =
+                    read_mapped_one(reader, loads, "a needed version", here)?;
+                name(entry.vna_name.get(e), "a needed version")?;
+                known.push(entry.vna_other.get(e) & elf::VERSYM_VERSION);
+                match entry.vna_next.get(e) {
                     0 => break,
                     link => here = next(here, link)?,
                 }
             }
-            match e.u32(&need, 12) {
+            match need.vn_next.get(e) {
                 0 => break,
                 link => at = next(at, link)?,
             }
         }
     }
-    if let (Some(mut at), Some(_)) = (value(DT_VERDEF), value(DT_VERDEFNUM)) {
+    if let (Some(mut at), Some(_)) = (value(elf::DT_VERDEF), value(elf::DT_VERDEFNUM)) {
         let mut records = 0;
         loop {
             records += 1;
             if records > LONGEST_CHAIN {
                 return Err(long());
             }
-            let def = read_mapped(reader, loads, "a version definition", at, 20)?;
-            known.push(e.u16(&def, 4) & 0x7fff);
-            let mut here = next(at, e.u32(&def, 12))?;
-            for _ in 0..e.u16(&def, 6) {
-                let entry = read_mapped(reader, loads, "a version name", here, 8)?;
-                name(e.u32(&entry, 0), "a version name")?;
-                match e.u32(&entry, 4) {
+            let def: elf::Verdef<Endianness> =
+                read_mapped_one(reader, loads, "a version definition", at)?;
+            known.push(def.vd_ndx.get(e) & elf::VERSYM_VERSION);
+            let mut here = next(at, def.vd_aux.get(e))?;
+            for _ in 0..def.vd_cnt.get(e) {
+                let entry: elf::Verdaux<Endianness> =
+                    read_mapped_one(reader, loads, "a version name", here)?;
+                name(entry.vda_name.get(e), "a version name")?;
+                match entry.vda_next.get(e) {
                     0 => break,
                     link => here = next(here, link)?,
                 }
             }
-            match e.u32(&def, 16) {
+            match def.vd_next.get(e) {
                 0 => break,
                 link => at = next(at, link)?,
             }
         }
     }
-    if let (Some(versym), Some(symbols)) = (value(DT_VERSYM), symbols) {
-        let indices = read_mapped(reader, loads, "the symbol versions", versym, symbols * 2)?;
-        for (symbol, entry) in indices.chunks_exact(2).enumerate() {
-            let index = e.u16(entry, 0) & 0x7fff;
+    if let (Some(versym), Some(symbols)) = (value(elf::DT_VERSYM), symbols) {
+        let bytes = read_mapped(
+            reader,
+            loads,
+            "the symbol versions",
+            versym,
+            symbols * size_of::<elf::Versym<Endianness>>() as u64,
+        )?;
+        for (symbol, entry) in all::<elf::Versym<Endianness>>(&bytes).iter().enumerate() {
+            let index = entry.0.get(e) & elf::VERSYM_VERSION;
             if !known.contains(&index) {
                 return Err(corrupt(format!(
                     "symbol {symbol} has version index {index}, which names no version of the library"
@@ -186,14 +201,14 @@ pub(super) fn check_segments(
     for s in segments {
         if !matches!(
             s.kind,
-            PT_LOAD
-                | PT_DYNAMIC
-                | PT_INTERP
-                | PT_NOTE
-                | PT_PHDR
-                | PT_TLS
-                | PT_GNU_EH_FRAME
-                | PT_GNU_RELRO
+            elf::PT_LOAD
+                | elf::PT_DYNAMIC
+                | elf::PT_INTERP
+                | elf::PT_NOTE
+                | elf::PT_PHDR
+                | elf::PT_TLS
+                | elf::PT_GNU_EH_FRAME
+                | elf::PT_GNU_RELRO
         ) {
             // Other types (GNU_STACK, PROPERTY, ...) map nothing.
             continue;
@@ -213,10 +228,10 @@ pub(super) fn check_segments(
         if s.align > 1 && !s.align.is_power_of_two() {
             return Err(corrupt(format!("{} has alignment {}", s.what(), s.align)));
         }
-        if s.kind != PT_LOAD {
+        if s.kind != elf::PT_LOAD {
             continue;
         }
-        if s.flags & PF_R == 0 {
+        if s.flags & elf::PF_R == 0 {
             return Err(corrupt(format!("{} is not readable", s.what())));
         }
         if s.align > 1 && s.offset % s.align != s.vaddr % s.align {
@@ -249,10 +264,19 @@ pub(super) fn check_segments(
         // The TLS segment's memory size includes `.tbss`, which occupies
         // no address of its own (each thread's block is allocated
         // elsewhere): only its initialisation image must be mapped.
-        let size = if s.kind == PT_TLS { s.filesz } else { s.memsz };
+        let size = if s.kind == elf::PT_TLS {
+            s.filesz
+        } else {
+            s.memsz
+        };
         if matches!(
             s.kind,
-            PT_DYNAMIC | PT_TLS | PT_GNU_EH_FRAME | PT_GNU_RELRO | PT_NOTE | PT_PHDR
+            elf::PT_DYNAMIC
+                | elf::PT_TLS
+                | elf::PT_GNU_EH_FRAME
+                | elf::PT_GNU_RELRO
+                | elf::PT_NOTE
+                | elf::PT_PHDR
         ) && !loads.iter().any(|load| {
             load.holds(s.vaddr, size) && (s.filesz == 0 || load.maps(s.offset, s.vaddr, s.filesz))
         }) {
@@ -272,67 +296,52 @@ pub(super) fn check_segments(
 /// to the library, which differs from one process to the next, so a
 /// probe process that survives says nothing about the host. Checked
 /// where the section headers locate the tables (64-bit only).
-pub(super) fn check_relocations(
+pub(super) fn check_relocations<Elf: FileHeader<Endian = Endianness>>(
     reader: &mut Reader,
-    layout: &Layout,
-    table: &[u8],
-    entsize: usize,
+    sections: &[Elf::SectionHeader],
+    e: Endianness,
     loads: &[Segment],
 ) -> Result<(), VerifyError> {
-    const SHT_RELA: u32 = 4;
-    const SHT_DYNSYM: u32 = 11;
     const MAX_TABLE: u64 = 1 << 26;
-    if !layout.is64 {
+    if !Elf::is_type_64_sized() {
         return Ok(());
     }
-    let e = layout.e;
-    let sections: Vec<(u32, u64, u64, u32)> = table
-        .chunks_exact(entsize)
-        .map(|sh| {
-            let kind = e.u32(sh, 4);
-            let offset = e.u64(sh, 24);
-            let size = e.u64(sh, 32);
-            let link = e.u32(sh, 40);
-            (kind, offset, size, link)
-        })
-        .collect();
-    let Some(&(_, dynsym_offset, dynsym_size, dynstr_index)) =
-        sections.iter().find(|s| s.0 == SHT_DYNSYM)
-    else {
+    let Some(dynsym) = sections.iter().find(|s| s.sh_type(e) == elf::SHT_DYNSYM) else {
         return Ok(());
     };
-    let read = |reader: &mut Reader, what: &'static str, offset: u64, size: u64| {
+    let read = |reader: &mut Reader, what: &'static str, section: &Elf::SectionHeader| {
+        let size: u64 = section.sh_size(e).into();
         if size > MAX_TABLE {
             return Err(corrupt(format!("{what} of {size} bytes")));
         }
-        reader.read(|| what.to_owned(), offset, size as usize)
+        reader.read(
+            || what.to_owned(),
+            section.sh_offset(e).into(),
+            size as usize,
+        )
     };
-    let symbols = dynsym_size / 24;
-    let strings = sections
-        .get(dynstr_index as usize)
-        .map_or(0, |&(_, _, size, _)| size);
-    let dynsym = read(
-        reader,
-        "the dynamic symbol table",
-        dynsym_offset,
-        dynsym_size,
-    )?;
-    for (index, symbol) in dynsym.chunks_exact(24).enumerate() {
-        let name = u64::from(e.u32(symbol, 0));
+    let strings: u64 = sections
+        .get(dynsym.sh_link(e) as usize)
+        .map_or(0, |strtab| strtab.sh_size(e).into());
+    let bytes = read(reader, "the dynamic symbol table", dynsym)?;
+    let table = all::<Elf::Sym>(&bytes);
+    let symbols = table.len() as u64;
+    for (index, symbol) in table.iter().enumerate() {
+        let name = u64::from(symbol.st_name(e));
         if name >= strings.max(1) {
             return Err(corrupt(format!(
                 "symbol {index} has its name at {name}, past the string table ({strings} bytes)"
             )));
         }
     }
-    for &(kind, offset, size, _) in &sections {
-        if kind != SHT_RELA {
+    for section in sections {
+        if section.sh_type(e) != elf::SHT_RELA {
             continue;
         }
-        let relocations = read(reader, "a relocation table", offset, size)?;
-        for (index, rela) in relocations.chunks_exact(24).enumerate() {
-            let place = e.u64(rela, 0);
-            let symbol = e.u64(rela, 8) >> 32;
+        let bytes = read(reader, "a relocation table", section)?;
+        for (index, rela) in all::<Elf::Rela>(&bytes).iter().enumerate() {
+            let place: u64 = rela.r_offset(e).into();
+            let symbol = u64::from(rela.r_sym(e, false));
             if symbol >= symbols {
                 return Err(corrupt(format!(
                     "relocation {index} names symbol {symbol}; the symbol table has {symbols}"
@@ -348,25 +357,21 @@ pub(super) fn check_relocations(
     Ok(())
 }
 
-pub(super) fn check_sections(
-    layout: &Layout,
-    table: &[u8],
-    entsize: usize,
+pub(super) fn check_sections<Elf: FileHeader<Endian = Endianness>>(
+    sections: &[Elf::SectionHeader],
+    e: Endianness,
     loads: &[Segment],
 ) -> Result<(), VerifyError> {
-    let e = layout.e;
-    for (index, sh) in table.chunks_exact(entsize).enumerate() {
-        let kind = e.u32(sh, 4);
-        let w = if layout.is64 { 8 } else { 4 };
-        let flags = layout.word(sh, 8);
-        let addr = layout.word(sh, 8 + w);
-        let offset = layout.word(sh, 8 + 2 * w);
-        let size = layout.word(sh, 8 + 3 * w);
-        if flags & SHF_ALLOC == 0 || size == 0 {
+    for (index, sh) in sections.iter().enumerate() {
+        let flags: u64 = sh.sh_flags(e).into();
+        let addr: u64 = sh.sh_addr(e).into();
+        let offset: u64 = sh.sh_offset(e).into();
+        let size: u64 = sh.sh_size(e).into();
+        if flags & u64::from(elf::SHF_ALLOC) == 0 || size == 0 {
             continue;
         }
-        let nobits = kind == SHT_NOBITS;
-        if nobits && flags & SHF_TLS != 0 {
+        let nobits = sh.sh_type(e) == elf::SHT_NOBITS;
+        if nobits && flags & u64::from(elf::SHF_TLS) != 0 {
             // .tbss occupies no address of its own: it follows .tdata in
             // the TLS template, which the TLS segment describes.
             continue;
@@ -382,10 +387,10 @@ pub(super) fn check_sections(
         // A segment that lost its write or execute permission would make
         // the loader's relocations, or the first call, fault.
         for (needed, flag, what) in [
-            (SHF_WRITE, PF_W, "writable"),
-            (SHF_EXECINSTR, PF_X, "executable"),
+            (elf::SHF_WRITE, elf::PF_W, "writable"),
+            (elf::SHF_EXECINSTR, elf::PF_X, "executable"),
         ] {
-            if flags & needed != 0 && load.flags & flag == 0 {
+            if flags & u64::from(needed) != 0 && load.flags & flag == 0 {
                 return Err(corrupt(format!(
                     "{what} section {index} at {addr:#x} lies in {}, which is not {what}",
                     load.what()
@@ -396,26 +401,50 @@ pub(super) fn check_sections(
     Ok(())
 }
 
-pub(super) fn check_dynamic(
+/// Dynamic tags whose value is an address in the image, with the tag of
+/// the size that goes with it (0: none).
+const ADDRESS_TAGS: &[(u32, &str, u32)] = &[
+    (elf::DT_PLTGOT, "DT_PLTGOT", 0),
+    (elf::DT_HASH, "DT_HASH", 0),
+    (elf::DT_STRTAB, "DT_STRTAB", elf::DT_STRSZ),
+    (elf::DT_SYMTAB, "DT_SYMTAB", 0),
+    (elf::DT_RELA, "DT_RELA", elf::DT_RELASZ),
+    (elf::DT_INIT, "DT_INIT", 0),
+    (elf::DT_FINI, "DT_FINI", 0),
+    (elf::DT_REL, "DT_REL", elf::DT_RELSZ),
+    (elf::DT_JMPREL, "DT_JMPREL", elf::DT_PLTRELSZ),
+    (elf::DT_INIT_ARRAY, "DT_INIT_ARRAY", elf::DT_INIT_ARRAYSZ),
+    (elf::DT_FINI_ARRAY, "DT_FINI_ARRAY", elf::DT_FINI_ARRAYSZ),
+    (
+        elf::DT_PREINIT_ARRAY,
+        "DT_PREINIT_ARRAY",
+        elf::DT_PREINIT_ARRAYSZ,
+    ),
+    (elf::DT_GNU_HASH, "DT_GNU_HASH", 0),
+    (elf::DT_VERSYM, "DT_VERSYM", 0),
+    (elf::DT_VERDEF, "DT_VERDEF", 0),
+    (elf::DT_VERNEED, "DT_VERNEED", 0),
+];
+
+pub(super) fn check_dynamic<Elf: FileHeader<Endian = Endianness>>(
     reader: &mut Reader,
-    layout: &Layout,
+    e: Endianness,
     dynamic: &Segment,
     loads: &[Segment],
     symbols: Option<u64>,
 ) -> Result<(), VerifyError> {
-    let entry = if layout.is64 { 16 } else { 8 };
     let len = usize::try_from(dynamic.filesz)
         .map_err(|_| corrupt("dynamic segment too large".to_owned()))?;
     let bytes = reader.read(|| dynamic.what(), dynamic.offset, len)?;
     let mut values: Vec<(u64, u64)> = Vec::new();
     let mut terminated = false;
-    for chunk in bytes.chunks_exact(entry) {
-        let tag = layout.word(chunk, 0);
-        if tag == 0 {
+    for entry in all::<Elf::Dyn>(&bytes) {
+        let tag: u64 = entry.d_tag(e).into();
+        if tag == u64::from(elf::DT_NULL) {
             terminated = true;
             break;
         }
-        values.push((tag, layout.word(chunk, entry / 2)));
+        values.push((tag, entry.d_val(e).into()));
     }
     if !terminated {
         return Err(corrupt(
@@ -423,15 +452,15 @@ pub(super) fn check_dynamic(
         ));
     }
     // The dynamic loader keeps the last entry of each tag.
-    let value = |tag: u64| {
+    let value = |tag: u32| {
         values
             .iter()
             .rev()
-            .find(|(t, _)| *t == tag)
+            .find(|(t, _)| *t == u64::from(tag))
             .map(|(_, v)| *v)
     };
     for &(tag, name, size_tag) in ADDRESS_TAGS {
-        for &(_, address) in values.iter().filter(|(t, _)| *t == tag) {
+        for &(_, address) in values.iter().filter(|(t, _)| *t == u64::from(tag)) {
             let size = if size_tag == 0 {
                 1
             } else {
@@ -444,5 +473,5 @@ pub(super) fn check_dynamic(
             }
         }
     }
-    check_version_tables(reader, layout, loads, &values, symbols)
+    check_version_tables(reader, e, loads, &values, symbols)
 }
