@@ -411,17 +411,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The file offset and size of the section called `name` in a 64-bit
 /// little-endian ELF file with section headers.
 pub fn elf_section(elf: &[u8], name: &str) -> Option<(usize, usize)> {
-    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
-    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap()) as usize;
-    let shoff = u64_at(40);
-    let header = |i: usize| shoff + i * u16_at(58);
-    let names = u64_at(header(u16_at(62)) + 24);
-    (0..u16_at(60)).find_map(|i| {
-        let h = header(i);
-        let at = names + u32::from_le_bytes(elf[h..h + 4].try_into().unwrap()) as usize;
-        let end = at + elf[at..].iter().position(|&b| b == 0)?;
-        (&elf[at..end] == name.as_bytes()).then(|| (u64_at(h + 24), u64_at(h + 32)))
-    })
+    use object::{Object, ObjectSection};
+    let file = object::read::elf::ElfFile64::<object::LittleEndian>::parse(elf).ok()?;
+    let (offset, size) = file.section_by_name(name)?.file_range()?;
+    Some((offset.try_into().ok()?, size.try_into().ok()?))
 }
 
 /// Whether a test's precondition holds; a missing one fails the test unless

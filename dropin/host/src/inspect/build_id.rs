@@ -13,23 +13,21 @@ pub(crate) fn of(code: *const ()) -> Option<String> {
 }
 
 /// The description of the `NT_GNU_BUILD_ID` note among `notes`, the
-/// contents of a `PT_NOTE` segment aligned to `align`.
-fn find_build_id(mut notes: &[u8], align: u64) -> Option<&[u8]> {
-    const NT_GNU_BUILD_ID: u32 = 3;
-    let align = if align == 8 { 8 } else { 4 };
-    let padded = |len: usize| len.div_ceil(align) * align;
-    let word = |bytes: &[u8], at: usize| {
-        u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+/// contents of a `PT_NOTE` segment aligned to `align`, of this process.
+fn find_build_id(notes: &[u8], align: u64) -> Option<&[u8]> {
+    use object::{
+        NativeEndian,
+        elf::{ELF_NOTE_GNU, FileHeader64, NT_GNU_BUILD_ID},
+        read::elf::NoteIterator,
     };
-    while notes.len() >= 12 {
-        let (name_len, desc_len) = (word(notes, 0) as usize, word(notes, 4) as usize);
-        let kind = word(notes, 8);
-        let desc_at = 12 + padded(name_len);
-        let desc = notes.get(desc_at..desc_at.checked_add(desc_len)?)?;
-        if kind == NT_GNU_BUILD_ID && notes.get(12..12 + name_len) == Some(b"GNU\0") {
-            return Some(desc);
+    // A note's header is three 32-bit words in either class.
+    let align = if align == 8 { 8 } else { 4 };
+    let mut notes =
+        NoteIterator::<FileHeader64<NativeEndian>>::new(NativeEndian, align, notes).ok()?;
+    while let Ok(Some(note)) = notes.next() {
+        if note.n_type(NativeEndian) == NT_GNU_BUILD_ID && note.name() == ELF_NOTE_GNU {
+            return Some(note.desc());
         }
-        notes = notes.get(desc_at + padded(desc_len)..).unwrap_or_default();
     }
     None
 }
