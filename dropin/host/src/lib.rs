@@ -80,15 +80,15 @@ pub use chain::ErrorChain;
 pub use child::{isolation, probe};
 pub use error::{LoadError, LoadErrorKind};
 pub use exit_guard::PLUGIN_EXIT_STATUS;
-pub use inspect::verify::{ObjectFormat, VerifyError, verify_library};
-pub use load::{Plugin, default_interface_req};
+pub use inspect::verify::{ObjectFormat, VerifyError};
+pub use load::Plugin;
 pub use loader::{
     DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Loader, LoaderBuilder,
     LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded,
 };
 pub use registry::{Live, LoadReport, Registry, Retained};
 pub use trust::{
-    discover::{DiscoverError, discover, is_candidate_name},
+    discover::{DiscoverError, discover},
     lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
     permissions::{PermissionError, Writers, check_permissions},
     source::is_deceptive,

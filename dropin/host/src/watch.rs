@@ -15,7 +15,8 @@ use notify::{
 };
 
 use crate::{
-    LOCKFILE_NAME, Loader, LoaderError, Registry, ReloadError, Reloaded, is_candidate_name,
+    LOCKFILE_NAME, Loader, LoaderError, Registry, ReloadError, Reloaded,
+    trust::discover::is_candidate_name,
 };
 
 /// How long the folder must stay quiet before what changed is reloaded: a

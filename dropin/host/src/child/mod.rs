@@ -2,5 +2,6 @@
 //! approve in a process of its own and reports what it read, and isolation,
 //! which runs a plugin in a process of its own and calls it there.
 
+mod frame;
 pub mod isolation;
 pub mod probe;

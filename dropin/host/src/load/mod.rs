@@ -221,7 +221,7 @@ impl<I: Interface> fmt::Debug for Plugin<I> {
 ///
 /// A plugin of a later minor has methods the host never calls; one of an
 /// earlier minor lacks methods, which its handle reports as missing.
-pub fn default_interface_req(version: &Version) -> VersionReq {
+pub(crate) fn default_interface_req(version: &Version) -> VersionReq {
     let req = if version.major == 0 {
         format!(">=0.{}.0, <0.{}.0", version.minor, version.minor + 1)
     } else {

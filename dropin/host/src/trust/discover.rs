@@ -36,7 +36,7 @@ pub enum DiscoverError {
 
 /// Whether a file name looks like a dynamic library of this platform
 /// (`.so`, `.dylib`, `.dll`) and is not hidden.
-pub fn is_candidate_name(name: &OsStr) -> bool {
+pub(crate) fn is_candidate_name(name: &OsStr) -> bool {
     let Some(name) = name.to_str() else {
         return false;
     };

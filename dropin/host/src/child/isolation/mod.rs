@@ -59,6 +59,10 @@ use std::{
 
 use dropin::Interface;
 
+use super::frame::{
+    MAX_FRAME, TooLong, Wait, message, read_frame, read_frame_until, write_frame, write_frame_until,
+};
+
 /// The target of this module's log records: its path before the modules
 /// moved into layers, which `RUST_LOG` filters name.
 const LOG_TARGET: &str = "dropin_host::isolation";
@@ -78,10 +82,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest line of an isolated process's standard error that is
 /// logged; the rest of a longer line is dropped.
 const MAX_LINE: usize = 64 * 1024;
-
-/// The largest answer an isolated process may send: more is a failure
-/// (the process is killed), not an allocation.
-const MAX_FRAME: usize = 256 << 20;
 
 /// The first bytes of a line on an isolated plugin's standard error that
 /// carries a log record: `\u{1}dropin-log\t<level>\t<message>`.

@@ -29,10 +29,10 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
     log::set_logger(&LOGGER).map_err(|e| e.to_string())?;
     log::set_max_level(log::LevelFilter::Trace);
     let mut input = io::stdin().lock();
-    let setup = read_frame(&mut input)
+    let setup = read_frame(&mut input, MAX_FRAME)
         .map_err(|e| e.to_string())?
         .ok_or("the host closed the pipe before the setup")?;
-    let setup = Setup::decode(&mut setup.as_slice()).map_err(|e| e.to_string())?;
+    let setup = message::<Setup>(&setup).map_err(|e| e.to_string())?;
     let path = sys::path_from_bytes(setup.path);
     let copy = sys::path_from_bytes(setup.copy);
     let policy = Policy {
@@ -76,7 +76,7 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
     .encode(&mut answer);
     write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    while let Some(call) = read_frame(&mut input).map_err(|e| e.to_string())? {
+    while let Some(call) = read_frame(&mut input, MAX_FRAME).map_err(|e| e.to_string())? {
         let mut call = call.as_slice();
         let method = u32::decode(&mut call).map_err(|e| e.to_string())?;
         out.clear();
@@ -173,7 +173,7 @@ impl dropin::abi::ServiceClient for ChildServices {
             .encode(&mut frame);
         frame.extend_from_slice(&args);
         write_frame(&mut &*stream, &frame).map_err(gone)?;
-        read_frame(&mut &*stream)
+        read_frame(&mut &*stream, MAX_FRAME)
             .map_err(gone)?
             .ok_or_else(|| "the host closed its services channel".to_owned())
     }

@@ -152,7 +152,7 @@ thread_local! {
 }
 
 /// The most bytes one service call from an isolated process may carry.
-pub(super) const MAX_SERVICE_FRAME: u64 = 16 << 20;
+pub(super) const MAX_SERVICE_FRAME: usize = 16 << 20;
 
 /// Serves an isolated process's service calls on a thread of their own
 /// until the process closes its end: reads a call, runs the application's
@@ -172,23 +172,16 @@ pub(super) fn serve_services(
             let mut output = &stream;
             let mut out = Vec::new();
             loop {
-                let mut len = [0; 4];
-                if input.read_exact(&mut len).is_err() {
-                    break;
-                }
-                let len = u64::from(u32::from_le_bytes(len));
-                if len > MAX_SERVICE_FRAME {
-                    log::warn!(target: LOG_TARGET, "an isolated process sent a service call of {len} bytes: closed");
-                    break;
-                }
-                // Grows as the bytes arrive: a claimed length allocates
-                // nothing.
-                let mut frame = Vec::new();
-                if (&mut input).take(len).read_to_end(&mut frame).is_err()
-                    || frame.len() as u64 != len
-                {
-                    break;
-                }
+                let frame = match read_frame(&mut input, MAX_SERVICE_FRAME) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(error) => {
+                        if let Some(len) = TooLong::in_error(&error) {
+                            log::warn!(target: LOG_TARGET, "an isolated process sent a service call of {len} bytes: closed");
+                        }
+                        break;
+                    }
+                };
                 let mut call = frame.as_slice();
                 out.clear();
                 let served = u32::decode(&mut call)
@@ -304,11 +297,8 @@ impl Spawner {
         };
         let answer = round_trip(&mut process, &self.setup, START_TIMEOUT)
             .map_err(|ended| format!("its process {ended}"))?;
-        let mut answer = answer.as_slice();
-        let answer = Answer::decode(&mut answer)
-            .ok()
-            .filter(|_| answer.is_empty())
-            .ok_or("its process answered the setup with bytes that do not decode")?;
+        let answer = message::<Answer>(&answer)
+            .map_err(|e| format!("its process answered the setup with a {e}"))?;
         let ready = match answer {
             Answer::Started(ready) => ready,
             Answer::NotLoaded(not) => return Err(Failure::NotLoaded(not)),

@@ -111,7 +111,7 @@ pub enum VerifyError {
 /// # Errors
 ///
 /// [`VerifyError`] saying what was expected and what was found.
-pub fn verify_library(path: &Path) -> Result<(), VerifyError> {
+pub(crate) fn verify_library(path: &Path) -> Result<(), VerifyError> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
     if len == 0 {
