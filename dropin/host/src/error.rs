@@ -335,9 +335,12 @@ pub enum LoadErrorKind {
         /// Why.
         message: String,
     },
-    /// The probe process that opened the file survived it and found it is
-    /// not a plugin this host can load (recording a lock file, where the
-    /// host does not open the file itself).
+    /// The probe process that opened the file survived it and found, for a
+    /// reason no other kind names, that it is not a plugin this host can
+    /// load (recording a lock file, or a plugin that was to run isolated,
+    /// where the host does not open the file itself). What the probe found
+    /// that another kind names (a failing root module, a layout of another
+    /// dropin) is reported as that kind, as in-process.
     #[error("{reason} (found by the probe process that opened it)")]
     ProbeRefused {
         /// What the probe found.

@@ -16,7 +16,7 @@
 //!    earlier run, with [`LoaderBuilder::snapshot_cache`]).
 //! 4. **Lock file** ([`Lockfile`]): an unlisted file or other bytes are
 //!    refused before anything opens them.
-//! 5. **Headers and tables** ([`verify_library`]): what the dynamic loader
+//! 5. **Headers and tables** ([`VerifyError`]): what the dynamic loader
 //!    would trust, read as data.
 //! 6. **Probe** ([`probe`]): bytes the lock file does not approve are opened
 //!    first in a child process, and what it read is judged before the host

@@ -172,3 +172,58 @@ fn an_exit_in_plugin_code_the_host_runs_never_turns_into_a_success() {
     // Without either, the same folder succeeds.
     assert_eq!(dir.run(&["--locked", "check"]).status.code(), Some(0));
 }
+
+/// The probe's process is the plugin's: nothing it writes is trusted. One
+/// that answers what is not a report and stays, or floods its output, is
+/// killed at its deadline; the host reads at most a report's worth of it
+/// and goes on.
+#[cfg(unix)]
+#[test]
+fn a_probe_that_answers_garbage_or_floods_is_killed_at_its_deadline() {
+    use std::time::{Duration, Instant};
+
+    use dropin_host::{
+        LoadErrorKind, Loader,
+        probe::{Probe, ProbeFailure},
+    };
+    use greeter_interface::GreeterPlugin;
+
+    for script in [
+        // A length over any report's, then silence.
+        "printf 'garbage!'; exec sleep 60",
+        // A whole frame that is not a report, then silence.
+        "printf '\\001\\000\\000\\000x'; exec sleep 60",
+        // Output without end: lines, and one line without end.
+        "exec yes",
+        "exec cat /dev/zero",
+    ] {
+        let dir = PluginDir::with(&["hello"]);
+        let watchdog = greeter_tests::deadline(greeter_tests::HANG, script);
+        let started = Instant::now();
+        let report = Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .probe(
+                Probe::command("/bin/sh")
+                    .args(["-c", script])
+                    .timeout(Duration::from_secs(1)),
+            )
+            .build()
+            .load()
+            .unwrap();
+        drop(watchdog);
+        assert!(report.registry.is_empty(), "{script}");
+        assert!(
+            matches!(
+                &report.rejected[..],
+                [error] if matches!(
+                    error.kind(),
+                    LoadErrorKind::Probe { how: ProbeFailure::Hung { timeout } }
+                        if *timeout == Duration::from_secs(1)
+                )
+            ),
+            "{script}: {:?}",
+            report.rejected
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{script}");
+    }
+}

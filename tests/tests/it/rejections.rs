@@ -275,3 +275,45 @@ fn a_library_asking_for_an_executable_stack_is_refused_unless_allowed() {
         "Hello!"
     );
 }
+
+/// "Application code is identical in both modes": a folder of every kind
+/// of bad file is refused with the same kinds and the same words whether
+/// its plugins were to run in the host or isolated, where the probe and the
+/// plugin's own process are the first to open them.
+#[test]
+fn every_kind_of_bad_file_is_the_same_error_in_both_modes() {
+    let dir = PluginDir::with(&["hello", "not_a_plugin", "upper", "broken_init"]);
+    dir.write(&library_file_name("empty"), b"");
+    dir.write(&library_file_name("text"), b"hello\n");
+    let original = fs::read(artifacts().library("hello")).unwrap();
+    dir.write(
+        &library_file_name("truncated"),
+        &original[..original.len() / 3],
+    );
+    let mut seen = Vec::new();
+    for isolated in [false, true] {
+        if !greeter_tests::mode_runs_here(isolated) {
+            return;
+        }
+        let builder =
+            dropin_host::Loader::<greeter_interface::GreeterPlugin>::builder().dir(dir.path());
+        let report = greeter_tests::in_mode(builder, isolated)
+            .build()
+            .load()
+            .unwrap();
+        assert_eq!(report.registry.len(), 1, "isolated: {isolated}");
+        let rejected: Vec<(std::mem::Discriminant<LoadErrorKind>, String)> = report
+            .rejected
+            .iter()
+            .map(|error| {
+                (
+                    std::mem::discriminant(error.kind()),
+                    greeter_tests::error_chain(error),
+                )
+            })
+            .collect();
+        assert_eq!(rejected.len(), 6, "isolated: {isolated}: {rejected:?}");
+        seen.push(rejected);
+    }
+    assert_eq!(seen[0], seen[1]);
+}

@@ -132,11 +132,11 @@ pub(crate) fn write_frame_until(
     Ok(())
 }
 
-/// Reads one frame of at most [`MAX_FRAME`] bytes, giving up at
-/// `deadline`; bytes past the frame are a failure (one question, one
-/// answer).
+/// Reads one frame of at most `limit` bytes, giving up at `deadline`;
+/// bytes past the frame are a failure (one question, one answer).
 pub(crate) fn read_frame_until(
     stdout: &mut ChildStdout,
+    limit: usize,
     deadline: Instant,
 ) -> Result<Option<Vec<u8>>, Wait> {
     let mut frame = Vec::new();
@@ -155,7 +155,7 @@ pub(crate) fn read_frame_until(
         if len.is_none() && frame.len() >= 4 {
             let header: [u8; 4] = frame[..4].try_into().expect("four bytes");
             let claimed = u32::from_le_bytes(header) as usize;
-            if claimed > MAX_FRAME {
+            if claimed > limit {
                 return Err(Wait::Failed);
             }
             len = Some(claimed);

@@ -4,4 +4,5 @@
 
 mod frame;
 pub mod isolation;
+pub(crate) mod not_loaded;
 pub mod probe;

@@ -19,20 +19,23 @@
 use std::{
     ffi::OsString,
     fmt,
-    io::{self, BufRead, BufReader, Read, Write},
+    io::{self, Read},
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        mpsc::{self, Receiver, RecvTimeoutError},
-    },
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
-use dropin::abi::ModuleRef;
+use dropin::{abi::ModuleRef, wire::Encode};
 
+use super::{
+    frame::{
+        MAX_FRAME, Wait, message, read_frame, read_frame_until, write_frame, write_frame_until,
+    },
+    not_loaded::NotLoaded,
+};
 pub use crate::ended::ProbeFailure;
 use crate::inspect::verify::verify_library;
 
@@ -44,8 +47,8 @@ const LOG_TARGET: &str = "dropin_host::probe";
 /// serve as a probe: [`serve_if_requested`] checks it.
 pub const PROBE_ENV: &str = "DROPIN_PROBE";
 
-/// What the probe answers for a library it survived.
-const SURVIVED: &str = "survived";
+/// The longest report a probe may answer: a few names and versions.
+const MAX_REPORT: usize = 1 << 20;
 
 /// The default time a probe may take for one library.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +58,7 @@ pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// else reads the arguments or starts threads.
 pub fn serve_if_requested() {
     if std::env::var_os(PROBE_ENV).is_some_and(|value| value == "1") {
-        let code = match serve(io::stdin().lock(), io::stdout().lock()) {
+        let code = match serve() {
             Ok(()) => 0,
             Err(_) => 1,
         };
@@ -63,66 +66,63 @@ pub fn serve_if_requested() {
     }
 }
 
-/// Reads one path, probes it, answers one line, and returns: the process
-/// then exits normally, which runs the library's destructors too (a
-/// corrupted one would crash the host when it exits).
-fn serve(input: impl BufRead, mut output: impl Write) -> io::Result<()> {
-    if let Some(line) = input.lines().next() {
-        let path = PathBuf::from(line?);
-        let mut report = Report::default();
-        // Whatever the outcome of the checks, surviving them is the answer,
-        // with what the probe read: the host applies its own rules to it.
-        if let Err(refusal) = probe_one(&path, &mut report) {
-            report.set(REFUSAL, refusal.as_bytes());
-        }
-        log::debug!(target: LOG_TARGET, "probe {}: {report:?}", path.display());
-        writeln!(output, "{SURVIVED}{}", report.encode())?;
-        output.flush()?;
+/// Reads one request, probes the library it names, answers with what it
+/// read, and returns: the process then exits normally, which runs the
+/// library's destructors too (a corrupted one would crash the host when it
+/// exits).
+fn serve() -> io::Result<()> {
+    // Frames go out on what was standard output; whatever the library
+    // prints there goes to standard error instead.
+    let mut output = crate::sys::protocol_output()?;
+    let Some(request) = read_frame(&mut io::stdin().lock(), MAX_FRAME)? else {
+        return Ok(());
+    };
+    let request = message::<Request>(&request)
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+    let path = crate::sys::path_from_bytes(request.path);
+    let mut report = Report::default();
+    // Whatever the outcome of the checks, surviving them is the answer,
+    // with what the probe read: the host applies its own rules to it.
+    if let Err(refusal) = probe_one(&path, &mut report) {
+        report.refusal = Some(refusal);
     }
-    Ok(())
+    log::debug!(target: LOG_TARGET, "probe {}: {report:?}", path.display());
+    let mut answer = Vec::new();
+    report.encode(&mut answer);
+    write_frame(&mut output, &answer)
 }
 
-/// The keys of a probe's report: what the root module says, for a library
-/// that has one; why the probe stopped, if it did.
-const ROOT_NAME: &str = "root_name";
-const ROOT_VERSION: &str = "root_version";
-const HAS_LAYOUT: &str = "has_layout";
-const PLUGIN_NAME: &str = "plugin_name";
-const PLUGIN_VERSION: &str = "plugin_version";
-const INTERFACE_NAME: &str = "interface_name";
-const INTERFACE_VERSION: &str = "interface_version";
-const HOST_REQUIREMENT: &str = "host_requirement";
-const PANIC_ABORT: &str = "panic_abort";
-const REFUSAL: &str = "refusal";
-const NO_ROOT: &str = "no_root";
+/// What the host asks a probe: the library to open.
+#[derive(dropin::Stable)]
+struct Request {
+    path: Vec<u8>,
+}
 
 /// Everything loading does with a library before the plugin's `init`,
 /// recording what it reads in `report`; the reason it stopped early, if it
 /// did.
-fn probe_one(path: &Path, report: &mut Report) -> Result<(), String> {
-    verify_library(path).map_err(|error| error.to_string())?;
-    let reason = |error| {
-        // The host's wording for the error, without the path it starts with.
-        let message = crate::load::classify(path, path, None, error, ("", "")).to_string();
-        let prefix = format!("{}: ", path.display());
-        message
-            .strip_prefix(&prefix)
-            .map_or_else(|| message.clone(), str::to_owned)
-    };
+fn probe_one(path: &Path, report: &mut Report) -> Result<(), NotLoaded> {
+    verify_library(path).map_err(|error| NotLoaded::Other {
+        reason: error.to_string(),
+    })?;
+    // The host's kind of error, and its words.
+    let refusal = |error| NotLoaded::of(&crate::load::classify(path, path, None, error, ("", "")));
     let header = match lib_header_from_path(path) {
         Ok(header) => header,
         // Not a plugin at all: the host names its own interface's export.
         Err(LibraryError::GetSymbolError { .. }) => {
-            report.set(NO_ROOT, b"1");
+            report.no_root = true;
             return Ok(());
         }
-        Err(error) => return Err(reason(error)),
+        Err(error) => return Err(refusal(error)),
     };
     let consts = header.root_mod_consts();
     let root_version = consts.version_strings().version;
-    report.set(ROOT_NAME, consts.name().as_rslice().as_slice());
-    report.set(ROOT_VERSION, root_version.as_rslice().as_slice());
-    report.set(HAS_LAYOUT, flag(header.layout().is_some()));
+    report.root = Some(Root {
+        name: consts.name().as_rslice().as_slice().to_vec(),
+        version: root_version.as_rslice().as_slice().to_vec(),
+        has_layout: header.layout().is_some(),
+    });
     if consts.name().as_rslice().as_slice() != b"dropin"
         || header.layout().is_none()
         || !crate::load::same_minor(
@@ -134,28 +134,18 @@ fn probe_one(path: &Path, report: &mut Report) -> Result<(), String> {
         // the root module's name and version alone.
         return Ok(());
     }
-    let module = header.init_root_module::<ModuleRef>().map_err(reason)?;
+    let module = header.init_root_module::<ModuleRef>().map_err(refusal)?;
     // Read everything the host reads before the plugin's `init`, the way it
     // reads it: a corrupted relocation can leave any of these pointing
     // anywhere, and the probe, not the host, must be the one to find out.
-    report.set(PLUGIN_NAME, module.plugin_name().as_rslice().as_slice());
-    report.set(
-        PLUGIN_VERSION,
-        module.plugin_version().as_rslice().as_slice(),
-    );
-    report.set(
-        INTERFACE_NAME,
-        module.interface_name().as_rslice().as_slice(),
-    );
-    report.set(
-        INTERFACE_VERSION,
-        module.interface_version().as_rslice().as_slice(),
-    );
-    report.set(
-        HOST_REQUIREMENT,
-        module.host_requirement().as_rslice().as_slice(),
-    );
-    report.set(PANIC_ABORT, flag(module.build().panic_abort));
+    report.facts = Some(ProbedFacts {
+        plugin_name: module.plugin_name().as_rslice().as_slice().to_vec(),
+        plugin_version: module.plugin_version().as_rslice().as_slice().to_vec(),
+        interface_name: module.interface_name().as_rslice().as_slice().to_vec(),
+        interface_version: module.interface_version().as_rslice().as_slice().to_vec(),
+        host_requirement: module.host_requirement().as_rslice().as_slice().to_vec(),
+        panic_abort: module.build().panic_abort,
+    });
     let mut seen = module.build().dropin_version.len();
     for entry in dropin::abi::items(module.methods()) {
         // Every descriptor, recursively, as the comparison may read it.
@@ -165,96 +155,70 @@ fn probe_one(path: &Path, report: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
-fn flag(value: bool) -> &'static [u8] {
-    if value { b"1" } else { b"0" }
+/// What a probe read from a library it survived, and why it stopped, if
+/// it did: its answer, one frame.
+#[derive(dropin::Stable, Debug, Default)]
+pub(crate) struct Report {
+    /// The library exports no root module at all.
+    no_root: bool,
+    root: Option<Root>,
+    facts: Option<ProbedFacts>,
+    refusal: Option<NotLoaded>,
 }
 
-/// What a probe read from a library it survived: byte strings by key, sent
-/// as hexadecimal so that no byte of a library can break the line apart.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Report {
-    fields: Vec<(String, Vec<u8>)>,
+/// What the root module says of itself.
+#[derive(dropin::Stable, Debug)]
+struct Root {
+    name: Vec<u8>,
+    version: Vec<u8>,
+    has_layout: bool,
+}
+
+/// What the plugin says of itself, as bytes the host checks.
+#[derive(dropin::Stable, Debug)]
+struct ProbedFacts {
+    plugin_name: Vec<u8>,
+    plugin_version: Vec<u8>,
+    interface_name: Vec<u8>,
+    interface_version: Vec<u8>,
+    host_requirement: Vec<u8>,
+    panic_abort: bool,
 }
 
 impl Report {
-    fn set(&mut self, key: &str, value: &[u8]) {
-        self.fields.push((key.to_owned(), value.to_vec()));
-    }
-
-    fn get(&self, key: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, value)| value.as_slice())
-    }
-
-    fn encode(&self) -> String {
-        let mut line = String::new();
-        for (key, value) in &self.fields {
-            line.push('\t');
-            line.push_str(key);
-            line.push('=');
-            for byte in value {
-                line.push_str(&format!("{byte:02x}"));
-            }
-        }
-        line
-    }
-
-    /// The fields of an answer's tail; `None` if it is not one `encode`
-    /// wrote.
-    fn decode(tail: &str) -> Option<Self> {
-        let mut report = Self::default();
-        for field in tail.split('\t').filter(|field| !field.is_empty()) {
-            let (key, hex) = field.split_once('=')?;
-            if hex.len() % 2 != 0 {
-                return None;
-            }
-            let value = (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()?;
-            report.fields.push((key.to_owned(), value));
-        }
-        Some(report)
-    }
-
     /// Why the probe stopped before reading the plugin's metadata, if it did.
-    pub(crate) fn refusal(&self) -> Option<String> {
-        self.get(REFUSAL)
-            .map(|reason| String::from_utf8_lossy(reason).into_owned())
+    pub(crate) fn refusal(&self) -> Option<&NotLoaded> {
+        self.refusal.as_ref()
     }
 
     /// Whether the library exports no root module at all.
     pub(crate) fn no_root(&self) -> bool {
-        self.get(NO_ROOT) == Some(b"1")
+        self.no_root
     }
 
     /// What the root module says of itself: its name, its version, and
     /// whether it carries a layout.
     pub(crate) fn root(&self) -> Option<(&[u8], &[u8], bool)> {
-        Some((
-            self.get(ROOT_NAME)?,
-            self.get(ROOT_VERSION)?,
-            self.get(HAS_LAYOUT)? == b"1",
-        ))
+        let root = self.root.as_ref()?;
+        Some((&root.name, &root.version, root.has_layout))
     }
 
     /// What the plugin says of itself, if the probe got that far.
     pub(crate) fn facts(&self) -> Option<crate::load::Facts<'_>> {
+        let facts = self.facts.as_ref()?;
         Some(crate::load::Facts {
-            plugin_name: self.get(PLUGIN_NAME)?,
-            plugin_version: self.get(PLUGIN_VERSION)?,
-            interface_name: self.get(INTERFACE_NAME)?,
-            interface_version: self.get(INTERFACE_VERSION)?,
-            host_requirement: self.get(HOST_REQUIREMENT)?,
-            panic_abort: self.get(PANIC_ABORT)? == b"1",
+            plugin_name: &facts.plugin_name,
+            plugin_version: &facts.plugin_version,
+            interface_name: &facts.interface_name,
+            interface_version: &facts.interface_version,
+            host_requirement: &facts.host_requirement,
+            panic_abort: facts.panic_abort,
         })
     }
 
     /// The plugin's name, if the probe read one that is valid.
     pub(crate) fn plugin_name(&self) -> Option<&str> {
-        let name = std::str::from_utf8(self.get(PLUGIN_NAME)?).ok()?;
+        let name = std::str::from_utf8(&self.facts.as_ref()?.plugin_name).ok()?;
         crate::load::check_name(name).ok().map(|()| name)
     }
 }
@@ -318,8 +282,9 @@ pub(crate) struct Prober {
 
 struct Running {
     child: Child,
-    stdin: ChildStdin,
-    answers: Receiver<String>,
+    /// Open until the process has been asked its one question.
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
     stderr: Arc<Mutex<Vec<u8>>>,
 }
 
@@ -353,38 +318,34 @@ impl Prober {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        let asked =
-            writeln!(running.stdin, "{}", path.display()).and_then(|()| running.stdin.flush());
-        let answer = match asked {
-            Ok(()) => running.answers.recv_timeout(self.probe.timeout),
-            Err(_) => Err(RecvTimeoutError::Disconnected),
-        };
+        // One deadline for the whole exchange, the exit included: a probe
+        // that answers and then goes silent is as hung as one that never
+        // answers.
+        let deadline = Instant::now() + self.probe.timeout;
+        let mut request = Vec::new();
+        Request {
+            path: dropin::abi::path_bytes(path),
+        }
+        .encode(&mut request);
+        let stdin = running.stdin.as_mut().expect("open until the question");
+        let answer = write_frame_until(stdin, &request, deadline)
+            .and_then(|()| read_frame_until(&mut running.stdout, MAX_REPORT, deadline));
+        let running = self.running.take().expect("started above");
         match answer {
-            Ok(line) if line.starts_with(SURVIVED) => {
+            Ok(Some(frame)) => match message::<Report>(&frame) {
                 // One library per process: wait for it to exit normally,
                 // destructors included.
-                let running = self.running.take().expect("started above");
-                running.finish(self.probe.timeout)?;
-                Report::decode(&line[SURVIVED.len()..]).ok_or_else(|| ProbeFailure::Unavailable {
-                    message: format!("answered {line:?}, which is not a report"),
-                })
-            }
-            Ok(line) => {
-                let running = self.running.take().expect("started above");
-                Err(running.end(Some(line)))
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                let mut running = self.running.take().expect("started above");
-                let _ = running.child.kill();
-                let _ = running.child.wait();
-                Err(ProbeFailure::Hung {
-                    timeout: self.probe.timeout,
-                })
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let running = self.running.take().expect("started above");
-                Err(running.end(None))
-            }
+                Ok(report) => running
+                    .finish(deadline, self.probe.timeout)
+                    .map(|()| report),
+                Err(error) => Err(running.end(
+                    Some(format!("answered with a {error}")),
+                    deadline,
+                    self.probe.timeout,
+                )),
+            },
+            Ok(None) | Err(Wait::Failed) => Err(running.end(None, deadline, self.probe.timeout)),
+            Err(Wait::TimedOut) => Err(running.kill(self.probe.timeout)),
         }
     }
 }
@@ -399,17 +360,10 @@ impl Probe {
             .stderr(Stdio::piped())
             .spawn()?;
         let stdin = child.stdin.take().expect("piped");
+        // Writes wait for the pipe within the deadline, never for ever.
+        crate::sys::set_nonblocking(&stdin)?;
         let stdout = child.stdout.take().expect("piped");
         let mut stderr_pipe = child.stderr.take().expect("piped");
-        let (send, answers) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stderr);
         thread::spawn(move || {
@@ -426,8 +380,8 @@ impl Probe {
         });
         Ok(Running {
             child,
-            stdin,
-            answers,
+            stdin: Some(stdin),
+            stdout,
             stderr,
         })
     }
@@ -435,35 +389,56 @@ impl Probe {
 
 impl Running {
     /// Waits for a probe that answered to exit; anything but a clean exit
-    /// within `timeout` is a failure.
-    fn finish(mut self, timeout: Duration) -> Result<(), ProbeFailure> {
-        drop(self.stdin);
-        let deadline = std::time::Instant::now() + timeout;
+    /// by `deadline` is a failure.
+    fn finish(mut self, deadline: Instant, timeout: Duration) -> Result<(), ProbeFailure> {
+        match self.exited(deadline) {
+            Some(Ok(status)) if status.success() => Ok(()),
+            Some(Ok(_)) => Err(ended(self.child, &self.stderr, None)),
+            Some(Err(error)) => Err(ProbeFailure::Unavailable {
+                message: error.to_string(),
+            }),
+            None => Err(self.kill(timeout)),
+        }
+    }
+
+    /// Says how the process that stopped answering, or answered what is
+    /// not a report (`unexpected`), ended; one still running at `deadline`
+    /// is killed as hung.
+    fn end(
+        mut self,
+        unexpected: Option<String>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> ProbeFailure {
+        match self.exited(deadline) {
+            Some(Ok(_)) => ended(self.child, &self.stderr, unexpected),
+            Some(Err(error)) => ProbeFailure::Unavailable {
+                message: error.to_string(),
+            },
+            None => self.kill(timeout),
+        }
+    }
+
+    /// The process's exit status, once it exits by `deadline`; `None` if
+    /// it is still running then. Its input is closed first.
+    fn exited(&mut self, deadline: Instant) -> Option<io::Result<ExitStatus>> {
+        // Closing its input ends a probe waiting for a request.
+        self.stdin.take();
         loop {
             match self.child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(_)) => return Err(ended(self.child, &self.stderr, None)),
-                Ok(None) if std::time::Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(1));
-                }
-                Ok(None) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return Err(ProbeFailure::Hung { timeout });
-                }
-                Err(error) => {
-                    return Err(ProbeFailure::Unavailable {
-                        message: error.to_string(),
-                    });
-                }
+                Ok(Some(status)) => return Some(Ok(status)),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
+                Ok(None) => return None,
+                Err(error) => return Some(Err(error)),
             }
         }
     }
 
-    /// Waits for the process that stopped answering and says how it ended.
-    fn end(self, unexpected: Option<String>) -> ProbeFailure {
-        drop(self.stdin);
-        ended(self.child, &self.stderr, unexpected)
+    /// Kills a probe that took longer than `timeout`.
+    fn kill(mut self, timeout: Duration) -> ProbeFailure {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        ProbeFailure::Hung { timeout }
     }
 }
 

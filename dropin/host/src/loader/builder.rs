@@ -82,8 +82,9 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
-    /// The interface versions to accept (default: the host's own major,
-    /// see [`default_interface_req`]). It can only narrow that: plugins of
+    /// The interface versions to accept (default: the host's own version
+    /// and any later minor or patch of its major; for a 0.x interface, of
+    /// its minor). It can only narrow that: plugins of
     /// another major (for a 0.x interface, another minor) are refused
     /// regardless, with [`LoadErrorKind::AnotherMajor`].
     pub fn accept_interface(mut self, req: VersionReq) -> Self {

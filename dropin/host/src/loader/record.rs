@@ -85,8 +85,13 @@ impl<I: Interface> Loader<I> {
             .check(&copied.path)
             .map_err(|how| LoadErrorKind::Probe { how }.at(path.to_owned()))?;
         let _ = fs::remove_file(&copied.path);
-        if let Some(reason) = report.refusal() {
-            return Err(LoadErrorKind::ProbeRefused { reason }.at(path.to_owned()));
+        if let Some(refusal) = report.refusal() {
+            return Err(refusal
+                .clone()
+                .into_kind::<I>(&self.policy, |reason| LoadErrorKind::ProbeRefused {
+                    reason,
+                })
+                .at(path.to_owned()));
         }
         if report.no_root() {
             return Err(LoadErrorKind::NotAPlugin {

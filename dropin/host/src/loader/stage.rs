@@ -285,11 +285,21 @@ impl<I: Interface> Loader<I> {
             // The probe's precise reason is the host's own: in-process, the
             // host opens the file (which the probe survived) and words it;
             // an isolated plugin is never opened here, so its reason is the
-            // probe's.
-            if let Some(reason) = report.refusal()
+            // probe's, as the kind the host would have found. Headers are
+            // the host's to judge, under its policy: the probe refuses bad
+            // ones before opening anything, so the host reads them first.
+            if let Some(refusal) = report.refusal()
                 && self.isolation.applies(report.plugin_name(), &path, false)
             {
-                return Err(LoadErrorKind::ProbeRefused { reason }.at(path));
+                if let Headers::Later = headers {
+                    self.check_headers(&path, &copy).0?;
+                }
+                return Err(refusal
+                    .clone()
+                    .into_kind::<I>(&self.policy, |reason| LoadErrorKind::ProbeRefused {
+                        reason,
+                    })
+                    .at(path));
             }
             if let Some(facts) = report.facts() {
                 load::check_facts::<I>(&path, &facts, &self.policy)?;

@@ -62,6 +62,7 @@ use dropin::Interface;
 use super::frame::{
     MAX_FRAME, TooLong, Wait, message, read_frame, read_frame_until, write_frame, write_frame_until,
 };
+use super::not_loaded::NotLoaded;
 
 /// The target of this module's log records: its path before the modules
 /// moved into layers, which `RUST_LOG` filters name.

@@ -63,7 +63,7 @@ pub(super) fn round_trip(
 ) -> Result<Vec<u8>, Ended> {
     let deadline = Instant::now() + timeout;
     let answer = write_frame_until(&mut process.stdin, frame, deadline)
-        .and_then(|()| read_frame_until(&mut process.stdout, deadline));
+        .and_then(|()| read_frame_until(&mut process.stdout, MAX_FRAME, deadline));
     let (kind, how) = match answer {
         Ok(Some(bytes)) => return Ok(bytes),
         Ok(None) | Err(Wait::Failed) => (CallErrorKind::Crashed, ended(&mut process.child)),

@@ -92,7 +92,9 @@ pub(crate) fn start<I: Interface>(
         id: NEXT_SPAWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         not_loaded: {
             let policy = policy.clone();
-            Box::new(move |not: NotLoaded| not.into_kind::<I>(&policy))
+            Box::new(move |not: NotLoaded| {
+                not.into_kind::<I>(&policy, |reason| LoadErrorKind::Isolated { reason })
+            })
         },
     };
     let (process, forwarder, ready) = spawner.spawn().map_err(|kind| kind.at(path))?;

@@ -1,0 +1,238 @@
+//! Child-process layer: why a child process did not load a plugin (a probe,
+//! or an isolated plugin's process), as the kind of [`LoadError`] the host
+//! reports for it.
+
+use dropin::Interface;
+
+use crate::{
+    error::{LoadError, LoadErrorKind},
+    load::Policy,
+};
+
+/// Why a child process did not load a plugin, as the kind of [`LoadError`]
+/// the host reports for it: the checks and `init` that fail in that
+/// process fail with the same kind, and the same words, as in the host. The host's own values (its interface, versions and policy) are
+/// the host's, not the child's: only what the child found crosses.
+#[derive(dropin::Stable, Debug, Clone)]
+pub(crate) enum NotLoaded {
+    Open {
+        message: String,
+    },
+    NotAPlugin,
+    AbiStable {
+        detail: String,
+    },
+    IncompatibleInterface {
+        found: String,
+    },
+    AnotherMajor {
+        series: String,
+        found: String,
+    },
+    Foreign {
+        found: String,
+        found_version: String,
+    },
+    DropinVersion {
+        found: String,
+    },
+    Layout {
+        found: String,
+        summary: String,
+    },
+    WrongInterface {
+        found: String,
+        found_version: String,
+    },
+    Signature {
+        found: String,
+        detail: String,
+    },
+    PanicAbort {
+        name: String,
+    },
+    NoLayout,
+    UnsupportedHost {
+        name: String,
+        required: String,
+    },
+    InvalidMetadata {
+        field: String,
+        value: String,
+        reason: String,
+    },
+    Init {
+        message: String,
+    },
+    /// Anything else, in words (without the file's name).
+    Other {
+        reason: String,
+    },
+}
+
+impl NotLoaded {
+    /// What the child tells the host of `error`.
+    pub(crate) fn of(error: &LoadError) -> Self {
+        use crate::LoadErrorKind as K;
+        match error.kind() {
+            K::Open { message } => Self::Open {
+                message: message.clone(),
+            },
+            K::NotAPlugin { .. } => Self::NotAPlugin,
+            K::AbiStable { detail } => Self::AbiStable {
+                detail: detail.clone(),
+            },
+            K::IncompatibleInterface { found, .. } => Self::IncompatibleInterface {
+                found: found.clone(),
+            },
+            K::AnotherMajor { series, found, .. } => Self::AnotherMajor {
+                series: series.clone(),
+                found: found.clone(),
+            },
+            K::Foreign {
+                found,
+                found_version,
+                ..
+            } => Self::Foreign {
+                found: found.clone(),
+                found_version: found_version.clone(),
+            },
+            K::DropinVersion { found, .. } => Self::DropinVersion {
+                found: found.clone(),
+            },
+            K::Layout { found, summary, .. } => Self::Layout {
+                found: found.clone(),
+                summary: summary.clone(),
+            },
+            K::WrongInterface {
+                found,
+                found_version,
+                ..
+            } => Self::WrongInterface {
+                found: found.clone(),
+                found_version: found_version.clone(),
+            },
+            K::Signature { found, detail, .. } => Self::Signature {
+                found: found.clone(),
+                detail: detail.clone(),
+            },
+            K::PanicAbort { name } => Self::PanicAbort { name: name.clone() },
+            K::NoLayout => Self::NoLayout,
+            K::UnsupportedHost { name, required, .. } => Self::UnsupportedHost {
+                name: name.clone(),
+                required: required.to_string(),
+            },
+            K::InvalidMetadata {
+                field,
+                value,
+                reason,
+            } => Self::InvalidMetadata {
+                field: (*field).to_owned(),
+                value: value.clone(),
+                reason: reason.clone(),
+            },
+            K::Init { message } => Self::Init {
+                message: message.clone(),
+            },
+            other => Self::Other {
+                reason: crate::ErrorChain(other).to_string(),
+            },
+        }
+    }
+
+    /// The kind of error the host reports for the file: the host's own
+    /// values filled in from `I` and `policy`. What the child says in words
+    /// ([`Self::Other`]), or that the host's kinds cannot hold (a
+    /// requirement that does not parse, a field no check names), is the
+    /// kind `other` makes of the words.
+    pub(crate) fn into_kind<I: Interface>(
+        self,
+        policy: &Policy,
+        other: fn(String) -> LoadErrorKind,
+    ) -> LoadErrorKind {
+        let host_major = semver::Version::parse(I::VERSION).map_or(0, |version| version.major);
+        match self {
+            Self::Open { message } => LoadErrorKind::Open { message },
+            Self::NotAPlugin => LoadErrorKind::NotAPlugin {
+                interface: I::NAME,
+                export: I::EXPORT_MACRO,
+            },
+            Self::AbiStable { detail } => LoadErrorKind::AbiStable { detail },
+            Self::IncompatibleInterface { found } => LoadErrorKind::IncompatibleInterface {
+                interface: I::NAME,
+                expected: policy.accepted.clone(),
+                host: I::VERSION,
+                found,
+            },
+            Self::AnotherMajor { series, found } => LoadErrorKind::AnotherMajor {
+                interface: I::NAME,
+                host: I::VERSION,
+                series,
+                found,
+            },
+            Self::Foreign {
+                found,
+                found_version,
+            } => LoadErrorKind::Foreign {
+                interface: I::NAME,
+                host: I::VERSION,
+                host_major,
+                found,
+                found_version,
+            },
+            Self::DropinVersion { found } => LoadErrorKind::DropinVersion {
+                found,
+                host: dropin::abi::DROPIN_VERSION,
+            },
+            Self::Layout { found, summary } => LoadErrorKind::Layout {
+                host: dropin::abi::DROPIN_VERSION,
+                found,
+                summary,
+            },
+            Self::WrongInterface {
+                found,
+                found_version,
+            } => LoadErrorKind::WrongInterface {
+                expected: I::NAME,
+                found,
+                found_version,
+            },
+            Self::Signature { found, detail } => LoadErrorKind::Signature {
+                interface: I::NAME,
+                host: I::VERSION,
+                found,
+                detail,
+            },
+            Self::PanicAbort { name } => LoadErrorKind::PanicAbort { name },
+            Self::NoLayout => LoadErrorKind::NoLayout,
+            Self::UnsupportedHost { name, required } => match required.parse() {
+                Ok(required) => LoadErrorKind::UnsupportedHost {
+                    name,
+                    required,
+                    host: policy.host_version.clone(),
+                },
+                Err(_) => other(format!(
+                    "plugin '{name}' requires a host matching {required:?}, which is not a \
+                     version requirement"
+                )),
+            },
+            Self::InvalidMetadata {
+                field,
+                value,
+                reason,
+            } => match crate::load::METADATA_FIELDS
+                .iter()
+                .find(|known| **known == field)
+            {
+                Some(field) => LoadErrorKind::InvalidMetadata {
+                    field,
+                    value,
+                    reason,
+                },
+                None => other(format!("invalid {field} {value:?}: {reason}")),
+            },
+            Self::Init { message } => LoadErrorKind::Init { message },
+            Self::Other { reason } => other(reason),
+        }
+    }
+}
