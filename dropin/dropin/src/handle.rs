@@ -115,6 +115,17 @@ pub trait Remote: Send + Sync {
     /// generation of the plugin replaced it. Later calls through this remote
     /// go to `successor`, or fail if there is none.
     fn retire(&self, successor: Option<Arc<dyn Remote>>);
+
+    /// What the plugin in that process saves for its next generation: the
+    /// version of its state and the bytes, if it saves any (the default:
+    /// none).
+    ///
+    /// # Errors
+    ///
+    /// The plugin's own error, or how its process failed.
+    fn save_state(&self) -> Result<Option<(u32, Vec<u8>)>, CallError> {
+        Ok(None)
+    }
 }
 
 /// What every plugin handle has, whatever its interface: the plugin's name,

@@ -400,7 +400,8 @@ impl<I: Interface> Plugin<I> {
             (Some(handover), _) => {
                 crate::exit_guard::guarded(self.path(), || dropin::abi::save_state(handover))
             }
-            (_, Some(remote)) => crate::child::isolation::save_state(remote, self.name())
+            (_, Some(remote)) => remote
+                .save_state()
                 .map_err(|error| error.message().to_owned()),
             (None, None) => Ok(None),
         };

@@ -183,7 +183,6 @@ mod remote;
 mod serve;
 mod spawn;
 
-pub(crate) use protocol::save_state;
 use protocol::*;
 use remote::*;
 use serve::*;

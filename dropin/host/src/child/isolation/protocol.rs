@@ -2,8 +2,6 @@
 //! one frame ([`super::super::frame`]): the setup, the answer to it, saved
 //! state.
 
-use dropin::{CallError, CallErrorKind, abi::Remote};
-
 use super::*;
 
 /// What the host tells the child before anything else; on the wire, its
@@ -38,36 +36,20 @@ pub(super) struct Ready {
     pub(super) took_state: bool,
 }
 
-/// The method number that asks an isolated process for its plugin's saved
-/// state; no interface has that many methods.
-pub(super) const SAVE_METHOD: u32 = u32::MAX;
+/// What the host asks an isolated process, once it is set up: to call a
+/// method of its plugin with encoded arguments, or for the state its
+/// plugin saves for its next generation.
+#[derive(dropin::Stable)]
+pub(super) enum Request {
+    Call { method: u32, args: Vec<u8> },
+    Save,
+}
 
 /// A saved state on the wire: the version, then the bytes.
 #[derive(dropin::Stable)]
 pub(super) struct Saved {
     pub(super) version: u32,
     pub(super) bytes: Vec<u8>,
-}
-
-/// What an isolated plugin saves for its next generation.
-///
-/// # Errors
-///
-/// The plugin's error, or how its process failed.
-pub(crate) fn save_state(
-    remote: &dyn Remote,
-    plugin: &str,
-) -> Result<Option<crate::load::Saved>, CallError> {
-    let answer = remote.call(SAVE_METHOD as usize, Vec::new())?;
-    let saved = message::<Option<Saved>>(&answer).map_err(|_| {
-        CallError::from_parts(
-            CallErrorKind::Failed,
-            plugin,
-            "its process sent a saved state that does not decode".to_owned(),
-            None,
-        )
-    })?;
-    Ok(saved.map(|Saved { version, bytes }| (version, bytes)))
 }
 
 /// An isolated process's answer to the setup: its plugin is ready, or why

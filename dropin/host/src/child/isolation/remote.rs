@@ -159,45 +159,84 @@ impl std::fmt::Display for Ended {
     }
 }
 
-impl Remote for Isolated {
-    fn call(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+impl Isolated {
+    /// Sends one request and returns the plugin's encoded outcome; `None`
+    /// if a newer generation replaced this one.
+    fn request(&self, request: &Request) -> Option<Result<Vec<u8>, CallError>> {
         if SERVING.with(std::cell::Cell::get) == self.spawner.id {
             // This thread serves the plugin's service calls: the plugin may
             // be waiting for it right now, and would never answer.
-            return Err(CallError::from_parts(
+            return Some(Err(CallError::from_parts(
                 CallErrorKind::Failed,
                 &self.name,
                 "refused: the host's service that serves this plugin called it back; the \
                  plugin may be waiting for that very service"
                     .to_owned(),
                 None,
-            ));
+            )));
         }
-        let mut frame = Vec::with_capacity(4 + args.len());
-        u32::try_from(method).unwrap_or(u32::MAX).encode(&mut frame);
-        frame.extend_from_slice(&args);
-        let Some(answer) = self.exchange(&frame) else {
-            return match self.successor.get() {
-                Some(Some(successor)) => successor.call(method, frame.split_off(4)),
-                _ => Err(CallError::from_parts(
-                    CallErrorKind::Failed,
-                    &self.name,
-                    "its process ended: a newer generation replaced it in the host; call the \
-                     plugin through the registry again"
-                        .to_owned(),
-                    None,
-                )),
-            };
-        };
-        let answer = answer.map_err(|ended| {
+        let mut frame = Vec::new();
+        request.encode(&mut frame);
+        let answer = self.exchange(&frame)?.map_err(|ended| {
             CallError::from_parts(
                 ended.kind,
                 &self.name,
                 format!("its process {}", ended.how),
                 None,
             )
+        });
+        Some(answer.and_then(|answer| {
+            dropin::abi::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
+        }))
+    }
+
+    /// The newer generation that replaced this one, or the error a call
+    /// gets when there is none.
+    fn successor(&self) -> Result<&Arc<dyn Remote>, CallError> {
+        match self.successor.get() {
+            Some(Some(successor)) => Ok(successor),
+            _ => Err(CallError::from_parts(
+                CallErrorKind::Failed,
+                &self.name,
+                "its process ended: a newer generation replaced it in the host; call the \
+                 plugin through the registry again"
+                    .to_owned(),
+                None,
+            )),
+        }
+    }
+}
+
+impl Remote for Isolated {
+    fn call(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        let request = Request::Call {
+            method: u32::try_from(method).unwrap_or(u32::MAX),
+            args,
+        };
+        match self.request(&request) {
+            Some(outcome) => outcome,
+            None => {
+                let Request::Call { args, .. } = request else {
+                    unreachable!("built as a call above")
+                };
+                self.successor()?.call(method, args)
+            }
+        }
+    }
+
+    fn save_state(&self) -> Result<Option<(u32, Vec<u8>)>, CallError> {
+        let Some(outcome) = self.request(&Request::Save) else {
+            return self.successor()?.save_state();
+        };
+        let saved = message::<Option<Saved>>(&outcome?).map_err(|_| {
+            CallError::from_parts(
+                CallErrorKind::Failed,
+                &self.name,
+                "its process sent a saved state that does not decode".to_owned(),
+                None,
+            )
         })?;
-        dropin::abi::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
+        Ok(saved.map(|Saved { version, bytes }| (version, bytes)))
     }
 
     fn retire(&self, successor: Option<Arc<dyn Remote>>) {

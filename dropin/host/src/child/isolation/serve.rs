@@ -6,10 +6,7 @@ use std::{
     sync::Mutex,
 };
 
-use dropin::{
-    CallError, CallErrorKind, Interface,
-    wire::{Decode, Encode},
-};
+use dropin::{CallError, CallErrorKind, Interface, wire::Encode};
 
 use crate::{
     load::{self, Policy},
@@ -76,28 +73,26 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
     .encode(&mut answer);
     write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    while let Some(call) = read_frame(&mut input, MAX_FRAME).map_err(|e| e.to_string())? {
-        let mut call = call.as_slice();
-        let method = u32::decode(&mut call).map_err(|e| e.to_string())?;
+    while let Some(request) = read_frame(&mut input, MAX_FRAME).map_err(|e| e.to_string())? {
         out.clear();
-        if method == SAVE_METHOD {
-            let saved = plugin
-                .extensions
-                .map_or(Ok(None), dropin::abi::save_state)
-                .map_err(|message| {
-                    CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
-                });
-            dropin::abi::encode_outcome(
-                &saved.map(|state| state.map(|(version, bytes)| Saved { version, bytes })),
-                &mut out,
-            );
-            write_frame(&mut output, &out).map_err(|e| e.to_string())?;
-            continue;
+        match message::<Request>(&request).map_err(|e| e.to_string())? {
+            Request::Call { method, args } => plugin
+                .handle()
+                .serve(method as usize, &args, &mut out)
+                .map_err(|e| e.to_string())?,
+            Request::Save => {
+                let saved = plugin
+                    .extensions
+                    .map_or(Ok(None), dropin::abi::save_state)
+                    .map_err(|message| {
+                        CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
+                    });
+                dropin::abi::encode_outcome(
+                    &saved.map(|state| state.map(|(version, bytes)| Saved { version, bytes })),
+                    &mut out,
+                );
+            }
         }
-        plugin
-            .handle()
-            .serve(method as usize, call, &mut out)
-            .map_err(|e| e.to_string())?;
         write_frame(&mut output, &out).map_err(|e| e.to_string())?;
     }
     Ok(())
