@@ -13,10 +13,8 @@ use crate::{
     child::probe::Prober,
     digest::hex,
     error::{LoadError, LoadErrorKind},
-    load::{self},
     trust::lockfile::{LockEntry, Lockfile},
     trust::snapshot::SnapshotDir,
-    trust::source,
 };
 
 use super::*;
@@ -76,44 +74,34 @@ impl<I: Interface> Loader<I> {
         names: &HashMap<String, PathBuf>,
         path: &Path,
     ) -> Result<LockEntry, LoadError> {
-        let mut source = source::open(path, self.check_permissions, self.max_file_size)
-            .map_err(|refused| LoadError::opening(path, refused))?;
-        let copied = self.copy(snapshots, &mut source, path, true)?;
+        // The stages of a load, to the probe's verdict: this file is not
+        // locked, and nothing else will open it.
+        let Staged {
+            copied, headers, ..
+        } = self.stage(snapshots, None, path, true, None)?;
         let sha256 = hex(&copied.sha256.expect("hashed when asked"));
-        load::verify(path, &copied.path, &self.policy)?;
-        let report = prober
-            .check(&copied.path)
-            .map_err(|how| LoadErrorKind::Probe { how }.at(path.to_owned()))?;
+        // Headers first, under the host's policy: no probe for bytes the
+        // host refuses from their headers alone. The copy goes either way.
+        let headers_pass = match headers {
+            Headers::Later => self.check_headers(path, &copied.path).0,
+            Headers::Read { verdict, .. } => verdict,
+            Headers::Proven => Ok(()),
+        };
+        let report = headers_pass.and_then(|()| {
+            prober
+                .check(&copied.path)
+                .map_err(|how| LoadErrorKind::Probe { how }.at(path.to_owned()))
+        });
         let _ = fs::remove_file(&copied.path);
-        if let Some(refusal) = report.refusal() {
-            return Err(refusal
-                .clone()
-                .into_kind::<I>(&self.policy, |reason| LoadErrorKind::ProbeRefused {
-                    reason,
-                })
-                .at(path.to_owned()));
-        }
-        if report.no_root() {
-            return Err(LoadErrorKind::NotAPlugin {
-                interface: I::NAME,
-                export: I::EXPORT_MACRO,
-            }
-            .at(path.to_owned()));
-        }
-        let (name, version, has_layout) = report.root().ok_or_else(|| {
-            LoadErrorKind::ProbeRefused {
-                reason: "the probe found no root module".to_owned(),
-            }
-            .at(path.to_owned())
-        })?;
-        load::check_root::<I>(path, name, version, has_layout)?;
-        let facts = report.facts().ok_or_else(|| {
-            LoadErrorKind::ProbeRefused {
-                reason: "the probe could not read the plugin's metadata".to_owned(),
-            }
-            .at(path.to_owned())
-        })?;
-        let checked = load::check_facts::<I>(path, &facts, &self.policy)?;
+        let report = report?;
+        let checked = self
+            .judge_probe(path, &copied.path, &report, &Headers::Proven, false)?
+            .ok_or_else(|| {
+                LoadErrorKind::ProbeRefused {
+                    reason: "the probe could not read the plugin's metadata".to_owned(),
+                }
+                .at(path.to_owned())
+            })?;
         if let Some(first) = names.get(checked.name) {
             return Err(LoadErrorKind::DuplicateName {
                 name: checked.name.to_owned(),

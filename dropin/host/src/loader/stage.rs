@@ -12,7 +12,7 @@ use dropin::Interface;
 
 use crate::{
     child::isolation::{self},
-    child::probe::Prober,
+    child::probe::{Prober, Report},
     digest::hex,
     error::{LoadError, LoadErrorKind},
     load::{self, Plugin, Saved},
@@ -268,42 +268,8 @@ impl<I: Interface> Loader<I> {
             let report = prober
                 .check(&copy)
                 .map_err(|how| LoadErrorKind::Probe { how }.at(path.clone()))?;
-            // What the probe read is refused before the host maps anything:
-            // another interface or version, an unsupported host, a duplicate
-            // (a folder of thousands of copies must not fill the host's
-            // address space with libraries it will never use).
-            if report.no_root() {
-                return Err(LoadErrorKind::NotAPlugin {
-                    interface: I::NAME,
-                    export: I::EXPORT_MACRO,
-                }
-                .at(path));
-            }
-            if let Some((name, version, has_layout)) = report.root() {
-                load::check_root::<I>(&path, name, version, has_layout)?;
-            }
-            // The probe's precise reason is the host's own: in-process, the
-            // host opens the file (which the probe survived) and words it;
-            // an isolated plugin is never opened here, so its reason is the
-            // probe's, as the kind the host would have found. Headers are
-            // the host's to judge, under its policy: the probe refuses bad
-            // ones before opening anything, so the host reads them first.
-            if let Some(refusal) = report.refusal()
-                && self.isolation.applies(report.plugin_name(), &path, false)
-            {
-                if let Headers::Later = headers {
-                    self.check_headers(&path, &copy).0?;
-                }
-                return Err(refusal
-                    .clone()
-                    .into_kind::<I>(&self.policy, |reason| LoadErrorKind::ProbeRefused {
-                        reason,
-                    })
-                    .at(path));
-            }
-            if let Some(facts) = report.facts() {
-                load::check_facts::<I>(&path, &facts, &self.policy)?;
-            }
+            let opened_here = !self.isolation.applies(report.plugin_name(), &path, false);
+            self.judge_probe(&path, &copy, &report, &headers, opened_here)?;
             if let Some(name) = report.plugin_name() {
                 claim(name)?;
             }
@@ -318,6 +284,55 @@ impl<I: Interface> Loader<I> {
             stamp,
             headers,
         })
+    }
+
+    /// Step 6: what the host's policy makes of a probe's `report` on
+    /// `path` (its private copy at `copy`), before anything of it is mapped
+    /// here: another interface or version, an unsupported host, a module
+    /// that is not dropin's (a folder of thousands of copies must not fill
+    /// the host's address space with libraries it will never use). Returns
+    /// what the plugin says of itself, checked, if the probe read it.
+    ///
+    /// The probe's own refusal is final unless the host opens the file
+    /// itself afterwards (`opened_here`, in-process), which words it; then
+    /// it is the kind the host would have found. Headers are the host's to
+    /// judge, under its policy: the probe refuses bad ones before opening
+    /// anything, so the host reads them first.
+    pub(super) fn judge_probe<'r>(
+        &self,
+        path: &Path,
+        copy: &Path,
+        report: &'r Report,
+        headers: &Headers<'_>,
+        opened_here: bool,
+    ) -> Result<Option<load::Checked<'r>>, LoadError> {
+        if report.no_root() {
+            return Err(LoadErrorKind::NotAPlugin {
+                interface: I::NAME,
+                export: I::EXPORT_MACRO,
+            }
+            .at(path));
+        }
+        if let Some((name, version, has_layout)) = report.root() {
+            load::check_root::<I>(path, name, version, has_layout)?;
+        }
+        if let Some(refusal) = report.refusal()
+            && !opened_here
+        {
+            if let Headers::Later = headers {
+                self.check_headers(path, copy).0?;
+            }
+            return Err(refusal
+                .clone()
+                .into_kind::<I>(&self.policy, |reason| LoadErrorKind::ProbeRefused {
+                    reason,
+                })
+                .at(path));
+        }
+        report
+            .facts()
+            .map(|facts| load::check_facts::<I>(path, &facts, &self.policy))
+            .transpose()
     }
 
     /// Step 8, isolated: the plugin started, and initialised, in a process
