@@ -346,8 +346,10 @@ pub enum LoadErrorKind {
         /// What the probe found.
         reason: String,
     },
-    /// The plugin was to run isolated, and its process did not start, or
-    /// its plugin did not load there.
+    /// The plugin was to run isolated, and its process did not start, could
+    /// not be spoken to, or did not load its plugin for a reason no other
+    /// kind names (what another kind names, such as a failing `init`, is
+    /// reported as that kind, as in-process).
     #[error("not loaded in its own process: {reason}")]
     Isolated {
         /// Why.

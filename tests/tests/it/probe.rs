@@ -179,7 +179,7 @@ fn an_exit_in_plugin_code_the_host_runs_never_turns_into_a_success() {
 /// and goes on.
 #[cfg(unix)]
 #[test]
-fn a_probe_that_answers_garbage_or_floods_is_killed_at_its_deadline() {
+fn a_probe_that_answers_garbage_or_floods_is_killed() {
     use std::time::{Duration, Instant};
 
     use dropin_host::{
@@ -188,14 +188,20 @@ fn a_probe_that_answers_garbage_or_floods_is_killed_at_its_deadline() {
     };
     use greeter_interface::GreeterPlugin;
 
-    for script in [
+    // How each ends: `None` for killed at its deadline, else the words of
+    // the refusal.
+    for (script, refused) in [
         // A length over any report's, then silence.
-        "printf 'garbage!'; exec sleep 60",
-        // A whole frame that is not a report, then silence.
-        "printf '\\001\\000\\000\\000x'; exec sleep 60",
+        ("printf 'garbage!'; exec sleep 60", None),
+        // A whole frame that is not a report, then silence: it is killed
+        // at once, for it is no probe.
+        (
+            "printf '\\001\\000\\000\\000x'; exec sleep 60",
+            Some("answered with a malformed message: expected a bool (0 or 1), found 120"),
+        ),
         // Output without end: lines, and one line without end.
-        "exec yes",
-        "exec cat /dev/zero",
+        ("exec yes", None),
+        ("exec cat /dev/zero", None),
     ] {
         let dir = PluginDir::with(&["hello"]);
         let watchdog = greeter_tests::deadline(greeter_tests::HANG, script);
@@ -212,18 +218,28 @@ fn a_probe_that_answers_garbage_or_floods_is_killed_at_its_deadline() {
             .unwrap();
         drop(watchdog);
         assert!(report.registry.is_empty(), "{script}");
-        assert!(
-            matches!(
-                &report.rejected[..],
-                [error] if matches!(
-                    error.kind(),
-                    LoadErrorKind::Probe { how: ProbeFailure::Hung { timeout } }
-                        if *timeout == Duration::from_secs(1)
-                )
-            ),
-            "{script}: {:?}",
-            report.rejected
-        );
+        let [error] = &report.rejected[..] else {
+            panic!("{script}: {:?}", report.rejected);
+        };
+        match (error.kind(), refused) {
+            (
+                LoadErrorKind::Probe {
+                    how: ProbeFailure::Hung { timeout },
+                },
+                None,
+            ) => {
+                assert_eq!(*timeout, Duration::from_secs(1), "{script}");
+            }
+            (
+                LoadErrorKind::Probe {
+                    how: ProbeFailure::Unavailable { message },
+                },
+                Some(words),
+            ) => {
+                assert_eq!(message, words, "{script}");
+            }
+            _ => panic!("{script}: {error:?}"),
+        }
         assert!(started.elapsed() < Duration::from_secs(5), "{script}");
     }
 }

@@ -264,16 +264,29 @@ fn a_library_asking_for_an_executable_stack_is_refused_unless_allowed() {
             path.display()
         )
     );
-    let report = dropin_host::Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .allow_executable_stack(true)
-        .build()
-        .load()
-        .unwrap();
-    assert_eq!(
-        report.registry.get("hello").unwrap().greet().unwrap(),
-        "Hello!"
-    );
+    // Allowed, it loads in both modes: the probe that opens it first for
+    // an isolated plugin leaves the judgment to the host's policy.
+    for isolated in [false, true] {
+        if !greeter_tests::mode_runs_here(isolated) {
+            continue;
+        }
+        let builder = dropin_host::Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .allow_executable_stack(true);
+        let report = greeter_tests::in_mode(builder, isolated)
+            .build()
+            .load()
+            .unwrap();
+        assert!(
+            report.rejected.is_empty(),
+            "isolated: {isolated}: {:?}",
+            report.rejected
+        );
+        assert_eq!(
+            report.registry.get("hello").unwrap().greet().unwrap(),
+            "Hello!"
+        );
+    }
 }
 
 /// "Application code is identical in both modes": a folder of every kind
@@ -282,7 +295,13 @@ fn a_library_asking_for_an_executable_stack_is_refused_unless_allowed() {
 /// plugin's own process are the first to open them.
 #[test]
 fn every_kind_of_bad_file_is_the_same_error_in_both_modes() {
-    let dir = PluginDir::with(&["hello", "not_a_plugin", "upper", "broken_init"]);
+    let dir = PluginDir::with(&[
+        "hello",
+        "not_a_plugin",
+        "upper",
+        "broken_init",
+        "wrong_layout",
+    ]);
     dir.write(&library_file_name("empty"), b"");
     dir.write(&library_file_name("text"), b"hello\n");
     let original = fs::read(artifacts().library("hello")).unwrap();
@@ -312,7 +331,7 @@ fn every_kind_of_bad_file_is_the_same_error_in_both_modes() {
                 )
             })
             .collect();
-        assert_eq!(rejected.len(), 6, "isolated: {isolated}: {rejected:?}");
+        assert_eq!(rejected.len(), 7, "isolated: {isolated}: {rejected:?}");
         seen.push(rejected);
     }
     assert_eq!(seen[0], seen[1]);

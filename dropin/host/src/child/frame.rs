@@ -5,8 +5,10 @@
 //! [`dropin::wire`]'s encoding.
 //!
 //! The child is not trusted: a frame grows as its bytes arrive (a length it
-//! claims allocates nothing), a frame over the reader's limit is a failure,
-//! and the host's reads and writes give up at a deadline.
+//! claims allocates nothing), and a frame over the reader's limit is a
+//! failure. Where the host waits for a child (an answer to its question),
+//! it gives up at a deadline; the threads that serve an isolated process's
+//! service calls wait for them as long as the process lives.
 
 use std::{
     io::{self, Read, Write},

@@ -26,7 +26,6 @@ pub(crate) enum NotLoaded {
         found: String,
     },
     AnotherMajor {
-        series: String,
         found: String,
     },
     Foreign {
@@ -85,8 +84,7 @@ impl NotLoaded {
             K::IncompatibleInterface { found, .. } => Self::IncompatibleInterface {
                 found: found.clone(),
             },
-            K::AnotherMajor { series, found, .. } => Self::AnotherMajor {
-                series: series.clone(),
+            K::AnotherMajor { found, .. } => Self::AnotherMajor {
                 found: found.clone(),
             },
             K::Foreign {
@@ -164,10 +162,10 @@ impl NotLoaded {
                 host: I::VERSION,
                 found,
             },
-            Self::AnotherMajor { series, found } => LoadErrorKind::AnotherMajor {
+            Self::AnotherMajor { found } => LoadErrorKind::AnotherMajor {
                 interface: I::NAME,
                 host: I::VERSION,
-                series,
+                series: crate::load::series::<I>(),
                 found,
             },
             Self::Foreign {

@@ -37,7 +37,7 @@ use super::{
     not_loaded::NotLoaded,
 };
 pub use crate::ended::ProbeFailure;
-use crate::inspect::verify::verify_library;
+use crate::inspect::verify::{VerifyError, verify_library};
 
 /// The target of this module's log records: its path before the modules
 /// moved into layers, which `RUST_LOG` filters name.
@@ -80,10 +80,11 @@ fn serve() -> io::Result<()> {
     let request = message::<Request>(&request)
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
     let path = crate::sys::path_from_bytes(request.path);
+    let copy = crate::sys::path_from_bytes(request.copy);
     let mut report = Report::default();
     // Whatever the outcome of the checks, surviving them is the answer,
     // with what the probe read: the host applies its own rules to it.
-    if let Err(refusal) = probe_one(&path, &mut report) {
+    if let Err(refusal) = probe_one(&path, &copy, &mut report) {
         report.refusal = Some(refusal);
     }
     log::debug!(target: LOG_TARGET, "probe {}: {report:?}", path.display());
@@ -92,29 +93,40 @@ fn serve() -> io::Result<()> {
     write_frame(&mut output, &answer)
 }
 
-/// What the host asks a probe: the library to open.
+/// What the host asks a probe: the library to open, `copy`, the private
+/// copy of the plugin file `path` (which messages name).
 #[derive(dropin::Stable)]
 struct Request {
     path: Vec<u8>,
+    copy: Vec<u8>,
 }
 
 /// Everything loading does with a library before the plugin's `init`,
 /// recording what it reads in `report`; the reason it stopped early, if it
 /// did.
-fn probe_one(path: &Path, report: &mut Report) -> Result<(), NotLoaded> {
-    verify_library(path).map_err(|error| NotLoaded::Other {
-        reason: error.to_string(),
-    })?;
+fn probe_one(path: &Path, copy: &Path, report: &mut Report) -> Result<(), NotLoaded> {
+    match verify_library(copy) {
+        // The host allows an executable stack or not, under its policy,
+        // from the headers it reads itself: the probe's process is no
+        // host to protect.
+        Ok(()) | Err(VerifyError::ExecutableStack) => {}
+        Err(error) => {
+            return Err(NotLoaded::Other {
+                reason: error.to_string(),
+            });
+        }
+    }
     // The host's kind of error, and its words.
-    let refusal = |error| NotLoaded::of(&crate::load::classify(path, path, None, error, ("", "")));
-    let header = match lib_header_from_path(path) {
+    let refusal =
+        |header, error| NotLoaded::of(&crate::load::classify(path, copy, header, error, ("", "")));
+    let header = match lib_header_from_path(copy) {
         Ok(header) => header,
         // Not a plugin at all: the host names its own interface's export.
         Err(LibraryError::GetSymbolError { .. }) => {
             report.no_root = true;
             return Ok(());
         }
-        Err(error) => return Err(refusal(error)),
+        Err(error) => return Err(refusal(None, error)),
     };
     let consts = header.root_mod_consts();
     let root_version = consts.version_strings().version;
@@ -134,7 +146,9 @@ fn probe_one(path: &Path, report: &mut Report) -> Result<(), NotLoaded> {
         // the root module's name and version alone.
         return Ok(());
     }
-    let module = header.init_root_module::<ModuleRef>().map_err(refusal)?;
+    let module = header
+        .init_root_module::<ModuleRef>()
+        .map_err(|error| refusal(Some(header), error))?;
     // Read everything the host reads before the plugin's `init`, the way it
     // reads it: a corrupted relocation can leave any of these pointing
     // anywhere, and the probe, not the host, must be the one to find out.
@@ -299,8 +313,9 @@ impl Prober {
         }
     }
 
-    /// Probes the library at `path`; returns what the probe read.
-    pub(crate) fn check(&mut self, path: &Path) -> Result<Report, ProbeFailure> {
+    /// Probes the library at `path`, the private copy of the plugin file
+    /// `original`; returns what the probe read.
+    pub(crate) fn check(&mut self, original: &Path, path: &Path) -> Result<Report, ProbeFailure> {
         let running = match &mut self.running {
             Some(running) => running,
             empty => {
@@ -324,13 +339,14 @@ impl Prober {
         let deadline = Instant::now() + self.probe.timeout;
         let mut request = Vec::new();
         Request {
-            path: dropin::abi::path_bytes(path),
+            path: dropin::abi::path_bytes(original),
+            copy: dropin::abi::path_bytes(path),
         }
         .encode(&mut request);
         let stdin = running.stdin.as_mut().expect("open until the question");
         let answer = write_frame_until(stdin, &request, deadline)
             .and_then(|()| read_frame_until(&mut running.stdout, MAX_REPORT, deadline));
-        let running = self.running.take().expect("started above");
+        let mut running = self.running.take().expect("started above");
         match answer {
             Ok(Some(frame)) => match message::<Report>(&frame) {
                 // One library per process: wait for it to exit normally,
@@ -338,14 +354,16 @@ impl Prober {
                 Ok(report) => running
                     .finish(deadline, self.probe.timeout)
                     .map(|()| report),
-                Err(error) => Err(running.end(
-                    Some(format!("answered with a {error}")),
-                    deadline,
-                    self.probe.timeout,
-                )),
+                // Not a probe any more: nothing it says next counts.
+                Err(error) => {
+                    running.kill();
+                    Err(ProbeFailure::Unavailable {
+                        message: format!("answered with a {error}"),
+                    })
+                }
             },
-            Ok(None) | Err(Wait::Failed) => Err(running.end(None, deadline, self.probe.timeout)),
-            Err(Wait::TimedOut) => Err(running.kill(self.probe.timeout)),
+            Ok(None) | Err(Wait::Failed) => Err(running.end(deadline, self.probe.timeout)),
+            Err(Wait::TimedOut) => Err(running.hung(self.probe.timeout)),
         }
     }
 }
@@ -393,29 +411,23 @@ impl Running {
     fn finish(mut self, deadline: Instant, timeout: Duration) -> Result<(), ProbeFailure> {
         match self.exited(deadline) {
             Some(Ok(status)) if status.success() => Ok(()),
-            Some(Ok(_)) => Err(ended(self.child, &self.stderr, None)),
+            Some(Ok(_)) => Err(ended(self.child, &self.stderr)),
             Some(Err(error)) => Err(ProbeFailure::Unavailable {
                 message: error.to_string(),
             }),
-            None => Err(self.kill(timeout)),
+            None => Err(self.hung(timeout)),
         }
     }
 
-    /// Says how the process that stopped answering, or answered what is
-    /// not a report (`unexpected`), ended; one still running at `deadline`
-    /// is killed as hung.
-    fn end(
-        mut self,
-        unexpected: Option<String>,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> ProbeFailure {
+    /// Says how the process that stopped answering ended; one still
+    /// running at `deadline` is killed as hung.
+    fn end(mut self, deadline: Instant, timeout: Duration) -> ProbeFailure {
         match self.exited(deadline) {
-            Some(Ok(_)) => ended(self.child, &self.stderr, unexpected),
+            Some(Ok(_)) => ended(self.child, &self.stderr),
             Some(Err(error)) => ProbeFailure::Unavailable {
                 message: error.to_string(),
             },
-            None => self.kill(timeout),
+            None => self.hung(timeout),
         }
     }
 
@@ -429,21 +441,29 @@ impl Running {
                 Ok(Some(status)) => return Some(Ok(status)),
                 Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
                 Ok(None) => return None,
-                Err(error) => return Some(Err(error)),
+                Err(error) => {
+                    self.kill();
+                    return Some(Err(error));
+                }
             }
         }
     }
 
     /// Kills a probe that took longer than `timeout`.
-    fn kill(mut self, timeout: Duration) -> ProbeFailure {
+    fn hung(mut self, timeout: Duration) -> ProbeFailure {
+        self.kill();
+        ProbeFailure::Hung { timeout }
+    }
+
+    /// Kills the process and reaps it.
+    fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        ProbeFailure::Hung { timeout }
     }
 }
 
 /// How the probe process `child`, which has ended or is ending, ended.
-fn ended(mut child: Child, stderr: &Mutex<Vec<u8>>, unexpected: Option<String>) -> ProbeFailure {
+fn ended(mut child: Child, stderr: &Mutex<Vec<u8>>) -> ProbeFailure {
     let status = match child.wait() {
         Ok(status) => status,
         Err(error) => {
@@ -454,22 +474,19 @@ fn ended(mut child: Child, stderr: &Mutex<Vec<u8>>, unexpected: Option<String>) 
     };
     // Give the stderr reader the last bytes the process wrote.
     thread::sleep(Duration::from_millis(20));
-    let mut stderr = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
+    let stderr = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|e| e.into_inner()))
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    if let Some(line) = unexpected {
-        stderr = format!("answered {line:?}; {stderr}");
-    }
     ProbeFailure::from_status(status, stderr)
 }
 
 impl Drop for Prober {
+    /// A probe started and never asked (a panic between the two) is
+    /// killed: no probe outlives its prober.
     fn drop(&mut self) {
         if let Some(mut running) = self.running.take() {
-            // Closing its input ends the probe's loop.
-            drop(running.stdin);
-            let _ = running.child.wait();
+            running.kill();
         }
     }
 }

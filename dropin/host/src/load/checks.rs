@@ -179,11 +179,7 @@ pub(crate) fn check_facts<'a, I: Interface>(
         return Err(LoadErrorKind::AnotherMajor {
             interface: I::NAME,
             host: I::VERSION,
-            series: if host.major == 0 {
-                format!("0.{}.x", host.minor)
-            } else {
-                format!("{}.x", host.major)
-            },
+            series: series::<I>(),
             found: interface_version.to_string(),
         }
         .at(path.to_owned()));
@@ -258,6 +254,16 @@ pub(super) fn check_methods<I: Interface>(
         ));
     }
     Ok(())
+}
+
+/// The versions of `I` that may load beside this host's, such as `2.x` or
+/// `0.3.x`.
+pub(crate) fn series<I: Interface>() -> String {
+    match Version::parse(I::VERSION) {
+        Ok(host) if host.major == 0 => format!("0.{}.x", host.minor),
+        Ok(host) => format!("{}.x", host.major),
+        Err(_) => I::VERSION.to_owned(),
+    }
 }
 
 /// Whether two versions are of one compatible series: the same major, and

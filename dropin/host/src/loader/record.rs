@@ -89,7 +89,7 @@ impl<I: Interface> Loader<I> {
         };
         let report = headers_pass.and_then(|()| {
             prober
-                .check(&copied.path)
+                .check(path, &copied.path)
                 .map_err(|how| LoadErrorKind::Probe { how }.at(path.to_owned()))
         });
         let _ = fs::remove_file(&copied.path);

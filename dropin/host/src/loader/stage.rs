@@ -266,7 +266,7 @@ impl<I: Interface> Loader<I> {
         // are opened in a probe process first, when the loader has one.
         if let (None, Some(prober)) = (locked, prober) {
             let report = prober
-                .check(&copy)
+                .check(&path, &copy)
                 .map_err(|how| LoadErrorKind::Probe { how }.at(path.clone()))?;
             let opened_here = !self.isolation.applies(report.plugin_name(), &path, false);
             self.judge_probe(&path, &copy, &report, &headers, opened_here)?;
@@ -350,8 +350,14 @@ impl<I: Interface> Loader<I> {
             digest,
             stamp,
             name,
+            headers,
             ..
         } = approved;
+        // Headers the host read ahead and refused are refused here too: no
+        // process starts for them.
+        if let Headers::Read { verdict, .. } = headers {
+            verdict?;
+        }
         let config = name
             .as_deref()
             .and_then(|name| self.config.get(name))

@@ -37,8 +37,9 @@ pub(crate) struct Launcher {
 ///
 /// # Errors
 ///
-/// [`LoadErrorKind::Isolated`] saying why the process did not start or its
-/// plugin did not load.
+/// Why its plugin did not load there, as the kind the host would have
+/// found itself ([`NotLoaded`]); [`LoadErrorKind::Isolated`] saying why the
+/// process did not start or could not be spoken to.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start<I: Interface>(
     launcher: &Launcher,
