@@ -16,11 +16,7 @@ use std::{
 
 use abi_stable::library::{RawLibrary, lib_header_from_path};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use dropin_host::{
-    Loader, LockEntry, Lockfile,
-    isolation::{Isolate, Recovery},
-    probe::Probe,
-};
+use dropin_host::{Loader, LockEntry, Lockfile, isolation::Recovery, probe::Probe};
 use greeter_benches::{build_plugins, library_file_name};
 use greeter_interface::GreeterPlugin;
 use noop_interface::{NoopHost, NoopHostHandle, NoopPlugin};
@@ -92,14 +88,17 @@ fn calls(c: &mut Criterion) {
     )
     .unwrap();
 
-    let noop_loader = Loader::<NoopPlugin>::builder()
-        .dir(dir.path())
-        .services(NoopHostHandle::provided_by(EchoHost))
-        .build();
+    // SAFETY: the folder holds the workspace's own plugins, built by this
+    // benchmark.
+    let noop_loader = unsafe {
+        Loader::<NoopPlugin>::builder()
+            .dir(dir.path())
+            .services(NoopHostHandle::provided_by(EchoHost))
+            .build()
+    };
     let noop = noop_loader.load().unwrap();
-    let greeters = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .build()
+    // SAFETY: the same folder of the workspace's own plugins.
+    let greeters = unsafe { Loader::<GreeterPlugin>::builder().dir(dir.path()).build() }
         .load()
         .unwrap();
     // The same calls written by hand against abi_stable, loaded by it.
@@ -134,8 +133,7 @@ fn calls(c: &mut Criterion) {
         .dir(dir.path())
         .services(NoopHostHandle::provided_by(EchoHost))
         .probe(Probe::command(env!("CARGO_BIN_EXE_noop-runner")))
-        .isolate(Isolate::All)
-        .build()
+        .build_isolated()
         .load()
         .unwrap();
     let isolated_noop = isolated_noop
@@ -201,8 +199,7 @@ fn calls(c: &mut Criterion) {
     let isolated = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .probe(Probe::command(plugins.join("greeter-host")))
-        .isolate(Isolate::All)
-        .build()
+        .build_isolated()
         .load()
         .unwrap();
     let isolated = isolated
@@ -219,12 +216,11 @@ fn calls(c: &mut Criterion) {
     let restarting = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .probe(Probe::command(plugins.join("greeter-host")))
-        .isolate(Isolate::All)
         .isolation_recovery(Recovery::Restart {
             attempts: u32::MAX,
             backoff: Duration::ZERO,
         })
-        .build()
+        .build_isolated()
         .load()
         .unwrap();
     let restarting = restarting.registry.get("hello").unwrap();
@@ -414,7 +410,9 @@ fn loads(c: &mut Criterion) {
         if let Some(probe) = probe {
             builder = builder.probe(probe);
         }
-        let report = builder.build().load().unwrap();
+        // SAFETY: the folder holds copies of the workspace's own noop
+        // plugin, written by this benchmark.
+        let report = unsafe { builder.build() }.load().unwrap();
         assert_eq!(report.registry.len(), COPIES, "{:?}", report.rejected);
         report
     };

@@ -55,9 +55,7 @@ fn a_thousand_plugins_load_and_answer_and_the_cap_refuses_cleanly() {
     let plugin = numbered();
     let dir = PluginDir::new();
     write_copies(dir.path(), &plugin, 0..THOUSAND);
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .build()
+    let report = greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(dir.path()))
         .load()
         .unwrap();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected.first());
@@ -75,12 +73,13 @@ fn a_thousand_plugins_load_and_answer_and_the_cap_refuses_cleanly() {
     let more = PluginDir::new();
     write_copies(more.path(), &plugin, THOUSAND..THOUSAND + 20);
     let limit = THOUSAND + 10;
-    let capped = Loader::<GreeterPlugin>::builder()
-        .dir(more.path())
-        .max_mapped(limit)
-        .build()
-        .load()
-        .unwrap();
+    let capped = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(more.path())
+            .max_mapped(limit),
+    )
+    .load()
+    .unwrap();
     assert_eq!(capped.registry.len(), 10);
     assert_eq!(capped.rejected.len(), 10);
     for error in &capped.rejected {

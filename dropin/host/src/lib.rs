@@ -32,6 +32,18 @@
 //! Every file either loads or yields a [`LoadError`] that names it and says
 //! what was expected and what was found; one bad file never stops the others.
 //!
+//! # In-process or isolated: who vouches
+//!
+//! A plugin that runs in the application's process can do anything the
+//! process can, and no check makes its machine code memory-safe. So the
+//! loader that runs plugins in-process comes from an `unsafe fn`,
+//! [`LoaderBuilder::build`], whose `# Safety` contract is that the
+//! application vouches for the files it lets run there; the checks above
+//! narrow which files get that far. That is the one `unsafe` block of an
+//! application: calls through a loaded plugin are safe. A loader from
+//! [`LoaderBuilder::build_isolated`] runs every plugin in a process of its
+//! own, where dropin contains what it does, and needs no `unsafe`.
+//!
 //! # Example
 //!
 //! With an interface crate that declares `Transform` (see the `dropin`
@@ -48,7 +60,10 @@
 //! use transform_interface::TransformPlugin;
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let report = Loader::<TransformPlugin>::builder().dir("plugins").build().load()?;
+//!     let builder = Loader::<TransformPlugin>::builder().dir("plugins");
+//!     // SAFETY: the plugins in `plugins/` are our own builds, which we
+//!     // trust to run in this process as our own code.
+//!     let report = unsafe { builder.build() }.load()?;
 //!     for error in &report.rejected {
 //!         eprintln!("rejected: {}", ErrorChain(error));
 //!     }

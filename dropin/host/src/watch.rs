@@ -139,7 +139,10 @@ impl<I: Interface> Loader<I> {
     /// use transform_interface::TransformPlugin;
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let loader = Loader::<TransformPlugin>::builder().dir("plugins").build();
+    /// let builder = Loader::<TransformPlugin>::builder().dir("plugins");
+    /// // SAFETY: the plugins in `plugins/`, now and as they change, are our
+    /// // own builds, which we trust to run in this process as our own code.
+    /// let loader = unsafe { builder.build() };
     /// let report = loader.load()?;
     /// let registry = &report.registry;
     /// std::thread::scope(|scope| {

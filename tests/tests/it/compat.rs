@@ -326,12 +326,13 @@ fn a_plugin_requiring_another_host_version_is_refused_before_init() {
     let dir = PluginDir::new();
     let path = dir.add("needs_new_host");
     let loader = |version| {
-        Loader::<GreeterPlugin>::builder()
-            .dir(dir.path())
-            .host_version(version)
-            .build()
-            .load()
-            .unwrap()
+        greeter_tests::trusted(
+            Loader::<GreeterPlugin>::builder()
+                .dir(dir.path())
+                .host_version(version),
+        )
+        .load()
+        .unwrap()
     };
     let report = loader(Version::new(0, 1, 0));
     assert_eq!(
@@ -353,12 +354,13 @@ fn a_plugin_requiring_another_host_version_is_refused_before_init() {
 fn a_host_can_narrow_the_interface_versions_it_accepts() {
     let dir = PluginDir::with(&["hello"]);
     let old = dir.add_compat("compat_older_minor_greeter");
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .accept_interface(VersionReq::parse(">=2.1").unwrap())
-        .build()
-        .load()
-        .unwrap();
+    let report = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .accept_interface(VersionReq::parse(">=2.1").unwrap()),
+    )
+    .load()
+    .unwrap();
     assert!(report.registry.get("hello").is_some());
     assert_eq!(
         report.rejected[0].to_string(),
@@ -392,12 +394,13 @@ fn a_plugin_built_with_panic_abort_is_refused_unless_the_host_allows_it() {
         )
     );
 
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .allow_panic_abort(true)
-        .build()
-        .load()
-        .unwrap();
+    let report = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .allow_panic_abort(true),
+    )
+    .load()
+    .unwrap();
     assert_eq!(
         report.registry.get("aborts").unwrap().greet().unwrap(),
         "Hello, until the first panic!"
@@ -439,10 +442,7 @@ fn checks_failing_in_an_isolated_process_are_the_errors_of_the_host() {
         let builder = Loader::<GreeterPlugin>::builder()
             .dir(dir.path())
             .lock(dropin_host::LockMode::Required);
-        let report = greeter_tests::in_mode(builder, isolated)
-            .build()
-            .load()
-            .unwrap();
+        let report = greeter_tests::in_mode(builder, isolated).load().unwrap();
         assert!(report.registry.is_empty());
         let kinds: Vec<_> = report.rejected.iter().map(|e| e.kind()).collect();
         assert!(

@@ -68,9 +68,7 @@ fn a_link_to_a_plugin_is_followed() {
 fn a_missing_folder_is_an_error_naming_it() {
     let dir = PluginDir::new();
     let missing = dir.path().join("nope");
-    let error = Loader::<GreeterPlugin>::builder()
-        .dir(&missing)
-        .build()
+    let error = greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(&missing))
         .load()
         .unwrap_err();
     assert!(

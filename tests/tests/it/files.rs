@@ -110,12 +110,13 @@ fn a_file_over_the_size_limit_is_refused_before_it_is_copied() {
             sparse.display()
         )
     );
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .max_file_size(1000)
-        .build()
-        .load()
-        .unwrap();
+    let report = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .max_file_size(1000),
+    )
+    .load()
+    .unwrap();
     assert_eq!(report.rejected.len(), 2, "hello is over 1000 bytes too");
 }
 
@@ -229,12 +230,13 @@ impl Drop for StopOnDrop<'_> {
 fn past_the_cap_on_mapped_libraries_files_are_refused_and_loaded_ones_still_work() {
     let served = PluginDir::with(&["hello"]).load();
     let dir = PluginDir::with(&["hellohello", "counter"]);
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .max_mapped(0)
-        .build()
-        .load()
-        .unwrap();
+    let report = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .max_mapped(0),
+    )
+    .load()
+    .unwrap();
     assert!(report.registry.is_empty());
     assert_eq!(report.rejected.len(), 2);
     for error in &report.rejected {

@@ -58,13 +58,14 @@ fn the_example_plugins_greet_identically_isolated() {
 #[test]
 fn the_library_api_isolates_by_rule_and_the_handle_is_the_same() {
     let dir = PluginDir::with(&["hello", "counter"]);
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .probe(Probe::command(artifacts().host_binary()))
-        .isolate(Isolate::Plugins(vec!["counter".to_owned()]))
-        .build()
-        .load()
-        .unwrap();
+    let report = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .probe(Probe::command(artifacts().host_binary()))
+            .isolate(Isolate::Plugins(vec!["counter".to_owned()])),
+    )
+    .load()
+    .unwrap();
     let counter = report.registry.get("counter").unwrap();
     let hello = report.registry.get("hello").unwrap();
     assert!(counter.is_isolated() && !hello.is_isolated());
@@ -77,7 +78,7 @@ fn the_library_api_isolates_by_rule_and_the_handle_is_the_same() {
     let error = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .isolate(Isolate::All)
-        .build()
+        .build_isolated()
         .load()
         .unwrap_err();
     assert!(matches!(error, dropin_host::LoaderError::NoProbe));
@@ -434,7 +435,7 @@ fn a_timed_out_plugins_process_is_gone_and_the_others_keep_answering() {
         // Long enough for `hello` to answer on a busy machine.
         .call_timeout(Duration::from_secs(2))
         .config("runs-at-open", "greet = \"hang\"")
-        .build()
+        .build_isolated()
         .load()
         .unwrap();
     let hanging = report.registry.get("runs-at-open").unwrap();

@@ -73,10 +73,7 @@ fn load_configured(
     let builder = dropin_host::Loader::<greeter_interface::GreeterPlugin>::builder()
         .dir(dir.path())
         .config("runs-at-open", config);
-    greeter_tests::in_mode(builder, isolated)
-        .build()
-        .load()
-        .unwrap()
+    greeter_tests::in_mode(builder, isolated).load().unwrap()
 }
 
 /// The same error in both modes: an isolated plugin's failing `init` comes

@@ -206,16 +206,15 @@ fn a_probe_that_answers_garbage_or_floods_is_killed() {
         let dir = PluginDir::with(&["hello"]);
         let watchdog = greeter_tests::deadline(greeter_tests::HANG, script);
         let started = Instant::now();
-        let report = Loader::<GreeterPlugin>::builder()
-            .dir(dir.path())
-            .probe(
+        let report = greeter_tests::trusted(
+            Loader::<GreeterPlugin>::builder().dir(dir.path()).probe(
                 Probe::command("/bin/sh")
                     .args(["-c", script])
                     .timeout(Duration::from_secs(1)),
-            )
-            .build()
-            .load()
-            .unwrap();
+            ),
+        )
+        .load()
+        .unwrap();
         drop(watchdog);
         assert!(report.registry.is_empty(), "{script}");
         let [error] = &report.rejected[..] else {

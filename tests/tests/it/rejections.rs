@@ -273,10 +273,7 @@ fn a_library_asking_for_an_executable_stack_is_refused_unless_allowed() {
         let builder = dropin_host::Loader::<GreeterPlugin>::builder()
             .dir(dir.path())
             .allow_executable_stack(true);
-        let report = greeter_tests::in_mode(builder, isolated)
-            .build()
-            .load()
-            .unwrap();
+        let report = greeter_tests::in_mode(builder, isolated).load().unwrap();
         assert!(
             report.rejected.is_empty(),
             "isolated: {isolated}: {:?}",
@@ -316,10 +313,7 @@ fn every_kind_of_bad_file_is_the_same_error_in_both_modes() {
         }
         let builder =
             dropin_host::Loader::<greeter_interface::GreeterPlugin>::builder().dir(dir.path());
-        let report = greeter_tests::in_mode(builder, isolated)
-            .build()
-            .load()
-            .unwrap();
+        let report = greeter_tests::in_mode(builder, isolated).load().unwrap();
         assert_eq!(report.registry.len(), 1, "isolated: {isolated}");
         let rejected: Vec<(std::mem::Discriminant<LoadErrorKind>, String)> = report
             .rejected

@@ -42,7 +42,7 @@ fn install(dir: &Path, file: &str, bytes: &[u8]) {
 }
 
 fn loader(dir: &PluginDir) -> Loader<GreeterPlugin> {
-    Loader::<GreeterPlugin>::builder().dir(dir.path()).build()
+    greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(dir.path()))
 }
 
 /// Four threads greet through the registry while `reload` runs; returns
@@ -221,13 +221,12 @@ fn a_reload_checks_permissions_and_probes_before_opening() {
     let dir = PluginDir::with(&["hello"]);
     // The probe's constructor exits with status 0 in `runs-at-open`: the
     // probe dies of it, while in this process the library would map.
-    let loader = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .probe(Probe::command("env").args([
+    let loader = greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(dir.path()).probe(
+        Probe::command("env").args([
             "GREETER_OPEN_EXIT=1".into(),
             artifacts().host_binary().into_os_string(),
-        ]))
-        .build();
+        ]),
+    ));
     let report = loader.load().unwrap();
     let registry = &report.registry;
     let file = dir.path().join(library_file_name("hello"));
@@ -282,10 +281,11 @@ fn a_reload_checks_permissions_and_probes_before_opening() {
 #[test]
 fn earlier_generations_are_counted_and_capped() {
     let dir = PluginDir::with(&["hello"]);
-    let loader = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .max_retained(2)
-        .build();
+    let loader = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .max_retained(2),
+    );
     let report = loader.load().unwrap();
     let registry = &report.registry;
     assert!(registry.retained().is_empty());
@@ -400,7 +400,7 @@ fn an_isolated_reload_switches_and_ends_the_old_process() {
         .dir(dir.path())
         .probe(Probe::command(artifacts().host_binary()))
         .isolate(Isolate::All)
-        .build();
+        .build_isolated();
     let report = loader.load().unwrap();
     let registry = &report.registry;
     let first = registry.get("hello").unwrap();
@@ -448,9 +448,8 @@ fn a_plugin_that_hands_its_state_over_keeps_counting() {
         if !greeter_tests::mode_runs_here(isolate) {
             continue;
         }
-        let builder =
+        let loader =
             greeter_tests::in_mode(Loader::<GreeterPlugin>::builder().dir(dir.path()), isolate);
-        let loader = builder.build();
         let report = loader.load().unwrap();
         let registry = &report.registry;
         let counter = registry.live("counter").unwrap();
@@ -637,7 +636,7 @@ fn reloads_run_one_at_a_time_and_isolation_still_needs_a_probe() {
     let isolating = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .isolate(Isolate::All)
-        .build();
+        .build_isolated();
     let empty = Registry::<GreeterPlugin>::new();
     assert!(matches!(
         isolating.reload_changed(&empty),
@@ -687,10 +686,11 @@ fn a_reload_reads_the_lock_file_again() {
 #[test]
 fn a_build_that_fails_once_mapped_stays_mapped_and_counts() {
     let dir = PluginDir::with(&["hello"]);
-    let loader = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .max_retained(1)
-        .build();
+    let loader = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .max_retained(1),
+    );
     let report = loader.load().unwrap();
     let registry = &report.registry;
     // A plugin of another name: refused once opened, so it stays mapped.

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dropin_host::{LoadReport, Loader, isolation::Isolate, probe::Probe};
+use dropin_host::{LoadReport, Loader, probe::Probe};
 use greeter_interface::{BoxError, GreeterHost, GreeterHostHandle, GreeterPlugin};
 use greeter_tests::{PluginDir, artifacts};
 
@@ -156,13 +156,13 @@ fn plugins_call_the_host_from_init_methods_and_threads_in_process_and_isolated()
             continue;
         }
         let recorder = Arc::new(Recorder::default());
-        let builder = greeter_tests::in_mode(
+        let loader = greeter_tests::in_mode(
             Loader::<GreeterPlugin>::builder().dir(dir.path()).services(
                 GreeterHostHandle::provided_by(TestHost(Arc::clone(&recorder))),
             ),
             isolate,
         );
-        let report: &'static _ = Box::leak(Box::new(builder.build().load().unwrap()));
+        let report: &'static _ = Box::leak(Box::new(loader.load().unwrap()));
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);
         let _ = recorder.registry.set(&report.registry);
         let plugin = report.registry.get("services-user").unwrap();
@@ -275,12 +275,10 @@ fn a_service_the_host_lacks_is_missing_never_a_crash() {
     // A plugin built against interface 2.2, whose services add a clock,
     // in this host of 2.1, whose services have none.
     let recorder = Arc::new(Recorder::default());
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .services(GreeterHostHandle::provided_by(TestHost(Arc::clone(
-            &recorder,
-        ))))
-        .build()
+    let report =
+        greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(dir.path()).services(
+            GreeterHostHandle::provided_by(TestHost(Arc::clone(&recorder))),
+        ))
         .load()
         .unwrap();
     let plugin = report.registry.get("greeter-2.2").unwrap();
@@ -292,9 +290,7 @@ fn a_service_the_host_lacks_is_missing_never_a_crash() {
     // The services both know work.
     assert_eq!(plugin.greet_to("store").unwrap(), "Ok(None)");
     // A host that offers no services at all.
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .build()
+    let report = greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(dir.path()))
         .load()
         .unwrap();
     let plugin = report.registry.get("greeter-2.2").unwrap();
@@ -346,13 +342,13 @@ fn services_of_another_trait_are_never_called_in_process_or_isolated() {
         if !greeter_tests::mode_runs_here(isolate) {
             continue;
         }
-        let builder = greeter_tests::in_mode(
+        let loader = greeter_tests::in_mode(
             Loader::<GreeterPlugin>::builder()
                 .dir(dir.path())
                 .services(transform_interface::TransformHostHandle::provided_by(Words)),
             isolate,
         );
-        let report = builder.build().load().unwrap();
+        let report = loader.load().unwrap();
         let plugin = report.registry.get("services-user").unwrap();
         assert_eq!(
             plugin.greet_to("init").unwrap(),
@@ -370,7 +366,7 @@ fn services_of_another_trait_are_never_called_in_process_or_isolated() {
 fn load_isolated(dir: &PluginDir, recorder: &Arc<Recorder>) -> LoadReport<GreeterPlugin> {
     isolated_loader(dir, recorder)
         .call_timeout(DEADLINE)
-        .build()
+        .build_isolated()
         .load()
         .unwrap()
 }
@@ -385,7 +381,6 @@ fn isolated_loader(
             recorder,
         ))))
         .probe(Probe::command(artifacts().host_binary()))
-        .isolate(Isolate::All)
 }
 
 /// The most bytes one service call from an isolated process may carry
@@ -438,7 +433,10 @@ fn an_isolated_plugins_service_call_over_16_mib_is_refused_and_the_host_carries_
     greeter_tests::captured_logs(ISOLATION_LOGS);
     let dir = PluginDir::with(&["services_user", "counter"]);
     let recorder = Arc::new(Recorder::default());
-    let report = isolated_loader(&dir, &recorder).build().load().unwrap();
+    let report = isolated_loader(&dir, &recorder)
+        .build_isolated()
+        .load()
+        .unwrap();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     let plugin = report.registry.get("services-user").unwrap();
     assert_eq!(

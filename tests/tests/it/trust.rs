@@ -248,9 +248,7 @@ fn a_lock_file_that_does_not_parse_names_the_line_and_nothing_loads() {
         )
     );
     assert_eq!(output.status.code(), Some(2));
-    let error = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .build()
+    let error = greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(dir.path()))
         .load()
         .unwrap_err();
     assert!(matches!(error, LoaderError::Lockfile(_)), "{error:?}");
@@ -269,11 +267,12 @@ fn locked_requires_a_lock_file() {
         )
     );
     assert_eq!(output.status.code(), Some(2));
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .lock(LockMode::Required)
-        .build()
-        .load();
+    let report = greeter_tests::trusted(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .lock(LockMode::Required),
+    )
+    .load();
     assert!(matches!(report, Err(LoaderError::Lockfile(_))));
 }
 
@@ -362,9 +361,7 @@ mod permissions {
     fn a_plugins_folder_writable_by_others_loads_nothing() {
         let dir = PluginDir::with(&["hello"]);
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        let error = Loader::<GreeterPlugin>::builder()
-            .dir(dir.path())
-            .build()
+        let error = greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(dir.path()))
             .load()
             .unwrap_err();
         assert_eq!(
@@ -528,7 +525,8 @@ fn recording_refuses_what_loading_would_without_opening_anything_in_the_host() {
                     .args([marking.into(), artifacts().host_binary().into_os_string()]),
             );
         }
-        builder.build()
+        // Recording runs nothing in this process: no trust to grant.
+        builder.build_isolated()
     };
     assert!(matches!(loader(false).record(), Err(LoaderError::NoProbe)));
 
@@ -584,7 +582,9 @@ fn recording_refuses_what_loading_would_without_opening_anything_in_the_host() {
         .lockfile()
         .write(&dir.path().join("plugins.lock"))
         .unwrap();
-    let report = loader(false).load().unwrap();
+    let report = greeter_tests::trusted(Loader::<GreeterPlugin>::builder().dir(dir.path()))
+        .load()
+        .unwrap();
     assert_eq!(report.registry.len(), 2);
 }
 

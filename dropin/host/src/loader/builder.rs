@@ -292,8 +292,45 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
-    /// The configured loader.
-    pub fn build(self) -> Loader<I> {
+    /// The configured loader, whose plugins all run in processes of their
+    /// own: no plugin's code ever runs in this process, so this needs no
+    /// `unsafe`. Every plugin is isolated, whatever [`isolate`](Self::isolate)
+    /// rules were given; the loader needs a [`probe`](Self::probe) (its
+    /// program runs them), and without one every file is refused.
+    pub fn build_isolated(mut self) -> Loader<I> {
+        self.isolation.rules = vec![Isolate::All];
+        let mut loader = self.assemble();
+        loader.in_process = false;
+        loader
+    }
+
+    /// The configured loader, which runs in this process every plugin no
+    /// [`isolate`](Self::isolate) rule matches: such a plugin's library is
+    /// mapped here, its constructors and its `init` run here when it loads,
+    /// and its methods run here at every call. Calls through its handle are
+    /// safe functions: the trust is granted here, once.
+    ///
+    /// # Safety
+    ///
+    /// A plugin's machine code that runs in this process can do anything the
+    /// process can: read or write any of its memory, by a bug or on purpose.
+    /// dropin's checks (the permissions, the lock file, the headers, the
+    /// probe, the versions and signatures) narrow which files get that far
+    /// and turn many faults into errors; none of them can make that code
+    /// memory-safe. So the caller vouches for every plugin file this loader
+    /// will run in this process, in its folder now and whenever it loads,
+    /// reloads or watches it: each is a build the application trusts as it
+    /// trusts its own code. For example: files that a lock file under the
+    /// application's control approves ([`LockMode::Required`]), in a folder
+    /// that only the application's user can write. Plugins it does not
+    /// vouch for belong in processes of their own: an
+    /// [`isolate`](Self::isolate) rule that matches them, or
+    /// [`build_isolated`](Self::build_isolated), which needs no `unsafe`.
+    pub unsafe fn build(self) -> Loader<I> {
+        self.assemble()
+    }
+
+    fn assemble(self) -> Loader<I> {
         let accepted = self.accepted.unwrap_or_else(|| {
             let own = Version::parse(I::VERSION).expect("the interface crate's version is semver");
             default_interface_req(&own)
@@ -318,6 +355,7 @@ impl<I: Interface> LoaderBuilder<I> {
             probe: self.probe,
             isolation: self.isolation,
             config: self.config,
+            in_process: true,
             interface: PhantomData,
         }
     }

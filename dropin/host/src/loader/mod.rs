@@ -155,7 +155,10 @@ pub enum LockMode {
 /// use dropin_host::{ErrorChain, Loader};
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let report = Loader::<TransformPlugin>::builder().dir("plugins").build().load()?;
+/// let builder = Loader::<TransformPlugin>::builder().dir("plugins");
+/// // SAFETY: the plugins in `plugins/` are our own builds, which we trust
+/// // to run in this process as our own code.
+/// let report = unsafe { builder.build() }.load()?;
 /// for plugin in report.registry.iter() {
 ///     println!("{}: {}", plugin.name(), plugin.apply("text")?);
 /// }
@@ -181,6 +184,10 @@ pub struct Loader<I: Interface> {
     services: Option<dropin::Services>,
     isolation: isolation::Settings,
     config: HashMap<String, String>,
+    /// Whether the application vouched for the plugins that run in this
+    /// process ([`LoaderBuilder::build`]); a loader built isolated maps
+    /// nothing here, whatever happens.
+    in_process: bool,
     interface: PhantomData<fn() -> I>,
 }
 
@@ -197,6 +204,7 @@ impl<I: Interface> fmt::Debug for Loader<I> {
             .field("check_permissions", &self.check_permissions)
             .field("max_file_size", &self.max_file_size)
             .field("probe", &self.probe)
+            .field("in_process", &self.in_process)
             .finish()
     }
 }

@@ -403,6 +403,17 @@ impl<I: Interface> Loader<I> {
             headers,
             ..
         } = approved;
+        // The one place a plugin's library is mapped in this process: only
+        // for a loader the application vouched for (`LoaderBuilder::build`,
+        // an `unsafe fn`).
+        if !self.in_process {
+            return Err(LoadErrorKind::Isolated {
+                reason: "the loader runs every plugin isolated, and has no probe to start its \
+                         process with"
+                    .to_owned(),
+            }
+            .at(path));
+        }
         // Libraries are never unloaded: past a limit, refuse to map more
         // rather than let the process run out of memory mappings.
         if MAPPED.fetch_add(1, Ordering::Relaxed) >= self.max_mapped {

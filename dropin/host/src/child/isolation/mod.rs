@@ -34,12 +34,13 @@
 //!     // isolated plugins' process: serve, and exit, when asked to.
 //!     probe::serve_if_requested();
 //!     isolation::serve_if_requested::<GreeterPlugin>();
-//!     let report = Loader::<GreeterPlugin>::builder()
+//!     let builder = Loader::<GreeterPlugin>::builder()
 //!         .dir("plugins")
 //!         .probe(Probe::current_exe()?)
-//!         .isolate(Isolate::Unlocked)
-//!         .build()
-//!         .load()?;
+//!         .isolate(Isolate::Unlocked);
+//!     // SAFETY: only files our lock file approves run in this process, and
+//!     // the lock file lists our own builds; every other plugin is isolated.
+//!     let report = unsafe { builder.build() }.load()?;
 //!     for plugin in report.registry.iter() {
 //!         match plugin.greet() {
 //!             Ok(greeting) => println!("{}: {greeting}", plugin.name()),
