@@ -56,6 +56,11 @@ pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves as a probe and exits, if the loader started this process as one;
 /// otherwise returns at once. Call it first thing in `main`, before anything
 /// else reads the arguments or starts threads.
+///
+/// A safe function, though it runs a plugin's code in this process when it
+/// serves: the process is then one the loader started for that plugin,
+/// and nothing of the application has run in it yet (the application
+/// vouches for nothing by calling this; see [`LoaderBuilder::build`](crate::LoaderBuilder::build)).
 pub fn serve_if_requested() {
     if std::env::var_os(PROBE_ENV).is_some_and(|value| value == "1") {
         let code = match serve() {

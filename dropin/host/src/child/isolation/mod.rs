@@ -166,6 +166,11 @@ impl Settings {
 /// started this process as one; otherwise returns at once. Call it first
 /// thing in `main`, once for each interface whose plugins may run isolated,
 /// next to [`crate::child::probe::serve_if_requested`].
+///
+/// A safe function, though it runs a plugin's code in this process when it
+/// serves: the process is then one the loader started for that plugin,
+/// and nothing of the application has run in it yet (the application
+/// vouches for nothing by calling this; see [`LoaderBuilder::build`](crate::LoaderBuilder::build)).
 pub fn serve_if_requested<I: Interface>() {
     if std::env::var_os(ISOLATED_ENV).is_some_and(|name| name == I::NAME) {
         let code = match serve::<I>() {
