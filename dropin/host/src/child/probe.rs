@@ -57,10 +57,14 @@ pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// otherwise returns at once. Call it first thing in `main`, before anything
 /// else reads the arguments or starts threads.
 ///
-/// A safe function, though it runs a plugin's code in this process when it
-/// serves: the process is then one the loader started for that plugin,
-/// and nothing of the application has run in it yet (the application
-/// vouches for nothing by calling this; see [`LoaderBuilder::build`](crate::LoaderBuilder::build)).
+/// A safe function, though it runs a library's code in this process when
+/// it serves. It serves only when the environment says the loader started
+/// this process for that purpose, and it is called first thing, so nothing
+/// of the application has run in the process yet; whoever else starts the
+/// program with that environment and input chooses what it runs, as they
+/// could with `LD_PRELOAD`. So calling it vouches for nothing (unlike
+/// [`LoaderBuilder::build`](crate::LoaderBuilder::build)). Called later in
+/// `main`, that no longer holds.
 pub fn serve_if_requested() {
     if std::env::var_os(PROBE_ENV).is_some_and(|value| value == "1") {
         let code = match serve() {

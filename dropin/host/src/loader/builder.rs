@@ -295,8 +295,9 @@ impl<I: Interface> LoaderBuilder<I> {
     /// The configured loader, whose plugins all run in processes of their
     /// own: no plugin's code ever runs in this process, so this needs no
     /// `unsafe`. Every plugin is isolated, whatever [`isolate`](Self::isolate)
-    /// rules were given; the loader needs a [`probe`](Self::probe) (its
-    /// program runs them), and without one every file is refused.
+    /// rules were given. The loader needs a [`probe`](Self::probe), whose
+    /// program runs them: without one, loading, reloading and recording
+    /// fail with [`LoaderError::NoProbe`], and nothing is opened.
     pub fn build_isolated(mut self) -> Loader<I> {
         self.isolation.rules = vec![Isolate::All];
         let mut loader = self.assemble();

@@ -41,6 +41,8 @@
 //!     // SAFETY: only files our lock file approves run in this process, and
 //!     // the lock file lists our own builds; every other plugin is isolated.
 //!     let report = unsafe { builder.build() }.load()?;
+//!     // An application that isolates every plugin needs no `unsafe`:
+//!     // `builder.build_isolated()` gives that loader.
 //!     for plugin in report.registry.iter() {
 //!         match plugin.greet() {
 //!             Ok(greeting) => println!("{}: {greeting}", plugin.name()),
@@ -168,9 +170,8 @@ impl Settings {
 /// next to [`crate::child::probe::serve_if_requested`].
 ///
 /// A safe function, though it runs a plugin's code in this process when it
-/// serves: the process is then one the loader started for that plugin,
-/// and nothing of the application has run in it yet (the application
-/// vouches for nothing by calling this; see [`LoaderBuilder::build`](crate::LoaderBuilder::build)).
+/// serves, for the reasons [`probe::serve_if_requested`](crate::probe::serve_if_requested)
+/// gives: call it first thing in `main`.
 pub fn serve_if_requested<I: Interface>() {
     if std::env::var_os(ISOLATED_ENV).is_some_and(|name| name == I::NAME) {
         let code = match serve::<I>() {
