@@ -302,15 +302,21 @@ fn write_plugins(
     file_stem: impl Fn(usize) -> String,
 ) -> Vec<(String, String, String)> {
     fs::create_dir(dir).unwrap();
-    let at = library
+    // Every place the name is: the root module's, the description's.
+    let places: Vec<usize> = library
         .windows(NOOP_NAME.len())
-        .position(|window| window == NOOP_NAME.as_bytes())
-        .expect("the plugin name is in the library");
+        .enumerate()
+        .filter(|(_, window)| *window == NOOP_NAME.as_bytes())
+        .map(|(at, _)| at)
+        .collect();
+    assert!(!places.is_empty(), "the plugin name is in the library");
     let mut bytes = library.to_vec();
     (0..count)
         .map(|i| {
             let name = format!("noop-{i:04}");
-            bytes[at..at + name.len()].copy_from_slice(name.as_bytes());
+            for &at in &places {
+                bytes[at..at + name.len()].copy_from_slice(name.as_bytes());
+            }
             let file = library_file_name(&file_stem(i));
             fs::write(dir.join(&file), &bytes).unwrap();
             (file, name, format!("{:x}", Sha256::digest(&bytes)))

@@ -26,6 +26,7 @@ pub struct SecurityMd;
 /// The packages the tests load or run.
 const PACKAGES: &[&str] = &[
     "greeter-host",
+    "dropin-cli",
     "hello",
     "hellohello",
     "counter",

@@ -17,7 +17,7 @@ const NAME: &str = "numbered-0000";
 
 /// The `numbered` plugin without its debug information (a thousand copies
 /// of a debug build would take gigabytes), and where its name is.
-fn numbered() -> (Vec<u8>, usize) {
+fn numbered() -> (Vec<u8>, Vec<usize>) {
     let stripped = tempfile::NamedTempFile::new().unwrap();
     let status = Command::new("strip")
         .arg("--strip-debug")
@@ -28,20 +28,30 @@ fn numbered() -> (Vec<u8>, usize) {
         .expect("binutils' strip runs");
     assert!(status.success());
     let bytes = fs::read(stripped.path()).unwrap();
-    let at = bytes
+    // Every place the name is: the root module's, the description's.
+    let places: Vec<usize> = bytes
         .windows(NAME.len())
-        .position(|window| window == NAME.as_bytes())
-        .expect("the plugin name is in the library");
-    (bytes, at)
+        .enumerate()
+        .filter(|(_, window)| *window == NAME.as_bytes())
+        .map(|(at, _)| at)
+        .collect();
+    assert!(!places.is_empty(), "the plugin name is in the library");
+    (bytes, places)
 }
 
 /// Writes the copies `range` of the plugin into `dir`, each with its own
 /// name (`numbered-0042`).
-fn write_copies(dir: &Path, (bytes, at): &(Vec<u8>, usize), range: std::ops::Range<usize>) {
+fn write_copies(
+    dir: &Path,
+    (bytes, places): &(Vec<u8>, Vec<usize>),
+    range: std::ops::Range<usize>,
+) {
     let mut bytes = bytes.clone();
     for i in range {
         let name = format!("numbered-{i:04}");
-        bytes[*at..*at + name.len()].copy_from_slice(name.as_bytes());
+        for &at in places {
+            bytes[at..at + name.len()].copy_from_slice(name.as_bytes());
+        }
         fs::write(
             dir.join(library_file_name(&format!("numbered_{i:04}"))),
             &bytes,

@@ -495,6 +495,26 @@ macro_rules! __export_plugin {
                 __dropin_rt::__call_root_module_loader(__dropin_root_module)
             }
 
+            // The plugin's description, read from the file by hosts and
+            // tools without running any of it: bytes only, no pointer.
+            const __DROPIN_PARTS: __dropin_rt::DescriptionParts = __dropin_rt::DescriptionParts {
+                plugin_name: __DROPIN_NAME,
+                plugin_version: __DROPIN_VERSION,
+                interface_name: <$exports as __dropin_rt::Exports>::INTERFACE_NAME,
+                interface_version: <$exports as __dropin_rt::Exports>::INTERFACE_VERSION,
+                dropin_version: __dropin_rt::DROPIN_VERSION,
+                host_requirement: __DROPIN_HOST,
+                arch: ::std::env::consts::ARCH,
+                os: ::std::env::consts::OS,
+                panic_abort: ::core::cfg!(panic = "abort"),
+                debug_assertions: ::core::cfg!(debug_assertions),
+                methods: <$exports as __dropin_rt::Exports>::METHODS,
+            };
+            const __DROPIN_DESCRIPTION_LEN: usize = __dropin_rt::description_len(&__DROPIN_PARTS);
+            #[unsafe(no_mangle)]
+            static dropin_description_v1: [u8; __DROPIN_DESCRIPTION_LEN] =
+                __dropin_rt::encode_description::<__DROPIN_DESCRIPTION_LEN>(&__DROPIN_PARTS);
+
             // What the plugin offers for reloads, looked up by this name.
             #[unsafe(no_mangle)]
             static dropin_extensions_v1: __dropin_rt::Extensions = __dropin_rt::Extensions {

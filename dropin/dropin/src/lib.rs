@@ -78,6 +78,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+pub mod description;
 mod error;
 mod guest;
 mod handle;
@@ -258,4 +259,7 @@ pub mod __private {
     pub use core::mem::transmute;
 
     pub use crate::abi::DROPIN_VERSION;
+    pub use crate::description::{
+        Parts as DescriptionParts, encode as encode_description, encoded_len as description_len,
+    };
 }

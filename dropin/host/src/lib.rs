@@ -95,6 +95,7 @@ pub use chain::ErrorChain;
 pub use child::{isolation, probe};
 pub use error::{LoadError, LoadErrorKind};
 pub use exit_guard::PLUGIN_EXIT_STATUS;
+pub use inspect::description::{DescriptionReadError, read_description};
 pub use inspect::verify::{ObjectFormat, VerifyError};
 pub use load::Plugin;
 pub use loader::{

@@ -42,3 +42,5 @@ mod corpus;
 mod builds;
 // What the documents say about the tests.
 mod docs;
+// `dropin inspect`: a plugin's description, read from its file.
+mod inspect;

@@ -1,0 +1,642 @@
+//! A plugin's description: what a host needs to judge a plugin file, as data
+//! in the file, read without running any of it.
+//!
+//! The export macro writes the description into the library at compile
+//! time, as one byte array with no pointer in it (so nothing needs
+//! relocating to read it), exported under the symbol [`SYMBOL`]. A host
+//! finds it through the library's dynamic symbol table and reads those
+//! bytes from the file; [`decode`] checks every length against the bytes
+//! left and caps the size, the nesting and the counts, so any bytes decode
+//! to a description or a [`DescriptionError`], never a crash or a large
+//! allocation.
+//!
+//! # Format 1
+//!
+//! Integers are little-endian. A string is a `u32` length and that many
+//! bytes of UTF-8; a list is a `u32` count and that many items.
+//!
+//! | field | encoding |
+//! |---|---|
+//! | magic | the 8 bytes [`MAGIC`] |
+//! | format | `u32`, [`FORMAT`] |
+//! | body length | `u32`, the bytes that follow |
+//! | plugin name, plugin version | strings |
+//! | interface name, interface version | strings |
+//! | dropin version | string: the `dropin` release the plugin was built with |
+//! | host requirement | string (empty: any host) |
+//! | target architecture, target OS | strings (`x86_64`, `linux`) |
+//! | panic = "abort", debug assertions | one byte each, 0 or 1 |
+//! | methods | list of methods |
+//!
+//! A method is its name, the interface version that added it (`since`), its
+//! arguments after `&self` (a list of types) and its result (a type). A type
+//! is its name, its size and alignment (`u64` each), its generic arguments
+//! (a list of types), its fields (a list of a name and a type) and its
+//! variants (a list of a name and a list of fields), as [`TypeDesc`] holds
+//! them.
+
+use std::fmt;
+
+use crate::{MethodDesc, TypeDesc, module::MethodEntry, values::items};
+
+/// The symbol under which a plugin library exports its description.
+pub const SYMBOL: &str = "dropin_description_v1";
+
+/// The first bytes of every description.
+pub const MAGIC: [u8; 8] = *b"dropin\0d";
+
+/// The format this release of dropin writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// The most bytes a description may have: far more than any interface
+/// needs, and a bound on what a reader allocates.
+pub const MAX_LEN: usize = 1 << 20;
+
+/// The deepest nesting of types a description may have.
+const MAX_DEPTH: usize = 32;
+
+/// What the export macro puts in a description.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct Parts {
+    pub plugin_name: &'static str,
+    pub plugin_version: &'static str,
+    pub interface_name: &'static str,
+    pub interface_version: &'static str,
+    pub dropin_version: &'static str,
+    pub host_requirement: &'static str,
+    pub arch: &'static str,
+    pub os: &'static str,
+    pub panic_abort: bool,
+    pub debug_assertions: bool,
+    pub methods: &'static [MethodEntry],
+}
+
+/// The bytes of `parts`' description: the `N` of [`encode`].
+#[doc(hidden)]
+pub const fn encoded_len(parts: &Parts) -> usize {
+    Writer::<0>::measure().parts(parts).at
+}
+
+/// The description of `parts`, in [`FORMAT`]; `N` must be
+/// [`encoded_len`]`(parts)` (a compile-time error otherwise).
+#[doc(hidden)]
+pub const fn encode<const N: usize>(parts: &Parts) -> [u8; N] {
+    let written = Writer::<N>::new().parts(parts);
+    assert!(written.at == N, "the description's length is encoded_len");
+    written.buf
+}
+
+/// Writes a description in const code; measures it when `measuring`.
+struct Writer<const N: usize> {
+    buf: [u8; N],
+    at: usize,
+    measuring: bool,
+}
+
+impl<const N: usize> Writer<N> {
+    const fn new() -> Self {
+        Self {
+            buf: [0; N],
+            at: 0,
+            measuring: false,
+        }
+    }
+
+    const fn measure() -> Self {
+        Self {
+            buf: [0; N],
+            at: 0,
+            measuring: true,
+        }
+    }
+
+    const fn bytes(mut self, bytes: &[u8]) -> Self {
+        if !self.measuring {
+            let mut i = 0;
+            while i < bytes.len() {
+                self.buf[self.at + i] = bytes[i];
+                i += 1;
+            }
+        }
+        self.at += bytes.len();
+        self
+    }
+
+    const fn u32(self, value: usize) -> Self {
+        assert!(value <= u32::MAX as usize, "a count over u32");
+        self.bytes(&(value as u32).to_le_bytes())
+    }
+
+    const fn u64(self, value: usize) -> Self {
+        self.bytes(&(value as u64).to_le_bytes())
+    }
+
+    const fn byte(self, value: bool) -> Self {
+        self.bytes(&[value as u8])
+    }
+
+    const fn str(self, text: &str) -> Self {
+        self.u32(text.len()).bytes(text.as_bytes())
+    }
+
+    const fn parts(self, parts: &Parts) -> Self {
+        let header = self.bytes(&MAGIC).u32(FORMAT as usize);
+        let body_at = header.at;
+        // The body's length, patched once the body is written.
+        let mut this = header.u32(0);
+        this = this
+            .str(parts.plugin_name)
+            .str(parts.plugin_version)
+            .str(parts.interface_name)
+            .str(parts.interface_version)
+            .str(parts.dropin_version)
+            .str(parts.host_requirement)
+            .str(parts.arch)
+            .str(parts.os)
+            .byte(parts.panic_abort)
+            .byte(parts.debug_assertions)
+            .u32(parts.methods.len());
+        let mut i = 0;
+        while i < parts.methods.len() {
+            this = this.method(&parts.methods[i].desc);
+            i += 1;
+        }
+        let body = this.at - body_at - 4;
+        if !this.measuring {
+            let len = (body as u32).to_le_bytes();
+            let mut j = 0;
+            while j < 4 {
+                this.buf[body_at + j] = len[j];
+                j += 1;
+            }
+        }
+        this
+    }
+
+    const fn method(self, method: &MethodDesc) -> Self {
+        let args = method.args.as_slice();
+        let mut this = self
+            .str(method.name.as_str())
+            .str(method.since.as_str())
+            .u32(args.len());
+        let mut i = 0;
+        while i < args.len() {
+            this = this.ty(args[i]);
+            i += 1;
+        }
+        this.ty(method.ret)
+    }
+
+    const fn ty(self, ty: &TypeDesc) -> Self {
+        let args = ty.args.as_slice();
+        let mut this = self
+            .str(ty.name.as_str())
+            .u64(ty.size)
+            .u64(ty.align)
+            .u32(args.len());
+        let mut i = 0;
+        while i < args.len() {
+            this = this.ty(args[i]);
+            i += 1;
+        }
+        let fields = ty.fields.as_slice();
+        this = this.u32(fields.len());
+        i = 0;
+        while i < fields.len() {
+            this = this.str(fields[i].name.as_str()).ty(fields[i].ty);
+            i += 1;
+        }
+        let variants = ty.variants.as_slice();
+        this = this.u32(variants.len());
+        i = 0;
+        while i < variants.len() {
+            let fields = variants[i].fields.as_slice();
+            this = this.str(variants[i].name.as_str()).u32(fields.len());
+            let mut j = 0;
+            while j < fields.len() {
+                this = this.str(fields[j].name.as_str()).ty(fields[j].ty);
+                j += 1;
+            }
+            i += 1;
+        }
+        this
+    }
+}
+
+/// A plugin's description, as read from its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Description {
+    /// The plugin's name.
+    pub plugin_name: String,
+    /// The plugin's version.
+    pub plugin_version: String,
+    /// The interface it implements.
+    pub interface_name: String,
+    /// The interface version it was built against.
+    pub interface_version: String,
+    /// The `dropin` release it was built with.
+    pub dropin_version: String,
+    /// The host versions it supports (empty: any).
+    pub host_requirement: String,
+    /// The architecture it was built for (`x86_64`).
+    pub arch: String,
+    /// The operating system it was built for (`linux`).
+    pub os: String,
+    /// Whether it was built with `panic = "abort"`.
+    pub panic_abort: bool,
+    /// Whether it was built with debug assertions.
+    pub debug_assertions: bool,
+    /// Its methods, in the interface's order.
+    pub methods: Vec<Method>,
+}
+
+/// A method of a [`Description`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Method {
+    /// Its name.
+    pub name: String,
+    /// The interface version that added it.
+    pub since: String,
+    /// Its arguments after `&self`.
+    pub args: Vec<Type>,
+    /// What it returns on success.
+    pub ret: Type,
+}
+
+/// A type of a [`Description`], as [`TypeDesc`] describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Type {
+    /// Its name as written in the interface.
+    pub name: String,
+    /// The size of its representation.
+    pub size: u64,
+    /// The alignment of its representation.
+    pub align: u64,
+    /// Its generic arguments.
+    pub args: Vec<Type>,
+    /// A struct's fields.
+    pub fields: Vec<(String, Type)>,
+    /// An enum's variants and their fields.
+    pub variants: Vec<(String, Vec<(String, Type)>)>,
+}
+
+impl fmt::Display for Type {
+    /// As [`TypeDesc`] displays: `Vec<u8>`, `String`, `&str`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if !self.args.is_empty() {
+            f.write_str("<")?;
+            for (i, arg) in self.args.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{arg}")?;
+            }
+            f.write_str(">")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Method {
+    /// `fn greet_to(&str) -> String`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fn {}(", self.name)?;
+        for (i, arg) in self.args.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{arg}")?;
+        }
+        write!(f, ") -> {}", self.ret)
+    }
+}
+
+impl Method {
+    /// This method as the interface that `desc` belongs to describes it.
+    pub fn of(desc: &MethodDesc) -> Self {
+        Self {
+            name: crate::values::lossy(&desc.name).into_owned(),
+            since: crate::values::lossy(&desc.since).into_owned(),
+            args: items(desc.args).iter().map(|ty| Type::of(ty)).collect(),
+            ret: Type::of(desc.ret),
+        }
+    }
+}
+
+impl Type {
+    /// The type `desc` describes.
+    pub fn of(desc: &TypeDesc) -> Self {
+        let fields = |fields: &[crate::FieldDesc]| {
+            fields
+                .iter()
+                .map(|field| {
+                    (
+                        crate::values::lossy(&field.name).into_owned(),
+                        Self::of(field.ty),
+                    )
+                })
+                .collect()
+        };
+        Self {
+            name: crate::values::lossy(&desc.name).into_owned(),
+            size: desc.size as u64,
+            align: desc.align as u64,
+            args: items(desc.args).iter().map(|ty| Self::of(ty)).collect(),
+            fields: fields(items(desc.fields)),
+            variants: items(desc.variants)
+                .iter()
+                .map(|variant| {
+                    (
+                        crate::values::lossy(&variant.name).into_owned(),
+                        fields(items(variant.fields)),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Why bytes are not a description this release can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DescriptionError {
+    /// The bytes do not start with [`MAGIC`].
+    NotADescription,
+    /// A format this release does not read.
+    Format {
+        /// The format the bytes declare.
+        found: u32,
+    },
+    /// Longer than [`MAX_LEN`].
+    TooLong {
+        /// The length declared or found.
+        len: usize,
+    },
+    /// The bytes end inside the description, or go on past it, or hold a
+    /// value that cannot be (a string that is not UTF-8, a flag that is
+    /// neither 0 nor 1, types nested too deep).
+    Malformed {
+        /// The byte offset where it went wrong.
+        at: usize,
+        /// What was expected there.
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for DescriptionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotADescription => write!(
+                f,
+                "expected a dropin description, found bytes that do not start with one"
+            ),
+            Self::Format { found } => write!(
+                f,
+                "expected description format {FORMAT}, found format {found} (built with another \
+                 release of dropin)"
+            ),
+            Self::TooLong { len } => write!(
+                f,
+                "a description of {len} bytes; expected at most {MAX_LEN}"
+            ),
+            Self::Malformed { at, expected } => {
+                write!(
+                    f,
+                    "a malformed description: expected {expected} at byte {at}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for DescriptionError {}
+
+/// The description in `bytes`, which must hold it and nothing more.
+///
+/// # Errors
+///
+/// [`DescriptionError`] saying what is wrong: any bytes decode to a
+/// description or an error, with no allocation larger than the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Description, DescriptionError> {
+    if bytes.len() > MAX_LEN {
+        return Err(DescriptionError::TooLong { len: bytes.len() });
+    }
+    if bytes.get(..8) != Some(&MAGIC[..]) {
+        return Err(DescriptionError::NotADescription);
+    }
+    let mut reader = Reader { bytes, at: 8 };
+    let format = reader.u32("the format")?;
+    if format != FORMAT {
+        return Err(DescriptionError::Format { found: format });
+    }
+    let body = reader.u32("the body's length")? as usize;
+    if reader.at.checked_add(body) != Some(bytes.len()) {
+        return Err(reader.malformed("a body of the declared length"));
+    }
+    let description = Description {
+        plugin_name: reader.str("the plugin's name")?,
+        plugin_version: reader.str("the plugin's version")?,
+        interface_name: reader.str("the interface's name")?,
+        interface_version: reader.str("the interface's version")?,
+        dropin_version: reader.str("the dropin version")?,
+        host_requirement: reader.str("the host requirement")?,
+        arch: reader.str("the target architecture")?,
+        os: reader.str("the target OS")?,
+        panic_abort: reader.flag("the panic strategy")?,
+        debug_assertions: reader.flag("the debug assertions flag")?,
+        methods: reader.list("the methods", Reader::method)?,
+    };
+    if reader.at != bytes.len() {
+        return Err(reader.malformed("the end of the description"));
+    }
+    Ok(description)
+}
+
+/// Reads a description, every length checked against the bytes left.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn malformed(&self, expected: &'static str) -> DescriptionError {
+        DescriptionError::Malformed {
+            at: self.at,
+            expected,
+        }
+    }
+
+    fn take(&mut self, len: usize, what: &'static str) -> Result<&[u8], DescriptionError> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| self.malformed(what))?;
+        let taken = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(taken)
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DescriptionError> {
+        let bytes = self.take(4, what)?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, DescriptionError> {
+        let bytes = self.take(8, what)?;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    }
+
+    fn flag(&mut self, what: &'static str) -> Result<bool, DescriptionError> {
+        let at = self.at;
+        match self.take(1, what)? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(DescriptionError::Malformed { at, expected: what }),
+        }
+    }
+
+    fn str(&mut self, what: &'static str) -> Result<String, DescriptionError> {
+        let at = self.at;
+        let len = self.u32(what)? as usize;
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| DescriptionError::Malformed { at, expected: what })
+    }
+
+    /// A count, then that many items; each item takes at least four bytes,
+    /// so a count the bytes left cannot hold is refused before anything is
+    /// allocated for it.
+    fn list<T>(
+        &mut self,
+        what: &'static str,
+        mut item: impl FnMut(&mut Self) -> Result<T, DescriptionError>,
+    ) -> Result<Vec<T>, DescriptionError> {
+        let count = self.u32(what)? as usize;
+        if count > (self.bytes.len() - self.at) / 4 {
+            return Err(self.malformed(what));
+        }
+        let mut items = Vec::with_capacity(count);
+        for _ in 0..count {
+            items.push(item(self)?);
+        }
+        Ok(items)
+    }
+
+    fn method(&mut self) -> Result<Method, DescriptionError> {
+        Ok(Method {
+            name: self.str("a method's name")?,
+            since: self.str("a method's version")?,
+            args: self.list("a method's arguments", |r| r.ty(0))?,
+            ret: self.ty(0)?,
+        })
+    }
+
+    fn ty(&mut self, depth: usize) -> Result<Type, DescriptionError> {
+        if depth > MAX_DEPTH {
+            return Err(self.malformed("types nested less deep"));
+        }
+        let field = |r: &mut Self| Ok((r.str("a field's name")?, r.ty(depth + 1)?));
+        Ok(Type {
+            name: self.str("a type's name")?,
+            size: self.u64("a type's size")?,
+            align: self.u64("a type's alignment")?,
+            args: self.list("a type's arguments", |r| r.ty(depth + 1))?,
+            fields: self.list("a type's fields", field)?,
+            variants: self.list("a type's variants", |r| {
+                Ok((
+                    r.str("a variant's name")?,
+                    r.list("a variant's fields", field)?,
+                ))
+            })?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Stable;
+
+    extern "C" fn never() {}
+
+    const METHODS: &[MethodEntry] = &[MethodEntry {
+        desc: MethodDesc {
+            name: abi_stable::std_types::RStr::from_str("greet_to"),
+            since: abi_stable::std_types::RStr::from_str("1.1.0"),
+            args: abi_stable::std_types::RSlice::from_slice(&[<&str as Stable>::DESC]),
+            ret: <Vec<Option<String>> as Stable>::DESC,
+        },
+        func: never,
+    }];
+
+    const PARTS: Parts = Parts {
+        plugin_name: "hello",
+        plugin_version: "1.0.0",
+        interface_name: "greeter",
+        interface_version: "2.1.0",
+        dropin_version: "0.1.0",
+        host_requirement: ">=0.1",
+        arch: "x86_64",
+        os: "linux",
+        panic_abort: false,
+        debug_assertions: true,
+        methods: METHODS,
+    };
+
+    const LEN: usize = encoded_len(&PARTS);
+    static BYTES: [u8; LEN] = encode::<LEN>(&PARTS);
+
+    #[test]
+    fn what_is_encoded_at_compile_time_decodes_to_the_same_description() {
+        let description = decode(&BYTES).unwrap();
+        assert_eq!(description.plugin_name, "hello");
+        assert_eq!(description.host_requirement, ">=0.1");
+        assert!(description.debug_assertions && !description.panic_abort);
+        assert_eq!(description.methods, [Method::of(&METHODS[0].desc)]);
+        assert_eq!(
+            description.methods[0].to_string(),
+            "fn greet_to(&str) -> Vec<Option<String>>"
+        );
+    }
+
+    #[test]
+    fn every_cut_and_every_flipped_byte_is_an_error_or_a_description() {
+        for cut in 0..BYTES.len() {
+            assert!(decode(&BYTES[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..BYTES.len() {
+            for bit in 0..8 {
+                let mut bytes = BYTES.to_vec();
+                bytes[at] ^= 1 << bit;
+                let _ = decode(&bytes);
+            }
+        }
+        assert_eq!(
+            decode(b"dropin\0d\x02\0\0\0"),
+            Err(DescriptionError::Format { found: 2 })
+        );
+        // A count no bytes could hold allocates nothing.
+        let mut bytes = BYTES.to_vec();
+        let methods_at = bytes.len() - {
+            let mut tail = Writer::<0>::measure().u32(0);
+            for entry in METHODS {
+                tail = tail.method(&entry.desc);
+            }
+            tail.at
+        };
+        bytes[methods_at..methods_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode(&bytes),
+            Err(DescriptionError::Malformed {
+                expected: "the methods",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,167 @@
+//! `dropin inspect`: what a plugin file is, read from its description as
+//! data. No plugin code runs, in this process or in any other.
+
+use std::{fs, process::Command};
+
+use greeter_tests::{PluginDir, artifacts, library_file_name, sha256_hex, stderr, stdout};
+
+fn dropin(args: &[&str], markers: &std::path::Path) -> std::process::Output {
+    Command::new(artifacts().binary("dropin"))
+        .args(args)
+        .env("GREETER_OPEN_MARKERS", markers)
+        .output()
+        .expect("dropin runs")
+}
+
+#[test]
+fn inspect_shows_the_description_and_runs_no_plugin_code() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let markers = PluginDir::new();
+    let hello = dir.path().join(library_file_name("hello"));
+    let output = dropin(&["inspect", hello.to_str().unwrap()], markers.path());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "{}\n  plugin     hello 1.0.0\n  interface  greeter 2.1.0\n  host       any\n  \
+             built      with dropin 0.1.0 for {}-{}, panic = \"unwind\", debug assertions\n  \
+             sha256     {}\n  methods    fn greet() -> String (since 2.0.0)\n             \
+             fn greet_to(&str) -> String (since 2.1.0)\n",
+            hello.display(),
+            std::env::consts::ARCH,
+            std::env::consts::OS,
+            sha256_hex(&fs::read(&hello).unwrap()),
+        )
+    );
+    // A plugin whose constructor leaves a marker wherever it runs: inspected,
+    // in text and JSON, it leaves none.
+    let runs_at_open = dir.path().join(library_file_name("runs_at_open"));
+    for format in ["text", "json"] {
+        let output = dropin(
+            &[
+                "inspect",
+                runs_at_open.to_str().unwrap(),
+                "--format",
+                format,
+            ],
+            markers.path(),
+        );
+        assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    }
+    let json: serde_json::Value = serde_json::from_slice(
+        &dropin(
+            &[
+                "inspect",
+                runs_at_open.to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            markers.path(),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["name"], "runs-at-open");
+    assert_eq!(json["interface"], "greeter");
+    assert_eq!(
+        json["methods"][1]["signature"],
+        "fn greet_to(&str) -> String"
+    );
+    assert_eq!(
+        fs::read_dir(markers.path()).unwrap().count(),
+        0,
+        "a constructor ran"
+    );
+}
+
+#[test]
+fn inspect_refuses_what_is_not_a_plugin_naming_the_file() {
+    let dir = PluginDir::with(&["not_a_plugin"]);
+    let markers = PluginDir::new();
+    let original = fs::read(artifacts().library("hello")).unwrap();
+    let cut = dir.write(&library_file_name("cut"), &original[..original.len() / 3]);
+    let text = dir.write("text.so", b"hello\n");
+    let foreign = dir.path().join(library_file_name("not_a_plugin"));
+    for (file, reason) in [
+        (
+            &foreign,
+            "expected the description a dropin plugin exports (`dropin_description_v1`), found \
+             a library without one: not a dropin plugin, or built with an earlier dropin",
+        ),
+        (
+            &text,
+            "expected a shared library, found a file that is not one: Could not read file magic",
+        ),
+    ] {
+        let output = dropin(&["inspect", file.to_str().unwrap()], markers.path());
+        assert_eq!(output.status.code(), Some(1), "{}", file.display());
+        assert_eq!(
+            stderr(&output),
+            format!("dropin: {}: {reason}\n", file.display())
+        );
+        assert_eq!(stdout(&output), "");
+    }
+    let output = dropin(&["inspect", cut.to_str().unwrap()], markers.path());
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with(&format!("dropin: {}: ", cut.display())),
+        "{}",
+        stderr(&output)
+    );
+    let missing = dir.path().join("missing.so");
+    let output = dropin(&["inspect", missing.to_str().unwrap()], markers.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).starts_with(&format!(
+        "dropin: {}: cannot read the file: ",
+        missing.display()
+    )));
+}
+
+/// Mutants of a real plugin's description bytes, read through the file:
+/// each is a description or an error, never a crash, a hang or a large
+/// allocation.
+#[test]
+fn every_mutant_of_a_description_is_read_or_refused() {
+    let hello = fs::read(artifacts().library("hello")).unwrap();
+    let magic = b"dropin\0d";
+    let at = hello
+        .windows(magic.len())
+        .position(|window| window == magic)
+        .expect("hello carries its description");
+    let len = 16 + u32::from_le_bytes(hello[at + 12..at + 16].try_into().unwrap()) as usize;
+    let dir = PluginDir::new();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rng = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut read, mut refused) = (0, 0);
+    for i in 0..1200 {
+        let mut bytes = hello.clone();
+        match i % 3 {
+            // One byte anywhere in the description.
+            0 => bytes[at + (rng() as usize % len)] = rng() as u8,
+            // A length or count field set to something huge.
+            1 => {
+                let field = at + 12 + 4 * (rng() as usize % ((len - 12) / 4));
+                bytes[field..field + 4]
+                    .copy_from_slice(&(rng() as u32 | 0x8000_0000).to_le_bytes());
+            }
+            // A run of bytes.
+            _ => {
+                let start = at + (rng() as usize % len);
+                for byte in bytes.iter_mut().skip(start).take(1 + rng() as usize % 16) {
+                    *byte = rng() as u8;
+                }
+            }
+        }
+        let file = dir.write("mutant.so", &bytes);
+        match dropin_host::read_description(&file) {
+            Ok(_) => read += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(refused > 600, "{refused} refused, {read} read");
+}
