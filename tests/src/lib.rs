@@ -395,6 +395,25 @@ pub fn greeting_offset(library: &[u8]) -> usize {
         .expect("the greeting is in the library")
 }
 
+/// `library` with `from` replaced by `to` (of the same length) inside its
+/// description only: a description that lies about the library, whose root
+/// module still says `from`.
+pub fn description_patched(library: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "a patch of the same length");
+    let at = library
+        .windows(8)
+        .position(|window| window == dropin::description::MAGIC)
+        .expect("the library carries a description");
+    let len = 16 + u32::from_le_bytes(library[at + 12..at + 16].try_into().unwrap()) as usize;
+    let offset = library[at..at + len]
+        .windows(from.len())
+        .position(|window| window == from.as_bytes())
+        .expect("the description holds the text to patch");
+    let mut bytes = library.to_vec();
+    bytes[at + offset..at + offset + to.len()].copy_from_slice(to.as_bytes());
+    bytes
+}
+
 /// The SHA-256 of `bytes`, in lowercase hexadecimal, as the loader and the
 /// lock file write it.
 pub fn sha256_hex(bytes: &[u8]) -> String {

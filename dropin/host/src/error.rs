@@ -185,6 +185,42 @@ pub enum LoadErrorKind {
         /// The export macro of the host's interface.
         export: &'static str,
     },
+    /// The library exports no description, which every dropin plugin
+    /// carries: a plain library, or a plugin built with a release of
+    /// dropin from before descriptions.
+    #[error(
+        "not a plugin: expected the description a dropin plugin exports, found a library \
+         without one (a {interface} plugin exports it with `{export}!(YourType);`; a plugin \
+         built with an earlier dropin must be rebuilt)"
+    )]
+    NoDescription {
+        /// The host's interface.
+        interface: &'static str,
+        /// The export macro of the host's interface.
+        export: &'static str,
+    },
+    /// The library's description could not be read: see the source.
+    #[error("its description cannot be read")]
+    InvalidDescription {
+        /// What is wrong with it.
+        #[source]
+        source: crate::inspect::description::DescriptionReadError,
+    },
+    /// The library's root module, once mapped, says something else than
+    /// its description: a description that lies.
+    #[error(
+        "its description says {field} {described:?}, but its root module says {found:?}; \
+         expected the same"
+    )]
+    Disagrees {
+        /// What they disagree about (`plugin name`, `plugin version`,
+        /// `interface version`).
+        field: &'static str,
+        /// What the description says.
+        described: String,
+        /// What the root module says.
+        found: String,
+    },
     /// The library was built with an abi_stable release whose ABI differs.
     #[error("built with an incompatible abi_stable: {detail}")]
     AbiStable {

@@ -270,9 +270,10 @@ fn check_json_gives_each_verdict_and_what_the_host_accepts() {
                     "host_requirement": null,
                     "missing_capabilities": null,
                     "error": format!(
-                        "{}: not a plugin: expected the root module a dropin plugin exports, \
+                        "{}: not a plugin: expected the description a dropin plugin exports, \
                          found a library without one (a greeter plugin exports it with \
-                         `export_greeter!(YourType);`)",
+                         `export_greeter!(YourType);`; a plugin built with an earlier dropin \
+                         must be rebuilt)",
                         not_a_plugin.display()
                     ),
                 },

@@ -287,6 +287,10 @@ fn aimed_checks(category: &str) -> (&'static [&'static str], bool) {
         "not compatible with ",
         "requires a host matching ",
         "invalid ",
+        // The description, found through the dynamic symbol table, and the
+        // root module that must agree with it.
+        "its description cannot be read",
+        "its description says ",
     ];
     match category {
         "folder" => (&["expected a regular library file, found a folder"], false),

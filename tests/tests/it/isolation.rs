@@ -36,7 +36,7 @@ fn the_example_plugins_greet_identically_isolated() {
     );
     assert!(
         stdout(&isolated)
-            .contains("not a plugin: expected the root module a dropin plugin exports"),
+            .contains("not a plugin: expected the description a dropin plugin exports"),
         "{}",
         stdout(&isolated)
     );

@@ -105,14 +105,15 @@ fn a_shared_library_without_a_root_module_is_not_a_plugin() {
     assert_eq!(
         only_rejection(&report, &path),
         format!(
-            "{}: not a plugin: expected the root module a dropin plugin exports, found a library \
-             without one (a greeter plugin exports it with `export_greeter!(YourType);`)",
+            "{}: not a plugin: expected the description a dropin plugin exports, found a library \
+             without one (a greeter plugin exports it with `export_greeter!(YourType);`; a \
+             plugin built with an earlier dropin must be rebuilt)",
             path.display()
         )
     );
     assert!(matches!(
         report.rejected[0].kind(),
-        LoadErrorKind::NotAPlugin { .. }
+        LoadErrorKind::NoDescription { .. }
     ));
 }
 
@@ -329,4 +330,43 @@ fn every_kind_of_bad_file_is_the_same_error_in_both_modes() {
         seen.push(rejected);
     }
     assert_eq!(seen[0], seen[1]);
+}
+
+/// A description that lies is found out when the library's root module is
+/// read, in the host or in the plugin's own process: refused, naming both
+/// values.
+#[test]
+fn a_plugin_whose_root_module_disagrees_with_its_description_is_refused() {
+    let hello = fs::read(artifacts().library("hello")).unwrap();
+    for isolated in [false, true] {
+        if !greeter_tests::mode_runs_here(isolated) {
+            continue;
+        }
+        let dir = PluginDir::new();
+        let path = dir.write(
+            &library_file_name("hello"),
+            &greeter_tests::description_patched(&hello, "1.0.0", "9.9.9"),
+        );
+        let builder =
+            dropin_host::Loader::<greeter_interface::GreeterPlugin>::builder().dir(dir.path());
+        let report = greeter_tests::in_mode(builder, isolated).load().unwrap();
+        assert!(report.registry.is_empty(), "isolated: {isolated}");
+        assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
+        assert_eq!(
+            report.rejected[0].to_string(),
+            format!(
+                "{}: its description says plugin version \"9.9.9\", but its root module says \
+                 \"1.0.0\"; expected the same",
+                path.display()
+            ),
+            "isolated: {isolated}"
+        );
+        assert!(matches!(
+            report.rejected[0].kind(),
+            LoadErrorKind::Disagrees {
+                field: "plugin version",
+                ..
+            }
+        ));
+    }
 }

@@ -153,11 +153,12 @@ fn a_build_that_fails_a_check_leaves_the_old_generation_serving() {
     let file = library_file_name("hello");
     type Case = (&'static str, fn(&LoadError) -> bool, &'static str);
     let cases: [Case; 4] = [
-        // A method whose signature changed.
+        // A plugin of another name, read from its description before
+        // anything opens it (its changed signature would be found later).
         (
             "compat_changed_type_greeter",
-            |e| matches!(e.kind(), LoadErrorKind::Signature { .. }),
-            "expected &str, found String",
+            |e| matches!(e.kind(), LoadErrorKind::Renamed { .. }),
+            "a plugin named 'greeter-2.1'",
         ),
         // Another major version of the interface.
         (
@@ -174,7 +175,7 @@ fn a_build_that_fails_a_check_leaves_the_old_generation_serving() {
         // Not a plugin at all.
         (
             "not_a_plugin",
-            |e| matches!(e.kind(), LoadErrorKind::NotAPlugin { .. }),
+            |e| matches!(e.kind(), LoadErrorKind::NoDescription { .. }),
             "not a plugin",
         ),
     ];
@@ -265,8 +266,14 @@ fn a_reload_checks_permissions_and_probes_before_opening() {
             .map(|line| line.split_whitespace().last().unwrap().to_owned())
             .collect::<std::collections::BTreeSet<_>>()
     };
+    // Its description names another plugin: refused from the file, before
+    // the probe (whose constructor exit would refuse it next) or this
+    // process opens it.
     let before = mapped();
-    refused("the probe process that opened it first exited with status 0");
+    refused(
+        "a plugin named 'runs-at-open'; expected 'hello', the plugin it would replace (a \
+         reload keeps the name)",
+    );
     assert_eq!(mapped(), before);
     // The folder's build of hello reloads.
     install(
@@ -693,16 +700,21 @@ fn a_build_that_fails_once_mapped_stays_mapped_and_counts() {
     );
     let report = loader.load().unwrap();
     let registry = &report.registry;
-    // A plugin of another name: refused once opened, so it stays mapped.
+    // A build whose description lies about its version: refused once
+    // opened, when its root module says otherwise, so it stays mapped.
     install(
         dir.path(),
         &library_file_name("hello"),
-        &fs::read(artifacts().library("hellohello")).unwrap(),
+        &greeter_tests::description_patched(
+            &fs::read(artifacts().library("hello")).unwrap(),
+            "1.0.0",
+            "9.9.9",
+        ),
     );
     let error = loader.reload(registry, "hello").unwrap_err();
     assert!(
         matches!(&error, ReloadError::Refused { source, .. }
-            if matches!(source.kind(), LoadErrorKind::Renamed { .. })),
+            if matches!(source.kind(), LoadErrorKind::Disagrees { field: "plugin version", .. })),
         "{error:?}"
     );
     let retained = registry.retained();

@@ -1,5 +1,5 @@
 //! Child processes: the probe, which opens a library the lock file does not
-//! approve in a process of its own and reports what it read, and isolation,
+//! approve in a process of its own and says whether it survived, and isolation,
 //! which runs a plugin in a process of its own and calls it there.
 
 mod frame;

@@ -10,7 +10,9 @@
 //! does everything loading does up to the plugin's `init`: the header
 //! checks, `dlopen`, abi_stable's checks and the root module's constructor.
 //! A probe that dies, exits or hangs is a rejection that says how; the host
-//! only maps what a probe survived.
+//! only maps what a probe survived. The probe says nothing else: what the
+//! plugin is (its name, versions, interface) comes from the file's
+//! description, which the host reads itself.
 //!
 //! The probe is the application's own executable started again: the
 //! application calls [`serve_if_requested`] first thing in `main`, and asks
@@ -93,7 +95,7 @@ fn serve() -> io::Result<()> {
     let mut report = Report::default();
     // Whatever the outcome of the checks, surviving them is the answer,
     // with what the probe read: the host applies its own rules to it.
-    if let Err(refusal) = probe_one(&path, &copy, &mut report) {
+    if let Err(refusal) = probe_one(&path, &copy) {
         report.refusal = Some(refusal);
     }
     log::debug!(target: LOG_TARGET, "probe {}: {report:?}", path.display());
@@ -110,10 +112,9 @@ struct Request {
     copy: Vec<u8>,
 }
 
-/// Everything loading does with a library before the plugin's `init`,
-/// recording what it reads in `report`; the reason it stopped early, if it
-/// did.
-fn probe_one(path: &Path, copy: &Path, report: &mut Report) -> Result<(), NotLoaded> {
+/// Everything loading does with a library before the plugin's `init`, the
+/// way it does it; the reason it stopped early, if it did.
+fn probe_one(path: &Path, copy: &Path) -> Result<(), NotLoaded> {
     match verify_library(copy) {
         // The host allows an executable stack or not, under its policy,
         // from the headers it reads itself: the probe's process is no
@@ -130,20 +131,12 @@ fn probe_one(path: &Path, copy: &Path, report: &mut Report) -> Result<(), NotLoa
         |header, error| NotLoaded::of(&crate::load::classify(path, copy, header, error, ("", "")));
     let header = match lib_header_from_path(copy) {
         Ok(header) => header,
-        // Not a plugin at all: the host names its own interface's export.
-        Err(LibraryError::GetSymbolError { .. }) => {
-            report.no_root = true;
-            return Ok(());
-        }
+        // Not a plugin at all: the host finds that out itself.
+        Err(LibraryError::GetSymbolError { .. }) => return Ok(()),
         Err(error) => return Err(refusal(None, error)),
     };
     let consts = header.root_mod_consts();
     let root_version = consts.version_strings().version;
-    report.root = Some(Root {
-        name: consts.name().as_rslice().as_slice().to_vec(),
-        version: root_version.as_rslice().as_slice().to_vec(),
-        has_layout: header.layout().is_some(),
-    });
     if consts.name().as_rslice().as_slice() != b"dropin"
         || header.layout().is_none()
         || !crate::load::same_minor(
@@ -161,15 +154,18 @@ fn probe_one(path: &Path, copy: &Path, report: &mut Report) -> Result<(), NotLoa
     // Read everything the host reads before the plugin's `init`, the way it
     // reads it: a corrupted relocation can leave any of these pointing
     // anywhere, and the probe, not the host, must be the one to find out.
-    report.facts = Some(ProbedFacts {
-        plugin_name: module.plugin_name().as_rslice().as_slice().to_vec(),
-        plugin_version: module.plugin_version().as_rslice().as_slice().to_vec(),
-        interface_name: module.interface_name().as_rslice().as_slice().to_vec(),
-        interface_version: module.interface_version().as_rslice().as_slice().to_vec(),
-        host_requirement: module.host_requirement().as_rslice().as_slice().to_vec(),
-        panic_abort: module.build().panic_abort,
-    });
-    let mut seen = module.build().dropin_version.len();
+    let mut seen = 0;
+    for text in [
+        module.plugin_name(),
+        module.plugin_version(),
+        module.interface_name(),
+        module.interface_version(),
+        module.host_requirement(),
+    ] {
+        seen += dropin::abi::lossy(&text).len();
+    }
+    seen += usize::from(module.build().panic_abort);
+    seen += module.build().dropin_version.len();
     for entry in dropin::abi::items(module.methods()) {
         // Every descriptor, recursively, as the comparison may read it.
         seen += entry.desc.walk();
@@ -178,71 +174,18 @@ fn probe_one(path: &Path, copy: &Path, report: &mut Report) -> Result<(), NotLoa
     Ok(())
 }
 
-/// What a probe read from a library it survived, and why it stopped, if
-/// it did: its answer, one frame.
+/// A probe's answer for a library it survived: why it stopped before the
+/// plugin's `init`, if it did. Nothing else: what a plugin is comes from
+/// its description, never from a process the plugin controls.
 #[derive(dropin::Stable, Debug, Default)]
 pub(crate) struct Report {
-    /// The library exports no root module at all.
-    no_root: bool,
-    root: Option<Root>,
-    facts: Option<ProbedFacts>,
     refusal: Option<NotLoaded>,
 }
 
-/// What the root module says of itself.
-#[derive(dropin::Stable, Debug)]
-struct Root {
-    name: Vec<u8>,
-    version: Vec<u8>,
-    has_layout: bool,
-}
-
-/// What the plugin says of itself, as bytes the host checks.
-#[derive(dropin::Stable, Debug)]
-struct ProbedFacts {
-    plugin_name: Vec<u8>,
-    plugin_version: Vec<u8>,
-    interface_name: Vec<u8>,
-    interface_version: Vec<u8>,
-    host_requirement: Vec<u8>,
-    panic_abort: bool,
-}
-
 impl Report {
-    /// Why the probe stopped before reading the plugin's metadata, if it did.
+    /// Why the probe stopped before the plugin's `init`, if it did.
     pub(crate) fn refusal(&self) -> Option<&NotLoaded> {
         self.refusal.as_ref()
-    }
-
-    /// Whether the library exports no root module at all.
-    pub(crate) fn no_root(&self) -> bool {
-        self.no_root
-    }
-
-    /// What the root module says of itself: its name, its version, and
-    /// whether it carries a layout.
-    pub(crate) fn root(&self) -> Option<(&[u8], &[u8], bool)> {
-        let root = self.root.as_ref()?;
-        Some((&root.name, &root.version, root.has_layout))
-    }
-
-    /// What the plugin says of itself, if the probe got that far.
-    pub(crate) fn facts(&self) -> Option<crate::load::Facts<'_>> {
-        let facts = self.facts.as_ref()?;
-        Some(crate::load::Facts {
-            plugin_name: &facts.plugin_name,
-            plugin_version: &facts.plugin_version,
-            interface_name: &facts.interface_name,
-            interface_version: &facts.interface_version,
-            host_requirement: &facts.host_requirement,
-            panic_abort: facts.panic_abort,
-        })
-    }
-
-    /// The plugin's name, if the probe read one that is valid.
-    pub(crate) fn plugin_name(&self) -> Option<&str> {
-        let name = std::str::from_utf8(&self.facts.as_ref()?.plugin_name).ok()?;
-        crate::load::check_name(name).ok().map(|()| name)
     }
 }
 

@@ -80,35 +80,32 @@ impl<I: Interface> Loader<I> {
             copied, headers, ..
         } = self.stage(snapshots, None, path, true, None)?;
         let sha256 = hex(&copied.sha256.expect("hashed when asked"));
-        // Headers first, under the host's policy: no probe for bytes the
-        // host refuses from their headers alone. The copy goes either way.
+        // Headers first, under the host's policy, then the description:
+        // no probe for bytes the host refuses from these alone. The copy
+        // goes either way.
         let headers_pass = match headers {
             Headers::Later => self.check_headers(path, &copied.path).0,
             Headers::Read { verdict, .. } => verdict,
             Headers::Proven => Ok(()),
         };
-        let report = headers_pass.and_then(|()| {
-            prober
-                .check(path, &copied.path)
-                .map_err(|how| LoadErrorKind::Probe { how }.at(path.to_owned()))
-        });
-        let _ = fs::remove_file(&copied.path);
-        let report = report?;
-        let checked = self
-            .judge_probe(path, &copied.path, &report, &Headers::Proven, false)?
-            .ok_or_else(|| {
-                LoadErrorKind::ProbeRefused {
-                    reason: "the probe could not read the plugin's metadata".to_owned(),
+        let judged = headers_pass
+            .and_then(|()| self.described(path, &copied.path))
+            .and_then(|(description, name)| {
+                if let Some(first) = names.get(&name) {
+                    return Err(LoadErrorKind::DuplicateName {
+                        name,
+                        first: first.clone(),
+                    }
+                    .at(path.to_owned()));
                 }
-                .at(path.to_owned())
-            })?;
-        if let Some(first) = names.get(checked.name) {
-            return Err(LoadErrorKind::DuplicateName {
-                name: checked.name.to_owned(),
-                first: first.clone(),
-            }
-            .at(path.to_owned()));
-        }
+                let report = prober
+                    .check(path, &copied.path)
+                    .map_err(|how| LoadErrorKind::Probe { how }.at(path.to_owned()))?;
+                self.judge_probe(path, &report, false)?;
+                Ok((description, name))
+            });
+        let _ = fs::remove_file(&copied.path);
+        let (description, name) = judged?;
         Ok(LockEntry {
             file: path
                 .file_name()
@@ -116,9 +113,9 @@ impl<I: Interface> Loader<I> {
                 .to_string_lossy()
                 .into_owned(),
             sha256,
-            name: checked.name.to_owned(),
-            version: checked.version.to_string(),
-            interface_version: checked.interface_version.to_string(),
+            name,
+            version: description.plugin_version,
+            interface_version: description.interface_version,
         })
     }
 }

@@ -8,13 +8,14 @@ use std::{
     sync::atomic::Ordering,
 };
 
-use dropin::Interface;
+use dropin::{Interface, description::Description};
 
 use crate::{
     child::isolation::{self},
     child::probe::{Prober, Report},
     digest::hex,
     error::{LoadError, LoadErrorKind},
+    inspect::description::{DescriptionReadError, read_description},
     load::{self, Plugin, Saved},
     registry::Registry,
     sys,
@@ -71,8 +72,11 @@ struct Approved<'l> {
     headers: Headers<'l>,
     /// Whether the lock file approved it.
     locked: bool,
-    /// Its name, as the lock file recorded it or the probe read it.
+    /// Its name, as its description says.
     name: Option<String>,
+    /// What the file says of itself, as data: once its library is mapped,
+    /// its root module must say the same.
+    description: Description,
 }
 
 impl<I: Interface> Loader<I> {
@@ -233,9 +237,12 @@ impl<I: Interface> Loader<I> {
         self.initialize(plugin, &path, claim, previous)
     }
 
-    /// Steps 4 and 6: the hash against the lock entry, or, for bytes the
-    /// lock file did not approve, the probe, and the host's policy on what
-    /// it read; the name claimed as soon as one of them tells it.
+    /// Steps 4 to 6, none of which runs the file's code here: the hash
+    /// against the lock entry; the headers; the file's description, which
+    /// the host's policy judges (interface, versions, host requirement, how
+    /// it was built) and which names the plugin, claimed at once; and, for
+    /// bytes the lock file did not approve, the probe, which says only
+    /// whether opening the file is survived.
     fn approve<'l>(
         &self,
         prober: Option<&mut Prober>,
@@ -259,25 +266,41 @@ impl<I: Interface> Loader<I> {
                 }
                 .at(path));
             }
-            claim(&entry.name)?;
         }
-        let mut probed_name = None;
+        // The headers, under the host's policy, before anything reads the
+        // bytes they describe.
+        let headers = match headers {
+            Headers::Later => {
+                let (verdict, _) = self.check_headers(&path, &copy);
+                verdict?;
+                Headers::Read {
+                    verdict: Ok(()),
+                    prove: None,
+                }
+            }
+            Headers::Read {
+                verdict: Err(error),
+                ..
+            } => return Err(error),
+            read => read,
+        };
+        let (description, name) = self.described(&path, &copy)?;
+        // The name the lock file recorded is informational: the bytes it
+        // approves name the plugin.
+        claim(&name)?;
         // Bytes the lock file approved were approved by someone; any others
         // are opened in a probe process first, when the loader has one.
         if let (None, Some(prober)) = (locked, prober) {
             let report = prober
                 .check(&path, &copy)
                 .map_err(|how| LoadErrorKind::Probe { how }.at(path.clone()))?;
-            let opened_here = !self.isolation.applies(report.plugin_name(), &path, false);
-            self.judge_probe(&path, &copy, &report, &headers, opened_here)?;
-            if let Some(name) = report.plugin_name() {
-                claim(name)?;
-            }
-            probed_name = report.plugin_name().map(str::to_owned);
+            let opened_here = !self.isolation.applies(Some(&name), &path, false);
+            self.judge_probe(&path, &report, opened_here)?;
         }
         Ok(Approved {
-            name: locked.map(|entry| entry.name.clone()).or(probed_name),
+            name: Some(name),
             locked: locked.is_some(),
+            description,
             path,
             copy,
             digest,
@@ -286,53 +309,94 @@ impl<I: Interface> Loader<I> {
         })
     }
 
-    /// Step 6: what the host's policy makes of a probe's `report` on
-    /// `path` (its private copy at `copy`), before anything of it is mapped
-    /// here: another interface or version, an unsupported host, a module
-    /// that is not dropin's (a folder of thousands of copies must not fill
-    /// the host's address space with libraries it will never use). Returns
-    /// what the plugin says of itself, checked, if the probe read it.
-    ///
-    /// The probe's own refusal is final unless the host opens the file
-    /// itself afterwards (`opened_here`, in-process), which words it; then
-    /// it is the kind the host would have found. Headers are the host's to
-    /// judge, under its policy: the probe refuses bad ones before opening
-    /// anything, so the host reads them first.
-    pub(super) fn judge_probe<'r>(
+    /// Step 5: the description of `copy`, the private copy of `path`, read
+    /// as data and judged by the host's policy (interface, versions, host
+    /// requirement, how it was built); with the plugin's name.
+    pub(super) fn described(
         &self,
         path: &Path,
         copy: &Path,
-        report: &'r Report,
-        headers: &Headers<'_>,
-        opened_here: bool,
-    ) -> Result<Option<load::Checked<'r>>, LoadError> {
-        if report.no_root() {
-            return Err(LoadErrorKind::NotAPlugin {
+    ) -> Result<(Description, String), LoadError> {
+        let description = read_description(copy).map_err(|error| match error {
+            DescriptionReadError::Missing => LoadErrorKind::NoDescription {
                 interface: I::NAME,
                 export: I::EXPORT_MACRO,
             }
-            .at(path));
-        }
-        if let Some((name, version, has_layout)) = report.root() {
-            load::check_root::<I>(path, name, version, has_layout)?;
-        }
-        if let Some(refusal) = report.refusal()
-            && !opened_here
-        {
-            if let Headers::Later = headers {
-                self.check_headers(path, copy).0?;
-            }
-            return Err(refusal
+            .at(path),
+            source => LoadErrorKind::InvalidDescription { source }.at(path),
+        })?;
+        let facts = load::Facts {
+            plugin_name: description.plugin_name.as_bytes(),
+            plugin_version: description.plugin_version.as_bytes(),
+            interface_name: description.interface_name.as_bytes(),
+            interface_version: description.interface_version.as_bytes(),
+            host_requirement: description.host_requirement.as_bytes(),
+            panic_abort: description.panic_abort,
+        };
+        let name = load::check_facts::<I>(path, &facts, &self.policy)?
+            .name
+            .to_owned();
+        Ok((description, name))
+    }
+
+    /// Step 6: what a probe that survived the file says about it: only why
+    /// it stopped, if it did, which is final unless the host opens the file
+    /// itself afterwards (`opened_here`, in-process, where the host words
+    /// it); then it is the kind the host would have found. Nothing else a
+    /// probe says is taken: its process is the plugin's.
+    pub(super) fn judge_probe(
+        &self,
+        path: &Path,
+        report: &Report,
+        opened_here: bool,
+    ) -> Result<(), LoadError> {
+        match report.refusal() {
+            Some(refusal) if !opened_here => Err(refusal
                 .clone()
                 .into_kind::<I>(&self.policy, |reason| LoadErrorKind::ProbeRefused {
                     reason,
                 })
-                .at(path));
+                .at(path)),
+            _ => Ok(()),
         }
-        report
-            .facts()
-            .map(|facts| load::check_facts::<I>(path, &facts, &self.policy))
-            .transpose()
+    }
+
+    /// Whether `plugin`, as its root module describes it, is the plugin its
+    /// file's `description` describes.
+    fn agrees(
+        &self,
+        plugin: &Plugin<I>,
+        description: &Description,
+        path: &Path,
+    ) -> Result<(), LoadError> {
+        let pairs = [
+            (
+                "plugin name",
+                &description.plugin_name,
+                plugin.name().to_owned(),
+            ),
+            (
+                "plugin version",
+                &description.plugin_version,
+                plugin.version().to_string(),
+            ),
+            (
+                "interface version",
+                &description.interface_version,
+                plugin.interface_version().to_string(),
+            ),
+        ];
+        for (field, described, found) in pairs {
+            if *described != found {
+                return Err(LoadErrorKind::Disagrees {
+                    field,
+                    described: described.clone(),
+                    found,
+                }
+                .at(path));
+            }
+        }
+        Ok(())
     }
 
     /// Step 8, isolated: the plugin started, and initialised, in a process
@@ -350,14 +414,9 @@ impl<I: Interface> Loader<I> {
             digest,
             stamp,
             name,
-            headers,
+            description,
             ..
         } = approved;
-        // Headers the host read ahead and refused are refused here too: no
-        // process starts for them.
-        if let Headers::Read { verdict, .. } = headers {
-            verdict?;
-        }
         let config = name
             .as_deref()
             .and_then(|name| self.config.get(name))
@@ -374,6 +433,7 @@ impl<I: Interface> Loader<I> {
             previous(true),
             self.services.as_ref(),
         )?;
+        self.agrees(&plugin, &description, &path)?;
         claim(plugin.name())?;
         plugin.stamp = Some(stamp);
         log::info!(target: LOG_TARGET,
@@ -401,6 +461,7 @@ impl<I: Interface> Loader<I> {
             digest,
             stamp,
             headers,
+            description,
             ..
         } = approved;
         // The one place a plugin's library is mapped in this process: only
@@ -434,6 +495,7 @@ impl<I: Interface> Loader<I> {
         let mut plugin = crate::exit_guard::guarded(&path, || {
             load::open::<I>(&path, &copy, digest, &self.policy, verdict, proven)
         })?;
+        self.agrees(&plugin, &description, &path)?;
         // Its bytes passed every check that reads nothing else.
         if let Some((cache, name)) = prove {
             cache.prove(name);
