@@ -423,6 +423,16 @@ fn loads(c: &mut Criterion) {
         report
     };
     let probe = || Some(Probe::command(plugins.join("greeter-host")));
+    // Reading one plugin's description from its file (the export table,
+    // then its bytes): what the loader reads of every file before any
+    // process opens it.
+    let one = write_plugins(&library, &root.path().join("describe"), 1, |i| {
+        format!("described_{i}")
+    });
+    let described = root.path().join("describe").join(&one[0].0);
+    group.bench_function("describe", |b| {
+        b.iter(|| dropin_host::read_description(black_box(&described)).unwrap());
+    });
     // Every file is a distinct plugin: all 100 load, as all 100 are opened
     // by the baseline.
     group.bench_function("plugin_x100", |b| {
