@@ -69,8 +69,14 @@ fn inspect(file: &Path, format: Format) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let sha256 = match fs::read(file) {
-        Ok(bytes) => hex(&Sha256::digest(bytes)),
+    // Streamed: a file of any size costs no more memory than a buffer.
+    let hashed = fs::File::open(file).and_then(|mut bytes| {
+        let mut hasher = Sha256::new();
+        io::copy(&mut bytes, &mut hasher)?;
+        Ok(hasher.finalize())
+    });
+    let sha256 = match hashed {
+        Ok(digest) => hex(&digest),
         Err(error) => {
             eprintln!("dropin: {}: cannot read the file: {error}", file.display());
             return ExitCode::from(2);
@@ -91,6 +97,20 @@ fn inspect(file: &Path, format: Format) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `text` with its control characters (escape sequences, new lines) shown
+/// as `\u{..}` instead of acting on the terminal: the plugin wrote it.
+fn shown(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -156,21 +176,21 @@ impl Shown {
 
     fn text(&self) -> String {
         let host = if self.host_requirement.is_empty() {
-            "any"
+            "any".to_owned()
         } else {
-            &self.host_requirement
+            shown(&self.host_requirement)
         };
         let mut text = format!(
             "{}\n  plugin     {} {}\n  interface  {} {}\n  host       {host}\n  \
              built      with dropin {} for {}-{}, panic = \"{}\"{}\n  sha256     {}\n",
-            self.file,
-            self.name,
-            self.version,
-            self.interface,
-            self.interface_version,
-            self.dropin_version,
-            self.arch,
-            self.os,
+            shown(&self.file),
+            shown(&self.name),
+            shown(&self.version),
+            shown(&self.interface),
+            shown(&self.interface_version),
+            shown(&self.dropin_version),
+            shown(&self.arch),
+            shown(&self.os),
             self.panic,
             if self.debug_assertions {
                 ", debug assertions"
@@ -183,7 +203,8 @@ impl Shown {
             let label = if i == 0 { "methods" } else { "" };
             text.push_str(&format!(
                 "  {label:<9}  {} (since {})\n",
-                method.signature, method.since
+                shown(&method.signature),
+                shown(&method.since)
             ));
         }
         text

@@ -82,6 +82,8 @@ pub const fn encoded_len(parts: &Parts) -> usize {
 /// [`encoded_len`]`(parts)` (a compile-time error otherwise).
 #[doc(hidden)]
 pub const fn encode<const N: usize>(parts: &Parts) -> [u8; N] {
+    // What a host would refuse is refused when the plugin is compiled.
+    assert!(N <= MAX_LEN, "a description over MAX_LEN bytes");
     let written = Writer::<N>::new().parts(parts);
     assert!(written.at == N, "the description's length is encoded_len");
     written.buf
@@ -182,13 +184,14 @@ impl<const N: usize> Writer<N> {
             .u32(args.len());
         let mut i = 0;
         while i < args.len() {
-            this = this.ty(args[i]);
+            this = this.ty(args[i], 0);
             i += 1;
         }
-        this.ty(method.ret)
+        this.ty(method.ret, 0)
     }
 
-    const fn ty(self, ty: &TypeDesc) -> Self {
+    const fn ty(self, ty: &TypeDesc, depth: usize) -> Self {
+        assert!(depth <= MAX_DEPTH, "types nested deeper than a host reads");
         let args = ty.args.as_slice();
         let mut this = self
             .str(ty.name.as_str())
@@ -197,14 +200,16 @@ impl<const N: usize> Writer<N> {
             .u32(args.len());
         let mut i = 0;
         while i < args.len() {
-            this = this.ty(args[i]);
+            this = this.ty(args[i], depth + 1);
             i += 1;
         }
         let fields = ty.fields.as_slice();
         this = this.u32(fields.len());
         i = 0;
         while i < fields.len() {
-            this = this.str(fields[i].name.as_str()).ty(fields[i].ty);
+            this = this
+                .str(fields[i].name.as_str())
+                .ty(fields[i].ty, depth + 1);
             i += 1;
         }
         let variants = ty.variants.as_slice();
@@ -215,7 +220,9 @@ impl<const N: usize> Writer<N> {
             this = this.str(variants[i].name.as_str()).u32(fields.len());
             let mut j = 0;
             while j < fields.len() {
-                this = this.str(fields[j].name.as_str()).ty(fields[j].ty);
+                this = this
+                    .str(fields[j].name.as_str())
+                    .ty(fields[j].ty, depth + 1);
                 j += 1;
             }
             i += 1;
@@ -511,7 +518,8 @@ impl Reader<'_> {
 
     /// A count, then that many items; each item takes at least four bytes,
     /// so a count the bytes left cannot hold is refused before anything is
-    /// allocated for it.
+    /// allocated for it, and room is made for a few items at a time (an
+    /// item in memory is larger than its encoding).
     fn list<T>(
         &mut self,
         what: &'static str,
@@ -521,7 +529,7 @@ impl Reader<'_> {
         if count > (self.bytes.len() - self.at) / 4 {
             return Err(self.malformed(what));
         }
-        let mut items = Vec::with_capacity(count);
+        let mut items = Vec::with_capacity(count.min(16));
         for _ in 0..count {
             items.push(item(self)?);
         }

@@ -221,6 +221,18 @@ pub enum LoadErrorKind {
         /// What the root module says.
         found: String,
     },
+    /// The lock file approves the file's bytes under another name than the
+    /// one its description gives.
+    #[error(
+        "the lock file recorded it as '{locked}', but its description names '{described}'; \
+         expected the same (record the lock file again)"
+    )]
+    LockedAs {
+        /// The name in the lock file.
+        locked: String,
+        /// The name in the description.
+        described: String,
+    },
     /// The library was built with an abi_stable release whose ABI differs.
     #[error("built with an incompatible abi_stable: {detail}")]
     AbiStable {

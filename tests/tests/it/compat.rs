@@ -432,7 +432,7 @@ fn checks_failing_in_an_isolated_process_are_the_errors_of_the_host() {
             serde_json::json!({
                 "file": path.file_name().unwrap().to_str().unwrap(),
                 "sha256": greeter_tests::sha256_hex(&fs::read(path).unwrap()),
-                "name": "unchecked",
+                "name": dropin_host::read_description(path).unwrap().plugin_name,
                 "version": "1.0.0",
                 "interface_version": "2.1.0",
             })

@@ -370,3 +370,56 @@ fn a_plugin_whose_root_module_disagrees_with_its_description_is_refused() {
         ));
     }
 }
+
+/// The methods a description lists are the methods the root module has,
+/// where the host maps it.
+#[test]
+fn a_description_that_lists_other_methods_is_refused_once_mapped() {
+    let hello = fs::read(artifacts().library("hello")).unwrap();
+    let dir = PluginDir::new();
+    let path = dir.write(
+        &library_file_name("hello"),
+        &greeter_tests::description_patched(&hello, "greet_to", "greet_xo"),
+    );
+    let report = dir.load();
+    assert!(report.registry.is_empty());
+    assert_eq!(
+        report.rejected[0].to_string(),
+        format!(
+            "{}: its description says methods \"fn greet() -> String, fn greet_xo(&str) -> \
+             String\", but its root module says \"fn greet() -> String, fn greet_to(&str) -> \
+             String\"; expected the same",
+            path.display()
+        )
+    );
+}
+
+/// A lock file approves bytes under the name its reviewer saw: bytes that
+/// name themselves otherwise are refused before anything opens them.
+#[test]
+fn a_locked_file_whose_description_names_another_plugin_is_refused() {
+    let dir = PluginDir::with(&["hello"]);
+    let path = dir.path().join(library_file_name("hello"));
+    let lock = serde_json::json!({"format": 1, "plugins": [{
+        "file": library_file_name("hello"),
+        "sha256": greeter_tests::sha256_hex(&fs::read(&path).unwrap()),
+        "name": "greeter-of-record",
+        "version": "1.0.0",
+        "interface_version": "2.1.0",
+    }]});
+    fs::write(dir.path().join("plugins.lock"), lock.to_string()).unwrap();
+    let report = dir.load();
+    assert!(report.registry.is_empty());
+    assert!(matches!(
+        report.rejected[0].kind(),
+        LoadErrorKind::LockedAs { .. }
+    ));
+    assert_eq!(
+        report.rejected[0].to_string(),
+        format!(
+            "{}: the lock file recorded it as 'greeter-of-record', but its description names \
+             'hello'; expected the same (record the lock file again)",
+            path.display()
+        )
+    );
+}

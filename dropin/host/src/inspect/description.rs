@@ -1,11 +1,25 @@
 //! Inspect layer: a plugin's description ([`dropin::description`]), read
-//! from its file as data: the object file's export table locates it, and
-//! only its bytes are read. Nothing of the library runs.
+//! from its file as data: the dynamic symbol table locates it, and only its
+//! bytes are read. Nothing of the library runs.
+//!
+//! Every read is bounded before it is made: the section table, the dynamic
+//! symbol table and its strings each have a cap, a symbol's name is
+//! compared where it lies (never copied), and the description itself is at
+//! most [`MAX_LEN`] bytes. A hostile file gets an error, not the host's
+//! memory or time.
 
 use std::{fs::File, io, path::Path};
 
-use dropin::description::{self, Description, DescriptionError, MAX_LEN, SYMBOL};
-use object::{Object, ObjectSection, ReadCache, ReadRef};
+use dropin::description::{self, Description, DescriptionError, MAGIC, MAX_LEN, SYMBOL};
+use object::{
+    Endianness, Object, ObjectSection, ReadCache, ReadRef,
+    elf::{self, FileHeader32, FileHeader64},
+    read::elf::{FileHeader, SectionHeader, Sym},
+};
+
+/// The most bytes of a dynamic symbol table, or of its strings, that are
+/// read to find the description: far more than any plugin exports.
+const MAX_TABLE: u64 = 16 << 20;
 
 /// Why a file's description could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +41,7 @@ pub enum DescriptionReadError {
     /// The exported description does not lie in the file's bytes.
     #[error("its description at address {address:#x} is not in the file")]
     Outside {
-        /// Where the export table says it is.
+        /// Where the symbol table says it is.
         address: u64,
     },
     /// The bytes are not a description this host can read.
@@ -43,46 +57,142 @@ pub enum DescriptionReadError {
 pub fn read_description(path: &Path) -> Result<Description, DescriptionReadError> {
     let file = File::open(path)?;
     let data = ReadCache::new(&file);
-    let object =
-        object::File::parse(&data).map_err(|e| DescriptionReadError::NotALibrary(e.to_string()))?;
-    let address = object
-        .exports()
-        .map_err(|e| DescriptionReadError::NotALibrary(e.to_string()))?
-        .iter()
-        .find(|export| {
-            // Mach-O prefixes C symbols with an underscore.
-            let name = export.name();
-            name == SYMBOL.as_bytes() || name.strip_prefix(b"_") == Some(SYMBOL.as_bytes())
-        })
-        .map(object::Export::address)
-        .ok_or(DescriptionReadError::Missing)?;
-    let outside = || DescriptionReadError::Outside { address };
-    // The file bytes of the section that holds it.
-    let (start, end) = object
-        .sections()
-        .find_map(|section| {
-            let offset = address.checked_sub(section.address())?;
-            let (file_at, file_len) = section.file_range()?;
-            (offset < file_len).then(|| (file_at + offset, file_at + file_len))
-        })
-        .ok_or_else(outside)?;
+    let (start, end) = match data.read_bytes_at(0, 5) {
+        Ok([0x7f, b'E', b'L', b'F', 1]) => locate_elf::<FileHeader32<Endianness>>(&data)?,
+        Ok([0x7f, b'E', b'L', b'F', 2]) => locate_elf::<FileHeader64<Endianness>>(&data)?,
+        _ => locate_any(&data)?,
+    };
     // The header says how long it is: read no more than that, and never
     // more than a description may be.
+    let outside = || DescriptionReadError::Outside { address: start };
     let header = data.read_bytes_at(start, 16).map_err(|()| outside())?;
-    if header[..8] != description::MAGIC {
+    if header[..8] != MAGIC {
         return Err(DescriptionError::NotADescription.into());
     }
-    let body = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes")) as u64;
-    let len = 16 + body;
+    let len = 16
+        + u64::from(u32::from_le_bytes(
+            header[12..16].try_into().expect("4 bytes"),
+        ));
     if len > MAX_LEN as u64 {
         return Err(DescriptionError::TooLong {
             len: usize::try_from(len).unwrap_or(usize::MAX),
         }
         .into());
     }
-    if start + len > end {
+    if start.checked_add(len).is_none_or(|stop| stop > end) {
         return Err(outside());
     }
     let bytes = data.read_bytes_at(start, len).map_err(|()| outside())?;
     Ok(description::decode(bytes)?)
+}
+
+/// Where an ELF library's description lies in the file, found the way the
+/// dynamic loader finds a symbol: in the dynamic symbol table, by name. The
+/// file's bytes from the description to the end of its section.
+fn locate_elf<Elf: FileHeader<Endian = Endianness>>(
+    data: &ReadCache<&File>,
+) -> Result<(u64, u64), DescriptionReadError> {
+    let not_elf = |what: &str| DescriptionReadError::NotALibrary(what.to_owned());
+    let header = Elf::parse(data).map_err(|e| not_elf(&e.to_string()))?;
+    let e = header.endian().map_err(|e| not_elf(&e.to_string()))?;
+    // The section table: at most 2^16 entries of a fixed size. A count of
+    // zero is a library without sections (or one whose count lies in the
+    // first entry, which no linker writes for a library): no table to look
+    // in.
+    let count = usize::from(header.e_shnum(e));
+    let entry = size_of::<Elf::SectionHeader>();
+    if count == 0 || usize::from(header.e_shentsize(e)) != entry {
+        return Err(DescriptionReadError::Missing);
+    }
+    let table = data
+        .read_bytes_at(header.e_shoff(e).into(), (count * entry) as u64)
+        .map_err(|()| not_elf("the section table is not in the file"))?;
+    let sections: &[Elf::SectionHeader] =
+        object::pod::slice_from_all_bytes(table).map_err(|()| not_elf("the section table"))?;
+    let dynsym = sections
+        .iter()
+        .find(|section| section.sh_type(e) == elf::SHT_DYNSYM)
+        .ok_or(DescriptionReadError::Missing)?;
+    let read_table = |section: &Elf::SectionHeader, what: &str| {
+        let size: u64 = section.sh_size(e).into();
+        if size > MAX_TABLE || section.sh_type(e) == elf::SHT_NOBITS {
+            return Err(not_elf(what));
+        }
+        data.read_bytes_at(section.sh_offset(e).into(), size)
+            .map_err(|()| not_elf(what))
+    };
+    let symbols = read_table(dynsym, "the dynamic symbol table")?;
+    let strings = sections
+        .get(dynsym.sh_link(e) as usize)
+        .ok_or_else(|| not_elf("the dynamic symbol table's strings"))
+        .and_then(|section| read_table(section, "the dynamic symbol table's strings"))?;
+    let whole = symbols.len() - symbols.len() % size_of::<Elf::Sym>();
+    let symbols: &[Elf::Sym] = object::pod::slice_from_all_bytes(&symbols[..whole])
+        .map_err(|()| not_elf("the dynamic symbol table"))?;
+    let wanted = SYMBOL.as_bytes();
+    let symbol = symbols
+        .iter()
+        .find(|symbol| {
+            let at = symbol.st_name(e) as usize;
+            // The name in place: the wanted bytes, then a NUL.
+            strings.get(at..at + wanted.len()) == Some(wanted)
+                && strings.get(at + wanted.len()) == Some(&0)
+                && symbol.st_shndx(e) != elf::SHN_UNDEF
+        })
+        .ok_or(DescriptionReadError::Missing)?;
+    let address: u64 = symbol.st_value(e).into();
+    let outside = || DescriptionReadError::Outside { address };
+    // The section that holds it, allocated and backed by the file.
+    let section = sections
+        .get(usize::from(symbol.st_shndx(e)))
+        .filter(|section| {
+            let flags: u64 = section.sh_flags(e).into();
+            section.sh_type(e) != elf::SHT_NOBITS && flags & u64::from(elf::SHF_ALLOC) != 0
+        })
+        .ok_or_else(outside)?;
+    let offset = address
+        .checked_sub(section.sh_addr(e).into())
+        .filter(|offset| *offset < section.sh_size(e).into())
+        .ok_or_else(outside)?;
+    let start: u64 = section.sh_offset(e).into();
+    let end = start
+        .checked_add(section.sh_size(e).into())
+        .ok_or_else(outside)?;
+    Ok((start.checked_add(offset).ok_or_else(outside)?, end))
+}
+
+/// Where a Mach-O or PE library's description lies, through the `object`
+/// crate's export table. The file's bytes from the description to the end
+/// of its section.
+fn locate_any(data: &ReadCache<&File>) -> Result<(u64, u64), DescriptionReadError> {
+    let object =
+        object::File::parse(data).map_err(|e| DescriptionReadError::NotALibrary(e.to_string()))?;
+    let mach_o = matches!(object, object::File::MachO32(_) | object::File::MachO64(_));
+    let address = object
+        .exports()
+        .map_err(|e| DescriptionReadError::NotALibrary(e.to_string()))?
+        .iter()
+        .find(|export| {
+            let name = export.name();
+            // Mach-O prefixes C symbols with an underscore.
+            let name = if mach_o {
+                name.strip_prefix(b"_").unwrap_or(name)
+            } else {
+                name
+            };
+            name == SYMBOL.as_bytes()
+        })
+        .map(object::Export::address)
+        .ok_or(DescriptionReadError::Missing)?;
+    object
+        .sections()
+        .find_map(|section| {
+            let offset = address.checked_sub(section.address())?;
+            let (file_at, file_len) = section.file_range()?;
+            if offset >= file_len {
+                return None;
+            }
+            Some((file_at.checked_add(offset)?, file_at.checked_add(file_len)?))
+        })
+        .ok_or(DescriptionReadError::Outside { address })
 }

@@ -27,11 +27,12 @@ impl<I: Interface> Loader<I> {
     /// Records the folder's plugin files for a lock file, without running
     /// any of their code in this process: each file goes through the checks
     /// of [`load`](Self::load) up to the probe (permissions, a private copy,
-    /// hashed, its object headers), then the probe process opens it and
-    /// reports what its root module says, and that report must pass the
-    /// host's rules (interface, versions, host requirement, how it was
-    /// built, a unique name). Method signatures are compared when the file is
-    /// loaded, since that needs the library mapped. Any existing lock file is
+    /// hashed, its object headers, its description and the host's rules on
+    /// it: interface, versions, host requirement, how it was built, a unique
+    /// name), then the probe process opens it and says whether it survived.
+    /// What is recorded is what the description says. Method signatures, and
+    /// the root module's agreement with the description, are checked when
+    /// the file is loaded, since that needs the library mapped. Any existing lock file is
     /// ignored; nothing is written: [`Recording::lockfile`] is what to write.
     ///
     /// # Errors

@@ -44,8 +44,8 @@ pub(super) struct Staged<'l> {
 
 /// What is known of a staged copy's object headers (step 5).
 pub(super) enum Headers<'l> {
-    /// Not read yet: bytes nothing approved yet are read where the library
-    /// is opened, after the hash and the probe.
+    /// Not read yet: bytes the lock file has yet to approve are read in
+    /// `approve`, after the hash and before the description.
     Later,
     /// Read ahead, which runs nothing: bytes the lock file approves, or,
     /// without a lock entry, bytes no probe opens first. `prove` names the
@@ -152,7 +152,7 @@ impl<I: Interface> Loader<I> {
         // The headers are parsed here, ahead, only where nothing checks the
         // bytes first: those the lock file approves, and without a lock
         // entry those no probe process opens first. The others are parsed
-        // where `load::open` parses them, after the hash and the probe.
+        // in `approve`, after the hash and before the description.
         let approved = match (locked, copied.sha256) {
             (Some(entry), Some(sha256)) => hex(&sha256).eq_ignore_ascii_case(&entry.sha256),
             (Some(_), None) => false,
@@ -285,8 +285,16 @@ impl<I: Interface> Loader<I> {
             read => read,
         };
         let (description, name) = self.described(&path, &copy)?;
-        // The name the lock file recorded is informational: the bytes it
-        // approves name the plugin.
+        // The name the lock file recorded is the one its reviewer saw.
+        if let Some(entry) = locked
+            && entry.name != name
+        {
+            return Err(LoadErrorKind::LockedAs {
+                locked: entry.name.clone(),
+                described: name,
+            }
+            .at(path));
+        }
         claim(&name)?;
         // Bytes the lock file approved were approved by someone; any others
         // are opened in a probe process first, when the loader has one.
@@ -309,7 +317,7 @@ impl<I: Interface> Loader<I> {
         })
     }
 
-    /// Step 5: the description of `copy`, the private copy of `path`, read
+    /// Step 6: the description of `copy`, the private copy of `path`, read
     /// as data and judged by the host's policy (interface, versions, host
     /// requirement, how it was built); with the plugin's name.
     pub(super) fn described(
@@ -392,6 +400,29 @@ impl<I: Interface> Loader<I> {
                     field,
                     described: described.clone(),
                     found,
+                }
+                .at(path));
+            }
+        }
+        // The methods, where the root module is mapped here (an isolated
+        // plugin's are compared in its own process, against the host's).
+        if let Some(module) = plugin.module {
+            let found: Vec<dropin::description::Method> = dropin::abi::items(module.methods())
+                .iter()
+                .map(|entry| dropin::description::Method::of(&entry.desc))
+                .collect();
+            if found != description.methods {
+                let list = |methods: &[dropin::description::Method]| {
+                    methods
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(LoadErrorKind::Disagrees {
+                    field: "methods",
+                    described: list(&description.methods),
+                    found: list(&found),
                 }
                 .at(path));
             }

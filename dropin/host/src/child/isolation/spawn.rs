@@ -83,8 +83,8 @@ pub(crate) fn start<I: Interface>(
         // Until the plugin says its name, its output is logged under the
         // file's.
         target: Arc::new(OnceLock::new()),
-        // Its service calls say they come from the plugin the lock file or
-        // the probe named, which its process must then load.
+        // Its service calls say they come from the plugin its description
+        // names, which its process must then load.
         services: services.map(|services| {
             let (caller, refusal) =
                 services.caller_for(expected_name.unwrap_or("(unnamed plugin)"));
@@ -99,16 +99,16 @@ pub(crate) fn start<I: Interface>(
         },
     };
     let (process, forwarder, ready) = spawner.spawn().map_err(|kind| kind.at(path))?;
-    // The name the lock file recorded or the probe read: a process that
-    // names itself otherwise is not the plugin that was checked.
+    // The name the file's description gives: a process that names itself
+    // otherwise is not the plugin that was checked, and is refused as a
+    // description that disagrees with its root module is in the host.
     if let Some(expected) = expected_name
         && ready.name != expected
     {
-        return Err(LoadErrorKind::Isolated {
-            reason: format!(
-                "its process loaded a plugin named '{}'; expected '{expected}'",
-                ready.name
-            ),
+        return Err(LoadErrorKind::Disagrees {
+            field: "plugin name",
+            described: expected.to_owned(),
+            found: ready.name,
         }
         .at(path.to_owned()));
     }
