@@ -368,6 +368,97 @@ impl Type {
     }
 }
 
+impl Method {
+    /// The first difference between `self` (the host's) and `found` (the
+    /// plugin's), naming the argument or the result.
+    pub fn difference(&self, found: &Method) -> Option<String> {
+        let name = &self.name;
+        if self.name != found.name {
+            return Some(format!("expected method `{name}`, found `{}`", found.name));
+        }
+        if self.args.len() != found.args.len() {
+            return Some(format!(
+                "method `{name}`: expected {} arguments, found {}",
+                self.args.len(),
+                found.args.len()
+            ));
+        }
+        for (i, (expected, actual)) in self.args.iter().zip(&found.args).enumerate() {
+            if let Some(difference) = expected.difference(actual) {
+                return Some(format!("method `{name}`: argument {}: {difference}", i + 1));
+            }
+        }
+        self.ret
+            .difference(&found.ret)
+            .map(|difference| format!("method `{name}`: result: {difference}"))
+    }
+}
+
+impl Type {
+    /// The first difference between `self` (expected) and `found`, as a
+    /// phrase naming where it is: `field `x`: expected f64, found f32`.
+    pub fn difference(&self, found: &Type) -> Option<String> {
+        if self.name != found.name || self.args.len() != found.args.len() {
+            return Some(format!("expected {self}, found {found}"));
+        }
+        for (expected, actual) in self.args.iter().zip(&found.args) {
+            if let Some(difference) = expected.difference(actual) {
+                return Some(difference);
+            }
+        }
+        if let Some(difference) = fields_difference(&self.fields, &found.fields) {
+            return Some(format!("{self}: {difference}"));
+        }
+        if self.variants.len() != found.variants.len() {
+            return Some(format!(
+                "{self}: expected {} variants, found {}",
+                self.variants.len(),
+                found.variants.len()
+            ));
+        }
+        for ((expected, expected_fields), (actual, actual_fields)) in
+            self.variants.iter().zip(&found.variants)
+        {
+            if expected != actual {
+                return Some(format!(
+                    "{self}: expected variant `{expected}`, found `{actual}`"
+                ));
+            }
+            if let Some(difference) = fields_difference(expected_fields, actual_fields) {
+                return Some(format!("{self}::{expected}: {difference}"));
+            }
+        }
+        // Equal names and parts with another size: the same type compiled
+        // for another target, or a representation that changed underneath.
+        if self.size != found.size || self.align != found.align {
+            return Some(format!(
+                "{self}: expected {} bytes aligned to {}, found {} aligned to {}",
+                self.size, self.align, found.size, found.align
+            ));
+        }
+        None
+    }
+}
+
+fn fields_difference(expected: &[(String, Type)], found: &[(String, Type)]) -> Option<String> {
+    if expected.len() != found.len() {
+        return Some(format!(
+            "expected {} fields, found {}",
+            expected.len(),
+            found.len()
+        ));
+    }
+    for ((expected, expected_ty), (actual, actual_ty)) in expected.iter().zip(found) {
+        if expected != actual {
+            return Some(format!("expected field `{expected}`, found `{actual}`"));
+        }
+        if let Some(difference) = expected_ty.difference(actual_ty) {
+            return Some(format!("field `{expected}`: {difference}"));
+        }
+    }
+    None
+}
+
 /// Why bytes are not a description this release can read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -203,33 +203,7 @@ impl MethodDesc {
     /// The first difference between `self` (the host's) and `found` (the
     /// plugin's), naming the argument or the result.
     pub fn difference(&self, found: &MethodDesc) -> Option<String> {
-        let name = lossy(&self.name);
-        if self.name != found.name {
-            return Some(format!(
-                "expected method `{name}`, found `{}`",
-                lossy(&found.name)
-            ));
-        }
-        if self.args.len() != found.args.len() {
-            return Some(format!(
-                "method `{}`: expected {} arguments, found {}",
-                name,
-                self.args.len(),
-                found.args.len()
-            ));
-        }
-        for (i, (expected, actual)) in items(self.args).iter().zip(items(found.args)).enumerate() {
-            if let Some(difference) = expected.difference(actual) {
-                return Some(format!(
-                    "method `{}`: argument {}: {difference}",
-                    name,
-                    i + 1
-                ));
-            }
-        }
-        self.ret
-            .difference(found.ret)
-            .map(|difference| format!("method `{name}`: result: {difference}"))
+        crate::description::Method::of(self).difference(&crate::description::Method::of(found))
     }
 }
 

@@ -150,71 +150,11 @@ impl TypeDesc {
     /// The first difference between `self` (expected) and `found`, as a
     /// phrase naming where it is: `field `x`: expected f64, found f32`.
     pub fn difference(&self, found: &TypeDesc) -> Option<String> {
-        if self.name != found.name || self.args.len() != found.args.len() {
-            return Some(format!("expected {self}, found {found}"));
-        }
-        for (expected, actual) in items(self.args).iter().zip(items(found.args)) {
-            if let Some(difference) = expected.difference(actual) {
-                return Some(difference);
-            }
-        }
-        if let Some(difference) = fields_difference(items(self.fields), items(found.fields)) {
-            return Some(format!("{self}: {difference}"));
-        }
-        if self.variants.len() != found.variants.len() {
-            return Some(format!(
-                "{self}: expected {} variants, found {}",
-                self.variants.len(),
-                found.variants.len()
-            ));
-        }
-        for (expected, actual) in items(self.variants).iter().zip(items(found.variants)) {
-            if expected.name != actual.name {
-                return Some(format!(
-                    "{self}: expected variant `{}`, found `{}`",
-                    lossy(&expected.name),
-                    lossy(&actual.name)
-                ));
-            }
-            if let Some(difference) =
-                fields_difference(items(expected.fields), items(actual.fields))
-            {
-                return Some(format!("{self}::{}: {difference}", lossy(&expected.name)));
-            }
-        }
-        // Equal names and parts with another size: the same type compiled
-        // for another target, or a representation that changed underneath.
-        if self.size != found.size || self.align != found.align {
-            return Some(format!(
-                "{self}: expected {} bytes aligned to {}, found {} aligned to {}",
-                self.size, self.align, found.size, found.align
-            ));
-        }
-        None
+        // One comparison, of what both describe: the description's types
+        // hold the same parts, and a file's description is compared by it
+        // before anything is mapped.
+        crate::description::Type::of(self).difference(&crate::description::Type::of(found))
     }
-}
-
-fn fields_difference(expected: &[FieldDesc], found: &[FieldDesc]) -> Option<String> {
-    if expected.len() != found.len() {
-        return Some(format!(
-            "expected {} fields, found {}",
-            expected.len(),
-            found.len()
-        ));
-    }
-    for (expected, actual) in expected.iter().zip(found) {
-        if expected.name != actual.name {
-            return Some(format!(
-                "expected field `{}`, found `{}`",
-                lossy(&expected.name),
-                lossy(&actual.name)
-            ));
-        }
-        if let Some(difference) = expected.ty.difference(actual.ty) {
-            return Some(format!("field `{}`: {difference}", lossy(&expected.name)));
-        }
-    }
-    None
 }
 
 /// The type as an interface author wrote it: `Vec<Option<String>>`.

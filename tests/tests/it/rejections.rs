@@ -371,10 +371,11 @@ fn a_plugin_whose_root_module_disagrees_with_its_description_is_refused() {
     }
 }
 
-/// The methods a description lists are the methods the root module has,
-/// where the host maps it.
+/// A description's methods are checked against the host's interface before
+/// anything opens the file, and, where the host maps it, against the root
+/// module's once mapped.
 #[test]
-fn a_description_that_lists_other_methods_is_refused_once_mapped() {
+fn a_description_that_lists_other_methods_is_refused() {
     let hello = fs::read(artifacts().library("hello")).unwrap();
     let dir = PluginDir::new();
     let path = dir.write(
@@ -383,12 +384,37 @@ fn a_description_that_lists_other_methods_is_refused_once_mapped() {
     );
     let report = dir.load();
     assert!(report.registry.is_empty());
+    assert!(matches!(
+        report.rejected[0].kind(),
+        LoadErrorKind::Signature { .. }
+    ));
     assert_eq!(
         report.rejected[0].to_string(),
         format!(
-            "{}: its description says methods \"fn greet() -> String, fn greet_xo(&str) -> \
-             String\", but its root module says \"fn greet() -> String, fn greet_to(&str) -> \
-             String\"; expected the same",
+            "{}: not compatible with greeter 2.1.0 (the plugin was built against 2.1.0): \
+             expected method `greet_to`, found `greet_xo`",
+            path.display()
+        )
+    );
+    // The interface accepts it (the version that added a method is not part
+    // of its signature); the root module, once mapped, says otherwise.
+    fs::write(
+        &path,
+        greeter_tests::description_patched(
+            &hello,
+            "greet_to\u{5}\0\0\02.1.0",
+            "greet_to\u{5}\0\0\02.0.0",
+        ),
+    )
+    .unwrap();
+    let report = dir.load();
+    assert!(report.registry.is_empty());
+    assert_eq!(
+        report.rejected[0].to_string(),
+        format!(
+            "{}: its description says methods \"fn greet() -> String (since 2.0.0), fn \
+             greet_to(&str) -> String (since 2.0.0)\", but its root module says \"fn greet() -> \
+             String (since 2.0.0), fn greet_to(&str) -> String (since 2.1.0)\"; expected the same",
             path.display()
         )
     );

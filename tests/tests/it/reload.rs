@@ -153,12 +153,12 @@ fn a_build_that_fails_a_check_leaves_the_old_generation_serving() {
     let file = library_file_name("hello");
     type Case = (&'static str, fn(&LoadError) -> bool, &'static str);
     let cases: [Case; 4] = [
-        // A plugin of another name, read from its description before
-        // anything opens it (its changed signature would be found later).
+        // A method whose signature changed, read from its description
+        // before anything opens it.
         (
             "compat_changed_type_greeter",
-            |e| matches!(e.kind(), LoadErrorKind::Renamed { .. }),
-            "a plugin named 'greeter-2.1'",
+            |e| matches!(e.kind(), LoadErrorKind::Signature { .. }),
+            "expected &str, found String",
         ),
         // Another major version of the interface.
         (

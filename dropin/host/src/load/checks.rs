@@ -5,10 +5,7 @@
 use std::path::Path;
 
 use abi_stable::library::{LibHeader, LibraryError, RootModuleError};
-use dropin::{
-    Interface,
-    abi::{MethodEntry, lossy},
-};
+use dropin::{Interface, abi::lossy};
 use semver::{Version, VersionReq};
 
 use crate::{
@@ -234,12 +231,12 @@ pub(crate) fn check_facts<'a, I: Interface>(
 /// every method of the interface version it declares. Methods only the host
 /// knows are missing from the plugin; methods only the plugin knows are never
 /// called.
-pub(super) fn check_methods<I: Interface>(
-    methods: &[MethodEntry],
+pub(crate) fn check_methods<I: Interface>(
+    methods: &[dropin::description::Method],
     interface_version: &Version,
 ) -> Result<(), String> {
     for (expected, found) in I::METHODS.iter().zip(methods) {
-        if let Some(difference) = expected.difference(&found.desc) {
+        if let Some(difference) = dropin::description::Method::of(expected).difference(found) {
             return Err(difference);
         }
     }

@@ -306,7 +306,11 @@ pub(crate) fn open<I: Interface>(
         host_requirement,
     } = check_facts::<I>(path, &facts, policy)?;
     let methods = dropin::abi::items(module.methods());
-    check_methods::<I>(methods, &interface_version).map_err(|detail| {
+    let described: Vec<dropin::description::Method> = methods
+        .iter()
+        .map(|entry| dropin::description::Method::of(&entry.desc))
+        .collect();
+    check_methods::<I>(&described, &interface_version).map_err(|detail| {
         LoadErrorKind::Signature {
             interface: I::NAME,
             host: I::VERSION,

@@ -341,9 +341,22 @@ impl<I: Interface> Loader<I> {
             host_requirement: description.host_requirement.as_bytes(),
             panic_abort: description.panic_abort,
         };
-        let name = load::check_facts::<I>(path, &facts, &self.policy)?
-            .name
-            .to_owned();
+        let checked = load::check_facts::<I>(path, &facts, &self.policy)?;
+        // Every method's signature, from the description: a plugin whose
+        // methods the host would misread is refused before anything opens
+        // it (once mapped, its root module must list the same methods).
+        load::check_methods::<I>(&description.methods, &checked.interface_version).map_err(
+            |detail| {
+                LoadErrorKind::Signature {
+                    interface: I::NAME,
+                    host: I::VERSION,
+                    found: checked.interface_version.to_string(),
+                    detail,
+                }
+                .at(path)
+            },
+        )?;
+        let name = checked.name.to_owned();
         Ok((description, name))
     }
 
@@ -415,7 +428,7 @@ impl<I: Interface> Loader<I> {
                 let list = |methods: &[dropin::description::Method]| {
                     methods
                         .iter()
-                        .map(ToString::to_string)
+                        .map(|method| format!("{method} (since {})", method.since))
                         .collect::<Vec<_>>()
                         .join(", ")
                 };
