@@ -41,6 +41,20 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Whether a host built with NEW's interface would load OLD's plugin:
+    /// compatible; compatible with methods missing (which, since which
+    /// version); or incompatible (which method, which argument, expected vs
+    /// found). For an interface's CI: diff a plugin of the previous release
+    /// against one built with the new interface.
+    Diff {
+        /// The plugin file the host would load.
+        old: PathBuf,
+        /// A plugin file built with the host's interface.
+        new: PathBuf,
+        /// The output's format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +67,145 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect { file, format } => inspect(&file, format),
+        Command::Diff { old, new, format } => diff(&old, &new, format),
+    }
+}
+
+/// The description of `file`, or the exit status for why not, said.
+fn described(file: &Path) -> Result<Description, ExitCode> {
+    match read_description(file) {
+        Ok(description) => Ok(description),
+        Err(DescriptionReadError::Io(error)) => {
+            eprintln!("dropin: {}: cannot read the file: {error}", file.display());
+            Err(ExitCode::from(2))
+        }
+        Err(error) => {
+            eprintln!("dropin: {}: {}", file.display(), ErrorChain(&error));
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// What `diff` found.
+#[derive(Serialize)]
+struct Verdict {
+    /// `compatible`, `missing` (compatible, with methods missing) or
+    /// `incompatible`.
+    verdict: &'static str,
+    /// The methods OLD lacks, for `missing`.
+    missing: Vec<ShownMethod>,
+    /// Why, for `incompatible`.
+    reason: Option<String>,
+}
+
+/// `dropin diff OLD NEW`.
+fn diff(old: &Path, new: &Path, format: Format) -> ExitCode {
+    let (old, new) = match (described(old), described(new)) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    let verdict = judge(&old, &new);
+    let incompatible = verdict.verdict == "incompatible";
+    let mut out = io::stdout().lock();
+    let written = match format {
+        Format::Text => {
+            let text = match verdict.verdict {
+                "compatible" => "compatible".to_owned(),
+                "missing" => format!(
+                    "compatible, with methods missing: {}",
+                    verdict
+                        .missing
+                        .iter()
+                        .map(|method| format!("{} (since {})", method.name, method.since))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => format!(
+                    "incompatible: {}",
+                    verdict.reason.as_deref().unwrap_or_default()
+                ),
+            };
+            writeln!(out, "{}", shown(&text))
+        }
+        Format::Json => serde_json::to_writer_pretty(&mut out, &verdict)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out)),
+    };
+    match written {
+        Ok(()) if incompatible => ExitCode::from(1),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("dropin: cannot write the output: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Whether a host of `new`'s interface accepts `old`'s plugin, by the rules
+/// a host applies: the same interface, the same major (the same minor, for
+/// 0.x), and every method both have with the same signature. Methods `old`
+/// lacks make it compatible with methods missing; methods it has beyond
+/// `new`'s are never called.
+fn judge(old: &Description, new: &Description) -> Verdict {
+    let incompatible = |reason: String| Verdict {
+        verdict: "incompatible",
+        missing: Vec::new(),
+        reason: Some(reason),
+    };
+    if old.interface_name != new.interface_name {
+        return incompatible(format!(
+            "expected interface {}, found {}",
+            new.interface_name, old.interface_name
+        ));
+    }
+    let series = |version: &str| {
+        let mut parts = version.split('.');
+        match (parts.next(), parts.next()) {
+            (Some("0"), Some(minor)) => format!("0.{minor}"),
+            (Some(major), _) => major.to_owned(),
+            _ => version.to_owned(),
+        }
+    };
+    if series(&old.interface_version) != series(&new.interface_version) {
+        return incompatible(format!(
+            "built against {} {}, another major version than {}",
+            old.interface_name, old.interface_version, new.interface_version
+        ));
+    }
+    for (expected, found) in new.methods.iter().zip(&old.methods) {
+        if let Some(difference) = expected.difference(found) {
+            return incompatible(difference);
+        }
+    }
+    // A method added in a version the plugin declares is one it must have.
+    let declared = semver::Version::parse(&old.interface_version).ok();
+    if let Some(lacking) = new.methods.iter().skip(old.methods.len()).find(|method| {
+        semver::Version::parse(&method.since)
+            .is_ok_and(|since| declared.as_ref().is_some_and(|declared| since <= *declared))
+    }) {
+        return incompatible(format!(
+            "it declares interface {} but lacks method `{}`, added in {}",
+            old.interface_version, lacking.name, lacking.since
+        ));
+    }
+    let missing: Vec<ShownMethod> = new
+        .methods
+        .iter()
+        .skip(old.methods.len())
+        .map(|method| ShownMethod {
+            name: method.name.clone(),
+            since: method.since.clone(),
+            signature: method.to_string(),
+        })
+        .collect();
+    Verdict {
+        verdict: if missing.is_empty() {
+            "compatible"
+        } else {
+            "missing"
+        },
+        missing,
+        reason: None,
     }
 }
 

@@ -165,3 +165,123 @@ fn every_mutant_of_a_description_is_read_or_refused() {
     }
     assert!(refused > 600, "{refused} refused, {read} read");
 }
+
+/// `dropin diff OLD NEW` on the compat fixtures of both interfaces: the
+/// verdict a host built with NEW's interface gives OLD's plugin, from the
+/// files alone.
+#[test]
+fn diff_gives_the_verdict_of_a_host_for_each_compat_fixture() {
+    let markers = PluginDir::new();
+    let compat = greeter_tests::compat_artifacts();
+    let cases = [
+        (
+            "hello",
+            "compat_older_minor_greeter",
+            Some(0),
+            "compatible, with methods missing: greet_to (since 2.1.0)\n",
+        ),
+        (
+            "hello",
+            "compat_newer_minor_greeter",
+            Some(0),
+            "compatible\n",
+        ),
+        (
+            "hello",
+            "compat_next_major_greeter",
+            Some(1),
+            "incompatible: built against greeter 3.0.0, another major version than 2.1.0\n",
+        ),
+        (
+            "hello",
+            "compat_changed_type_greeter",
+            Some(1),
+            "incompatible: method `greet_to`: argument 1: expected &str, found String\n",
+        ),
+        (
+            "upper",
+            "compat_older_minor_transform",
+            Some(0),
+            "compatible, with methods missing: apply_bytes (since 1.1.0)\n",
+        ),
+        (
+            "upper",
+            "compat_newer_minor_transform",
+            Some(0),
+            "compatible\n",
+        ),
+        (
+            "upper",
+            "compat_next_major_transform",
+            Some(1),
+            "incompatible: built against transform 2.0.0, another major version than 1.1.0\n",
+        ),
+        (
+            "upper",
+            "compat_changed_type_transform",
+            Some(1),
+            "incompatible: method `info`: result: Info: field `inverse`: expected \
+             Option<String>, found bool\n",
+        ),
+        (
+            "hello",
+            "upper",
+            Some(1),
+            "incompatible: expected interface greeter, found transform\n",
+        ),
+    ];
+    for (new, old, code, text) in cases {
+        let old = if old.starts_with("compat_") {
+            compat.library(old)
+        } else {
+            artifacts().library(old)
+        };
+        let new = artifacts().library(new);
+        let output = dropin(
+            &["diff", old.to_str().unwrap(), new.to_str().unwrap()],
+            markers.path(),
+        );
+        assert_eq!(output.status.code(), code, "{}", stderr(&output));
+        assert_eq!(stdout(&output), text);
+    }
+    let json: serde_json::Value = serde_json::from_slice(
+        &dropin(
+            &[
+                "diff",
+                compat
+                    .library("compat_older_minor_greeter")
+                    .to_str()
+                    .unwrap(),
+                artifacts().library("hello").to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+            markers.path(),
+        )
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "verdict": "missing",
+            "missing": [{
+                "name": "greet_to",
+                "since": "2.1.0",
+                "signature": "fn greet_to(&str) -> String",
+            }],
+            "reason": null,
+        })
+    );
+    // Without a description: the reason, exit 1.
+    let output = dropin(
+        &[
+            "diff",
+            compat.library("compat_v1_0").to_str().unwrap(),
+            artifacts().library("hello").to_str().unwrap(),
+        ],
+        markers.path(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(fs::read_dir(markers.path()).unwrap().count(), 0);
+}
