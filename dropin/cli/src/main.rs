@@ -41,6 +41,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Every plugin file of a folder (named like a library of this
+    /// platform): its name, version and interface, or why it has no
+    /// description to read.
+    List {
+        /// The plugins folder.
+        dir: PathBuf,
+        /// The output's format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Whether a host built with NEW's interface would load OLD's plugin:
     /// compatible; compatible with methods missing (which, since which
     /// version); or incompatible (which method, which argument, expected vs
@@ -68,6 +78,91 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Inspect { file, format } => inspect(&file, format),
         Command::Diff { old, new, format } => diff(&old, &new, format),
+        Command::List { dir, format } => list(&dir, format),
+    }
+}
+
+/// One file of `dropin list`.
+#[derive(Serialize)]
+struct Listed {
+    file: String,
+    /// `described` or `refused`.
+    status: &'static str,
+    name: Option<String>,
+    version: Option<String>,
+    interface: Option<String>,
+    interface_version: Option<String>,
+    error: Option<String>,
+}
+
+/// `dropin list DIR`.
+fn list(dir: &Path, format: Format) -> ExitCode {
+    let files = match dropin_host::discover(dir) {
+        Ok(files) => files,
+        Err(error) => {
+            eprintln!("dropin: {}", ErrorChain(&error));
+            return ExitCode::from(2);
+        }
+    };
+    let listed: Vec<Listed> = files
+        .iter()
+        .map(|file| {
+            let shown_file = file.display().to_string();
+            match read_description(file) {
+                Ok(description) => Listed {
+                    file: shown_file,
+                    status: "described",
+                    name: Some(description.plugin_name),
+                    version: Some(description.plugin_version),
+                    interface: Some(description.interface_name),
+                    interface_version: Some(description.interface_version),
+                    error: None,
+                },
+                Err(error) => Listed {
+                    file: shown_file,
+                    status: "refused",
+                    name: None,
+                    version: None,
+                    interface: None,
+                    interface_version: None,
+                    error: Some(ErrorChain(&error).to_string()),
+                },
+            }
+        })
+        .collect();
+    let refused = listed.iter().any(|listed| listed.status == "refused");
+    let mut out = io::stdout().lock();
+    let written = match format {
+        Format::Text => listed.iter().try_for_each(|listed| match listed.status {
+            "described" => writeln!(
+                out,
+                "{:<9} {}\n          plugin {} {}; interface {} {}",
+                listed.status,
+                shown(&listed.file),
+                shown(listed.name.as_deref().unwrap_or_default()),
+                shown(listed.version.as_deref().unwrap_or_default()),
+                shown(listed.interface.as_deref().unwrap_or_default()),
+                shown(listed.interface_version.as_deref().unwrap_or_default()),
+            ),
+            _ => writeln!(
+                out,
+                "{:<9} {}\n          {}",
+                listed.status,
+                shown(&listed.file),
+                shown(listed.error.as_deref().unwrap_or_default()),
+            ),
+        }),
+        Format::Json => serde_json::to_writer_pretty(&mut out, &listed)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out)),
+    };
+    match written {
+        Ok(()) if refused => ExitCode::from(1),
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("dropin: cannot write the output: {error}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -285,3 +285,36 @@ fn diff_gives_the_verdict_of_a_host_for_each_compat_fixture() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(fs::read_dir(markers.path()).unwrap().count(), 0);
 }
+
+/// `dropin list DIR`: every plugin file's description, or why it has none,
+/// and no plugin code runs.
+#[test]
+fn list_describes_every_file_of_a_folder_and_runs_nothing() {
+    let dir = PluginDir::with(&["hello", "not_a_plugin", "runs_at_open"]);
+    let markers = PluginDir::new();
+    let output = dropin(&["list", dir.path().to_str().unwrap()], markers.path());
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let file = |lib: &str| {
+        dir.path()
+            .join(library_file_name(lib))
+            .display()
+            .to_string()
+    };
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "described {}\n          plugin hello 1.0.0; interface greeter 2.1.0\n\
+             refused   {}\n          expected the description a dropin plugin exports \
+             (`dropin_description_v1`), found a library without one: not a dropin plugin, or \
+             built with an earlier dropin\n\
+             described {}\n          plugin runs-at-open 0.1.0; interface greeter 2.1.0\n",
+            file("hello"),
+            file("not_a_plugin"),
+            file("runs_at_open"),
+        )
+    );
+    assert_eq!(fs::read_dir(markers.path()).unwrap().count(), 0);
+    let missing = dir.path().join("nope");
+    let output = dropin(&["list", missing.to_str().unwrap()], markers.path());
+    assert_eq!(output.status.code(), Some(2));
+}

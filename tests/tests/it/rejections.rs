@@ -402,8 +402,8 @@ fn a_description_that_lists_other_methods_is_refused() {
         &path,
         greeter_tests::description_patched(
             &hello,
-            "greet_to\u{5}\0\0\02.1.0",
-            "greet_to\u{5}\0\0\02.0.0",
+            "greet_to\u{5}\0\0\u{0}2.1.0",
+            "greet_to\u{5}\0\0\u{0}2.0.0",
         ),
     )
     .unwrap();
