@@ -449,3 +449,39 @@ fn a_locked_file_whose_description_names_another_plugin_is_refused() {
         )
     );
 }
+
+/// The plugin's `init` runs with what the host prepared for the plugin its
+/// description names only once its root module has said the same: in both
+/// modes, a description that lies is refused before `init` (which would
+/// panic here).
+#[test]
+fn a_description_that_lies_is_refused_before_init_in_both_modes() {
+    let runs_at_open = fs::read(artifacts().library("runs_at_open")).unwrap();
+    for isolated in [false, true] {
+        if !greeter_tests::mode_runs_here(isolated) {
+            continue;
+        }
+        let dir = PluginDir::new();
+        let path = dir.write(
+            &library_file_name("runs_at_open"),
+            &greeter_tests::description_patched(&runs_at_open, "0.1.0", "9.1.0"),
+        );
+        let builder = dropin_host::Loader::<greeter_interface::GreeterPlugin>::builder()
+            .dir(dir.path())
+            .config("runs-at-open", "init = \"panic\"");
+        let report = greeter_tests::in_mode(builder, isolated).load().unwrap();
+        assert_eq!(
+            report
+                .rejected
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            [format!(
+                "{}: its description says plugin version \"9.1.0\", but its root module says \
+                 \"0.1.0\"; expected the same",
+                path.display()
+            )],
+            "isolated: {isolated}"
+        );
+    }
+}

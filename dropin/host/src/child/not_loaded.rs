@@ -9,6 +9,24 @@ use crate::{
     load::Policy,
 };
 
+/// The fields a description and a root module must agree on, in the order
+/// [`agreement`] compares them.
+pub(crate) const AGREED_FIELDS: [&str; 3] = ["plugin name", "plugin version", "interface version"];
+
+/// The first field on which `described` (name, version, interface version)
+/// and `found` differ, as the error kind; `None` if they agree.
+pub(crate) fn agreement(described: [&str; 3], found: [&str; 3]) -> Option<LoadErrorKind> {
+    AGREED_FIELDS
+        .iter()
+        .zip(described.iter().zip(found))
+        .find(|(_, (described, found))| *described != found)
+        .map(|(field, (described, found))| LoadErrorKind::Disagrees {
+            field,
+            described: (*described).to_owned(),
+            found: found.to_owned(),
+        })
+}
+
 /// Why a child process did not load a plugin, as the kind of [`LoadError`]
 /// the host reports for it: the checks and `init` that fail in that
 /// process fail with the same kind, and the same words, as in the host. The host's own values (its interface, versions and policy) are
@@ -62,6 +80,11 @@ pub(crate) enum NotLoaded {
     },
     Init {
         message: String,
+    },
+    Disagrees {
+        field: String,
+        described: String,
+        found: String,
     },
     /// Anything else, in words (without the file's name).
     Other {
@@ -131,6 +154,15 @@ impl NotLoaded {
             },
             K::Init { message } => Self::Init {
                 message: message.clone(),
+            },
+            K::Disagrees {
+                field,
+                described,
+                found,
+            } => Self::Disagrees {
+                field: (*field).to_owned(),
+                described: described.clone(),
+                found: found.clone(),
             },
             other => Self::Other {
                 reason: crate::ErrorChain(other).to_string(),
@@ -230,6 +262,21 @@ impl NotLoaded {
                 None => other(format!("invalid {field} {value:?}: {reason}")),
             },
             Self::Init { message } => LoadErrorKind::Init { message },
+            Self::Disagrees {
+                field,
+                described,
+                found,
+            } => match AGREED_FIELDS.iter().find(|known| **known == field) {
+                Some(field) => LoadErrorKind::Disagrees {
+                    field,
+                    described,
+                    found,
+                },
+                None => other(format!(
+                    "its description says {field} {described:?}, but its root module says \
+                     {found:?}"
+                )),
+            },
             Self::Other { reason } => other(reason),
         }
     }

@@ -390,32 +390,20 @@ impl<I: Interface> Loader<I> {
         description: &Description,
         path: &Path,
     ) -> Result<(), LoadError> {
-        let pairs = [
-            (
-                "plugin name",
-                &description.plugin_name,
-                plugin.name().to_owned(),
-            ),
-            (
-                "plugin version",
-                &description.plugin_version,
-                plugin.version().to_string(),
-            ),
-            (
-                "interface version",
-                &description.interface_version,
-                plugin.interface_version().to_string(),
-            ),
+        let found = [
+            plugin.name().to_owned(),
+            plugin.version().to_string(),
+            plugin.interface_version().to_string(),
         ];
-        for (field, described, found) in pairs {
-            if *described != found {
-                return Err(LoadErrorKind::Disagrees {
-                    field,
-                    described: described.clone(),
-                    found,
-                }
-                .at(path));
-            }
+        if let Some(kind) = crate::child::not_loaded::agreement(
+            [
+                &description.plugin_name,
+                &description.plugin_version,
+                &description.interface_version,
+            ],
+            [&found[0], &found[1], &found[2]],
+        ) {
+            return Err(kind.at(path));
         }
         // The methods, where the root module is mapped here (an isolated
         // plugin's are compared in its own process, against the host's).
@@ -473,7 +461,7 @@ impl<I: Interface> Loader<I> {
             digest,
             &self.policy,
             config,
-            name.as_deref(),
+            &description,
             previous(true),
             self.services.as_ref(),
         )?;

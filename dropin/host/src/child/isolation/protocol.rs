@@ -21,6 +21,12 @@ pub(super) struct Setup {
     /// The services the host serves on file descriptor 3, if any: their
     /// trait's name and the version of the interface crate, tab-separated.
     pub(super) services: Option<String>,
+    /// What the file's description says of the plugin: its name, version
+    /// and interface version, which the root module must say too before
+    /// the plugin's `init` runs with what the host prepared for that name.
+    pub(super) described_name: String,
+    pub(super) described_version: String,
+    pub(super) described_interface_version: String,
 }
 
 /// What the child answers once its plugin is loaded; on the wire, its

@@ -45,9 +45,30 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
             .map_err(|e| format!("cannot reach the host's services: {e}"))?,
         None => None,
     };
-    let loaded = load::open::<I>(&path, &copy, None, &policy, None, false).and_then(|plugin| {
-        load::initialize(&plugin, &setup.config, previous.as_ref(), services).map(|()| plugin)
-    });
+    let loaded = load::open::<I>(&path, &copy, None, &policy, None, false)
+        .and_then(|plugin| {
+            // The plugin the host described, before its `init` gets what the
+            // host prepared for that plugin.
+            let found = [
+                plugin.name().to_owned(),
+                plugin.version().to_string(),
+                plugin.interface_version().to_string(),
+            ];
+            match crate::child::not_loaded::agreement(
+                [
+                    &setup.described_name,
+                    &setup.described_version,
+                    &setup.described_interface_version,
+                ],
+                [&found[0], &found[1], &found[2]],
+            ) {
+                Some(kind) => Err(kind.at(&path)),
+                None => Ok(plugin),
+            }
+        })
+        .and_then(|plugin| {
+            load::initialize(&plugin, &setup.config, previous.as_ref(), services).map(|()| plugin)
+        });
     let plugin = match loaded {
         Ok(plugin) => plugin,
         Err(error) => {

@@ -49,7 +49,7 @@ pub(crate) fn start<I: Interface>(
     sha256: Option<[u8; 32]>,
     policy: &Policy,
     config: &str,
-    expected_name: Option<&str>,
+    described: &dropin::description::Description,
     previous: Option<crate::load::Saved>,
     services: Option<&dropin::Services>,
 ) -> Result<Plugin<I>, LoadError> {
@@ -70,7 +70,11 @@ pub(crate) fn start<I: Interface>(
         services: services
             .filter(|_| sys::target::UNIX)
             .map(|services| services_identity(services.name(), services.version())),
+        described_name: described.plugin_name.clone(),
+        described_version: described.plugin_version.clone(),
+        described_interface_version: described.interface_version.clone(),
     };
+    let expected = described.plugin_name.as_str();
     let mut bytes = Vec::new();
     setup.encode(&mut bytes);
     let spawner = Spawner {
@@ -86,8 +90,7 @@ pub(crate) fn start<I: Interface>(
         // Its service calls say they come from the plugin its description
         // names, which its process must then load.
         services: services.map(|services| {
-            let (caller, refusal) =
-                services.caller_for(expected_name.unwrap_or("(unnamed plugin)"));
+            let (caller, refusal) = services.caller_for(expected);
             (services.clone(), caller, refusal)
         }),
         id: NEXT_SPAWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -102,9 +105,7 @@ pub(crate) fn start<I: Interface>(
     // The name the file's description gives: a process that names itself
     // otherwise is not the plugin that was checked, and is refused as a
     // description that disagrees with its root module is in the host.
-    if let Some(expected) = expected_name
-        && ready.name != expected
-    {
+    if ready.name != expected {
         return Err(LoadErrorKind::Disagrees {
             field: "plugin name",
             described: expected.to_owned(),
