@@ -395,16 +395,23 @@ pub fn greeting_offset(library: &[u8]) -> usize {
         .expect("the greeting is in the library")
 }
 
-/// `library` with `from` replaced by `to` (of the same length) inside its
-/// description only: a description that lies about the library, whose root
-/// module still says `from`.
-pub fn description_patched(library: &[u8], from: &str, to: &str) -> Vec<u8> {
-    assert_eq!(from.len(), to.len(), "a patch of the same length");
+/// Where a plugin library's description lies in its bytes: its offset and
+/// its length, header included.
+pub fn description_range(library: &[u8]) -> (usize, usize) {
     let at = library
         .windows(8)
         .position(|window| window == dropin::description::MAGIC)
         .expect("the library carries a description");
     let len = 16 + u32::from_le_bytes(library[at + 12..at + 16].try_into().unwrap()) as usize;
+    (at, len)
+}
+
+/// `library` with `from` replaced by `to` (of the same length) inside its
+/// description only: a description that lies about the library, whose root
+/// module still says `from`.
+pub fn description_patched(library: &[u8], from: &str, to: &str) -> Vec<u8> {
+    assert_eq!(from.len(), to.len(), "a patch of the same length");
+    let (at, len) = description_range(library);
     let offset = library[at..at + len]
         .windows(from.len())
         .position(|window| window == from.as_bytes())

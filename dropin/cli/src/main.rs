@@ -306,16 +306,9 @@ fn judge(old: &Description, new: &Description) -> Verdict {
 
 /// `dropin inspect FILE`.
 fn inspect(file: &Path, format: Format) -> ExitCode {
-    let description = match read_description(file) {
+    let description = match described(file) {
         Ok(description) => description,
-        Err(DescriptionReadError::Io(error)) => {
-            eprintln!("dropin: {}: cannot read the file: {error}", file.display());
-            return ExitCode::from(2);
-        }
-        Err(error) => {
-            eprintln!("dropin: {}: {}", file.display(), ErrorChain(&error));
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     // Streamed: a file of any size costs no more memory than a buffer.
     let hashed = fs::File::open(file).and_then(|mut bytes| {

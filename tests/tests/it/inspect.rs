@@ -123,12 +123,7 @@ fn inspect_refuses_what_is_not_a_plugin_naming_the_file() {
 #[test]
 fn every_mutant_of_a_description_is_read_or_refused() {
     let hello = fs::read(artifacts().library("hello")).unwrap();
-    let magic = b"dropin\0d";
-    let at = hello
-        .windows(magic.len())
-        .position(|window| window == magic)
-        .expect("hello carries its description");
-    let len = 16 + u32::from_le_bytes(hello[at + 12..at + 16].try_into().unwrap()) as usize;
+    let (at, len) = greeter_tests::description_range(&hello);
     let dir = PluginDir::new();
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut rng = move || {

@@ -14,8 +14,17 @@ use crate::{
 pub(crate) const AGREED_FIELDS: [&str; 3] = ["plugin name", "plugin version", "interface version"];
 
 /// The first field on which `described` (name, version, interface version)
-/// and `found` differ, as the error kind; `None` if they agree.
-pub(crate) fn agreement(described: [&str; 3], found: [&str; 3]) -> Option<LoadErrorKind> {
+/// and what `plugin`'s root module says differ, as the error kind; `None`
+/// if they agree. The host and an isolated plugin's process both ask.
+pub(crate) fn agreement<I: Interface>(
+    described: [&str; 3],
+    plugin: &crate::load::Plugin<I>,
+) -> Option<LoadErrorKind> {
+    let found = [
+        plugin.name().to_owned(),
+        plugin.version().to_string(),
+        plugin.interface_version().to_string(),
+    ];
     AGREED_FIELDS
         .iter()
         .zip(described.iter().zip(found))
@@ -23,7 +32,7 @@ pub(crate) fn agreement(described: [&str; 3], found: [&str; 3]) -> Option<LoadEr
         .map(|(field, (described, found))| LoadErrorKind::Disagrees {
             field,
             described: (*described).to_owned(),
-            found: found.to_owned(),
+            found,
         })
 }
 

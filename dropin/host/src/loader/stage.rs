@@ -390,18 +390,13 @@ impl<I: Interface> Loader<I> {
         description: &Description,
         path: &Path,
     ) -> Result<(), LoadError> {
-        let found = [
-            plugin.name().to_owned(),
-            plugin.version().to_string(),
-            plugin.interface_version().to_string(),
-        ];
         if let Some(kind) = crate::child::not_loaded::agreement(
             [
                 &description.plugin_name,
                 &description.plugin_version,
                 &description.interface_version,
             ],
-            [&found[0], &found[1], &found[2]],
+            plugin,
         ) {
             return Err(kind.at(path));
         }

@@ -49,18 +49,13 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
         .and_then(|plugin| {
             // The plugin the host described, before its `init` gets what the
             // host prepared for that plugin.
-            let found = [
-                plugin.name().to_owned(),
-                plugin.version().to_string(),
-                plugin.interface_version().to_string(),
-            ];
             match crate::child::not_loaded::agreement(
                 [
                     &setup.described_name,
                     &setup.described_version,
                     &setup.described_interface_version,
                 ],
-                [&found[0], &found[1], &found[2]],
+                &plugin,
             ) {
                 Some(kind) => Err(kind.at(&path)),
                 None => Ok(plugin),
