@@ -84,13 +84,9 @@ impl<I: Interface> Loader<I> {
         // Headers first, under the host's policy, then the description:
         // no probe for bytes the host refuses from these alone. The copy
         // goes either way.
-        let headers_pass = match headers {
-            Headers::Later => self.check_headers(path, &copied.path).0,
-            Headers::Read { verdict, .. } => verdict,
-            Headers::Proven => Ok(()),
-        };
-        let judged = headers_pass
-            .and_then(|()| self.described(path, &copied.path))
+        let judged = self
+            .judge_headers(headers, path, &copied.path)
+            .and_then(|_| self.described(path, &copied.path))
             .and_then(|(description, name)| {
                 if let Some(first) = names.get(&name) {
                     return Err(LoadErrorKind::DuplicateName {

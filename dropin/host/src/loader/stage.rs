@@ -269,21 +269,7 @@ impl<I: Interface> Loader<I> {
         }
         // The headers, under the host's policy, before anything reads the
         // bytes they describe.
-        let headers = match headers {
-            Headers::Later => {
-                let (verdict, _) = self.check_headers(&path, &copy);
-                verdict?;
-                Headers::Read {
-                    verdict: Ok(()),
-                    prove: None,
-                }
-            }
-            Headers::Read {
-                verdict: Err(error),
-                ..
-            } => return Err(error),
-            read => read,
-        };
+        let headers = self.judge_headers(headers, &path, &copy)?;
         let (description, name) = self.described(&path, &copy)?;
         // The name the lock file recorded is the one its reviewer saw.
         if let Some(entry) = locked
@@ -315,6 +301,31 @@ impl<I: Interface> Loader<I> {
             stamp,
             headers,
         })
+    }
+
+    /// Step 5: the headers of `copy`, the private copy of `path`, judged
+    /// now if they were left for later; an error if they fail. What is
+    /// known of them, for the steps after.
+    pub(super) fn judge_headers<'l>(
+        &self,
+        headers: Headers<'l>,
+        path: &Path,
+        copy: &Path,
+    ) -> Result<Headers<'l>, LoadError> {
+        match headers {
+            Headers::Later => {
+                self.check_headers(path, copy).0?;
+                Ok(Headers::Read {
+                    verdict: Ok(()),
+                    prove: None,
+                })
+            }
+            Headers::Read {
+                verdict: Err(error),
+                ..
+            } => Err(error),
+            judged => Ok(judged),
+        }
     }
 
     /// Step 6: the description of `copy`, the private copy of `path`, read
