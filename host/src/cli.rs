@@ -7,7 +7,8 @@ use semver::VersionReq;
 
 pub(crate) const AFTER_HELP: &str = "\
 Exit status:
-  0  every candidate file loaded (and, for greet, every greeting succeeded)
+  0  every candidate file was accepted (list, check, lock) or loaded (and, for
+     greet, every greeting succeeded)
   1  some file was rejected, a greeting failed, or a named plugin is not loaded
   2  usage error; the plugins folder is missing, unreadable or writable by
      others; the lock file is required and missing, or does not parse; or the
@@ -147,7 +148,8 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// List every candidate file: name, versions, path, loaded or rejected and why.
+    /// List every candidate file: name, versions, path, accepted or rejected
+    /// and why, from the files' descriptions (no plugin code runs).
     List {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -165,15 +167,17 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Print each file's compatibility verdict, expected vs found; exit 0
-    /// only if every file loads.
+    /// Print each file's compatibility verdict, expected vs found, from the
+    /// files' descriptions (no plugin code runs); exit 0 only if every file
+    /// is accepted.
     Check {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// Write plugins.lock: the SHA-256 of every plugin file that loads. From
-    /// then on, only those exact files load from this folder.
+    /// Write plugins.lock: the SHA-256 of every plugin file whose description
+    /// is accepted (no plugin code runs). From then on, only those exact
+    /// files load from this folder.
     Lock,
     /// Greet, then keep running: reload every plugin whose file changes (and
     /// load new ones) after the checks of a first load, and greet again

@@ -154,8 +154,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let mut out = io::stdout().lock();
     if relock {
-        // Recording runs no plugin code in this process: the probe opens
-        // each file and reports what it read.
+        // Recording runs no plugin code, here or anywhere: it reads each
+        // file's description.
         let recording = loader.record()?;
         write_lock(&mut out, &recording, &loader)?;
         if matches!(cli.command, Command::Lock) {
@@ -168,16 +168,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     // Folder-level failures (missing, unsafe, bad lock file) end up in
-    // `main`: exit 2, nothing loaded.
-    let report = loader.load()?;
+    // `main`: exit 2, nothing loaded. Listing and checking read the files'
+    // descriptions and run no plugin code.
     let ok = match cli.command {
         Command::Lock => unreachable!("handled above"),
-        Command::List { format } => list(&mut out, &report, format)?,
+        Command::List { format } => list(&mut out, &loader.survey()?, format)?,
+        Command::Check { format } => check(&mut out, &loader.survey()?, &loader, format)?,
         Command::Greet { names, to, format } => {
+            let report = loader.load()?;
             greet(&mut out, &report, &names, to.as_deref(), format)?
         }
-        Command::Check { format } => check(&mut out, &report, &loader, format)?,
         Command::Watch { names, every } => {
+            let report = loader.load()?;
             greet(&mut out, &report, &names, None, Format::Text)?;
             out.flush().context("cannot write to standard output")?;
             watch(&mut out, &loader, &report.registry, &names, every)?

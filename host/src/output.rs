@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Context;
 use dropin_host::{
-    ErrorChain, LoadError, LoadErrorKind, LoadReport, PermissionError, Plugin, is_deceptive,
+    Described, ErrorChain, LoadError, LoadErrorKind, PermissionError, Plugin, Survey, is_deceptive,
 };
 use greeter_interface::GreeterPlugin;
 use serde::Serialize;
@@ -44,19 +44,44 @@ pub(crate) struct Entry {
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Status {
+    /// Passes every check made without running it (`list`, `check`).
+    Accepted,
     Loaded,
     Rejected,
     /// Loaded, then disabled after a panic in this process.
     Failed,
 }
 
-/// Every candidate file, loaded or rejected, in path order.
-pub(crate) fn entries(report: &LoadReport<GreeterPlugin>) -> Vec<Entry> {
-    let loaded = report.registry.iter().map(loaded_entry);
-    let rejected = report.rejected.iter().map(rejected_entry);
-    let mut entries: Vec<Entry> = loaded.chain(rejected).collect();
+/// Every candidate file of a survey, accepted or refused, in path order.
+pub(crate) fn entries(survey: &Survey) -> Vec<Entry> {
+    let accepted = survey.plugins.iter().map(described_entry);
+    let refused = survey.refused.iter().map(rejected_entry);
+    let mut entries: Vec<Entry> = accepted.chain(refused).collect();
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     entries
+}
+
+/// A plugin as its description shows it.
+fn described_entry(plugin: &Described) -> Entry {
+    Entry {
+        name: Some(plugin.name().to_owned()),
+        version: Some(plugin.version().to_owned()),
+        interface_version: Some(plugin.interface_version().to_owned()),
+        path: plugin.path().to_owned(),
+        path_lossy: plugin.path().to_str().is_none(),
+        isolated: plugin.is_isolated(),
+        status: Status::Accepted,
+        error: None,
+        capabilities: Some(
+            plugin
+                .capabilities()
+                .iter()
+                .map(|(name, _)| *name)
+                .collect(),
+        ),
+        greeting: None,
+        note: None,
+    }
 }
 
 pub(crate) fn loaded_entry(plugin: &Plugin<GreeterPlugin>) -> Entry {

@@ -99,8 +99,8 @@ pub use inspect::description::{DescriptionReadError, read_description};
 pub use inspect::verify::{ObjectFormat, VerifyError};
 pub use load::Plugin;
 pub use loader::{
-    DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Loader, LoaderBuilder,
-    LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded,
+    DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Described, Loader,
+    LoaderBuilder, LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded, Survey,
 };
 pub use registry::{Live, LoadReport, Registry, Retained};
 pub use trust::{

@@ -1,4 +1,5 @@
-//! `check`: each file's verdict, expected against found.
+//! `check`: each file's verdict, expected against found, from the files'
+//! descriptions: no plugin code runs.
 
 use std::{
     io::Write,
@@ -6,7 +7,7 @@ use std::{
 };
 
 use anyhow::Context;
-use dropin_host::{LoadReport, Loader};
+use dropin_host::{Loader, Survey};
 use greeter_interface::GreeterPlugin;
 use serde::Serialize;
 
@@ -45,32 +46,32 @@ pub(crate) struct CheckEntry {
 
 pub(crate) fn check(
     out: &mut impl Write,
-    report: &LoadReport<GreeterPlugin>,
+    survey: &Survey,
     loader: &Loader<GreeterPlugin>,
     format: Format,
 ) -> anyhow::Result<bool> {
     if format == Format::Json {
-        let mut files: Vec<CheckEntry> = report
-            .registry
+        let mut files: Vec<CheckEntry> = survey
+            .plugins
             .iter()
             .map(|plugin| CheckEntry {
                 path: plugin.path().to_owned(),
                 path_lossy: plugin.path().to_str().is_none(),
-                status: Status::Loaded,
+                status: Status::Accepted,
                 name: Some(plugin.name().to_owned()),
-                version: Some(plugin.version().to_string()),
-                interface_version: Some(plugin.interface_version().to_string()),
-                host_requirement: plugin.host_requirement().map(ToString::to_string),
+                version: Some(plugin.version().to_owned()),
+                interface_version: Some(plugin.interface_version().to_owned()),
+                host_requirement: plugin.host_requirement().map(str::to_owned),
                 missing_capabilities: Some(
                     plugin
                         .missing_capabilities()
-                        .into_iter()
+                        .iter()
                         .map(|(name, since)| format!("{name} (since {since})"))
                         .collect(),
                 ),
                 error: None,
             })
-            .chain(report.rejected.iter().map(|error| CheckEntry {
+            .chain(survey.refused.iter().map(|error| CheckEntry {
                 path: error.path().to_owned(),
                 path_lossy: error.path().to_str().is_none(),
                 status: Status::Rejected,
@@ -90,13 +91,13 @@ pub(crate) fn check(
         };
         serde_json::to_writer_pretty(&mut *out, &check).context("cannot write JSON")?;
         writeln!(out)?;
-        return Ok(report.rejected.is_empty());
+        return Ok(survey.refused.is_empty());
     }
     let mut entries: Vec<(&Path, String)> = Vec::new();
-    for plugin in report.registry.iter() {
+    for plugin in &survey.plugins {
         let missing: Vec<String> = plugin
             .missing_capabilities()
-            .into_iter()
+            .iter()
             .map(|(name, since)| format!("{name} (since {since})"))
             .collect();
         let verdict = format!(
@@ -107,9 +108,7 @@ pub(crate) fn check(
             plugin.version(),
             plugin.interface_version(),
             loader.accepted_interface(),
-            plugin
-                .host_requirement()
-                .map_or_else(|| "any".to_owned(), ToString::to_string),
+            plugin.host_requirement().unwrap_or("any"),
             loader.host_version(),
             if missing.is_empty() {
                 "none".to_owned()
@@ -119,7 +118,7 @@ pub(crate) fn check(
         );
         entries.push((plugin.path(), verdict));
     }
-    for error in &report.rejected {
+    for error in &survey.refused {
         entries.push((
             error.path(),
             format!(
@@ -135,10 +134,10 @@ pub(crate) fn check(
     }
     writeln!(
         out,
-        "{}: {} of {} plugin files loaded",
+        "{}: {} of {} plugin files accepted",
         loader.dir().display(),
-        report.registry.len(),
+        survey.plugins.len(),
         entries.len()
     )?;
-    Ok(report.rejected.is_empty())
+    Ok(survey.refused.is_empty())
 }

@@ -1,21 +1,17 @@
-//! `list`: every candidate file, loaded or rejected, and why.
+//! `list`: every candidate file, accepted or refused, and why, from the
+//! files' descriptions: no plugin code runs.
 
 use std::io::Write;
 
-use dropin_host::LoadReport;
-use greeter_interface::GreeterPlugin;
+use dropin_host::Survey;
 
 use crate::{
     cli::Format,
     output::{Status, entries, shown, shown_path, write_json},
 };
 
-pub(crate) fn list(
-    out: &mut impl Write,
-    report: &LoadReport<GreeterPlugin>,
-    format: Format,
-) -> anyhow::Result<bool> {
-    let entries = entries(report);
+pub(crate) fn list(out: &mut impl Write, survey: &Survey, format: Format) -> anyhow::Result<bool> {
+    let entries = entries(survey);
     match format {
         Format::Json => write_json(out, &entries)?,
         Format::Text => {
@@ -35,9 +31,10 @@ pub(crate) fn list(
                     dash(&entry.version),
                     dash(&entry.interface_version),
                     match (entry.status, entry.isolated) {
-                        // Loaded, in a process of its own.
-                        (Status::Loaded, true) => "isolated",
-                        (Status::Loaded, false) => "loaded",
+                        // Would load, in a process of its own.
+                        (Status::Accepted, true) => "isolated",
+                        (Status::Accepted, false) => "accepted",
+                        (Status::Loaded, _) => "loaded",
                         (Status::Rejected, _) => "rejected",
                         (Status::Failed, _) => "failed",
                     },
@@ -49,5 +46,5 @@ pub(crate) fn list(
             }
         }
     }
-    Ok(report.rejected.is_empty())
+    Ok(survey.refused.is_empty())
 }

@@ -84,10 +84,10 @@ fn list_json_reports_every_file_with_the_documented_fields() {
     assert_eq!(
         summary,
         [
-            expect("counter", "loaded"),
+            expect("counter", "accepted"),
             expect("empty", "rejected"),
-            expect("hello", "loaded"),
-            expect("hellohello", "loaded"),
+            expect("hello", "accepted"),
+            expect("hellohello", "accepted"),
             expect("not_a_plugin", "rejected"),
             expect("text", "rejected"),
             expect("truncated", "rejected"),
@@ -194,7 +194,7 @@ fn list_text_shows_versions_and_reasons() {
             "hello",
             "1.0.0",
             "2.1.0",
-            "loaded",
+            "accepted",
             hello.display()
         )
     );
@@ -202,12 +202,12 @@ fn list_text_shows_versions_and_reasons() {
 }
 
 #[test]
-fn check_exits_0_only_when_every_file_loads() {
+fn check_exits_0_only_when_every_file_is_accepted() {
     let dir = PluginDir::with(&["hello", "hellohello"]);
     let output = dir.run(&["check"]);
     assert_eq!(output.status.code(), Some(0));
     assert!(
-        stdout(&output).ends_with("2 of 2 plugin files loaded\n"),
+        stdout(&output).ends_with("2 of 2 plugin files accepted\n"),
         "{}",
         stdout(&output)
     );
@@ -221,7 +221,7 @@ fn check_exits_0_only_when_every_file_loads() {
         stdout(&output)
     );
     assert!(
-        stdout(&output).ends_with("2 of 3 plugin files loaded\n"),
+        stdout(&output).ends_with("2 of 3 plugin files accepted\n"),
         "{}",
         stdout(&output)
     );
@@ -243,7 +243,7 @@ fn check_json_gives_each_verdict_and_what_the_host_accepts() {
             "files": [
                 {
                     "path": older.to_str().unwrap(),
-                    "status": "loaded",
+                    "status": "accepted",
                     "name": "greeter-2.0",
                     "version": "1.0.0",
                     "interface_version": "2.0.0",
@@ -253,7 +253,7 @@ fn check_json_gives_each_verdict_and_what_the_host_accepts() {
                 },
                 {
                     "path": dir.path().join(library_file_name("hello")).to_str().unwrap(),
-                    "status": "loaded",
+                    "status": "accepted",
                     "name": "hello",
                     "version": "1.0.0",
                     "interface_version": "2.1.0",
@@ -410,7 +410,7 @@ fn help_documents_the_exit_codes() {
     let output = host_command().arg("--help").output().unwrap();
     let help = stdout(&output);
     for line in [
-        "0  every candidate file loaded",
+        "0  every candidate file was accepted (list, check, lock) or loaded",
         "1  some file was rejected",
         "2  usage error",
         "3  standard output was closed",

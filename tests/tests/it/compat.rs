@@ -6,7 +6,7 @@ use std::fs;
 use dropin::{CallErrorKind, Interface};
 use dropin_host::{LoadErrorKind, Loader};
 use greeter_interface::GreeterPlugin;
-use greeter_tests::{COMPAT_WORKSPACES, PluginDir, stdout};
+use greeter_tests::{COMPAT_WORKSPACES, PluginDir, stderr, stdout};
 use semver::{Version, VersionReq};
 use transform_interface::{Direction, TransformPlugin};
 
@@ -238,8 +238,25 @@ fn no_entry_point_of_a_refused_plugin_runs_and_none_is_mapped() {
     }
     let markers = PluginDir::new();
     let opened = PluginDir::new();
-    let child = dir
+    // Checking reads descriptions: nothing opens any of the files.
+    let output = dir
         .command(&["check"])
+        .env("GREETER_COMPAT_MARKERS", markers.path())
+        .env("GREETER_OPEN_MARKERS", opened.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let files: usize = COMPAT_WORKSPACES.iter().map(|(_, libs)| libs.len()).sum();
+    assert!(
+        stdout(&output).ends_with(&format!("2 of {files} plugin files accepted\n")),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(fs::read_dir(markers.path()).unwrap().count(), 0);
+    assert_eq!(open_marker::openers(opened.path()), []);
+    // Loading opens the two it accepts, and only those.
+    let child = dir
+        .command(&["greet"])
         .env("GREETER_COMPAT_MARKERS", markers.path())
         .env("GREETER_OPEN_MARKERS", opened.path())
         .stdout(std::process::Stdio::null())
@@ -307,7 +324,7 @@ fn check_prints_each_verdict_with_expected_and_found() {
              version than this host's 2.1.0; expected greeter 2.x: rebuild the plugin against it\n\
              ok        {old}\n          plugin greeter-2.0 1.0.0; interface 2.0.0 (host accepts >=2.0.0, <3.0.0); \
              host requirement any (host is 0.1.0); missing capabilities: greet_to (since 2.1.0)\n\
-             {dir}: 1 of 2 plugin files loaded\n",
+             {dir}: 1 of 2 plugin files accepted\n",
             old = old.display(),
             major = major.display(),
             dir = dir.path().display(),

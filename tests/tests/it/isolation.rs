@@ -32,7 +32,7 @@ fn the_example_plugins_greet_identically_isolated() {
     let in_process = dir.run(&["list"]);
     assert_eq!(
         stdout(&isolated),
-        stdout(&in_process).replace("loaded  ", "isolated")
+        stdout(&in_process).replace("accepted", "isolated")
     );
     assert!(
         stdout(&isolated)
@@ -419,7 +419,7 @@ fn plugins_toml_chooses_which_plugins_run_isolated() {
         .lines()
         .map(|line| line.split_whitespace().nth(3).unwrap())
         .collect();
-    assert_eq!(modes, ["isolated", "loaded"]);
+    assert_eq!(modes, ["isolated", "accepted"]);
     // The isolated plugin gets its configuration too.
     let output = dir.run(&["greet", "counter"]);
     assert_eq!(stdout(&output), "counter: Hello, visitor #42!\n");

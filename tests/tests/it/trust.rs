@@ -135,7 +135,7 @@ fn openers(markers: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn recording_a_lock_file_runs_no_plugin_code_in_the_host() {
+fn listing_checking_and_locking_run_no_plugin_code_anywhere() {
     let dir = PluginDir::with(&["hello", "runs_at_open"]);
     let markers = PluginDir::new();
     let run = |args: &[&str]| {
@@ -149,7 +149,7 @@ fn recording_a_lock_file_runs_no_plugin_code_in_the_host() {
         let host = format!("opened-{}", child.id());
         (host, child.wait_with_output().unwrap())
     };
-    let (host, output) = run(&["lock"]);
+    let (_, output) = run(&["lock"]);
     assert_eq!(
         stdout(&output),
         format!(
@@ -158,11 +158,6 @@ fn recording_a_lock_file_runs_no_plugin_code_in_the_host() {
         )
     );
     assert_eq!(output.status.code(), Some(0));
-    // The library's constructor ran once, in the probe process, not in the
-    // host.
-    let opened = openers(markers.path());
-    assert_eq!(opened.len(), 1, "{opened:?}");
-    assert_ne!(opened[0], host);
     let lockfile = fs::read_to_string(dir.path().join("plugins.lock")).unwrap();
     let runs_at_open = dir.path().join(library_file_name("runs_at_open"));
     assert!(lockfile.contains(&sha256(&runs_at_open)), "{lockfile}");
@@ -170,12 +165,27 @@ fn recording_a_lock_file_runs_no_plugin_code_in_the_host() {
         lockfile.contains("\"name\": \"runs-at-open\""),
         "{lockfile}"
     );
+    // Each of these reads descriptions only: no process, the host or a
+    // probe, opened the library, so its constructor never ran.
+    for args in [
+        &["list"][..],
+        &["check"],
+        &["--update-lock", "check"],
+        &["--isolate", "list"],
+        &["--locked", "check", "--format", "json"],
+    ] {
+        let (_, output) = run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(openers(markers.path()), Vec::<String>::new(), "{args:?}");
+    }
 
     // The recorded file is approved: the host now opens it itself, without
     // a probe, which the marker shows.
-    for marker in opened {
-        fs::remove_file(markers.path().join(marker)).unwrap();
-    }
     let (host, output) = run(&["greet", "runs-at-open"]);
     assert_eq!(
         stdout(&output),
@@ -515,25 +525,21 @@ fn recording_refuses_what_loading_would_without_opening_anything_in_the_host() {
     let next_major = dir.add_compat("compat_next_major_greeter");
     let twin = dir.add_as("hello", &library_file_name("zz_hello_again"));
     let opened = PluginDir::new();
-    let loader = |probe: bool| {
-        let mut builder = Loader::<GreeterPlugin>::builder().dir(dir.path());
-        if probe {
-            // The probe, with the markers folder in its environment.
-            let marking = format!("GREETER_OPEN_MARKERS={}", opened.path().display());
-            builder = builder.probe(
-                dropin_host::probe::Probe::command("env")
-                    .args([marking.into(), artifacts().host_binary().into_os_string()]),
-            );
-        }
-        // Recording runs nothing in this process: no trust to grant.
-        builder.build_isolated()
-    };
-    assert!(matches!(loader(false).record(), Err(LoaderError::NoProbe)));
-
-    let recording = loader(true).record().unwrap();
-    // The refused libraries were refused from their descriptions (or the
-    // lack of one): no process opened them, the probe's included, and this
-    // process, the host, mapped none of them.
+    // A probe, with the markers folder in its environment, that recording
+    // never starts.
+    let marking = format!("GREETER_OPEN_MARKERS={}", opened.path().display());
+    let loader = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(
+            dropin_host::probe::Probe::command("env")
+                .args([marking.into(), artifacts().host_binary().into_os_string()]),
+        )
+        // Recording runs nothing, here or anywhere: no trust to grant.
+        .build_isolated();
+    let recording = loader.record().unwrap();
+    // Every library was judged from its description (or the lack of one):
+    // no process opened any, the probe's included, and this process, the
+    // host, mapped none of them.
     let openers = open_marker::openers(opened.path());
     assert_eq!(openers, []);
     let maps = fs::read_to_string("/proc/self/maps").unwrap();

@@ -296,7 +296,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// own: no plugin's code ever runs in this process, so this needs no
     /// `unsafe`. Every plugin is isolated, whatever [`isolate`](Self::isolate)
     /// rules were given. The loader needs a [`probe`](Self::probe), whose
-    /// program runs them: without one, loading, reloading and recording
+    /// program runs them: without one, loading and reloading
     /// fail with [`LoaderError::NoProbe`], and nothing is opened.
     pub fn build_isolated(mut self) -> Loader<I> {
         self.isolation.rules = vec![Isolate::All];

@@ -31,13 +31,13 @@ use crate::{
 };
 
 mod builder;
-mod record;
 mod reload;
 mod stage;
+mod survey;
 
 pub use builder::LoaderBuilder;
-pub use record::Recording;
 use stage::*;
+pub use survey::{Described, Recording, Survey};
 
 pub use reload::{ReloadError, ReloadReport, Reloaded};
 
@@ -117,10 +117,10 @@ pub enum LoaderError {
         /// The bytes free.
         available: u64,
     },
-    /// [`Loader::record`] was asked of a loader without a probe.
+    /// A loader without a probe was asked to isolate a plugin.
     #[error(
-        "recording a lock file or isolating a plugin starts this program again: expected a \
-         loader with a probe (LoaderBuilder::probe), found none"
+        "isolating a plugin starts this program again: expected a loader with a probe \
+         (LoaderBuilder::probe), found none"
     )]
     NoProbe,
 }

@@ -61,22 +61,22 @@ pub(super) enum Headers<'l> {
     Proven,
 }
 
-/// Step 4 and step 6 done: the copy's hash matches its lock entry, or a
-/// probe opened it and the host's policy accepts what it read; its name,
-/// if known by now, is claimed. Nothing of it has run in this process.
-struct Approved<'l> {
-    path: PathBuf,
-    copy: PathBuf,
-    digest: Option<[u8; 32]>,
+/// Steps 4 to 6 done: the copy's hash matches its lock entry, its headers
+/// and its description pass the host's policy, and, without a lock entry,
+/// a probe survived opening it. Nothing of it has run in this process.
+pub(super) struct Approved<'l> {
+    pub(super) path: PathBuf,
+    pub(super) copy: PathBuf,
+    pub(super) digest: Option<[u8; 32]>,
     stamp: source::Stamp,
     headers: Headers<'l>,
     /// Whether the lock file approved it.
-    locked: bool,
+    pub(super) locked: bool,
     /// Its name, as its description says.
-    name: Option<String>,
+    pub(super) name: String,
     /// What the file says of itself, as data: once its library is mapped,
     /// its root module must say the same.
-    description: Description,
+    pub(super) description: Description,
 }
 
 impl<I: Interface> Loader<I> {
@@ -228,7 +228,7 @@ impl<I: Interface> Loader<I> {
         let approved = self.approve(prober, staged, claim)?;
         if self
             .isolation
-            .applies(approved.name.as_deref(), &approved.path, approved.locked)
+            .applies(Some(&approved.name), &approved.path, approved.locked)
             && let Some(probe) = &self.probe
         {
             return self.start_isolated(probe, approved, claim, previous);
@@ -237,18 +237,38 @@ impl<I: Interface> Loader<I> {
         self.initialize(plugin, &path, claim, previous)
     }
 
-    /// Steps 4 to 6, none of which runs the file's code here: the hash
-    /// against the lock entry; the headers; the file's description, which
-    /// the host's policy judges (interface, versions, host requirement, how
-    /// it was built) and which names the plugin, claimed at once; and, for
-    /// bytes the lock file did not approve, the probe, which says only
-    /// whether opening the file is survived.
+    /// Steps 4 to 6, none of which runs the file's code here: what
+    /// [`judge`](Self::judge) finds, the name claimed, and, for bytes the
+    /// lock file did not approve, the probe, which says only whether
+    /// opening the file is survived.
     fn approve<'l>(
         &self,
         prober: Option<&mut Prober>,
         staged: Staged<'l>,
         claim: &dyn Fn(&str) -> Result<(), LoadError>,
     ) -> Result<Approved<'l>, LoadError> {
+        let approved = self.judge(staged)?;
+        claim(&approved.name)?;
+        // Bytes the lock file approved were approved by someone; any others
+        // are opened in a probe process first, when the loader has one.
+        if let (false, Some(prober)) = (approved.locked, prober) {
+            let report = prober
+                .check(&approved.path, &approved.copy)
+                .map_err(|how| LoadErrorKind::Probe { how }.at(approved.path.clone()))?;
+            let opened_here = !self
+                .isolation
+                .applies(Some(&approved.name), &approved.path, false);
+            self.judge_probe(&approved.path, &report, opened_here)?;
+        }
+        Ok(approved)
+    }
+
+    /// Steps 4 to 6 as data, which run nothing of the file anywhere: the
+    /// hash against the lock entry; the headers; the file's description,
+    /// which the host's policy judges (interface, versions, signatures, host
+    /// requirement, how it was built); and the name the lock entry recorded,
+    /// which must be the one the description gives.
+    pub(super) fn judge<'l>(&self, staged: Staged<'l>) -> Result<Approved<'l>, LoadError> {
         let Staged {
             path,
             copied,
@@ -281,18 +301,8 @@ impl<I: Interface> Loader<I> {
             }
             .at(path));
         }
-        claim(&name)?;
-        // Bytes the lock file approved were approved by someone; any others
-        // are opened in a probe process first, when the loader has one.
-        if let (None, Some(prober)) = (locked, prober) {
-            let report = prober
-                .check(&path, &copy)
-                .map_err(|how| LoadErrorKind::Probe { how }.at(path.clone()))?;
-            let opened_here = !self.isolation.applies(Some(&name), &path, false);
-            self.judge_probe(&path, &report, opened_here)?;
-        }
         Ok(Approved {
-            name: Some(name),
+            name,
             locked: locked.is_some(),
             description,
             path,
@@ -455,10 +465,7 @@ impl<I: Interface> Loader<I> {
             description,
             ..
         } = approved;
-        let config = name
-            .as_deref()
-            .and_then(|name| self.config.get(name))
-            .map_or("", String::as_str);
+        let config = self.config.get(&name).map_or("", String::as_str);
         let mut plugin = isolation::start::<I>(
             &probe.launcher(),
             &self.isolation,
