@@ -7,6 +7,7 @@
 //! usage or I/O error.
 
 use std::{
+    collections::HashMap,
     fs,
     io::{self, Write},
     path::{Path, PathBuf},
@@ -14,8 +15,11 @@ use std::{
 };
 
 use clap::{Parser, Subcommand, ValueEnum};
-use dropin::description::Description;
-use dropin_host::{DescriptionReadError, ErrorChain, read_description};
+use dropin::description::{Description, Method};
+use dropin_host::{
+    Application, DescribedFile, DescriptionReadError, ErrorChain, Judged, LoadError, LoadErrorKind,
+    LockEntry, Lockfile, describe_file, read_description,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -54,17 +58,69 @@ enum Command {
     /// Whether a host built with NEW's interface would load OLD's plugin:
     /// compatible; compatible with methods missing (which, since which
     /// version); or incompatible (which method, which argument, expected vs
-    /// found). For an interface's CI: diff a plugin of the previous release
-    /// against one built with the new interface.
+    /// found). Each is a plugin file or an application's executable (for an
+    /// application OLD: a plugin built with its interface). For an
+    /// interface's CI: diff a plugin of the previous release against one
+    /// built with the new interface.
     Diff {
-        /// The plugin file the host would load.
+        /// The plugin file (or application) whose plugin the host would load.
         old: PathBuf,
-        /// A plugin file built with the host's interface.
+        /// A plugin file built with the host's interface, or the host itself.
         new: PathBuf,
+        /// Which interface of an application that loads several.
+        #[arg(long, value_name = "NAME")]
+        interface: Option<String>,
         /// The output's format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Whether each plugin file of DIR would load in the application APP:
+    /// the checks its loader makes before it opens a file (interface and
+    /// versions, every method's signature, host requirement, how it was
+    /// built, unique names), from the files' descriptions and the
+    /// application's, with neither running.
+    Check {
+        /// The plugins folder.
+        dir: PathBuf,
+        #[command(flatten)]
+        host: HostArgs,
+        /// The output's format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Writes DIR/plugins.lock, as the application's own `lock` would: an
+    /// entry (file, SHA-256, name, versions) for every file `check` accepts,
+    /// and `not locked` with the reason for the others.
+    Lock {
+        /// The plugins folder.
+        dir: PathBuf,
+        #[command(flatten)]
+        host: HostArgs,
+    },
+}
+
+/// The application that `check` and `lock` judge for.
+#[derive(clap::Args, Debug)]
+struct HostArgs {
+    /// The application's executable (built with dropin-host's loader).
+    #[arg(long, value_name = "APP")]
+    host: PathBuf,
+    /// Which interface of an application that loads several.
+    #[arg(long, value_name = "NAME")]
+    interface: Option<String>,
+    /// Interface versions to accept [default: the application's major].
+    #[arg(long, value_name = "REQ")]
+    accept_interface: Option<semver::VersionReq>,
+    /// The application's version, matched against plugins' host
+    /// requirements [default: not checked; its executable does not say it].
+    #[arg(long, value_name = "VERSION")]
+    host_version: Option<semver::Version>,
+    /// Accept plugins built with panic = "abort".
+    #[arg(long)]
+    allow_panic_abort: bool,
+    /// Accept files and folders that the group or others may write.
+    #[arg(long)]
+    allow_insecure_permissions: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +133,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect { file, format } => inspect(&file, format),
-        Command::Diff { old, new, format } => diff(&old, &new, format),
+        Command::Diff {
+            old,
+            new,
+            interface,
+            format,
+        } => diff(&old, &new, interface.as_deref(), format),
         Command::List { dir, format } => list(&dir, format),
+        Command::Check { dir, host, format } => check(&dir, &host, format),
+        Command::Lock { dir, host } => lock(&dir, &host),
     }
 }
 
@@ -193,13 +256,131 @@ struct Verdict {
     reason: Option<String>,
 }
 
+/// A file `diff` compares: a plugin's, or an application's.
+enum Either {
+    Plugin(Description),
+    Application(Vec<Application>),
+}
+
+/// What `file` is: a plugin, else an application; or the exit status for
+/// neither, said.
+fn read_either(file: &Path) -> Result<Either, ExitCode> {
+    match read_description(file) {
+        Err(DescriptionReadError::Missing) => match Application::read(file) {
+            Ok(applications) => Ok(Either::Application(applications)),
+            // Neither: what a plugin lacks is the clearer word.
+            Err(DescriptionReadError::NoApplication) => described(file).map(Either::Plugin),
+            Err(error) => {
+                eprintln!("dropin: {}: {}", file.display(), ErrorChain(&error));
+                Err(ExitCode::from(1))
+            }
+        },
+        _ => described(file).map(Either::Plugin),
+    }
+}
+
+/// The one of `applications` (read from `file`) for `interface`, or the
+/// exit status for none or several, said.
+fn choose(
+    file: &Path,
+    applications: Vec<Application>,
+    interface: Option<&str>,
+) -> Result<Application, ExitCode> {
+    let names: Vec<String> = applications
+        .iter()
+        .map(|application| application.interface().to_owned())
+        .collect();
+    let mut matching = applications
+        .into_iter()
+        .filter(|application| interface.is_none_or(|name| application.interface() == name));
+    match (matching.next(), matching.next()) {
+        (Some(application), None) => Ok(application),
+        (None, _) => {
+            eprintln!(
+                "dropin: {}: expected an application of interface {}, found one of {}",
+                file.display(),
+                shown(interface.unwrap_or_default()),
+                shown(&names.join(", "))
+            );
+            Err(ExitCode::from(1))
+        }
+        (Some(_), Some(_)) => {
+            eprintln!(
+                "dropin: {}: the application loads plugins of {}: choose one with --interface",
+                file.display(),
+                shown(&names.join(", "))
+            );
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 /// `dropin diff OLD NEW`.
-fn diff(old: &Path, new: &Path, format: Format) -> ExitCode {
-    let (old, new) = match (described(old), described(new)) {
+fn diff(old_file: &Path, new_file: &Path, interface: Option<&str>, format: Format) -> ExitCode {
+    let (old, new) = match (read_either(old_file), read_either(new_file)) {
         (Ok(old), Ok(new)) => (old, new),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    let verdict = judge(&old, &new);
+    // The host side: NEW as an application (a plugin's description names
+    // the interface it was built with, as an application's does).
+    let wanted = interface.or(match &old {
+        Either::Plugin(old) => Some(old.interface_name.as_str()),
+        Either::Application(_) => None,
+    });
+    let host = match new {
+        Either::Plugin(new) => Application::from_description(new),
+        Either::Application(applications) => match choose(new_file, applications, wanted) {
+            Ok(application) => Ok(application),
+            Err(code) => return code,
+        },
+    };
+    let host = match host {
+        Ok(host) => host.allow_panic_abort(true),
+        Err(error) => {
+            eprintln!("dropin: {}: {}", new_file.display(), ErrorChain(&error));
+            return ExitCode::from(1);
+        }
+    };
+    // The plugin side: OLD's plugin, or a plugin built with OLD's
+    // interface.
+    let plugin = match old {
+        Either::Plugin(old) => old,
+        Either::Application(applications) => {
+            match choose(old_file, applications, Some(host.interface())) {
+                Ok(application) => {
+                    let mut plugin = application.description().clone();
+                    plugin.plugin_name = "plugin".to_owned();
+                    plugin.plugin_version = "0.0.0".to_owned();
+                    plugin
+                }
+                Err(code) => return code,
+            }
+        }
+    };
+    let verdict = match host.judge(old_file, &plugin) {
+        Ok(judged) => {
+            let missing: Vec<ShownMethod> = judged
+                .missing_capabilities
+                .iter()
+                .filter_map(|(name, _)| host.methods().iter().find(|method| method.name == *name))
+                .map(ShownMethod::of)
+                .collect();
+            Verdict {
+                verdict: if missing.is_empty() {
+                    "compatible"
+                } else {
+                    "missing"
+                },
+                missing,
+                reason: None,
+            }
+        }
+        Err(error) => Verdict {
+            verdict: "incompatible",
+            missing: Vec::new(),
+            reason: Some(error.kind().to_string()),
+        },
+    };
     let incompatible = verdict.verdict == "incompatible";
     let mut out = io::stdout().lock();
     let written = match format {
@@ -226,8 +407,14 @@ fn diff(old: &Path, new: &Path, format: Format) -> ExitCode {
             .map_err(io::Error::from)
             .and_then(|()| writeln!(out)),
     };
+    finish(written, incompatible)
+}
+
+/// The exit status once the output is `written`: 1 if something was
+/// `refused`.
+fn finish(written: io::Result<()>, refused: bool) -> ExitCode {
     match written {
-        Ok(()) if incompatible => ExitCode::from(1),
+        Ok(()) if refused => ExitCode::from(1),
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("dropin: cannot write the output: {error}");
@@ -236,78 +423,274 @@ fn diff(old: &Path, new: &Path, format: Format) -> ExitCode {
     }
 }
 
-/// Whether a host of `new`'s interface accepts `old`'s plugin, by the rules
-/// a host applies: the same interface, the same major (the same minor, for
-/// 0.x), and every method both have with the same signature. Methods `old`
-/// lacks make it compatible with methods missing; methods it has beyond
-/// `new`'s are never called.
-fn judge(old: &Description, new: &Description) -> Verdict {
-    let incompatible = |reason: String| Verdict {
-        verdict: "incompatible",
-        missing: Vec::new(),
-        reason: Some(reason),
-    };
-    if old.interface_name != new.interface_name {
-        return incompatible(format!(
-            "expected interface {}, found {}",
-            new.interface_name, old.interface_name
-        ));
-    }
-    let series = |version: &str| {
-        let mut parts = version.split('.');
-        match (parts.next(), parts.next()) {
-            (Some("0"), Some(minor)) => format!("0.{minor}"),
-            (Some(major), _) => major.to_owned(),
-            _ => version.to_owned(),
+/// One file's verdict in `check` and `lock`.
+struct Checked {
+    path: PathBuf,
+    outcome: Result<(DescribedFile, Judged), LoadError>,
+}
+
+/// The application `args` names, and each plugin file of `dir` judged for
+/// it as its loader would before opening anything; or the exit status for
+/// why not, said.
+fn judged_folder(dir: &Path, args: &HostArgs) -> Result<(Application, Vec<Checked>), ExitCode> {
+    let applications = match Application::read(&args.host) {
+        Ok(applications) => applications,
+        Err(DescriptionReadError::Io(error)) => {
+            eprintln!(
+                "dropin: {}: cannot read the file: {error}",
+                args.host.display()
+            );
+            return Err(ExitCode::from(2));
+        }
+        Err(error) => {
+            eprintln!("dropin: {}: {}", args.host.display(), ErrorChain(&error));
+            return Err(ExitCode::from(2));
         }
     };
-    if series(&old.interface_version) != series(&new.interface_version) {
-        return incompatible(format!(
-            "built against {} {}, another major version than {}",
-            old.interface_name, old.interface_version, new.interface_version
-        ));
+    let mut host = choose(&args.host, applications, args.interface.as_deref())
+        .map_err(|_| ExitCode::from(2))?
+        .allow_panic_abort(args.allow_panic_abort);
+    if let Some(req) = &args.accept_interface {
+        host = host.accept_interface(req.clone());
     }
-    for (expected, found) in new.methods.iter().zip(&old.methods) {
-        if let Some(difference) = expected.difference(found) {
-            return incompatible(difference);
-        }
+    if let Some(version) = &args.host_version {
+        host = host.host_version(version.clone());
     }
-    // A method added in a version the plugin declares is one it must have.
-    let declared = semver::Version::parse(&old.interface_version).ok();
-    if let Some(lacking) = new.methods.iter().skip(old.methods.len()).find(|method| {
-        semver::Version::parse(&method.since)
-            .is_ok_and(|since| declared.as_ref().is_some_and(|declared| since <= *declared))
-    }) {
-        return incompatible(format!(
-            "it declares interface {} but lacks method `{}`, added in {}",
-            old.interface_version, lacking.name, lacking.since
-        ));
+    let files = dropin_host::discover(dir).map_err(|error| {
+        eprintln!("dropin: {}", ErrorChain(&error));
+        ExitCode::from(2)
+    })?;
+    if !args.allow_insecure_permissions
+        && let Err(error) = dropin_host::check_permissions(dir)
+    {
+        eprintln!(
+            "dropin: plugins folder {} is not safe: {}",
+            dir.display(),
+            ErrorChain(&error)
+        );
+        return Err(ExitCode::from(2));
     }
-    let missing: Vec<ShownMethod> = new
-        .methods
-        .iter()
-        .skip(old.methods.len())
-        .map(|method| ShownMethod {
-            name: method.name.clone(),
-            since: method.since.clone(),
-            signature: method.to_string(),
+    let mut names: HashMap<String, PathBuf> = HashMap::new();
+    let checked = files
+        .into_iter()
+        .map(|path| {
+            let outcome = describe_file(&path, !args.allow_insecure_permissions).and_then(|file| {
+                let judged = host.judge(&path, &file.description)?;
+                let name = &file.description.plugin_name;
+                if let Some(first) = names.get(name) {
+                    return Err(LoadErrorKind::DuplicateName {
+                        name: name.clone(),
+                        first: first.clone(),
+                    }
+                    .at(path.clone()));
+                }
+                names.insert(name.clone(), path.clone());
+                Ok((file, judged))
+            });
+            Checked { path, outcome }
         })
         .collect();
-    Verdict {
-        verdict: if missing.is_empty() {
-            "compatible"
-        } else {
-            "missing"
-        },
-        missing,
-        reason: None,
+    Ok((host, checked))
+}
+
+/// `check --format json`.
+#[derive(Serialize)]
+struct CheckReport {
+    host: String,
+    interface: String,
+    interface_version: String,
+    accepts: String,
+    host_version: Option<String>,
+    files: Vec<CheckEntry>,
+}
+
+#[derive(Serialize)]
+struct CheckEntry {
+    path: String,
+    /// `accepted` or `rejected`.
+    status: &'static str,
+    name: Option<String>,
+    version: Option<String>,
+    interface_version: Option<String>,
+    host_requirement: Option<String>,
+    host_requirement_checked: Option<bool>,
+    missing_capabilities: Option<Vec<String>>,
+    sha256: Option<String>,
+    error: Option<String>,
+}
+
+/// `dropin check DIR --host APP`.
+fn check(dir: &Path, args: &HostArgs, format: Format) -> ExitCode {
+    let (host, checked) = match judged_folder(dir, args) {
+        Ok(judged) => judged,
+        Err(code) => return code,
+    };
+    let refused = checked.iter().any(|file| file.outcome.is_err());
+    let host_version = args.host_version.as_ref().map(ToString::to_string);
+    let mut out = io::stdout().lock();
+    let written = match format {
+        Format::Json => {
+            let report = CheckReport {
+                host: args.host.display().to_string(),
+                interface: host.interface().to_owned(),
+                interface_version: host.interface_version().to_string(),
+                accepts: host.accepted().to_string(),
+                host_version,
+                files: checked
+                    .iter()
+                    .map(|file| match &file.outcome {
+                        Ok((described, judged)) => {
+                            let plugin = &described.description;
+                            CheckEntry {
+                                path: file.path.display().to_string(),
+                                status: "accepted",
+                                name: Some(plugin.plugin_name.clone()),
+                                version: Some(plugin.plugin_version.clone()),
+                                interface_version: Some(plugin.interface_version.clone()),
+                                host_requirement: Some(plugin.host_requirement.clone())
+                                    .filter(|req| !req.is_empty()),
+                                host_requirement_checked: Some(
+                                    judged.unchecked_host_requirement.is_none(),
+                                ),
+                                missing_capabilities: Some(missing(judged)),
+                                sha256: Some(described.sha256.clone()),
+                                error: None,
+                            }
+                        }
+                        Err(error) => CheckEntry {
+                            path: file.path.display().to_string(),
+                            status: "rejected",
+                            name: None,
+                            version: None,
+                            interface_version: None,
+                            host_requirement: None,
+                            host_requirement_checked: None,
+                            missing_capabilities: None,
+                            sha256: None,
+                            error: Some(ErrorChain(error).to_string()),
+                        },
+                    })
+                    .collect(),
+            };
+            serde_json::to_writer_pretty(&mut out, &report)
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(out))
+        }
+        Format::Text => {
+            let mut text = String::new();
+            for file in &checked {
+                match &file.outcome {
+                    Ok((described, judged)) => {
+                        let plugin = &described.description;
+                        let requirement = match (&judged.unchecked_host_requirement, &host_version)
+                        {
+                            (Some(req), _) => format!(
+                                "{req} (not checked: pass the application's version with \
+                                 --host-version)"
+                            ),
+                            (None, _) if plugin.host_requirement.is_empty() => "any".to_owned(),
+                            (None, version) => format!(
+                                "{} (host is {})",
+                                plugin.host_requirement,
+                                version.as_deref().unwrap_or_default()
+                            ),
+                        };
+                        let missing = missing(judged);
+                        text.push_str(&format!(
+                            "ok        {}\n          plugin {} {}; interface {} (host accepts \
+                             {}); host requirement {requirement}; missing capabilities: {}\n",
+                            file.path.display(),
+                            plugin.plugin_name,
+                            plugin.plugin_version,
+                            plugin.interface_version,
+                            host.accepted(),
+                            if missing.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                missing.join(", ")
+                            }
+                        ));
+                    }
+                    Err(error) => text.push_str(&format!(
+                        "rejected  {}\n          {}\n",
+                        file.path.display(),
+                        ErrorChain(error)
+                    )),
+                }
+            }
+            text.push_str(&format!(
+                "{}: {} of {} plugin files accepted by {} ({} {})",
+                dir.display(),
+                checked.iter().filter(|file| file.outcome.is_ok()).count(),
+                checked.len(),
+                args.host.display(),
+                host.interface(),
+                host.interface_version(),
+            ));
+            writeln!(out, "{}", shown_lines(&text))
+        }
+    };
+    finish(written, refused)
+}
+
+/// The methods a plugin lacks, as `check` shows them.
+fn missing(judged: &Judged) -> Vec<String> {
+    judged
+        .missing_capabilities
+        .iter()
+        .map(|(name, since)| format!("{name} (since {since})"))
+        .collect()
+}
+
+/// `dropin lock DIR --host APP`.
+fn lock(dir: &Path, args: &HostArgs) -> ExitCode {
+    let (_, checked) = match judged_folder(dir, args) {
+        Ok(judged) => judged,
+        Err(code) => return code,
+    };
+    let mut entries = Vec::new();
+    let mut refused = Vec::new();
+    for file in checked {
+        match file.outcome {
+            Ok((described, _)) => {
+                let plugin = described.description;
+                entries.push(LockEntry {
+                    file: file
+                        .path
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    sha256: described.sha256,
+                    name: plugin.plugin_name,
+                    version: plugin.plugin_version,
+                    interface_version: plugin.interface_version,
+                });
+            }
+            Err(error) => refused.push(error),
+        }
     }
+    let path = dir.join(dropin_host::LOCKFILE_NAME);
+    let count = entries.len();
+    if let Err(error) = Lockfile::new(entries).write(&path) {
+        eprintln!("dropin: {}", ErrorChain(&error));
+        return ExitCode::from(2);
+    }
+    let mut text = format!("wrote {}: {count} plugin files locked", path.display());
+    for error in &refused {
+        text.push_str(&format!("\nnot locked  {}", ErrorChain(error)));
+    }
+    let written = writeln!(io::stdout().lock(), "{}", shown_lines(&text));
+    finish(written, !refused.is_empty())
 }
 
 /// `dropin inspect FILE`.
 fn inspect(file: &Path, format: Format) -> ExitCode {
-    let description = match described(file) {
-        Ok(description) => description,
+    let description = match read_either(file) {
+        Ok(Either::Plugin(description)) => description,
+        Ok(Either::Application(applications)) => {
+            return inspect_application(file, &applications, format);
+        }
         Err(code) => return code,
     };
     // Streamed: a file of any size costs no more memory than a buffer.
@@ -338,6 +721,75 @@ fn inspect(file: &Path, format: Format) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// An application's interfaces, as `inspect` shows them.
+#[derive(Serialize)]
+struct ShownApplication {
+    file: String,
+    interface: String,
+    interface_version: String,
+    accepts: String,
+    dropin_version: String,
+    arch: String,
+    os: String,
+    methods: Vec<ShownMethod>,
+}
+
+/// `dropin inspect APP`: the interfaces whose plugins it loads.
+fn inspect_application(file: &Path, applications: &[Application], format: Format) -> ExitCode {
+    let shown_all: Vec<ShownApplication> = applications
+        .iter()
+        .map(|application| {
+            let description = application.description();
+            ShownApplication {
+                file: file.display().to_string(),
+                interface: description.interface_name.clone(),
+                interface_version: description.interface_version.clone(),
+                accepts: application.accepted().to_string(),
+                dropin_version: description.dropin_version.clone(),
+                arch: description.arch.clone(),
+                os: description.os.clone(),
+                methods: description.methods.iter().map(ShownMethod::of).collect(),
+            }
+        })
+        .collect();
+    let mut out = io::stdout().lock();
+    let written = match format {
+        Format::Text => {
+            let mut text = String::new();
+            for application in &shown_all {
+                text.push_str(&format!(
+                    "{}\n  application of interface {} {} (accepts {})\n  built      with dropin \
+                     {} for {}-{}\n",
+                    application.file,
+                    application.interface,
+                    application.interface_version,
+                    application.accepts,
+                    application.dropin_version,
+                    application.arch,
+                    application.os,
+                ));
+                for (i, method) in application.methods.iter().enumerate() {
+                    let label = if i == 0 { "methods" } else { "" };
+                    text.push_str(&format!(
+                        "  {label:<9}  {} (since {})\n",
+                        method.signature, method.since
+                    ));
+                }
+            }
+            writeln!(out, "{}", shown_lines(&text))
+        }
+        Format::Json => serde_json::to_writer_pretty(&mut out, &shown_all)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out)),
+    };
+    finish(written, false)
+}
+
+/// `text`, line by line, each [`shown`].
+fn shown_lines(text: &str) -> String {
+    text.lines().map(shown).collect::<Vec<_>>().join("\n")
 }
 
 /// `text` with its control characters (escape sequences, new lines) shown
@@ -384,6 +836,16 @@ struct ShownMethod {
     signature: String,
 }
 
+impl ShownMethod {
+    fn of(method: &Method) -> Self {
+        Self {
+            name: method.name.clone(),
+            since: method.since.clone(),
+            signature: method.to_string(),
+        }
+    }
+}
+
 impl Shown {
     fn of(file: &Path, description: &Description, sha256: String) -> Self {
         Self {
@@ -403,15 +865,7 @@ impl Shown {
             },
             debug_assertions: description.debug_assertions,
             sha256,
-            methods: description
-                .methods
-                .iter()
-                .map(|method| ShownMethod {
-                    name: method.name.clone(),
-                    since: method.since.clone(),
-                    signature: method.to_string(),
-                })
-                .collect(),
+            methods: description.methods.iter().map(ShownMethod::of).collect(),
         }
     }
 

@@ -42,8 +42,32 @@ use crate::{MethodDesc, TypeDesc, module::MethodEntry, values::items};
 /// The symbol under which a plugin library exports its description.
 pub const SYMBOL: &str = "dropin_description_v1";
 
-/// The first bytes of every description.
+/// The first bytes of every plugin's description.
 pub const MAGIC: [u8; 8] = *b"dropin\0d";
+
+/// The first bytes of every application's description: the interface an
+/// application was built with, in the same format with the plugin's fields
+/// empty.
+pub const APPLICATION_MAGIC: [u8; 8] = *b"dropin\0a";
+
+/// The section of an executable that holds the descriptions of the
+/// interfaces it loads plugins of, one after another: put there by the
+/// interface crate, kept by the linker because `dropin-host`'s loader
+/// refers to it.
+#[cfg(target_vendor = "apple")]
+pub const APPLICATION_SECTION: &str = "__dropin_app";
+/// The section of an executable that holds the descriptions of the
+/// interfaces it loads plugins of, one after another: put there by the
+/// interface crate, kept by the linker because `dropin-host`'s loader
+/// refers to it.
+#[cfg(windows)]
+pub const APPLICATION_SECTION: &str = ".dropapp";
+/// The section of an executable that holds the descriptions of the
+/// interfaces it loads plugins of, one after another: put there by the
+/// interface crate, kept by the linker because `dropin-host`'s loader
+/// refers to it.
+#[cfg(not(any(target_vendor = "apple", windows)))]
+pub const APPLICATION_SECTION: &str = ".dropin_app";
 
 /// The format this release of dropin writes and reads.
 pub const FORMAT: u32 = 1;
@@ -59,6 +83,9 @@ const MAX_DEPTH: usize = 32;
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
 pub struct Parts {
+    /// Whose description: [`MAGIC`] for a plugin's, [`APPLICATION_MAGIC`]
+    /// for an application's.
+    pub magic: [u8; 8],
     pub plugin_name: &'static str,
     pub plugin_version: &'static str,
     pub interface_name: &'static str,
@@ -69,7 +96,32 @@ pub struct Parts {
     pub os: &'static str,
     pub panic_abort: bool,
     pub debug_assertions: bool,
-    pub methods: &'static [MethodEntry],
+    pub methods: Methods,
+}
+
+/// The methods a description lists: those a plugin exports, or those its
+/// interface declares.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum Methods {
+    Exported(&'static [MethodEntry]),
+    Declared(&'static [MethodDesc]),
+}
+
+impl Methods {
+    const fn len(&self) -> usize {
+        match self {
+            Self::Exported(entries) => entries.len(),
+            Self::Declared(descs) => descs.len(),
+        }
+    }
+
+    const fn get(&self, i: usize) -> &'static MethodDesc {
+        match self {
+            Self::Exported(entries) => &entries[i].desc,
+            Self::Declared(descs) => &descs[i],
+        }
+    }
 }
 
 /// The bytes of `parts`' description: the `N` of [`encode`].
@@ -143,7 +195,7 @@ impl<const N: usize> Writer<N> {
     }
 
     const fn parts(self, parts: &Parts) -> Self {
-        let header = self.bytes(&MAGIC).u32(FORMAT as usize);
+        let header = self.bytes(&parts.magic).u32(FORMAT as usize);
         let body_at = header.at;
         // The body's length, patched once the body is written.
         let mut this = header.u32(0);
@@ -161,7 +213,7 @@ impl<const N: usize> Writer<N> {
             .u32(parts.methods.len());
         let mut i = 0;
         while i < parts.methods.len() {
-            this = this.method(&parts.methods[i].desc);
+            this = this.method(parts.methods.get(i));
             i += 1;
         }
         let body = this.at - body_at - 4;
@@ -514,17 +566,33 @@ impl fmt::Display for DescriptionError {
 
 impl std::error::Error for DescriptionError {}
 
-/// The description in `bytes`, which must hold it and nothing more.
+/// The plugin's description in `bytes`, which must hold it and nothing
+/// more.
 ///
 /// # Errors
 ///
 /// [`DescriptionError`] saying what is wrong: any bytes decode to a
 /// description or an error, with no allocation larger than the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Description, DescriptionError> {
+    decode_as(MAGIC, bytes)
+}
+
+/// The application's description in `bytes`, which must hold it and
+/// nothing more: the interface it was built with (its plugin fields are
+/// empty).
+///
+/// # Errors
+///
+/// As [`decode`].
+pub fn decode_application(bytes: &[u8]) -> Result<Description, DescriptionError> {
+    decode_as(APPLICATION_MAGIC, bytes)
+}
+
+fn decode_as(magic: [u8; 8], bytes: &[u8]) -> Result<Description, DescriptionError> {
     if bytes.len() > MAX_LEN {
         return Err(DescriptionError::TooLong { len: bytes.len() });
     }
-    if bytes.get(..8) != Some(&MAGIC[..]) {
+    if bytes.get(..8) != Some(&magic[..]) {
         return Err(DescriptionError::NotADescription);
     }
     let mut reader = Reader { bytes, at: 8 };
@@ -675,6 +743,7 @@ mod tests {
     }];
 
     const PARTS: Parts = Parts {
+        magic: MAGIC,
         plugin_name: "hello",
         plugin_version: "1.0.0",
         interface_name: "greeter",
@@ -685,7 +754,7 @@ mod tests {
         os: "linux",
         panic_abort: false,
         debug_assertions: true,
-        methods: METHODS,
+        methods: Methods::Exported(METHODS),
     };
 
     const LEN: usize = encoded_len(&PARTS);

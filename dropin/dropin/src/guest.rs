@@ -498,6 +498,7 @@ macro_rules! __export_plugin {
             // The plugin's description, read from the file by hosts and
             // tools without running any of it: bytes only, no pointer.
             const __DROPIN_PARTS: __dropin_rt::DescriptionParts = __dropin_rt::DescriptionParts {
+                magic: __dropin_rt::DESCRIPTION_MAGIC,
                 plugin_name: __DROPIN_NAME,
                 plugin_version: __DROPIN_VERSION,
                 interface_name: <$exports as __dropin_rt::Exports>::INTERFACE_NAME,
@@ -508,7 +509,7 @@ macro_rules! __export_plugin {
                 os: ::std::env::consts::OS,
                 panic_abort: ::core::cfg!(panic = "abort"),
                 debug_assertions: ::core::cfg!(debug_assertions),
-                methods: <$exports as __dropin_rt::Exports>::METHODS,
+                methods: __dropin_rt::DescribedMethods::Exported(<$exports as __dropin_rt::Exports>::METHODS),
             };
             const __DROPIN_DESCRIPTION_LEN: usize = __dropin_rt::description_len(&__DROPIN_PARTS);
             #[unsafe(no_mangle)]

@@ -57,6 +57,17 @@ pub unsafe trait Interface: Sized + Send + Sync + 'static {
     /// The plugin's name, failure state and capabilities.
     fn core(&self) -> &PluginCore;
 
+    /// The description of this interface as an application built with it
+    /// has it ([`description::APPLICATION_MAGIC`](crate::description::APPLICATION_MAGIC)),
+    /// placed in the executable's
+    /// [`APPLICATION_SECTION`](crate::description::APPLICATION_SECTION).
+    /// A loader refers to it, which keeps it in the programs that load
+    /// plugins of this interface.
+    #[doc(hidden)]
+    fn application_description() -> &'static [u8] {
+        &[]
+    }
+
     /// The handle of a plugin that runs in another process, reached through
     /// `core`'s [`Remote`]: every method encodes its arguments and sends
     /// them there. It provides the first `provided` of

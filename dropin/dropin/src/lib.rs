@@ -260,6 +260,7 @@ pub mod __private {
 
     pub use crate::abi::DROPIN_VERSION;
     pub use crate::description::{
+        APPLICATION_MAGIC, MAGIC as DESCRIPTION_MAGIC, Methods as DescribedMethods,
         Parts as DescriptionParts, encode as encode_description, encoded_len as description_len,
     };
 }

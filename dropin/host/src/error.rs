@@ -25,7 +25,9 @@ use crate::{
 #[derive(Debug)]
 pub struct LoadError {
     path: PathBuf,
-    kind: LoadErrorKind,
+    // Boxed: errors travel in `Result`s on every path a file takes, and the
+    // kinds that name both sides carry several strings.
+    kind: Box<LoadErrorKind>,
 }
 
 impl LoadError {
@@ -33,7 +35,7 @@ impl LoadError {
     pub fn new(path: impl Into<PathBuf>, kind: LoadErrorKind) -> Self {
         Self {
             path: path.into(),
-            kind,
+            kind: Box::new(kind),
         }
     }
 
@@ -195,9 +197,9 @@ pub enum LoadErrorKind {
     )]
     NoDescription {
         /// The host's interface.
-        interface: &'static str,
+        interface: String,
         /// The export macro of the host's interface.
-        export: &'static str,
+        export: String,
     },
     /// The library's description could not be read: see the source.
     #[error("its description cannot be read")]
@@ -246,11 +248,11 @@ pub enum LoadErrorKind {
     )]
     IncompatibleInterface {
         /// The interface's name.
-        interface: &'static str,
+        interface: String,
         /// The versions the host accepts.
         expected: VersionReq,
         /// The interface version the host was built with.
-        host: &'static str,
+        host: String,
         /// The version the plugin was built against.
         found: String,
     },
@@ -264,9 +266,9 @@ pub enum LoadErrorKind {
     )]
     AnotherMajor {
         /// The interface's name.
-        interface: &'static str,
+        interface: String,
         /// The interface version the host was built with.
-        host: &'static str,
+        host: String,
         /// The versions that may load, such as `2.x` or `0.3.x`.
         series: String,
         /// The version the plugin was built against.
@@ -322,7 +324,7 @@ pub enum LoadErrorKind {
     )]
     WrongInterface {
         /// The host's interface.
-        expected: &'static str,
+        expected: String,
         /// The plugin's interface.
         found: String,
         /// The plugin's interface version.
@@ -336,9 +338,9 @@ pub enum LoadErrorKind {
     )]
     Signature {
         /// The interface's name.
-        interface: &'static str,
+        interface: String,
         /// The interface version the host was built with.
-        host: &'static str,
+        host: String,
         /// The interface version the plugin was built against.
         found: String,
         /// The first difference.

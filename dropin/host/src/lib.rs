@@ -95,12 +95,15 @@ pub use chain::ErrorChain;
 pub use child::{isolation, probe};
 pub use error::{LoadError, LoadErrorKind};
 pub use exit_guard::PLUGIN_EXIT_STATUS;
-pub use inspect::description::{DescriptionReadError, read_description};
+pub use inspect::description::{
+    DescriptionReadError, description_of, read_application, read_description,
+};
 pub use inspect::verify::{ObjectFormat, VerifyError};
-pub use load::Plugin;
+pub use load::{Application, Judged, Plugin};
 pub use loader::{
-    DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Described, Loader,
-    LoaderBuilder, LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded, Survey,
+    DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Described, DescribedFile,
+    Loader, LoaderBuilder, LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded,
+    Survey, describe_file,
 };
 pub use registry::{Live, LoadReport, Registry, Retained};
 pub use trust::{

@@ -235,6 +235,10 @@ pub fn interface(interface: &Interface) -> TokenStream {
                 &self.core
             }
 
+            fn application_description() -> &'static [u8] {
+                &#hidden::__DROPIN_APPLICATION
+            }
+
             #remote_services
 
             unsafe fn bind_remote(core: ::dropin::PluginCore, provided: usize) -> Self {
@@ -282,6 +286,30 @@ pub fn interface(interface: &Interface) -> TokenStream {
 
             /// The methods, in declaration order.
             pub const __DROPIN_METHODS: &[::dropin::MethodDesc] = &[#(#descs),*];
+
+            /// The interface as an application built with it has it: read
+            /// from the application's executable by tools, which run none
+            /// of it. Linked only into programs whose loader refers to it.
+            const __DROPIN_APPLICATION_PARTS: __dropin_rt::DescriptionParts = __dropin_rt::DescriptionParts {
+                magic: __dropin_rt::APPLICATION_MAGIC,
+                plugin_name: "",
+                plugin_version: "",
+                interface_name: #name,
+                interface_version: #version,
+                dropin_version: __dropin_rt::DROPIN_VERSION,
+                host_requirement: "",
+                arch: ::std::env::consts::ARCH,
+                os: ::std::env::consts::OS,
+                panic_abort: ::core::cfg!(panic = "abort"),
+                debug_assertions: ::core::cfg!(debug_assertions),
+                methods: __dropin_rt::DescribedMethods::Declared(__DROPIN_METHODS),
+            };
+            const __DROPIN_APPLICATION_LEN: usize = __dropin_rt::description_len(&__DROPIN_APPLICATION_PARTS);
+            #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__dropin_app"))]
+            #[cfg_attr(windows, unsafe(link_section = ".dropapp"))]
+            #[cfg_attr(not(any(target_vendor = "apple", windows)), unsafe(link_section = ".dropin_app"))]
+            pub static __DROPIN_APPLICATION: [u8; __DROPIN_APPLICATION_LEN] =
+                __dropin_rt::encode_description::<__DROPIN_APPLICATION_LEN>(&__DROPIN_APPLICATION_PARTS);
 
             /// What a plugin of type `P` exports.
             pub struct __DropinExports<__DropinPlugin>(::core::marker::PhantomData<__DropinPlugin>);

@@ -185,13 +185,15 @@ fn diff_gives_the_verdict_of_a_host_for_each_compat_fixture() {
             "hello",
             "compat_next_major_greeter",
             Some(1),
-            "incompatible: built against greeter 3.0.0, another major version than 2.1.0\n",
+            "incompatible: built against greeter interface 3.0.0, another major version than \
+             this host's 2.1.0; expected greeter 2.x: rebuild the plugin against it\n",
         ),
         (
             "hello",
             "compat_changed_type_greeter",
             Some(1),
-            "incompatible: method `greet_to`: argument 1: expected &str, found String\n",
+            "incompatible: not compatible with greeter 2.1.0 (the plugin was built against \
+             2.1.0): method `greet_to`: argument 1: expected &str, found String\n",
         ),
         (
             "upper",
@@ -209,20 +211,23 @@ fn diff_gives_the_verdict_of_a_host_for_each_compat_fixture() {
             "upper",
             "compat_next_major_transform",
             Some(1),
-            "incompatible: built against transform 2.0.0, another major version than 1.1.0\n",
+            "incompatible: built against transform interface 2.0.0, another major version than \
+             this host's 1.1.0; expected transform 1.x: rebuild the plugin against it\n",
         ),
         (
             "upper",
             "compat_changed_type_transform",
             Some(1),
-            "incompatible: method `info`: result: Info: field `inverse`: expected \
-             Option<String>, found bool\n",
+            "incompatible: not compatible with transform 1.1.0 (the plugin was built against \
+             1.1.0): method `info`: result: Info: field `inverse`: expected Option<String>, \
+             found bool\n",
         ),
         (
             "hello",
             "upper",
             Some(1),
-            "incompatible: expected interface greeter, found transform\n",
+            "incompatible: not a greeter plugin: expected interface greeter, found transform \
+             1.1.0\n",
         ),
     ];
     for (new, old, code, text) in cases {
@@ -312,4 +317,204 @@ fn list_describes_every_file_of_a_folder_and_runs_nothing() {
     let missing = dir.path().join("nope");
     let output = dropin(&["list", missing.to_str().unwrap()], markers.path());
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// `dropin check DIR --host APP` and `dropin lock DIR --host APP`: the
+/// verdicts the application's loader gives before it opens a file, from the
+/// files' descriptions and the application's, with neither running; the
+/// lock file is the one the application's own `lock` writes.
+#[test]
+fn check_and_lock_judge_a_folder_for_an_application_and_run_nothing() {
+    let dir = PluginDir::with(&["hello", "not_a_plugin", "runs_at_open"]);
+    let major = dir.add_compat("compat_next_major_greeter");
+    let markers = PluginDir::new();
+    let host = artifacts().host_binary();
+    let path = |lib: &str| dir.path().join(library_file_name(lib));
+    let output = dropin(
+        &[
+            "check",
+            dir.path().to_str().unwrap(),
+            "--host",
+            host.to_str().unwrap(),
+        ],
+        markers.path(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "rejected  {major}\n          {major}: built against greeter interface 3.0.0, another \
+             major version than this host's 2.1.0; expected greeter 2.x: rebuild the plugin \
+             against it\n\
+             ok        {hello}\n          plugin hello 1.0.0; interface 2.1.0 (host accepts \
+             >=2.0.0, <3.0.0); host requirement any; missing capabilities: none\n\
+             rejected  {not_a_plugin}\n          {not_a_plugin}: its description cannot be read: \
+             expected the description a dropin plugin exports (`dropin_description_v1`), found a \
+             library without one: not a dropin plugin, or built with an earlier dropin\n\
+             ok        {runs_at_open}\n          plugin runs-at-open 0.1.0; interface 2.1.0 (host \
+             accepts >=2.0.0, <3.0.0); host requirement any; missing capabilities: none\n\
+             {dir}: 2 of 4 plugin files accepted by {host} (greeter 2.1.0)\n",
+            major = major.display(),
+            hello = path("hello").display(),
+            not_a_plugin = path("not_a_plugin").display(),
+            runs_at_open = path("runs_at_open").display(),
+            dir = dir.path().display(),
+            host = host.display(),
+        )
+    );
+    // The lock file is byte for byte the application's own.
+    let output = dropin(
+        &[
+            "lock",
+            dir.path().to_str().unwrap(),
+            "--host",
+            host.to_str().unwrap(),
+        ],
+        markers.path(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let lockfile = dir.path().join("plugins.lock");
+    assert!(
+        stdout(&output).starts_with(&format!(
+            "wrote {}: 2 plugin files locked\nnot locked  {}: built against greeter interface \
+             3.0.0",
+            lockfile.display(),
+            major.display()
+        )),
+        "{}",
+        stdout(&output)
+    );
+    let written = fs::read(&lockfile).unwrap();
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(1));
+    assert_eq!(fs::read(&lockfile).unwrap(), written);
+    // Nothing opened any of the files: the constructor left no marker.
+    assert_eq!(fs::read_dir(markers.path()).unwrap().count(), 0);
+    // What the lock approves loads.
+    fs::remove_file(&major).unwrap();
+    fs::remove_file(path("not_a_plugin")).unwrap();
+    let output = dir.run(&["--locked", "greet", "hello"]);
+    assert_eq!(stdout(&output), "hello: Hello!\n", "{}", stderr(&output));
+
+    // Another application's interface: every file refused, naming both.
+    let transform_app = artifacts().binary("transform-app");
+    let output = dropin(
+        &[
+            "check",
+            dir.path().to_str().unwrap(),
+            "--host",
+            transform_app.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        markers.path(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["interface"], "transform");
+    assert_eq!(json["accepts"], ">=1.0.0, <2.0.0");
+    assert_eq!(
+        json["files"][0]["error"],
+        format!(
+            "{}: not a transform plugin: expected interface transform, found greeter 2.1.0",
+            path("hello").display()
+        )
+    );
+    // A host requirement is checked when the application's version is given.
+    let output = dropin(
+        &[
+            "check",
+            dir.path().to_str().unwrap(),
+            "--host",
+            host.to_str().unwrap(),
+            "--host-version",
+            "0.1.0",
+            "--format",
+            "json",
+        ],
+        markers.path(),
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["host_version"], "0.1.0");
+    assert_eq!(json["files"][0]["host_requirement_checked"], true);
+    // Not an application: exit 2, naming the file.
+    let output = dropin(
+        &[
+            "check",
+            dir.path().to_str().unwrap(),
+            "--host",
+            path("hello").to_str().unwrap(),
+        ],
+        markers.path(),
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "dropin: {}: expected a program that loads dropin plugins (its executable holds the \
+             description of each interface it loads), found one without any\n",
+            path("hello").display()
+        )
+    );
+    assert_eq!(fs::read_dir(markers.path()).unwrap().count(), 0);
+}
+
+/// `dropin diff` with applications: a plugin against the application that
+/// would load it, and two applications (would a plugin built for the
+/// first load in the second).
+#[test]
+fn diff_compares_applications_too() {
+    let markers = PluginDir::new();
+    let compat = greeter_tests::compat_artifacts();
+    let greeter_host = artifacts().host_binary();
+    let transform_app = artifacts().binary("transform-app");
+    let run = |old: &std::path::Path, new: &std::path::Path| {
+        dropin(
+            &["diff", old.to_str().unwrap(), new.to_str().unwrap()],
+            markers.path(),
+        )
+    };
+    let older = compat.library("compat_older_minor_greeter");
+    let output = run(&older, &greeter_host);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(
+        stdout(&output),
+        "compatible, with methods missing: greet_to (since 2.1.0)\n"
+    );
+    let output = run(&compat.library("compat_next_major_greeter"), &greeter_host);
+    assert_eq!(output.status.code(), Some(1));
+    // An application against a plugin of its own interface, and against
+    // itself.
+    let output = run(&greeter_host, &artifacts().library("hello"));
+    assert_eq!(
+        (output.status.code(), stdout(&output).as_str()),
+        (Some(0), "compatible\n")
+    );
+    let output = run(&transform_app, &transform_app);
+    assert_eq!(
+        (output.status.code(), stdout(&output).as_str()),
+        (Some(0), "compatible\n")
+    );
+    // Two interfaces: no verdict to give, said on stderr.
+    let output = run(&transform_app, &greeter_host);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "dropin: {}: expected an application of interface greeter, found one of transform\n",
+            transform_app.display()
+        )
+    );
+    // Inspected, an application shows its interface.
+    let output = dropin(&["inspect", greeter_host.to_str().unwrap()], markers.path());
+    assert_eq!(
+        stdout(&output),
+        format!(
+            "{}\n  application of interface greeter 2.1.0 (accepts >=2.0.0, <3.0.0)\n  built      \
+             with dropin 0.1.0 for {}-{}\n  methods    fn greet() -> String (since 2.0.0)\n             \
+             fn greet_to(&str) -> String (since 2.1.0)\n",
+            greeter_host.display(),
+            std::env::consts::ARCH,
+            std::env::consts::OS,
+        )
+    );
 }

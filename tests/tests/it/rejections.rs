@@ -151,10 +151,7 @@ fn a_plugin_of_another_interface_is_rejected_naming_both_interfaces() {
     );
     assert!(matches!(
         report.rejected[0].kind(),
-        LoadErrorKind::WrongInterface {
-            expected: "greeter",
-            ..
-        }
+        LoadErrorKind::WrongInterface { expected, .. } if expected == "greeter"
     ));
 }
 

@@ -198,15 +198,15 @@ impl NotLoaded {
             },
             Self::AbiStable { detail } => LoadErrorKind::AbiStable { detail },
             Self::IncompatibleInterface { found } => LoadErrorKind::IncompatibleInterface {
-                interface: I::NAME,
+                interface: I::NAME.to_owned(),
                 expected: policy.accepted.clone(),
-                host: I::VERSION,
+                host: I::VERSION.to_owned(),
                 found,
             },
             Self::AnotherMajor { found } => LoadErrorKind::AnotherMajor {
-                interface: I::NAME,
-                host: I::VERSION,
-                series: crate::load::series::<I>(),
+                interface: I::NAME.to_owned(),
+                host: I::VERSION.to_owned(),
+                series: crate::load::Side::of::<I>().series(),
                 found,
             },
             Self::Foreign {
@@ -232,13 +232,13 @@ impl NotLoaded {
                 found,
                 found_version,
             } => LoadErrorKind::WrongInterface {
-                expected: I::NAME,
+                expected: I::NAME.to_owned(),
                 found,
                 found_version,
             },
             Self::Signature { found, detail } => LoadErrorKind::Signature {
-                interface: I::NAME,
-                host: I::VERSION,
+                interface: I::NAME.to_owned(),
+                host: I::VERSION.to_owned(),
                 found,
                 detail,
             },

@@ -47,6 +47,69 @@ pub enum DescriptionReadError {
     /// The bytes are not a description this host can read.
     #[error("{0}")]
     Invalid(#[from] DescriptionError),
+    /// The executable holds no application's description.
+    #[error(
+        "expected a program that loads dropin plugins (its executable holds the description of \
+         each interface it loads), found one without any"
+    )]
+    NoApplication,
+}
+
+/// The descriptions of the interfaces whose plugins the program at `path`
+/// loads (one per interface; each a [`Description`] whose plugin fields are
+/// empty), read from its executable's
+/// [`APPLICATION_SECTION`](dropin::description::APPLICATION_SECTION)
+/// without running it.
+///
+/// # Errors
+///
+/// [`DescriptionReadError::NoApplication`] for an executable without one;
+/// the others as [`read_description`].
+pub fn read_application(path: &Path) -> Result<Vec<Description>, DescriptionReadError> {
+    let file = File::open(path)?;
+    let data = ReadCache::new(&file);
+    let object =
+        object::File::parse(&data).map_err(|e| DescriptionReadError::NotALibrary(e.to_string()))?;
+    let section = object
+        .section_by_name(description::APPLICATION_SECTION)
+        .ok_or(DescriptionReadError::NoApplication)?;
+    let (at, len) = section
+        .file_range()
+        .ok_or(DescriptionReadError::NoApplication)?;
+    if len > MAX_TABLE {
+        return Err(DescriptionError::TooLong {
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+        }
+        .into());
+    }
+    let mut bytes = data
+        .read_bytes_at(at, len)
+        .map_err(|()| DescriptionReadError::Outside { address: at })?;
+    // One description after another, as the linker placed them (padding
+    // between them, if any, is zeros).
+    let mut found: Vec<Description> = Vec::new();
+    loop {
+        while let [0, rest @ ..] = bytes {
+            bytes = rest;
+        }
+        if bytes.is_empty() {
+            break;
+        }
+        let len = bytes
+            .get(12..16)
+            .map(|len| 16 + u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize)
+            .filter(|len| *len <= bytes.len())
+            .ok_or(DescriptionError::NotADescription)?;
+        let description = description::decode_application(&bytes[..len])?;
+        if !found.contains(&description) {
+            found.push(description);
+        }
+        bytes = &bytes[len..];
+    }
+    if found.is_empty() {
+        return Err(DescriptionReadError::NoApplication);
+    }
+    Ok(found)
 }
 
 /// The description of the library at `path`.
@@ -56,11 +119,25 @@ pub enum DescriptionReadError {
 /// [`DescriptionReadError`] saying what was expected and found.
 pub fn read_description(path: &Path) -> Result<Description, DescriptionReadError> {
     let file = File::open(path)?;
-    let data = ReadCache::new(&file);
+    description_in(&ReadCache::new(&file))
+}
+
+/// The description of the library whose bytes are `bytes`: the same bytes
+/// a caller hashes, so that what it records and what it judged are one
+/// file.
+///
+/// # Errors
+///
+/// As [`read_description`].
+pub fn description_of(bytes: &[u8]) -> Result<Description, DescriptionReadError> {
+    description_in(bytes)
+}
+
+fn description_in<'a, R: ReadRef<'a>>(data: R) -> Result<Description, DescriptionReadError> {
     let (start, end) = match data.read_bytes_at(0, 5) {
-        Ok([0x7f, b'E', b'L', b'F', 1]) => locate_elf::<FileHeader32<Endianness>>(&data)?,
-        Ok([0x7f, b'E', b'L', b'F', 2]) => locate_elf::<FileHeader64<Endianness>>(&data)?,
-        _ => locate_any(&data)?,
+        Ok([0x7f, b'E', b'L', b'F', 1]) => locate_elf::<FileHeader32<Endianness>, R>(data)?,
+        Ok([0x7f, b'E', b'L', b'F', 2]) => locate_elf::<FileHeader64<Endianness>, R>(data)?,
+        _ => locate_any(data)?,
     };
     // The header says how long it is: read no more than that, and never
     // more than a description may be.
@@ -89,8 +166,8 @@ pub fn read_description(path: &Path) -> Result<Description, DescriptionReadError
 /// Where an ELF library's description lies in the file, found the way the
 /// dynamic loader finds a symbol: in the dynamic symbol table, by name. The
 /// file's bytes from the description to the end of its section.
-fn locate_elf<Elf: FileHeader<Endian = Endianness>>(
-    data: &ReadCache<&File>,
+fn locate_elf<'a, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'a>>(
+    data: R,
 ) -> Result<(u64, u64), DescriptionReadError> {
     let not_elf = |what: &str| DescriptionReadError::NotALibrary(what.to_owned());
     let header = Elf::parse(data).map_err(|e| not_elf(&e.to_string()))?;
@@ -164,7 +241,7 @@ fn locate_elf<Elf: FileHeader<Endian = Endianness>>(
 /// Where a Mach-O or PE library's description lies, through the `object`
 /// crate's export table. The file's bytes from the description to the end
 /// of its section.
-fn locate_any(data: &ReadCache<&File>) -> Result<(u64, u64), DescriptionReadError> {
+fn locate_any<'a, R: ReadRef<'a>>(data: R) -> Result<(u64, u64), DescriptionReadError> {
     let object =
         object::File::parse(data).map_err(|e| DescriptionReadError::NotALibrary(e.to_string()))?;
     let mach_o = matches!(object, object::File::MachO32(_) | object::File::MachO64(_));

@@ -106,6 +106,75 @@ pub(crate) fn check_root<I: Interface>(
     Ok(())
 }
 
+/// The application's side of an interface, as the checks of a plugin's
+/// facts and methods need it: this build's interface (`Side::of`), or the
+/// one an application's description names, read from its executable.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Side<'a> {
+    /// The interface's name.
+    pub(crate) name: &'a str,
+    /// Its version, as the application was built with it.
+    pub(crate) version: &'a str,
+    /// The macro a plugin exports itself with.
+    pub(crate) export: &'a str,
+    /// Its methods, in declaration order.
+    pub(crate) methods: SideMethods<'a>,
+    /// How many of them, from the first, every plugin must have.
+    pub(crate) required: usize,
+}
+
+/// The methods of a [`Side`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SideMethods<'a> {
+    /// This build's descriptors.
+    Built(&'static [dropin::MethodDesc]),
+    /// As a description lists them.
+    Described(&'a [dropin::description::Method]),
+}
+
+impl Side<'static> {
+    /// The interface `I` as this build has it.
+    pub(crate) fn of<I: Interface>() -> Self {
+        Self {
+            name: I::NAME,
+            version: I::VERSION,
+            export: I::EXPORT_MACRO,
+            methods: SideMethods::Built(I::METHODS),
+            required: I::REQUIRED,
+        }
+    }
+}
+
+impl Side<'_> {
+    fn method_count(&self) -> usize {
+        match self.methods {
+            SideMethods::Built(methods) => methods.len(),
+            SideMethods::Described(methods) => methods.len(),
+        }
+    }
+
+    /// Method `i`, as a description has it.
+    fn method(&self, i: usize) -> Option<std::borrow::Cow<'_, dropin::description::Method>> {
+        use std::borrow::Cow;
+        match self.methods {
+            SideMethods::Built(methods) => methods
+                .get(i)
+                .map(|desc| Cow::Owned(dropin::description::Method::of(desc))),
+            SideMethods::Described(methods) => methods.get(i).map(Cow::Borrowed),
+        }
+    }
+
+    /// The versions that may load beside this side's, such as `2.x` or
+    /// `0.3.x`.
+    pub(crate) fn series(&self) -> String {
+        match Version::parse(self.version) {
+            Ok(host) if host.major == 0 => format!("0.{}.x", host.minor),
+            Ok(host) => format!("{}.x", host.major),
+            Err(_) => self.version.to_owned(),
+        }
+    }
+}
+
 /// The fields [`check_facts`] names in a
 /// [`LoadErrorKind::InvalidMetadata`].
 pub(crate) const METADATA_FIELDS: [&str; 5] = [
@@ -124,7 +193,8 @@ pub(crate) const METADATA_FIELDS: [&str; 5] = [
 /// # Errors
 ///
 /// The [`LoadError`] of the first check that fails.
-pub(crate) fn check_facts<'a, I: Interface>(
+pub(crate) fn check_facts<'a>(
+    side: &Side<'_>,
     path: &Path,
     facts: &Facts<'a>,
     policy: &Policy,
@@ -152,9 +222,9 @@ pub(crate) fn check_facts<'a, I: Interface>(
     check_name(name).map_err(|reason| invalid("plugin name", name, reason))?;
     let interface_name = text("interface name", facts.interface_name)?;
     let declared_interface = text("interface version", facts.interface_version)?;
-    if interface_name != I::NAME {
+    if interface_name != side.name {
         return Err(LoadErrorKind::WrongInterface {
-            expected: I::NAME,
+            expected: side.name.to_owned(),
             found: interface_name.to_owned(),
             found_version: declared_interface.to_owned(),
         }
@@ -170,22 +240,22 @@ pub(crate) fn check_facts<'a, I: Interface>(
             format!("expected semver: {e}"),
         )
     })?;
-    if let Ok(host) = Version::parse(I::VERSION)
+    if let Ok(host) = Version::parse(side.version)
         && !same_series(&host, &interface_version)
     {
         return Err(LoadErrorKind::AnotherMajor {
-            interface: I::NAME,
-            host: I::VERSION,
-            series: series::<I>(),
+            interface: side.name.to_owned(),
+            host: side.version.to_owned(),
+            series: side.series(),
             found: interface_version.to_string(),
         }
         .at(path.to_owned()));
     }
     if !policy.accepted.matches(&interface_version) {
         return Err(LoadErrorKind::IncompatibleInterface {
-            interface: I::NAME,
+            interface: side.name.to_owned(),
             expected: policy.accepted.clone(),
-            host: I::VERSION,
+            host: side.version.to_owned(),
             found: interface_version.to_string(),
         }
         .at(path.to_owned()));
@@ -231,19 +301,20 @@ pub(crate) fn check_facts<'a, I: Interface>(
 /// every method of the interface version it declares. Methods only the host
 /// knows are missing from the plugin; methods only the plugin knows are never
 /// called.
-pub(crate) fn check_methods<I: Interface>(
+pub(crate) fn check_methods(
+    side: &Side<'_>,
     methods: &[dropin::description::Method],
     interface_version: &Version,
 ) -> Result<(), String> {
-    for (expected, found) in I::METHODS.iter().zip(methods) {
-        if let Some(difference) = dropin::description::Method::of(expected).difference(found) {
+    for (i, found) in methods.iter().enumerate().take(side.method_count()) {
+        let expected = side.method(i).expect("within the side's methods");
+        if let Some(difference) = expected.difference(found) {
             return Err(difference);
         }
     }
-    if let Some(missing) = I::METHODS.get(methods.len())
-        && (methods.len() < I::REQUIRED
-            || Version::parse(missing.since.as_str())
-                .is_ok_and(|since| since <= *interface_version))
+    if let Some(missing) = side.method(methods.len())
+        && (methods.len() < side.required
+            || Version::parse(&missing.since).is_ok_and(|since| since <= *interface_version))
     {
         return Err(format!(
             "it declares interface {interface_version} but lacks method `{}`, added in {}",
@@ -253,14 +324,62 @@ pub(crate) fn check_methods<I: Interface>(
     Ok(())
 }
 
-/// The versions of `I` that may load beside this host's, such as `2.x` or
-/// `0.3.x`.
-pub(crate) fn series<I: Interface>() -> String {
-    match Version::parse(I::VERSION) {
-        Ok(host) if host.major == 0 => format!("0.{}.x", host.minor),
-        Ok(host) => format!("{}.x", host.major),
-        Err(_) => I::VERSION.to_owned(),
+/// A plugin's `description`, read from the file at `path`, judged against
+/// `side` under `policy`, as data: its facts, then every method's
+/// signature. Nothing of the plugin runs.
+pub(crate) fn judge_description<'a>(
+    side: &Side<'_>,
+    path: &Path,
+    description: &'a dropin::description::Description,
+    policy: &Policy,
+) -> Result<Checked<'a>, LoadError> {
+    let facts = Facts {
+        plugin_name: description.plugin_name.as_bytes(),
+        plugin_version: description.plugin_version.as_bytes(),
+        interface_name: description.interface_name.as_bytes(),
+        interface_version: description.interface_version.as_bytes(),
+        host_requirement: description.host_requirement.as_bytes(),
+        panic_abort: description.panic_abort,
+    };
+    let checked = check_facts(side, path, &facts, policy)?;
+    check_methods(side, &description.methods, &checked.interface_version)
+        .map_err(|detail| signature_error(side, path, &checked.interface_version, detail))?;
+    Ok(checked)
+}
+
+/// Why the file at `path` is not a plugin of `side`'s interface, when what
+/// reading its description found is `error`.
+pub(crate) fn unreadable_description(
+    side: &Side<'_>,
+    path: &Path,
+    error: crate::inspect::description::DescriptionReadError,
+) -> LoadError {
+    match error {
+        crate::inspect::description::DescriptionReadError::Missing => {
+            LoadErrorKind::NoDescription {
+                interface: side.name.to_owned(),
+                export: side.export.to_owned(),
+            }
+        }
+        source => LoadErrorKind::InvalidDescription { source },
     }
+    .at(path.to_owned())
+}
+
+/// A [`check_methods`] failure as the error it is for `path`.
+pub(crate) fn signature_error(
+    side: &Side<'_>,
+    path: &Path,
+    interface_version: &Version,
+    detail: String,
+) -> LoadError {
+    LoadErrorKind::Signature {
+        interface: side.name.to_owned(),
+        host: side.version.to_owned(),
+        found: interface_version.to_string(),
+        detail,
+    }
+    .at(path.to_owned())
 }
 
 /// Whether two versions are of one compatible series: the same major, and

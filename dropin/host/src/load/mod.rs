@@ -26,7 +26,10 @@ use crate::{
     error::{LoadError, LoadErrorKind},
 };
 
+mod application;
 mod checks;
+
+pub use application::{Application, Judged};
 
 pub(crate) use checks::*;
 
@@ -304,21 +307,16 @@ pub(crate) fn open<I: Interface>(
         interface_version,
         declared_interface,
         host_requirement,
-    } = check_facts::<I>(path, &facts, policy)?;
+    } = check_facts(&Side::of::<I>(), path, &facts, policy)?;
     let methods = dropin::abi::items(module.methods());
     let described: Vec<dropin::description::Method> = methods
         .iter()
         .map(|entry| dropin::description::Method::of(&entry.desc))
         .collect();
-    check_methods::<I>(&described, &interface_version).map_err(|detail| {
-        LoadErrorKind::Signature {
-            interface: I::NAME,
-            host: I::VERSION,
-            found: interface_version.to_string(),
-            detail,
-        }
-        .at(path.to_owned())
-    })?;
+    // The safety of `bind` below rests on this comparison with `I`'s own
+    // descriptors.
+    check_methods(&Side::of::<I>(), &described, &interface_version)
+        .map_err(|detail| signature_error(&Side::of::<I>(), path, &interface_version, detail))?;
     let provided = methods.len().min(I::METHODS.len());
     let core = PluginCore::new(name, declared_interface, I::METHODS, I::REQUIRED, provided);
     // SAFETY: `check_methods` compared every entry the handle binds (the

@@ -37,7 +37,7 @@ mod survey;
 
 pub use builder::LoaderBuilder;
 use stage::*;
-pub use survey::{Described, Recording, Survey};
+pub use survey::{Described, DescribedFile, Recording, Survey, describe_file};
 
 pub use reload::{ReloadError, ReloadReport, Reloaded};
 
@@ -212,6 +212,10 @@ impl<I: Interface> fmt::Debug for Loader<I> {
 impl<I: Interface> Loader<I> {
     /// Starts configuring a loader.
     pub fn builder() -> LoaderBuilder<I> {
+        // The application's description of `I`, for tools that read the
+        // executable (`dropin check --host`): referred to here, so that the
+        // linker keeps it in every program that loads plugins of `I`.
+        std::hint::black_box(I::application_description());
         LoaderBuilder {
             dir: PathBuf::from("plugins"),
             accepted: None,

@@ -15,7 +15,7 @@ use crate::{
     child::probe::{Prober, Report},
     digest::hex,
     error::{LoadError, LoadErrorKind},
-    inspect::description::{DescriptionReadError, read_description},
+    inspect::description::read_description,
     load::{self, Plugin, Saved},
     registry::Registry,
     sys,
@@ -346,37 +346,13 @@ impl<I: Interface> Loader<I> {
         path: &Path,
         copy: &Path,
     ) -> Result<(Description, String), LoadError> {
-        let description = read_description(copy).map_err(|error| match error {
-            DescriptionReadError::Missing => LoadErrorKind::NoDescription {
-                interface: I::NAME,
-                export: I::EXPORT_MACRO,
-            }
-            .at(path),
-            source => LoadErrorKind::InvalidDescription { source }.at(path),
-        })?;
-        let facts = load::Facts {
-            plugin_name: description.plugin_name.as_bytes(),
-            plugin_version: description.plugin_version.as_bytes(),
-            interface_name: description.interface_name.as_bytes(),
-            interface_version: description.interface_version.as_bytes(),
-            host_requirement: description.host_requirement.as_bytes(),
-            panic_abort: description.panic_abort,
-        };
-        let checked = load::check_facts::<I>(path, &facts, &self.policy)?;
-        // Every method's signature, from the description: a plugin whose
-        // methods the host would misread is refused before anything opens
-        // it (once mapped, its root module must list the same methods).
-        load::check_methods::<I>(&description.methods, &checked.interface_version).map_err(
-            |detail| {
-                LoadErrorKind::Signature {
-                    interface: I::NAME,
-                    host: I::VERSION,
-                    found: checked.interface_version.to_string(),
-                    detail,
-                }
-                .at(path)
-            },
-        )?;
+        let side = load::Side::of::<I>();
+        let description = read_description(copy)
+            .map_err(|error| load::unreadable_description(&side, path, error))?;
+        // Every method's signature too: a plugin whose methods the host would
+        // misread is refused before anything opens it (once mapped, its root
+        // module must list the same methods).
+        let checked = load::judge_description(&side, path, &description, &self.policy)?;
         let name = checked.name.to_owned();
         Ok((description, name))
     }

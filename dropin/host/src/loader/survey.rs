@@ -138,6 +138,45 @@ impl<I: Interface> Loader<I> {
     }
 }
 
+/// A plugin file read once, with the loader's rules on opening it (a
+/// regular file, writable by nobody else unless `check_permissions` is
+/// off, at most [`DEFAULT_MAX_FILE_SIZE`] bytes): the SHA-256 of its bytes
+/// and the description read from those same bytes. Nothing of it runs.
+/// For tools that judge files for an [`Application`](crate::Application);
+/// a [`Loader`] does the same through its private copies.
+///
+/// # Errors
+///
+/// The [`LoadError`] a loader gives for a file it cannot open, or
+/// [`LoadErrorKind::InvalidDescription`] for bytes without a readable
+/// description.
+pub fn describe_file(path: &Path, check_permissions: bool) -> Result<DescribedFile, LoadError> {
+    use std::io::Read as _;
+    let source = crate::trust::source::open(path, check_permissions, DEFAULT_MAX_FILE_SIZE)
+        .map_err(|refused| LoadError::opening(path, refused))?;
+    let mut bytes = Vec::new();
+    (&source.file)
+        .take(DEFAULT_MAX_FILE_SIZE)
+        .read_to_end(&mut bytes)
+        .map_err(|source| LoadErrorKind::Unreadable { source }.at(path.to_owned()))?;
+    let description = crate::inspect::description::description_of(&bytes)
+        .map_err(|source| LoadErrorKind::InvalidDescription { source }.at(path.to_owned()))?;
+    Ok(DescribedFile {
+        sha256: hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        description,
+    })
+}
+
+/// What [`describe_file`] read.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DescribedFile {
+    /// The SHA-256 of the bytes read, lowercase hexadecimal.
+    pub sha256: String,
+    /// The description read from those bytes.
+    pub description: Description,
+}
+
 /// What [`Loader::survey`] found: the plugins that pass every check made
 /// without running them, and why the others did not.
 #[derive(Debug)]
