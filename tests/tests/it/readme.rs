@@ -153,6 +153,24 @@ fn the_readme_interface_plugin_and_application_build_and_run() {
     );
     assert_eq!(output.status.code(), Some(0));
 
+    // `dropin check` reads the application's interface from its executable
+    // and the plugin's from its file.
+    let output = Command::new(greeter_tests::artifacts().binary("dropin"))
+        .args(["check", "plugins", "--host"])
+        .arg(&app)
+        .current_dir(trial.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).ends_with(&format!(
+            "plugins: 1 of 1 plugin files accepted by {} (shout-interface 1.0.0)\n",
+            app.display()
+        )),
+        "{}",
+        stdout(&output)
+    );
+
     // Without a plugins folder: the error and its cause, on one line.
     fs::remove_file(plugins.join(&library)).unwrap();
     fs::remove_dir(&plugins).unwrap();
