@@ -119,7 +119,44 @@ pub fn read_application(path: &Path) -> Result<Vec<Description>, DescriptionRead
 /// [`DescriptionReadError`] saying what was expected and found.
 pub fn read_description(path: &Path) -> Result<Description, DescriptionReadError> {
     let file = File::open(path)?;
-    description_in(&ReadCache::new(&file))
+    let len = file.metadata()?.len();
+    description_in(&ReadCache::new(AtOffsets {
+        file: &file,
+        at: 0,
+        len,
+    }))
+}
+
+/// A file read at offsets: a seek costs no system call, so each read the
+/// object parser asks for is one `pread`, which keeps reading a description
+/// at a few microseconds.
+struct AtOffsets<'f> {
+    file: &'f File,
+    at: u64,
+    len: u64,
+}
+
+impl io::Read for AtOffsets<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.len.saturating_sub(self.at)).unwrap_or(usize::MAX));
+        crate::sys::read_at(self.file, &mut buf[..n], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+impl io::Seek for AtOffsets<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let at = match to {
+            io::SeekFrom::Start(at) => Some(at),
+            io::SeekFrom::End(by) => self.len.checked_add_signed(by),
+            io::SeekFrom::Current(by) => self.at.checked_add_signed(by),
+        };
+        self.at = at.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.at)
+    }
 }
 
 /// The description of the library whose bytes are `bytes`: the same bytes
@@ -134,7 +171,13 @@ pub fn description_of(bytes: &[u8]) -> Result<Description, DescriptionReadError>
 }
 
 fn description_in<'a, R: ReadRef<'a>>(data: R) -> Result<Description, DescriptionReadError> {
-    let (start, end) = match data.read_bytes_at(0, 5) {
+    // The ELF header's 64 bytes, which the parser reads next, when there
+    // are that many: one read for both.
+    let head = data
+        .read_bytes_at(0, 64)
+        .or_else(|()| data.read_bytes_at(0, 5))
+        .map(|head| &head[..5]);
+    let (start, end) = match head {
         Ok([0x7f, b'E', b'L', b'F', 1]) => locate_elf::<FileHeader32<Endianness>, R>(data)?,
         Ok([0x7f, b'E', b'L', b'F', 2]) => locate_elf::<FileHeader64<Endianness>, R>(data)?,
         _ => locate_any(data)?,
@@ -142,7 +185,12 @@ fn description_in<'a, R: ReadRef<'a>>(data: R) -> Result<Description, Descriptio
     // The header says how long it is: read no more than that, and never
     // more than a description may be.
     let outside = || DescriptionReadError::Outside { address: start };
-    let header = data.read_bytes_at(start, 16).map_err(|()| outside())?;
+    // Descriptions are small: one read takes the header and, most often,
+    // the whole description.
+    let ahead = data
+        .read_bytes_at(start, end.saturating_sub(start).min(4096))
+        .map_err(|()| outside())?;
+    let header = ahead.get(..16).ok_or_else(outside)?;
     if header[..8] != MAGIC {
         return Err(DescriptionError::NotADescription.into());
     }
@@ -159,7 +207,10 @@ fn description_in<'a, R: ReadRef<'a>>(data: R) -> Result<Description, Descriptio
     if start.checked_add(len).is_none_or(|stop| stop > end) {
         return Err(outside());
     }
-    let bytes = data.read_bytes_at(start, len).map_err(|()| outside())?;
+    let bytes = match ahead.get(..len as usize) {
+        Some(bytes) => bytes,
+        None => data.read_bytes_at(start, len).map_err(|()| outside())?,
+    };
     Ok(description::decode(bytes)?)
 }
 
