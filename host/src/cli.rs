@@ -43,7 +43,8 @@ pub(crate) struct Cli {
     pub(crate) locked: bool,
 
     /// Record the current plugin files in plugins.lock before running the
-    /// command.
+    /// command (list or check: nothing that runs a plugin before the lock
+    /// file is reviewed).
     #[arg(long, global = true)]
     pub(crate) update_lock: bool,
 

@@ -130,6 +130,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(req) = cli.accept_interface {
         builder = builder.accept_interface(req);
     }
+    if cli.update_lock && matches!(cli.command, Command::Greet { .. } | Command::Watch { .. }) {
+        // Recording runs nothing, so that its lock file can be reviewed
+        // before anything it approves runs in this process.
+        say!(
+            "greeter-host: --update-lock records plugins.lock for review and cannot be combined \
+             with greet or watch, which would run what nobody reviewed: run `greeter-host lock`, \
+             review plugins.lock, then greet"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let relock = cli.update_lock || matches!(cli.command, Command::Lock);
     // A lock file just recorded is the one in force.
     let lock_mode = if cli.locked || relock {

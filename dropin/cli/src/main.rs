@@ -279,13 +279,17 @@ fn read_either(file: &Path) -> Result<Either, ExitCode> {
     }
 }
 
-/// The one of `applications` (read from `file`) for `interface`, or the
-/// exit status for none or several, said.
+/// The one of `applications` (read from `file`) for `interface` (the only
+/// one, when it loads plugins of one interface and `interface` is not
+/// given), or the exit status for none or several, said: a usage error.
 fn choose(
     file: &Path,
-    applications: Vec<Application>,
+    mut applications: Vec<Application>,
     interface: Option<&str>,
 ) -> Result<Application, ExitCode> {
+    if applications.len() == 1 && interface.is_none() {
+        return Ok(applications.remove(0));
+    }
     let names: Vec<String> = applications
         .iter()
         .map(|application| application.interface().to_owned())
@@ -302,7 +306,7 @@ fn choose(
                 shown(interface.unwrap_or_default()),
                 shown(&names.join(", "))
             );
-            Err(ExitCode::from(1))
+            Err(ExitCode::from(2))
         }
         (Some(_), Some(_)) => {
             eprintln!(
@@ -323,16 +327,25 @@ fn diff(old_file: &Path, new_file: &Path, interface: Option<&str>, format: Forma
     };
     // The host side: NEW as an application (a plugin's description names
     // the interface it was built with, as an application's does).
+    // Which interface: the one named, else OLD's when OLD has one. An
+    // application of one interface is that interface whatever OLD is: the
+    // verdict then says that OLD's is another.
     let wanted = interface.or(match &old {
         Either::Plugin(old) => Some(old.interface_name.as_str()),
+        Either::Application(applications) if applications.len() == 1 => {
+            Some(applications[0].interface())
+        }
         Either::Application(_) => None,
     });
     let host = match new {
         Either::Plugin(new) => Application::from_description(new),
-        Either::Application(applications) => match choose(new_file, applications, wanted) {
-            Ok(application) => Ok(application),
-            Err(code) => return code,
-        },
+        Either::Application(applications) => {
+            let wanted = wanted.filter(|_| interface.is_some() || applications.len() > 1);
+            match choose(new_file, applications, wanted) {
+                Ok(application) => Ok(application),
+                Err(code) => return code,
+            }
+        }
     };
     let host = match host {
         Ok(host) => host.allow_panic_abort(true),
@@ -346,7 +359,8 @@ fn diff(old_file: &Path, new_file: &Path, interface: Option<&str>, format: Forma
     let plugin = match old {
         Either::Plugin(old) => old,
         Either::Application(applications) => {
-            match choose(old_file, applications, Some(host.interface())) {
+            let wanted = Some(host.interface()).filter(|_| applications.len() > 1);
+            match choose(old_file, applications, wanted) {
                 Ok(application) => {
                     let mut plugin = application.description().clone();
                     plugin.plugin_name = "plugin".to_owned();
@@ -432,7 +446,11 @@ struct Checked {
 /// The application `args` names, and each plugin file of `dir` judged for
 /// it as its loader would before opening anything; or the exit status for
 /// why not, said.
-fn judged_folder(dir: &Path, args: &HostArgs) -> Result<(Application, Vec<Checked>), ExitCode> {
+fn judged_folder(
+    dir: &Path,
+    args: &HostArgs,
+    under_lock: bool,
+) -> Result<(Application, Vec<Checked>), ExitCode> {
     let applications = match Application::read(&args.host) {
         Ok(applications) => applications,
         Err(DescriptionReadError::Io(error)) => {
@@ -470,11 +488,52 @@ fn judged_folder(dir: &Path, args: &HostArgs) -> Result<(Application, Vec<Checke
         );
         return Err(ExitCode::from(2));
     }
+    // The lock file in force, as the application's loader applies it
+    // (recording ignores it).
+    let lockfile_path = dir.join(dropin_host::LOCKFILE_NAME);
+    let lockfile = if under_lock {
+        match Lockfile::read(&lockfile_path, !args.allow_insecure_permissions) {
+            Ok(lockfile) => lockfile,
+            Err(error) => {
+                eprintln!("dropin: {}", ErrorChain(&error));
+                return Err(ExitCode::from(2));
+            }
+        }
+    } else {
+        None
+    };
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     let checked = files
         .into_iter()
         .map(|path| {
-            let outcome = describe_file(&path, !args.allow_insecure_permissions).and_then(|file| {
+            let entry = lockfile.as_ref().map(|lockfile| {
+                let file = path.file_name().unwrap_or_default().to_string_lossy();
+                lockfile.plugins.iter().find(|entry| entry.file == file)
+            });
+            let outcome = match entry {
+                Some(None) => Err(LoadErrorKind::NotLocked {
+                    lockfile: lockfile_path.clone(),
+                }
+                .at(path.clone())),
+                _ => describe_file(&path, !args.allow_insecure_permissions),
+            }
+            .and_then(|file| {
+                if let Some(Some(entry)) = entry {
+                    if !entry.sha256.eq_ignore_ascii_case(&file.sha256) {
+                        return Err(LoadErrorKind::HashMismatch {
+                            expected: entry.sha256.clone(),
+                            actual: file.sha256,
+                        }
+                        .at(path.clone()));
+                    }
+                    if entry.name != file.description.plugin_name {
+                        return Err(LoadErrorKind::LockedAs {
+                            locked: entry.name.clone(),
+                            described: file.description.plugin_name,
+                        }
+                        .at(path.clone()));
+                    }
+                }
                 let judged = host.judge(&path, &file.description)?;
                 let name = &file.description.plugin_name;
                 if let Some(first) = names.get(name) {
@@ -521,7 +580,7 @@ struct CheckEntry {
 
 /// `dropin check DIR --host APP`.
 fn check(dir: &Path, args: &HostArgs, format: Format) -> ExitCode {
-    let (host, checked) = match judged_folder(dir, args) {
+    let (host, checked) = match judged_folder(dir, args, true) {
         Ok(judged) => judged,
         Err(code) => return code,
     };
@@ -585,13 +644,14 @@ fn check(dir: &Path, args: &HostArgs, format: Format) -> ExitCode {
                         let requirement = match (&judged.unchecked_host_requirement, &host_version)
                         {
                             (Some(req), _) => format!(
-                                "{req} (not checked: pass the application's version with \
-                                 --host-version)"
+                                "{} (not checked: pass the application's version with \
+                                 --host-version)",
+                                shown(req)
                             ),
                             (None, _) if plugin.host_requirement.is_empty() => "any".to_owned(),
                             (None, version) => format!(
                                 "{} (host is {})",
-                                plugin.host_requirement,
+                                shown(&plugin.host_requirement),
                                 version.as_deref().unwrap_or_default()
                             ),
                         };
@@ -599,35 +659,35 @@ fn check(dir: &Path, args: &HostArgs, format: Format) -> ExitCode {
                         text.push_str(&format!(
                             "ok        {}\n          plugin {} {}; interface {} (host accepts \
                              {}); host requirement {requirement}; missing capabilities: {}\n",
-                            file.path.display(),
-                            plugin.plugin_name,
-                            plugin.plugin_version,
-                            plugin.interface_version,
+                            shown_path(&file.path),
+                            shown(&plugin.plugin_name),
+                            shown(&plugin.plugin_version),
+                            shown(&plugin.interface_version),
                             host.accepted(),
                             if missing.is_empty() {
                                 "none".to_owned()
                             } else {
-                                missing.join(", ")
+                                shown(&missing.join(", "))
                             }
                         ));
                     }
                     Err(error) => text.push_str(&format!(
                         "rejected  {}\n          {}\n",
-                        file.path.display(),
-                        ErrorChain(error)
+                        shown_path(&file.path),
+                        shown(&ErrorChain(error).to_string())
                     )),
                 }
             }
             text.push_str(&format!(
                 "{}: {} of {} plugin files accepted by {} ({} {})",
-                dir.display(),
+                shown_path(dir),
                 checked.iter().filter(|file| file.outcome.is_ok()).count(),
                 checked.len(),
-                args.host.display(),
-                host.interface(),
+                shown_path(&args.host),
+                shown(host.interface()),
                 host.interface_version(),
             ));
-            writeln!(out, "{}", shown_lines(&text))
+            writeln!(out, "{text}")
         }
     };
     finish(written, refused)
@@ -644,7 +704,7 @@ fn missing(judged: &Judged) -> Vec<String> {
 
 /// `dropin lock DIR --host APP`.
 fn lock(dir: &Path, args: &HostArgs) -> ExitCode {
-    let (_, checked) = match judged_folder(dir, args) {
+    let (_, checked) = match judged_folder(dir, args, false) {
         Ok(judged) => judged,
         Err(code) => return code,
     };
@@ -652,7 +712,15 @@ fn lock(dir: &Path, args: &HostArgs) -> ExitCode {
     let mut refused = Vec::new();
     for file in checked {
         match file.outcome {
-            Ok((described, _)) => {
+            Ok((described, judged)) => {
+                if let Some(requirement) = &judged.unchecked_host_requirement {
+                    eprintln!(
+                        "dropin: {}: its host requirement {} was not checked: pass the \
+                         application's version with --host-version",
+                        shown(&file.path.display().to_string()),
+                        shown(requirement)
+                    );
+                }
                 let plugin = described.description;
                 entries.push(LockEntry {
                     file: file
@@ -676,11 +744,14 @@ fn lock(dir: &Path, args: &HostArgs) -> ExitCode {
         eprintln!("dropin: {}", ErrorChain(&error));
         return ExitCode::from(2);
     }
-    let mut text = format!("wrote {}: {count} plugin files locked", path.display());
+    let mut text = format!("wrote {}: {count} plugin files locked", shown_path(&path));
     for error in &refused {
-        text.push_str(&format!("\nnot locked  {}", ErrorChain(error)));
+        text.push_str(&format!(
+            "\nnot locked  {}",
+            shown(&ErrorChain(error).to_string())
+        ));
     }
-    let written = writeln!(io::stdout().lock(), "{}", shown_lines(&text));
+    let written = writeln!(io::stdout().lock(), "{text}");
     finish(written, !refused.is_empty())
 }
 
@@ -762,23 +833,24 @@ fn inspect_application(file: &Path, applications: &[Application], format: Format
                 text.push_str(&format!(
                     "{}\n  application of interface {} {} (accepts {})\n  built      with dropin \
                      {} for {}-{}\n",
-                    application.file,
-                    application.interface,
-                    application.interface_version,
+                    shown(&application.file),
+                    shown(&application.interface),
+                    shown(&application.interface_version),
                     application.accepts,
-                    application.dropin_version,
-                    application.arch,
-                    application.os,
+                    shown(&application.dropin_version),
+                    shown(&application.arch),
+                    shown(&application.os),
                 ));
                 for (i, method) in application.methods.iter().enumerate() {
                     let label = if i == 0 { "methods" } else { "" };
                     text.push_str(&format!(
                         "  {label:<9}  {} (since {})\n",
-                        method.signature, method.since
+                        shown(&method.signature),
+                        shown(&method.since)
                     ));
                 }
             }
-            writeln!(out, "{}", shown_lines(&text))
+            write!(out, "{text}")
         }
         Format::Json => serde_json::to_writer_pretty(&mut out, &shown_all)
             .map_err(io::Error::from)
@@ -787,9 +859,9 @@ fn inspect_application(file: &Path, applications: &[Application], format: Format
     finish(written, false)
 }
 
-/// `text`, line by line, each [`shown`].
-fn shown_lines(text: &str) -> String {
-    text.lines().map(shown).collect::<Vec<_>>().join("\n")
+/// A path, [`shown`].
+fn shown_path(path: &Path) -> String {
+    shown(&path.display().to_string())
 }
 
 /// `text` with its control characters (escape sequences, new lines) shown

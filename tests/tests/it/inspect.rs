@@ -436,6 +436,64 @@ fn check_and_lock_judge_a_folder_for_an_application_and_run_nothing() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["host_version"], "0.1.0");
     assert_eq!(json["files"][0]["host_requirement_checked"], true);
+    // A file whose object headers the loader refuses is refused in its
+    // words, and a file name cannot forge a line.
+    fs::remove_file(&lockfile).unwrap();
+    fs::write(path("empty"), b"").unwrap();
+    let forged = dir.path().join("x\nok        libFAKE.so");
+    fs::copy(artifacts().library("hello"), &forged).unwrap();
+    let check = || {
+        dropin(
+            &[
+                "check",
+                dir.path().to_str().unwrap(),
+                "--host",
+                host.to_str().unwrap(),
+            ],
+            markers.path(),
+        )
+    };
+    let output = check();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        format!(
+            "{}: not a loadable library: the file is empty",
+            path("empty").display()
+        ),
+        format!(
+            "rejected  {}\\u{{a}}ok        libFAKE.so\n",
+            dir.path().join("x").display()
+        ),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.starts_with("ok        libFAKE"))
+    );
+    fs::remove_file(&forged).unwrap();
+    fs::remove_file(path("empty")).unwrap();
+    // Under the folder's lock file, as the application's loader: a file it
+    // does not list is refused.
+    fs::write(&lockfile, &written).unwrap();
+    fs::copy(artifacts().library("hellohello"), path("hellohello")).unwrap();
+    let output = check();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    for expected in [
+        format!(
+            "{}: not listed in {}; expected only locked plugins",
+            path("hellohello").display(),
+            lockfile.display()
+        ),
+        format!("ok        {}\n", path("hello").display()),
+    ] {
+        assert!(text.contains(&expected), "{expected}\n{text}");
+    }
+    fs::remove_file(path("hellohello")).unwrap();
+
     // Not an application: exit 2, naming the file.
     let output = dropin(
         &[
@@ -494,15 +552,12 @@ fn diff_compares_applications_too() {
         (output.status.code(), stdout(&output).as_str()),
         (Some(0), "compatible\n")
     );
-    // Two interfaces: no verdict to give, said on stderr.
+    // Two interfaces: the loader's refusal is the verdict.
     let output = run(&transform_app, &greeter_host);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
-        stderr(&output),
-        format!(
-            "dropin: {}: expected an application of interface greeter, found one of transform\n",
-            transform_app.display()
-        )
+        stdout(&output),
+        "incompatible: not a greeter plugin: expected interface greeter, found transform 1.1.0\n"
     );
     // Inspected, an application shows its interface.
     let output = dropin(&["inspect", greeter_host.to_str().unwrap()], markers.path());

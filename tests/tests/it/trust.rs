@@ -216,9 +216,19 @@ fn a_file_missing_from_the_lock_is_refused_and_the_others_load() {
         )
     );
 
-    // --update-lock records it, and the folder loads cleanly again.
+    // --update-lock records it, and the folder loads cleanly again; it never
+    // runs what it just recorded, which nobody has reviewed yet.
     let output = dir.run(&["--update-lock", "greet"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: --update-lock records plugins.lock for review and cannot be combined \
+         with greet or watch, which would run what nobody reviewed: run `greeter-host lock`, \
+         review plugins.lock, then greet\n"
+    );
+    let output = dir.run(&["--update-lock", "check"]);
     assert_eq!(output.status.code(), Some(0));
+    let output = dir.run(&["--locked", "greet"]);
     assert!(stdout(&output).ends_with("hello: Hello!\nhellohello: Hello!Hello!!\n"));
     assert!(dir.load().rejected.is_empty());
 }

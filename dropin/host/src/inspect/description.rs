@@ -17,6 +17,10 @@ use object::{
     read::elf::{FileHeader, SectionHeader, Sym},
 };
 
+/// The most interfaces an application's executable may describe: far more
+/// than any program loads, and a bound on the work of reading them.
+const MAX_INTERFACES: usize = 256;
+
 /// The most bytes of a dynamic symbol table, or of its strings, that are
 /// read to find the description: far more than any plugin exports.
 const MAX_TABLE: u64 = 16 << 20;
@@ -45,8 +49,15 @@ pub enum DescriptionReadError {
         address: u64,
     },
     /// The bytes are not a description this host can read.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] DescriptionError),
+    /// An application's section of descriptions is not one this host
+    /// reads.
+    #[error("its descriptions of interfaces are not valid: expected {expected}")]
+    InvalidApplication {
+        /// What was expected and not found.
+        expected: &'static str,
+    },
     /// The executable holds no application's description.
     #[error(
         "expected a program that loads dropin plugins (its executable holds the description of \
@@ -89,6 +100,11 @@ pub fn read_application(path: &Path) -> Result<Vec<Description>, DescriptionRead
     // between them, if any, is zeros).
     let mut found: Vec<Description> = Vec::new();
     loop {
+        if found.len() == MAX_INTERFACES {
+            return Err(DescriptionReadError::InvalidApplication {
+                expected: "at most 256 interfaces",
+            });
+        }
         while let [0, rest @ ..] = bytes {
             bytes = rest;
         }
@@ -99,7 +115,9 @@ pub fn read_application(path: &Path) -> Result<Vec<Description>, DescriptionRead
             .get(12..16)
             .map(|len| 16 + u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize)
             .filter(|len| *len <= bytes.len())
-            .ok_or(DescriptionError::NotADescription)?;
+            .ok_or(DescriptionReadError::InvalidApplication {
+                expected: "whole descriptions, one after another",
+            })?;
         let description = description::decode_application(&bytes[..len])?;
         if !found.contains(&description) {
             found.push(description);

@@ -53,14 +53,13 @@ impl Application {
     ///
     /// # Errors
     ///
-    /// [`DescriptionReadError::Invalid`] if its interface version is not
-    /// semver.
+    /// [`DescriptionReadError::InvalidApplication`] if its interface
+    /// version is not semver.
     pub fn from_description(description: Description) -> Result<Self, DescriptionReadError> {
         let version = Version::parse(&description.interface_version).map_err(|_| {
-            DescriptionReadError::Invalid(dropin::description::DescriptionError::Malformed {
-                at: 0,
+            DescriptionReadError::InvalidApplication {
                 expected: "an interface version that is semver",
-            })
+            }
         })?;
         // As the interface macro counts them: the methods of the first
         // release of the interface's major (or 0.x minor).
@@ -161,10 +160,14 @@ impl Application {
             allow_panic_abort: self.allow_panic_abort,
             allow_executable_stack: false,
         };
-        // Without the application's version, the requirement is left out of
+        // Without the application's version, a requirement (that is one:
+        // a malformed one is refused whatever the version) is left out of
         // the check and said to be unchecked.
-        let unchecked = (self.host_version.is_none() && !description.host_requirement.is_empty())
-            .then(|| description.host_requirement.clone());
+        let requirement = description.host_requirement.trim();
+        let unchecked = (self.host_version.is_none()
+            && !requirement.is_empty()
+            && VersionReq::parse(requirement).is_ok())
+        .then(|| description.host_requirement.clone());
         let judged = if unchecked.is_some() {
             let mut without = description.clone();
             without.host_requirement.clear();

@@ -140,25 +140,37 @@ impl<I: Interface> Loader<I> {
 
 /// A plugin file read once, with the loader's rules on opening it (a
 /// regular file, writable by nobody else unless `check_permissions` is
-/// off, at most [`DEFAULT_MAX_FILE_SIZE`] bytes): the SHA-256 of its bytes
-/// and the description read from those same bytes. Nothing of it runs.
+/// off, at most [`DEFAULT_MAX_FILE_SIZE`] bytes) and on its object headers:
+/// the SHA-256 of its bytes and the description read from those same
+/// bytes. Nothing of it runs.
 /// For tools that judge files for an [`Application`](crate::Application);
 /// a [`Loader`] does the same through its private copies.
 ///
 /// # Errors
 ///
-/// The [`LoadError`] a loader gives for a file it cannot open, or
-/// [`LoadErrorKind::InvalidDescription`] for bytes without a readable
-/// description.
+/// The [`LoadError`] a loader gives for a file it cannot open or whose
+/// headers it refuses, [`LoadErrorKind::Changing`] for a file written while
+/// it is read, or [`LoadErrorKind::InvalidDescription`] for bytes without a
+/// readable description.
 pub fn describe_file(path: &Path, check_permissions: bool) -> Result<DescribedFile, LoadError> {
     use std::io::Read as _;
     let source = crate::trust::source::open(path, check_permissions, DEFAULT_MAX_FILE_SIZE)
         .map_err(|refused| LoadError::opening(path, refused))?;
+    let unreadable = |source| LoadErrorKind::Unreadable { source }.at(path.to_owned());
+    // The object headers first, as a loader judges them (no executable
+    // stack), then the bytes; a file that changed in between is refused, as
+    // a loader refuses one that changes while it is copied.
+    crate::inspect::verify::verify_file(&source.file)
+        .map_err(|source| LoadErrorKind::InvalidLibrary { source }.at(path.to_owned()))?;
     let mut bytes = Vec::new();
     (&source.file)
         .take(DEFAULT_MAX_FILE_SIZE)
         .read_to_end(&mut bytes)
-        .map_err(|source| LoadErrorKind::Unreadable { source }.at(path.to_owned()))?;
+        .map_err(unreadable)?;
+    let after = source.file.metadata().map_err(unreadable)?;
+    if !crate::trust::source::unchanged(&source.meta, &after) || bytes.len() as u64 != after.len() {
+        return Err(LoadErrorKind::Changing.at(path.to_owned()));
+    }
     let description = crate::inspect::description::description_of(&bytes)
         .map_err(|source| LoadErrorKind::InvalidDescription { source }.at(path.to_owned()))?;
     Ok(DescribedFile {

@@ -112,13 +112,21 @@ pub enum VerifyError {
 ///
 /// [`VerifyError`] saying what was expected and what was found.
 pub(crate) fn verify_library(path: &Path) -> Result<(), VerifyError> {
-    let file = File::open(path)?;
+    verify_file(&File::open(path)?)
+}
+
+/// [`verify_library`] of an open file, read at offsets.
+///
+/// # Errors
+///
+/// As [`verify_library`].
+pub(crate) fn verify_file(file: &File) -> Result<(), VerifyError> {
     let len = file.metadata()?.len();
     if len == 0 {
         return Err(VerifyError::Empty);
     }
     let mut reader = Reader {
-        file: &file,
+        file,
         len,
         windows: Vec::new(),
     };
