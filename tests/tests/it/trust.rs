@@ -694,10 +694,14 @@ fn a_snapshot_cache_forgets_what_no_load_used_for_a_month() {
             .iter()
             .find(|name| name.starts_with("proven-"))
             .expect("a list of proven copies");
-        assert_eq!(
-            fs::read_to_string(cache_dir.join(list)).unwrap(),
-            format!("{}\n", second[0])
-        );
+        // Each line: the copy's name, then its description in hexadecimal.
+        let text = fs::read_to_string(cache_dir.join(list)).unwrap();
+        let (name, description) = text
+            .strip_suffix('\n')
+            .and_then(|line| line.split_once(' '))
+            .expect("one line: a name and a description");
+        assert_eq!(name, second[0]);
+        assert!(description.starts_with("64726f70696e0064"), "{description}");
     }
 }
 

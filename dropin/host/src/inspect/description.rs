@@ -136,13 +136,22 @@ pub fn read_application(path: &Path) -> Result<Vec<Description>, DescriptionRead
 ///
 /// [`DescriptionReadError`] saying what was expected and found.
 pub fn read_description(path: &Path) -> Result<Description, DescriptionReadError> {
+    read_description_bytes(path).map(|(description, _)| description)
+}
+
+/// [`read_description`], with the bytes it was decoded from.
+pub(crate) fn read_description_bytes(
+    path: &Path,
+) -> Result<(Description, Vec<u8>), DescriptionReadError> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
-    description_in(&ReadCache::new(AtOffsets {
+    let data = ReadCache::new(AtOffsets {
         file: &file,
         at: 0,
         len,
-    }))
+    });
+    let bytes = description_bytes_in(&data)?;
+    Ok((description::decode(bytes)?, bytes.to_vec()))
 }
 
 /// A file read at offsets: a seek costs no system call, so each read the
@@ -185,10 +194,11 @@ impl io::Seek for AtOffsets<'_> {
 ///
 /// As [`read_description`].
 pub fn description_of(bytes: &[u8]) -> Result<Description, DescriptionReadError> {
-    description_in(bytes)
+    Ok(description::decode(description_bytes_in(bytes)?)?)
 }
 
-fn description_in<'a, R: ReadRef<'a>>(data: R) -> Result<Description, DescriptionReadError> {
+/// The bytes of the description in `data`, not yet decoded.
+fn description_bytes_in<'a, R: ReadRef<'a>>(data: R) -> Result<&'a [u8], DescriptionReadError> {
     // The ELF header's 64 bytes, which the parser reads next, when there
     // are that many: one read for both.
     let head = data
@@ -229,7 +239,7 @@ fn description_in<'a, R: ReadRef<'a>>(data: R) -> Result<Description, Descriptio
         Some(bytes) => bytes,
         None => data.read_bytes_at(start, len).map_err(|()| outside())?,
     };
-    Ok(description::decode(bytes)?)
+    Ok(bytes)
 }
 
 /// Where an ELF library's description lies in the file, found the way the

@@ -15,7 +15,7 @@ use crate::{
     child::probe::{Prober, Report},
     digest::hex,
     error::{LoadError, LoadErrorKind},
-    inspect::description::read_description,
+    inspect::description::read_description_bytes,
     load::{self, Plugin, Saved},
     registry::Registry,
     sys,
@@ -40,6 +40,9 @@ pub(super) struct Staged<'l> {
     /// The file as it was copied.
     pub(super) stamp: source::Stamp,
     pub(super) headers: Headers<'l>,
+    /// The description's bytes, as the snapshot cache recorded them when
+    /// this build proved the kept copy.
+    pub(super) cached_description: Option<Vec<u8>>,
 }
 
 /// What is known of a staged copy's object headers (step 5).
@@ -77,6 +80,8 @@ pub(super) struct Approved<'l> {
     /// What the file says of itself, as data: once its library is mapped,
     /// its root module must say the same.
     pub(super) description: Description,
+    /// The bytes it was decoded from.
+    description_bytes: Vec<u8>,
 }
 
 impl<I: Interface> Loader<I> {
@@ -138,6 +143,7 @@ impl<I: Interface> Loader<I> {
             return Ok(Staged {
                 path: path.to_owned(),
                 headers,
+                cached_description: kept.description,
                 copied: Copied {
                     path: kept.path,
                     len: source.meta.len(),
@@ -177,6 +183,7 @@ impl<I: Interface> Loader<I> {
             locked,
             stamp,
             headers,
+            cached_description: None,
         })
     }
 
@@ -275,6 +282,7 @@ impl<I: Interface> Loader<I> {
             locked,
             stamp,
             headers,
+            cached_description,
         } = staged;
         let (copy, digest) = (copied.path, copied.sha256);
         if let Some(entry) = locked {
@@ -290,7 +298,8 @@ impl<I: Interface> Loader<I> {
         // The headers, under the host's policy, before anything reads the
         // bytes they describe.
         let headers = self.judge_headers(headers, &path, &copy)?;
-        let (description, name) = self.described(&path, &copy)?;
+        let (description, description_bytes, name) =
+            self.described(&path, &copy, cached_description)?;
         // The name the lock file recorded is the one its reviewer saw.
         if let Some(entry) = locked
             && entry.name != name
@@ -305,6 +314,7 @@ impl<I: Interface> Loader<I> {
             name,
             locked: locked.is_some(),
             description,
+            description_bytes,
             path,
             copy,
             digest,
@@ -345,16 +355,28 @@ impl<I: Interface> Loader<I> {
         &self,
         path: &Path,
         copy: &Path,
-    ) -> Result<(Description, String), LoadError> {
+        cached: Option<Vec<u8>>,
+    ) -> Result<(Description, Vec<u8>, String), LoadError> {
         let side = load::Side::of::<I>();
-        let description = read_description(copy)
-            .map_err(|error| load::unreadable_description(&side, path, error))?;
+        // A kept copy this build proved: its description's bytes as the
+        // cache recorded them from it (the copy never changes), else read
+        // from the copy.
+        let cached = cached.and_then(|bytes| {
+            dropin::description::decode(&bytes)
+                .ok()
+                .map(|description| (description, bytes))
+        });
+        let (description, bytes) = match cached {
+            Some(cached) => cached,
+            None => read_description_bytes(copy)
+                .map_err(|error| load::unreadable_description(&side, path, error))?,
+        };
         // Every method's signature too: a plugin whose methods the host would
         // misread is refused before anything opens it (once mapped, its root
         // module must list the same methods).
         let checked = load::judge_description(&side, path, &description, &self.policy)?;
         let name = checked.name.to_owned();
-        Ok((description, name))
+        Ok((description, bytes, name))
     }
 
     /// Step 6: what a probe that survived the file says about it: only why
@@ -483,6 +505,7 @@ impl<I: Interface> Loader<I> {
             stamp,
             headers,
             description,
+            description_bytes,
             ..
         } = approved;
         // The one place a plugin's library is mapped in this process: only
@@ -519,7 +542,7 @@ impl<I: Interface> Loader<I> {
         self.agrees(&plugin, &description, &path)?;
         // Its bytes passed every check that reads nothing else.
         if let Some((cache, name)) = prove {
-            cache.prove(name);
+            cache.prove(name, &description_bytes);
         }
         plugin.stamp = Some(stamp);
         Ok((plugin, path))

@@ -30,7 +30,10 @@
 //! A later load by the same build maps such a copy without checking its
 //! headers and its root module's layout again; every other check (the
 //! lock entry, the versions, the host's policy, the method signatures)
-//! runs as always. Why that is sound: both checks compare the kept copy's
+//! runs as always. The list also holds each proven copy's description,
+//! the bytes read from the copy when it was proven (in hexadecimal after
+//! its name): a later load judges those bytes instead of reading them from
+//! the copy again, which they are, since the copy never changes. Why that is sound: both checks compare the kept copy's
 //! bytes, which never change, with this build's code and constants, which
 //! the build ID names (the linker computes it from the contents it links,
 //! unless told to write a fixed one); the list is trusted as the copies
@@ -52,7 +55,7 @@
 //! [`LoaderBuilder::snapshot_cache`]: crate::LoaderBuilder::snapshot_cache
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     fs,
     path::{Path, PathBuf},
     sync::Mutex,
@@ -77,7 +80,9 @@ type HandedOut = (HashSet<(u64, u64)>, HashSet<PathBuf>);
 /// Numbers the temporary files of this process's copies into the cache.
 static TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The most a list of proven copies may hold: a hundred thousand names.
+/// The most a list of proven copies may hold: about twenty thousand
+/// names with their descriptions (beyond that, nothing is taken as proven
+/// and everything is checked).
 const MAX_PROVEN: u64 = 16 << 20;
 
 /// How long a kept copy, or a list of proven copies, that no load used
@@ -98,10 +103,11 @@ pub(crate) struct Cache {
     /// The running host build, if the platform names it.
     build: Option<String>,
     /// The kept copies this build proved, by file name, as its list said
-    /// when the cache was opened.
-    proven: HashSet<String>,
+    /// when the cache was opened, each with its description's bytes in
+    /// hexadecimal (empty if the list did not record them).
+    proven: HashMap<String, String>,
     /// Those it proved since.
-    newly_proven: Mutex<Vec<String>>,
+    newly_proven: Mutex<Vec<(String, String)>>,
     /// Whether this load kept a copy the cache did not have.
     added: std::sync::atomic::AtomicBool,
     /// The device of the folder.
@@ -116,6 +122,9 @@ pub(crate) struct Kept {
     pub(crate) name: String,
     /// Whether this build proved its headers and its root module's layout.
     pub(crate) proven: bool,
+    /// Its description's bytes, as they were read from it when it was
+    /// proven.
+    pub(crate) description: Option<Vec<u8>>,
 }
 
 /// Which file `meta` describes: device and inode, as the dynamic loader
@@ -255,7 +264,7 @@ impl Cache {
             dir,
             owner: owner_of_lock,
             build,
-            proven: HashSet::new(),
+            proven: HashMap::new(),
             newly_proven: Mutex::new(Vec::new()),
             added: std::sync::atomic::AtomicBool::new(false),
             device: file_id(&meta).0,
@@ -281,11 +290,11 @@ impl Cache {
         Some(self.dir.join(format!("proven-{}", self.build.as_ref()?)))
     }
 
-    /// The names the list of this build holds; none if it is missing or not
-    /// to be trusted.
-    fn read_proven(&self) -> HashSet<String> {
+    /// The names the list of this build holds, with their descriptions;
+    /// none if it is missing or not to be trusted.
+    fn read_proven(&self) -> HashMap<String, String> {
         let Some(path) = self.proven_path() else {
-            return HashSet::new();
+            return HashMap::new();
         };
         let read = || -> Option<String> {
             use std::io::Read;
@@ -301,21 +310,26 @@ impl Cache {
             file.take(MAX_PROVEN).read_to_string(&mut text).ok()?;
             Some(text)
         };
+        // `<name> <description in hexadecimal>`, or a name alone.
         read()
             .unwrap_or_default()
             .lines()
-            .map(str::to_owned)
+            .map(|line| {
+                let (name, description) = line.split_once(' ').unwrap_or((line, ""));
+                (name.to_owned(), description.to_owned())
+            })
             .collect()
     }
 
-    /// Records that this build proved the kept copy `name` (see the module's
-    /// documentation); written by [`save`](Self::save).
-    pub(crate) fn prove(&self, name: String) {
-        if self.build.is_some() && !self.proven.contains(&name) {
+    /// Records that this build proved the kept copy `name`, whose
+    /// description is `description` (see the module's documentation);
+    /// written by [`save`](Self::save).
+    pub(crate) fn prove(&self, name: String, description: &[u8]) {
+        if self.build.is_some() && !self.proven.contains_key(&name) {
             self.newly_proven
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(name);
+                .push((name, crate::digest::hex(description)));
         }
     }
 
@@ -389,13 +403,21 @@ impl Cache {
         if newly.is_empty() {
             return;
         }
-        let mut names: Vec<String> = self.read_proven().into_iter().chain(newly).collect();
+        let mut names: Vec<(String, String)> =
+            self.read_proven().into_iter().chain(newly).collect();
         names.sort_unstable();
-        names.dedup();
+        names.dedup_by(|a, b| a.0 == b.0);
         // Copies removed meanwhile are no longer listed.
-        names.retain(|name| self.dir.join(name).exists());
-        let mut text = names.join("\n");
-        text.push('\n');
+        names.retain(|(name, _)| self.dir.join(name).exists());
+        let mut text = String::new();
+        for (name, description) in &names {
+            text.push_str(name);
+            if !description.is_empty() {
+                text.push(' ');
+                text.push_str(description);
+            }
+            text.push('\n');
+        }
         let number = TEMPORARY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let temporary = path.with_extension(format!("{}.{number}.new", std::process::id()));
         let written = crate::trust::snapshot::write_private(&temporary, text.as_bytes())
@@ -433,8 +455,10 @@ impl Cache {
                 let _ = file.set_times(fs::FileTimes::new().set_accessed(now));
             }
             let name = path.file_name()?.to_str()?.to_owned();
+            let proven = self.proven.get(&name);
             Some(Kept {
-                proven: self.proven.contains(&name),
+                proven: proven.is_some(),
+                description: proven.and_then(|hex| unhex(hex)),
                 path,
                 name,
             })
@@ -520,6 +544,17 @@ impl Cache {
         let _ = fs::remove_file(&temporary);
         made
     }
+}
+
+/// The bytes `text` names in hexadecimal, if it does.
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() || text.len() % 2 != 0 {
+        return None;
+    }
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
