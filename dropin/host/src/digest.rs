@@ -22,3 +22,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     }
     text
 }
+
+/// The bytes `text` names in hexadecimal (either case), if it does.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}

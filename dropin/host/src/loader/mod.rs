@@ -473,14 +473,7 @@ pub(crate) fn lock_index(lockfile: &Lockfile) -> LockIndex<'_> {
 
 /// The bytes a SHA-256 in hexadecimal names, if it is one.
 fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    let mut bytes = [0; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (byte, pair) in bytes.iter_mut().zip(text.as_bytes().chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(bytes)
+    crate::digest::unhex(text)?.try_into().ok()
 }
 
 /// Whether `error` says nothing about the file itself (the process ran out

@@ -458,7 +458,9 @@ impl Cache {
             let proven = self.proven.get(&name);
             Some(Kept {
                 proven: proven.is_some(),
-                description: proven.and_then(|hex| unhex(hex)),
+                description: proven
+                    .filter(|hex| !hex.is_empty())
+                    .and_then(|hex| crate::digest::unhex(hex)),
                 path,
                 name,
             })
@@ -544,17 +546,6 @@ impl Cache {
         let _ = fs::remove_file(&temporary);
         made
     }
-}
-
-/// The bytes `text` names in hexadecimal, if it does.
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 {
-        return None;
-    }
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
