@@ -258,7 +258,7 @@ struct Verdict {
 
 /// A file `diff` compares: a plugin's, or an application's.
 enum Either {
-    Plugin(Description),
+    Plugin(Box<Description>),
     Application(Vec<Application>),
 }
 
@@ -269,13 +269,15 @@ fn read_either(file: &Path) -> Result<Either, ExitCode> {
         Err(DescriptionReadError::Missing) => match Application::read(file) {
             Ok(applications) => Ok(Either::Application(applications)),
             // Neither: what a plugin lacks is the clearer word.
-            Err(DescriptionReadError::NoApplication) => described(file).map(Either::Plugin),
+            Err(DescriptionReadError::NoApplication) => {
+                described(file).map(|description| Either::Plugin(Box::new(description)))
+            }
             Err(error) => {
                 eprintln!("dropin: {}: {}", file.display(), ErrorChain(&error));
                 Err(ExitCode::from(1))
             }
         },
-        _ => described(file).map(Either::Plugin),
+        _ => described(file).map(|description| Either::Plugin(Box::new(description))),
     }
 }
 
@@ -338,7 +340,7 @@ fn diff(old_file: &Path, new_file: &Path, interface: Option<&str>, format: Forma
         Either::Application(_) => None,
     });
     let host = match new {
-        Either::Plugin(new) => Application::from_description(new),
+        Either::Plugin(new) => Application::from_description(*new),
         Either::Application(applications) => {
             let wanted = wanted.filter(|_| interface.is_some() || applications.len() > 1);
             match choose(new_file, applications, wanted) {
@@ -357,7 +359,7 @@ fn diff(old_file: &Path, new_file: &Path, interface: Option<&str>, format: Forma
     // The plugin side: OLD's plugin, or a plugin built with OLD's
     // interface.
     let plugin = match old {
-        Either::Plugin(old) => old,
+        Either::Plugin(old) => *old,
         Either::Application(applications) => {
             let wanted = Some(host.interface()).filter(|_| applications.len() > 1);
             match choose(old_file, applications, wanted) {
@@ -805,6 +807,8 @@ struct ShownApplication {
     arch: String,
     os: String,
     methods: Vec<ShownMethod>,
+    services_trait: String,
+    services: Vec<ShownMethod>,
 }
 
 /// `dropin inspect APP`: the interfaces whose plugins it loads.
@@ -822,6 +826,8 @@ fn inspect_application(file: &Path, applications: &[Application], format: Format
                 arch: description.arch.clone(),
                 os: description.os.clone(),
                 methods: description.methods.iter().map(ShownMethod::of).collect(),
+                services_trait: description.services_name.clone(),
+                services: description.services.iter().map(ShownMethod::of).collect(),
             }
         })
         .collect();
@@ -841,14 +847,11 @@ fn inspect_application(file: &Path, applications: &[Application], format: Format
                     shown(&application.arch),
                     shown(&application.os),
                 ));
-                for (i, method) in application.methods.iter().enumerate() {
-                    let label = if i == 0 { "methods" } else { "" };
-                    text.push_str(&format!(
-                        "  {label:<9}  {} (since {})\n",
-                        shown(&method.signature),
-                        shown(&method.since)
-                    ));
-                }
+                text.push_str(&methods_text(&application.methods));
+                text.push_str(&services_text(
+                    &application.services_trait,
+                    &application.services,
+                ));
             }
             write!(out, "{text}")
         }
@@ -857,6 +860,37 @@ fn inspect_application(file: &Path, applications: &[Application], format: Format
             .and_then(|()| writeln!(out)),
     };
     finish(written, false)
+}
+
+/// The `methods` lines of `inspect`.
+fn methods_text(methods: &[ShownMethod]) -> String {
+    let mut text = String::new();
+    for (i, method) in methods.iter().enumerate() {
+        let label = if i == 0 { "methods" } else { "" };
+        text.push_str(&format!(
+            "  {label:<9}  {} (since {})\n",
+            shown(&method.signature),
+            shown(&method.since)
+        ));
+    }
+    text
+}
+
+/// The `services` lines of `inspect`: the trait, then each service; none
+/// for an interface without services.
+fn services_text(services_trait: &str, services: &[ShownMethod]) -> String {
+    if services_trait.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("  services   {}\n", shown(services_trait));
+    for service in services {
+        text.push_str(&format!(
+            "             {} (since {})\n",
+            shown(&service.signature),
+            shown(&service.since)
+        ));
+    }
+    text
 }
 
 /// A path, [`shown`].
@@ -899,6 +933,10 @@ struct Shown {
     debug_assertions: bool,
     sha256: String,
     methods: Vec<ShownMethod>,
+    /// The host services trait the interface names (empty: none).
+    services_trait: String,
+    /// The services a plugin may call.
+    services: Vec<ShownMethod>,
 }
 
 #[derive(Serialize)]
@@ -938,6 +976,8 @@ impl Shown {
             debug_assertions: description.debug_assertions,
             sha256,
             methods: description.methods.iter().map(ShownMethod::of).collect(),
+            services_trait: description.services_name.clone(),
+            services: description.services.iter().map(ShownMethod::of).collect(),
         }
     }
 
@@ -966,14 +1006,8 @@ impl Shown {
             },
             self.sha256,
         );
-        for (i, method) in self.methods.iter().enumerate() {
-            let label = if i == 0 { "methods" } else { "" };
-            text.push_str(&format!(
-                "  {label:<9}  {} (since {})\n",
-                shown(&method.signature),
-                shown(&method.since)
-            ));
-        }
+        text.push_str(&methods_text(&self.methods));
+        text.push_str(&services_text(&self.services_trait, &self.services));
         text
     }
 }

@@ -27,6 +27,7 @@
 //! | target architecture, target OS | strings (`x86_64`, `linux`) |
 //! | panic = "abort", debug assertions | one byte each, 0 or 1 |
 //! | methods | list of methods |
+//! | services | string (the host services trait the interface names, empty for none), then a list of methods: the services a plugin may call |
 //!
 //! A method is its name, the interface version that added it (`since`), its
 //! arguments after `&self` (a list of types) and its result (a type). A type
@@ -97,6 +98,8 @@ pub struct Parts {
     pub panic_abort: bool,
     pub debug_assertions: bool,
     pub methods: Methods,
+    pub services_name: &'static str,
+    pub services: &'static [MethodDesc],
 }
 
 /// The methods a description lists: those a plugin exports, or those its
@@ -216,6 +219,12 @@ impl<const N: usize> Writer<N> {
             this = this.method(parts.methods.get(i));
             i += 1;
         }
+        this = this.str(parts.services_name).u32(parts.services.len());
+        i = 0;
+        while i < parts.services.len() {
+            this = this.method(&parts.services[i]);
+            i += 1;
+        }
         let body = this.at - body_at - 4;
         if !this.measuring {
             let len = (body as u32).to_le_bytes();
@@ -309,6 +318,10 @@ pub struct Description {
     pub debug_assertions: bool,
     /// Its methods, in the interface's order.
     pub methods: Vec<Method>,
+    /// The host services trait its interface names (empty: none).
+    pub services_name: String,
+    /// The services a plugin may call, in the trait's order.
+    pub services: Vec<Method>,
 }
 
 /// A method of a [`Description`].
@@ -616,6 +629,8 @@ fn decode_as(magic: [u8; 8], bytes: &[u8]) -> Result<Description, DescriptionErr
         panic_abort: reader.flag("the panic strategy")?,
         debug_assertions: reader.flag("the debug assertions flag")?,
         methods: reader.list("the methods", Reader::method)?,
+        services_name: reader.str("the services trait's name")?,
+        services: reader.list("the services", Reader::method)?,
     };
     if reader.at != bytes.len() {
         return Err(reader.malformed("the end of the description"));
@@ -755,6 +770,8 @@ mod tests {
         panic_abort: false,
         debug_assertions: true,
         methods: Methods::Exported(METHODS),
+        services_name: "",
+        services: &[],
     };
 
     const LEN: usize = encoded_len(&PARTS);
@@ -791,12 +808,13 @@ mod tests {
         );
         // A count no bytes could hold allocates nothing.
         let mut bytes = BYTES.to_vec();
+        // The methods, then an empty services trait's name and no services.
         let methods_at = bytes.len() - {
             let mut tail = Writer::<0>::measure().u32(0);
             for entry in METHODS {
                 tail = tail.method(&entry.desc);
             }
-            tail.at
+            tail.str("").u32(0).at
         };
         bytes[methods_at..methods_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(

@@ -147,6 +147,10 @@ pub trait Exports {
     const INTERFACE_VERSION: &'static str;
     /// The method table, pointing at this plugin's functions.
     const METHODS: &'static [MethodEntry];
+    /// The host services trait the interface names (empty: none).
+    const SERVICES_NAME: &'static str = "";
+    /// The services a plugin may call, as that trait declares them.
+    const SERVICES: &'static [crate::MethodDesc] = &[];
     /// The interface's `init`.
     ///
     /// # Errors
@@ -510,6 +514,8 @@ macro_rules! __export_plugin {
                 panic_abort: ::core::cfg!(panic = "abort"),
                 debug_assertions: ::core::cfg!(debug_assertions),
                 methods: __dropin_rt::DescribedMethods::Exported(<$exports as __dropin_rt::Exports>::METHODS),
+                services_name: <$exports as __dropin_rt::Exports>::SERVICES_NAME,
+                services: <$exports as __dropin_rt::Exports>::SERVICES,
             };
             const __DROPIN_DESCRIPTION_LEN: usize = __dropin_rt::description_len(&__DROPIN_PARTS);
             #[unsafe(no_mangle)]

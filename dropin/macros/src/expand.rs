@@ -164,6 +164,17 @@ pub fn interface(interface: &Interface) -> TokenStream {
         .iter()
         .enumerate()
         .map(|(i, method)| serve_arm(i, method));
+    // The services a plugin of this interface may call, for descriptions.
+    let (services_name, services_descs) = match &interface.services {
+        Some(services) => {
+            let services_handle = format_ident!("{}Handle", services);
+            (
+                quote!(<#services_handle as ::dropin::ServicesHandle>::NAME),
+                quote!(<#services_handle as ::dropin::ServicesHandle>::SERVICES),
+            )
+        }
+        None => (quote!(""), quote!(&[])),
+    };
     let remote_services = match &interface.services {
         Some(services) => {
             let services_handle = format_ident!("{}Handle", services);
@@ -303,6 +314,8 @@ pub fn interface(interface: &Interface) -> TokenStream {
                 panic_abort: ::core::cfg!(panic = "abort"),
                 debug_assertions: ::core::cfg!(debug_assertions),
                 methods: __dropin_rt::DescribedMethods::Declared(__DROPIN_METHODS),
+                services_name: #services_name,
+                services: #services_descs,
             };
             const __DROPIN_APPLICATION_LEN: usize = __dropin_rt::description_len(&__DROPIN_APPLICATION_PARTS);
             #[cfg_attr(target_vendor = "apple", unsafe(link_section = "__DATA,__dropin_app"))]
@@ -321,6 +334,8 @@ pub fn interface(interface: &Interface) -> TokenStream {
                 const INTERFACE_NAME: &'static str = #name;
                 const INTERFACE_VERSION: &'static str = #version;
                 const METHODS: &'static [__dropin_rt::MethodEntry] = &[#(#entries),*];
+                const SERVICES_NAME: &'static str = #services_name;
+                const SERVICES: &'static [::dropin::MethodDesc] = #services_descs;
 
                 fn init(context: &::dropin::Context<'_>) -> ::core::result::Result<__DropinPlugin, ::dropin::BoxError> {
                     <__DropinPlugin as #trait_ident>::init(context)

@@ -26,7 +26,9 @@ fn inspect_shows_the_description_and_runs_no_plugin_code() {
             "{}\n  plugin     hello 1.0.0\n  interface  greeter 2.1.0\n  host       any\n  \
              built      with dropin 0.1.0 for {}-{}, panic = \"unwind\", debug assertions\n  \
              sha256     {}\n  methods    fn greet() -> String (since 2.0.0)\n             \
-             fn greet_to(&str) -> String (since 2.1.0)\n",
+             fn greet_to(&str) -> String (since 2.1.0)\n  services   \
+             greeter-interface::GreeterHost\n             fn load(&str) -> Option<String> \
+             (since 2.1.0)\n             fn store(&str, &str) -> () (since 2.1.0)\n",
             hello.display(),
             std::env::consts::ARCH,
             std::env::consts::OS,
@@ -566,7 +568,9 @@ fn diff_compares_applications_too() {
         format!(
             "{}\n  application of interface greeter 2.1.0 (accepts >=2.0.0, <3.0.0)\n  built      \
              with dropin 0.1.0 for {}-{}\n  methods    fn greet() -> String (since 2.0.0)\n             \
-             fn greet_to(&str) -> String (since 2.1.0)\n",
+             fn greet_to(&str) -> String (since 2.1.0)\n  services   \
+             greeter-interface::GreeterHost\n             fn load(&str) -> Option<String> \
+             (since 2.1.0)\n             fn store(&str, &str) -> () (since 2.1.0)\n",
             greeter_host.display(),
             std::env::consts::ARCH,
             std::env::consts::OS,
