@@ -1,16 +1,20 @@
 //! `plugins.toml`: each plugin's table, which plugins run isolated, and
 //! their call timeouts.
 
-use std::{fs, io, path::Path};
+use std::path::Path;
 
 use anyhow::{Context, bail};
-use dropin_host::{LoaderBuilder, check_permissions, isolation::Isolate};
+use dropin_host::{LoaderBuilder, isolation::Isolate, read_trusted_text};
 use greeter_interface::GreeterPlugin;
 
 use crate::cli::parse_duration;
 
 /// The per-plugin configuration file in the plugins folder.
 pub(crate) const CONFIG_NAME: &str = "plugins.toml";
+
+/// The largest configuration read: far more than a thousand plugins'
+/// tables need.
+const MAX_CONFIG: u64 = 1 << 20;
 
 /// Hands each plugin its table of the folder's `plugins.toml`, if any.
 pub(crate) fn configure(
@@ -19,15 +23,11 @@ pub(crate) fn configure(
     secure: bool,
 ) -> anyhow::Result<LoaderBuilder<GreeterPlugin>> {
     let path = dir.join(CONFIG_NAME);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(builder),
-        Err(error) => return Err(error).with_context(|| format!("cannot read {}", path.display())),
+    // Read as the lock file is: a FIFO, a device or a link to one is
+    // refused, never waited on.
+    let Some(text) = read_trusted_text(&path, "configuration", secure, MAX_CONFIG)? else {
+        return Ok(builder);
     };
-    if secure {
-        check_permissions(&path)
-            .with_context(|| format!("configuration {} is not safe", path.display()))?;
-    }
     let config: toml::Table =
         toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
     for (key, value) in config {

@@ -111,5 +111,6 @@ pub use trust::{
     lockfile::{LOCKFILE_NAME, LockEntry, Lockfile, LockfileError},
     permissions::{PermissionError, Writers, check_permissions},
     source::is_deceptive,
+    trusted_file::{TrustedFileError, read_trusted_text},
 };
 pub use watch::{DEFAULT_SETTLE, Watch, WatchError, WatchEvent};

@@ -506,6 +506,57 @@ fn a_broken_or_unsafe_plugins_toml_stops_everything_naming_it() {
     }
 }
 
+/// `plugins.toml` is read by the lock file's rules: a FIFO (which would
+/// block the host until someone writes), a link to a device and an
+/// oversized file are each refused at once, naming the file.
+#[cfg(unix)]
+#[test]
+fn plugins_toml_is_read_like_the_lock_file() {
+    let dir = PluginDir::with(&["hello"]);
+    let config = dir.path().join("plugins.toml");
+    let watchdog = greeter_tests::deadline(greeter_tests::HANG, "a FIFO as plugins.toml");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&config)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = dir.run(&["greet"]);
+    drop(watchdog);
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: {}: expected a regular file for the configuration, found a FIFO\n",
+            config.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+    fs::remove_file(&config).unwrap();
+
+    std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
+    let output = dir.run(&["greet"]);
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: {}: expected a regular file for the configuration, found a character \
+             device\n",
+            config.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+    fs::remove_file(&config).unwrap();
+
+    dir.write("plugins.toml", &vec![b'#'; (1 << 20) + 1]);
+    let output = dir.run(&["greet"]);
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: {}: 1048577 bytes; expected a configuration of at most 1048576\n",
+            config.display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
 #[test]
 fn text_from_plugins_and_files_cannot_drive_the_terminal() {
     let dir = PluginDir::with(&["hello"]);

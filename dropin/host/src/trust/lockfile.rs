@@ -5,16 +5,13 @@
 
 use std::{
     fs,
-    io::{self, Read, Write},
+    io::{self, Write},
     path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    trust::permissions::{PermissionError, check_metadata},
-    trust::source::NotRegular,
-};
+use crate::trust::permissions::PermissionError;
 
 /// The lock file's name inside the plugins folder.
 pub const LOCKFILE_NAME: &str = "plugins.lock";
@@ -149,40 +146,43 @@ impl Lockfile {
     /// [`LockfileError`] if it cannot be read, is not safe, does not parse
     /// or lists a file twice; the message names the line.
     pub fn read(path: &Path, check_permissions: bool) -> Result<Option<Self>, LockfileError> {
-        let io = |source| LockfileError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let (file, meta) = match crate::trust::source::open_regular(path) {
-            Ok(opened) => opened,
-            Err(NotRegular::Io(error)) if error.kind() == io::ErrorKind::NotFound => {
-                return Ok(None);
+        use crate::trust::trusted_file::{TrustedFileError as E, read_trusted_text};
+        let path_buf = path.to_owned();
+        let text = match read_trusted_text(path, "lock file", check_permissions, MAX_LOCKFILE) {
+            Ok(Some(text)) => text,
+            Ok(None) => return Ok(None),
+            Err(E::Io { source, .. }) => {
+                return Err(LockfileError::Io {
+                    path: path_buf,
+                    source,
+                });
             }
-            Err(NotRegular::Io(source)) => return Err(io(source)),
-            Err(NotRegular::Found(found)) => {
+            Err(E::NotText { .. }) => {
+                return Err(LockfileError::Io {
+                    path: path_buf,
+                    source: io::Error::new(io::ErrorKind::InvalidData, "expected UTF-8 text"),
+                });
+            }
+            Err(E::NotAFile { found, .. }) => {
                 return Err(LockfileError::NotAFile {
-                    path: path.to_owned(),
+                    path: path_buf,
                     found,
                 });
             }
+            Err(E::Insecure { source, .. }) => {
+                return Err(LockfileError::Insecure {
+                    path: path_buf,
+                    source,
+                });
+            }
+            Err(E::TooLarge { size, limit, .. }) => {
+                return Err(LockfileError::TooLarge {
+                    path: path_buf,
+                    size,
+                    limit,
+                });
+            }
         };
-        if check_permissions {
-            check_metadata(&meta).map_err(|source| LockfileError::Insecure {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
-        if meta.len() > MAX_LOCKFILE {
-            return Err(LockfileError::TooLarge {
-                path: path.to_owned(),
-                size: meta.len(),
-                limit: MAX_LOCKFILE,
-            });
-        }
-        let mut text = String::new();
-        file.take(MAX_LOCKFILE)
-            .read_to_string(&mut text)
-            .map_err(io)?;
         let lockfile: Self = serde_json::from_str(&text).map_err(|error| LockfileError::Parse {
             path: path.to_owned(),
             line: error.line(),

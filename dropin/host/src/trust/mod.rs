@@ -10,3 +10,4 @@ pub mod lockfile;
 pub mod permissions;
 pub(crate) mod snapshot;
 pub mod source;
+pub mod trusted_file;
