@@ -42,6 +42,7 @@ const PACKAGES: &[&str] = &[
     "services-user",
     "numbered",
     "wrong-layout",
+    "forgetful-app",
 ];
 
 /// The workspaces under `tests/compat/`, each built on its own, and the

@@ -237,3 +237,121 @@ fn a_probe_that_answers_garbage_or_floods_is_killed() {
         assert!(started.elapsed() < Duration::from_secs(5), "{script}");
     }
 }
+
+/// A child's environment variable alone never makes a run a child: set by
+/// hand, with any value or input, the program says so and exits 2 instead
+/// of serving (or of printing nothing and exiting 0, as it once did).
+#[test]
+fn a_child_variable_alone_never_makes_a_run_a_child() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let dir = PluginDir::with(&["hello", "not_a_plugin"]);
+    let refused = |why: &str| {
+        format!(
+            "dropin: {why}: this process was not started by a dropin loader; unset the variable \
+             to run the program normally\n"
+        )
+    };
+    let nonce = "0123456789abcdef0123456789abcdef";
+    for (variable, value, why) in [
+        (
+            "DROPIN_PROBE",
+            "1",
+            "DROPIN_PROBE is set, but not to a value a dropin loader gives its children",
+        ),
+        (
+            "DROPIN_PROBE",
+            nonce,
+            "DROPIN_PROBE is set, but standard input is not the pipe a dropin loader gives its \
+             children",
+        ),
+        (
+            "DROPIN_ISOLATED",
+            "greeter",
+            "DROPIN_ISOLATED is set, but not to a value a dropin loader gives its children",
+        ),
+    ] {
+        let output = dir.run_with_env(&["check"], variable, value);
+        assert_eq!(stderr(&output), refused(why), "{variable}={value}");
+        assert_eq!(stdout(&output), "");
+        assert_eq!(output.status.code(), Some(2));
+    }
+    // A pipe, but not a host's message on it.
+    for (variable, value, why) in [
+        (
+            "DROPIN_PROBE",
+            nonce.to_owned(),
+            "standard input does not start with a host's request",
+        ),
+        (
+            "DROPIN_ISOLATED",
+            format!("greeter:{nonce}"),
+            "the first message on standard input does not carry its nonce",
+        ),
+    ] {
+        let mut child = dir
+            .command(&["check"])
+            .env(variable, &value)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"\x05\x00\x00\x00hello");
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            stderr(&output),
+            refused(&format!("{variable} is set, but {why}"))
+        );
+        assert_eq!(output.status.code(), Some(2));
+    }
+    // A variable no entry point serves: the program runs, and refuses to
+    // load plugins as if it were its own child.
+    let output = dir.run_with_env(&["greet"], "DROPIN_ISOLATED", "another:interface");
+    assert_eq!(
+        stderr(&output),
+        "greeter-host: this process was started as a dropin loader's child (DROPIN_ISOLATED is \
+         set) but went on to load plugins itself; expected \
+         dropin_host::isolation::serve_if_requested::<YourPlugin>() for each interface first \
+         thing in main (or, if the variable was set by hand, unset it)\n"
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// An application that forgets the child's entry point: each probe it
+/// starts runs its `main`, which refuses to load plugins in a child, so no
+/// second generation starts; every plugin is refused with the call to add.
+#[test]
+fn an_application_that_forgets_the_child_entry_point_starts_no_second_generation() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let markers = PluginDir::new();
+    let watchdog = greeter_tests::deadline(greeter_tests::HANG, "forgetful-app");
+    let output = std::process::Command::new(artifacts().binary("forgetful-app"))
+        .arg(dir.path())
+        .env("GREETER_OPEN_MARKERS", markers.path())
+        .output()
+        .unwrap();
+    drop(watchdog);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let expected: String = ["hello", "runs_at_open"]
+        .iter()
+        .map(|lib| {
+            format!(
+                "rejected: {}: the probe process that opened it first exited with status 2 \
+                 (forgetful-app: this process was started as a dropin loader's child \
+                 (DROPIN_PROBE is set) but went on to load plugins itself; expected \
+                 dropin_host::probe::serve_if_requested() first thing in main (or, if the \
+                 variable was set by hand, unset it))\n",
+                dir.path().join(library_file_name(lib)).display()
+            )
+        })
+        .collect();
+    assert_eq!(stdout(&output), expected);
+    // No process opened a plugin: the probes stopped before they could.
+    assert_eq!(open_marker::openers(markers.path()), []);
+}

@@ -6,3 +6,4 @@ mod frame;
 pub mod isolation;
 pub(crate) mod not_loaded;
 pub mod probe;
+pub(crate) mod role;

@@ -68,12 +68,37 @@ pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`LoaderBuilder::build`](crate::LoaderBuilder::build)). Called later in
 /// `main`, that no longer holds.
 pub fn serve_if_requested() {
-    if std::env::var_os(PROBE_ENV).is_some_and(|value| value == "1") {
-        let code = match serve() {
+    if let Some(value) = std::env::var_os(PROBE_ENV) {
+        // Set, this process is its host's probe or nothing: it never goes
+        // on as the program it is.
+        let nonce = crate::child::role::expected(PROBE_ENV, &value.to_string_lossy())
+            .unwrap_or_else(|not| crate::child::role::refuse(not));
+        let code = match serve(&nonce) {
             Ok(()) => 0,
-            Err(_) => 1,
+            Err(Served::NotStarted(not)) => crate::child::role::refuse(not),
+            Err(Served::Failed(error)) => {
+                let _ = io::Write::write_fmt(
+                    &mut io::stderr(),
+                    format_args!("dropin probe: {error}\n"),
+                );
+                1
+            }
         };
         std::process::exit(code);
+    }
+}
+
+/// Why a probe did not answer.
+enum Served {
+    /// Its host did not start it.
+    NotStarted(crate::child::role::NotStarted),
+    /// Its pipes failed.
+    Failed(io::Error),
+}
+
+impl From<io::Error> for Served {
+    fn from(error: io::Error) -> Self {
+        Self::Failed(error)
     }
 }
 
@@ -81,15 +106,23 @@ pub fn serve_if_requested() {
 /// read, and returns: the process then exits normally, which runs the
 /// library's destructors too (a corrupted one would crash the host when it
 /// exits).
-fn serve() -> io::Result<()> {
+fn serve(nonce: &str) -> Result<(), Served> {
+    let not_started = |why: &str| {
+        Served::NotStarted(crate::child::role::NotStarted(format!(
+            "{PROBE_ENV} is set, but {why}"
+        )))
+    };
+    let Some(request) = read_frame(&mut io::stdin().lock(), MAX_FRAME)? else {
+        return Err(not_started(
+            "standard input ended before the host's request",
+        ));
+    };
+    let request = message::<Request>(&request)
+        .map_err(|_| not_started("standard input does not start with a host's request"))?;
+    crate::child::role::check(PROBE_ENV, nonce, &request.nonce).map_err(Served::NotStarted)?;
     // Frames go out on what was standard output; whatever the library
     // prints there goes to standard error instead.
     let mut output = crate::sys::protocol_output()?;
-    let Some(request) = read_frame(&mut io::stdin().lock(), MAX_FRAME)? else {
-        return Ok(());
-    };
-    let request = message::<Request>(&request)
-        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
     let path = crate::sys::path_from_bytes(request.path);
     let copy = crate::sys::path_from_bytes(request.copy);
     let mut report = Report::default();
@@ -101,13 +134,16 @@ fn serve() -> io::Result<()> {
     log::debug!(target: LOG_TARGET, "probe {}: {report:?}", path.display());
     let mut answer = Vec::new();
     report.encode(&mut answer);
-    write_frame(&mut output, &answer)
+    Ok(write_frame(&mut output, &answer)?)
 }
 
 /// What the host asks a probe: the library to open, `copy`, the private
 /// copy of the plugin file `path` (which messages name).
 #[derive(dropin::Stable)]
 struct Request {
+    /// The nonce in the probe's environment: proof that its host wrote
+    /// this.
+    nonce: Vec<u8>,
     path: Vec<u8>,
     copy: Vec<u8>,
 }
@@ -248,6 +284,8 @@ pub(crate) struct Prober {
 
 struct Running {
     child: Child,
+    /// The nonce in its environment, which its request carries too.
+    nonce: String,
     /// Open until the process has been asked its one question.
     stdin: Option<ChildStdin>,
     stdout: ChildStdout,
@@ -291,6 +329,7 @@ impl Prober {
         let deadline = Instant::now() + self.probe.timeout;
         let mut request = Vec::new();
         Request {
+            nonce: running.nonce.clone().into_bytes(),
             path: dropin::abi::path_bytes(original),
             copy: dropin::abi::path_bytes(path),
         }
@@ -322,9 +361,10 @@ impl Prober {
 
 impl Probe {
     fn start(&self) -> io::Result<Running> {
+        let nonce = crate::child::role::nonce();
         let mut child = Command::new(&self.program)
             .args(&self.args)
-            .env(PROBE_ENV, "1")
+            .env(PROBE_ENV, &nonce)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -350,6 +390,7 @@ impl Probe {
         });
         Ok(Running {
             child,
+            nonce,
             stdin: Some(stdin),
             stdout,
             stderr,

@@ -123,6 +123,20 @@ pub enum LoaderError {
          (LoaderBuilder::probe), found none"
     )]
     NoProbe,
+    /// This process was started by a loader as its child, and went on to
+    /// load plugins itself: the application does not call the child's entry
+    /// point first thing in `main` (or the variable was set by hand).
+    #[error(
+        "this process was started as a dropin loader's child ({variable} is set) but went on to \
+         load plugins itself; expected {call} first thing in main (or, if the variable was set \
+         by hand, unset it)"
+    )]
+    StartedAsChild {
+        /// The variable that is set.
+        variable: &'static str,
+        /// The call to add.
+        call: &'static str,
+    },
 }
 
 impl fmt::Debug for LoaderError {
@@ -377,8 +391,24 @@ impl<I: Interface> Loader<I> {
         Ok(report)
     }
 
-    /// Isolation needs a probe: its program runs isolated plugins.
+    /// Isolation needs a probe: its program runs isolated plugins. And a
+    /// process its loader started as a child never loads plugins itself:
+    /// it would start children of its own, and they theirs.
     fn check_probe(&self) -> Result<(), LoaderError> {
+        for (variable, call) in [
+            (
+                crate::child::probe::PROBE_ENV,
+                "dropin_host::probe::serve_if_requested()",
+            ),
+            (
+                crate::child::isolation::ISOLATED_ENV,
+                "dropin_host::isolation::serve_if_requested::<YourPlugin>() for each interface",
+            ),
+        ] {
+            if std::env::var_os(variable).is_some() {
+                return Err(LoaderError::StartedAsChild { variable, call });
+            }
+        }
         if !self.isolation.rules.is_empty() && self.probe.is_none() {
             return Err(LoaderError::NoProbe);
         }

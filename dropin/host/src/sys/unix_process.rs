@@ -22,6 +22,19 @@ pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
     PathBuf::from(OsString::from_vec(bytes))
 }
 
+/// Whether standard input is a pipe, as a loader gives its children.
+pub(crate) fn stdin_is_pipe() -> bool {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fstat` of descriptor 0 into a local buffer; no descriptor
+    // is taken over.
+    if unsafe { libc::fstat(0, stat.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: `fstat` succeeded, so it filled the buffer.
+    let mode = unsafe { stat.assume_init() }.st_mode;
+    mode & libc::S_IFMT == libc::S_IFIFO
+}
+
 /// In an isolated process: what was standard output, for the frames;
 /// standard output itself then writes to standard error.
 pub(crate) fn protocol_output() -> io::Result<File> {

@@ -173,16 +173,28 @@ impl Settings {
 /// serves, for the reasons [`probe::serve_if_requested`](crate::probe::serve_if_requested)
 /// gives: call it first thing in `main`.
 pub fn serve_if_requested<I: Interface>() {
-    if std::env::var_os(ISOLATED_ENV).is_some_and(|name| name == I::NAME) {
-        let code = match serve::<I>() {
-            Ok(()) => 0,
-            Err(error) => {
-                let _ = writeln!(io::stderr(), "isolated plugin process: {error}");
-                1
-            }
-        };
-        std::process::exit(code);
-    }
+    // `<interface>:<nonce>`: this call serves only its own interface's
+    // plugins; a value no call serves makes `Loader::load` refuse to run.
+    let Some(value) = std::env::var_os(ISOLATED_ENV) else {
+        return;
+    };
+    let value = value.to_string_lossy();
+    let Some(nonce) = value
+        .strip_prefix(I::NAME)
+        .and_then(|rest| rest.strip_prefix(':').or(rest.is_empty().then_some(rest)))
+    else {
+        return;
+    };
+    let nonce = crate::child::role::expected(ISOLATED_ENV, nonce)
+        .unwrap_or_else(|not| crate::child::role::refuse(not));
+    let code = match serve::<I>(&nonce) {
+        Ok(()) => 0,
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "isolated plugin process: {error}");
+            1
+        }
+    };
+    std::process::exit(code);
 }
 
 mod protocol;

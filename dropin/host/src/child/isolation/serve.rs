@@ -17,7 +17,29 @@ use super::*;
 
 /// The child's side: load the plugin the host names, then serve its calls
 /// until the host closes the pipe.
-pub(super) fn serve<I: Interface>() -> Result<(), String> {
+/// The longest first frame read: a nonce is 32 bytes.
+const NONCE_FRAME: usize = 64;
+
+pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
+    let not_started = |why: &str| {
+        crate::child::role::refuse(crate::child::role::NotStarted(format!(
+            "{ISOLATED_ENV} is set, but {why}"
+        )))
+    };
+    let mut input = io::stdin().lock();
+    // The host's first frame is the nonce in this process's environment,
+    // then the setup.
+    let first = read_frame(&mut input, NONCE_FRAME)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| not_started("standard input does not start with the host's nonce"));
+    if let Err(not) = crate::child::role::check(ISOLATED_ENV, nonce, &first) {
+        crate::child::role::refuse(not);
+    }
+    let setup = read_frame(&mut input, MAX_FRAME)
+        .map_err(|e| e.to_string())?
+        .ok_or("the host closed the pipe before the setup")?;
+    let setup = message::<Setup>(&setup).map_err(|e| e.to_string())?;
     // Frames go out on what was standard output; whatever the plugin
     // prints there goes to standard error instead, which the host logs.
     let mut output =
@@ -25,11 +47,6 @@ pub(super) fn serve<I: Interface>() -> Result<(), String> {
     static LOGGER: ToStderr = ToStderr;
     log::set_logger(&LOGGER).map_err(|e| e.to_string())?;
     log::set_max_level(log::LevelFilter::Trace);
-    let mut input = io::stdin().lock();
-    let setup = read_frame(&mut input, MAX_FRAME)
-        .map_err(|e| e.to_string())?
-        .ok_or("the host closed the pipe before the setup")?;
-    let setup = message::<Setup>(&setup).map_err(|e| e.to_string())?;
     let path = sys::path_from_bytes(setup.path);
     let copy = sys::path_from_bytes(setup.copy);
     let policy = Policy {

@@ -261,10 +261,11 @@ impl Spawner {
     }
 
     fn try_spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), Failure> {
+        let nonce = crate::child::role::nonce();
         let mut command = Command::new(&self.launcher.program);
         command
             .args(&self.launcher.args)
-            .env(ISOLATED_ENV, self.interface)
+            .env(ISOLATED_ENV, format!("{}:{nonce}", self.interface))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -299,6 +300,11 @@ impl Spawner {
             stdout,
             ended: None,
         };
+        // First the nonce in its environment, which proves to the process
+        // that its host started it; then the setup.
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        crate::child::frame::write_frame_until(&mut process.stdin, nonce.as_bytes(), deadline)
+            .map_err(|_| format!("its process {}", ended(&mut process.child)))?;
         let answer = round_trip(&mut process, &self.setup, START_TIMEOUT)
             .map_err(|ended| format!("its process {ended}"))?;
         let answer = message::<Answer>(&answer)
