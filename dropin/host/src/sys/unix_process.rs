@@ -156,8 +156,9 @@ fn wait_for(fd: RawFd, events: libc::c_short, deadline: Instant) -> io::Result<b
 }
 
 /// Sets up the child before it runs the program: it dies with the host,
-/// within the memory limit, and, if `confined`, without new privileges,
-/// without a network, and with every file system read-only.
+/// within the memory limit, and, if `confined`, in a user namespace of its
+/// own with no capability left, without new privileges, without a network,
+/// and with every file system read-only.
 #[cfg(target_os = "linux")]
 pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined: bool) {
     use std::os::unix::process::CommandExt;
@@ -192,22 +193,26 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
-                // A network namespace of its own (a loopback interface that
-                // is down and nothing else) and a mount namespace of its
-                // own. Without privileges, inside a user namespace that
-                // maps this user to itself.
-                let namespaces = libc::CLONE_NEWNET | libc::CLONE_NEWNS;
-                if uid == 0 {
-                    if libc::unshare(namespaces) != 0 {
-                        return Err(io::Error::last_os_error());
+                // A user namespace of its own, whoever the host is (root
+                // included), mapping this user to itself and nobody else; in
+                // it, a network namespace of its own (a loopback interface
+                // that is down and nothing else) and a mount namespace of
+                // its own. The capabilities it has in them are dropped
+                // below, so that nothing set up here can be undone.
+                let namespaces = libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWNS;
+                if libc::unshare(namespaces) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                write_file(c"/proc/self/setgroups", b"deny")?;
+                // Root without capabilities may not map user 0 (it would
+                // need CAP_SETFCAP): its process then runs with no user
+                // mapped, which grants nothing more.
+                match write_file(c"/proc/self/uid_map", &uid_map) {
+                    Err(error) if uid == 0 && error.raw_os_error() == Some(libc::EPERM) => {}
+                    written => {
+                        written?;
+                        write_file(c"/proc/self/gid_map", &gid_map)?;
                     }
-                } else {
-                    if libc::unshare(libc::CLONE_NEWUSER | namespaces) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    write_file(c"/proc/self/setgroups", b"deny")?;
-                    write_file(c"/proc/self/uid_map", &uid_map)?;
-                    write_file(c"/proc/self/gid_map", &gid_map)?;
                 }
                 // Every mount read-only, in this namespace only: nothing
                 // propagates back to the host's.
@@ -238,6 +243,7 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
                 {
                     return Err(io::Error::last_os_error());
                 }
+                drop_capabilities()?;
             }
             Ok(())
         });
@@ -281,5 +287,72 @@ fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
 
 /// Sets up the child before it runs the program: nothing on this platform,
 /// which has neither the parent-death signal nor the namespaces.
+/// Drops every capability this process has, for good, between fork and
+/// exec: root's privileges are not regained on exec (the secure bits), the
+/// bounding set is emptied (nothing executed can gain one) and the
+/// ambient, inheritable, permitted and effective sets are cleared. Only
+/// async-signal-safe system calls.
+#[cfg(target_os = "linux")]
+fn drop_capabilities() -> io::Result<()> {
+    // The secure bits: no privileges for root on exec (bit 0) or on a
+    // change of user (bit 2), keeping capabilities off (bit 4 clear), no
+    // ambient raising (bit 6); each locked (the odd bits).
+    const SECURE_BITS: libc::c_ulong = 0b1110_1111;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // SAFETY: prctl and capset with arguments that point at locals; all are
+    // async-signal-safe system calls.
+    unsafe {
+        if libc::prctl(libc::PR_SET_SECUREBITS, SECURE_BITS, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // Every capability number the kernel may know: the last one it
+        // knows is at most 63, and dropping one it does not know fails with
+        // EINVAL, which ends the loop.
+        for capability in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 {
+                if capability == 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                break;
+            }
+        }
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let header = Header {
+            // _LINUX_CAPABILITY_VERSION_3: two 32-bit sets.
+            version: 0x2008_0522,
+            pid: 0,
+        };
+        let none = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capset, &raw const header, none.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn confine(_: &mut Command, _: Option<u64>, _: bool) {}
