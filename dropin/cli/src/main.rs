@@ -6,6 +6,16 @@
 //! Exit status: 0 when every file passed, 1 when one was refused, 2 for a
 //! usage or I/O error.
 
+/// Writes a line to standard error, its control characters shown as
+/// `\u{..}` (file names and errors carry what files hold), never
+/// panicking on a closed standard error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = writeln!(::std::io::stderr(), "{}", shown(&format!($($arg)*)));
+    }};
+}
+
 use std::{
     collections::HashMap,
     fs,
@@ -163,7 +173,7 @@ fn list(dir: &Path, format: Format) -> ExitCode {
     let files = match dropin_host::discover(dir) {
         Ok(files) => files,
         Err(error) => {
-            eprintln!("dropin: {}", ErrorChain(&error));
+            say!("dropin: {}", ErrorChain(&error));
             return ExitCode::from(2);
         }
     };
@@ -223,7 +233,7 @@ fn list(dir: &Path, format: Format) -> ExitCode {
         Ok(()) if refused => ExitCode::from(1),
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("dropin: cannot write the output: {error}");
+            say!("dropin: cannot write the output: {error}");
             ExitCode::from(2)
         }
     }
@@ -234,11 +244,11 @@ fn described(file: &Path) -> Result<Description, ExitCode> {
     match read_description(file) {
         Ok(description) => Ok(description),
         Err(DescriptionReadError::Io(error)) => {
-            eprintln!("dropin: {}: cannot read the file: {error}", file.display());
+            say!("dropin: {}: cannot read the file: {error}", file.display());
             Err(ExitCode::from(2))
         }
         Err(error) => {
-            eprintln!("dropin: {}: {}", file.display(), ErrorChain(&error));
+            say!("dropin: {}: {}", file.display(), ErrorChain(&error));
             Err(ExitCode::from(1))
         }
     }
@@ -273,7 +283,7 @@ fn read_either(file: &Path) -> Result<Either, ExitCode> {
                 described(file).map(|description| Either::Plugin(Box::new(description)))
             }
             Err(error) => {
-                eprintln!("dropin: {}: {}", file.display(), ErrorChain(&error));
+                say!("dropin: {}: {}", file.display(), ErrorChain(&error));
                 Err(ExitCode::from(1))
             }
         },
@@ -302,7 +312,7 @@ fn choose(
     match (matching.next(), matching.next()) {
         (Some(application), None) => Ok(application),
         (None, _) => {
-            eprintln!(
+            say!(
                 "dropin: {}: expected an application of interface {}, found one of {}",
                 file.display(),
                 shown(interface.unwrap_or_default()),
@@ -311,7 +321,7 @@ fn choose(
             Err(ExitCode::from(2))
         }
         (Some(_), Some(_)) => {
-            eprintln!(
+            say!(
                 "dropin: {}: the application loads plugins of {}: choose one with --interface",
                 file.display(),
                 shown(&names.join(", "))
@@ -327,75 +337,9 @@ fn diff(old_file: &Path, new_file: &Path, interface: Option<&str>, format: Forma
         (Ok(old), Ok(new)) => (old, new),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    // The host side: NEW as an application (a plugin's description names
-    // the interface it was built with, as an application's does).
-    // Which interface: the one named, else OLD's when OLD has one. An
-    // application of one interface is that interface whatever OLD is: the
-    // verdict then says that OLD's is another.
-    let wanted = interface.or(match &old {
-        Either::Plugin(old) => Some(old.interface_name.as_str()),
-        Either::Application(applications) if applications.len() == 1 => {
-            Some(applications[0].interface())
-        }
-        Either::Application(_) => None,
-    });
-    let host = match new {
-        Either::Plugin(new) => Application::from_description(*new),
-        Either::Application(applications) => {
-            let wanted = wanted.filter(|_| interface.is_some() || applications.len() > 1);
-            match choose(new_file, applications, wanted) {
-                Ok(application) => Ok(application),
-                Err(code) => return code,
-            }
-        }
-    };
-    let host = match host {
-        Ok(host) => host.allow_panic_abort(true),
-        Err(error) => {
-            eprintln!("dropin: {}: {}", new_file.display(), ErrorChain(&error));
-            return ExitCode::from(1);
-        }
-    };
-    // The plugin side: OLD's plugin, or a plugin built with OLD's
-    // interface.
-    let plugin = match old {
-        Either::Plugin(old) => *old,
-        Either::Application(applications) => {
-            let wanted = Some(host.interface()).filter(|_| applications.len() > 1);
-            match choose(old_file, applications, wanted) {
-                Ok(application) => {
-                    let mut plugin = application.description().clone();
-                    plugin.plugin_name = "plugin".to_owned();
-                    plugin.plugin_version = "0.0.0".to_owned();
-                    plugin
-                }
-                Err(code) => return code,
-            }
-        }
-    };
-    let verdict = match host.judge(old_file, &plugin) {
-        Ok(judged) => {
-            let missing: Vec<ShownMethod> = judged
-                .missing_capabilities
-                .iter()
-                .filter_map(|(name, _)| host.methods().iter().find(|method| method.name == *name))
-                .map(ShownMethod::of)
-                .collect();
-            Verdict {
-                verdict: if missing.is_empty() {
-                    "compatible"
-                } else {
-                    "missing"
-                },
-                missing,
-                reason: None,
-            }
-        }
-        Err(error) => Verdict {
-            verdict: "incompatible",
-            missing: Vec::new(),
-            reason: Some(error.kind().to_string()),
-        },
+    let verdict = match diff_verdict(old_file, old, new_file, new, interface) {
+        Ok(verdict) => verdict,
+        Err(code) => return code,
     };
     let incompatible = verdict.verdict == "incompatible";
     let mut out = io::stdout().lock();
@@ -426,6 +370,128 @@ fn diff(old_file: &Path, new_file: &Path, interface: Option<&str>, format: Forma
     finish(written, incompatible)
 }
 
+/// What `diff` finds: whether a host of NEW's interface (`interface`, when
+/// NEW loads several) loads OLD's plugin, or a plugin built with OLD's
+/// interface; or the exit status for a usage error, said.
+fn diff_verdict(
+    old_file: &Path,
+    old: Either,
+    new_file: &Path,
+    new: Either,
+    interface: Option<&str>,
+) -> Result<Verdict, ExitCode> {
+    let incompatible = |reason: String| Verdict {
+        verdict: "incompatible",
+        missing: Vec::new(),
+        reason: Some(reason),
+    };
+    let loads = |applications: &[Application]| {
+        applications
+            .iter()
+            .map(|application| application.interface().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // OLD's interface, when it has one.
+    let olds = match &old {
+        Either::Plugin(old) => Some(old.interface_name.clone()),
+        Either::Application(applications) if applications.len() == 1 => {
+            Some(applications[0].interface().to_owned())
+        }
+        Either::Application(_) => None,
+    };
+    // The host side: NEW as an application (a plugin's description names
+    // the interface it was built with, as an application's does). A named
+    // interface NEW lacks is a usage error; OLD's interface missing from
+    // NEW is the verdict.
+    let host = match new {
+        Either::Plugin(new) => {
+            if let Some(name) = interface.filter(|name| *name != new.interface_name) {
+                say!(
+                    "dropin: {}: expected a plugin of interface {name}, found one of {}",
+                    new_file.display(),
+                    new.interface_name
+                );
+                return Err(ExitCode::from(2));
+            }
+            Application::from_description(*new)
+        }
+        Either::Application(applications) => match (interface, applications.len()) {
+            (Some(name), _) => Ok(choose(new_file, applications, Some(name))?),
+            (None, 1) => Ok(applications.into_iter().next().expect("one")),
+            (None, _) => match &olds {
+                Some(olds) => match applications
+                    .iter()
+                    .position(|application| application.interface() == olds)
+                {
+                    Some(at) => Ok(applications.into_iter().nth(at).expect("found")),
+                    None => {
+                        return Ok(incompatible(format!(
+                            "the application loads plugins of {}, not of {olds}",
+                            loads(&applications)
+                        )));
+                    }
+                },
+                None => Ok(choose(new_file, applications, None)?),
+            },
+        },
+    };
+    let host = match host {
+        Ok(host) => host.allow_panic_abort(true),
+        Err(error) => {
+            say!("dropin: {}: {}", new_file.display(), ErrorChain(&error));
+            return Err(ExitCode::from(1));
+        }
+    };
+    // The plugin side: OLD's plugin, or a plugin built with OLD's
+    // interface (its only one, or the host's).
+    let plugin = match old {
+        Either::Plugin(old) => *old,
+        Either::Application(applications) => {
+            let chosen = if applications.len() == 1 {
+                applications.into_iter().next()
+            } else {
+                let names = loads(&applications);
+                let chosen = applications
+                    .into_iter()
+                    .find(|application| application.interface() == host.interface());
+                if chosen.is_none() {
+                    return Ok(incompatible(format!(
+                        "the application {} loads plugins of {names}, not of {}",
+                        old_file.display(),
+                        host.interface()
+                    )));
+                }
+                chosen
+            };
+            let mut plugin = chosen.expect("chosen").description().clone();
+            plugin.plugin_name = "plugin".to_owned();
+            plugin.plugin_version = "0.0.0".to_owned();
+            plugin
+        }
+    };
+    Ok(match host.judge(old_file, &plugin) {
+        Ok(judged) => {
+            let missing: Vec<ShownMethod> = judged
+                .missing_capabilities
+                .iter()
+                .filter_map(|(name, _)| host.methods().iter().find(|method| method.name == *name))
+                .map(ShownMethod::of)
+                .collect();
+            Verdict {
+                verdict: if missing.is_empty() {
+                    "compatible"
+                } else {
+                    "missing"
+                },
+                missing,
+                reason: None,
+            }
+        }
+        Err(error) => incompatible(error.kind().to_string()),
+    })
+}
+
 /// The exit status once the output is `written`: 1 if something was
 /// `refused`.
 fn finish(written: io::Result<()>, refused: bool) -> ExitCode {
@@ -433,7 +499,7 @@ fn finish(written: io::Result<()>, refused: bool) -> ExitCode {
         Ok(()) if refused => ExitCode::from(1),
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("dropin: cannot write the output: {error}");
+            say!("dropin: cannot write the output: {error}");
             ExitCode::from(2)
         }
     }
@@ -456,14 +522,14 @@ fn judged_folder(
     let applications = match Application::read(&args.host) {
         Ok(applications) => applications,
         Err(DescriptionReadError::Io(error)) => {
-            eprintln!(
+            say!(
                 "dropin: {}: cannot read the file: {error}",
                 args.host.display()
             );
             return Err(ExitCode::from(2));
         }
         Err(error) => {
-            eprintln!("dropin: {}: {}", args.host.display(), ErrorChain(&error));
+            say!("dropin: {}: {}", args.host.display(), ErrorChain(&error));
             return Err(ExitCode::from(2));
         }
     };
@@ -477,13 +543,13 @@ fn judged_folder(
         host = host.host_version(version.clone());
     }
     let files = dropin_host::discover(dir).map_err(|error| {
-        eprintln!("dropin: {}", ErrorChain(&error));
+        say!("dropin: {}", ErrorChain(&error));
         ExitCode::from(2)
     })?;
     if !args.allow_insecure_permissions
         && let Err(error) = dropin_host::check_permissions(dir)
     {
-        eprintln!(
+        say!(
             "dropin: plugins folder {} is not safe: {}",
             dir.display(),
             ErrorChain(&error)
@@ -497,7 +563,7 @@ fn judged_folder(
         match Lockfile::read(&lockfile_path, !args.allow_insecure_permissions) {
             Ok(lockfile) => lockfile,
             Err(error) => {
-                eprintln!("dropin: {}", ErrorChain(&error));
+                say!("dropin: {}", ErrorChain(&error));
                 return Err(ExitCode::from(2));
             }
         }
@@ -716,7 +782,7 @@ fn lock(dir: &Path, args: &HostArgs) -> ExitCode {
         match file.outcome {
             Ok((described, judged)) => {
                 if let Some(requirement) = &judged.unchecked_host_requirement {
-                    eprintln!(
+                    say!(
                         "dropin: {}: its host requirement {} was not checked: pass the \
                          application's version with --host-version",
                         shown(&file.path.display().to_string()),
@@ -743,7 +809,7 @@ fn lock(dir: &Path, args: &HostArgs) -> ExitCode {
     let path = dir.join(dropin_host::LOCKFILE_NAME);
     let count = entries.len();
     if let Err(error) = Lockfile::new(entries).write(&path) {
-        eprintln!("dropin: {}", ErrorChain(&error));
+        say!("dropin: {}", ErrorChain(&error));
         return ExitCode::from(2);
     }
     let mut text = format!("wrote {}: {count} plugin files locked", shown_path(&path));
@@ -775,7 +841,7 @@ fn inspect(file: &Path, format: Format) -> ExitCode {
     let sha256 = match hashed {
         Ok(digest) => hex(&digest),
         Err(error) => {
-            eprintln!("dropin: {}: cannot read the file: {error}", file.display());
+            say!("dropin: {}: cannot read the file: {error}", file.display());
             return ExitCode::from(2);
         }
     };
@@ -790,7 +856,7 @@ fn inspect(file: &Path, format: Format) -> ExitCode {
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("dropin: cannot write the output: {error}");
+            say!("dropin: cannot write the output: {error}");
             ExitCode::from(2)
         }
     }

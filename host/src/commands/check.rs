@@ -108,7 +108,7 @@ pub(crate) fn check(
             plugin.version(),
             plugin.interface_version(),
             loader.accepted_interface(),
-            plugin.host_requirement().unwrap_or("any"),
+            shown(plugin.host_requirement().unwrap_or("any")),
             loader.host_version(),
             if missing.is_empty() {
                 "none".to_owned()

@@ -332,6 +332,29 @@ fn check_prints_each_verdict_with_expected_and_found() {
     );
 }
 
+/// A host requirement is the plugin's text: `check` shows it escaped, so
+/// a line end in it cannot forge a line of the verdict.
+#[test]
+fn check_shows_a_host_requirement_escaped() {
+    let dir = PluginDir::new();
+    let library = fs::read(greeter_tests::artifacts().library("needs_new_host")).unwrap();
+    // Whitespace around a requirement is not part of it: `>=0.1` with a
+    // line end is still a requirement this host meets.
+    let patched = greeter_tests::description_patched(&library, ">=9.0.0", ">=0.1\n\u{b}");
+    dir.write(
+        &greeter_tests::library_file_name("needs_new_host"),
+        &patched,
+    );
+    let output = dir.run(&["check"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("host requirement >=0.1 (host is 0.1.0)"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 3, "{text}");
+}
+
 #[test]
 fn a_plugin_requiring_another_host_version_is_refused_before_init() {
     let dir = PluginDir::new();

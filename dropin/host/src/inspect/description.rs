@@ -99,18 +99,21 @@ pub fn read_application(path: &Path) -> Result<Vec<Description>, DescriptionRead
     // One description after another, as the linker placed them (padding
     // between them, if any, is zeros).
     let mut found: Vec<Description> = Vec::new();
+    // Every description counts, repeated ones too: the bound is on the work.
+    let mut read = 0;
     loop {
-        if found.len() == MAX_INTERFACES {
-            return Err(DescriptionReadError::InvalidApplication {
-                expected: "at most 256 interfaces",
-            });
-        }
         while let [0, rest @ ..] = bytes {
             bytes = rest;
         }
         if bytes.is_empty() {
             break;
         }
+        if read == MAX_INTERFACES {
+            return Err(DescriptionReadError::InvalidApplication {
+                expected: "at most 256 descriptions",
+            });
+        }
+        read += 1;
         let len = bytes
             .get(12..16)
             .map(|len| 16 + u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize)

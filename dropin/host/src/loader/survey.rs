@@ -246,7 +246,8 @@ impl Described {
 
     /// The host versions it supports; `None` for any.
     pub fn host_requirement(&self) -> Option<&str> {
-        Some(self.description.host_requirement.as_str()).filter(|req| !req.is_empty())
+        // As the policy read it: whitespace around it is not part of it.
+        Some(self.description.host_requirement.trim()).filter(|req| !req.is_empty())
     }
 
     /// Whether the lock file in force approves it.
