@@ -854,3 +854,67 @@ fn a_snapshot_cache_maps_verified_copies_of_unchanged_files_and_nothing_else() {
         );
     }
 }
+
+/// A host killed by any signal leaves its snapshot folder; the next host to
+/// start removes it at once, however recently the first died, and keeps the
+/// folder of a host that still runs.
+#[test]
+fn a_killed_hosts_snapshot_folder_is_swept_by_the_next_start() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = PluginDir::with(&["hello"]);
+    let snapshots = PluginDir::new();
+    let start = || {
+        let mut child = dir
+            .command(&[
+                "--snapshot-dir",
+                snapshots.path().to_str().unwrap(),
+                "watch",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Loaded once it greets.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "hello: Hello!\n");
+        child
+    };
+    let folders = || -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(snapshots.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut killed = start();
+    let mut live = start();
+    assert_eq!(folders().len(), 2);
+    let killed_folder = folders()
+        .into_iter()
+        .find(|name| name.contains(&format!("-{}-", killed.id())))
+        .expect("the first host's folder");
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(folders().contains(&killed_folder));
+    let output = dir.run(&[
+        "--snapshot-dir",
+        snapshots.path().to_str().unwrap(),
+        "greet",
+    ]);
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    let left = folders();
+    assert!(!left.contains(&killed_folder), "{left:?}");
+    assert!(
+        left.iter()
+            .any(|name| name.contains(&format!("-{}-", live.id()))),
+        "{left:?}"
+    );
+    live.kill().unwrap();
+    live.wait().unwrap();
+}

@@ -25,13 +25,16 @@ use crate::sys;
 const LOG_TARGET: &str = "dropin_host::snapshot";
 
 const PREFIX: &str = "dropin-snapshot-";
+/// Before a folder's name: the folder a starting host is making.
+const MAKING: &str = ".making-";
 const LOCK: &str = ".in-use";
 
 /// A private folder of plugin copies, removed when dropped.
 ///
-/// A running host holds an exclusive lock on a file inside it; a folder whose
-/// lock can be taken belongs to a host that died without cleaning up, and is
-/// removed by the next one.
+/// A running host holds an exclusive lock on a file inside it, taken before
+/// the folder gets its name: a named folder whose lock can be taken belongs
+/// to a host that died without cleaning up (by any signal), and the next
+/// host to start removes it at once.
 #[derive(Debug)]
 pub(crate) struct SnapshotDir {
     path: PathBuf,
@@ -49,20 +52,33 @@ impl SnapshotDir {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos());
         let mut attempt = 0u32;
-        let path = loop {
-            let path = root.join(format!("{PREFIX}{}-{stamp}-{attempt}", std::process::id()));
+        let (making, path) = loop {
+            let name = format!("{PREFIX}{}-{stamp}-{attempt}", std::process::id());
+            let making = root.join(format!("{MAKING}{name}"));
             // `create_dir` fails on an existing path: nobody can hand us a
             // folder prepared in advance.
-            match private_dir_builder().create(&path) {
-                Ok(()) => break path,
+            match private_dir_builder().create(&making) {
+                Ok(()) => break (making, root.join(name)),
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
                     attempt += 1;
                 }
                 Err(error) => return Err(error),
             }
         };
-        let lock = File::create(path.join(LOCK))?;
-        lock.lock()?;
+        // Locked before it is named: no host ever sees a named folder whose
+        // live host has not locked it yet.
+        let locked = File::create(making.join(LOCK)).and_then(|lock| {
+            lock.lock()?;
+            fs::rename(&making, &path)?;
+            Ok(lock)
+        });
+        let lock = match locked {
+            Ok(lock) => lock,
+            Err(error) => {
+                let _ = fs::remove_dir_all(&making);
+                return Err(error);
+            }
+        };
         Ok(Self {
             path,
             count: AtomicUsize::new(0),
@@ -155,10 +171,10 @@ impl Drop for SnapshotDir {
     }
 }
 
-/// A folder younger than this is never taken for stale: between creating
-/// its folder and locking it, a starting host's lock file exists unlocked
-/// for a moment, and another host starting at the same time must not take
-/// that moment for a crash.
+/// A folder still being made (not yet named) younger than this is never
+/// taken for stale: between creating it and locking it, a starting host's
+/// lock file exists unlocked for a moment. Named folders need no grace:
+/// they are locked before they are named.
 const GRACE: Duration = Duration::from_secs(60);
 
 /// Removes the snapshot folders in `root` whose host is gone.
@@ -167,7 +183,12 @@ fn remove_stale(root: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(PREFIX) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let making = name
+            .strip_prefix(MAKING)
+            .is_some_and(|rest| rest.starts_with(PREFIX));
+        if !making && !name.starts_with(PREFIX) {
             continue;
         }
         let path = entry.path();
@@ -176,19 +197,28 @@ fn remove_stale(root: &Path) {
         if !ours(&path) {
             continue;
         }
-        let Ok(lock) = open_lock(&path.join(LOCK)) else {
-            continue;
+        let young = || {
+            fs::symlink_metadata(&path)
+                .and_then(|meta| meta.modified())
+                .map_or(true, |modified| {
+                    modified.elapsed().map_or(true, |age| age < GRACE)
+                })
         };
-        if !lock.metadata().is_ok_and(|meta| meta.is_file()) {
+        // A folder being made may not be locked yet: only once it is old.
+        if making && young() {
             continue;
         }
-        let young = lock
-            .metadata()
-            .and_then(|meta| meta.modified())
-            .map_or(true, |modified| {
-                modified.elapsed().map_or(true, |age| age < GRACE)
-            });
-        if young {
+        let lock = match open_lock(&path.join(LOCK)) {
+            Ok(lock) => lock,
+            // Never locked (its host died before it made the lock file):
+            // stale once old.
+            Err(error) if error.kind() == io::ErrorKind::NotFound && !young() => {
+                let _ = fs::remove_dir_all(&path);
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if !lock.metadata().is_ok_and(|meta| meta.is_file()) {
             continue;
         }
         if lock.try_lock().is_ok() {
@@ -284,34 +314,40 @@ mod tests {
     #[test]
     fn folders_of_dead_hosts_are_removed_and_live_ones_kept() {
         let root = tempfile::tempdir().unwrap();
+        // A named folder whose lock nobody holds: its host died, however
+        // recently; the next host removes it at once.
         let stale = root.path().join(format!("{PREFIX}1-2-3"));
         private_dir_builder().create(&stale).unwrap();
-        let lock = File::create(stale.join(LOCK)).unwrap();
-        // Too young to be taken for stale: it may be a host starting up.
+        drop(File::create(stale.join(LOCK)).unwrap());
+        // A folder a host is still making, not yet locked: kept while young.
+        let making = root.path().join(format!("{MAKING}{PREFIX}4-5-6"));
+        private_dir_builder().create(&making).unwrap();
         let first = SnapshotDir::create(root.path()).unwrap();
-        assert!(stale.exists());
-        lock.set_modified(SystemTime::now() - 2 * GRACE).unwrap();
-        drop(lock);
-        let live = SnapshotDir::create(root.path()).unwrap();
         assert!(!stale.exists());
-        assert!(first.path().exists());
+        assert!(making.exists());
+        // Once old, a folder that never got its name is stale too.
+        File::open(&making)
+            .unwrap()
+            .set_modified(SystemTime::now() - 2 * GRACE)
+            .unwrap();
+        let live = SnapshotDir::create(root.path()).unwrap();
+        assert!(!making.exists());
+        // The folders of live hosts, whatever their age, are kept: only the
+        // lock its host holds keeps a folder.
         let other = SnapshotDir::create(root.path()).unwrap();
-        assert!(live.path().exists());
         assert_ne!(live.path(), other.path());
-        // Past the grace period, only the lock its host holds keeps a live
-        // folder.
-        for dir in [&first, &live, &other] {
-            File::options()
-                .write(true)
-                .open(dir.path().join(LOCK))
-                .unwrap()
-                .set_modified(SystemTime::now() - 2 * GRACE)
-                .unwrap();
-        }
-        let _last = SnapshotDir::create(root.path()).unwrap();
         for dir in [&first, &live, &other] {
             assert!(dir.path().exists(), "{} was removed", dir.path().display());
+            let name = dir.path().file_name().unwrap().to_string_lossy();
+            assert!(name.starts_with(PREFIX), "{name}");
         }
+        // No folder is left being made.
+        let left: Vec<_> = fs::read_dir(root.path())
+            .unwrap()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with(MAKING))
+            .collect();
+        assert!(left.is_empty());
     }
 
     #[cfg(unix)]
