@@ -288,6 +288,49 @@ fn a_confined_plugin_keeps_no_capability_as_root_or_as_anyone() {
     }
 }
 
+/// Confined, a plugin reaches no other local service or process: a Unix
+/// socket on the file system, a signal to its host, its host's `/proc`
+/// files and a namespace of its own are each tried from inside a real
+/// plugin and denied. The control: isolated without confinement, the same
+/// plugin reaches each.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_confined_plugin_reaches_no_local_service_or_process() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let sockets = tempfile::tempdir().unwrap();
+    let socket = sockets.path().join("service.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    // Anyone may connect, as to a real local service.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(sockets.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&socket, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    listener.set_nonblocking(true).unwrap();
+    let run = |args: &[&str]| {
+        dir.command(args)
+            .env("GREETER_GREET", "reach")
+            .env("GREETER_SOCKET", &socket)
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--isolate", "--confine", "greet"]);
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: socket denied, signal denied, proc denied, namespace denied\n",
+        "{}",
+        stderr(&output)
+    );
+    assert!(listener.accept().is_err(), "the confined plugin connected");
+    let output = run(&["--isolate", "greet"]);
+    assert!(
+        stdout(&output).starts_with("runs-at-open: socket reached, signal reached, proc reached"),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+}
+
 #[test]
 fn a_confined_plugin_writes_nowhere() {
     let dir = PluginDir::with(&["runs_at_open"]);

@@ -168,6 +168,7 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
     let (host, uid, gid) = unsafe { (libc::getpid(), libc::geteuid(), libc::getegid()) };
     let uid_map = format!("{uid} {uid} 1\n").into_bytes();
     let gid_map = format!("{gid} {gid} 1\n").into_bytes();
+    let filter = system_call_filter();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         command.pre_exec(move || {
@@ -244,6 +245,7 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
                     return Err(io::Error::last_os_error());
                 }
                 drop_capabilities()?;
+                scope_and_filter(filter.as_deref())?;
             }
             Ok(())
         });
@@ -287,6 +289,146 @@ fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
 
 /// Sets up the child before it runs the program: nothing on this platform,
 /// which has neither the parent-death signal nor the namespaces.
+/// The system calls a confined process may not make, as a seccomp filter:
+/// no new namespace (`unshare`, `setns`, `clone` with a namespace flag;
+/// `clone3`, whose flags a filter cannot read, answers "not implemented",
+/// so that the C library falls back to `clone`), and no new Unix socket
+/// (`socket(AF_UNIX, ..)`: no connection to a service listening on a path).
+/// Any other architecture than the one the filter is written for kills the
+/// process. `None` where no filter is written for this target: confinement
+/// then fails, and the plugin is refused.
+#[cfg(target_os = "linux")]
+fn system_call_filter() -> Option<Vec<libc::sock_filter>> {
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xC000_003E; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xC000_00B7; // AUDIT_ARCH_AARCH64
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return None;
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        use libc::{
+            BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_ALLOW,
+            SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS,
+        };
+        // Where `struct seccomp_data` holds the system call's number, the
+        // architecture and the low half of the first argument.
+        const NR: u32 = 0;
+        const ARCH_AT: u32 = 4;
+        const ARG0: u32 = 16;
+        let namespaces = (libc::CLONE_NEWNS
+            | libc::CLONE_NEWCGROUP
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWUSER
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWNET
+            | 0x80) as u32; // CLONE_NEWTIME
+        let load = |at: u32| libc::sock_filter {
+            code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: at,
+        };
+        let jump = |op: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+            code: (BPF_JMP | op | BPF_K) as u16,
+            jt,
+            jf,
+            k,
+        };
+        let ret = |k: u32| libc::sock_filter {
+            code: (BPF_RET | BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let errno = |code: i32| ret(SECCOMP_RET_ERRNO | code as u32);
+        Some(vec![
+            load(ARCH_AT),
+            jump(BPF_JEQ, ARCH, 1, 0),
+            ret(SECCOMP_RET_KILL_PROCESS),
+            load(NR),
+            jump(BPF_JEQ, libc::SYS_unshare as u32, 0, 1),
+            errno(libc::EPERM),
+            jump(BPF_JEQ, libc::SYS_setns as u32, 0, 1),
+            errno(libc::EPERM),
+            jump(BPF_JEQ, libc::SYS_clone3 as u32, 0, 1),
+            errno(libc::ENOSYS),
+            // socket(AF_UNIX, ..): refused; any other socket: allowed.
+            jump(BPF_JEQ, libc::SYS_socket as u32, 0, 4),
+            load(ARG0),
+            jump(BPF_JEQ, libc::AF_UNIX as u32, 0, 1),
+            errno(libc::EACCES),
+            ret(SECCOMP_RET_ALLOW),
+            // clone with a namespace flag: refused.
+            jump(BPF_JEQ, libc::SYS_clone as u32, 0, 4),
+            load(ARG0),
+            jump(BPF_JSET, namespaces, 0, 1),
+            errno(libc::EPERM),
+            ret(SECCOMP_RET_ALLOW),
+            ret(SECCOMP_RET_ALLOW),
+        ])
+    }
+}
+
+/// Between fork and exec, in a confined process: a Landlock domain of its
+/// own that scopes signals and abstract Unix sockets to it (and, as every
+/// Landlock domain does, `ptrace` and the `/proc` files `ptrace` guards),
+/// then the seccomp `filter`. Raw system calls, not the `landlock` crate:
+/// nothing here may allocate. A kernel without either (Landlock before ABI
+/// 6) fails it, and the plugin is refused.
+#[cfg(target_os = "linux")]
+fn scope_and_filter(filter: Option<&[libc::sock_filter]>) -> io::Result<()> {
+    #[repr(C)]
+    struct RulesetAttr {
+        handled_access_fs: u64,
+        handled_access_net: u64,
+        scoped: u64,
+    }
+    // LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL.
+    const SCOPED: u64 = 0b11;
+    let filter = filter.ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?;
+    let attr = RulesetAttr {
+        handled_access_fs: 0,
+        handled_access_net: 0,
+        scoped: SCOPED,
+    };
+    // SAFETY: system calls with pointers to locals and a descriptor this
+    // process owns; all async-signal-safe.
+    unsafe {
+        let ruleset = libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &raw const attr,
+            size_of::<RulesetAttr>(),
+            0u32,
+        );
+        if ruleset < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let restricted = libc::syscall(libc::SYS_landlock_restrict_self, ruleset as i32, 0u32);
+        let error = io::Error::last_os_error();
+        libc::close(ruleset as i32);
+        if restricted != 0 {
+            return Err(error);
+        }
+        let program = libc::sock_fprog {
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
+        };
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &raw const program,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Drops every capability this process has, for good, between fork and
 /// exec: root's privileges are not regained on exec (the secure bits), the
 /// bounding set is emptied (nothing executed can gain one) and the
