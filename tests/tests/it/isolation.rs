@@ -331,6 +331,38 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
     );
 }
 
+/// A file no lock file approves is opened by a probe first: when the loader
+/// confines its plugins, the probe is confined too, so the file's
+/// constructors never run unconfined. The constructor of `runs-at-open`
+/// leaves a marker wherever it can write.
+#[test]
+fn a_confining_hosts_probe_is_confined_too() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let markers = PluginDir::new();
+    let run = |args: &[&str]| {
+        dir.command(args)
+            .env("GREETER_OPEN_MARKERS", markers.path())
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--isolate", "--confine", "greet"]);
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: Hello from a library with a constructor!\n",
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(open_marker::openers(markers.path()), []);
+    // The control: unconfined, the probe and the plugin's process each
+    // leave one.
+    let output = run(&["--isolate", "greet"]);
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: Hello from a library with a constructor!\n"
+    );
+    assert_eq!(open_marker::openers(markers.path()).len(), 2);
+}
+
 #[test]
 fn a_confined_plugin_writes_nowhere() {
     let dir = PluginDir::with(&["runs_at_open"]);
@@ -427,9 +459,10 @@ fn a_plugin_the_kernel_will_not_confine_never_runs_unconfined() {
         .unwrap();
     assert_eq!(stdout(&output), "");
     let message = stderr(&output);
+    // The probe, confined as the plugins are, is the first process that
+    // cannot be made.
     let prefix = format!(
-        "greeter-host: rejected {}: not loaded in its own process: its process could not be \
-         started: ",
+        "greeter-host: rejected {}: the probe process that opened it first could not be run: ",
         file.display()
     );
     assert!(

@@ -279,6 +279,10 @@ impl Probe {
 /// run, at the probe's exit, in a process of its own.
 pub(crate) struct Prober {
     probe: Probe,
+    /// Whether each probe process is confined as isolated plugins are,
+    /// within their memory limit.
+    confined: bool,
+    memory_limit: Option<u64>,
     running: Option<Running>,
 }
 
@@ -296,9 +300,14 @@ struct Running {
 const STDERR_TAIL: usize = 400;
 
 impl Prober {
-    pub(crate) fn new(probe: Probe) -> Self {
+    /// A prober starting `probe`'s program, confined if `confined`, within
+    /// `memory_limit` if any: a probe runs a file's constructors, which a
+    /// loader that confines its plugins confines too.
+    pub(crate) fn new(probe: Probe, confined: bool, memory_limit: Option<u64>) -> Self {
         Self {
             probe,
+            confined,
+            memory_limit,
             running: None,
         }
     }
@@ -308,15 +317,11 @@ impl Prober {
     pub(crate) fn check(&mut self, original: &Path, path: &Path) -> Result<Report, ProbeFailure> {
         let running = match &mut self.running {
             Some(running) => running,
-            empty => {
-                empty.insert(
-                    self.probe
-                        .start()
-                        .map_err(|error| ProbeFailure::Unavailable {
-                            message: error.to_string(),
-                        })?,
-                )
-            }
+            empty => empty.insert(self.probe.start(self.confined, self.memory_limit).map_err(
+                |error| ProbeFailure::Unavailable {
+                    message: error.to_string(),
+                },
+            )?),
         };
         running
             .stderr
@@ -360,15 +365,18 @@ impl Prober {
 }
 
 impl Probe {
-    fn start(&self) -> io::Result<Running> {
+    fn start(&self, confined: bool, memory_limit: Option<u64>) -> io::Result<Running> {
         let nonce = crate::child::role::nonce();
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .args(&self.args)
             .env(PROBE_ENV, &nonce)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        // It dies with the host, and is confined as the plugins are.
+        crate::sys::confine(&mut command, memory_limit, confined);
+        let mut child = command.spawn()?;
         let stdin = child.stdin.take().expect("piped");
         // Writes wait for the pipe within the deadline, never for ever.
         crate::sys::set_nonblocking(&stdin)?;

@@ -223,15 +223,20 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
-    /// Confines isolated plugins' processes (Linux; default: `false`): no
-    /// new privileges (`PR_SET_NO_NEW_PRIVS`: a setuid program it runs
-    /// gains nothing), no network (a network namespace of its own, with
-    /// only a loopback interface that is down) and a read-only view of every
-    /// file system (a mount namespace of its own where every mount is made
-    /// read-only with `mount_setattr`, Linux 5.12 or later). Unprivileged
-    /// hosts use a user namespace that maps their user to itself. The
-    /// process can still read what the host can read. Where the kernel
-    /// refuses any of these, the plugin is refused, never run unconfined.
+    /// Confines isolated plugins' processes, and the probe's (Linux;
+    /// default: `false`): a user namespace of its own (mapping the host's
+    /// user to itself), whatever the host's user, root included, with every
+    /// capability dropped for good; no new privileges
+    /// (`PR_SET_NO_NEW_PRIVS`: a setuid program it runs gains nothing); no
+    /// network (a network namespace of its own, with only a loopback
+    /// interface that is down); a read-only view of every file system (a
+    /// mount namespace of its own where every mount is made read-only with
+    /// `mount_setattr`, Linux 5.12 or later); a Landlock domain of its own
+    /// scoping signals, `ptrace` and abstract Unix sockets to it (Linux
+    /// 6.12); and a seccomp filter refusing new Unix sockets and new
+    /// namespaces (x86-64 and AArch64). The process can still read what
+    /// the host can read. Where the kernel refuses any of these, the plugin
+    /// is refused, never run unconfined.
     pub fn confine_isolated(mut self, confine: bool) -> Self {
         self.isolation.confined = confine;
         self

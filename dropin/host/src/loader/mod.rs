@@ -320,7 +320,10 @@ impl<I: Interface> Loader<I> {
             rejected: Vec::new(),
         };
         let snapshots = self.snapshot_dir(&metas)?;
-        let mut prober = self.probe.clone().map(Prober::new);
+        let mut prober = self
+            .probe
+            .clone()
+            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.memory_limit));
         let cache = match (&lockfile, &self.snapshot_cache) {
             (Some(_), Some(dir)) => lock_owner(&self.lockfile_path())
                 .and_then(|owner| Cache::open(dir, owner, host_build::<I>())),

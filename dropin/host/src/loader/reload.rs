@@ -126,7 +126,10 @@ impl<I: Interface> Loader<I> {
         self.candidates()?;
         let lockfile = self.lockfile()?;
         let index = lockfile.as_ref().map(super::lock_index);
-        let mut prober = self.probe.clone().map(Prober::new);
+        let mut prober = self
+            .probe
+            .clone()
+            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.memory_limit));
         let reloaded = self.replace(registry, slot, index.as_ref(), prober.as_mut(), false)?;
         Ok(reloaded.expect("a reload by name never skips"))
     }
@@ -175,7 +178,10 @@ impl<I: Interface> Loader<I> {
         }
         let lockfile = self.lockfile()?;
         let index = lockfile.as_ref().map(super::lock_index);
-        let mut prober = self.probe.clone().map(Prober::new);
+        let mut prober = self
+            .probe
+            .clone()
+            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.memory_limit));
         for (path, stamp) in changed {
             let result = match by_path.get(&path) {
                 Some(slot) => self.replace(registry, slot, index.as_ref(), prober.as_mut(), true),
