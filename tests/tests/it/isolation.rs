@@ -289,10 +289,10 @@ fn a_confined_plugin_keeps_no_capability_as_root_or_as_anyone() {
 }
 
 /// Confined, a plugin reaches no other local service or process: a Unix
-/// socket on the file system, a signal to its host, its host's `/proc`
-/// files and a namespace of its own are each tried from inside a real
-/// plugin and denied. The control: isolated without confinement, the same
-/// plugin reaches each.
+/// socket on the file system, a signal to a process outside its own, that
+/// process's `/proc` files and a namespace of its own are each tried from
+/// inside a real plugin and denied. The control: isolated without
+/// confinement, the same plugin reaches the socket and the `/proc` files.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_confined_plugin_reaches_no_local_service_or_process() {
@@ -311,6 +311,7 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
         dir.command(args)
             .env("GREETER_GREET", "reach")
             .env("GREETER_SOCKET", &socket)
+            .env("GREETER_SIGNAL_PID", std::process::id().to_string())
             .output()
             .unwrap()
     };
@@ -322,9 +323,12 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
         stderr(&output)
     );
     assert!(listener.accept().is_err(), "the confined plugin connected");
+    // Without confinement the socket and the `/proc` files are reached; a
+    // signal is not even then: the plugin's process has a PID namespace of
+    // its own, where no process outside it has a number.
     let output = run(&["--isolate", "greet"]);
     assert!(
-        stdout(&output).starts_with("runs-at-open: socket reached, signal reached, proc reached"),
+        stdout(&output).starts_with("runs-at-open: socket reached, signal denied, proc reached"),
         "{}{}",
         stdout(&output),
         stderr(&output)
@@ -353,14 +357,89 @@ fn a_confining_hosts_probe_is_confined_too() {
         stderr(&output)
     );
     assert_eq!(open_marker::openers(markers.path()), []);
-    // The control: unconfined, the probe and the plugin's process each
-    // leave one.
+    // The control: unconfined, the probe and the plugin's process leave
+    // markers (named by process number: both are number 2 of their own PID
+    // namespace, so one name).
     let output = run(&["--isolate", "greet"]);
     assert_eq!(
         stdout(&output),
         "runs-at-open: Hello from a library with a constructor!\n"
     );
-    assert_eq!(open_marker::openers(markers.path()).len(), 2);
+    assert_ne!(open_marker::openers(markers.path()), []);
+}
+
+/// An isolated plugin's descendants end with its process: a plugin that
+/// leaves a `sleep` behind (a double fork) leaves nothing once its host has
+/// exited, or was killed with `SIGKILL`. The control: run in the host's
+/// own process, the same plugin's `sleep` outlives the host.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_isolated_plugins_descendants_end_with_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = PluginDir::with(&["runs_at_open"]);
+    // A `sleep` no other test starts: its length names it.
+    let seconds = (100_000 + std::process::id() % 100_000).to_string();
+    let pattern = format!("^sleep {seconds}$");
+    let running = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let found = std::process::Command::new("pgrep")
+                .args(["-f", &pattern])
+                .output()
+                .unwrap();
+            let alive = found.status.success();
+            if !alive || std::time::Instant::now() > deadline {
+                return alive;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    let command = |args: &[&str]| {
+        let mut command = dir.command(args);
+        command
+            .env("GREETER_GREET", "descendant")
+            .env("GREETER_SLEEP", &seconds);
+        command
+    };
+    // The host exits.
+    let output = command(&["--isolate", "greet"]).output().unwrap();
+    assert_eq!(
+        stdout(&output),
+        "runs-at-open: Hello from a library with a constructor!\n",
+        "{}",
+        stderr(&output)
+    );
+    assert!(!running(), "a descendant outlived its host's exit");
+    // The host is killed.
+    let mut host = command(&["--isolate", "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(host.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line,
+        "runs-at-open: Hello from a library with a constructor!\n"
+    );
+    host.kill().unwrap();
+    host.wait().unwrap();
+    assert!(!running(), "a descendant outlived its host's SIGKILL");
+    // The control: in the host's process, the `sleep` outlives the host.
+    let output = command(&["greet"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let found = std::process::Command::new("pgrep")
+        .args(["-f", &pattern])
+        .output()
+        .unwrap();
+    assert!(found.status.success(), "the control left no sleep");
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", &pattern])
+        .status();
 }
 
 #[test]

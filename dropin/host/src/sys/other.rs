@@ -147,6 +147,11 @@ pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Nothing to contain here: no PID namespaces.
+pub(crate) fn contain_descendants() -> io::Result<()> {
+    Ok(())
+}
+
 /// Whether standard input is a pipe: not told apart here, so the nonce in
 /// the first frame is the only check.
 pub(crate) fn stdin_is_pipe() -> bool {

@@ -35,6 +35,114 @@ pub(crate) fn stdin_is_pipe() -> bool {
     mode & libc::S_IFMT == libc::S_IFIFO
 }
 
+/// In a child the host started with a PID namespace for its children
+/// (every probe and isolated process on Linux): splits into three
+/// processes, so that the plugin and everything it starts end together. This
+/// process, the host's child, waits and then ends as the plugin's process
+/// ended (the same exit status, or the same signal); its child is process 1
+/// of the new namespace, which only reaps; and its grandchild, process 2,
+/// returns from here and serves the plugin. Each dies with its parent
+/// (`PR_SET_PDEATHSIG`), and when process 1 dies the kernel kills every
+/// process of the namespace: so the host killing its child (a timeout, a
+/// retired generation, a disabled plugin), the host dying by any signal, or
+/// the plugin's process ending, each ends every descendant the plugin left.
+/// The plugin does not run as process 1, which would ignore the signals it
+/// sends itself (an `abort` would not end it by `SIGABRT`). Returns at once
+/// where there is no such namespace. Call it before any thread starts.
+#[cfg(target_os = "linux")]
+pub(crate) fn contain_descendants() -> io::Result<()> {
+    let namespace = |name: &str| std::fs::read_link(format!("/proc/self/ns/{name}"));
+    let own = namespace("pid")?;
+    // A namespace made for the children, with none yet, reads as missing.
+    match namespace("pid_for_children") {
+        Ok(children) if children == own => return Ok(()),
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let mut status_pipe = [0; 2];
+    // SAFETY: a pipe into a local array; fork, prctl, waitpid, read, write,
+    // close, signal, raise and _exit in a process with one thread (the
+    // caller's contract), on descriptors this process owns.
+    unsafe {
+        if libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let [read_end, write_end] = status_pipe;
+        // What the two waiting processes give up: the host's pipes and the
+        // services socket, so that the host sees them close when the plugin's
+        // process ends.
+        let release = || {
+            for fd in [0, 1, 3] {
+                if fd != read_end && fd != write_end {
+                    libc::close(fd);
+                }
+            }
+        };
+        match libc::fork() {
+            -1 => return Err(io::Error::last_os_error()),
+            0 => {}
+            reaper => {
+                // The host's child: waits for the plugin's status.
+                release();
+                libc::close(write_end);
+                let mut status = [0u8; 4];
+                let got = libc::read(read_end, status.as_mut_ptr().cast(), 4);
+                libc::waitpid(reaper, std::ptr::null_mut(), 0);
+                if got != 4 {
+                    libc::_exit(1);
+                }
+                let status = i32::from_ne_bytes(status);
+                if libc::WIFSIGNALED(status) {
+                    let signal = libc::WTERMSIG(status);
+                    libc::signal(signal, libc::SIG_DFL);
+                    libc::raise(signal);
+                }
+                libc::_exit(if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    1
+                });
+            }
+        }
+        // Process 1 of the namespace. Its parent is outside it, so it
+        // cannot tell whether the parent died before the line below; then
+        // the host, whose pipes the plugin serves, is gone or has dropped
+        // them, and the plugin's process ends on their end, and this one
+        // with it.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+            libc::_exit(1);
+        }
+        match libc::fork() {
+            -1 => libc::_exit(1),
+            0 => {}
+            plugin => {
+                release();
+                libc::close(read_end);
+                loop {
+                    let mut status = 0;
+                    let ended = libc::waitpid(-1, &raw mut status, 0);
+                    if ended == plugin {
+                        let bytes = status.to_ne_bytes();
+                        libc::write(write_end, bytes.as_ptr().cast(), 4);
+                        libc::_exit(0);
+                    }
+                    if ended < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted
+                    {
+                        libc::_exit(1);
+                    }
+                }
+            }
+        }
+        // Process 2: the plugin's.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != 1 {
+            libc::_exit(1);
+        }
+        libc::close(read_end);
+        libc::close(write_end);
+    }
+    Ok(())
+}
+
 /// In an isolated process: what was standard output, for the frames;
 /// standard output itself then writes to standard error.
 pub(crate) fn protocol_output() -> io::Result<File> {
@@ -200,7 +308,12 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
                 // that is down and nothing else) and a mount namespace of
                 // its own. The capabilities it has in them are dropped
                 // below, so that nothing set up here can be undone.
-                let namespaces = libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWNS;
+                // And a PID namespace for its children (see
+                // `contain_descendants`).
+                let namespaces = libc::CLONE_NEWUSER
+                    | libc::CLONE_NEWNET
+                    | libc::CLONE_NEWNS
+                    | libc::CLONE_NEWPID;
                 if libc::unshare(namespaces) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -246,6 +359,22 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
                 }
                 drop_capabilities()?;
                 scope_and_filter(filter.as_deref())?;
+            } else if uid == 0 {
+                // A PID namespace for its children (see
+                // `contain_descendants`); root needs no user namespace.
+                if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else {
+                // Anyone else makes the PID namespace in a user namespace
+                // of its own that maps this user to itself, and keeps what
+                // it could do (it had no capability to lose).
+                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                write_file(c"/proc/self/setgroups", b"deny")?;
+                write_file(c"/proc/self/uid_map", &uid_map)?;
+                write_file(c"/proc/self/gid_map", &gid_map)?;
             }
             Ok(())
         });
@@ -493,6 +622,12 @@ fn drop_capabilities() -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
     }
+    Ok(())
+}
+
+/// Nothing to contain without PID namespaces.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn contain_descendants() -> io::Result<()> {
     Ok(())
 }
 
