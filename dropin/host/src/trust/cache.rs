@@ -80,9 +80,9 @@ type HandedOut = (HashSet<(u64, u64)>, HashSet<PathBuf>);
 /// Numbers the temporary files of this process's copies into the cache.
 static TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The most a list of proven copies may hold: about twenty thousand
-/// names with their descriptions (beyond that, nothing is taken as proven
-/// and everything is checked).
+/// The most a list of proven copies may hold: about thirteen thousand
+/// greeter plugins' names with their descriptions (beyond that, nothing is
+/// taken as proven and everything is checked).
 const MAX_PROVEN: u64 = 16 << 20;
 
 /// How long a kept copy, or a list of proven copies, that no load used
