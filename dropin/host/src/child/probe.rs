@@ -71,14 +71,7 @@ pub fn serve_if_requested() {
     if let Some(value) = std::env::var_os(PROBE_ENV) {
         // Set, this process is its host's probe or nothing: it never goes
         // on as the program it is.
-        let nonce = crate::child::role::expected(PROBE_ENV, &value.to_string_lossy())
-            .unwrap_or_else(|not| crate::child::role::refuse(not));
-        // The library's constructors and all they start end together.
-        if let Err(error) = crate::sys::contain_descendants() {
-            let _ =
-                io::Write::write_fmt(&mut io::stderr(), format_args!("dropin probe: {error}\n"));
-            std::process::exit(1);
-        }
+        let nonce = crate::child::role::enter(PROBE_ENV, &value.to_string_lossy(), "dropin probe");
         let code = match serve(&nonce) {
             Ok(()) => 0,
             Err(Served::NotStarted(not)) => crate::child::role::refuse(not),

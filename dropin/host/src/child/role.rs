@@ -29,9 +29,24 @@ pub(crate) fn nonce() -> String {
 #[derive(Debug)]
 pub(crate) struct NotStarted(pub(crate) String);
 
+/// Becomes the child the environment variable `variable`, set to `value`,
+/// says this process is: its nonce, once standard input is the host's pipe
+/// and the plugin's process is split off below this one
+/// ([`contain_descendants`](crate::sys::contain_descendants)). Otherwise
+/// this process says why (as `who`) and exits: it never goes on as the
+/// program it is.
+pub(crate) fn enter(variable: &str, value: &str, who: &str) -> String {
+    let nonce = expected(variable, value).unwrap_or_else(|not| refuse(not));
+    if let Err(error) = crate::sys::contain_descendants() {
+        let _ = writeln!(io::stderr(), "{who}: {error}");
+        std::process::exit(1);
+    }
+    nonce
+}
+
 /// The nonce `value` (the environment variable `variable`'s) names, once
 /// standard input is a pipe, as the host gives its children.
-pub(crate) fn expected(variable: &str, value: &str) -> Result<String, NotStarted> {
+fn expected(variable: &str, value: &str) -> Result<String, NotStarted> {
     let nonce = value.to_owned();
     if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(NotStarted(format!(

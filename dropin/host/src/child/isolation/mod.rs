@@ -185,13 +185,8 @@ pub fn serve_if_requested<I: Interface>() {
     else {
         return;
     };
-    let nonce = crate::child::role::expected(ISOLATED_ENV, nonce)
-        .unwrap_or_else(|not| crate::child::role::refuse(not));
     // The plugin and all it starts end together.
-    if let Err(error) = crate::sys::contain_descendants() {
-        let _ = writeln!(io::stderr(), "isolated plugin process: {error}");
-        std::process::exit(1);
-    }
+    let nonce = crate::child::role::enter(ISOLATED_ENV, nonce, "isolated plugin process");
     let code = match serve::<I>(&nonce) {
         Ok(()) => 0,
         Err(error) => {
