@@ -225,18 +225,9 @@ fn list(dir: &Path, format: Format) -> ExitCode {
                 shown(listed.error.as_deref().unwrap_or_default()),
             ),
         }),
-        Format::Json => serde_json::to_writer_pretty(&mut out, &listed)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out)),
+        Format::Json => write_json(&mut out, &listed),
     };
-    match written {
-        Ok(()) if refused => ExitCode::from(1),
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            say!("dropin: cannot write the output: {error}");
-            ExitCode::from(2)
-        }
-    }
+    finish(written, refused)
 }
 
 /// The description of `file`, or the exit status for why not, said.
@@ -363,9 +354,7 @@ fn diff(old_file: &Path, new_file: &Path, interface: Option<&str>, format: Forma
             };
             writeln!(out, "{}", shown(&text))
         }
-        Format::Json => serde_json::to_writer_pretty(&mut out, &verdict)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out)),
+        Format::Json => write_json(&mut out, &verdict),
     };
     finish(written, incompatible)
 }
@@ -492,6 +481,12 @@ fn diff_verdict(
     })
 }
 
+/// `value` as pretty JSON on `out`, then a new line.
+fn write_json(out: &mut impl Write, value: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
 /// The exit status once the output is `written`: 1 if something was
 /// `refused`.
 fn finish(written: io::Result<()>, refused: bool) -> ExitCode {
@@ -587,20 +582,8 @@ fn judged_folder(
             }
             .and_then(|file| {
                 if let Some(Some(entry)) = entry {
-                    if !entry.sha256.eq_ignore_ascii_case(&file.sha256) {
-                        return Err(LoadErrorKind::HashMismatch {
-                            expected: entry.sha256.clone(),
-                            actual: file.sha256,
-                        }
-                        .at(path.clone()));
-                    }
-                    if entry.name != file.description.plugin_name {
-                        return Err(LoadErrorKind::LockedAs {
-                            locked: entry.name.clone(),
-                            described: file.description.plugin_name,
-                        }
-                        .at(path.clone()));
-                    }
+                    entry.check_hash(&path, &file.sha256)?;
+                    entry.check_name(&path, &file.description.plugin_name)?;
                 }
                 let judged = host.judge(&path, &file.description)?;
                 let name = &file.description.plugin_name;
@@ -699,9 +682,7 @@ fn check(dir: &Path, args: &HostArgs, format: Format) -> ExitCode {
                     })
                     .collect(),
             };
-            serde_json::to_writer_pretty(&mut out, &report)
-                .map_err(io::Error::from)
-                .and_then(|()| writeln!(out))
+            write_json(&mut out, &report)
         }
         Format::Text => {
             let mut text = String::new();
@@ -849,17 +830,9 @@ fn inspect(file: &Path, format: Format) -> ExitCode {
     let mut out = io::stdout().lock();
     let written = match format {
         Format::Text => write!(out, "{}", shown.text()),
-        Format::Json => serde_json::to_writer_pretty(&mut out, &shown)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out)),
+        Format::Json => write_json(&mut out, &shown),
     };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            say!("dropin: cannot write the output: {error}");
-            ExitCode::from(2)
-        }
-    }
+    finish(written, false)
 }
 
 /// An application's interfaces, as `inspect` shows them.
@@ -921,9 +894,7 @@ fn inspect_application(file: &Path, applications: &[Application], format: Format
             }
             write!(out, "{text}")
         }
-        Format::Json => serde_json::to_writer_pretty(&mut out, &shown_all)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(out)),
+        Format::Json => write_json(&mut out, &shown_all),
     };
     finish(written, false)
 }

@@ -11,8 +11,8 @@ use std::{
 use semver::{Version, VersionReq};
 
 use crate::{
-    ended::ProbeFailure, inspect::verify::VerifyError, trust::permissions::PermissionError,
-    trust::source::Refused,
+    ended::ProbeFailure, inspect::verify::VerifyError, trust::lockfile::LockEntry,
+    trust::permissions::PermissionError, trust::source::Refused,
 };
 
 /// Why one file was rejected: the file, and what was wrong with it.
@@ -60,6 +60,45 @@ impl LoadError {
                 Refused::TooLarge { size, limit } => LoadErrorKind::TooLarge { size, limit },
             },
         )
+    }
+}
+
+// The refusals a lock entry makes, here with the errors they are (the
+// trust layer, below this one, holds the entry).
+impl LockEntry {
+    /// Whether the bytes of the file at `path`, whose SHA-256 in
+    /// hexadecimal is `sha256`, are the ones this entry approves (compared
+    /// without regard to case).
+    ///
+    /// # Errors
+    ///
+    /// [`LoadErrorKind::HashMismatch`] naming both hashes.
+    pub fn check_hash(&self, path: &Path, sha256: &str) -> Result<(), LoadError> {
+        if self.sha256.eq_ignore_ascii_case(sha256) {
+            return Ok(());
+        }
+        Err(LoadErrorKind::HashMismatch {
+            expected: self.sha256.clone(),
+            actual: sha256.to_owned(),
+        }
+        .at(path.to_owned()))
+    }
+
+    /// Whether the plugin the file at `path` describes as `name` is the one
+    /// this entry recorded: the one its reviewer saw.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadErrorKind::LockedAs`] naming both names.
+    pub fn check_name(&self, path: &Path, name: &str) -> Result<(), LoadError> {
+        if self.name == name {
+            return Ok(());
+        }
+        Err(LoadErrorKind::LockedAs {
+            locked: self.name.clone(),
+            described: name.to_owned(),
+        }
+        .at(path.to_owned()))
     }
 }
 

@@ -286,14 +286,10 @@ impl<I: Interface> Loader<I> {
         } = staged;
         let (copy, digest) = (copied.path, copied.sha256);
         if let Some(entry) = locked {
-            let actual = hex(&digest.expect("hashed because a lock file is in force"));
-            if !entry.sha256.eq_ignore_ascii_case(&actual) {
-                return Err(LoadErrorKind::HashMismatch {
-                    expected: entry.sha256.clone(),
-                    actual,
-                }
-                .at(path));
-            }
+            entry.check_hash(
+                &path,
+                &hex(&digest.expect("hashed because a lock file is in force")),
+            )?;
         }
         // The headers, under the host's policy, before anything reads the
         // bytes they describe.
@@ -301,14 +297,8 @@ impl<I: Interface> Loader<I> {
         let (description, description_bytes, name) =
             self.described(&path, &copy, cached_description)?;
         // The name the lock file recorded is the one its reviewer saw.
-        if let Some(entry) = locked
-            && entry.name != name
-        {
-            return Err(LoadErrorKind::LockedAs {
-                locked: entry.name.clone(),
-                described: name,
-            }
-            .at(path));
+        if let Some(entry) = locked {
+            entry.check_name(&path, &name)?;
         }
         Ok(Approved {
             name,
