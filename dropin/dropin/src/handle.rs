@@ -127,6 +127,11 @@ pub trait Remote: Send + Sync {
     /// go to `successor`, or fail if there is none.
     fn retire(&self, successor: Option<Arc<dyn Remote>>);
 
+    /// Ends the process, and every process it started, once the call it is
+    /// serving returns, with no successor: the plugin is disabled. Later
+    /// calls through this remote fail.
+    fn end(&self);
+
     /// What the plugin in that process saves for its next generation: the
     /// version of its state and the bytes, if it saves any (the default:
     /// none).
@@ -314,11 +319,16 @@ impl PluginCore {
 
     /// Disables the plugin for the rest of the process: after a panic its
     /// state may be broken, so it is not called again. The first reason
-    /// sticks.
+    /// sticks. An isolated plugin's process ends, and every process it
+    /// started with it, as soon as no call is being served.
     pub fn disable(&self, reason: impl Into<String>) {
         let _ = self.failure.set(reason.into());
         if let Some(refusal) = self.refusal.get() {
             refusal.refuse();
+        }
+        // An isolated plugin's process, and all it started, ends with it.
+        if let Some(remote) = &self.remote {
+            remote.end();
         }
     }
 

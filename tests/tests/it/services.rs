@@ -213,9 +213,9 @@ fn plugins_call_the_host_from_init_methods_and_threads_in_process_and_isolated()
         assert_eq!(served(&recorder, "store thread"), 1);
         // Once the host disables the plugin, its calls are refused before
         // they reach the application: its thread's ticks (one call every
-        // 20 ms, one at a time) stop being served, and it logs each refusal,
-        // numbered (the first plugin of this loop goes on logging ticks
-        // numbered past 3).
+        // 20 ms, one at a time) stop being served. In-process, it logs each
+        // refusal, numbered (and goes on logging ticks numbered past 3
+        // while the loop runs isolated); isolated, its process ends.
         wait_for("the plugin's thread to call `load tick`", || {
             served(&recorder, "load tick") > 0
         });
@@ -237,6 +237,12 @@ fn plugins_call_the_host_from_init_methods_and_threads_in_process_and_isolated()
                  disabled: its calls reach the application"
             );
         };
+        if isolate {
+            assert_eq!(plugin.core().process_id(), None);
+            thread::sleep(Duration::from_millis(200));
+            no_tick_served_after_disable();
+            continue;
+        }
         let explain = |what: &str| {
             let logs = greeter_tests::captured_logs(PLUGIN_LOGS);
             format!(

@@ -4,7 +4,10 @@
 
 use std::{
     process::{Child, ChildStdin, ChildStdout, ExitStatus},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock, TryLockError,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -19,6 +22,9 @@ pub(super) struct Isolated {
     /// Set when a newer generation replaced this one: where calls go from
     /// then on (nowhere, if the newer generation runs in the host).
     pub(super) successor: OnceLock<Option<Arc<dyn Remote>>>,
+    /// Set when the plugin is disabled: its process ends as soon as no
+    /// call holds it.
+    pub(super) ending: AtomicBool,
     pub(super) timeout: Duration,
     pub(super) recovery: Recovery,
     pub(super) name: String,
@@ -89,7 +95,27 @@ impl Isolated {
         if state.retired {
             return None;
         }
-        Some(self.exchange_locked(&mut state, frame))
+        let answer = self.exchange_locked(&mut state, frame);
+        drop(state);
+        self.end_if_disabled();
+        Some(answer)
+    }
+
+    /// Ends the process if the plugin was disabled and no call holds it. A
+    /// call that holds it does the same once it lets go, so the last one
+    /// out ends it.
+    fn end_if_disabled(&self) {
+        if !self.ending.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        if !state.retired {
+            Self::stop(&self.name, &mut state, "was disabled");
+        }
     }
 
     fn exchange_locked(&self, state: &mut State, frame: &[u8]) -> Result<Vec<u8>, Ended> {
@@ -243,17 +269,16 @@ impl Remote for Isolated {
         let _ = self.successor.set(successor);
         // Waits for the call being served, if any.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.retired = true;
-        let _ = state.process.child.kill();
-        let _ = state.process.child.wait();
-        state.process.ended = Some((
-            CallErrorKind::Failed,
-            "was replaced by a newer generation".to_owned(),
-        ));
-        log::debug!(
-            target: &dropin::log_target(&self.name),
-            "its process ended: a newer generation replaced it"
-        );
+        Self::stop(&self.name, &mut state, "was replaced by a newer generation");
+    }
+
+    fn end(&self) {
+        // No successor: later calls fail.
+        let _ = self.successor.set(None);
+        // Never waits for a call being served: the plugin may be disabled
+        // by a service it is calling, which that call waits for.
+        self.ending.store(true, Ordering::SeqCst);
+        self.end_if_disabled();
     }
 
     fn process_id(&self) -> Option<u32> {
@@ -263,6 +288,18 @@ impl Remote for Isolated {
             .ended
             .is_none()
             .then(|| state.process.child.id())
+    }
+}
+
+impl Isolated {
+    /// Ends the process, and every process it started, for good: `why`
+    /// says why later calls fail.
+    fn stop(name: &str, state: &mut State, why: &str) {
+        state.retired = true;
+        let _ = state.process.child.kill();
+        let _ = state.process.child.wait();
+        state.process.ended = Some((CallErrorKind::Failed, why.to_owned()));
+        log::debug!(target: &dropin::log_target(name), "its process ended: it {why}");
     }
 }
 

@@ -7,7 +7,7 @@ use std::{
     io::{self, BufRead, BufReader, Read},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, OnceLock, mpsc},
+    sync::{Arc, Mutex, OnceLock, atomic::AtomicBool, mpsc},
     thread,
 };
 
@@ -116,6 +116,7 @@ pub(crate) fn start<I: Interface>(
     let _ = spawner.target.set(dropin::log_target(&ready.name));
     let isolated = Isolated {
         successor: OnceLock::new(),
+        ending: AtomicBool::new(false),
         state: Mutex::new(State {
             process,
             forwarders: vec![forwarder],
