@@ -289,11 +289,11 @@ fn a_confined_plugin_keeps_no_capability_as_root_or_as_anyone() {
 }
 
 /// Confined, a plugin reaches no other local service or process: a Unix
-/// socket on the file system, a signal to a process outside its own, that
-/// process's `/proc` files and a namespace of its own are each tried from
-/// inside a real plugin and denied. The control: isolated without
-/// confinement, the same plugin reaches the socket (and, as root, the
-/// `/proc` files).
+/// socket on the file system, an abstract one, a signal to a process
+/// outside its own, tracing that process, its `/proc` files and a namespace
+/// of its own are each tried from inside a real plugin and denied. The
+/// control: isolated without confinement, the same plugin reaches both
+/// sockets (and, as root, the `/proc` files).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_confined_plugin_reaches_no_local_service_or_process() {
@@ -308,10 +308,18 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
         fs::set_permissions(&socket, fs::Permissions::from_mode(0o777)).unwrap();
     }
     listener.set_nonblocking(true).unwrap();
+    let abstract_name = format!("dropin-test-{}", std::process::id());
+    let abstract_listener = {
+        use std::os::linux::net::SocketAddrExt;
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
+        std::os::unix::net::UnixListener::bind_addr(&address).unwrap()
+    };
+    abstract_listener.set_nonblocking(true).unwrap();
     let run = |args: &[&str]| {
         dir.command(args)
             .env("GREETER_GREET", "reach")
             .env("GREETER_SOCKET", &socket)
+            .env("GREETER_ABSTRACT_SOCKET", &abstract_name)
             .env("GREETER_SIGNAL_PID", std::process::id().to_string())
             .output()
             .unwrap()
@@ -319,25 +327,30 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
     let output = run(&["--isolate", "--confine", "greet"]);
     assert_eq!(
         stdout(&output),
-        "runs-at-open: socket denied, signal denied, proc denied, namespace denied\n",
+        "runs-at-open: socket denied, abstract socket denied, signal denied, ptrace denied, \
+         proc denied, namespace denied\n",
         "{}",
         stderr(&output)
     );
     assert!(listener.accept().is_err(), "the confined plugin connected");
-    // Without confinement the socket is reached, and as root the `/proc`
+    assert!(
+        abstract_listener.accept().is_err(),
+        "the confined plugin connected"
+    );
+    // Without confinement both sockets are reached, and as root the `/proc`
     // files too (another user's unconfined plugin makes its PID namespace in
     // a user namespace of its own, from which the kernel guards them); a
-    // signal is not reached even then: no process outside the plugin's PID
-    // namespace has a number in it.
+    // signal and tracing are not reached even then: no process outside the
+    // plugin's PID namespace has a number in it.
     let root = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0;
     let output = run(&["--isolate", "greet"]);
-    let expected = if root {
-        "runs-at-open: socket reached, signal denied, proc reached"
-    } else {
-        "runs-at-open: socket reached, signal denied, proc denied"
-    };
+    let expected = format!(
+        "runs-at-open: socket reached, abstract socket reached, signal denied, ptrace denied, \
+         proc {}",
+        if root { "reached" } else { "denied" }
+    );
     assert!(
-        stdout(&output).starts_with(expected),
+        stdout(&output).starts_with(&expected),
         "{}{}",
         stdout(&output),
         stderr(&output)
@@ -377,78 +390,148 @@ fn a_confining_hosts_probe_is_confined_too() {
     assert_ne!(open_marker::openers(markers.path()), []);
 }
 
-/// An isolated plugin's descendants end with its process: a plugin that
+/// How many `sleep <seconds>` processes run, once that number has held
+/// still at `want`, or when 10 seconds have passed.
+#[cfg(target_os = "linux")]
+fn sleeping(seconds: &str, want: usize) -> usize {
+    let pattern = format!("^sleep {seconds}$");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::process::Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .unwrap();
+        let count = stdout(&found).lines().count();
+        if count == want || Instant::now() > deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `sleep` length no other test uses: it names the test's descendants.
+#[cfg(target_os = "linux")]
+fn unique_sleep(salt: u32) -> String {
+    (100_000 + (std::process::id() * 7 + salt) % 800_000).to_string()
+}
+
+/// An isolated plugin's descendants end with its host: a plugin that
 /// leaves a `sleep` behind (a double fork) leaves nothing once its host has
-/// exited, or was killed with `SIGKILL`. The control: run in the host's
-/// own process, the same plugin's `sleep` outlives the host.
+/// exited; a double fork and a bounded fork bomb (127 processes) leave
+/// nothing once it was killed with `SIGKILL`. The control: run in the
+/// host's own process, the same plugin's `sleep` outlives the host.
 #[cfg(target_os = "linux")]
 #[test]
 fn an_isolated_plugins_descendants_end_with_it() {
     use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
 
     let dir = PluginDir::with(&["runs_at_open"]);
-    // A `sleep` no other test starts: its length names it.
-    let seconds = (100_000 + std::process::id() % 100_000).to_string();
-    let pattern = format!("^sleep {seconds}$");
-    let running = || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
-            let found = std::process::Command::new("pgrep")
-                .args(["-f", &pattern])
-                .output()
-                .unwrap();
-            let alive = found.status.success();
-            if !alive || std::time::Instant::now() > deadline {
-                return alive;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    };
-    let command = |args: &[&str]| {
+    let seconds = unique_sleep(1);
+    let command = |mode: &str, seconds: &str, args: &[&str]| {
         let mut command = dir.command(args);
         command
-            .env("GREETER_GREET", "descendant")
-            .env("GREETER_SLEEP", &seconds);
+            .env("GREETER_GREET", mode)
+            .env("GREETER_SLEEP", seconds);
         command
     };
     // The host exits.
-    let output = command(&["--isolate", "greet"]).output().unwrap();
+    let output = command("descendant", &seconds, &["--isolate", "greet"])
+        .output()
+        .unwrap();
     assert_eq!(
         stdout(&output),
         "runs-at-open: Hello from a library with a constructor!\n",
         "{}",
         stderr(&output)
     );
-    assert!(!running(), "a descendant outlived its host's exit");
-    // The host is killed.
-    let mut host = command(&["--isolate", "watch"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(host.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     assert_eq!(
-        line,
-        "runs-at-open: Hello from a library with a constructor!\n"
+        sleeping(&seconds, 0),
+        0,
+        "a descendant outlived its host's exit"
     );
-    host.kill().unwrap();
-    host.wait().unwrap();
-    assert!(!running(), "a descendant outlived its host's SIGKILL");
+    // The host is killed, once the descendants run.
+    for (mode, count, salt) in [("descendant", 1, 2), ("fork-bomb", 127, 3)] {
+        let seconds = unique_sleep(salt);
+        let mut host = command(mode, &seconds, &["--isolate", "watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(host.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line,
+            "runs-at-open: Hello from a library with a constructor!\n"
+        );
+        assert_eq!(sleeping(&seconds, count), count, "{mode}");
+        host.kill().unwrap();
+        host.wait().unwrap();
+        assert_eq!(
+            sleeping(&seconds, 0),
+            0,
+            "{mode}: a descendant outlived its host's SIGKILL"
+        );
+    }
     // The control: in the host's process, the `sleep` outlives the host.
-    let output = command(&["greet"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let found = std::process::Command::new("pgrep")
-        .args(["-f", &pattern])
+    let output = command("descendant", &seconds, &["greet"])
         .output()
         .unwrap();
-    assert!(found.status.success(), "the control left no sleep");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(sleeping(&seconds, 1), 1, "the control left no sleep");
     let _ = std::process::Command::new("pkill")
-        .args(["-f", &pattern])
+        .args(["-f", &format!("^sleep {seconds}$")])
         .status();
+}
+
+/// While the host lives on, an isolated plugin's process ends with all it
+/// started: a bounded fork bomb (127 processes) when the plugin's next call
+/// times out, a double fork when the application disables the plugin (as a
+/// panic does). The control: the processes run until then.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_isolated_plugins_descendants_end_with_its_process_while_the_host_lives() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    for (mode, count, salt) in [("fork-bomb", 127, 4), ("descendant", 1, 5)] {
+        let seconds = unique_sleep(salt);
+        let report = Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .probe(Probe::command(artifacts().host_binary()))
+            .isolate(Isolate::All)
+            .call_timeout(Duration::from_secs(2))
+            .config(
+                "runs-at-open",
+                format!("greet = \"{mode}\"\nsleep = \"{seconds}\""),
+            )
+            .build_isolated()
+            .load()
+            .unwrap();
+        let plugin = report.registry.get("runs-at-open").unwrap();
+        assert_eq!(
+            plugin.greet().unwrap(),
+            "Hello from a library with a constructor!"
+        );
+        assert_eq!(sleeping(&seconds, count), count, "{mode}");
+        if mode == "fork-bomb" {
+            let error = plugin.greet().unwrap_err();
+            assert_eq!(error.kind(), dropin::CallErrorKind::TimedOut, "{error}");
+        } else {
+            plugin.disable("disabled by the test");
+            let error = plugin.greet().unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                "plugin 'runs-at-open' is disabled after an earlier panic (disabled by the test)"
+            );
+        }
+        assert_eq!(plugin.core().process_id(), None, "{mode}");
+        assert_eq!(
+            sleeping(&seconds, 0),
+            0,
+            "{mode}: a descendant outlived its plugin's process"
+        );
+        drop(report);
+    }
 }
 
 #[test]
