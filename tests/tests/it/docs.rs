@@ -150,6 +150,31 @@ fn security_md_names_tests_that_exist() {
             }
         }
     }
+    // Each row of the isolation and confinement tables: its last column
+    // names the tests.
+    let tested = security
+        .split("## Isolation and confinement, as tested")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("SECURITY.md lists what isolation and confinement promise");
+    let rows: Vec<&str> = tested
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| promise |"))
+        .collect();
+    assert_eq!(rows.len(), 15, "the rows of SECURITY.md's isolation tables");
+    for row in rows {
+        let tests = row.trim_end_matches(" |").rsplit(" | ").next().unwrap();
+        let named: Vec<&str> = tests.split('`').skip(1).step_by(2).collect();
+        assert!(
+            !named.is_empty(),
+            "a row of SECURITY.md names no test: {row}"
+        );
+        for test in named {
+            if !integration.contains(test) && !crate_test_exists(&root, test) {
+                missing.push(format!("isolation table: {test}"));
+            }
+        }
+    }
     assert!(
         missing.is_empty(),
         "SECURITY.md names tests that do not exist: {missing:?}"

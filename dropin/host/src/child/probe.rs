@@ -365,6 +365,12 @@ impl Prober {
 
 impl Probe {
     fn start(&self, confined: bool, memory_limit: Option<u64>) -> io::Result<Running> {
+        if confined && !crate::sys::target::CONFINES {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                crate::child::isolation::UNCONFINABLE,
+            ));
+        }
         let nonce = crate::child::role::nonce();
         let mut command = Command::new(&self.program);
         command

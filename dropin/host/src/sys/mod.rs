@@ -47,6 +47,10 @@ pub(crate) struct Space {
 pub(crate) mod target {
     /// A Unix, where isolated processes reach the host's services.
     pub(crate) const UNIX: bool = cfg!(unix);
+    /// Linux, the one platform whose kernel confines a child process
+    /// (namespaces, Landlock, seccomp): elsewhere a confined plugin is
+    /// refused, never run unconfined.
+    pub(crate) const CONFINES: bool = cfg!(target_os = "linux");
     /// Windows, whose dynamic loader reads PE/COFF files.
     pub(crate) const WINDOWS: bool = cfg!(target_os = "windows");
     /// Apple's platforms, whose dynamic loader reads Mach-O files.

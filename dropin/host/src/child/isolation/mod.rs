@@ -206,4 +206,4 @@ use protocol::*;
 use remote::*;
 use serve::*;
 use spawn::*;
-pub(crate) use spawn::{Launcher, start};
+pub(crate) use spawn::{Launcher, UNCONFINABLE, start};

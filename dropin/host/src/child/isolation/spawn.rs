@@ -156,6 +156,10 @@ thread_local! {
     pub(super) static SERVING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
+/// Why a confined plugin is refused where the kernel cannot confine it.
+pub(crate) const UNCONFINABLE: &str =
+    "confinement is built for Linux only: the plugin is refused, not run unconfined";
+
 /// The most bytes one service call from an isolated process may carry.
 pub(super) const MAX_SERVICE_FRAME: usize = 16 << 20;
 
@@ -262,6 +266,9 @@ impl Spawner {
     }
 
     fn try_spawn(&self) -> Result<(Process, thread::JoinHandle<()>, Ready), Failure> {
+        if self.confined && !sys::target::CONFINES {
+            return Err(UNCONFINABLE.into());
+        }
         let nonce = crate::child::role::nonce();
         let mut command = Command::new(&self.launcher.program);
         command
