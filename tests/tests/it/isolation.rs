@@ -417,8 +417,8 @@ fn unique_sleep(salt: u32) -> String {
 
 /// An isolated plugin's descendants end with its host: a plugin that
 /// leaves a `sleep` behind (a double fork) leaves nothing once its host has
-/// exited; a double fork and a bounded fork bomb (127 processes) leave
-/// nothing once it was killed with `SIGKILL`. The control: run in the
+/// exited; a double fork and a bounded fork bomb (127 processes, confined
+/// or not) leave nothing once it was killed with `SIGKILL`. The control: run in the
 /// host's own process, the same plugin's `sleep` outlives the host.
 #[cfg(target_os = "linux")]
 #[test]
@@ -449,29 +449,40 @@ fn an_isolated_plugins_descendants_end_with_it() {
         0,
         "a descendant outlived its host's exit"
     );
-    // The host is killed, once the descendants run.
-    for (mode, count, salt) in [("descendant", 1, 2), ("fork-bomb", 127, 3)] {
+    // The host is killed, once the descendants run, confined or not.
+    for (mode, count, salt, confine) in [
+        ("descendant", 1, 2, false),
+        ("fork-bomb", 127, 3, false),
+        ("fork-bomb", 127, 6, true),
+    ] {
         let seconds = unique_sleep(salt);
-        let mut host = command(mode, &seconds, &["--isolate", "watch"])
+        let args: &[&str] = if confine {
+            &["--isolate", "--confine", "watch"]
+        } else {
+            &["--isolate", "watch"]
+        };
+        let mut host = command(mode, &seconds, args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let mut line = String::new();
+        let greeting = greeter_tests::deadline(greeter_tests::HANG, "watch's first greeting");
         BufReader::new(host.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
+        drop(greeting);
         assert_eq!(
             line,
             "runs-at-open: Hello from a library with a constructor!\n"
         );
-        assert_eq!(sleeping(&seconds, count), count, "{mode}");
+        assert_eq!(sleeping(&seconds, count), count, "{mode} {args:?}");
         host.kill().unwrap();
         host.wait().unwrap();
         assert_eq!(
             sleeping(&seconds, 0),
             0,
-            "{mode}: a descendant outlived its host's SIGKILL"
+            "{mode} {args:?}: a descendant outlived its host's SIGKILL"
         );
     }
     // The control: in the host's process, the `sleep` outlives the host.
@@ -486,19 +497,24 @@ fn an_isolated_plugins_descendants_end_with_it() {
 }
 
 /// While the host lives on, an isolated plugin's process ends with all it
-/// started: a bounded fork bomb (127 processes) when the plugin's next call
-/// times out, a double fork when the application disables the plugin (as a
+/// started: a bounded fork bomb (127 processes, confined or not) when the
+/// plugin's next call times out, a double fork when the application disables the plugin (as a
 /// panic does). The control: the processes run until then.
 #[cfg(target_os = "linux")]
 #[test]
 fn an_isolated_plugins_descendants_end_with_its_process_while_the_host_lives() {
     let dir = PluginDir::with(&["runs_at_open"]);
-    for (mode, count, salt) in [("fork-bomb", 127, 4), ("descendant", 1, 5)] {
+    for (mode, count, salt, confine) in [
+        ("fork-bomb", 127, 4, false),
+        ("descendant", 1, 5, false),
+        ("fork-bomb", 127, 7, true),
+    ] {
         let seconds = unique_sleep(salt);
         let report = Loader::<GreeterPlugin>::builder()
             .dir(dir.path())
             .probe(Probe::command(artifacts().host_binary()))
             .isolate(Isolate::All)
+            .confine_isolated(confine)
             .call_timeout(Duration::from_secs(2))
             .config(
                 "runs-at-open",
