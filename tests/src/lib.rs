@@ -34,6 +34,8 @@ const PACKAGES: &[&str] = &[
     "transform-upper",
     "transform-rot13",
     "transform-app",
+    "store-memory",
+    "store-app",
     "panicky",
     "broken-init",
     "needs-new-host",

@@ -169,8 +169,12 @@ pub use values::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
 ///
 /// **Methods** take `&self` and arguments of types that implement
 /// [`Stable`](trait@Stable) (`&str` and `&[u8]` may be borrowed, as arguments
-/// only); they return such a type, nothing, or `Result<T, E>` (including
-/// aliases like `io::Result<T>`) with `E: Display`. A method added in a
+/// only); they return such a type or nothing. A `Result<T, BoxError>`
+/// (including aliases like `io::Result<T>`) sends its error's message: the
+/// application gets a [`CallError`] of kind `Failed`. A `Result<T, E>` whose
+/// `E` is `Stable` is a typed error: the application's handle returns it as
+/// the value it is, inside the framework's own `Result` (`Result<Result<T,
+/// E>, CallError>`), to match on. A method added in a
 /// minor release goes after all earlier ones, with `#[since("1.1")]` and
 /// usually a default body. Anything else is a compile error on the offending
 /// tokens that says what to use instead.

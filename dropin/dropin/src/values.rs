@@ -15,7 +15,7 @@ use std::{borrow::Cow, fmt};
 
 use abi_stable::{
     StableAbi,
-    std_types::{ROption, RSlice, RStr, RString, RVec},
+    std_types::{ROption, RResult, RSlice, RStr, RString, RVec},
 };
 
 /// A string a plugin handed over, as text: its bytes are not trusted to be
@@ -39,8 +39,8 @@ pub fn items<T>(slice: RSlice<'static, T>) -> &'static [T] {
 /// interface methods, fields of [`Stable`](macro@crate::Stable) structs and enums.
 ///
 /// Implemented for integers, floats, `bool`, `char`, `()`, `String`,
-/// `Vec<T>`, `Option<T>`, `&str` and `&[u8]`; derive it for an interface's
-/// own structs and enums with `#[derive(dropin::Stable)]`.
+/// `Vec<T>`, `Option<T>`, `Result<T, E>`, `&str` and `&[u8]`; derive it for
+/// an interface's own structs and enums with `#[derive(dropin::Stable)]`.
 ///
 /// # Safety
 ///
@@ -51,8 +51,10 @@ pub fn items<T>(slice: RSlice<'static, T>) -> &'static [T] {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot cross the plugin boundary",
     label = "not a type a plugin method may take or return",
-    note = "use an integer, float, bool, char, String, Vec<T>, Option<T>, &str or &[u8] (as an \
-            argument), or a struct or enum of your interface crate with `#[derive(dropin::Stable)]`"
+    note = "use an integer, float, bool, char, String, Vec<T>, Option<T>, Result<T, E>, &str or \
+            &[u8] (as an argument), or a struct or enum of your interface crate with \
+            `#[derive(dropin::Stable)]`; a method's error that is only a message is a \
+            `dropin::BoxError`"
 )]
 pub unsafe trait Stable: Sized {
     /// The `#[repr(C)]` representation that crosses the boundary.
@@ -357,6 +359,34 @@ unsafe impl<T: Stable> Stable for Option<T> {
         match ffi {
             ROption::RSome(value) => Some(T::from_ffi(value)),
             ROption::RNone => None,
+        }
+    }
+}
+
+// SAFETY: `RResult` is abi_stable's `#[repr(u8)]` result of the two
+// representations, described by their descriptors.
+unsafe impl<T: Stable, E: Stable> Stable for Result<T, E> {
+    type Ffi = RResult<T::Ffi, E::Ffi>;
+    const DESC: &'static TypeDesc = &TypeDesc {
+        args: RSlice::from_slice(&[T::DESC, E::DESC]),
+        ..TypeDesc::leaf(
+            "Result",
+            size_of::<RResult<T::Ffi, E::Ffi>>(),
+            align_of::<RResult<T::Ffi, E::Ffi>>(),
+        )
+    };
+    #[inline]
+    fn into_ffi(self) -> RResult<T::Ffi, E::Ffi> {
+        match self {
+            Ok(value) => RResult::ROk(value.into_ffi()),
+            Err(error) => RResult::RErr(error.into_ffi()),
+        }
+    }
+    #[inline]
+    fn from_ffi(ffi: RResult<T::Ffi, E::Ffi>) -> Result<T, E> {
+        match ffi {
+            RResult::ROk(value) => Ok(T::from_ffi(value)),
+            RResult::RErr(error) => Err(E::from_ffi(error)),
         }
     }
 }

@@ -274,6 +274,33 @@ impl<T: Decode> Decode for Option<T> {
     }
 }
 
+impl<T: Encode, E: Encode> Encode for Result<T, E> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Ok(value) => {
+                out.push(0);
+                value.encode(out);
+            }
+            Err(error) => {
+                out.push(1);
+                error.encode(out);
+            }
+        }
+    }
+}
+
+impl<T: Decode, E: Decode> Decode for Result<T, E> {
+    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+        match u8::decode(input)? {
+            0 => T::decode(input).map(Ok),
+            1 => E::decode(input).map(Err),
+            other => Err(WireError(format!(
+                "expected a result tag (0 or 1), found {other}"
+            ))),
+        }
+    }
+}
+
 impl<T: Encode + ?Sized> Encode for &T {
     fn encode(&self, out: &mut Vec<u8>) {
         (**self).encode(out);

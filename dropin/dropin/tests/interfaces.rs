@@ -42,6 +42,11 @@ pub trait KitchenSink: Send + Sync {
     /// Nothing back.
     #[since("3.2")]
     fn tick(&self, _: u32) {}
+    /// A typed error, and a `Result` as an argument.
+    #[since("3.2")]
+    fn check(&self, _: Result<u8, String>) -> Result<u64, Exports> {
+        Err(Exports::One)
+    }
 }
 
 fn names(methods: &[MethodDesc]) -> Vec<(&str, &str)> {
@@ -64,8 +69,13 @@ fn the_interface_records_its_methods_in_order_with_their_versions() {
             ("read", "3.0.0"),
             ("glue", "3.1.0"),
             ("tick", "3.2.0"),
+            ("check", "3.2.0"),
         ]
     );
+    // A typed error is the whole `Result`, described as such.
+    let check = &KitchenSinkPlugin::METHODS[5];
+    assert_eq!(check.args[0].to_string(), "Result<u8, String>");
+    assert_eq!(check.ret.to_string(), "Result<u64, Exports>");
     let glue = &KitchenSinkPlugin::METHODS[3];
     assert_eq!(glue.args[0].to_string(), "Exports");
     assert_eq!(glue.ret.to_string(), "Option<rt>");
@@ -88,6 +98,35 @@ fn derived_types_survive_the_round_trip() {
     assert_eq!(
         Exports::DESC.difference(P::DESC).as_deref(),
         Some("expected Exports, found P")
+    );
+}
+
+/// A typed error is part of the method's signature: another error type, or
+/// an error where a value was, is a difference the load check names.
+#[test]
+fn a_typed_error_is_described_with_its_result_and_crosses_both_ways() {
+    use dropin::wire::{Decode, Encode};
+    type Typed = Result<String, Exports>;
+    assert!(Typed::DESC.same(Typed::DESC));
+    assert_eq!(Typed::DESC.to_string(), "Result<String, Exports>");
+    assert_eq!(
+        Typed::DESC.difference(<Result<String, P>>::DESC).as_deref(),
+        Some("expected Exports, found P")
+    );
+    assert!(
+        Typed::DESC
+            .difference(<Result<Exports, String>>::DESC)
+            .is_some()
+    );
+    for value in [Ok("kept".to_owned()), Err(Exports::Two(7, 'x'))] {
+        assert_eq!(Typed::from_ffi(value.clone().into_ffi()), value);
+        let mut bytes = Vec::new();
+        value.encode(&mut bytes);
+        assert_eq!(Typed::decode(&mut bytes.as_slice()).unwrap(), value);
+    }
+    assert_eq!(
+        Typed::decode(&mut &[2u8][..]).unwrap_err().to_string(),
+        "malformed message: expected a result tag (0 or 1), found 2"
     );
 }
 

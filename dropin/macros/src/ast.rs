@@ -51,9 +51,11 @@ pub struct Method {
     pub docs: Vec<Attribute>,
     pub ident: Ident,
     pub args: Vec<Arg>,
-    /// The `T` of `Result<T, E>`, or the whole return type.
+    /// The `T` of `Result<T, BoxError>`, or the whole return type (a
+    /// `Result<T, E>` of a `Stable` `E` included).
     pub ret: Type,
-    /// Whether it returns `Result<T, E>`.
+    /// Whether it returns `Result<T, BoxError>` (or another error that
+    /// crosses as its message).
     pub fallible: bool,
     /// The interface version that added it, as a full semver version.
     pub since: String,
@@ -339,7 +341,8 @@ impl Method {
     }
 }
 
-/// The `T` of a `Result<T, E>` (or `Result<T>`) return type.
+/// The `T` of a `Result<T, E>` (or `Result<T>`) return type whose error
+/// crosses as its message.
 fn result_ok_type(output: &Type) -> Option<Type> {
     let Type::Path(path) = output else {
         return None;
@@ -355,9 +358,38 @@ fn result_ok_type(output: &Type) -> Option<Type> {
         syn::GenericArgument::Type(ty) => Some(ty.clone()),
         _ => None,
     });
-    // `Result<T, E>`, or an alias such as `io::Result<T>`: any error with
-    // `Display` crosses as its message.
-    types.next()
+    let ok = types.next()?;
+    // `Result<T, dropin::BoxError>`, or an alias such as `io::Result<T>`:
+    // the error crosses as its message, a framework failure. Any other
+    // `Result<T, E>` is a value: `E` derives `dropin::Stable`, and the
+    // application matches on it.
+    match types.next() {
+        None => Some(ok),
+        Some(error) if carries_message(&error) => Some(ok),
+        Some(_) => None,
+    }
+}
+
+/// Whether an error type crosses as its message: `BoxError` (any path to
+/// it) or a `Box<dyn Error ..>`.
+fn carries_message(error: &Type) -> bool {
+    let Type::Path(path) = error else {
+        return false;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    if last.ident == "BoxError" {
+        return true;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    last.ident == "Box"
+        && matches!(
+            args.args.first(),
+            Some(syn::GenericArgument::Type(Type::TraitObject(_)))
+        )
 }
 
 /// `#[since("2.1")]` or `#[since = "2.1"]`, normalised to `2.1.0`.

@@ -23,7 +23,8 @@ pub enum Kind {
 }
 
 const OWNED: &str = "pass an owned value instead: an integer, float, bool, char, String, \
-                     Vec<T>, Option<T>, or a struct or enum deriving `dropin::Stable`";
+                     Vec<T>, Option<T>, Result<T, E>, or a struct or enum deriving \
+                     `dropin::Stable`";
 
 /// Checks `ty` at `position`; the error is spanned on the offending type and
 /// says what to use instead.
@@ -112,13 +113,6 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
             let Some(last) = path.path.segments.last() else {
                 return error(OWNED.to_owned());
             };
-            if last.ident == "Result" {
-                return error(
-                    "`Result` is only supported as a method's return type: use `Option<T>` or a \
-                     `dropin::Stable` enum inside other types"
-                        .to_owned(),
-                );
-            }
             match &last.arguments {
                 PathArguments::None => Ok(Kind::Value),
                 PathArguments::AngleBracketed(args) => {

@@ -16,6 +16,8 @@ mod panics;
 mod logs;
 // The loader core serves a second interface.
 mod generic;
+// Interfaces beyond value calls: the example store's typed errors.
+mod store;
 // The `greeter-host` binary: output, JSON, exit codes.
 mod cli;
 // Libraries the dynamic loader dies on: the probe process dies instead.

@@ -59,6 +59,35 @@ fn the_readme_shows_the_real_greeter_interface() {
     );
 }
 
+/// Each block marked `<!-- excerpt: PATH -->` appears, as shown, in the
+/// repository's file at `PATH`, which the workspace builds: what the README
+/// teaches compiles.
+#[test]
+fn the_readmes_excerpts_are_in_the_files_they_name() {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    let mut lines = readme.lines();
+    let mut excerpts = 0;
+    while let Some(line) = lines.next() {
+        let Some(path) = line
+            .strip_prefix("<!-- excerpt: ")
+            .and_then(|rest| rest.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let fence = lines.next().expect("a code block follows the marker");
+        assert!(fence.starts_with("```"), "{path}: {fence}");
+        let body: Vec<&str> = lines.by_ref().take_while(|line| *line != "```").collect();
+        let file = fs::read_to_string(root().join(path)).unwrap();
+        assert!(
+            file.contains(&body.join("\n")),
+            "the README's excerpt of {path} is not in it:\n{}",
+            body.join("\n")
+        );
+        excerpts += 1;
+    }
+    assert_eq!(excerpts, 2);
+}
+
 #[test]
 fn the_readme_interface_plugin_and_application_build_and_run() {
     let trial = tempfile::tempdir().unwrap();

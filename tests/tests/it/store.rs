@@ -1,0 +1,113 @@
+//! The example store interface (`examples/store/`): a method's error is a
+//! value of the interface, which the application matches on, apart from
+//! the framework's own failures, the same in the application's process and
+//! isolated.
+
+use std::process::Command;
+
+use dropin::CallErrorKind;
+use dropin_host::{Loader, probe::Probe};
+use greeter_tests::{PluginDir, artifacts, mode_runs_here, stderr, stdout, trusted};
+use store_interface::{StoreError, StorePlugin};
+
+/// The store's loader for one half of a test: isolated, the example
+/// application serves as the plugins' process.
+fn loader(dir: &PluginDir, config: Option<&str>, isolated: bool) -> Loader<StorePlugin> {
+    let mut builder = Loader::<StorePlugin>::builder().dir(dir.path());
+    if let Some(config) = config {
+        builder = builder.config("memory", config);
+    }
+    if isolated {
+        builder
+            .probe(Probe::command(artifacts().binary("store-app")))
+            .build_isolated()
+    } else {
+        trusted(builder)
+    }
+}
+
+#[test]
+fn a_typed_error_reaches_the_application_as_the_value_the_plugin_returned() {
+    let dir = PluginDir::with(&["memory"]);
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        let store = report.registry.get("memory").unwrap();
+        assert_eq!(store.is_isolated(), isolated);
+        assert_eq!(store.put("a", "1").unwrap(), Ok(None));
+        assert_eq!(store.put("a", "2").unwrap(), Ok(Some("1".to_owned())));
+        assert_eq!(store.get("a").unwrap(), Ok("2".to_owned()));
+        // The plugin's error, as the value it returned: no framework
+        // failure, and the plugin stays usable.
+        assert_eq!(
+            store.get("b").unwrap(),
+            Err(StoreError::NotFound {
+                key: "b".to_owned()
+            }),
+            "isolated: {isolated}"
+        );
+        assert_eq!(store.failure(), None);
+        assert_eq!(store.get("a").unwrap(), Ok("2".to_owned()));
+
+        let report = loader(&dir, Some("read-only"), isolated).load().unwrap();
+        let store = report.registry.get("memory").unwrap();
+        assert_eq!(store.put("a", "1").unwrap(), Err(StoreError::ReadOnly));
+        // The framework's own failures stay apart: a disabled plugin is a
+        // `CallError`, never a `StoreError`.
+        store.disable("disabled by the test");
+        assert_eq!(
+            store.get("a").unwrap_err().kind(),
+            CallErrorKind::Disabled,
+            "isolated: {isolated}"
+        );
+    }
+}
+
+#[test]
+fn the_store_application_matches_each_error_the_same_in_both_modes() {
+    let dir = PluginDir::with(&["memory"]);
+    let run = |args: &[&str]| {
+        Command::new(artifacts().binary("store-app"))
+            .arg("--plugins-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for mode in [&[][..], &["--isolate"][..]] {
+        if !mode_runs_here(!mode.is_empty()) {
+            continue;
+        }
+        let requests = [
+            "put:greeting=hello",
+            "put:greeting=hi",
+            "get:greeting",
+            "get:missing",
+        ];
+        let output = run(&[mode, &requests[..]].concat());
+        assert_eq!(
+            stdout(&output),
+            "memory: put:greeting=hello: stored\n\
+             memory: put:greeting=hi: stored, replacing hello\n\
+             memory: get:greeting: hi\n\
+             memory: get:missing: nothing stored under missing\n",
+            "{mode:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "");
+        assert_eq!(output.status.code(), Some(0));
+
+        let output = run(&[mode, &["--config", "memory=read-only", "put:a=b", "get:a"]].concat());
+        assert_eq!(
+            stdout(&output),
+            "memory: put:a=b: refused: the store is read-only\n\
+             memory: get:a: nothing stored under a\n",
+            "{mode:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(output.status.code(), Some(0));
+    }
+}
