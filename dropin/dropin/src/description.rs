@@ -357,8 +357,30 @@ pub struct Type {
 }
 
 impl fmt::Display for Type {
-    /// As [`TypeDesc`] displays: `Vec<u8>`, `String`, `&str`.
+    /// As written in the interface: `Vec<u8>`, `String`, `&str`, `(u8,
+    /// String)`, `[u8; 4]`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.name.as_str(), self.args.as_slice()) {
+            // A tuple: its items.
+            ("()", [_, ..]) => {
+                f.write_str("(")?;
+                for (i, arg) in self.args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{arg}")?;
+                }
+                return f.write_str(")");
+            }
+            // An array: its length is its size over its item's.
+            ("[]", [item]) => {
+                return match self.size.checked_div(item.size) {
+                    Some(len) => write!(f, "[{item}; {len}]"),
+                    None => write!(f, "[{item}; _]"),
+                };
+            }
+            _ => {}
+        }
         f.write_str(&self.name)?;
         if !self.args.is_empty() {
             f.write_str("<")?;
@@ -463,7 +485,13 @@ impl Type {
     /// The first difference between `self` (expected) and `found`, as a
     /// phrase naming where it is: `field `x`: expected f64, found f32`.
     pub fn difference(&self, found: &Type) -> Option<String> {
-        if self.name != found.name || self.args.len() != found.args.len() {
+        // As written (an array's length included, which only its size
+        // records).
+        let written = || (self.to_string(), found.to_string());
+        if self.name != found.name
+            || self.args.len() != found.args.len()
+            || (self.name == "[]" && written().0 != written().1)
+        {
             return Some(format!("expected {self}, found {found}"));
         }
         for (expected, actual) in self.args.iter().zip(&found.args) {

@@ -39,8 +39,9 @@ pub fn items<T>(slice: RSlice<'static, T>) -> &'static [T] {
 /// interface methods, fields of [`Stable`](macro@crate::Stable) structs and enums.
 ///
 /// Implemented for integers, floats, `bool`, `char`, `()`, `String`,
-/// `Vec<T>`, `Option<T>`, `Result<T, E>`, `&str` and `&[u8]`; derive it for
-/// an interface's own structs and enums with `#[derive(dropin::Stable)]`.
+/// `Vec<T>`, `Option<T>`, `Result<T, E>`, tuples (up to six items), arrays,
+/// `BTreeMap<K, V>`, `HashMap<K, V>`, `&str` and `&[u8]`; derive it for an
+/// interface's own structs and enums with `#[derive(dropin::Stable)]`.
 ///
 /// # Safety
 ///
@@ -51,10 +52,10 @@ pub fn items<T>(slice: RSlice<'static, T>) -> &'static [T] {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot cross the plugin boundary",
     label = "not a type a plugin method may take or return",
-    note = "use an integer, float, bool, char, String, Vec<T>, Option<T>, Result<T, E>, &str or \
-            &[u8] (as an argument), or a struct or enum of your interface crate with \
-            `#[derive(dropin::Stable)]`; a method's error that is only a message is a \
-            `dropin::BoxError`"
+    note = "use an integer, float, bool, char, String, Vec<T>, Option<T>, Result<T, E>, a tuple, \
+            an array, a BTreeMap or HashMap, &str or &[u8] (as an argument), or a struct or enum \
+            of your interface crate with `#[derive(dropin::Stable)]`; a method's error that is \
+            only a message is a `dropin::BoxError`"
 )]
 pub unsafe trait Stable: Sized {
     /// The `#[repr(C)]` representation that crosses the boundary.
@@ -162,18 +163,8 @@ impl TypeDesc {
 /// The type as an interface author wrote it: `Vec<Option<String>>`.
 impl fmt::Display for TypeDesc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&lossy(&self.name))?;
-        if !self.args.is_empty() {
-            f.write_str("<")?;
-            for (i, arg) in items(self.args).iter().enumerate() {
-                if i > 0 {
-                    f.write_str(", ")?;
-                }
-                write!(f, "{arg}")?;
-            }
-            f.write_str(">")?;
-        }
-        Ok(())
+        // One way to write a type, that of the descriptions.
+        write!(f, "{}", crate::description::Type::of(self))
     }
 }
 
@@ -390,6 +381,101 @@ unsafe impl<T: Stable, E: Stable> Stable for Result<T, E> {
         }
     }
 }
+
+macro_rules! tuple {
+    ($ffi:ident: $($item:ident $index:tt),+) => {
+        /// The `#[repr(C)]` representation of a tuple: its items'
+        /// representations, in order (a Rust tuple's layout is not fixed).
+        #[doc(hidden)]
+        #[repr(C)]
+        #[derive(Debug)]
+        pub struct $ffi<$($item),+>($(pub $item),+);
+
+        // SAFETY: a `#[repr(C)]` struct of the items' representations in
+        // order, whose layout follows from them, each described by its own
+        // descriptor (and the tuple by their number).
+        unsafe impl<$($item: Stable),+> Stable for ($($item,)+) {
+            type Ffi = $ffi<$($item::Ffi),+>;
+            const DESC: &'static TypeDesc = &TypeDesc {
+                args: RSlice::from_slice(&[$($item::DESC),+]),
+                ..TypeDesc::leaf("()", size_of::<Self::Ffi>(), align_of::<Self::Ffi>())
+            };
+            #[inline]
+            fn into_ffi(self) -> Self::Ffi {
+                $ffi($(self.$index.into_ffi()),+)
+            }
+            #[inline]
+            fn from_ffi(ffi: Self::Ffi) -> Self {
+                ($($item::from_ffi(ffi.$index),)+)
+            }
+        }
+    };
+}
+
+tuple!(Tuple2: A 0, B 1);
+tuple!(Tuple3: A 0, B 1, C 2);
+tuple!(Tuple4: A 0, B 1, C 2, D 3);
+tuple!(Tuple5: A 0, B 1, C 2, D 3, E 4);
+tuple!(Tuple6: A 0, B 1, C 2, D 3, E 4, F 5);
+
+/// The `#[repr(C)]` representation of an array: its items'
+/// representations, in a struct (C passes a bare array by pointer).
+#[doc(hidden)]
+#[repr(C)]
+#[derive(Debug)]
+pub struct Array<T, const N: usize>(pub [T; N]);
+
+// SAFETY: a `#[repr(C)]` struct of one array of the items'
+// representations, contiguous, in order: described by the item's
+// descriptor and the size, which holds the length.
+unsafe impl<T: Stable, const N: usize> Stable for [T; N] {
+    type Ffi = Array<T::Ffi, N>;
+    const DESC: &'static TypeDesc = &TypeDesc {
+        args: RSlice::from_slice(&[T::DESC]),
+        ..TypeDesc::leaf("[]", size_of::<Self::Ffi>(), align_of::<Self::Ffi>())
+    };
+    #[inline]
+    fn into_ffi(self) -> Self::Ffi {
+        Array(self.map(T::into_ffi))
+    }
+    #[inline]
+    fn from_ffi(Array(items): Self::Ffi) -> [T; N] {
+        items.map(T::from_ffi)
+    }
+}
+
+macro_rules! map {
+    ($map:ident, $name:literal, $($bound:tt)+) => {
+        // SAFETY: `RVec` of the pairs' representations, each pair a
+        // `#[repr(C)]` tuple, described by the key's and the value's
+        // descriptors.
+        unsafe impl<K: Stable + $($bound)+, V: Stable> Stable for std::collections::$map<K, V> {
+            type Ffi = RVec<Tuple2<K::Ffi, V::Ffi>>;
+            const DESC: &'static TypeDesc = &TypeDesc {
+                args: RSlice::from_slice(&[K::DESC, V::DESC]),
+                ..TypeDesc::leaf($name, size_of::<Self::Ffi>(), align_of::<Self::Ffi>())
+            };
+            #[inline]
+            fn into_ffi(self) -> Self::Ffi {
+                self.into_iter()
+                    .map(|(key, value)| Tuple2(key.into_ffi(), value.into_ffi()))
+                    .collect::<Vec<_>>()
+                    .into()
+            }
+            #[inline]
+            fn from_ffi(ffi: Self::Ffi) -> Self {
+                // A key the other side sent twice: the later value wins.
+                ffi.into_vec()
+                    .into_iter()
+                    .map(|Tuple2(key, value)| (K::from_ffi(key), V::from_ffi(value)))
+                    .collect()
+            }
+        }
+    };
+}
+
+map!(BTreeMap, "BTreeMap", Ord);
+map!(HashMap, "HashMap", Eq + std::hash::Hash);
 
 /// A string returned by a plugin, handed over without a copy: it derefs to
 /// `str` and frees itself through the plugin's allocator.

@@ -301,6 +301,83 @@ impl<T: Decode, E: Decode> Decode for Result<T, E> {
     }
 }
 
+macro_rules! tuple {
+    ($($item:ident $index:tt),+) => {
+        impl<$($item: Encode),+> Encode for ($($item,)+) {
+            fn encode(&self, out: &mut Vec<u8>) {
+                $(self.$index.encode(out);)+
+            }
+        }
+
+        impl<$($item: Decode),+> Decode for ($($item,)+) {
+            fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+                Ok(($($item::decode(input)?,)+))
+            }
+        }
+    };
+}
+
+tuple!(A 0, B 1);
+tuple!(A 0, B 1, C 2);
+tuple!(A 0, B 1, C 2, D 3);
+tuple!(A 0, B 1, C 2, D 3, E 4);
+tuple!(A 0, B 1, C 2, D 3, E 4, F 5);
+
+impl<T: Encode, const N: usize> Encode for [T; N] {
+    fn encode(&self, out: &mut Vec<u8>) {
+        // The length is the type's: no prefix.
+        for item in self {
+            item.encode(out);
+        }
+    }
+}
+
+impl<T: Decode, const N: usize> Decode for [T; N] {
+    fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+        // Every encoded item but `()` takes at least one byte: a length
+        // the bytes left cannot hold is refused before allocating.
+        if size_of::<T>() != 0 && input.len() < N {
+            return Err(WireError(format!(
+                "an array of {N}, more than the {} bytes left can hold",
+                input.len()
+            )));
+        }
+        let items = (0..N)
+            .map(|_| T::decode(input))
+            .collect::<Result<Vec<T>, WireError>>()?;
+        Ok(items
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("{N} items decoded")))
+    }
+}
+
+macro_rules! map {
+    ($map:ident, $($bound:tt)+) => {
+        impl<K: Encode, V: Encode> Encode for std::collections::$map<K, V> {
+            fn encode(&self, out: &mut Vec<u8>) {
+                (self.len() as u64).encode(out);
+                for (key, value) in self {
+                    key.encode(out);
+                    value.encode(out);
+                }
+            }
+        }
+
+        impl<K: Decode + $($bound)+, V: Decode> Decode for std::collections::$map<K, V> {
+            fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
+                let len = length(input, usize::from(size_of::<(K, V)>() != 0))?;
+                // A key sent twice: the later value wins.
+                (0..len)
+                    .map(|_| Ok((K::decode(input)?, V::decode(input)?)))
+                    .collect()
+            }
+        }
+    };
+}
+
+map!(BTreeMap, Ord);
+map!(HashMap, Eq + std::hash::Hash);
+
 impl<T: Encode + ?Sized> Encode for &T {
     fn encode(&self, out: &mut Vec<u8>) {
         (**self).encode(out);

@@ -24,6 +24,12 @@ pub enum Exports {
 #[derive(Debug, Clone, PartialEq, dropin::Stable)]
 pub struct rt(pub Vec<Option<String>>);
 
+/// A tuple of maps, one keyed by arrays.
+pub type Tally = (
+    std::collections::BTreeMap<String, u32>,
+    std::collections::HashMap<u8, [char; 2]>,
+);
+
 /// Everything at once.
 #[dropin::interface(name = "kitchen-sink", version = "3.2.0")]
 pub trait KitchenSink: Send + Sync {
@@ -46,6 +52,11 @@ pub trait KitchenSink: Send + Sync {
     #[since("3.2")]
     fn check(&self, _: Result<u8, String>) -> Result<u64, Exports> {
         Err(Exports::One)
+    }
+    /// Tuples, arrays and maps.
+    #[since("3.2")]
+    fn tally(&self, pairs: Vec<(String, u32)>, _: [u8; 4]) -> Tally {
+        (pairs.into_iter().collect(), Default::default())
     }
 }
 
@@ -70,7 +81,15 @@ fn the_interface_records_its_methods_in_order_with_their_versions() {
             ("glue", "3.1.0"),
             ("tick", "3.2.0"),
             ("check", "3.2.0"),
+            ("tally", "3.2.0"),
         ]
+    );
+    let tally = &KitchenSinkPlugin::METHODS[6];
+    assert_eq!(tally.args[0].to_string(), "Vec<(String, u32)>");
+    assert_eq!(tally.args[1].to_string(), "[u8; 4]");
+    assert_eq!(
+        tally.ret.to_string(),
+        "(BTreeMap<String, u32>, HashMap<u8, [char; 2]>)"
     );
     // A typed error is the whole `Result`, described as such.
     let check = &KitchenSinkPlugin::METHODS[5];
@@ -128,6 +147,55 @@ fn a_typed_error_is_described_with_its_result_and_crosses_both_ways() {
         Typed::decode(&mut &[2u8][..]).unwrap_err().to_string(),
         "malformed message: expected a result tag (0 or 1), found 2"
     );
+}
+
+/// Tuples, arrays and maps cross as values, both ways and on the wire, and
+/// their descriptors tell a different length, order or item apart.
+#[test]
+fn tuples_arrays_and_maps_cross_both_ways() {
+    use std::collections::{BTreeMap, HashMap};
+
+    use dropin::wire::{Decode, Encode};
+    fn both_ways<T: Stable + Encode + Decode + PartialEq + std::fmt::Debug + Clone>(value: T) {
+        assert_eq!(T::from_ffi(value.clone().into_ffi()), value);
+        let mut bytes = Vec::new();
+        value.encode(&mut bytes);
+        let mut input = bytes.as_slice();
+        assert_eq!(T::decode(&mut input).unwrap(), value);
+        assert!(input.is_empty());
+        // Every cut of the bytes is an error, never a panic.
+        for cut in 0..bytes.len() {
+            assert!(T::decode(&mut &bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+    both_ways((1u8, "two".to_owned()));
+    both_ways((
+        1u8,
+        'b',
+        -3i64,
+        Some(4.5f64),
+        vec![()],
+        Exports::Two(6, 'x'),
+    ));
+    both_ways([Some("a".to_owned()), None, Some(String::new())]);
+    both_ways(BTreeMap::from([
+        ("a".to_owned(), 1u32),
+        ("b".to_owned(), 2),
+    ]));
+    both_ways(HashMap::from([(7u8, ['x', 'y']), (8, ['z', 'z'])]));
+    both_ways(BTreeMap::<String, Vec<u8>>::new());
+
+    assert!(<(u8, u16)>::DESC.same(<(u8, u16)>::DESC));
+    assert!(!<(u8, u16)>::DESC.same(<(u16, u8)>::DESC));
+    assert!(!<(u8, u16)>::DESC.same(<(u8, u16, u8)>::DESC));
+    assert!(!<[u8; 4]>::DESC.same(<[u8; 5]>::DESC));
+    assert_eq!(
+        <[u8; 4]>::DESC.difference(<[u8; 5]>::DESC).as_deref(),
+        Some("expected [u8; 4], found [u8; 5]")
+    );
+    assert!(!<BTreeMap<u8, u8>>::DESC.same(<HashMap<u8, u8>>::DESC));
+    // An array longer than the bytes left is refused before allocating.
+    assert!(<[u64; 64]>::decode(&mut &[0u8; 8][..]).is_err());
 }
 
 #[test]

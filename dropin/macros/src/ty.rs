@@ -23,8 +23,8 @@ pub enum Kind {
 }
 
 const OWNED: &str = "pass an owned value instead: an integer, float, bool, char, String, \
-                     Vec<T>, Option<T>, Result<T, E>, or a struct or enum deriving \
-                     `dropin::Stable`";
+                     Vec<T>, Option<T>, Result<T, E>, a tuple, an array, a map, or a struct or \
+                     enum deriving `dropin::Stable`";
 
 /// Checks `ty` at `position`; the error is spanned on the offending type and
 /// says what to use instead.
@@ -86,14 +86,23 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
              method of the interface"
                 .to_owned(),
         ),
-        Type::Tuple(tuple) if tuple.elems.is_empty() => Ok(Kind::Value),
-        Type::Tuple(_) => error(
-            "a tuple cannot cross the plugin boundary: declare a struct deriving `dropin::Stable`"
+        Type::Tuple(tuple) if tuple.elems.len() > 6 => error(
+            "a tuple of more than six items cannot cross the plugin boundary: declare a struct \
+             deriving `dropin::Stable`"
                 .to_owned(),
         ),
-        Type::Array(_) | Type::Slice(_) => error(
-            "an array or slice cannot cross the plugin boundary: use `Vec<T>` (or `&[u8]` as an \
-             argument)"
+        Type::Tuple(tuple) => {
+            for item in &tuple.elems {
+                check(item, Position::Owned)?;
+            }
+            Ok(Kind::Value)
+        }
+        Type::Array(array) => {
+            check(&array.elem, Position::Owned)?;
+            Ok(Kind::Value)
+        }
+        Type::Slice(_) => error(
+            "a slice cannot cross the plugin boundary: use `Vec<T>` (or `&[u8]` as an argument)"
                 .to_owned(),
         ),
         Type::Paren(inner) => check(&inner.elem, position),

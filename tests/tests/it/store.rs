@@ -51,6 +51,11 @@ fn a_typed_error_reaches_the_application_as_the_value_the_plugin_returned() {
         );
         assert_eq!(store.failure(), None);
         assert_eq!(store.get("a").unwrap(), Ok("2".to_owned()));
+        // A map crosses as a value.
+        assert_eq!(
+            store.entries().unwrap(),
+            std::collections::BTreeMap::from([("a".to_owned(), "2".to_owned())])
+        );
 
         let report = loader(&dir, Some("read-only"), isolated).load().unwrap();
         let store = report.registry.get("memory").unwrap();
@@ -86,6 +91,8 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
             "put:greeting=hi",
             "get:greeting",
             "get:missing",
+            "put:farewell=bye",
+            "list",
         ];
         let output = run(&[mode, &requests[..]].concat());
         assert_eq!(
@@ -93,7 +100,9 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
             "memory: put:greeting=hello: stored\n\
              memory: put:greeting=hi: stored, replacing hello\n\
              memory: get:greeting: hi\n\
-             memory: get:missing: nothing stored under missing\n",
+             memory: get:missing: nothing stored under missing\n\
+             memory: put:farewell=bye: stored\n\
+             memory: list: 2 entries: farewell=bye, greeting=hi\n",
             "{mode:?}: {}",
             stderr(&output)
         );

@@ -1,8 +1,8 @@
-use std::collections::HashMap;
+use std::collections::VecDeque;
 
 #[dropin::interface]
-pub trait Table: Send + Sync {
-    fn table(&self) -> HashMap<String, u64>;
+pub trait Queue: Send + Sync {
+    fn queue(&self) -> VecDeque<u64>;
 }
 
 fn main() {}

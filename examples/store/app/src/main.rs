@@ -1,5 +1,5 @@
 //! `store-app [--plugins-dir DIR] [--isolate] [--config NAME=TEXT]... REQUEST...`:
-//! sends each request (`get:KEY` or `put:KEY=VALUE`) to every store plugin
+//! sends each request (`get:KEY`, `put:KEY=VALUE` or `list`) to every store plugin
 //! of the folder (default `./plugins`), in this process or, with
 //! `--isolate`, each plugin in a process of its own, and says what each
 //! answered: the store's errors are matched one by one, apart from the
@@ -96,8 +96,15 @@ fn answer(store: &StorePlugin, request: &str) -> Result<String, CallError> {
             Some(old) => format!("stored, replacing {old}"),
             None => "stored".to_owned(),
         })
+    } else if request == "list" {
+        let entries = store.entries()?;
+        let listed: Vec<String> = entries
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        return Ok(format!("{} entries: {}", listed.len(), listed.join(", ")));
     } else {
-        return Ok("not a request: expected get:KEY or put:KEY=VALUE".to_owned());
+        return Ok("not a request: expected get:KEY, put:KEY=VALUE or list".to_owned());
     };
     // The store's own errors, matched as the values they are.
     Ok(match answered {
@@ -110,7 +117,7 @@ fn answer(store: &StorePlugin, request: &str) -> Result<String, CallError> {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: store-app [--plugins-dir DIR] [--isolate] [--config NAME=TEXT]... \
-         get:KEY|put:KEY=VALUE..."
+         get:KEY|put:KEY=VALUE|list..."
     );
     ExitCode::from(2)
 }

@@ -5,6 +5,8 @@
 //! Plugins implement [`Store`] and invoke [`export_store!`]; applications
 //! load them as [`StorePlugin`]s.
 
+use std::collections::BTreeMap;
+
 pub use dropin::{BoxError, Context};
 
 /// Why a store refused a request.
@@ -24,4 +26,7 @@ pub trait Store: Send + Sync {
 
     /// Stores `value` under `key`; the value it replaced, if any.
     fn put(&self, key: &str, value: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every key and its value.
+    fn entries(&self) -> BTreeMap<String, String>;
 }

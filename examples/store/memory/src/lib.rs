@@ -35,6 +35,13 @@ impl Store for Memory {
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
         Ok(values.insert(key.to_owned(), value.to_owned()))
     }
+
+    fn entries(&self) -> BTreeMap<String, String> {
+        self.values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 export_store!(Memory, name = "memory");
