@@ -291,36 +291,61 @@ fn a_confined_plugin_keeps_no_capability_as_root_or_as_anyone() {
 /// Confined, a plugin reaches no other local service or process: a Unix
 /// socket on the file system, an abstract one, a signal to a process
 /// outside its own, tracing that process, its `/proc` files and a namespace
-/// of its own are each tried from inside a real plugin and denied. The
-/// control: isolated without confinement, the same plugin reaches both
-/// sockets (and, as root, the `/proc` files).
+/// of its own are each tried from inside a real plugin and denied, and so
+/// are the ways around them an attack pass found: a socket pair aimed at a
+/// path, a socket made through io_uring, tracing process 1 of its PID
+/// namespace (to keep its processes alive after its host), the host's
+/// System V message queues, writing to a device node, a virtual-machine
+/// socket. The control: isolated without confinement, the same plugin
+/// reaches the sockets, the queue and the device (and, as root, the `/proc`
+/// files and process 1).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_confined_plugin_reaches_no_local_service_or_process() {
+    use std::os::unix::net::{UnixDatagram, UnixListener};
+
     let dir = PluginDir::with(&["runs_at_open"]);
     let sockets = tempfile::tempdir().unwrap();
     let socket = sockets.path().join("service.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let listener = UnixListener::bind(&socket).unwrap();
+    let datagram_path = sockets.path().join("datagram.sock");
+    let datagram = UnixDatagram::bind(&datagram_path).unwrap();
     // Anyone may connect, as to a real local service.
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(sockets.path(), fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(&socket, fs::Permissions::from_mode(0o777)).unwrap();
+        fs::set_permissions(&datagram_path, fs::Permissions::from_mode(0o777)).unwrap();
     }
     listener.set_nonblocking(true).unwrap();
+    datagram.set_nonblocking(true).unwrap();
     let abstract_name = format!("dropin-test-{}", std::process::id());
     let abstract_listener = {
         use std::os::linux::net::SocketAddrExt;
         let address = std::os::unix::net::SocketAddr::from_abstract_name(&abstract_name).unwrap();
-        std::os::unix::net::UnixListener::bind_addr(&address).unwrap()
+        UnixListener::bind_addr(&address).unwrap()
     };
     abstract_listener.set_nonblocking(true).unwrap();
+    // A System V message queue anyone may use, removed when the test ends.
+    struct Queue(i32);
+    impl Drop for Queue {
+        fn drop(&mut self) {
+            // SAFETY: removes the queue this test made.
+            unsafe { libc::msgctl(self.0, libc::IPC_RMID, std::ptr::null_mut()) };
+        }
+    }
+    let key = 0x4452_0000 | (std::process::id() & 0xffff) as libc::key_t;
+    // SAFETY: makes a queue; its id is checked.
+    let _queue = Queue(unsafe { libc::msgget(key, libc::IPC_CREAT | 0o666) });
+    assert!(_queue.0 >= 0, "{}", std::io::Error::last_os_error());
     let run = |args: &[&str]| {
         dir.command(args)
             .env("GREETER_GREET", "reach")
             .env("GREETER_SOCKET", &socket)
+            .env("GREETER_DATAGRAM_SOCKET", &datagram_path)
             .env("GREETER_ABSTRACT_SOCKET", &abstract_name)
             .env("GREETER_SIGNAL_PID", std::process::id().to_string())
+            .env("GREETER_QUEUE_KEY", key.to_string())
             .output()
             .unwrap()
     };
@@ -328,7 +353,8 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
     assert_eq!(
         stdout(&output),
         "runs-at-open: socket denied, abstract socket denied, signal denied, ptrace denied, \
-         proc denied, namespace denied\n",
+         proc denied, namespace denied, socket pair denied, io_uring denied, process 1 denied, \
+         queue denied, device denied, vsock denied\n",
         "{}",
         stderr(&output)
     );
@@ -337,23 +363,43 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
         abstract_listener.accept().is_err(),
         "the confined plugin connected"
     );
-    // Without confinement both sockets are reached, and as root the `/proc`
-    // files too (another user's unconfined plugin makes its PID namespace in
-    // a user namespace of its own, from which the kernel guards them); a
-    // signal and tracing are not reached even then: no process outside the
-    // plugin's PID namespace has a number in it.
+    assert!(
+        datagram.recv(&mut [0; 8]).is_err(),
+        "the confined plugin sent a datagram"
+    );
+    // Without confinement the sockets, the queue and the device are
+    // reached, and as root the `/proc` files and process 1 too (another
+    // user's unconfined plugin makes its PID namespace in a user namespace
+    // of its own, from which the kernel guards them, and process 1 is not
+    // dumpable); a signal and tracing are not reached even then: no process
+    // outside the plugin's PID namespace has a number in it. io_uring and
+    // vsock depend on the machine.
     let root = std::os::unix::fs::MetadataExt::uid(&fs::metadata("/proc/self").unwrap()) == 0;
     let output = run(&["--isolate", "greet"]);
-    let expected = format!(
-        "runs-at-open: socket reached, abstract socket reached, signal denied, ptrace denied, \
-         proc {}",
-        if root { "reached" } else { "denied" }
-    );
-    assert!(
-        stdout(&output).starts_with(&expected),
-        "{}{}",
-        stdout(&output),
-        stderr(&output)
+    let text = stdout(&output);
+    let verdicts: Vec<(&str, &str)> = text
+        .trim_end()
+        .strip_prefix("runs-at-open: ")
+        .unwrap_or_else(|| panic!("{text}{}", stderr(&output)))
+        .split(", ")
+        .filter_map(|item| item.rsplit_once(' '))
+        .filter(|(what, _)| !["io_uring", "vsock"].contains(what))
+        .collect();
+    let by_root = if root { "reached" } else { "denied" };
+    assert_eq!(
+        verdicts,
+        [
+            ("socket", "reached"),
+            ("abstract socket", "reached"),
+            ("signal", "denied"),
+            ("ptrace", "denied"),
+            ("proc", by_root),
+            ("namespace", "reached"),
+            ("socket pair", "reached"),
+            ("process 1", by_root),
+            ("queue", "reached"),
+            ("device", "reached"),
+        ]
     );
 }
 

@@ -153,11 +153,23 @@ pub(crate) fn read_frame_until(
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Err(Wait::Failed),
         };
+        let wanted = frame.len() + n;
+        if len.is_some_and(|len| wanted > 4 + len) {
+            return Err(Wait::Failed);
+        }
+        if wanted > frame.capacity() {
+            // Doubling, but never past the length the header declared: the
+            // host holds at most that (and `limit`), however the bytes come.
+            let capacity = len.map_or(wanted, |len| {
+                (frame.capacity() * 2).max(wanted).min(4 + len)
+            });
+            frame.reserve_exact(capacity - frame.len());
+        }
         frame.extend_from_slice(&chunk[..n]);
         if len.is_none() && frame.len() >= 4 {
             let header: [u8; 4] = frame[..4].try_into().expect("four bytes");
             let claimed = u32::from_le_bytes(header) as usize;
-            if claimed > limit {
+            if claimed > limit || frame.len() > 4 + claimed {
                 return Err(Wait::Failed);
             }
             len = Some(claimed);

@@ -109,7 +109,13 @@ pub(crate) fn contain_descendants() -> io::Result<()> {
         // the host, whose pipes the plugin serves, is gone or has dropped
         // them, and the plugin's process ends on their end, and this one
         // with it.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+        // Not dumpable: a process without `CAP_SYS_PTRACE` over it (the
+        // plugin's, unless an unconfined root host's) can neither trace it
+        // nor write its memory, so it cannot be made to forget the signal
+        // that ends it with its parent.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+            || libc::prctl(libc::PR_SET_DUMPABLE, 0) != 0
+        {
             libc::_exit(1);
         }
         match libc::fork() {
@@ -133,8 +139,11 @@ pub(crate) fn contain_descendants() -> io::Result<()> {
                 }
             }
         }
-        // Process 2: the plugin's.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 || libc::getppid() != 1 {
+        // Process 2: the plugin's, dumpable again (as it was before).
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+            || libc::prctl(libc::PR_SET_DUMPABLE, 1) != 0
+            || libc::getppid() != 1
+        {
             libc::_exit(1);
         }
         libc::close(read_end);
@@ -305,14 +314,16 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
                 // A user namespace of its own, whoever the host is (root
                 // included), mapping this user to itself and nobody else; in
                 // it, a network namespace of its own (a loopback interface
-                // that is down and nothing else) and a mount namespace of
-                // its own. The capabilities it has in them are dropped
+                // that is down and nothing else), a mount namespace of its
+                // own, and an IPC namespace of its own (no System V or POSIX
+                // message queue, semaphore or shared memory of the host's). The capabilities it has in them are dropped
                 // below, so that nothing set up here can be undone.
                 // And a PID namespace for its children (see
                 // `contain_descendants`).
                 let namespaces = libc::CLONE_NEWUSER
                     | libc::CLONE_NEWNET
                     | libc::CLONE_NEWNS
+                    | libc::CLONE_NEWIPC
                     | libc::CLONE_NEWPID;
                 if libc::unshare(namespaces) != 0 {
                     return Err(io::Error::last_os_error());
@@ -416,13 +427,21 @@ fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets up the child before it runs the program: nothing on this platform,
-/// which has neither the parent-death signal nor the namespaces.
 /// The system calls a confined process may not make, as a seccomp filter:
-/// no new namespace (`unshare`, `setns`, `clone` with a namespace flag;
-/// `clone3`, whose flags a filter cannot read, answers "not implemented",
-/// so that the C library falls back to `clone`), and no new Unix socket
-/// (`socket(AF_UNIX, ..)`: no connection to a service listening on a path).
+/// - no new namespace (`unshare`, `setns`, `clone` with a namespace flag;
+///   `clone3`, whose flags a filter cannot read, answers "not implemented",
+///   so that the C library falls back to `clone`);
+/// - no socket but an Internet one, which its empty network namespace
+///   leaves nowhere to go: no Unix socket (`socket`, `socketpair`), so no
+///   connection to a service listening on a path, and no `AF_VSOCK`, which
+///   no network namespace holds;
+/// - nothing that makes sockets or reaches other processes behind these
+///   checks: no `io_uring` (its operations make sockets without a
+///   `socket` call), no `ptrace` or `process_vm_readv`/`writev`, no kernel
+///   keyrings (the session keyring is the host's);
+/// - on x86-64, no x32 system call number (a second number for each call,
+///   which the checks above would not match).
+///
 /// Any other architecture than the one the filter is written for kills the
 /// process. `None` where no filter is written for this target: confinement
 /// then fails, and the plugin is refused.
@@ -437,8 +456,8 @@ fn system_call_filter() -> Option<Vec<libc::sock_filter>> {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
         use libc::{
-            BPF_ABS, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W, SECCOMP_RET_ALLOW,
-            SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS,
+            BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W,
+            SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS,
         };
         // Where `struct seccomp_data` holds the system call's number, the
         // architecture and the low half of the first argument.
@@ -472,21 +491,40 @@ fn system_call_filter() -> Option<Vec<libc::sock_filter>> {
             k,
         };
         let errno = |code: i32| ret(SECCOMP_RET_ERRNO | code as u32);
-        Some(vec![
+        let mut filter = vec![
             load(ARCH_AT),
             jump(BPF_JEQ, ARCH, 1, 0),
             ret(SECCOMP_RET_KILL_PROCESS),
             load(NR),
-            jump(BPF_JEQ, libc::SYS_unshare as u32, 0, 1),
-            errno(libc::EPERM),
-            jump(BPF_JEQ, libc::SYS_setns as u32, 0, 1),
-            errno(libc::EPERM),
-            jump(BPF_JEQ, libc::SYS_clone3 as u32, 0, 1),
-            errno(libc::ENOSYS),
-            // socket(AF_UNIX, ..): refused; any other socket: allowed.
-            jump(BPF_JEQ, libc::SYS_socket as u32, 0, 4),
+        ];
+        if cfg!(target_arch = "x86_64") {
+            // __X32_SYSCALL_BIT: every x32 number is at or past it.
+            filter.extend([jump(BPF_JGE, 0x4000_0000, 0, 1), errno(libc::ENOSYS)]);
+        }
+        // Refused outright, whatever the arguments.
+        for (call, code) in [
+            (libc::SYS_unshare, libc::EPERM),
+            (libc::SYS_setns, libc::EPERM),
+            (libc::SYS_clone3, libc::ENOSYS),
+            (libc::SYS_socketpair, libc::EACCES),
+            (libc::SYS_io_uring_setup, libc::ENOSYS),
+            (libc::SYS_io_uring_enter, libc::ENOSYS),
+            (libc::SYS_io_uring_register, libc::ENOSYS),
+            (libc::SYS_ptrace, libc::EPERM),
+            (libc::SYS_process_vm_readv, libc::EPERM),
+            (libc::SYS_process_vm_writev, libc::EPERM),
+            (libc::SYS_keyctl, libc::EPERM),
+            (libc::SYS_add_key, libc::EPERM),
+            (libc::SYS_request_key, libc::EPERM),
+        ] {
+            filter.extend([jump(BPF_JEQ, call as u32, 0, 1), errno(code)]);
+        }
+        filter.extend([
+            // socket(AF_INET or AF_INET6, ..): allowed; any other: refused.
+            jump(BPF_JEQ, libc::SYS_socket as u32, 0, 5),
             load(ARG0),
-            jump(BPF_JEQ, libc::AF_UNIX as u32, 0, 1),
+            jump(BPF_JEQ, libc::AF_INET as u32, 2, 0),
+            jump(BPF_JEQ, libc::AF_INET6 as u32, 1, 0),
             errno(libc::EACCES),
             ret(SECCOMP_RET_ALLOW),
             // clone with a namespace flag: refused.
@@ -496,16 +534,21 @@ fn system_call_filter() -> Option<Vec<libc::sock_filter>> {
             errno(libc::EPERM),
             ret(SECCOMP_RET_ALLOW),
             ret(SECCOMP_RET_ALLOW),
-        ])
+        ]);
+        Some(filter)
     }
 }
 
 /// Between fork and exec, in a confined process: a Landlock domain of its
 /// own that scopes signals and abstract Unix sockets to it (and, as every
 /// Landlock domain does, `ptrace` and the `/proc` files `ptrace` guards),
-/// then the seccomp `filter`. Raw system calls, not the `landlock` crate:
-/// nothing here may allocate. A kernel without either (Landlock before ABI
-/// 6) fails it, and the plugin is refused.
+/// and denies every write to a file system: no file opened for writing
+/// (device nodes included, which a read-only mount does not stop), made,
+/// removed, truncated or linked elsewhere, and no `ioctl` on a device;
+/// `/dev/null` alone may be opened for writing. Then the seccomp `filter`.
+/// Raw system calls, not the `landlock` crate: nothing here may allocate. A
+/// kernel without either (Landlock before ABI 6) fails it, and the plugin is
+/// refused.
 #[cfg(target_os = "linux")]
 fn scope_and_filter(filter: Option<&[libc::sock_filter]>) -> io::Result<()> {
     #[repr(C)]
@@ -514,11 +557,23 @@ fn scope_and_filter(filter: Option<&[libc::sock_filter]>) -> io::Result<()> {
         handled_access_net: u64,
         scoped: u64,
     }
+    #[repr(C, packed)]
+    struct PathBeneathAttr {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
     // LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET | LANDLOCK_SCOPE_SIGNAL.
     const SCOPED: u64 = 0b11;
+    // LANDLOCK_ACCESS_FS_WRITE_FILE, then REMOVE_DIR to MAKE_SYM, REFER,
+    // TRUNCATE and IOCTL_DEV: everything that writes (all but EXECUTE,
+    // READ_FILE and READ_DIR).
+    const WRITE_FILE: u64 = 1 << 1;
+    const TRUNCATE: u64 = 1 << 14;
+    const WRITES: u64 = WRITE_FILE | (0x3ff << 4) | TRUNCATE | (1 << 15);
+    const RULE_PATH_BENEATH: u32 = 1;
     let filter = filter.ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?;
     let attr = RulesetAttr {
-        handled_access_fs: 0,
+        handled_access_fs: WRITES,
         handled_access_net: 0,
         scoped: SCOPED,
     };
@@ -533,6 +588,30 @@ fn scope_and_filter(filter: Option<&[libc::sock_filter]>) -> io::Result<()> {
         );
         if ruleset < 0 {
             return Err(io::Error::last_os_error());
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+        let null_rule = PathBeneathAttr {
+            allowed_access: WRITE_FILE | TRUNCATE,
+            parent_fd: null,
+        };
+        let added = if null < 0 {
+            -1
+        } else {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                ruleset as i32,
+                RULE_PATH_BENEATH,
+                &raw const null_rule,
+                0u32,
+            )
+        };
+        let error = io::Error::last_os_error();
+        if null >= 0 {
+            libc::close(null);
+        }
+        if added != 0 {
+            libc::close(ruleset as i32);
+            return Err(error);
         }
         let restricted = libc::syscall(libc::SYS_landlock_restrict_self, ruleset as i32, 0u32);
         let error = io::Error::last_os_error();
@@ -631,5 +710,8 @@ pub(crate) fn contain_descendants() -> io::Result<()> {
     Ok(())
 }
 
+/// Sets up the child before it runs the program: nothing on this platform,
+/// which has neither the parent-death signal nor the namespaces (a plugin
+/// to confine is refused before it gets here).
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn confine(_: &mut Command, _: Option<u64>, _: bool) {}
