@@ -124,23 +124,33 @@ impl Interface {
             Some((major, _, _)) => format!("{major}.0.0"),
             None => "0.0.0".to_owned(),
         };
+        // Every method's mistakes, reported together: one compile shows
+        // them all, each on its tokens.
+        let mut errors = Errors::default();
         let mut methods = Vec::new();
         let mut previous: Option<(u64, u64, u64)> = None;
         for trait_item in &mut item.items {
             let TraitItem::Fn(function) = trait_item else {
-                return Err(syn::Error::new(
+                errors.push(syn::Error::new(
                     trait_item.span(),
                     "an interface trait may only declare methods",
                 ));
+                continue;
             };
-            let method = Method::parse(function, &first_version)?;
+            let method = match Method::parse(function, &first_version) {
+                Ok(method) => method,
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
+            };
             let since = parse_version(&method.since).expect("normalised by Method::parse");
             if let Some(current) = current
                 && (since > current
                     || since.0 != current.0
                     || (current.0 == 0 && since.1 != current.1))
             {
-                return Err(syn::Error::new(
+                errors.push(syn::Error::new(
                     method.ident.span(),
                     format!(
                         "`#[since(\"{}\")]` must be a version of this interface's major, no \
@@ -151,7 +161,7 @@ impl Interface {
                 ));
             }
             if previous.is_some_and(|previous| since < previous) {
-                return Err(syn::Error::new(
+                errors.push(syn::Error::new(
                     method.ident.span(),
                     "methods must be declared in the order they were added: a method of a later \
                      minor version goes after every earlier one, so that the methods of each \
@@ -161,6 +171,7 @@ impl Interface {
             previous = Some(since);
             methods.push(method);
         }
+        errors.result()?;
         Ok(Self {
             item,
             name,
@@ -281,6 +292,8 @@ impl Method {
                 ));
             }
         }
+        // Every argument's and the result's mistakes, together.
+        let mut errors = Errors::default();
         let mut args = Vec::new();
         for (i, input) in inputs.enumerate() {
             let FnArg::Typed(typed) = input else {
@@ -292,7 +305,13 @@ impl Method {
                 }
                 _ => quote::format_ident!("__arg{}", i),
             };
-            let kind = ty::check(&typed.ty, Position::Argument)?;
+            let kind = match ty::check(&typed.ty, Position::Argument) {
+                Ok(kind) => kind,
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
+            };
             args.push(Arg {
                 ident,
                 ty: (*typed.ty).clone(),
@@ -306,7 +325,10 @@ impl Method {
                 None => ((**output).clone(), false),
             },
         };
-        ty::check(&ret, Position::Owned)?;
+        if let Err(error) = ty::check(&ret, Position::Owned) {
+            errors.push(error);
+        }
+        errors.result()?;
         let mut since = None;
         let mut error = None;
         function.attrs.retain(|attr| {
@@ -338,6 +360,24 @@ impl Method {
             required: since.as_deref().is_none_or(|since| since == first_version),
             since: since.unwrap_or_else(|| first_version.to_owned()),
         })
+    }
+}
+
+/// Mistakes gathered while parsing, to report at once.
+#[derive(Default)]
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// `Err` with every mistake, if there was one.
+    fn result(&mut self) -> syn::Result<()> {
+        self.0.take().map_or(Ok(()), Err)
     }
 }
 
