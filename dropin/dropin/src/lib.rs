@@ -168,8 +168,8 @@ pub use values::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
 /// (default: the crate's version) is the version plugins record.
 ///
 /// **Methods** take `&self` and arguments of types that implement
-/// [`Stable`](trait@Stable) (`&str` and `&[u8]` may be borrowed, as arguments
-/// only); they return such a type or nothing. A `Result<T, BoxError>`
+/// [`Stable`](trait@Stable) (`&str`, `&[u8]`, `Option<&str>` and
+/// `Option<&[u8]>` may be borrowed, as arguments only); they return such a type or nothing. A `Result<T, BoxError>`
 /// (including aliases like `io::Result<T>`) sends its error's message: the
 /// application gets a [`CallError`] of kind `Failed`. A `Result<T, E>` whose
 /// `E` is `Stable` is a typed error: the application's handle returns it as
@@ -259,7 +259,7 @@ pub mod __private {
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };
-    pub use abi_stable::std_types::{RResult, RSlice, RStr};
+    pub use abi_stable::std_types::{ROption, RResult, RSlice, RStr};
     pub use core::mem::transmute;
 
     pub use crate::abi::DROPIN_VERSION;

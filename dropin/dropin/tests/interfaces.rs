@@ -53,6 +53,11 @@ pub trait KitchenSink: Send + Sync {
     fn check(&self, _: Result<u8, String>) -> Result<u64, Exports> {
         Err(Exports::One)
     }
+    /// Optional borrowed arguments.
+    #[since("3.2")]
+    fn maybe(&self, text: Option<&str>, bytes: Option<&[u8]>) -> String {
+        format!("{text:?} {bytes:?}")
+    }
     /// Tuples, arrays and maps.
     #[since("3.2")]
     fn tally(&self, pairs: Vec<(String, u32)>, _: [u8; 4]) -> Tally {
@@ -81,10 +86,14 @@ fn the_interface_records_its_methods_in_order_with_their_versions() {
             ("glue", "3.1.0"),
             ("tick", "3.2.0"),
             ("check", "3.2.0"),
+            ("maybe", "3.2.0"),
             ("tally", "3.2.0"),
         ]
     );
-    let tally = &KitchenSinkPlugin::METHODS[6];
+    let maybe = &KitchenSinkPlugin::METHODS[6];
+    assert_eq!(maybe.args[0].to_string(), "Option<&str>");
+    assert_eq!(maybe.args[1].to_string(), "Option<&[u8]>");
+    let tally = &KitchenSinkPlugin::METHODS[7];
     assert_eq!(tally.args[0].to_string(), "Vec<(String, u32)>");
     assert_eq!(tally.args[1].to_string(), "[u8; 4]");
     assert_eq!(

@@ -357,6 +357,8 @@ pub(crate) fn ffi_arg(arg: &crate::ast::Arg) -> TokenStream {
     match arg.kind {
         Kind::Str => quote!(__dropin_rt::RStr<'_>),
         Kind::Bytes => quote!(__dropin_rt::RSlice<'_, u8>),
+        Kind::OptionStr => quote!(__dropin_rt::ROption<__dropin_rt::RStr<'_>>),
+        Kind::OptionBytes => quote!(__dropin_rt::ROption<__dropin_rt::RSlice<'_, u8>>),
         Kind::Value => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::Ffi),
     }
 }
@@ -367,6 +369,10 @@ pub(crate) fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
     match arg.kind {
         Kind::Str => quote!(<&'static str as ::dropin::Stable>::DESC),
         Kind::Bytes => quote!(<&'static [u8] as ::dropin::Stable>::DESC),
+        Kind::OptionStr => quote!(<::core::option::Option<&'static str> as ::dropin::Stable>::DESC),
+        Kind::OptionBytes => {
+            quote!(<::core::option::Option<&'static [u8]> as ::dropin::Stable>::DESC)
+        }
         Kind::Value => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::DESC),
     }
 }
@@ -529,6 +535,12 @@ pub(crate) fn from_ffi_values(method: &Method) -> Vec<TokenStream> {
     per_arg(method, |Arg { ident, ty, kind }| match kind {
         Kind::Str => quote!(<&str as ::dropin::Stable>::from_ffi(#ident)),
         Kind::Bytes => quote!(<&[u8] as ::dropin::Stable>::from_ffi(#ident)),
+        Kind::OptionStr => {
+            quote!(<::core::option::Option<&str> as ::dropin::Stable>::from_ffi(#ident))
+        }
+        Kind::OptionBytes => {
+            quote!(<::core::option::Option<&[u8]> as ::dropin::Stable>::from_ffi(#ident))
+        }
         Kind::Value => quote!(<#ty as ::dropin::Stable>::from_ffi(#ident)),
     })
 }
@@ -540,6 +552,8 @@ pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStrea
         let owned = match kind {
             Kind::Str => quote!(::std::string::String),
             Kind::Bytes => quote!(::std::vec::Vec<u8>),
+            Kind::OptionStr => quote!(::core::option::Option<::std::string::String>),
+            Kind::OptionBytes => quote!(::core::option::Option<::std::vec::Vec<u8>>),
             Kind::Value => quote!(#ty),
         };
         quote!(let #ident = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
@@ -547,6 +561,7 @@ pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStrea
     let passes = per_arg(method, |Arg { ident, kind, .. }| match kind {
         Kind::Str => quote!(#ident.as_str()),
         Kind::Bytes => quote!(#ident.as_slice()),
+        Kind::OptionStr | Kind::OptionBytes => quote!(#ident.as_deref()),
         Kind::Value => quote!(#ident),
     });
     (decodes, passes)

@@ -18,6 +18,10 @@ pub enum Kind {
     Str,
     /// `&[u8]`, borrowed for the call.
     Bytes,
+    /// `Option<&str>`, borrowed for the call.
+    OptionStr,
+    /// `Option<&[u8]>`, borrowed for the call.
+    OptionBytes,
     /// An owned value implementing `dropin::Stable`.
     Value,
 }
@@ -61,8 +65,8 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
             match (borrowed, position) {
                 (Some((kind, _)), Position::Argument) => Ok(kind),
                 (Some((_, owned)), Position::Owned) => error(format!(
-                    "a borrowed value can only be an argument, for the duration of the call: \
-                     use `{owned}` here"
+                    "a borrowed value can only be an argument (or an argument's `Option`), for \
+                     the duration of the call: use `{owned}` here"
                 )),
                 (None, _) => error(format!(
                     "only `&str` and `&[u8]` may be borrowed across the plugin boundary; {OWNED}"
@@ -122,6 +126,25 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
             let Some(last) = path.path.segments.last() else {
                 return error(OWNED.to_owned());
             };
+            // `Option<&str>` and `Option<&[u8]>`: borrowed, as arguments.
+            if last.ident == "Option"
+                && position == Position::Argument
+                && let PathArguments::AngleBracketed(args) = &last.arguments
+                && let [GenericArgument::Type(Type::Reference(inner))] =
+                    args.args.iter().collect::<Vec<_>>().as_slice()
+                && inner.mutability.is_none()
+                && inner.lifetime.is_none()
+            {
+                match &*inner.elem {
+                    Type::Path(path) if path.qself.is_none() && path.path.is_ident("str") => {
+                        return Ok(Kind::OptionStr);
+                    }
+                    Type::Slice(slice) if is_ident(&slice.elem, "u8") => {
+                        return Ok(Kind::OptionBytes);
+                    }
+                    _ => {}
+                }
+            }
             match &last.arguments {
                 PathArguments::None => Ok(Kind::Value),
                 PathArguments::AngleBracketed(args) => {

@@ -53,9 +53,10 @@ fn a_typed_error_reaches_the_application_as_the_value_the_plugin_returned() {
         assert_eq!(store.get("a").unwrap(), Ok("2".to_owned()));
         // A map crosses as a value.
         assert_eq!(
-            store.entries().unwrap(),
+            store.entries(None).unwrap(),
             std::collections::BTreeMap::from([("a".to_owned(), "2".to_owned())])
         );
+        assert_eq!(store.entries(Some("b")).unwrap(), Default::default());
 
         let report = loader(&dir, Some("read-only"), isolated).load().unwrap();
         let store = report.registry.get("memory").unwrap();
@@ -93,6 +94,7 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
             "get:missing",
             "put:farewell=bye",
             "list",
+            "list:fare",
         ];
         let output = run(&[mode, &requests[..]].concat());
         assert_eq!(
@@ -102,7 +104,8 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
              memory: get:greeting: hi\n\
              memory: get:missing: nothing stored under missing\n\
              memory: put:farewell=bye: stored\n\
-             memory: list: 2 entries: farewell=bye, greeting=hi\n",
+             memory: list: 2 entries: farewell=bye, greeting=hi\n\
+             memory: list:fare: 1 entry: farewell=bye\n",
             "{mode:?}: {}",
             stderr(&output)
         );

@@ -1,5 +1,6 @@
 //! `store-app [--plugins-dir DIR] [--isolate] [--config NAME=TEXT]... REQUEST...`:
-//! sends each request (`get:KEY`, `put:KEY=VALUE` or `list`) to every store plugin
+//! sends each request (`get:KEY`, `put:KEY=VALUE`, `list` or
+//! `list:PREFIX`) to every store plugin
 //! of the folder (default `./plugins`), in this process or, with
 //! `--isolate`, each plugin in a process of its own, and says what each
 //! answered: the store's errors are matched one by one, apart from the
@@ -96,15 +97,20 @@ fn answer(store: &StorePlugin, request: &str) -> Result<String, CallError> {
             Some(old) => format!("stored, replacing {old}"),
             None => "stored".to_owned(),
         })
-    } else if request == "list" {
-        let entries = store.entries()?;
+    } else if let Some(prefix) = request.strip_prefix("list") {
+        let entries = store.entries(prefix.strip_prefix(':'))?;
         let listed: Vec<String> = entries
             .iter()
             .map(|(key, value)| format!("{key}={value}"))
             .collect();
-        return Ok(format!("{} entries: {}", listed.len(), listed.join(", ")));
+        let noun = if listed.len() == 1 {
+            "entry"
+        } else {
+            "entries"
+        };
+        return Ok(format!("{} {noun}: {}", listed.len(), listed.join(", ")));
     } else {
-        return Ok("not a request: expected get:KEY, put:KEY=VALUE or list".to_owned());
+        return Ok("not a request: expected get:KEY, put:KEY=VALUE or list[:PREFIX]".to_owned());
     };
     // The store's own errors, matched as the values they are.
     Ok(match answered {
@@ -117,7 +123,7 @@ fn answer(store: &StorePlugin, request: &str) -> Result<String, CallError> {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: store-app [--plugins-dir DIR] [--isolate] [--config NAME=TEXT]... \
-         get:KEY|put:KEY=VALUE|list..."
+         get:KEY|put:KEY=VALUE|list[:PREFIX]..."
     );
     ExitCode::from(2)
 }

@@ -27,6 +27,7 @@ pub trait Store: Send + Sync {
     /// Stores `value` under `key`; the value it replaced, if any.
     fn put(&self, key: &str, value: &str) -> Result<Option<String>, StoreError>;
 
-    /// Every key and its value.
-    fn entries(&self) -> BTreeMap<String, String>;
+    /// Every key that starts with `prefix` (every key, without one), and
+    /// its value.
+    fn entries(&self, prefix: Option<&str>) -> BTreeMap<String, String>;
 }

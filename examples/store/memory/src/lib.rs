@@ -36,11 +36,13 @@ impl Store for Memory {
         Ok(values.insert(key.to_owned(), value.to_owned()))
     }
 
-    fn entries(&self) -> BTreeMap<String, String> {
-        self.values
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn entries(&self, prefix: Option<&str>) -> BTreeMap<String, String> {
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        values
+            .iter()
+            .filter(|(key, _)| key.starts_with(prefix.unwrap_or("")))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
     }
 }
 
