@@ -65,6 +65,32 @@ pub trait KitchenSink: Send + Sync {
     }
 }
 
+/// Services with a typed error, which the plugin matches on as the
+/// application does a method's.
+#[dropin::services]
+pub trait SinkHost: Send + Sync {
+    /// A value the application keeps, or why not.
+    fn lookup(&self, key: &str) -> Result<u8, Exports>;
+}
+
+struct Host;
+
+impl SinkHost for Host {
+    fn lookup(&self, key: &str) -> Result<u8, Exports> {
+        key.parse().map_err(|_| Exports::One)
+    }
+}
+
+#[test]
+fn a_services_typed_error_is_described_with_its_result() {
+    use dropin::ServicesHandle;
+    let _services = SinkHostHandle::provided_by(Host);
+    let [lookup] = <SinkHostHandle as ServicesHandle>::SERVICES else {
+        panic!("one service");
+    };
+    assert_eq!(lookup.ret.to_string(), "Result<u8, Exports>");
+}
+
 fn names(methods: &[MethodDesc]) -> Vec<(&str, &str)> {
     methods
         .iter()
