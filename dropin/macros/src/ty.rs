@@ -90,6 +90,9 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
              method of the interface"
                 .to_owned(),
         ),
+        Type::Tuple(tuple) if tuple.elems.len() == 1 => error(
+            "a tuple of one item cannot cross the plugin boundary: use the item itself".to_owned(),
+        ),
         Type::Tuple(tuple) if tuple.elems.len() > 6 => error(
             "a tuple of more than six items cannot cross the plugin boundary: declare a struct \
              deriving `dropin::Stable`"

@@ -67,6 +67,15 @@ pub(crate) fn contain_descendants() -> io::Result<()> {
         if libc::pipe2(status_pipe.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
             return Err(io::Error::last_os_error());
         }
+        // The two waiting processes are not dumpable: a process without
+        // `CAP_SYS_PTRACE` over them (the plugin's, unless an unconfined
+        // root host's) can neither trace them nor write their memory, so it
+        // cannot make them forget the signal that ends each with its
+        // parent. The plugin's process gets back what this one had.
+        let dumpable = libc::prctl(libc::PR_GET_DUMPABLE);
+        if dumpable < 0 || libc::prctl(libc::PR_SET_DUMPABLE, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
         let [read_end, write_end] = status_pipe;
         // What the two waiting processes give up: the host's pipes and the
         // services socket, so that the host sees them close when the plugin's
@@ -109,13 +118,7 @@ pub(crate) fn contain_descendants() -> io::Result<()> {
         // the host, whose pipes the plugin serves, is gone or has dropped
         // them, and the plugin's process ends on their end, and this one
         // with it.
-        // Not dumpable: a process without `CAP_SYS_PTRACE` over it (the
-        // plugin's, unless an unconfined root host's) can neither trace it
-        // nor write its memory, so it cannot be made to forget the signal
-        // that ends it with its parent.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-            || libc::prctl(libc::PR_SET_DUMPABLE, 0) != 0
-        {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
             libc::_exit(1);
         }
         match libc::fork() {
@@ -139,9 +142,9 @@ pub(crate) fn contain_descendants() -> io::Result<()> {
                 }
             }
         }
-        // Process 2: the plugin's, dumpable again (as it was before).
+        // Process 2: the plugin's, as dumpable as this process was.
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-            || libc::prctl(libc::PR_SET_DUMPABLE, 1) != 0
+            || libc::prctl(libc::PR_SET_DUMPABLE, dumpable) != 0
             || libc::getppid() != 1
         {
             libc::_exit(1);
@@ -351,6 +354,25 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
                 {
                     return Err(io::Error::last_os_error());
                 }
+                // The new IPC namespace's message queues over the host's,
+                // where it has them mounted: `mq_open` reaches the new
+                // namespace's, but a path into the host's `/dev/mqueue`
+                // would still receive (take) the host's messages. (POSIX
+                // shared memory in `/dev/shm` is files, read like any other
+                // file: the plugin's own private copy lives there.)
+                if libc::mount(
+                    c"mqueue".as_ptr(),
+                    c"/dev/mqueue".as_ptr(),
+                    c"mqueue".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    let error = io::Error::last_os_error();
+                    if error.raw_os_error() != Some(libc::ENOENT) {
+                        return Err(error);
+                    }
+                }
                 let read_only = MountAttr {
                     attr_set: MOUNT_ATTR_RDONLY,
                     attr_clr: 0,
@@ -455,6 +477,11 @@ fn system_call_filter() -> Option<Vec<libc::sock_filter>> {
     return None;
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
+        // The first argument's low half sits at offset 16 on little-endian
+        // targets only (big-endian AArch64 reports the same architecture).
+        if cfg!(target_endian = "big") {
+            return None;
+        }
         use libc::{
             BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_RET, BPF_W,
             SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SECCOMP_RET_KILL_PROCESS,

@@ -95,16 +95,24 @@ impl Isolated {
         if state.retired {
             return None;
         }
+        // Disabled while this call waited for the process: never served.
+        if self.ending.load(Ordering::SeqCst) {
+            Self::stop(&self.name, &mut state, "was disabled");
+            return None;
+        }
         let answer = self.exchange_locked(&mut state, frame);
         drop(state);
         self.end_if_disabled();
         Some(answer)
     }
 
-    /// Ends the process if the plugin was disabled and no call holds it. A
-    /// call that holds it does the same once it lets go, so the last one
-    /// out ends it.
+    /// Ends the process if the plugin was disabled and no call holds it.
+    /// Whatever holds the lock does the same once it lets go, so the last
+    /// one out ends it.
     fn end_if_disabled(&self) {
+        // Orders the unlock before the load, as `end` orders its store
+        // before its attempt to lock.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if !self.ending.load(Ordering::SeqCst) {
             return;
         }
@@ -221,6 +229,12 @@ impl Isolated {
     fn successor(&self) -> Result<&Arc<dyn Remote>, CallError> {
         match self.successor.get() {
             Some(Some(successor)) => Ok(successor),
+            _ if self.ending.load(Ordering::SeqCst) => Err(CallError::from_parts(
+                CallErrorKind::Disabled,
+                &self.name,
+                "its process ended: the plugin was disabled".to_owned(),
+                None,
+            )),
             _ => Err(CallError::from_parts(
                 CallErrorKind::Failed,
                 &self.name,
@@ -283,11 +297,15 @@ impl Remote for Isolated {
 
     fn process_id(&self) -> Option<u32> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state
+        let id = state
             .process
             .ended
             .is_none()
-            .then(|| state.process.child.id())
+            .then(|| state.process.child.id());
+        drop(state);
+        // Holding the lock, this may have kept `end` from ending it.
+        self.end_if_disabled();
+        id
     }
 }
 
