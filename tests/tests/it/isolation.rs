@@ -294,11 +294,12 @@ fn a_confined_plugin_keeps_no_capability_as_root_or_as_anyone() {
 /// of its own are each tried from inside a real plugin and denied, and so
 /// are the ways around them an attack pass found: a socket pair aimed at a
 /// path, a socket made through io_uring, tracing process 1 of its PID
-/// namespace (to keep its processes alive after its host), the host's
+/// namespace or writing the memory of the processes waiting above its own
+/// (to keep its processes alive after its host), the host's
 /// System V message queues, writing to a device node, a virtual-machine
 /// socket. The control: isolated without confinement, the same plugin
 /// reaches the sockets, the queue and the device (and, as root, the `/proc`
-/// files and process 1).
+/// files, process 1 and the waiting processes).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_confined_plugin_reaches_no_local_service_or_process() {
@@ -354,7 +355,7 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
         stdout(&output),
         "runs-at-open: socket denied, abstract socket denied, signal denied, ptrace denied, \
          proc denied, namespace denied, socket pair denied, io_uring denied, process 1 denied, \
-         queue denied, device denied, vsock denied\n",
+         waiting processes denied, queue denied, device denied, vsock denied\n",
         "{}",
         stderr(&output)
     );
@@ -397,6 +398,7 @@ fn a_confined_plugin_reaches_no_local_service_or_process() {
             ("namespace", "reached"),
             ("socket pair", "reached"),
             ("process 1", by_root),
+            ("waiting processes", by_root),
             ("queue", "reached"),
             ("device", "reached"),
         ]
@@ -878,6 +880,10 @@ fn what_an_isolated_plugin_prints_or_logs_reaches_the_host_log_not_its_output() 
 #[test]
 fn an_isolated_process_dies_with_its_host_even_under_sigkill() {
     let dir = PluginDir::with(&["runs_at_open"]);
+    // Locked, the file needs no probe: the host's only child is the
+    // plugin's process (whose environment is not readable by its user, as
+    // it is not dumpable).
+    assert_eq!(dir.run(&["lock"]).status.code(), Some(0));
     let mut host = dir
         .command(&["--isolate", "greet"])
         .env("GREETER_GREET", "hang")
@@ -885,16 +891,10 @@ fn an_isolated_process_dies_with_its_host_even_under_sigkill() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the isolated process (the probe comes and goes first).
+    // Wait for the isolated process.
     let deadline = Instant::now() + Duration::from_secs(20);
     let child = loop {
-        let children: Vec<u32> = children_of(host.id())
-            .into_iter()
-            .filter(|pid| {
-                fs::read(format!("/proc/{pid}/environ"))
-                    .is_ok_and(|env| env.windows(16).any(|w| w == b"DROPIN_ISOLATED="))
-            })
-            .collect();
+        let children = children_of(host.id());
         if let Some(&child) = children.first() {
             break child;
         }
