@@ -70,6 +70,7 @@ pub const COMPAT_WORKSPACES: &[(&str, &[&str])] = &[
         &[
             "compat_changed_type_greeter",
             "compat_changed_type_transform",
+            "compat_changed_type_store",
         ],
     ),
     ("panic_abort", &["compat_panic_abort"]),

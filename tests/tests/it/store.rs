@@ -123,3 +123,31 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
         assert_eq!(output.status.code(), Some(0));
     }
 }
+
+/// A typed error is part of the signature: a store built against a
+/// `StoreError` that gained a variant in place is refused before anything
+/// of it runs, naming the method and the difference, in both modes.
+#[test]
+fn a_store_built_with_another_error_type_is_refused_naming_the_difference() {
+    let dir = PluginDir::new();
+    let full = dir.add_compat("compat_changed_type_store");
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        assert!(report.registry.is_empty(), "isolated: {isolated}");
+        let [error] = &report.rejected[..] else {
+            panic!("isolated: {isolated}: {:?}", report.rejected);
+        };
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: not compatible with store 1.0.0 (the plugin was built against 1.0.0): \
+                 method `get`: result: StoreError: expected 2 variants, found 3",
+                full.display()
+            ),
+            "isolated: {isolated}"
+        );
+    }
+}
