@@ -313,6 +313,14 @@ fn guard_result(f: impl FnOnce() -> Result<(), BoxError>) -> RResult<(), RawErro
     guard(|| f().map_err(failed))
 }
 
+/// Runs `f`, plugin code that is not a method of the plugin (an object's),
+/// with a panic caught as for a method.
+#[doc(hidden)]
+#[inline]
+pub fn guarded<T>(f: impl FnOnce() -> Result<T, RawError>) -> RResult<T, RawError> {
+    guard(f)
+}
+
 #[inline]
 fn guard<T>(f: impl FnOnce() -> Result<T, RawError>) -> RResult<T, RawError> {
     match catch_unwind(AssertUnwindSafe(f)) {

@@ -152,11 +152,75 @@ pub struct PluginCore {
     methods: &'static [MethodDesc],
     required: usize,
     provided: usize,
-    failure: OnceLock<String>,
     remote: Option<Arc<dyn Remote>>,
+    /// Whether it is disabled, shared with the objects it handed out.
+    state: Arc<PluginState>,
+}
+
+/// The part of a plugin's state its objects share: whether it is disabled,
+/// and what ends with it.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)]
+pub struct PluginState {
+    name: &'static str,
+    failure: OnceLock<String>,
     /// Turns off the plugin's calls to the host's services when it is
     /// disabled.
     refusal: OnceLock<crate::services::Refusal>,
+    remote: Option<Arc<dyn Remote>>,
+}
+
+impl PluginState {
+    /// The plugin's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Why the plugin is disabled, if it is.
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// Disables the plugin; the first reason sticks.
+    pub(crate) fn disable(&self, reason: String) {
+        let _ = self.failure.set(reason);
+        if let Some(refusal) = self.refusal.get() {
+            refusal.refuse();
+        }
+        // An isolated plugin's process, and all it started, ends with it.
+        if let Some(remote) = &self.remote {
+            remote.end();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn disabled(&self) -> CallError {
+        CallError::disabled(self.name, self.failure().unwrap_or_default().to_owned())
+    }
+
+    /// The error of a call that returned `error`; a panic disables the
+    /// plugin.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn failed(&self, error: RawError) -> CallError {
+        let message = error.message().to_owned();
+        match error.kind() {
+            RawErrorKind::Failed => CallError::failed(self.name, message),
+            RawErrorKind::Panicked => {
+                let location = Some(error.location().to_owned()).filter(|l| !l.is_empty());
+                let at = location
+                    .as_deref()
+                    .map_or_else(String::new, |l| format!(" at {l}"));
+                log::warn!(
+                    target: &logging::log_target(self.name),
+                    "panicked{at}: {message}; the plugin is disabled for the rest of this process"
+                );
+                self.disable(format!("panicked: {message}"));
+                CallError::panicked(self.name, message, location)
+            }
+        }
+    }
 }
 
 impl PluginCore {
@@ -177,9 +241,13 @@ impl PluginCore {
             methods,
             required,
             provided: provided.min(methods.len()),
-            failure: OnceLock::new(),
             remote: None,
-            refusal: OnceLock::new(),
+            state: Arc::new(PluginState {
+                name,
+                failure: OnceLock::new(),
+                refusal: OnceLock::new(),
+                remote: None,
+            }),
         }
     }
 
@@ -188,8 +256,20 @@ impl PluginCore {
     #[doc(hidden)]
     #[must_use]
     pub fn with_remote(mut self, remote: Arc<dyn Remote>) -> Self {
-        self.remote = Some(remote);
+        self.remote = Some(Arc::clone(&remote));
+        self.state = Arc::new(PluginState {
+            name: self.name,
+            failure: OnceLock::new(),
+            refusal: OnceLock::new(),
+            remote: Some(remote),
+        });
         self
+    }
+
+    /// The state the plugin's objects share with it.
+    #[doc(hidden)]
+    pub fn state(&self) -> &Arc<PluginState> {
+        &self.state
     }
 
     /// How to reach the plugin, if it runs in another process.
@@ -233,7 +313,7 @@ impl PluginCore {
         method: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<T, CallError> {
-        if self.failure.get().is_some() {
+        if self.state.failure.get().is_some() {
             return Err(self.disabled());
         }
         let mut args = Vec::new();
@@ -314,7 +394,7 @@ impl PluginCore {
 
     /// Why the plugin is disabled: it panicked earlier in this process.
     pub fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+        self.state.failure()
     }
 
     /// Disables the plugin for the rest of the process: after a panic its
@@ -322,24 +402,17 @@ impl PluginCore {
     /// sticks. An isolated plugin's process ends, and every process it
     /// started with it, as soon as no call is being served.
     pub fn disable(&self, reason: impl Into<String>) {
-        let _ = self.failure.set(reason.into());
-        if let Some(refusal) = self.refusal.get() {
-            refusal.refuse();
-        }
-        // An isolated plugin's process, and all it started, ends with it.
-        if let Some(remote) = &self.remote {
-            remote.end();
-        }
+        self.state.disable(reason.into());
     }
 
     /// What turns off the plugin's calls to the host's services when it is
     /// disabled.
     #[doc(hidden)]
     pub fn set_refusal(&self, refusal: crate::services::Refusal) {
-        if self.failure.get().is_some() {
+        if self.state.failure.get().is_some() {
             refusal.refuse();
         }
-        let _ = self.refusal.set(refusal);
+        let _ = self.state.refusal.set(refusal);
     }
 
     /// Runs one call into the plugin unless it is disabled; disables it if
@@ -348,7 +421,7 @@ impl PluginCore {
     #[doc(hidden)]
     #[inline]
     pub fn call<T>(&self, entry: impl FnOnce() -> RResult<T, RawError>) -> Result<T, CallError> {
-        if self.failure.get().is_some() {
+        if self.state.failure.get().is_some() {
             return Err(self.disabled());
         }
         match entry() {
@@ -365,31 +438,12 @@ impl PluginCore {
         CallError::missing(self.name, method, since, self.interface_version)
     }
 
-    #[cold]
-    #[inline(never)]
     fn disabled(&self) -> CallError {
-        CallError::disabled(self.name, self.failure().unwrap_or_default().to_owned())
+        self.state.disabled()
     }
 
-    #[cold]
-    #[inline(never)]
     fn failed(&self, error: RawError) -> CallError {
-        let message = error.message().to_owned();
-        match error.kind() {
-            RawErrorKind::Failed => CallError::failed(self.name, message),
-            RawErrorKind::Panicked => {
-                let location = Some(error.location().to_owned()).filter(|l| !l.is_empty());
-                let at = location
-                    .as_deref()
-                    .map_or_else(String::new, |l| format!(" at {l}"));
-                log::warn!(
-                    target: &logging::log_target(self.name),
-                    "panicked{at}: {message}; the plugin is disabled for the rest of this process"
-                );
-                self.disable(format!("panicked: {message}"));
-                CallError::panicked(self.name, message, location)
-            }
-        }
+        self.state.failed(error)
     }
 }
 

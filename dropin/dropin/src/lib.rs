@@ -84,6 +84,7 @@ mod guest;
 mod handle;
 mod logging;
 mod module;
+mod object;
 mod services;
 mod values;
 pub mod wire;
@@ -220,11 +221,44 @@ pub use dropin_macros::interface;
 /// [`Panicked`](ServiceErrorKind::Panicked).
 #[doc(inline)]
 pub use dropin_macros::services;
+
+/// Declares a trait whose objects a plugin hands the application: a value
+/// with methods and state of its own (a table, a session, a decoder).
+///
+/// ```
+/// #[dropin::object]
+/// pub trait Table: Send + Sync {
+///     /// The value stored under `key`.
+///     fn get(&self, key: &str) -> Option<String>;
+/// }
+///
+/// #[dropin::interface(name = "store", version = "1.0.0")]
+/// pub trait Store: Send + Sync {
+///     /// Opens the table `name`.
+///     fn open(&self, name: &str) -> Result<Box<dyn Table>, dropin::BoxError>;
+/// }
+/// ```
+///
+/// A method of an interface returns such an object as `Box<dyn Table>`
+/// (alone, or in an `Option` or a `Result`). The application's handle
+/// returns a `TableHandle` in its place, whose methods are the trait's,
+/// each returning `Result<T, CallError>` like the plugin's; dropping it
+/// drops the object, in the plugin's code. The object's methods follow the
+/// rules of an interface's; a panic in one disables its plugin, and a
+/// disabled plugin's objects are not called (nor dropped). The trait's
+/// methods are part of the signature of every method that returns it: a
+/// plugin built with another version of the trait is refused at load.
+///
+/// Not yet: objects of plugins that run isolated (their methods fail with
+/// a `CallError` saying so), objects the application passes to a plugin,
+/// and `#[since]` on an object trait's methods.
+pub use dropin_macros::object;
 pub use error::{BoxError, CallError, CallErrorKind};
 pub use guest::{Context, SavedState};
 pub use handle::{Interface, PluginCore};
 pub use logging::log_target;
 pub use module::MethodDesc;
+pub use object::Object;
 pub use services::{ServiceError, ServiceErrorKind, Services, ServicesHandle, calling_plugin};
 
 /// The `log` crate plugins' records are forwarded from; a plugin may log
@@ -239,9 +273,11 @@ pub mod __private {
     pub use crate::error::{RawError, RawErrorKind};
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
-        init_extended, module, save,
+        guarded, init_extended, module, save,
     };
+    pub use crate::handle::PluginState;
     pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};
+    pub use crate::object::RawObject;
     pub use crate::services::{
         Caller, Provider, RawServices, Refusal, ServiceClient, ServicesCore, Shared,
         decode_service, encode_service, remote_service, serve_with, shared,

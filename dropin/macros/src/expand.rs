@@ -288,7 +288,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
         }
 
         #[doc(hidden)]
-        #[allow(non_camel_case_types, non_snake_case, unused_imports, missing_docs)]
+        #[allow(non_camel_case_types, non_snake_case, unused_imports, missing_docs, clippy::type_complexity)]
         #vis mod #hidden {
             use super::*;
             pub use ::dropin::__private as __dropin_rt;
@@ -461,10 +461,42 @@ fn handle_method(
     let params = typed_params(method);
     let values = into_ffi_values(method);
     let ret = &method.ret;
-    let (output, convert) = if is_string(ret) {
+    let objects = crate::ty::handle_type(ret, &quote!(self.core.state())).unwrap_or_else(|error| {
+        let error = error.to_compile_error();
+        Some((quote!(#ret), quote!({ #error; ::core::unreachable!() })))
+    });
+    let (output, convert) = if let Some((handle, conversion)) = &objects {
+        (handle.clone(), quote!(|value| #conversion))
+    } else if is_string(ret) {
         (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
     } else {
         (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
+    };
+    // An isolated plugin's objects are not handed over yet.
+    let remote = if objects.is_some() {
+        quote! {
+            if self.core.remote().is_some() {
+                return ::core::result::Result::Err(::dropin::CallError::from_parts(
+                    ::dropin::CallErrorKind::Failed,
+                    self.core.name(),
+                    ::std::format!(
+                        "`{}` returns an object, which a plugin that runs isolated cannot hand \
+                         over yet",
+                        #name
+                    ),
+                    ::core::option::Option::None,
+                ));
+            }
+        }
+    } else {
+        let names = method.args.iter().map(|arg| &arg.ident);
+        quote! {
+            if let ::core::option::Option::Some(remote) = self.core.remote() {
+                return self.core.call_remote::<#output>(remote, #index, |args| {
+                    #(::dropin::wire::Encode::encode(&#names, args);)*
+                });
+            }
+        }
     };
     let note = if method.required {
         "\n\n# Errors\n\n`dropin::CallError`: the plugin failed or panicked (which disables it), \
@@ -485,18 +517,15 @@ fn handle_method(
             };
         }
     };
-    let names = method.args.iter().map(|arg| &arg.ident);
     quote! {
         #(#docs)*
         #[doc = #note]
         #[inline]
+        // The method's own result inside the framework's.
+        #[allow(clippy::type_complexity)]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
             #function
-            if let ::core::option::Option::Some(remote) = self.core.remote() {
-                return self.core.call_remote::<#output>(remote, #index, |args| {
-                    #(::dropin::wire::Encode::encode(&#names, args);)*
-                });
-            }
+            #remote
             self.core.call(|| function(#(#values),*)).map(#convert)
         }
     }
@@ -571,6 +600,15 @@ pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStrea
 /// `index`, calls it, encodes the outcome.
 fn serve_arm(index: usize, method: &Method) -> TokenStream {
     let ident = &method.ident;
+    if crate::ty::holds_object(&method.ret) {
+        let name = unraw(ident);
+        return quote! {
+            #index => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
+                "`{}` returns an object, which a plugin that runs isolated cannot hand over yet",
+                #name
+            ))),
+        };
+    }
     let (decodes, passes) = decoded_args(method);
     quote! {
         #index => {

@@ -13,6 +13,7 @@ use syn::{DeriveInput, ItemTrait, parse_macro_input};
 mod ast;
 mod derive;
 mod expand;
+mod object;
 mod services;
 mod ty;
 
@@ -43,6 +44,22 @@ pub fn services(args: TokenStream, input: TokenStream) -> TokenStream {
     let original = item.clone();
     match ast::Interface::parse(args.into(), item) {
         Ok(declared) => services::services(&declared).into(),
+        Err(error) => {
+            let fallback = ast::strip_since(original);
+            let error = error.to_compile_error();
+            quote::quote!(#error #fallback).into()
+        }
+    }
+}
+
+/// Declares a trait whose objects a plugin returns to the application.
+/// Documented where it is used from, as `dropin::object`.
+#[proc_macro_attribute]
+pub fn object(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as ItemTrait);
+    let original = item.clone();
+    match ast::Interface::parse(args.into(), item).and_then(|declared| object::object(&declared)) {
+        Ok(expanded) => expanded.into(),
         Err(error) => {
             let fallback = ast::strip_since(original);
             let error = error.to_compile_error();

@@ -24,6 +24,18 @@ use crate::{
 
 pub fn services(services: &Interface) -> TokenStream {
     let item = &services.item;
+    if let Some(method) = services
+        .methods
+        .iter()
+        .find(|method| crate::ty::holds_object(&method.ret))
+    {
+        let error = syn::Error::new_spanned(
+            &method.ret,
+            "a host service cannot return an object yet: return data",
+        )
+        .to_compile_error();
+        return quote!(#error #item);
+    }
     let trait_ident = &item.ident;
     let vis = visibility(item);
     let snake = snake_case(&unraw(trait_ident));

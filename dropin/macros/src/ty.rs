@@ -1,5 +1,7 @@
 //! Which types may cross the plugin boundary, and where.
 
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
 use syn::{GenericArgument, PathArguments, Type, spanned::Spanned};
 
 /// Where a type appears in a method's signature.
@@ -129,6 +131,17 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
             let Some(last) = path.path.segments.last() else {
                 return error(OWNED.to_owned());
             };
+            // `Box<dyn Trait>`: an object of a `#[dropin::object]` trait,
+            // returned by a plugin.
+            if let Some(object) = object_trait(ty) {
+                if position == Position::Argument {
+                    return Err(syn::Error::new(
+                        object.span(),
+                        "an object cannot be passed to a plugin yet, only returned by one",
+                    ));
+                }
+                return Ok(Kind::Value);
+            }
             // `Option<&str>` and `Option<&[u8]>`: borrowed, as arguments.
             if last.ident == "Option"
                 && position == Position::Argument
@@ -194,6 +207,138 @@ pub fn is_string(ty: &Type) -> bool {
             .segments
             .last()
             .is_some_and(|last| last.ident == "String" && last.arguments.is_none()),
+        _ => false,
+    }
+}
+
+/// The trait of an object type, `Box<dyn Trait>` (the path to `Trait`).
+pub fn object_trait(ty: &Type) -> Option<&syn::Path> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if last.ident != "Box" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let [GenericArgument::Type(Type::TraitObject(object))] =
+        args.args.iter().collect::<Vec<_>>().as_slice()
+    else {
+        return None;
+    };
+    match object.bounds.iter().collect::<Vec<_>>().as_slice() {
+        [syn::TypeParamBound::Trait(bound)] if bound.lifetimes.is_none() => Some(&bound.path),
+        _ => None,
+    }
+}
+
+/// The application's type for a method's result `ty`, with each object as
+/// its handle, and the expression that converts `value` (`ty`'s
+/// representation) into it, given the plugin's `core`; `None` where `ty`
+/// holds no object. An object may be the result itself, or inside an
+/// `Option` or a `Result`'s `Ok`.
+pub fn handle_type(
+    ty: &Type,
+    plugin: &TokenStream,
+) -> syn::Result<Option<(TokenStream, TokenStream)>> {
+    let value = quote!(value);
+    if !holds_object(ty) {
+        return Ok(None);
+    }
+    convert(ty, &value, plugin).map(Some)
+}
+
+fn convert(
+    ty: &Type,
+    value: &TokenStream,
+    plugin: &TokenStream,
+) -> syn::Result<(TokenStream, TokenStream)> {
+    if let Some(path) = object_trait(ty) {
+        let mut handle = path.clone();
+        let last = handle.segments.last_mut().expect("a path has a segment");
+        last.ident = format_ident!("{}Handle", last.ident);
+        return Ok((
+            quote!(#handle),
+            quote!(#handle::__dropin_local(#value, #plugin)),
+        ));
+    }
+    let unsupported = || {
+        syn::Error::new(
+            ty.span(),
+            "an object can be returned alone, in an `Option` or in a `Result`'s `Ok`, not inside \
+             other types yet",
+        )
+    };
+    let Type::Path(path) = ty else {
+        return Err(unsupported());
+    };
+    let last = path.path.segments.last().ok_or_else(unsupported)?;
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return Err(unsupported());
+    };
+    let types: Vec<&Type> = args
+        .args
+        .iter()
+        .filter_map(|arg| match arg {
+            GenericArgument::Type(ty) => Some(ty),
+            _ => None,
+        })
+        .collect();
+    let inner = quote!(inner);
+    match (last.ident.to_string().as_str(), types.as_slice()) {
+        ("Option", [item]) => {
+            let (handle, conversion) = convert(item, &inner, plugin)?;
+            Ok((
+                quote!(::core::option::Option<#handle>),
+                quote! {
+                    match #value {
+                        ::dropin::__private::ROption::RSome(inner) => ::core::option::Option::Some(#conversion),
+                        ::dropin::__private::ROption::RNone => ::core::option::Option::None,
+                    }
+                },
+            ))
+        }
+        ("Result", [ok, error]) if !holds_object(error) => {
+            let (handle, conversion) = convert(ok, &inner, plugin)?;
+            Ok((
+                quote!(::core::result::Result<#handle, #error>),
+                quote! {
+                    match #value {
+                        ::dropin::__private::RResult::ROk(inner) => ::core::result::Result::Ok(#conversion),
+                        ::dropin::__private::RResult::RErr(error) => {
+                            ::core::result::Result::Err(<#error as ::dropin::Stable>::from_ffi(error))
+                        }
+                    }
+                },
+            ))
+        }
+        _ => Err(unsupported()),
+    }
+}
+
+/// Whether `ty` holds an object anywhere.
+pub fn holds_object(ty: &Type) -> bool {
+    if object_trait(ty).is_some() {
+        return true;
+    }
+    match ty {
+        Type::Path(path) => path
+            .path
+            .segments
+            .iter()
+            .any(|segment| match &segment.arguments {
+                PathArguments::AngleBracketed(args) => args.args.iter().any(|arg| match arg {
+                    GenericArgument::Type(ty) => holds_object(ty),
+                    _ => false,
+                }),
+                _ => false,
+            }),
+        Type::Tuple(tuple) => tuple.elems.iter().any(holds_object),
+        Type::Array(array) => holds_object(&array.elem),
+        Type::Paren(inner) => holds_object(&inner.elem),
+        Type::Group(inner) => holds_object(&inner.elem),
         _ => false,
     }
 }

@@ -85,7 +85,7 @@ fn the_readmes_excerpts_are_in_the_files_they_name() {
         );
         excerpts += 1;
     }
-    assert_eq!(excerpts, 2);
+    assert_eq!(excerpts, 4);
 }
 
 #[test]

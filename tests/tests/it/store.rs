@@ -151,3 +151,85 @@ fn a_store_built_with_another_error_type_is_refused_naming_the_difference() {
         );
     }
 }
+
+/// An object a plugin returns: the application calls it through its handle,
+/// the object keeps its own state between calls, and dropping the handle
+/// drops the object in the plugin's code (its `Drop` logs). Two objects of
+/// one plugin are apart.
+#[test]
+fn an_object_is_created_called_and_dropped_in_the_plugin() {
+    let logs = || {
+        greeter_tests::captured_logs_of_this_thread("plugin::memory")
+            .into_iter()
+            .map(|record| record.message)
+            .collect::<Vec<_>>()
+    };
+    let before = logs().len();
+    let dir = PluginDir::with(&["memory"]);
+    let report = loader(&dir, None, false).load().unwrap();
+    let store = report.registry.get("memory").unwrap();
+    store.put("t/a", "1").unwrap().unwrap();
+    let table = store.open("t").unwrap().unwrap();
+    let other = store.open("u").unwrap().unwrap();
+    assert_eq!(table.get("a").unwrap(), Some("1".to_owned()));
+    assert_eq!(table.get("b").unwrap(), None);
+    assert_eq!(table.reads().unwrap(), 2);
+    assert_eq!(other.reads().unwrap(), 0);
+    // The store's own error, as for any method.
+    assert_eq!(
+        store.open("x/y").unwrap().unwrap_err(),
+        StoreError::NotFound {
+            key: "x/y".to_owned()
+        }
+    );
+    assert_eq!(logs()[before..], [] as [String; 0]);
+    drop(table);
+    assert_eq!(logs()[before..], ["table t closed after 2 reads"]);
+    drop(other);
+    assert_eq!(
+        logs()[before..],
+        [
+            "table t closed after 2 reads",
+            "table u closed after 0 reads"
+        ]
+    );
+}
+
+/// A panic in an object's method is contained like one in a plugin's
+/// method: the call fails as `Panicked`, and the plugin is disabled, its
+/// objects with it.
+#[test]
+fn a_panicking_object_disables_its_plugin_and_its_other_objects() {
+    let dir = PluginDir::with(&["memory"]);
+    let report = loader(&dir, None, false).load().unwrap();
+    let store = report.registry.get("memory").unwrap();
+    let table = store.open("t").unwrap().unwrap();
+    let other = store.open("u").unwrap().unwrap();
+    let error = table.get("panic").unwrap_err();
+    assert_eq!(error.kind(), CallErrorKind::Panicked);
+    assert_eq!(
+        error.to_string(),
+        "plugin 'memory' panicked: table t cannot read `panic`"
+    );
+    assert_eq!(other.reads().unwrap_err().kind(), CallErrorKind::Disabled);
+    assert_eq!(store.get("a").unwrap_err().kind(), CallErrorKind::Disabled);
+}
+
+/// Isolated, a method that returns an object fails with a `CallError` that
+/// says so (objects of isolated plugins are not built yet); the plugin's
+/// other methods answer.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_isolated_plugin_says_it_cannot_hand_over_an_object_yet() {
+    let dir = PluginDir::with(&["memory"]);
+    let report = loader(&dir, None, true).load().unwrap();
+    let store = report.registry.get("memory").unwrap();
+    let error = store.open("t").unwrap_err();
+    assert_eq!(error.kind(), CallErrorKind::Failed);
+    assert_eq!(
+        error.to_string(),
+        "plugin 'memory' failed: `open` returns an object, which a plugin that runs isolated \
+         cannot hand over yet"
+    );
+    assert_eq!(store.put("a", "1").unwrap(), Ok(None));
+}

@@ -1,6 +1,6 @@
 //! `store-app [--plugins-dir DIR] [--isolate] [--config NAME=TEXT]... REQUEST...`:
-//! sends each request (`get:KEY`, `put:KEY=VALUE`, `list` or
-//! `list:PREFIX`) to every store plugin
+//! sends each request (`get:KEY`, `put:KEY=VALUE`, `list`, `list:PREFIX`
+//! or `table:NAME:KEY`) to every store plugin
 //! of the folder (default `./plugins`), in this process or, with
 //! `--isolate`, each plugin in a process of its own, and says what each
 //! answered: the store's errors are matched one by one, apart from the
@@ -97,6 +97,19 @@ fn answer(store: &StorePlugin, request: &str) -> Result<String, CallError> {
             Some(old) => format!("stored, replacing {old}"),
             None => "stored".to_owned(),
         })
+    } else if let Some((name, key)) = request
+        .strip_prefix("table:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        // An object of the store's: opened, read, dropped (in the store).
+        return Ok(match store.open(name)? {
+            Ok(table) => {
+                let value = table.get(key)?;
+                format!("{value:?} ({} read)", table.reads()?)
+            }
+            Err(StoreError::NotFound { key }) => format!("no table {key:?}"),
+            Err(StoreError::ReadOnly) => "refused: the store is read-only".to_owned(),
+        });
     } else if let Some(prefix) = request.strip_prefix("list") {
         let entries = store.entries(prefix.strip_prefix(':'))?;
         let listed: Vec<String> = entries

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-pub use dropin::{BoxError, Context};
+pub use dropin::{BoxError, Context, log};
 
 /// Why a store refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, dropin::Stable)]
@@ -30,4 +30,20 @@ pub trait Store: Send + Sync {
     /// Every key that starts with `prefix` (every key, without one), and
     /// its value.
     fn entries(&self, prefix: Option<&str>) -> BTreeMap<String, String>;
+
+    /// Opens the table `name`: the entries whose keys start with `name/`,
+    /// read through an object of their own.
+    fn open(&self, name: &str) -> Result<Box<dyn Table>, StoreError>;
+}
+
+/// A table of a store: an object the store hands out, with state of its
+/// own, which the store's code drops when the application drops its
+/// handle.
+#[dropin::object]
+pub trait Table: Send + Sync {
+    /// The value stored under `key` in this table.
+    fn get(&self, key: &str) -> Option<String>;
+
+    /// How many reads this table served.
+    fn reads(&self) -> u64;
 }

@@ -1,19 +1,58 @@
 //! A store that keeps its values in memory, for as long as its process
 //! lives. With `read-only` as its configuration, it refuses every write.
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
-use store_interface::{BoxError, Context, Store, StoreError, export_store};
+use store_interface::{BoxError, Context, Store, StoreError, Table, export_store, log};
+
+type Values = Arc<Mutex<BTreeMap<String, String>>>;
 
 struct Memory {
-    values: Mutex<BTreeMap<String, String>>,
+    values: Values,
     read_only: bool,
+}
+
+/// The entries under `name/`, and how many reads it served.
+struct Named {
+    name: String,
+    values: Values,
+    reads: AtomicU64,
+}
+
+impl Table for Named {
+    fn get(&self, key: &str) -> Option<String> {
+        // A key that breaks the table, for the tests of a panicking object.
+        assert!(key != "panic", "table {} cannot read `panic`", self.name);
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        values.get(&format!("{}/{key}", self.name)).cloned()
+    }
+
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        log::info!(
+            "table {} closed after {} reads",
+            self.name,
+            self.reads.load(Ordering::Relaxed)
+        );
+    }
 }
 
 impl Store for Memory {
     fn init(context: &Context<'_>) -> Result<Self, BoxError> {
         Ok(Memory {
-            values: Mutex::default(),
+            values: Values::default(),
             read_only: context.config().trim() == "read-only",
         })
     }
@@ -34,6 +73,19 @@ impl Store for Memory {
         }
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
         Ok(values.insert(key.to_owned(), value.to_owned()))
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn Table>, StoreError> {
+        if name.is_empty() || name.contains('/') {
+            return Err(StoreError::NotFound {
+                key: name.to_owned(),
+            });
+        }
+        Ok(Box::new(Named {
+            name: name.to_owned(),
+            values: Arc::clone(&self.values),
+            reads: AtomicU64::new(0),
+        }))
     }
 
     fn entries(&self, prefix: Option<&str>) -> BTreeMap<String, String> {

@@ -1,0 +1,32 @@
+/// What objects cannot do yet: be passed to a plugin, sit inside a
+/// collection, be returned by a host service, change in a minor version.
+#[dropin::object]
+pub trait Table: Send + Sync {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+#[dropin::object(version = "1.1.0")]
+pub trait Later: Send + Sync {
+    fn first(&self) -> u8;
+    #[since("1.1")]
+    fn second(&self) -> u8 {
+        2
+    }
+}
+
+#[dropin::interface(name = "store", version = "1.0.0")]
+pub trait Store: Send + Sync {
+    fn take(&self, table: Box<dyn Table>);
+}
+
+#[dropin::interface(name = "tables", version = "1.0.0")]
+pub trait Tables: Send + Sync {
+    fn many(&self) -> Vec<Box<dyn Table>>;
+}
+
+#[dropin::services]
+pub trait StoreHost: Send + Sync {
+    fn table(&self) -> Box<dyn Table>;
+}
+
+fn main() {}
