@@ -132,6 +132,17 @@ pub trait Remote: Send + Sync {
     /// calls through this remote fail.
     fn end(&self);
 
+    /// Calls method number `method` of the object number `object` that the
+    /// process keeps; returns the encoded outcome's value.
+    ///
+    /// # Errors
+    ///
+    /// The object's own error, or how its process failed.
+    fn call_object(&self, object: u64, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError>;
+
+    /// Drops the object number `object` that the process keeps.
+    fn drop_object(&self, object: u64);
+
     /// What the plugin in that process saves for its next generation: the
     /// version of its state and the bytes, if it saves any (the default:
     /// none).

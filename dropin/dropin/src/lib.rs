@@ -249,9 +249,10 @@ pub use dropin_macros::services;
 /// methods are part of the signature of every method that returns it: a
 /// plugin built with another version of the trait is refused at load.
 ///
-/// Not yet: objects of plugins that run isolated (their methods fail with
-/// a `CallError` saying so), objects the application passes to a plugin,
-/// and `#[since]` on an object trait's methods.
+/// Isolated, the object stays in the plugin's process and the handle
+/// refers to it by number; its drop reaches that process. Not yet: objects
+/// the application passes to a plugin, objects inside collections, and
+/// `#[since]` on an object trait's methods.
 pub use dropin_macros::object;
 pub use error::{BoxError, CallError, CallErrorKind};
 pub use guest::{Context, SavedState};
@@ -277,7 +278,7 @@ pub mod __private {
     };
     pub use crate::handle::PluginState;
     pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};
-    pub use crate::object::RawObject;
+    pub use crate::object::{RawObject, ServeObject, drop_object, keep_object, serve_object};
     pub use crate::services::{
         Caller, Provider, RawServices, Refusal, ServiceClient, ServicesCore, Shared,
         decode_service, encode_service, remote_service, serve_with, shared,

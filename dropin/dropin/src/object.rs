@@ -12,7 +12,8 @@ use abi_stable::std_types::RResult;
 
 use crate::{
     error::{CallError, RawError},
-    handle::PluginState,
+    handle::{PluginState, Remote},
+    wire::WireError,
 };
 
 /// An object as it crosses the boundary: the plugin's object, its method
@@ -35,12 +36,18 @@ unsafe impl Send for RawObject {}
 // SAFETY: as above.
 unsafe impl Sync for RawObject {}
 
-/// What every object handle holds: the plugin's object and its plugin's
-/// state, shared with the plugin's handle (a panic in an object disables
-/// its plugin, and a disabled plugin's objects are not called).
+/// What every object handle holds: the plugin's object (in this process,
+/// or by number in the isolated plugin's) and its plugin's state, shared
+/// with the plugin's handle (a panic in an object disables its plugin, and
+/// a disabled plugin's objects are not called).
 pub struct Object {
-    raw: RawObject,
+    place: Place,
     plugin: Arc<PluginState>,
+}
+
+enum Place {
+    Local(RawObject),
+    Remote(Arc<dyn Remote>, u64),
 }
 
 impl Object {
@@ -48,9 +55,80 @@ impl Object {
     #[doc(hidden)]
     pub fn local(raw: RawObject, plugin: &Arc<PluginState>) -> Self {
         Self {
-            raw,
+            place: Place::Local(raw),
             plugin: Arc::clone(plugin),
         }
+    }
+
+    /// The object number `id` that the isolated plugin's process, reached
+    /// through `remote`, keeps.
+    #[doc(hidden)]
+    pub fn remote(remote: Arc<dyn Remote>, id: u64, plugin: &Arc<PluginState>) -> Self {
+        Self {
+            place: Place::Remote(remote, id),
+            plugin: Arc::clone(plugin),
+        }
+    }
+
+    /// Whether the object lives in another process.
+    #[doc(hidden)]
+    #[inline]
+    pub fn is_remote(&self) -> bool {
+        matches!(self.place, Place::Remote(..))
+    }
+
+    /// The remote that reaches the object's process, for the objects its
+    /// methods return.
+    #[doc(hidden)]
+    pub fn remote_of(&self) -> Option<&Arc<dyn Remote>> {
+        match &self.place {
+            Place::Remote(remote, _) => Some(remote),
+            Place::Local(_) => None,
+        }
+    }
+
+    /// Calls method number `method` of an object in another process: the
+    /// arguments `encode` writes go there, the answer is decoded.
+    ///
+    /// # Errors
+    ///
+    /// The object's error, how its process failed, or a malformed answer.
+    #[doc(hidden)]
+    #[cold]
+    #[inline(never)]
+    pub fn call_remote<T: crate::wire::Decode>(
+        &self,
+        method: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<T, CallError> {
+        let Place::Remote(remote, id) = &self.place else {
+            unreachable!("called for objects in another process only")
+        };
+        if self.plugin.failure().is_some() {
+            return Err(self.plugin.disabled());
+        }
+        let mut args = Vec::new();
+        encode(&mut args);
+        let result = remote.call_object(*id, method, args).and_then(|bytes| {
+            let mut input = bytes.as_slice();
+            T::decode(&mut input)
+                .ok()
+                .filter(|_| input.is_empty())
+                .ok_or_else(|| {
+                    CallError::failed(
+                        self.plugin.name(),
+                        "its process sent an answer that does not decode".to_owned(),
+                    )
+                })
+        });
+        if let Err(error) = &result
+            && error.kind() == crate::CallErrorKind::Panicked
+        {
+            // As in-process: a plugin that panicked is not called again.
+            self.plugin
+                .disable(format!("panicked: {}", error.message()));
+        }
+        result
     }
 
     /// Its plugin's state, for the objects its methods return.
@@ -59,21 +137,30 @@ impl Object {
         &self.plugin
     }
 
+    /// The object in this process, for its method table's functions.
+    fn raw(&self) -> &RawObject {
+        match &self.place {
+            Place::Local(raw) => raw,
+            Place::Remote(..) => unreachable!("called for objects in this process only"),
+        }
+    }
+
     /// The object, for its method table's functions.
     #[doc(hidden)]
     pub fn this(&self) -> *const c_void {
-        self.raw.this
+        self.raw().this
     }
 
     /// The object's method table.
     ///
     /// # Safety
     ///
-    /// `M` must be the table of the trait the object was made for.
+    /// `M` must be the table of the trait the object was made for, and the
+    /// object must live in this process.
     #[doc(hidden)]
     pub unsafe fn methods<M>(&self) -> &M {
         // SAFETY: the caller's contract; the table is a static.
-        unsafe { &*self.raw.methods.cast::<M>() }
+        unsafe { &*self.raw().methods.cast::<M>() }
     }
 
     /// Runs one call into the object unless its plugin is disabled; a
@@ -98,8 +185,13 @@ impl Drop for Object {
         if self.plugin.failure().is_some() {
             return;
         }
-        if let RResult::RErr(error) = (self.raw.drop)(self.raw.this) {
-            drop(self.plugin.failed(error));
+        match &self.place {
+            Place::Local(raw) => {
+                if let RResult::RErr(error) = (raw.drop)(raw.this) {
+                    drop(self.plugin.failed(error));
+                }
+            }
+            Place::Remote(remote, id) => remote.drop_object(*id),
         }
     }
 }
@@ -110,4 +202,73 @@ impl fmt::Debug for Object {
             .field("plugin", &self.plugin.name())
             .finish_non_exhaustive()
     }
+}
+
+/// An object a plugin's process keeps for its host, served by number: the
+/// generated handle, in that process, implements it.
+#[doc(hidden)]
+pub trait ServeObject: Send + Sync {
+    /// Decodes the arguments of method number `method` from `input`, calls
+    /// it, and encodes the outcome into `out`.
+    ///
+    /// # Errors
+    ///
+    /// Arguments that do not decode.
+    fn serve(&self, method: usize, input: &[u8], out: &mut Vec<u8>) -> Result<(), WireError>;
+}
+
+/// The objects this process (an isolated plugin's) keeps for its host.
+static KEPT: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<dyn ServeObject>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Keeps `object` for the host; its number.
+#[doc(hidden)]
+pub fn keep_object(object: Box<dyn ServeObject>) -> u64 {
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    KEPT.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, Arc::from(object));
+    id
+}
+
+/// Serves a call to the kept object number `id`; an object this process
+/// does not keep (a restarted process's host asking for an earlier one's)
+/// is an error outcome, not the end of the process.
+///
+/// # Errors
+///
+/// Arguments that do not decode.
+#[doc(hidden)]
+pub fn serve_object(
+    id: u64,
+    method: usize,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    let object = KEPT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned();
+    match object {
+        Some(object) => object.serve(method, input, out),
+        None => {
+            crate::wire::encode_outcome::<()>(
+                &Err(CallError::failed(
+                    "",
+                    format!("its process keeps no object number {id} (it was restarted?)"),
+                )),
+                out,
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Drops the kept object number `id`, in the plugin's code.
+#[doc(hidden)]
+pub fn drop_object(id: u64) {
+    let object = KEPT.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    drop(object);
 }

@@ -461,41 +461,45 @@ fn handle_method(
     let params = typed_params(method);
     let values = into_ffi_values(method);
     let ret = &method.ret;
-    let objects = crate::ty::handle_type(ret, &quote!(self.core.state())).unwrap_or_else(|error| {
-        let error = error.to_compile_error();
-        Some((quote!(#ret), quote!({ #error; ::core::unreachable!() })))
-    });
-    let (output, convert) = if let Some((handle, conversion)) = &objects {
-        (handle.clone(), quote!(|value| #conversion))
-    } else if is_string(ret) {
-        (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
-    } else {
-        (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
-    };
-    // An isolated plugin's objects are not handed over yet.
-    let remote = if objects.is_some() {
-        quote! {
-            if self.core.remote().is_some() {
-                return ::core::result::Result::Err(::dropin::CallError::from_parts(
-                    ::dropin::CallErrorKind::Failed,
-                    self.core.name(),
-                    ::std::format!(
-                        "`{}` returns an object, which a plugin that runs isolated cannot hand \
-                         over yet",
-                        #name
-                    ),
-                    ::core::option::Option::None,
-                ));
-            }
+    let names: Vec<&Ident> = method.args.iter().map(|arg| &arg.ident).collect();
+    let (output, convert, remote) = match crate::ty::Shape::of(ret) {
+        Ok(Some(shape)) => {
+            let plugin = quote!(self.core.state());
+            let output = shape.handle_type();
+            let conversion = shape.convert_ffi(&quote!(value), &plugin);
+            let wire = shape.wire_type();
+            let from_wire = shape.convert_wire(&quote!(value), &quote!(&remote), &plugin);
+            let remote = quote! {
+                if let ::core::option::Option::Some(remote) = self.core.shared_remote() {
+                    return self
+                        .core
+                        .call_remote::<#wire>(&*remote, #index, |args| {
+                            #(::dropin::wire::Encode::encode(&#names, args);)*
+                        })
+                        .map(|value| #from_wire);
+                }
+            };
+            (output, quote!(|value| #conversion), remote)
         }
-    } else {
-        let names = method.args.iter().map(|arg| &arg.ident);
-        quote! {
-            if let ::core::option::Option::Some(remote) = self.core.remote() {
-                return self.core.call_remote::<#output>(remote, #index, |args| {
-                    #(::dropin::wire::Encode::encode(&#names, args);)*
-                });
-            }
+        Err(error) => {
+            // Reported once, on the result's tokens.
+            let error = error.to_compile_error();
+            (quote!(#ret), quote!(|_| ::core::unreachable!()), error)
+        }
+        Ok(None) => {
+            let (output, convert) = if is_string(ret) {
+                (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
+            } else {
+                (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
+            };
+            let remote = quote! {
+                if let ::core::option::Option::Some(remote) = self.core.remote() {
+                    return self.core.call_remote::<#output>(remote, #index, |args| {
+                        #(::dropin::wire::Encode::encode(&#names, args);)*
+                    });
+                }
+            };
+            (output, convert, remote)
         }
     };
     let note = if method.required {
@@ -598,22 +602,26 @@ pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStrea
 
 /// One arm of the handle's `serve`: decodes the arguments of method number
 /// `index`, calls it, encodes the outcome.
-fn serve_arm(index: usize, method: &Method) -> TokenStream {
+pub(crate) fn serve_arm(index: usize, method: &Method) -> TokenStream {
     let ident = &method.ident;
-    if crate::ty::holds_object(&method.ret) {
-        let name = unraw(ident);
-        return quote! {
-            #index => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
-                "`{}` returns an object, which a plugin that runs isolated cannot hand over yet",
-                #name
-            ))),
-        };
-    }
     let (decodes, passes) = decoded_args(method);
+    // Objects stay in this process, kept by number for the host.
+    let to_wire = match crate::ty::Shape::of(&method.ret) {
+        Ok(Some(shape)) => {
+            let to_wire = shape.to_wire(&quote!(value));
+            quote!(let outcome = outcome.map(|value| #to_wire);)
+        }
+        Ok(None) => quote!(),
+        // Reported where the handle's method is generated.
+        Err(_) => {
+            return quote!(#index => ::core::unreachable!(),);
+        }
+    };
     quote! {
         #index => {
             #(#decodes)*
             let outcome = self.#ident(#(#passes),*);
+            #to_wire
             ::dropin::__private::encode_outcome(&outcome, out);
             ::core::result::Result::Ok(())
         }

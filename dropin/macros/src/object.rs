@@ -18,10 +18,10 @@ use quote::{format_ident, quote};
 use crate::{
     ast::{Interface, Method, unraw, visibility},
     expand::{
-        arg_desc, ffi_arg, ffi_params, ffi_ret, from_ffi_values, into_ffi_values, snake_case,
-        typed_params,
+        arg_desc, ffi_arg, ffi_params, ffi_ret, from_ffi_values, into_ffi_values, serve_arm,
+        snake_case, typed_params,
     },
-    ty::handle_type,
+    ty::Shape,
 };
 
 pub fn object(object: &Interface) -> syn::Result<TokenStream> {
@@ -57,7 +57,13 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
     let calls = object
         .methods
         .iter()
-        .map(|method| handle_method(vis, &hidden, &name, method));
+        .enumerate()
+        .map(|(index, method)| handle_method(vis, &hidden, &name, index, method));
+    let serves = object
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(index, method)| serve_arm(index, method));
     let descs = object.methods.iter().map(|method| {
         let method_name = unraw(&method.ident);
         let args = method.args.iter().enumerate().map(|(i, arg)| {
@@ -106,7 +112,38 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                 }
             }
 
+            /// The handle of the object number `id` that an isolated
+            /// plugin's process, reached through `remote`, keeps.
+            #[doc(hidden)]
+            pub fn __dropin_remote(
+                id: u64,
+                remote: ::dropin::__private::Arc<dyn ::dropin::__private::Remote>,
+                plugin: &::dropin::__private::Arc<::dropin::__private::PluginState>,
+            ) -> Self {
+                Self {
+                    object: ::dropin::Object::remote(remote, id, plugin),
+                }
+            }
+
             #(#calls)*
+        }
+
+        // The handle, in an isolated plugin's process, serves its host.
+        impl ::dropin::__private::ServeObject for #handle {
+            fn serve(
+                &self,
+                method: usize,
+                input: &[u8],
+                out: &mut ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), ::dropin::wire::WireError> {
+                let mut input = input;
+                match method {
+                    #(#serves)*
+                    other => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
+                        "the object has no method number {}", other
+                    ))),
+                }
+            }
         }
 
         impl ::core::fmt::Debug for #handle {
@@ -224,20 +261,56 @@ fn handle_method(
     vis: &syn::Visibility,
     hidden: &syn::Ident,
     name: &str,
+    index: usize,
     method: &Method,
 ) -> TokenStream {
     let ident = &method.ident;
     let docs = &method.docs;
     let params = typed_params(method);
     let values = into_ffi_values(method);
+    let names: Vec<&syn::Ident> = method.args.iter().map(|arg| &arg.ident).collect();
     let ret = &method.ret;
-    let (output, convert) = match handle_type(ret, &quote!(self.object.plugin())) {
-        Ok(Some((handle, conversion))) => (handle, quote!(|value| #conversion)),
-        Ok(None) => (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi)),
-        Err(error) => {
-            let error = error.to_compile_error();
-            (quote!(#ret), quote!({ #error; ::core::unreachable!() }))
+    let plugin = quote!(self.object.plugin());
+    let (output, convert, remote) = match Shape::of(ret) {
+        Ok(Some(shape)) => {
+            let wire = shape.wire_type();
+            let from_wire = shape.convert_wire(
+                &quote!(value),
+                &quote!(self.object.remote_of().expect("a remote object")),
+                &plugin,
+            );
+            let conversion = shape.convert_ffi(&quote!(value), &plugin);
+            (
+                shape.handle_type(),
+                quote!(|value| #conversion),
+                quote! {
+                    if self.object.is_remote() {
+                        return self
+                            .object
+                            .call_remote::<#wire>(#index, |args| {
+                                #(::dropin::wire::Encode::encode(&#names, args);)*
+                            })
+                            .map(|value| #from_wire);
+                    }
+                },
+            )
         }
+        Err(error) => {
+            // Reported once, on the result's tokens.
+            let error = error.to_compile_error();
+            (quote!(#ret), quote!(|_| ::core::unreachable!()), error)
+        }
+        Ok(None) => (
+            quote!(#ret),
+            quote!(<#ret as ::dropin::Stable>::from_ffi),
+            quote! {
+                if self.object.is_remote() {
+                    return self.object.call_remote::<#ret>(#index, |args| {
+                        #(::dropin::wire::Encode::encode(&#names, args);)*
+                    });
+                }
+            },
+        ),
     };
     let note = format!(
         "\n\n# Errors\n\n`dropin::CallError`: the object's method failed or panicked (which \
@@ -249,8 +322,10 @@ fn handle_method(
         // The method's own result inside the framework's.
         #[allow(clippy::type_complexity)]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
-            // SAFETY: the object was made for this trait: its type, and so
-            // its method table's, was compared with this one at load.
+            #remote
+            // SAFETY: the object was made for this trait, in this process:
+            // its type, and so its method table's, was compared with this
+            // one at load.
             let methods = unsafe { self.object.methods::<#hidden::Methods>() };
             self.object
                 .call(|| (methods.#ident)(self.object.this(), #(#values),*))

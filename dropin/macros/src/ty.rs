@@ -234,87 +234,158 @@ pub fn object_trait(ty: &Type) -> Option<&syn::Path> {
     }
 }
 
-/// The application's type for a method's result `ty`, with each object as
-/// its handle, and the expression that converts `value` (`ty`'s
-/// representation) into it, given the plugin's `core`; `None` where `ty`
-/// holds no object. An object may be the result itself, or inside an
-/// `Option` or a `Result`'s `Ok`.
-pub fn handle_type(
-    ty: &Type,
-    plugin: &TokenStream,
-) -> syn::Result<Option<(TokenStream, TokenStream)>> {
-    let value = quote!(value);
-    if !holds_object(ty) {
-        return Ok(None);
-    }
-    convert(ty, &value, plugin).map(Some)
+/// Where a method's result holds objects: the result itself, in an
+/// `Option`, or in a `Result`'s `Ok`.
+pub enum Shape {
+    /// `Box<dyn Trait>`: the handle's path (`TableHandle` for `Table`).
+    Object(syn::Path),
+    /// `Option<..>` of a shape.
+    Option(Box<Shape>),
+    /// `Result<.., E>` of a shape, and `E`.
+    Ok(Box<Shape>, Type),
 }
 
-fn convert(
-    ty: &Type,
-    value: &TokenStream,
-    plugin: &TokenStream,
-) -> syn::Result<(TokenStream, TokenStream)> {
-    if let Some(path) = object_trait(ty) {
-        let mut handle = path.clone();
-        let last = handle.segments.last_mut().expect("a path has a segment");
-        last.ident = format_ident!("{}Handle", last.ident);
-        return Ok((
-            quote!(#handle),
-            quote!(#handle::__dropin_local(#value, #plugin)),
-        ));
+impl Shape {
+    /// How `ty` holds objects; `None` if it holds none, an error where it
+    /// holds one elsewhere than the shapes above.
+    pub fn of(ty: &Type) -> syn::Result<Option<Self>> {
+        if !holds_object(ty) {
+            return Ok(None);
+        }
+        Self::parse(ty).map(Some)
     }
-    let unsupported = || {
-        syn::Error::new(
-            ty.span(),
-            "an object can be returned alone, in an `Option` or in a `Result`'s `Ok`, not inside \
-             other types yet",
-        )
-    };
-    let Type::Path(path) = ty else {
-        return Err(unsupported());
-    };
-    let last = path.path.segments.last().ok_or_else(unsupported)?;
-    let PathArguments::AngleBracketed(args) = &last.arguments else {
-        return Err(unsupported());
-    };
-    let types: Vec<&Type> = args
-        .args
-        .iter()
-        .filter_map(|arg| match arg {
-            GenericArgument::Type(ty) => Some(ty),
-            _ => None,
-        })
-        .collect();
-    let inner = quote!(inner);
-    match (last.ident.to_string().as_str(), types.as_slice()) {
-        ("Option", [item]) => {
-            let (handle, conversion) = convert(item, &inner, plugin)?;
-            Ok((
-                quote!(::core::option::Option<#handle>),
+
+    fn parse(ty: &Type) -> syn::Result<Self> {
+        if let Some(path) = object_trait(ty) {
+            let mut handle = path.clone();
+            let last = handle.segments.last_mut().expect("a path has a segment");
+            last.ident = format_ident!("{}Handle", last.ident);
+            return Ok(Self::Object(handle));
+        }
+        let unsupported = || {
+            syn::Error::new(
+                ty.span(),
+                "an object can be returned alone, in an `Option` or in a `Result`'s `Ok`, not \
+                 inside other types yet",
+            )
+        };
+        let Type::Path(path) = ty else {
+            return Err(unsupported());
+        };
+        let last = path.path.segments.last().ok_or_else(unsupported)?;
+        let PathArguments::AngleBracketed(args) = &last.arguments else {
+            return Err(unsupported());
+        };
+        let types: Vec<&Type> = args
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .collect();
+        match (last.ident.to_string().as_str(), types.as_slice()) {
+            ("Option", [item]) => Ok(Self::Option(Box::new(Self::parse(item)?))),
+            ("Result", [ok, error]) if !holds_object(error) => {
+                Ok(Self::Ok(Box::new(Self::parse(ok)?), (*error).clone()))
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// The application's type: each object as its handle.
+    pub fn handle_type(&self) -> TokenStream {
+        match self {
+            Self::Object(handle) => quote!(#handle),
+            Self::Option(item) => {
+                let item = item.handle_type();
+                quote!(::core::option::Option<#item>)
+            }
+            Self::Ok(ok, error) => {
+                let ok = ok.handle_type();
+                quote!(::core::result::Result<#ok, #error>)
+            }
+        }
+    }
+
+    /// The type on the wire between an isolated plugin's process and its
+    /// host: each object as its number.
+    pub fn wire_type(&self) -> TokenStream {
+        match self {
+            Self::Object(_) => quote!(u64),
+            Self::Option(item) => {
+                let item = item.wire_type();
+                quote!(::core::option::Option<#item>)
+            }
+            Self::Ok(ok, error) => {
+                let ok = ok.wire_type();
+                quote!(::core::result::Result<#ok, #error>)
+            }
+        }
+    }
+
+    /// Converts `value`, the result's representation, into the handle
+    /// type: each object a handle of the plugin of state `plugin`.
+    pub fn convert_ffi(&self, value: &TokenStream, plugin: &TokenStream) -> TokenStream {
+        let inner = quote!(inner);
+        match self {
+            Self::Object(handle) => quote!(#handle::__dropin_local(#value, #plugin)),
+            Self::Option(item) => {
+                let item = item.convert_ffi(&inner, plugin);
                 quote! {
                     match #value {
-                        ::dropin::__private::ROption::RSome(inner) => ::core::option::Option::Some(#conversion),
+                        ::dropin::__private::ROption::RSome(inner) => ::core::option::Option::Some(#item),
                         ::dropin::__private::ROption::RNone => ::core::option::Option::None,
                     }
-                },
-            ))
-        }
-        ("Result", [ok, error]) if !holds_object(error) => {
-            let (handle, conversion) = convert(ok, &inner, plugin)?;
-            Ok((
-                quote!(::core::result::Result<#handle, #error>),
+                }
+            }
+            Self::Ok(ok, error) => {
+                let ok = ok.convert_ffi(&inner, plugin);
                 quote! {
                     match #value {
-                        ::dropin::__private::RResult::ROk(inner) => ::core::result::Result::Ok(#conversion),
+                        ::dropin::__private::RResult::ROk(inner) => ::core::result::Result::Ok(#ok),
                         ::dropin::__private::RResult::RErr(error) => {
                             ::core::result::Result::Err(<#error as ::dropin::Stable>::from_ffi(error))
                         }
                     }
-                },
-            ))
+                }
+            }
         }
-        _ => Err(unsupported()),
+    }
+
+    /// Converts `value`, of the wire type, into the handle type: each
+    /// number an object in the process `remote` reaches.
+    pub fn convert_wire(
+        &self,
+        value: &TokenStream,
+        remote: &TokenStream,
+        plugin: &TokenStream,
+    ) -> TokenStream {
+        let inner = quote!(inner);
+        match self {
+            Self::Object(handle) => {
+                quote!(#handle::__dropin_remote(#value, ::dropin::__private::Arc::clone(#remote), #plugin))
+            }
+            Self::Option(item) | Self::Ok(item, _) => {
+                let item = item.convert_wire(&inner, remote, plugin);
+                quote!(#value.map(|inner| #item))
+            }
+        }
+    }
+
+    /// Converts `value`, of the handle type, into the wire type: each
+    /// object kept by this (the plugin's) process, by number.
+    pub fn to_wire(&self, value: &TokenStream) -> TokenStream {
+        let inner = quote!(inner);
+        match self {
+            Self::Object(_) => {
+                quote!(::dropin::__private::keep_object(::dropin::__private::Box::new(#value)))
+            }
+            Self::Option(item) | Self::Ok(item, _) => {
+                let item = item.to_wire(&inner);
+                quote!(#value.map(|inner| #item))
+            }
+        }
     }
 }
 

@@ -95,6 +95,9 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
             "put:farewell=bye",
             "list",
             "list:fare",
+            "put:t/a=1",
+            "table:t:a",
+            "table:x/y:a",
         ];
         let output = run(&[mode, &requests[..]].concat());
         assert_eq!(
@@ -105,7 +108,10 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
              memory: get:missing: nothing stored under missing\n\
              memory: put:farewell=bye: stored\n\
              memory: list: 2 entries: farewell=bye, greeting=hi\n\
-             memory: list:fare: 1 entry: farewell=bye\n",
+             memory: list:fare: 1 entry: farewell=bye\n\
+             memory: put:t/a=1: stored\n\
+             memory: table:t:a: Some(\"1\") (1 read)\n\
+             memory: table:x/y:a: no table \"x/y\"\n",
             "{mode:?}: {}",
             stderr(&output)
         );
@@ -154,82 +160,95 @@ fn a_store_built_with_another_error_type_is_refused_naming_the_difference() {
 
 /// An object a plugin returns: the application calls it through its handle,
 /// the object keeps its own state between calls, and dropping the handle
-/// drops the object in the plugin's code (its `Drop` logs). Two objects of
-/// one plugin are apart.
+/// drops the object in the plugin's code (its `Drop` logs), the same in the
+/// application's process and isolated. Two objects of one plugin are apart.
 #[test]
-fn an_object_is_created_called_and_dropped_in_the_plugin() {
-    let logs = || {
-        greeter_tests::captured_logs_of_this_thread("plugin::memory")
-            .into_iter()
-            .map(|record| record.message)
-            .collect::<Vec<_>>()
-    };
-    let before = logs().len();
+fn an_object_is_created_called_and_dropped_in_the_plugin_in_both_modes() {
     let dir = PluginDir::with(&["memory"]);
-    let report = loader(&dir, None, false).load().unwrap();
-    let store = report.registry.get("memory").unwrap();
-    store.put("t/a", "1").unwrap().unwrap();
-    let table = store.open("t").unwrap().unwrap();
-    let other = store.open("u").unwrap().unwrap();
-    assert_eq!(table.get("a").unwrap(), Some("1".to_owned()));
-    assert_eq!(table.get("b").unwrap(), None);
-    assert_eq!(table.reads().unwrap(), 2);
-    assert_eq!(other.reads().unwrap(), 0);
-    // The store's own error, as for any method.
-    assert_eq!(
-        store.open("x/y").unwrap().unwrap_err(),
-        StoreError::NotFound {
-            key: "x/y".to_owned()
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
         }
-    );
-    assert_eq!(logs()[before..], [] as [String; 0]);
-    drop(table);
-    assert_eq!(logs()[before..], ["table t closed after 2 reads"]);
-    drop(other);
-    assert_eq!(
-        logs()[before..],
-        [
-            "table t closed after 2 reads",
-            "table u closed after 0 reads"
-        ]
-    );
+        let before = closed().len();
+        let report = loader(&dir, None, isolated).load().unwrap();
+        let store = report.registry.get("memory").unwrap();
+        store.put("t/a", "1").unwrap().unwrap();
+        let table = store.open("t").unwrap().unwrap();
+        let other = store.open("u").unwrap().unwrap();
+        assert_eq!(table.get("a").unwrap(), Some("1".to_owned()));
+        assert_eq!(table.get("b").unwrap(), None);
+        assert_eq!(table.reads().unwrap(), 2, "isolated: {isolated}");
+        assert_eq!(other.reads().unwrap(), 0);
+        // The store's own error, as for any method.
+        assert_eq!(
+            store.open("x/y").unwrap().unwrap_err(),
+            StoreError::NotFound {
+                key: "x/y".to_owned()
+            }
+        );
+        assert_eq!(closed()[before..], [] as [String; 0]);
+        drop(table);
+        let closing = ["table t closed after 2 reads".to_owned()];
+        assert_eq!(wait_for_closed(before, 1), closing, "isolated: {isolated}");
+        drop(other);
+        assert_eq!(
+            wait_for_closed(before, 2),
+            [
+                closing[0].clone(),
+                "table u closed after 0 reads".to_owned()
+            ],
+            "isolated: {isolated}"
+        );
+    }
+}
+
+/// The tables the plugin logged as closed so far, in order.
+fn closed() -> Vec<String> {
+    greeter_tests::captured_logs("plugin::memory")
+        .into_iter()
+        .map(|record| record.message)
+        .filter(|message| message.starts_with("table "))
+        .collect()
+}
+
+/// The tables closed since `before`, once there are `count` (an isolated
+/// plugin's records arrive from its process a moment later), or after 10 s.
+fn wait_for_closed(before: usize, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let closed = closed()[before..].to_vec();
+        if closed.len() >= count || std::time::Instant::now() > deadline {
+            return closed;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// A panic in an object's method is contained like one in a plugin's
 /// method: the call fails as `Panicked`, and the plugin is disabled, its
-/// objects with it.
+/// objects with it, in both modes.
 #[test]
 fn a_panicking_object_disables_its_plugin_and_its_other_objects() {
     let dir = PluginDir::with(&["memory"]);
-    let report = loader(&dir, None, false).load().unwrap();
-    let store = report.registry.get("memory").unwrap();
-    let table = store.open("t").unwrap().unwrap();
-    let other = store.open("u").unwrap().unwrap();
-    let error = table.get("panic").unwrap_err();
-    assert_eq!(error.kind(), CallErrorKind::Panicked);
-    assert_eq!(
-        error.to_string(),
-        "plugin 'memory' panicked: table t cannot read `panic`"
-    );
-    assert_eq!(other.reads().unwrap_err().kind(), CallErrorKind::Disabled);
-    assert_eq!(store.get("a").unwrap_err().kind(), CallErrorKind::Disabled);
-}
-
-/// Isolated, a method that returns an object fails with a `CallError` that
-/// says so (objects of isolated plugins are not built yet); the plugin's
-/// other methods answer.
-#[cfg(target_os = "linux")]
-#[test]
-fn an_isolated_plugin_says_it_cannot_hand_over_an_object_yet() {
-    let dir = PluginDir::with(&["memory"]);
-    let report = loader(&dir, None, true).load().unwrap();
-    let store = report.registry.get("memory").unwrap();
-    let error = store.open("t").unwrap_err();
-    assert_eq!(error.kind(), CallErrorKind::Failed);
-    assert_eq!(
-        error.to_string(),
-        "plugin 'memory' failed: `open` returns an object, which a plugin that runs isolated \
-         cannot hand over yet"
-    );
-    assert_eq!(store.put("a", "1").unwrap(), Ok(None));
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        let store = report.registry.get("memory").unwrap();
+        let table = store.open("t").unwrap().unwrap();
+        let other = store.open("u").unwrap().unwrap();
+        let error = table.get("panic").unwrap_err();
+        assert_eq!(
+            error.kind(),
+            CallErrorKind::Panicked,
+            "isolated: {isolated}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "plugin 'memory' panicked: table t cannot read `panic`"
+        );
+        assert_eq!(other.reads().unwrap_err().kind(), CallErrorKind::Disabled);
+        assert_eq!(store.get("a").unwrap_err().kind(), CallErrorKind::Disabled);
+    }
 }

@@ -47,8 +47,21 @@ pub(super) struct Ready {
 /// plugin saves for its next generation.
 #[derive(dropin::Stable)]
 pub(super) enum Request {
-    Call { method: u32, args: Vec<u8> },
+    Call {
+        method: u32,
+        args: Vec<u8>,
+    },
     Save,
+    /// A call to an object the process keeps, by number.
+    Object {
+        id: u64,
+        method: u32,
+        args: Vec<u8>,
+    },
+    /// The host dropped its handle to the object.
+    DropObject {
+        id: u64,
+    },
 }
 
 /// A saved state on the wire: the version, then the bytes.

@@ -264,6 +264,31 @@ impl Remote for Isolated {
         }
     }
 
+    fn call_object(&self, object: u64, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        let request = Request::Object {
+            id: object,
+            method: u32::try_from(method).unwrap_or(u32::MAX),
+            args,
+        };
+        self.request(&request).unwrap_or_else(|| {
+            // Objects stay in the process that made them.
+            self.successor()?;
+            Err(CallError::from_parts(
+                CallErrorKind::Failed,
+                &self.name,
+                "the object's process ended: a newer generation replaced it; open the object \
+                 again"
+                    .to_owned(),
+                None,
+            ))
+        })
+    }
+
+    fn drop_object(&self, object: u64) {
+        // Nothing to do if the process ended: the object went with it.
+        let _ = self.request(&Request::DropObject { id: object });
+    }
+
     fn save_state(&self) -> Result<Option<(u32, Vec<u8>)>, CallError> {
         let Some(outcome) = self.request(&Request::Save) else {
             return self.successor()?.save_state();

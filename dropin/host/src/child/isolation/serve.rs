@@ -113,6 +113,14 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
                 .handle()
                 .serve(method as usize, &args, &mut out)
                 .map_err(|e| e.to_string())?,
+            Request::Object { id, method, args } => {
+                dropin::__private::serve_object(id, method as usize, &args, &mut out)
+                    .map_err(|e| e.to_string())?;
+            }
+            Request::DropObject { id } => {
+                dropin::__private::drop_object(id);
+                dropin::abi::encode_outcome(&Ok::<(), CallError>(()), &mut out);
+            }
             Request::Save => {
                 let saved = plugin
                     .extensions
