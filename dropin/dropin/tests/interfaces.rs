@@ -286,3 +286,36 @@ mod plugin {
 use plugin::{HOST, NAME};
 
 export_kitchen_sink!(plugin::Sink, name = NAME, host = HOST);
+
+/// Two builds of one object trait.
+mod cursor_v1 {
+    /// The first build.
+    #[dropin::object]
+    pub trait Cursor: Send + Sync {
+        /// The next item.
+        fn next(&self) -> Option<u32>;
+    }
+}
+
+mod cursor_v2 {
+    /// A build whose method's result changed in place.
+    #[dropin::object]
+    pub trait Cursor: Send + Sync {
+        /// The next item, wider.
+        fn next(&self) -> Option<u64>;
+    }
+}
+
+/// An object trait is described by its methods' signatures: a change in
+/// one is a difference the load check names.
+#[test]
+fn an_object_trait_is_described_by_its_methods() {
+    type V1 = Box<dyn cursor_v1::Cursor>;
+    type V2 = Box<dyn cursor_v2::Cursor>;
+    assert!(V1::DESC.same(V1::DESC));
+    assert_eq!(V1::DESC.to_string(), "Box<dyn Cursor>");
+    assert_eq!(
+        V1::DESC.difference(V2::DESC).as_deref(),
+        Some("Box<dyn Cursor>::next: field `->`: expected u32, found u64")
+    );
+}
