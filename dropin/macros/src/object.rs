@@ -94,6 +94,13 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
     Ok(quote! {
         #item
 
+        // The handle may be sent and shared between threads, so the
+        // plugin's object must allow it: declare `trait Trait: Send + Sync`.
+        const _: fn() = || {
+            fn send_and_sync<T: ?::core::marker::Sized + ::core::marker::Send + ::core::marker::Sync>() {}
+            send_and_sync::<dyn #trait_ident>();
+        };
+
         #[doc = #handle_doc]
         #vis struct #handle {
             object: ::dropin::Object,

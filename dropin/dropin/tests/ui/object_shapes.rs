@@ -29,4 +29,10 @@ pub trait StoreHost: Send + Sync {
     fn table(&self) -> Box<dyn Table>;
 }
 
+/// Its handle could cross threads its objects may not.
+#[dropin::object]
+pub trait Unshared {
+    fn get(&self) -> u8;
+}
+
 fn main() {}
