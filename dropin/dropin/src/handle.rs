@@ -140,8 +140,24 @@ pub trait Remote: Send + Sync {
     /// The object's own error, or how its process failed.
     fn call_object(&self, object: u64, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError>;
 
-    /// Drops the object number `object` that the process keeps.
-    fn drop_object(&self, object: u64);
+    /// Drops the object number `object` that the process keeps, unless
+    /// that process ended (the object went with it).
+    ///
+    /// # Errors
+    ///
+    /// The object's drop panicked, or its process failed.
+    fn drop_object(&self, object: u64) -> Result<(), CallError>;
+
+    /// As [`call`](Self::call), but never forwarded to a newer generation:
+    /// for a method that returns objects, which stay in the process that
+    /// made them.
+    ///
+    /// # Errors
+    ///
+    /// As `call`, or this generation was replaced.
+    fn call_here(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        self.call(method, args)
+    }
 
     /// What the plugin in that process saves for its next generation: the
     /// version of its state and the bytes, if it saves any (the default:
@@ -324,14 +340,45 @@ impl PluginCore {
         method: usize,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<T, CallError> {
+        self.call_remote_with(remote, method, encode, false)
+    }
+
+    /// As [`call_remote`](Self::call_remote), for a method that returns
+    /// objects: never served by a newer generation's process.
+    ///
+    /// # Errors
+    ///
+    /// As `call_remote`, or this generation was replaced.
+    #[doc(hidden)]
+    #[cold]
+    #[inline(never)]
+    pub fn call_remote_here<T: crate::wire::Decode>(
+        &self,
+        remote: &dyn Remote,
+        method: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<T, CallError> {
+        self.call_remote_with(remote, method, encode, true)
+    }
+
+    fn call_remote_with<T: crate::wire::Decode>(
+        &self,
+        remote: &dyn Remote,
+        method: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+        here: bool,
+    ) -> Result<T, CallError> {
         if self.state.failure.get().is_some() {
             return Err(self.disabled());
         }
         let mut args = Vec::new();
         encode(&mut args);
-        let result = remote
-            .call(method, args)
-            .and_then(|bytes| self.decode::<T>(&bytes));
+        let answer = if here {
+            remote.call_here(method, args)
+        } else {
+            remote.call(method, args)
+        };
+        let result = answer.and_then(|bytes| self.decode::<T>(&bytes));
         if let Err(error) = &result
             && error.kind() == crate::CallErrorKind::Panicked
         {

@@ -237,10 +237,11 @@ pub use dropin_macros::services;
 ///     /// Opens the table `name`.
 ///     fn open(&self, name: &str) -> Result<Box<dyn Table>, dropin::BoxError>;
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// A method of an interface returns such an object as `Box<dyn Table>`
-/// (alone, or in an `Option` or a `Result`). The application's handle
+/// (alone, in an `Option`, or in a `Result`'s `Ok`). The application's handle
 /// returns a `TableHandle` in its place, whose methods are the trait's,
 /// each returning `Result<T, CallError>` like the plugin's; dropping it
 /// drops the object, in the plugin's code. The object's methods follow the
@@ -250,9 +251,14 @@ pub use dropin_macros::services;
 /// plugin built with another version of the trait is refused at load.
 ///
 /// Isolated, the object stays in the plugin's process and the handle
-/// refers to it by number; its drop reaches that process. Not yet: objects
-/// the application passes to a plugin, objects inside collections, and
-/// `#[since]` on an object trait's methods.
+/// refers to it by number; its drop reaches that process. An object lives
+/// in the process that made it: after that process is restarted or a
+/// reload replaces it, its handles fail, saying so; open the object again.
+/// Not yet: objects the application passes to a plugin, objects inside
+/// collections, an object trait whose methods return objects of itself
+/// (directly or through another), and `#[since]` on an object trait's
+/// methods.
+#[doc(inline)]
 pub use dropin_macros::object;
 pub use error::{BoxError, CallError, CallErrorKind};
 pub use guest::{Context, SavedState};

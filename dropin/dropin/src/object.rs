@@ -52,8 +52,14 @@ enum Place {
 
 impl Object {
     /// An object that the plugin of `plugin` returned in this process.
+    ///
+    /// # Safety
+    ///
+    /// `raw` must be what the object macro's conversion made of a
+    /// `Box<dyn Trait>`, not used by anything else, for the trait whose
+    /// method table the handle will read.
     #[doc(hidden)]
-    pub fn local(raw: RawObject, plugin: &Arc<PluginState>) -> Self {
+    pub unsafe fn local(raw: RawObject, plugin: &Arc<PluginState>) -> Self {
         Self {
             place: Place::Local(raw),
             plugin: Arc::clone(plugin),
@@ -191,7 +197,20 @@ impl Drop for Object {
                     drop(self.plugin.failed(error));
                 }
             }
-            Place::Remote(remote, id) => remote.drop_object(*id),
+            Place::Remote(remote, id) => {
+                if let Err(error) = remote.drop_object(*id)
+                    && error.kind() == crate::CallErrorKind::Panicked
+                {
+                    // As in-process: a plugin that panicked is not called
+                    // again.
+                    log::warn!(
+                        target: &crate::logging::log_target(self.plugin.name()),
+                        "{error}; the plugin is disabled for the rest of this process"
+                    );
+                    self.plugin
+                        .disable(format!("panicked: {}", error.message()));
+                }
+            }
         }
     }
 }
@@ -220,12 +239,21 @@ pub trait ServeObject: Send + Sync {
 /// The objects this process (an isolated plugin's) keeps for its host.
 static KEPT: std::sync::Mutex<std::collections::BTreeMap<u64, Arc<dyn ServeObject>>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
-static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
 
-/// Keeps `object` for the host; its number.
+/// Keeps `object` for the host; its number. Numbers start at a random
+/// point in each process, so that a handle to an object of a process that
+/// was restarted names no object of the new one.
 #[doc(hidden)]
 pub fn keep_object(object: Box<dyn ServeObject>) -> u64 {
-    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    use std::hash::{BuildHasher, Hasher};
+    let next = NEXT.get_or_init(|| {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        std::sync::atomic::AtomicU64::new(random)
+    });
+    let id = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     KEPT.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id, Arc::from(object));

@@ -473,7 +473,7 @@ fn handle_method(
                 if let ::core::option::Option::Some(remote) = self.core.shared_remote() {
                     return self
                         .core
-                        .call_remote::<#wire>(&*remote, #index, |args| {
+                        .call_remote_here::<#wire>(&*remote, #index, |args| {
                             #(::dropin::wire::Encode::encode(&#names, args);)*
                         })
                         .map(|value| #from_wire);

@@ -109,13 +109,19 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
         impl #handle {
             /// The handle of an object the plugin of `plugin` returned in
             /// this process.
+            ///
+            /// # Safety
+            ///
+            /// `raw` must be a `Box<dyn` this trait`>` the plugin converted,
+            /// of a type the loader compared with this one, used once.
             #[doc(hidden)]
-            pub fn __dropin_local(
+            pub unsafe fn __dropin_local(
                 raw: ::dropin::__private::RawObject,
                 plugin: &::dropin::__private::Arc<::dropin::__private::PluginState>,
             ) -> Self {
                 Self {
-                    object: ::dropin::Object::local(raw, plugin),
+                    // SAFETY: the caller's contract.
+                    object: unsafe { ::dropin::Object::local(raw, plugin) },
                 }
             }
 
@@ -196,12 +202,12 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
 
             /// The object's methods, in declaration order.
             #[repr(C)]
-            pub struct Methods {
+            pub(super) struct Methods {
                 #(#table_fields,)*
             }
 
             /// The plugin's method table.
-            pub static METHODS: Methods = Methods {
+            pub(super) static METHODS: Methods = Methods {
                 #(#table_entries,)*
             };
 
@@ -220,7 +226,7 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
             }
 
             /// The object as it crosses: its box, its methods, its drop.
-            pub fn into_raw(object: __dropin_rt::Box<dyn #trait_ident>) -> __dropin_rt::RawObject {
+            pub(super) fn into_raw(object: __dropin_rt::Box<dyn #trait_ident>) -> __dropin_rt::RawObject {
                 __dropin_rt::RawObject {
                     this: __dropin_rt::Box::into_raw(__dropin_rt::Box::new(object)).cast(),
                     methods: (&raw const METHODS).cast(),

@@ -329,7 +329,9 @@ impl Shape {
     pub fn convert_ffi(&self, value: &TokenStream, plugin: &TokenStream) -> TokenStream {
         let inner = quote!(inner);
         match self {
-            Self::Object(handle) => quote!(#handle::__dropin_local(#value, #plugin)),
+            // The value is the plugin's object, converted by the plugin for
+            // a type the loader compared with the handle's.
+            Self::Object(handle) => quote!(unsafe { #handle::__dropin_local(#value, #plugin) }),
             Self::Option(item) => {
                 let item = item.convert_ffi(&inner, plugin);
                 quote! {

@@ -224,9 +224,9 @@ fn wait_for_closed(before: usize, count: usize) -> Vec<String> {
     }
 }
 
-/// A panic in an object's method is contained like one in a plugin's
-/// method: the call fails as `Panicked`, and the plugin is disabled, its
-/// objects with it, in both modes.
+/// A panic in an object's method, or in its drop, is contained like one in
+/// a plugin's method: the call fails as `Panicked`, and the plugin is
+/// disabled, its objects with it, in both modes.
 #[test]
 fn a_panicking_object_disables_its_plugin_and_its_other_objects() {
     let dir = PluginDir::with(&["memory"]);
@@ -249,6 +249,16 @@ fn a_panicking_object_disables_its_plugin_and_its_other_objects() {
             "plugin 'memory' panicked: table t cannot read `panic`"
         );
         assert_eq!(other.reads().unwrap_err().kind(), CallErrorKind::Disabled);
+        assert_eq!(store.get("a").unwrap_err().kind(), CallErrorKind::Disabled);
+
+        let report = loader(&dir, None, isolated).load().unwrap();
+        let store = report.registry.get("memory").unwrap();
+        drop(store.open("breaks").unwrap().unwrap());
+        assert_eq!(
+            store.failure(),
+            Some("panicked: table breaks as it closes"),
+            "isolated: {isolated}"
+        );
         assert_eq!(store.get("a").unwrap_err().kind(), CallErrorKind::Disabled);
     }
 }

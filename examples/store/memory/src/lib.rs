@@ -41,6 +41,9 @@ impl Table for Named {
 
 impl Drop for Named {
     fn drop(&mut self) {
+        // A table that breaks as it closes, for the tests of a panicking
+        // drop.
+        assert!(self.name != "breaks", "table breaks as it closes");
         log::info!(
             "table {} closed after {} reads",
             self.name,

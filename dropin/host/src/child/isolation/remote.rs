@@ -284,9 +284,50 @@ impl Remote for Isolated {
         })
     }
 
-    fn drop_object(&self, object: u64) {
-        // Nothing to do if the process ended: the object went with it.
-        let _ = self.request(&Request::DropObject { id: object });
+    fn drop_object(&self, object: u64) -> Result<(), CallError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // The process ended, or was replaced: the object went with it.
+        // Never restarted for a drop.
+        if state.retired || state.process.ended.is_some() || self.ending.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut frame = Vec::new();
+        Request::DropObject { id: object }.encode(&mut frame);
+        let answer = round_trip(&mut state.process, &frame, self.timeout);
+        if answer.is_err() {
+            state.failed_at = Some(Instant::now());
+        }
+        drop(state);
+        self.end_if_disabled();
+        let answer = answer.map_err(|ended| {
+            CallError::from_parts(
+                ended.kind,
+                &self.name,
+                format!("its process {}", ended.how),
+                None,
+            )
+        })?;
+        dropin::abi::decode_outcome(&self.name, &answer).map(|_| ())
+    }
+
+    fn call_here(&self, method: usize, args: Vec<u8>) -> Result<Vec<u8>, CallError> {
+        let request = Request::Call {
+            method: u32::try_from(method).unwrap_or(u32::MAX),
+            args,
+        };
+        self.request(&request).unwrap_or_else(|| {
+            // What a newer generation would return lives in its process:
+            // call the plugin through the registry again.
+            self.successor()?;
+            Err(CallError::from_parts(
+                CallErrorKind::Failed,
+                &self.name,
+                "its process ended: a newer generation replaced it; call the plugin through \
+                 the registry again"
+                    .to_owned(),
+                None,
+            ))
+        })
     }
 
     fn save_state(&self) -> Result<Option<(u32, Vec<u8>)>, CallError> {

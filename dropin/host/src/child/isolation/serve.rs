@@ -119,7 +119,21 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
             }
             Request::DropObject { id } => {
                 dropin::__private::drop_object(id);
-                dropin::abi::encode_outcome(&Ok::<(), CallError>(()), &mut out);
+                // A drop that panicked disabled the plugin here: the host's
+                // side of it learns so.
+                let outcome = match plugin.core().failure() {
+                    Some(failure) => Err(CallError::from_parts(
+                        CallErrorKind::Panicked,
+                        plugin.name(),
+                        failure
+                            .strip_prefix("panicked: ")
+                            .unwrap_or(failure)
+                            .to_owned(),
+                        None,
+                    )),
+                    None => Ok(()),
+                };
+                dropin::abi::encode_outcome(&outcome, &mut out);
             }
             Request::Save => {
                 let saved = plugin
