@@ -14,6 +14,17 @@ pub trait Noop: Send + Sync {
     /// Calls the host's `echo` `times` times, with 0, 1, 2...; returns the
     /// sum of the answers.
     fn call_host(&self, times: u64) -> u64;
+
+    /// An object whose one method does nothing: the floor of a call to an
+    /// object a plugin returned.
+    fn object(&self) -> Box<dyn NoopObject>;
+}
+
+/// Does nothing, as an object.
+#[dropin::object]
+pub trait NoopObject: Send + Sync {
+    /// Returns its argument.
+    fn noop(&self, x: u64) -> u64;
 }
 
 /// What the benchmarks' host offers: a service that does nothing.

@@ -1,6 +1,6 @@
 //! The no-op plugin.
 
-use noop_interface::{BoxError, Context, Noop, NoopHostHandle, export_noop};
+use noop_interface::{BoxError, Context, Noop, NoopHostHandle, NoopObject, export_noop};
 
 struct Plugin {
     host: NoopHostHandle,
@@ -20,6 +20,19 @@ impl Noop for Plugin {
 
     fn call_host(&self, times: u64) -> u64 {
         (0..times).map(|i| self.host.echo(i).unwrap_or(0)).sum()
+    }
+
+    fn object(&self) -> Box<dyn NoopObject> {
+        Box::new(Object)
+    }
+}
+
+struct Object;
+
+impl NoopObject for Object {
+    #[inline]
+    fn noop(&self, x: u64) -> u64 {
+        x
     }
 }
 

@@ -204,6 +204,7 @@ impl PluginState {
     }
 
     /// Why the plugin is disabled, if it is.
+    #[inline]
     pub(crate) fn failure(&self) -> Option<&str> {
         self.failure.get().map(String::as_str)
     }

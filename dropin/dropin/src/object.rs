@@ -41,12 +41,23 @@ unsafe impl Sync for RawObject {}
 /// with the plugin's handle (a panic in an object disables its plugin, and
 /// a disabled plugin's objects are not called).
 pub struct Object {
+    /// The object in this process (null for one in another process), read
+    /// on every call without a branch.
+    this: *mut c_void,
+    methods: *const c_void,
     place: Place,
     plugin: Arc<PluginState>,
 }
 
+// SAFETY: as `RawObject`'s: the object's trait is `Send + Sync`, and the
+// method table is a static.
+unsafe impl Send for Object {}
+// SAFETY: as above.
+unsafe impl Sync for Object {}
+
 enum Place {
-    Local(RawObject),
+    /// Drops the object in this process.
+    Local(extern "C" fn(*mut c_void) -> RResult<(), RawError>),
     Remote(Arc<dyn Remote>, u64),
 }
 
@@ -61,7 +72,9 @@ impl Object {
     #[doc(hidden)]
     pub unsafe fn local(raw: RawObject, plugin: &Arc<PluginState>) -> Self {
         Self {
-            place: Place::Local(raw),
+            this: raw.this,
+            methods: raw.methods,
+            place: Place::Local(raw.drop),
             plugin: Arc::clone(plugin),
         }
     }
@@ -71,6 +84,8 @@ impl Object {
     #[doc(hidden)]
     pub fn remote(remote: Arc<dyn Remote>, id: u64, plugin: &Arc<PluginState>) -> Self {
         Self {
+            this: std::ptr::null_mut(),
+            methods: std::ptr::null(),
             place: Place::Remote(remote, id),
             plugin: Arc::clone(plugin),
         }
@@ -80,7 +95,7 @@ impl Object {
     #[doc(hidden)]
     #[inline]
     pub fn is_remote(&self) -> bool {
-        matches!(self.place, Place::Remote(..))
+        self.this.is_null()
     }
 
     /// The remote that reaches the object's process, for the objects its
@@ -143,18 +158,11 @@ impl Object {
         &self.plugin
     }
 
-    /// The object in this process, for its method table's functions.
-    fn raw(&self) -> &RawObject {
-        match &self.place {
-            Place::Local(raw) => raw,
-            Place::Remote(..) => unreachable!("called for objects in this process only"),
-        }
-    }
-
     /// The object, for its method table's functions.
     #[doc(hidden)]
+    #[inline]
     pub fn this(&self) -> *const c_void {
-        self.raw().this
+        self.this
     }
 
     /// The object's method table.
@@ -164,9 +172,10 @@ impl Object {
     /// `M` must be the table of the trait the object was made for, and the
     /// object must live in this process.
     #[doc(hidden)]
+    #[inline]
     pub unsafe fn methods<M>(&self) -> &M {
         // SAFETY: the caller's contract; the table is a static.
-        unsafe { &*self.raw().methods.cast::<M>() }
+        unsafe { &*self.methods.cast::<M>() }
     }
 
     /// Runs one call into the object unless its plugin is disabled; a
@@ -192,8 +201,8 @@ impl Drop for Object {
             return;
         }
         match &self.place {
-            Place::Local(raw) => {
-                if let RResult::RErr(error) = (raw.drop)(raw.this) {
+            Place::Local(drop_object) => {
+                if let RResult::RErr(error) = drop_object(self.this) {
                     drop(self.plugin.failed(error));
                 }
             }
