@@ -116,7 +116,9 @@ fn calls(c: &mut Criterion) {
     let plugin = noop.registry.get(NOOP_NAME).expect("the noop plugin loads");
     group.bench_function("plugin", |b| b.iter(|| plugin.noop(black_box(7))));
     // The same no-op, as a method of an object the plugin returned.
-    let object = plugin.object().expect("the noop plugin hands out an object");
+    let object = plugin
+        .object()
+        .expect("the noop plugin hands out an object");
     group.bench_function("object", |b| b.iter(|| object.noop(black_box(7))));
     group.bench_function("handwritten", |b| b.iter(|| raw.noop(black_box(7))));
     // Through a `Live` reference, as code that follows reloads calls: one
