@@ -502,9 +502,15 @@ impl Type {
         if let Some(difference) = fields_difference(&self.fields, &found.fields) {
             return Some(format!("{self}: {difference}"));
         }
+        // An object's methods are its type's variants.
+        let (variants, variant) = if self.name.starts_with("Box<dyn ") {
+            ("methods", "method")
+        } else {
+            ("variants", "variant")
+        };
         if self.variants.len() != found.variants.len() {
             return Some(format!(
-                "{self}: expected {} variants, found {}",
+                "{self}: expected {} {variants}, found {}",
                 self.variants.len(),
                 found.variants.len()
             ));
@@ -514,7 +520,7 @@ impl Type {
         {
             if expected != actual {
                 return Some(format!(
-                    "{self}: expected variant `{expected}`, found `{actual}`"
+                    "{self}: expected {variant} `{expected}`, found `{actual}`"
                 ));
             }
             if let Some(difference) = fields_difference(expected_fields, actual_fields) {

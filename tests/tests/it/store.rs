@@ -98,6 +98,8 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
             "put:t/a=1",
             "table:t:a",
             "table:x/y:a",
+            "put:t/b=2",
+            "rows:t",
         ];
         let output = run(&[mode, &requests[..]].concat());
         assert_eq!(
@@ -111,7 +113,9 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
              memory: list:fare: 1 entry: farewell=bye\n\
              memory: put:t/a=1: stored\n\
              memory: table:t:a: Some(\"1\") (1 read)\n\
-             memory: table:x/y:a: no table \"x/y\"\n",
+             memory: table:x/y:a: no table \"x/y\"\n\
+             memory: put:t/b=2: stored\n\
+             memory: rows:t: a=1, b=2\n",
             "{mode:?}: {}",
             stderr(&output)
         );
@@ -199,6 +203,19 @@ fn an_object_is_created_called_and_dropped_in_the_plugin_in_both_modes() {
             ],
             "isolated: {isolated}"
         );
+        // An object an object returned: rows produced one by one, consumed
+        // in part, dropped (in the plugin) before its table.
+        store.put("t/b", "2").unwrap().unwrap();
+        let table = store.open("t").unwrap().unwrap();
+        let rows = table.rows().unwrap();
+        assert_eq!(rows.next().unwrap(), Some(("a".to_owned(), "1".to_owned())));
+        drop(rows);
+        assert_eq!(
+            wait_for_closed(before, 3)[2..],
+            ["rows of table t closed after 1".to_owned()],
+            "isolated: {isolated}"
+        );
+        drop(table);
     }
 }
 
@@ -207,7 +224,7 @@ fn closed() -> Vec<String> {
     greeter_tests::captured_logs("plugin::memory")
         .into_iter()
         .map(|record| record.message)
-        .filter(|message| message.starts_with("table "))
+        .filter(|message| message.starts_with("table ") || message.starts_with("rows "))
         .collect()
 }
 

@@ -1,6 +1,6 @@
 //! `store-app [--plugins-dir DIR] [--isolate] [--config NAME=TEXT]... REQUEST...`:
-//! sends each request (`get:KEY`, `put:KEY=VALUE`, `list`, `list:PREFIX`
-//! or `table:NAME:KEY`) to every store plugin
+//! sends each request (`get:KEY`, `put:KEY=VALUE`, `list`, `list:PREFIX`,
+//! `table:NAME:KEY` or `rows:NAME`) to every store plugin
 //! of the folder (default `./plugins`), in this process or, with
 //! `--isolate`, each plugin in a process of its own, and says what each
 //! answered: the store's errors are matched one by one, apart from the
@@ -110,6 +110,18 @@ fn answer(store: &StorePlugin, request: &str) -> Result<String, CallError> {
             Err(StoreError::NotFound { key }) => format!("no table {key:?}"),
             Err(StoreError::ReadOnly) => "refused: the store is read-only".to_owned(),
         });
+    } else if let Some(name) = request.strip_prefix("rows:") {
+        // Objects returned by an object: the table's rows, one by one.
+        let table = match store.open(name)? {
+            Ok(table) => table,
+            Err(error) => return Ok(format!("no table: {error:?}")),
+        };
+        let rows = table.rows()?;
+        let mut listed = Vec::new();
+        while let Some((key, value)) = rows.next()? {
+            listed.push(format!("{key}={value}"));
+        }
+        return Ok(listed.join(", "));
     } else if let Some(prefix) = request.strip_prefix("list") {
         let entries = store.entries(prefix.strip_prefix(':'))?;
         let listed: Vec<String> = entries

@@ -46,4 +46,15 @@ pub trait Table: Send + Sync {
 
     /// How many reads this table served.
     fn reads(&self) -> u64;
+
+    /// The table's entries, produced one by one as the application asks
+    /// (an object returned by an object).
+    fn rows(&self) -> Box<dyn Rows>;
+}
+
+/// A sequence of a table's entries, which the plugin produces lazily.
+#[dropin::object]
+pub trait Rows: Send + Sync {
+    /// The next key (without the table's prefix) and value, if any.
+    fn next(&self) -> Option<(String, String)>;
 }

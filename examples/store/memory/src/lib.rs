@@ -9,7 +9,7 @@ use std::{
     },
 };
 
-use store_interface::{BoxError, Context, Store, StoreError, Table, export_store, log};
+use store_interface::{BoxError, Context, Rows, Store, StoreError, Table, export_store, log};
 
 type Values = Arc<Mutex<BTreeMap<String, String>>>;
 
@@ -36,6 +36,54 @@ impl Table for Named {
 
     fn reads(&self) -> u64 {
         self.reads.load(Ordering::Relaxed)
+    }
+
+    fn rows(&self) -> Box<dyn Rows> {
+        Box::new(Cursor {
+            name: self.name.clone(),
+            values: Arc::clone(&self.values),
+            after: Mutex::new(None),
+            produced: AtomicU64::new(0),
+        })
+    }
+}
+
+/// A table's entries in key order, each found when asked for: after the
+/// last key it produced.
+struct Cursor {
+    name: String,
+    values: Values,
+    after: Mutex<Option<String>>,
+    produced: AtomicU64,
+}
+
+impl Rows for Cursor {
+    fn next(&self) -> Option<(String, String)> {
+        use std::ops::Bound;
+        let prefix = format!("{}/", self.name);
+        let mut after = self.after.lock().unwrap_or_else(|e| e.into_inner());
+        let from = match after.as_ref() {
+            Some(key) => Bound::Excluded(key.clone()),
+            None => Bound::Included(prefix.clone()),
+        };
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        let (key, value) = values
+            .range((from, Bound::Unbounded))
+            .next()
+            .filter(|(key, _)| key.starts_with(&prefix))?;
+        *after = Some(key.clone());
+        self.produced.fetch_add(1, Ordering::Relaxed);
+        Some((key[prefix.len()..].to_owned(), value.clone()))
+    }
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        log::info!(
+            "rows of table {} closed after {}",
+            self.name,
+            self.produced.load(Ordering::Relaxed)
+        );
     }
 }
 
