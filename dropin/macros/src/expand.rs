@@ -159,11 +159,14 @@ pub fn interface(interface: &Interface) -> TokenStream {
             }
         }
     });
-    let serves = interface
-        .methods
-        .iter()
-        .enumerate()
-        .map(|(i, method)| serve_arm(i, method));
+    let dispatch = dispatch(
+        interface
+            .methods
+            .iter()
+            .enumerate()
+            .map(|(i, method)| serve_arm(i, method)),
+        "the interface has no method number",
+    );
     // The services a plugin of this interface may call, for descriptions.
     let (services_name, services_descs) = match &interface.services {
         Some(services) => {
@@ -265,13 +268,7 @@ pub fn interface(interface: &Interface) -> TokenStream {
                 input: &[u8],
                 out: &mut ::std::vec::Vec<u8>,
             ) -> ::core::result::Result<(), ::dropin::wire::WireError> {
-                let mut input = input;
-                match method {
-                    #(#serves)*
-                    other => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
-                        "the interface has no method number {}", other
-                    ))),
-                }
+                #dispatch
             }
         }
 
@@ -598,6 +595,21 @@ pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStrea
         Kind::Value => quote!(#ident),
     });
     (decodes, passes)
+}
+
+/// The body of a `serve` function: decodes `input` for the method number
+/// `method` with `arms`; an unknown number is `unknown` and the number.
+pub(crate) fn dispatch(arms: impl Iterator<Item = TokenStream>, unknown: &str) -> TokenStream {
+    let unknown = format!("{unknown} {{}}");
+    quote! {
+        let mut input = input;
+        match method {
+            #(#arms)*
+            other => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
+                #unknown, other
+            ))),
+        }
+    }
 }
 
 /// One arm of the handle's `serve`: decodes the arguments of method number

@@ -18,8 +18,8 @@ use quote::{format_ident, quote};
 use crate::{
     ast::{Interface, Method, unraw, visibility},
     expand::{
-        arg_desc, ffi_arg, ffi_params, ffi_ret, from_ffi_values, into_ffi_values, serve_arm,
-        snake_case, typed_params,
+        arg_desc, dispatch, ffi_arg, ffi_params, ffi_ret, from_ffi_values, into_ffi_values,
+        serve_arm, snake_case, typed_params,
     },
     ty::Shape,
 };
@@ -59,11 +59,14 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
         .iter()
         .enumerate()
         .map(|(index, method)| handle_method(vis, &hidden, &name, index, method));
-    let serves = object
-        .methods
-        .iter()
-        .enumerate()
-        .map(|(index, method)| serve_arm(index, method));
+    let dispatch = dispatch(
+        object
+            .methods
+            .iter()
+            .enumerate()
+            .map(|(index, method)| serve_arm(index, method)),
+        "the object has no method number",
+    );
     let descs = object.methods.iter().map(|method| {
         let method_name = unraw(&method.ident);
         let args = method.args.iter().enumerate().map(|(i, arg)| {
@@ -149,13 +152,7 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                 input: &[u8],
                 out: &mut ::std::vec::Vec<u8>,
             ) -> ::core::result::Result<(), ::dropin::wire::WireError> {
-                let mut input = input;
-                match method {
-                    #(#serves)*
-                    other => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
-                        "the object has no method number {}", other
-                    ))),
-                }
+                #dispatch
             }
         }
 

@@ -111,10 +111,13 @@ pub fn services(services: &Interface) -> TokenStream {
     };
     let host_entries = entries("__dropin_host_", true);
     let remote_entries = entries("__dropin_remote_", false);
-    let serves = methods
-        .iter()
-        .enumerate()
-        .map(|(i, method)| serve_arm(trait_ident, i, method));
+    let dispatch = crate::expand::dispatch(
+        methods
+            .iter()
+            .enumerate()
+            .map(|(i, method)| serve_arm(trait_ident, i, method)),
+        "the services have no service number",
+    );
     let handle_doc = format!(
         "A plugin's handle to the [`{trait_name}`] services of its host: get it in `init` with \
          `context.services::<{handle}>()`, keep it, clone it, call it from any thread.\n\n\
@@ -250,13 +253,7 @@ pub fn services(services: &Interface) -> TokenStream {
                     input: &[u8],
                     out: &mut ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<(), ::dropin::wire::WireError> {
-                    let mut input = input;
-                    match method {
-                        #(#serves)*
-                        other => ::core::result::Result::Err(::dropin::wire::WireError(::std::format!(
-                            "the services have no service number {}", other
-                        ))),
-                    }
+                    #dispatch
                 }
             }
 
