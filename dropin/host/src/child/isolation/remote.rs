@@ -211,17 +211,35 @@ impl Isolated {
         }
         let mut frame = Vec::new();
         request.encode(&mut frame);
-        let answer = self.exchange(&frame)?.map_err(|ended| {
-            CallError::from_parts(
-                ended.kind,
-                &self.name,
-                format!("its process {}", ended.how),
-                None,
-            )
-        });
+        let answer = self.exchange(&frame)?.map_err(|ended| self.ended(ended));
         Some(answer.and_then(|answer| {
             dropin::abi::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
         }))
+    }
+
+    /// How the process failed a request, as the call's error.
+    fn ended(&self, ended: Ended) -> CallError {
+        CallError::from_parts(
+            ended.kind,
+            &self.name,
+            format!("its process {}", ended.how),
+            None,
+        )
+    }
+
+    /// Sends `request` to this generation's process only: once a newer
+    /// generation replaced it, the request fails with `replaced` (or the
+    /// error of a plugin without a successor).
+    fn request_here(&self, request: &Request, replaced: &str) -> Result<Vec<u8>, CallError> {
+        self.request(request).unwrap_or_else(|| {
+            self.successor()?;
+            Err(CallError::from_parts(
+                CallErrorKind::Failed,
+                &self.name,
+                replaced.to_owned(),
+                None,
+            ))
+        })
     }
 
     /// The newer generation that replaced this one, or the error a call
@@ -270,18 +288,11 @@ impl Remote for Isolated {
             method: u32::try_from(method).unwrap_or(u32::MAX),
             args,
         };
-        self.request(&request).unwrap_or_else(|| {
-            // Objects stay in the process that made them.
-            self.successor()?;
-            Err(CallError::from_parts(
-                CallErrorKind::Failed,
-                &self.name,
-                "the object's process ended: a newer generation replaced it; open the object \
-                 again"
-                    .to_owned(),
-                None,
-            ))
-        })
+        // Objects stay in the process that made them.
+        self.request_here(
+            &request,
+            "the object's process ended: a newer generation replaced it; open the object again",
+        )
     }
 
     fn drop_object(&self, object: u64) -> Result<(), CallError> {
@@ -299,14 +310,7 @@ impl Remote for Isolated {
         }
         drop(state);
         self.end_if_disabled();
-        let answer = answer.map_err(|ended| {
-            CallError::from_parts(
-                ended.kind,
-                &self.name,
-                format!("its process {}", ended.how),
-                None,
-            )
-        })?;
+        let answer = answer.map_err(|ended| self.ended(ended))?;
         dropin::abi::decode_outcome(&self.name, &answer).map(|_| ())
     }
 
@@ -315,19 +319,12 @@ impl Remote for Isolated {
             method: u32::try_from(method).unwrap_or(u32::MAX),
             args,
         };
-        self.request(&request).unwrap_or_else(|| {
-            // What a newer generation would return lives in its process:
-            // call the plugin through the registry again.
-            self.successor()?;
-            Err(CallError::from_parts(
-                CallErrorKind::Failed,
-                &self.name,
-                "its process ended: a newer generation replaced it; call the plugin through \
-                 the registry again"
-                    .to_owned(),
-                None,
-            ))
-        })
+        // What a newer generation would return lives in its process.
+        self.request_here(
+            &request,
+            "its process ended: a newer generation replaced it; call the plugin through the \
+             registry again",
+        )
     }
 
     fn save_state(&self) -> Result<Option<(u32, Vec<u8>)>, CallError> {
