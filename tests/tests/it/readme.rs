@@ -13,12 +13,22 @@ use greeter_tests::{library_file_name, stderr, stdout};
 /// The files the README shows, marked `<!-- file: PATH -->` before their
 /// code block, in order.
 fn readme_files() -> Vec<(String, String)> {
+    readme_blocks("file")
+        .into_iter()
+        .map(|(path, body)| (path, body + "\n"))
+        .collect()
+}
+
+/// The code blocks of the README marked `<!-- KIND: PATH -->`, in order:
+/// the path, and the block's lines joined.
+fn readme_blocks(kind: &str) -> Vec<(String, String)> {
     let readme = fs::read_to_string(root().join("README.md")).unwrap();
-    let mut files = Vec::new();
+    let marker = format!("<!-- {kind}: ");
+    let mut blocks = Vec::new();
     let mut lines = readme.lines();
     while let Some(line) = lines.next() {
         let Some(path) = line
-            .strip_prefix("<!-- file: ")
+            .strip_prefix(&marker)
             .and_then(|rest| rest.strip_suffix(" -->"))
         else {
             continue;
@@ -26,9 +36,9 @@ fn readme_files() -> Vec<(String, String)> {
         let fence = lines.next().expect("a code block follows the marker");
         assert!(fence.starts_with("```"), "{path}: {fence}");
         let body: Vec<&str> = lines.by_ref().take_while(|line| *line != "```").collect();
-        files.push((path.to_owned(), body.join("\n") + "\n"));
+        blocks.push((path.to_owned(), body.join("\n")));
     }
-    files
+    blocks
 }
 
 fn root() -> PathBuf {
@@ -64,28 +74,15 @@ fn the_readme_shows_the_real_greeter_interface() {
 /// teaches compiles.
 #[test]
 fn the_readmes_excerpts_are_in_the_files_they_name() {
-    let readme = fs::read_to_string(root().join("README.md")).unwrap();
-    let mut lines = readme.lines();
-    let mut excerpts = 0;
-    while let Some(line) = lines.next() {
-        let Some(path) = line
-            .strip_prefix("<!-- excerpt: ")
-            .and_then(|rest| rest.strip_suffix(" -->"))
-        else {
-            continue;
-        };
-        let fence = lines.next().expect("a code block follows the marker");
-        assert!(fence.starts_with("```"), "{path}: {fence}");
-        let body: Vec<&str> = lines.by_ref().take_while(|line| *line != "```").collect();
+    let excerpts = readme_blocks("excerpt");
+    for (path, body) in &excerpts {
         let file = fs::read_to_string(root().join(path)).unwrap();
         assert!(
-            file.contains(&body.join("\n")),
-            "the README's excerpt of {path} is not in it:\n{}",
-            body.join("\n")
+            file.contains(body.as_str()),
+            "the README's excerpt of {path} is not in it:\n{body}"
         );
-        excerpts += 1;
     }
-    assert_eq!(excerpts, 4);
+    assert_eq!(excerpts.len(), 4);
 }
 
 #[test]
