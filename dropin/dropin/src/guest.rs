@@ -333,6 +333,12 @@ fn guard<T>(f: impl FnOnce() -> Result<T, RawError>) -> RResult<T, RawError> {
 #[cold]
 #[inline(never)]
 fn panicked(payload: Box<dyn Any + Send>) -> RawError {
+    // The application's callback failed: the plugin's call fails, and the
+    // plugin, which did nothing wrong, is not disabled.
+    let payload = match payload.downcast::<crate::object::CallbackFailed>() {
+        Ok(failed) => return raw(RawErrorKind::Failed, failed.0, None),
+        Err(payload) => payload,
+    };
     // First, before anything else can panic and run the hook again.
     let location = LOCATION
         .try_with(|cell| cell.try_borrow_mut().ok().and_then(|mut slot| slot.take()))

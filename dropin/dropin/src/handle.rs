@@ -148,6 +148,14 @@ pub trait Remote: Send + Sync {
     /// The object's drop panicked, or its process failed.
     fn drop_object(&self, object: u64) -> Result<(), CallError>;
 
+    /// Keeps the application's object `served` for the process (a
+    /// callback the plugin may call back); its number there.
+    fn keep_callback(&self, served: crate::object::Served) -> u64;
+
+    /// Stops serving the application's object number `id` (lent for a call
+    /// that returned), once a call to it that is being served returns.
+    fn release_callback(&self, id: u64);
+
     /// As [`call`](Self::call), but never forwarded to a newer generation:
     /// for a method that returns objects, which stay in the process that
     /// made them.

@@ -265,7 +265,7 @@ pub use guest::{Context, SavedState};
 pub use handle::{Interface, PluginCore};
 pub use logging::log_target;
 pub use module::MethodDesc;
-pub use object::Object;
+pub use object::{CallbackError, Object, try_callback};
 pub use services::{ServiceError, ServiceErrorKind, Services, ServicesHandle, calling_plugin};
 
 /// The `log` crate plugins' records are forwarded from; a plugin may log
@@ -284,7 +284,11 @@ pub mod __private {
     };
     pub use crate::handle::PluginState;
     pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};
-    pub use crate::object::{RawObject, ServeObject, drop_object, keep_object, serve_object};
+    pub use crate::object::{
+        CallbackFailed, Lending, ObjectBox, RawObject, ServeObject, Served, call_callback,
+        callback_failed, drop_callback, drop_object, keep_object, serve_object,
+        set_callback_client,
+    };
     pub use crate::services::{
         Caller, Provider, RawServices, Refusal, ServiceClient, ServicesCore, Shared,
         decode_service, encode_service, remote_service, serve_with, shared,

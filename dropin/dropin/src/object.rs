@@ -309,3 +309,279 @@ pub fn drop_object(id: u64) {
     let object = KEPT.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     drop(object);
 }
+
+/// What a plugin's call to the application's callback unwinds with when
+/// that callback panicked or could not be reached: the plugin's guard
+/// reports the plugin's call as failed (not panicked: the plugin did
+/// nothing wrong, and stays enabled), with this message.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct CallbackFailed(pub String);
+
+/// Unwinds the plugin's code from a call to the application's callback
+/// `name` (`Trait::method`) that returned `error`: see [`CallbackFailed`].
+/// A panic is said once, where it was first seen; a failure carries the
+/// message it already has.
+#[doc(hidden)]
+#[cold]
+#[inline(never)]
+pub fn callback_failed(name: &str, error: &RawError) -> ! {
+    let message = match error.kind() {
+        crate::error::RawErrorKind::Panicked => format!(
+            "the application's callback `{name}` panicked: {}",
+            error.message()
+        ),
+        crate::error::RawErrorKind::Failed => error.message().to_owned(),
+    };
+    // Not `panic!`: no panic hook runs, nothing is printed; the guard of
+    // the plugin's call catches it.
+    std::panic::resume_unwind(Box::new(CallbackFailed(message)))
+}
+
+/// How a call to the application's callback failed, for a plugin that
+/// calls one with [`try_callback`]: the callback panicked (the application
+/// caught it and carries on), or, in an isolated plugin's process, the
+/// host could not be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackError {
+    message: String,
+}
+
+impl CallbackError {
+    /// What failed, naming the callback.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for CallbackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CallbackError {}
+
+/// Runs `f`, which calls the application's callbacks, and returns how a
+/// callback failed instead of unwinding: for a plugin's own threads, which
+/// no call's guard covers. Other panics go on unwinding.
+///
+/// A callback's method returns what its trait declares; when the
+/// application's code panics, the plugin's code unwinds from the callback's
+/// call. Inside a method of the interface, that ends the method's call,
+/// which the application sees failed (the plugin stays enabled).
+///
+/// # Errors
+///
+/// [`CallbackError`]: a callback `f` called panicked in the application,
+/// or could not be reached.
+pub fn try_callback<T>(f: impl FnOnce() -> T) -> Result<T, CallbackError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => Ok(value),
+        Err(payload) => match payload.downcast::<CallbackFailed>() {
+            Ok(failed) => Err(CallbackError { message: failed.0 }),
+            Err(other) => std::panic::resume_unwind(other),
+        },
+    }
+}
+
+/// `Box<dyn Trait>` of a `#[dropin::object]` trait: what the generated code
+/// needs to pass the application's objects to a plugin (callbacks), in
+/// either mode.
+///
+/// # Safety
+///
+/// Only the object macro implements it, with the trait's own method table.
+#[doc(hidden)]
+pub unsafe trait ObjectBox: crate::Stable<Ffi = RawObject> + Sized {
+    /// The descriptor of `&dyn Trait` as an argument, lent for the call:
+    /// not the owned object's, so that a plugin that would keep what the
+    /// application only lends is refused at load.
+    const LENT: &'static crate::TypeDesc;
+
+    /// An object lent for a call: `fat` points to a `*const dyn Trait`
+    /// that outlives the call. Dropping what this returns drops nothing.
+    fn lend(fat: *const c_void) -> RawObject;
+
+    /// Serves a call from another process to the object `raw` (the
+    /// application's own): decodes the arguments of method `method`,
+    /// calls it, encodes the outcome as a service's.
+    ///
+    /// # Errors
+    ///
+    /// Arguments that do not decode, or no such method.
+    fn serve_raw(
+        raw: &RawObject,
+        method: usize,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError>;
+
+    /// The object number `id` that the host keeps for this process (an
+    /// isolated plugin's): its methods are calls over the channel to the
+    /// host, and its drop, if `owned`, drops the host's object.
+    fn remote(id: u64, owned: bool) -> Self;
+}
+
+/// The application's object that the host keeps for an isolated plugin's
+/// process, served by number.
+#[doc(hidden)]
+pub struct Served {
+    raw: RawObject,
+    lent: bool,
+    serve: fn(&RawObject, usize, &[u8], &mut Vec<u8>) -> Result<(), WireError>,
+}
+
+impl Served {
+    /// The application's object, owned by the host from now on.
+    pub fn owned<B: ObjectBox>(object: B) -> Self {
+        Self {
+            raw: object.into_ffi(),
+            lent: false,
+            serve: B::serve_raw,
+        }
+    }
+
+    /// The application's object lent for a call: `fat` as
+    /// [`ObjectBox::lend`] takes it.
+    ///
+    /// # Safety
+    ///
+    /// What `fat` points to must outlive this value.
+    pub unsafe fn lent<B: ObjectBox>(fat: *const c_void) -> Self {
+        Self {
+            raw: B::lend(fat),
+            lent: true,
+            serve: B::serve_raw,
+        }
+    }
+
+    /// Whether the object is lent for a call, not given.
+    pub fn is_lent(&self) -> bool {
+        self.lent
+    }
+
+    /// Serves one call from the plugin's process.
+    ///
+    /// # Errors
+    ///
+    /// Arguments that do not decode, or no such method.
+    pub fn serve(&self, method: usize, input: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
+        (self.serve)(&self.raw, method, input, out)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let RResult::RErr(error) = (self.raw.drop)(self.raw.this) {
+            log::warn!(
+                "dropping the application's callback panicked: {}",
+                error.message()
+            );
+        }
+    }
+}
+
+impl fmt::Debug for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Served").finish_non_exhaustive()
+    }
+}
+
+/// What lends the application's objects to one call of an isolated
+/// plugin, and takes them back when the call returns: a lent object is
+/// no longer served after that, and its release waits for a call to it
+/// that is being served.
+#[doc(hidden)]
+pub struct Lending<'a> {
+    remote: &'a dyn Remote,
+    lent: Vec<u64>,
+}
+
+impl<'a> Lending<'a> {
+    /// Lends nothing yet, through `remote`.
+    pub fn new(remote: &'a dyn Remote) -> Self {
+        Self {
+            remote,
+            lent: Vec::new(),
+        }
+    }
+
+    /// Lends the object `fat` points to for the call; its number.
+    ///
+    /// # Safety
+    ///
+    /// What `fat` points to must outlive this value.
+    pub unsafe fn lend<B: ObjectBox>(&mut self, fat: *const c_void) -> u64 {
+        // SAFETY: the caller's promise; this value releases it first.
+        let id = self.remote.keep_callback(unsafe { Served::lent::<B>(fat) });
+        self.lent.push(id);
+        id
+    }
+
+    /// Gives the application's object to the plugin's process; its number.
+    pub fn give<B: ObjectBox>(&mut self, object: B) -> u64 {
+        self.remote.keep_callback(Served::owned(object))
+    }
+}
+
+impl Drop for Lending<'_> {
+    fn drop(&mut self) {
+        for id in self.lent.drain(..) {
+            self.remote.release_callback(id);
+        }
+    }
+}
+
+impl fmt::Debug for Lending<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lending").field("lent", &self.lent).finish()
+    }
+}
+
+/// In an isolated plugin's process: how the application's objects, which
+/// its host keeps, are reached (the channel its services use).
+static CALLBACKS: std::sync::OnceLock<Box<dyn crate::services::ServiceClient>> =
+    std::sync::OnceLock::new();
+
+/// Sets how this process (an isolated plugin's) reaches the application's
+/// objects that its host keeps; once.
+#[doc(hidden)]
+pub fn set_callback_client(client: Box<dyn crate::services::ServiceClient>) {
+    let _ = CALLBACKS.set(client);
+}
+
+/// Calls method `method` of the application's object number `id`, which
+/// the host keeps: the arguments `encode` writes go there, the answer is
+/// decoded.
+#[doc(hidden)]
+pub fn call_callback<T: crate::wire::Decode + crate::Stable>(
+    id: u64,
+    method: usize,
+    encode: impl FnOnce(&mut Vec<u8>),
+) -> RResult<T::Ffi, RawError> {
+    let Some(client) = CALLBACKS.get() else {
+        return RResult::RErr(RawError::new(
+            crate::error::RawErrorKind::Failed,
+            "the host's objects cannot be reached from this process".to_owned(),
+            None,
+        ));
+    };
+    let mut args = Vec::new();
+    encode(&mut args);
+    match client.callback(id, method, args) {
+        Ok(bytes) => crate::services::decode_service::<T>(&bytes),
+        Err(why) => RResult::RErr(RawError::new(crate::error::RawErrorKind::Failed, why, None)),
+    }
+}
+
+/// Tells the host that this process no longer holds the application's
+/// object number `id`.
+#[doc(hidden)]
+pub fn drop_callback(id: u64) {
+    if let Some(client) = CALLBACKS.get()
+        && let Err(why) = client.drop_callback(id)
+    {
+        log::debug!("the host's object {id} was not dropped: {why}");
+    }
+}

@@ -424,6 +424,23 @@ pub trait ServiceClient: Send + Sync + 'static {
     ///
     /// Why the host could not be reached.
     fn call(&self, service: usize, args: Vec<u8>) -> Result<Vec<u8>, String>;
+
+    /// Calls method `method` of the application's object number `object`,
+    /// which the host keeps for this process; returns the encoded outcome
+    /// (as [`encode_service`] writes it).
+    ///
+    /// # Errors
+    ///
+    /// Why the host could not be reached.
+    fn callback(&self, object: u64, method: usize, args: Vec<u8>) -> Result<Vec<u8>, String>;
+
+    /// Tells the host this process no longer holds its object number
+    /// `object`.
+    ///
+    /// # Errors
+    ///
+    /// Why the host could not be reached.
+    fn drop_callback(&self, object: u64) -> Result<(), String>;
 }
 
 /// Appends the outcome of a service call served for another process: `0`

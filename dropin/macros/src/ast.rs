@@ -57,6 +57,8 @@ pub struct Method {
     /// Whether it returns `Result<T, BoxError>` (or another error that
     /// crosses as its message).
     pub fallible: bool,
+    /// The return type as declared.
+    pub output: syn::ReturnType,
     /// The interface version that added it, as a full semver version.
     pub since: String,
     /// Whether it belongs to the interface's first release (of this major):
@@ -357,6 +359,7 @@ impl Method {
             args,
             ret,
             fallible,
+            output: sig.output.clone(),
             required: since.as_deref().is_none_or(|since| since == first_version),
             since: since.unwrap_or_else(|| first_version.to_owned()),
         })

@@ -356,8 +356,94 @@ pub(crate) fn ffi_arg(arg: &crate::ast::Arg) -> TokenStream {
         Kind::Bytes => quote!(__dropin_rt::RSlice<'_, u8>),
         Kind::OptionStr => quote!(__dropin_rt::ROption<__dropin_rt::RStr<'_>>),
         Kind::OptionBytes => quote!(__dropin_rt::ROption<__dropin_rt::RSlice<'_, u8>>),
-        Kind::Value => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::Ffi),
+        Kind::Value | Kind::Given => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::Ffi),
+        Kind::Lent => quote!(__dropin_rt::RawObject),
     }
+}
+
+/// `Box<dyn Trait>` for an argument that passes the application's object
+/// (`&dyn Trait` or `Box<dyn Trait>`).
+pub(crate) fn object_box(arg: &Arg) -> TokenStream {
+    match crate::ty::lent_trait(&arg.ty) {
+        Some(path) => quote!(::std::boxed::Box<dyn #path>),
+        None => {
+            let ty = &arg.ty;
+            quote!(#ty)
+        }
+    }
+}
+
+/// The name of the pointer to a lent object, which outlives the call.
+fn fat(arg: &Arg) -> Ident {
+    format_ident!("__dropin_fat{}", arg.ident)
+}
+
+/// The name of the number an isolated plugin's process knows an
+/// application's object by.
+fn callback_id(arg: &Arg) -> Ident {
+    format_ident!("__dropin_id{}", arg.ident)
+}
+
+/// Before a handle's call: a pointer to each lent object, which the call
+/// borrows (its lifetime erased: the object is lent only until the call
+/// returns).
+pub(crate) fn lent_pointers(method: &Method) -> TokenStream {
+    let lent = method.args.iter().filter(|arg| arg.kind == Kind::Lent).map(|arg| {
+        let ident = &arg.ident;
+        let fat = fat(arg);
+        let path = crate::ty::lent_trait(&arg.ty).expect("a lent object");
+        quote! {
+            // SAFETY: the same pointer, its lifetime erased: it is read only
+            // until the call returns, while the object is borrowed.
+            let #fat: *const (dyn #path + 'static) = unsafe {
+                ::dropin::__private::transmute::<*const (dyn #path + '_), *const (dyn #path + 'static)>(#ident)
+            };
+        }
+    });
+    quote!(#(#lent)*)
+}
+
+/// In a handle's call to another process: each application's object kept
+/// for that process by number (a lent one until the call returns), and
+/// every argument encoded, objects as their numbers.
+pub(crate) fn remote_args(method: &Method, remote: &TokenStream) -> (TokenStream, TokenStream) {
+    let kept = method.args.iter().filter_map(|arg| {
+        let ident = &arg.ident;
+        let id = callback_id(arg);
+        let boxed = object_box(arg);
+        match arg.kind {
+            Kind::Lent => {
+                let fat = fat(arg);
+                Some(quote! {
+                    // SAFETY: `#fat` outlives the lending, which ends with
+                    // the call.
+                    let #id = unsafe { __dropin_lending.lend::<#boxed>((&raw const #fat).cast()) };
+                })
+            }
+            Kind::Given => Some(quote!(let #id = __dropin_lending.give::<#boxed>(#ident);)),
+            _ => None,
+        }
+    });
+    let lending = if method
+        .args
+        .iter()
+        .any(|arg| matches!(arg.kind, Kind::Lent | Kind::Given))
+    {
+        quote! {
+            let mut __dropin_lending = ::dropin::__private::Lending::new(#remote);
+            #(#kept)*
+        }
+    } else {
+        quote!()
+    };
+    let encodes = method.args.iter().map(|arg| {
+        let value = match arg.kind {
+            Kind::Lent | Kind::Given => callback_id(arg),
+            _ => arg.ident.clone(),
+        };
+        quote!(::dropin::wire::Encode::encode(&#value, args);)
+    });
+    (lending, quote!(#(#encodes)*))
 }
 
 /// The descriptor of an argument's type.
@@ -370,7 +456,11 @@ pub(crate) fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
         Kind::OptionBytes => {
             quote!(<::core::option::Option<&'static [u8]> as ::dropin::Stable>::DESC)
         }
-        Kind::Value => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::DESC),
+        Kind::Value | Kind::Given => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::DESC),
+        Kind::Lent => {
+            let boxed = object_box(arg);
+            quote_spanned!(ty.span()=> <#boxed as ::dropin::__private::ObjectBox>::LENT)
+        }
     }
 }
 
@@ -458,7 +548,8 @@ fn handle_method(
     let params = typed_params(method);
     let values = into_ffi_values(method);
     let ret = &method.ret;
-    let names: Vec<&Ident> = method.args.iter().map(|arg| &arg.ident).collect();
+    let lent = lent_pointers(method);
+    let (lending, encodes) = remote_args(method, &quote!(&*remote));
     let (output, convert, remote) = match crate::ty::Shape::of(ret) {
         Ok(Some(shape)) => {
             let plugin = quote!(self.core.state());
@@ -468,10 +559,11 @@ fn handle_method(
             let from_wire = shape.convert_wire(&quote!(value), &quote!(&remote), &plugin);
             let remote = quote! {
                 if let ::core::option::Option::Some(remote) = self.core.shared_remote() {
+                    #lending
                     return self
                         .core
                         .call_remote_here::<#wire>(&*remote, #index, |args| {
-                            #(::dropin::wire::Encode::encode(&#names, args);)*
+                            #encodes
                         })
                         .map(|value| #from_wire);
                 }
@@ -491,8 +583,9 @@ fn handle_method(
             };
             let remote = quote! {
                 if let ::core::option::Option::Some(remote) = self.core.remote() {
+                    #lending
                     return self.core.call_remote::<#output>(remote, #index, |args| {
-                        #(::dropin::wire::Encode::encode(&#names, args);)*
+                        #encodes
                     });
                 }
             };
@@ -526,6 +619,7 @@ fn handle_method(
         #[allow(clippy::type_complexity)]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
             #function
+            #lent
             #remote
             self.core.call(|| function(#(#values),*)).map(#convert)
         }
@@ -545,10 +639,16 @@ pub(crate) fn typed_params(method: &Method) -> Vec<TokenStream> {
 
 /// Each argument converted to its boundary representation.
 pub(crate) fn into_ffi_values(method: &Method) -> Vec<TokenStream> {
-    per_arg(
-        method,
-        |Arg { ident, ty, .. }| quote!(<#ty as ::dropin::Stable>::into_ffi(#ident)),
-    )
+    per_arg(method, |arg| {
+        let Arg { ident, ty, kind } = arg;
+        if *kind == Kind::Lent {
+            let boxed = object_box(arg);
+            let fat = fat(arg);
+            quote!(<#boxed as ::dropin::__private::ObjectBox>::lend((&raw const #fat).cast()))
+        } else {
+            quote!(<#ty as ::dropin::Stable>::into_ffi(#ident))
+        }
+    })
 }
 
 /// `name: <ffi type>` for each argument: a boundary function's parameters.
@@ -562,7 +662,18 @@ pub(crate) fn ffi_params(method: &Method) -> Vec<TokenStream> {
 
 /// Each argument converted back from its boundary representation.
 pub(crate) fn from_ffi_values(method: &Method) -> Vec<TokenStream> {
-    per_arg(method, |Arg { ident, ty, kind }| match kind {
+    per_arg(method, |arg| match &arg.kind {
+        Kind::Lent => {
+            let ident = &arg.ident;
+            let boxed = object_box(arg);
+            quote!(&*<#boxed as ::dropin::Stable>::from_ffi(#ident))
+        }
+        kind => from_ffi_value(arg, kind),
+    })
+}
+
+fn from_ffi_value(Arg { ident, ty, .. }: &Arg, kind: &Kind) -> TokenStream {
+    match kind {
         Kind::Str => quote!(<&str as ::dropin::Stable>::from_ffi(#ident)),
         Kind::Bytes => quote!(<&[u8] as ::dropin::Stable>::from_ffi(#ident)),
         Kind::OptionStr => {
@@ -571,20 +682,33 @@ pub(crate) fn from_ffi_values(method: &Method) -> Vec<TokenStream> {
         Kind::OptionBytes => {
             quote!(<::core::option::Option<&[u8]> as ::dropin::Stable>::from_ffi(#ident))
         }
-        Kind::Value => quote!(<#ty as ::dropin::Stable>::from_ffi(#ident)),
-    })
+        Kind::Value | Kind::Given | Kind::Lent => {
+            quote!(<#ty as ::dropin::Stable>::from_ffi(#ident))
+        }
+    }
 }
 
 /// Each argument decoded from `input` as an owned value, then passed as
 /// the method takes it: what serving a call from another process does.
 pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStream>) {
-    let decodes = per_arg(method, |Arg { ident, ty, kind }| {
+    let decodes = per_arg(method, |arg| {
+        let Arg { ident, ty, kind } = arg;
+        if matches!(kind, Kind::Lent | Kind::Given) {
+            let boxed = object_box(arg);
+            let owned = *kind == Kind::Given;
+            return quote! {
+                let #ident = <#boxed as ::dropin::__private::ObjectBox>::remote(
+                    <u64 as ::dropin::wire::Decode>::decode(&mut input)?,
+                    #owned,
+                );
+            };
+        }
         let owned = match kind {
             Kind::Str => quote!(::std::string::String),
             Kind::Bytes => quote!(::std::vec::Vec<u8>),
             Kind::OptionStr => quote!(::core::option::Option<::std::string::String>),
             Kind::OptionBytes => quote!(::core::option::Option<::std::vec::Vec<u8>>),
-            Kind::Value => quote!(#ty),
+            Kind::Value | Kind::Lent | Kind::Given => quote!(#ty),
         };
         quote!(let #ident = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
     });
@@ -592,7 +716,8 @@ pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStrea
         Kind::Str => quote!(#ident.as_str()),
         Kind::Bytes => quote!(#ident.as_slice()),
         Kind::OptionStr | Kind::OptionBytes => quote!(#ident.as_deref()),
-        Kind::Value => quote!(#ident),
+        Kind::Value | Kind::Given => quote!(#ident),
+        Kind::Lent => quote!(&*#ident),
     });
     (decodes, passes)
 }

@@ -14,6 +14,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
+use syn::spanned::Spanned;
 
 use crate::{
     ast::{Interface, Method, unraw, visibility},
@@ -38,7 +39,34 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
              trait only in a new major version of the interface",
         ));
     }
+    if let Some(arg) = object
+        .methods
+        .iter()
+        .flat_map(|method| &method.args)
+        .find(|arg| matches!(arg.kind, crate::ty::Kind::Lent | crate::ty::Kind::Given))
+    {
+        return Err(syn::Error::new(
+            arg.ty.span(),
+            "an object's method cannot take the application's object yet: pass it to a method \
+             of the interface",
+        ));
+    }
     let name = format!("Box<dyn {}>", unraw(trait_ident));
+    let lent_name = format!("&dyn {}", unraw(trait_ident));
+    let proxies = object
+        .methods
+        .iter()
+        .enumerate()
+        .map(|(index, method)| proxy_methods(trait_ident, index, method));
+    let (local, remote): (Vec<_>, Vec<_>) = proxies.unzip();
+    let served = dispatch(
+        object
+            .methods
+            .iter()
+            .enumerate()
+            .map(|(index, method)| serve_raw_arm(index, method)),
+        "the object has no method number",
+    );
     let table_fields = object.methods.iter().map(|method| {
         let ident = &method.ident;
         let args = method.args.iter().map(ffi_arg);
@@ -170,7 +198,7 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
             const DESC: &'static ::dropin::TypeDesc = {
                 use #hidden::__dropin_rt;
                 &::dropin::TypeDesc {
-                    variants: __dropin_rt::RSlice::from_slice(&[#(#descs),*]),
+                    variants: __dropin_rt::RSlice::from_slice(#hidden::VARIANTS),
                     ..::dropin::TypeDesc::leaf(
                         #name,
                         ::core::mem::size_of::<::dropin::__private::RawObject>(),
@@ -181,13 +209,49 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
             fn into_ffi(self) -> ::dropin::__private::RawObject {
                 #hidden::into_raw(self)
             }
-            /// An object crosses from the plugin to the application, which
-            /// holds it as the generated handle: never the other way.
-            fn from_ffi(_: ::dropin::__private::RawObject) -> Self {
-                ::core::panic!(
-                    "a plugin's object reaches the application as its handle, never as a `Box<dyn {}>`",
-                    ::core::stringify!(#trait_ident)
-                )
+            /// The application's object, in the plugin: a proxy whose
+            /// methods call the application's (a plugin's object reaches
+            /// the application as its handle instead).
+            fn from_ffi(raw: ::dropin::__private::RawObject) -> Self {
+                ::std::boxed::Box::new(#hidden::Proxy(raw))
+            }
+        }
+
+        // SAFETY: the method table is this trait's; `LENT` names the trait
+        // and its methods like `DESC`, under another name.
+        unsafe impl ::dropin::__private::ObjectBox for ::std::boxed::Box<dyn #trait_ident> {
+            const LENT: &'static ::dropin::TypeDesc = {
+                use #hidden::__dropin_rt;
+                &::dropin::TypeDesc {
+                    variants: __dropin_rt::RSlice::from_slice(#hidden::VARIANTS),
+                    ..::dropin::TypeDesc::leaf(
+                        #lent_name,
+                        ::core::mem::size_of::<::dropin::__private::RawObject>(),
+                        ::core::mem::align_of::<::dropin::__private::RawObject>(),
+                    )
+                }
+            };
+            fn lend(fat: *const ::dropin::__private::c_void) -> ::dropin::__private::RawObject {
+                ::dropin::__private::RawObject {
+                    this: fat.cast_mut(),
+                    methods: (&raw const #hidden::METHODS).cast(),
+                    drop: #hidden::__dropin_object_lent_drop,
+                }
+            }
+            fn serve_raw(
+                raw: &::dropin::__private::RawObject,
+                method: usize,
+                input: &[u8],
+                out: &mut ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), ::dropin::wire::WireError> {
+                use #hidden::__dropin_rt;
+                // SAFETY: `raw` is the application's own object of this
+                // trait, made by `into_raw` or `lend` here.
+                let methods = unsafe { &*raw.methods.cast::<#hidden::Methods>() };
+                #served
+            }
+            fn remote(id: u64, owned: bool) -> Self {
+                ::std::boxed::Box::new(#hidden::RemoteProxy { id, owned })
             }
         }
 
@@ -196,6 +260,51 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
         #vis mod #hidden {
             use super::*;
             pub use ::dropin::__private as __dropin_rt;
+
+            /// The trait's methods, as its descriptors name them.
+            pub(super) const VARIANTS: &[::dropin::VariantDesc] = &[#(#descs),*];
+
+            /// The application's object, in a plugin that it was passed to
+            /// in the same process.
+            pub(super) struct Proxy(pub(super) __dropin_rt::RawObject);
+
+            impl #trait_ident for Proxy {
+                #(#local)*
+            }
+
+            impl ::core::ops::Drop for Proxy {
+                fn drop(&mut self) {
+                    // A panic there was caught, and reported by the
+                    // application's side: a drop does not unwind.
+                    let _ = (self.0.drop)(self.0.this);
+                }
+            }
+
+            /// The application's object, in an isolated plugin's process:
+            /// the host keeps it, by number.
+            pub(super) struct RemoteProxy {
+                pub(super) id: u64,
+                pub(super) owned: bool,
+            }
+
+            impl #trait_ident for RemoteProxy {
+                #(#remote)*
+            }
+
+            impl ::core::ops::Drop for RemoteProxy {
+                fn drop(&mut self) {
+                    if self.owned {
+                        __dropin_rt::drop_callback(self.id);
+                    }
+                }
+            }
+
+            /// What dropping a lent object does: nothing, it is borrowed.
+            pub(super) extern "C" fn __dropin_object_lent_drop(
+                _: *mut __dropin_rt::c_void,
+            ) -> __dropin_rt::RResult<(), __dropin_rt::RawError> {
+                __dropin_rt::RResult::ROk(())
+            }
 
             /// The object's methods, in declaration order.
             #[repr(C)]
@@ -214,16 +323,20 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                 this: *mut __dropin_rt::c_void,
             ) -> __dropin_rt::RResult<(), __dropin_rt::RawError> {
                 __dropin_rt::guarded(|| {
-                    // SAFETY: `this` is what `into_raw` made, dropped once.
-                    ::core::mem::drop(unsafe {
-                        __dropin_rt::Box::from_raw(this.cast::<__dropin_rt::Box<dyn #trait_ident>>())
-                    });
+                    // SAFETY: `this` is what `into_raw` made, dropped once:
+                    // a box of the pointer to the boxed object.
+                    let object = *unsafe { __dropin_rt::Box::from_raw(this.cast::<*const dyn #trait_ident>()) };
+                    // SAFETY: that pointer came from `Box::into_raw`.
+                    ::core::mem::drop(unsafe { __dropin_rt::Box::from_raw(object.cast_mut()) });
                     ::core::result::Result::Ok(())
                 })
             }
 
-            /// The object as it crosses: its box, its methods, its drop.
+            /// The object as it crosses: a pointer to the pointer to the
+            /// object (one pointer wide, as a lent object's), its methods,
+            /// its drop.
             pub(super) fn into_raw(object: __dropin_rt::Box<dyn #trait_ident>) -> __dropin_rt::RawObject {
+                let object: *const dyn #trait_ident = __dropin_rt::Box::into_raw(object);
                 __dropin_rt::RawObject {
                     this: __dropin_rt::Box::into_raw(__dropin_rt::Box::new(object)).cast(),
                     methods: (&raw const METHODS).cast(),
@@ -258,8 +371,9 @@ fn shim(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     quote! {
         extern "C" fn #shim(this: *const __dropin_rt::c_void, #(#params),*) -> #ret {
             __dropin_rt::guarded(|| {
-                // SAFETY: `this` is what `into_raw` made, alive until its drop.
-                let object: &dyn #trait_ident = unsafe { &**this.cast::<__dropin_rt::Box<dyn #trait_ident>>() };
+                // SAFETY: `this` is what `into_raw` or `lend` made, alive
+                // until its drop or the call's end.
+                let object: &dyn #trait_ident = unsafe { &**this.cast::<*const dyn #trait_ident>() };
                 #body
             })
         }
@@ -340,6 +454,117 @@ fn handle_method(
             self.object
                 .call(|| (methods.#ident)(self.object.this(), #(#values),*))
                 .map(#convert)
+        }
+    }
+}
+
+/// One method of the trait, as the application's object implements it in
+/// a plugin: through the object's method table in the same process, and
+/// over the channel to the host in an isolated plugin's. A panic in the
+/// application's method, or a host that cannot be reached, unwinds the
+/// plugin's code from the call (`dropin::try_callback`); a method that
+/// returns a message error returns the application's as its own.
+fn proxy_methods(
+    trait_ident: &syn::Ident,
+    index: usize,
+    method: &Method,
+) -> (TokenStream, TokenStream) {
+    let ident = &method.ident;
+    let params = typed_params(method);
+    let values = into_ffi_values(method);
+    let output = &method.output;
+    let ret = &method.ret;
+    let name = format!("{}::{}", unraw(trait_ident), unraw(ident));
+    let finish = if method.fallible {
+        quote! {
+            match outcome {
+                __dropin_rt::RResult::ROk(value) => {
+                    ::core::result::Result::Ok(<#ret as ::dropin::Stable>::from_ffi(value))
+                }
+                __dropin_rt::RResult::RErr(error)
+                    if error.kind() == __dropin_rt::RawErrorKind::Failed =>
+                {
+                    ::core::result::Result::Err(::core::convert::From::from(error.message().to_owned()))
+                }
+                __dropin_rt::RResult::RErr(error) => __dropin_rt::callback_failed(#name, &error),
+            }
+        }
+    } else {
+        quote! {
+            match outcome {
+                __dropin_rt::RResult::ROk(value) => <#ret as ::dropin::Stable>::from_ffi(value),
+                __dropin_rt::RResult::RErr(error) => __dropin_rt::callback_failed(#name, &error),
+            }
+        }
+    };
+    let local = quote! {
+        fn #ident(&self, #(#params),*) #output {
+            // SAFETY: the table is this trait's, made with the object.
+            let methods = unsafe { &*self.0.methods.cast::<Methods>() };
+            let outcome = (methods.#ident)(self.0.this, #(#values),*);
+            #finish
+        }
+    };
+    let call = match Shape::of(ret) {
+        Ok(None) => {
+            let names = method.args.iter().map(|arg| &arg.ident);
+            quote! {
+                __dropin_rt::call_callback::<#ret>(self.id, #index, |args| {
+                    #(::dropin::wire::Encode::encode(&#names, args);)*
+                })
+            }
+        }
+        _ => {
+            let names = method.args.iter().map(|arg| &arg.ident);
+            let message = format!(
+                "the application's callback `{name}` returns an object, which cannot reach an \
+                 isolated plugin yet"
+            );
+            quote! {{
+                #(let _ = #names;)*
+                __dropin_rt::RResult::<<#ret as ::dropin::Stable>::Ffi, __dropin_rt::RawError>::RErr(
+                    __dropin_rt::RawError::new(__dropin_rt::RawErrorKind::Failed, #message.to_owned(), ::core::option::Option::None),
+                )
+            }}
+        }
+    };
+    let remote = quote! {
+        fn #ident(&self, #(#params),*) #output {
+            let outcome = #call;
+            #finish
+        }
+    };
+    (local, remote)
+}
+
+/// One arm of the host's serving of the application's object to an
+/// isolated plugin's process: decodes the arguments, calls the method
+/// through the object's table (a panic caught there), encodes the outcome
+/// as a service's.
+fn serve_raw_arm(index: usize, method: &Method) -> TokenStream {
+    let ident = &method.ident;
+    let ret = &method.ret;
+    if !matches!(Shape::of(ret), Ok(None)) {
+        return quote! {
+            #index => ::core::result::Result::Err(::dropin::wire::WireError(
+                "the method returns an object, which is not served to another process yet".to_owned(),
+            )),
+        };
+    }
+    let (decodes, passes) = crate::expand::decoded_args(method);
+    let tys = method.args.iter().map(|arg| &arg.ty);
+    quote! {
+        #index => {
+            #(#decodes)*
+            let outcome = (methods.#ident)(raw.this, #(<#tys as ::dropin::Stable>::into_ffi(#passes)),*);
+            let outcome = match outcome {
+                __dropin_rt::RResult::ROk(value) => {
+                    __dropin_rt::RResult::ROk(<#ret as ::dropin::Stable>::from_ffi(value))
+                }
+                __dropin_rt::RResult::RErr(error) => __dropin_rt::RResult::RErr(error),
+            };
+            __dropin_rt::encode_service(&outcome, out);
+            ::core::result::Result::Ok(())
         }
     }
 }

@@ -26,6 +26,12 @@ pub enum Kind {
     OptionBytes,
     /// An owned value implementing `dropin::Stable`.
     Value,
+    /// `&dyn Trait` of a `#[dropin::object]` trait: the application's
+    /// object, lent for the call.
+    Lent,
+    /// `Box<dyn Trait>` as an argument: the application's object, given to
+    /// the plugin.
+    Given,
 }
 
 const OWNED: &str = "pass an owned value instead: an integer, float, bool, char, String, \
@@ -36,6 +42,13 @@ const OWNED: &str = "pass an owned value instead: an integer, float, bool, char,
 /// says what to use instead.
 pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
     let error = |message: String| Err(syn::Error::new(ty.span(), message));
+    if position == Position::Argument && object_trait(ty).is_none() && holds_object(ty) {
+        return error(
+            "the application's object can be passed to a plugin alone, as `&dyn Trait` or \
+             `Box<dyn Trait>`, not inside other types yet"
+                .to_owned(),
+        );
+    }
     match ty {
         Type::Reference(reference) => {
             if reference.mutability.is_some() {
@@ -56,10 +69,20 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
                     Some((Kind::Str, "String"))
                 }
                 Type::Slice(slice) if is_ident(&slice.elem, "u8") => Some((Kind::Bytes, "Vec<u8>")),
+                Type::TraitObject(_) if lent_trait(ty).is_some() => {
+                    return match position {
+                        Position::Argument => Ok(Kind::Lent),
+                        Position::Owned => error(
+                            "a `&dyn Trait` can only be an argument, lent for the call: return \
+                             `Box<dyn Trait>`"
+                                .to_owned(),
+                        ),
+                    };
+                }
                 Type::TraitObject(_) => {
                     return error(format!(
-                        "a `&dyn Trait` cannot cross the plugin boundary: declare the behaviour \
-                         as methods of the interface, or pass data: {OWNED}"
+                        "a `&dyn Trait` crosses the plugin boundary for one trait declared with \
+                         `#[dropin::object]`, without other bounds; or pass data: {OWNED}"
                     ));
                 }
                 _ => None,
@@ -133,14 +156,11 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
             };
             // `Box<dyn Trait>`: an object of a `#[dropin::object]` trait,
             // returned by a plugin.
-            if let Some(object) = object_trait(ty) {
-                if position == Position::Argument {
-                    return Err(syn::Error::new(
-                        object.span(),
-                        "an object cannot be passed to a plugin yet, only returned by one",
-                    ));
-                }
-                return Ok(Kind::Value);
+            if object_trait(ty).is_some() {
+                return Ok(match position {
+                    Position::Argument => Kind::Given,
+                    Position::Owned => Kind::Value,
+                });
             }
             // `Option<&str>` and `Option<&[u8]>`: borrowed, as arguments.
             if last.ident == "Option"
@@ -211,6 +231,24 @@ pub fn is_string(ty: &Type) -> bool {
     }
 }
 
+/// The trait of a lent object, `&dyn Trait` (the path to `Trait`).
+pub fn lent_trait(ty: &Type) -> Option<&syn::Path> {
+    let Type::Reference(reference) = ty else {
+        return None;
+    };
+    let Type::TraitObject(object) = &*reference.elem else {
+        return None;
+    };
+    single_bound(object)
+}
+
+fn single_bound(object: &syn::TypeTraitObject) -> Option<&syn::Path> {
+    match object.bounds.iter().collect::<Vec<_>>().as_slice() {
+        [syn::TypeParamBound::Trait(bound)] if bound.lifetimes.is_none() => Some(&bound.path),
+        _ => None,
+    }
+}
+
 /// The trait of an object type, `Box<dyn Trait>` (the path to `Trait`).
 pub fn object_trait(ty: &Type) -> Option<&syn::Path> {
     let Type::Path(path) = ty else {
@@ -228,10 +266,7 @@ pub fn object_trait(ty: &Type) -> Option<&syn::Path> {
     else {
         return None;
     };
-    match object.bounds.iter().collect::<Vec<_>>().as_slice() {
-        [syn::TypeParamBound::Trait(bound)] if bound.lifetimes.is_none() => Some(&bound.path),
-        _ => None,
-    }
+    single_bound(object)
 }
 
 /// Where a method's result holds objects: the result itself, in an

@@ -1,19 +1,76 @@
 //! `store-app [--plugins-dir DIR] [--isolate] [--config NAME=TEXT]... REQUEST...`:
 //! sends each request (`get:KEY`, `put:KEY=VALUE`, `list`, `list:PREFIX`,
-//! `table:NAME:KEY` or `rows:NAME`) to every store plugin
+//! `table:NAME:KEY`, `rows:NAME`, `scan:PREFIX[:LIMIT]`, `scan-panic:PREFIX`,
+//! `watch` or `unwatch`) to every store plugin
 //! of the folder (default `./plugins`), in this process or, with
 //! `--isolate`, each plugin in a process of its own, and says what each
 //! answered: the store's errors are matched one by one, apart from the
 //! framework's own failures.
 
-use std::process::ExitCode;
+use std::{
+    process::ExitCode,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+    time::Duration,
+};
 
 use dropin::CallError;
 use dropin_host::{
     ErrorChain, Loader, isolation,
     probe::{self, Probe},
 };
-use store_interface::{StoreError, StorePlugin};
+use store_interface::{StoreError, StorePlugin, Visitor, Watcher};
+
+/// The application's visitor of a scan: lists what it is shown, and stops
+/// after `limit` entries (or panics at the first, to show that a panic in
+/// the application's callback is contained).
+struct Lister {
+    listed: Mutex<Vec<String>>,
+    limit: u64,
+    panics: bool,
+}
+
+impl Visitor for Lister {
+    fn entry(&self, key: &str, value: &str) -> bool {
+        assert!(!self.panics, "the visitor refuses {key}");
+        let mut listed = self.listed.lock().unwrap_or_else(|e| e.into_inner());
+        listed.push(format!("{key}={value}"));
+        (listed.len() as u64) < self.limit
+    }
+}
+
+/// The application's watcher: each change it is told of goes to the
+/// requests' loop; its drop is recorded.
+struct Forward {
+    changes: Mutex<mpsc::Sender<String>>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Watcher for Forward {
+    fn changed(&self, key: &str, value: &str) {
+        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = changes.send(format!("{key}={value}"));
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// What a plugin's watcher tells the requests' loop: its changes, and
+/// whether it was dropped.
+struct Watching {
+    changes: mpsc::Receiver<String>,
+    dropped: Arc<AtomicBool>,
+}
+
+/// How long the application waits for a watcher to be told of a change.
+const TOLD_WITHIN: Duration = Duration::from_secs(10);
 
 fn main() -> ExitCode {
     // Started again by the loader, this program is the isolated plugins'
@@ -69,8 +126,9 @@ fn main() -> ExitCode {
         eprintln!("store-app: rejected {}", ErrorChain(error));
     }
     for plugin in report.registry.iter() {
+        let mut watching = None;
         for request in &args {
-            match answer(plugin.handle(), request) {
+            match answer(plugin.handle(), request, &mut watching) {
                 Ok(answer) => println!("{}: {request}: {answer}", plugin.name()),
                 Err(error) => {
                     eprintln!("store-app: {request}: {error}");
@@ -88,15 +146,73 @@ fn main() -> ExitCode {
 
 /// What `store` answered `request`, in words; or how the call failed (the
 /// plugin panicked, its process crashed, ...).
-fn answer(store: &StorePlugin, request: &str) -> Result<String, CallError> {
+fn answer(
+    store: &StorePlugin,
+    request: &str,
+    watching: &mut Option<Watching>,
+) -> Result<String, CallError> {
     let answered = if let Some(key) = request.strip_prefix("get:") {
         store.get(key)?
     } else if let Some((key, value)) = request.strip_prefix("put:").and_then(|r| r.split_once('='))
     {
-        store.put(key, value)?.map(|replaced| match replaced {
+        let stored = store.put(key, value)?.map(|replaced| match replaced {
             Some(old) => format!("stored, replacing {old}"),
             None => "stored".to_owned(),
-        })
+        });
+        // A watcher is told from the store's thread, a moment later.
+        match (stored, watching.as_ref()) {
+            (Ok(stored), Some(watching)) => match watching.changes.recv_timeout(TOLD_WITHIN) {
+                Ok(change) => Ok(format!("{stored}; watcher told {change}")),
+                Err(_) => Ok(format!("{stored}; watcher not told")),
+            },
+            (stored, _) => stored,
+        }
+    } else if let Some(rest) = request.strip_prefix("scan:") {
+        // A callback lent for the call: the store calls it with each entry.
+        let (prefix, limit) = match rest.split_once(':') {
+            Some((prefix, limit)) => (prefix, limit.parse().unwrap_or(u64::MAX)),
+            None => (rest, u64::MAX),
+        };
+        let lister = Lister {
+            listed: Mutex::new(Vec::new()),
+            limit,
+            panics: false,
+        };
+        let visited = store.scan(prefix, &lister)?;
+        let listed = lister
+            .listed
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner());
+        return Ok(format!("visited {visited}: {}", listed.join(", ")));
+    } else if let Some(prefix) = request.strip_prefix("scan-panic:") {
+        let lister = Lister {
+            listed: Mutex::new(Vec::new()),
+            limit: u64::MAX,
+            panics: true,
+        };
+        // The call fails; the plugin, which did nothing wrong, stays.
+        return Ok(match store.scan(prefix, &lister) {
+            Ok(visited) => format!("visited {visited}"),
+            Err(error) => format!("{:?}: {}", error.kind(), error.message()),
+        });
+    } else if request == "watch" {
+        // A callback given to the plugin, which keeps it.
+        let (send, changes) = mpsc::channel();
+        let dropped = Arc::new(AtomicBool::new(false));
+        store.watch(Box::new(Forward {
+            changes: Mutex::new(send),
+            dropped: Arc::clone(&dropped),
+        }))?;
+        *watching = Some(Watching { changes, dropped });
+        return Ok("watching".to_owned());
+    } else if request == "unwatch" {
+        let count = store.unwatch()?;
+        let dropped = watching
+            .take()
+            .is_some_and(|watching| watching.dropped.load(Ordering::SeqCst));
+        return Ok(format!(
+            "dropped {count} watcher(s); ours dropped: {dropped}"
+        ));
     } else if let Some((name, key)) = request
         .strip_prefix("table:")
         .and_then(|rest| rest.split_once(':'))
@@ -135,7 +251,11 @@ fn answer(store: &StorePlugin, request: &str) -> Result<String, CallError> {
         };
         return Ok(format!("{} {noun}: {}", listed.len(), listed.join(", ")));
     } else {
-        return Ok("not a request: expected get:KEY, put:KEY=VALUE or list[:PREFIX]".to_owned());
+        return Ok(
+            "not a request: expected get:KEY, put:KEY=VALUE, list[:PREFIX], table:NAME:KEY, \
+             rows:NAME, scan:PREFIX[:LIMIT], scan-panic:PREFIX, watch or unwatch"
+                .to_owned(),
+        );
     };
     // The store's own errors, matched as the values they are.
     Ok(match answered {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-pub use dropin::{BoxError, Context, log};
+pub use dropin::{BoxError, Context, log, try_callback};
 
 /// Why a store refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, dropin::Stable)]
@@ -34,6 +34,33 @@ pub trait Store: Send + Sync {
     /// Opens the table `name`: the entries whose keys start with `name/`,
     /// read through an object of their own.
     fn open(&self, name: &str) -> Result<Box<dyn Table>, StoreError>;
+
+    /// Calls `visitor` with each entry whose key starts with `prefix`, in
+    /// key order, until it returns `false`: a callback the application
+    /// lends for the call. How many entries it visited.
+    fn scan(&self, prefix: &str, visitor: &dyn Visitor) -> u64;
+
+    /// Keeps `watcher`, and tells it of every later `put` from a thread of
+    /// the store's own: a callback the application gives the plugin.
+    fn watch(&self, watcher: Box<dyn Watcher>);
+
+    /// Drops every watcher the store keeps; how many.
+    fn unwatch(&self) -> u64;
+}
+
+/// What the application does with each entry `Store::scan` visits.
+#[dropin::object]
+pub trait Visitor: Send + Sync {
+    /// One entry; `false` stops the scan.
+    fn entry(&self, key: &str, value: &str) -> bool;
+}
+
+/// What the application learns of a store's changes, later, from the
+/// store's own thread.
+#[dropin::object]
+pub trait Watcher: Send + Sync {
+    /// `key` now holds `value`.
+    fn changed(&self, key: &str, value: &str);
 }
 
 /// A table of a store: an object the store hands out, with state of its

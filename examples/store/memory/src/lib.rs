@@ -9,13 +9,18 @@ use std::{
     },
 };
 
-use store_interface::{BoxError, Context, Rows, Store, StoreError, Table, export_store, log};
+use store_interface::{
+    BoxError, Context, Rows, Store, StoreError, Table, Visitor, Watcher, export_store, log,
+};
 
 type Values = Arc<Mutex<BTreeMap<String, String>>>;
 
 struct Memory {
     values: Values,
     read_only: bool,
+    /// The application's watchers, told of each `put` from a thread of the
+    /// store's own.
+    watchers: Arc<Mutex<Vec<Box<dyn Watcher>>>>,
 }
 
 /// The entries under `name/`, and how many reads it served.
@@ -105,6 +110,7 @@ impl Store for Memory {
         Ok(Memory {
             values: Values::default(),
             read_only: context.config().trim() == "read-only",
+            watchers: Arc::default(),
         })
     }
 
@@ -123,7 +129,53 @@ impl Store for Memory {
             return Err(StoreError::ReadOnly);
         }
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(values.insert(key.to_owned(), value.to_owned()))
+        let replaced = values.insert(key.to_owned(), value.to_owned());
+        drop(values);
+        let watchers = Arc::clone(&self.watchers);
+        let (key, value) = (key.to_owned(), value.to_owned());
+        // Told later, from the store's own thread: no call's guard covers
+        // it, so a watcher that panics in the application is caught here.
+        std::thread::spawn(move || {
+            let watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
+            for watcher in watchers.iter() {
+                if let Err(error) = store_interface::try_callback(|| watcher.changed(&key, &value))
+                {
+                    log::warn!("a watcher failed: {error}");
+                }
+            }
+        });
+        Ok(replaced)
+    }
+
+    fn scan(&self, prefix: &str, visitor: &dyn Visitor) -> u64 {
+        let values = self
+            .values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut visited = 0;
+        for (key, value) in values.range(prefix.to_owned()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            visited += 1;
+            if !visitor.entry(key, value) {
+                break;
+            }
+        }
+        visited
+    }
+
+    fn watch(&self, watcher: Box<dyn Watcher>) {
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(watcher);
+    }
+
+    fn unwatch(&self) -> u64 {
+        let dropped = std::mem::take(&mut *self.watchers.lock().unwrap_or_else(|e| e.into_inner()));
+        dropped.len() as u64
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn Table>, StoreError> {

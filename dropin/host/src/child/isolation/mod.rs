@@ -197,11 +197,13 @@ pub fn serve_if_requested<I: Interface>() {
     std::process::exit(code);
 }
 
+mod callbacks;
 mod protocol;
 mod remote;
 mod serve;
 mod spawn;
 
+use callbacks::*;
 use protocol::*;
 use remote::*;
 use serve::*;

@@ -21,6 +21,9 @@ pub(super) struct Setup {
     /// The services the host serves on file descriptor 3, if any: their
     /// trait's name and the version of the interface crate, tab-separated.
     pub(super) services: Option<String>,
+    /// Whether the host put a channel at file descriptor 3: for the host's
+    /// services, and the application's objects the plugin is passed.
+    pub(super) channel: bool,
     /// What the file's description says of the plugin: its name, version
     /// and interface version, which the root module must say too before
     /// the plugin's `init` runs with what the host prepared for that name.
@@ -77,4 +80,18 @@ pub(super) struct Saved {
 pub(super) enum Answer {
     Started(Ready),
     NotLoaded(NotLoaded),
+}
+
+/// What an isolated process asks its host over the channel at file
+/// descriptor 3, one call at a time; each is answered with an outcome as a
+/// service's (`dropin::abi::encode_service`).
+#[derive(dropin::Stable)]
+pub(super) enum Back {
+    /// A call to the host's service number `method`.
+    Service { method: u32, args: Vec<u8> },
+    /// A call to the application's object number `id`, which the host
+    /// keeps for this process.
+    Callback { id: u64, method: u32, args: Vec<u8> },
+    /// This process no longer holds the application's object number `id`.
+    DropCallback { id: u64 },
 }

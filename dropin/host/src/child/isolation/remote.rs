@@ -97,7 +97,9 @@ impl Isolated {
         }
         // Disabled while this call waited for the process: never served.
         if self.ending.load(Ordering::SeqCst) {
-            Self::stop(&self.name, &mut state, "was disabled");
+            self.stop(&mut state, "was disabled");
+            drop(state);
+            self.spawner.callbacks.release_given();
             return None;
         }
         let answer = self.exchange_locked(&mut state, frame);
@@ -122,7 +124,9 @@ impl Isolated {
             Err(TryLockError::WouldBlock) => return,
         };
         if !state.retired {
-            Self::stop(&self.name, &mut state, "was disabled");
+            self.stop(&mut state, "was disabled");
+            drop(state);
+            self.spawner.callbacks.release_given();
         }
     }
 
@@ -346,7 +350,9 @@ impl Remote for Isolated {
         let _ = self.successor.set(successor);
         // Waits for the call being served, if any.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        Self::stop(&self.name, &mut state, "was replaced by a newer generation");
+        self.stop(&mut state, "was replaced by a newer generation");
+        drop(state);
+        self.spawner.callbacks.release_given();
     }
 
     fn end(&self) {
@@ -356,6 +362,14 @@ impl Remote for Isolated {
         // by a service it is calling, which that call waits for.
         self.ending.store(true, Ordering::SeqCst);
         self.end_if_disabled();
+    }
+
+    fn keep_callback(&self, served: dropin::__private::Served) -> u64 {
+        self.spawner.callbacks.keep(served)
+    }
+
+    fn release_callback(&self, id: u64) {
+        self.spawner.callbacks.release(id);
     }
 
     fn process_id(&self) -> Option<u32> {
@@ -374,8 +388,12 @@ impl Remote for Isolated {
 
 impl Isolated {
     /// Ends the process, and every process it started, for good: `why`
-    /// says why later calls fail.
-    fn stop(name: &str, state: &mut State, why: &str) {
+    /// says why later calls fail. The caller then releases the
+    /// application's objects the process held, once it no longer holds the
+    /// lock (their drop is the application's code, which may call the
+    /// plugin).
+    fn stop(&self, state: &mut State, why: &str) {
+        let name = &self.name;
         state.retired = true;
         let _ = state.process.child.kill();
         let _ = state.process.child.wait();

@@ -3,7 +3,7 @@
 
 use std::{
     io::{self, Write},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use dropin::{CallError, CallErrorKind, Interface, wire::Encode};
@@ -57,10 +57,23 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
     };
     let previous = setup.previous.map(|bytes| (setup.previous_version, bytes));
     let handed = previous.is_some();
-    let services = match &setup.services {
-        Some(identity) => child_services::<I>(identity)
-            .map_err(|e| format!("cannot reach the host's services: {e}"))?,
-        None => None,
+    let channel = if setup.channel {
+        // SAFETY: the setup says the host put the channel at descriptor 3.
+        unsafe { sys::inherited_channel() }
+            .map_err(|e| format!("cannot reach the host's channel: {e}"))?
+            .map(|stream| ChildServices {
+                stream: Arc::new(Mutex::new(stream)),
+            })
+    } else {
+        None
+    };
+    if let Some(channel) = &channel {
+        // The application's objects passed to the plugin are reached there.
+        dropin::__private::set_callback_client(Box::new(channel.clone()));
+    }
+    let services = match (&setup.services, channel) {
+        (Some(identity), Some(channel)) => child_services::<I>(identity, channel),
+        _ => None,
     };
     let loaded = load::open::<I>(&path, &copy, None, &policy, None, false)
         .and_then(|plugin| {
@@ -177,23 +190,17 @@ pub(super) fn services_identity(name: &str, version: &str) -> String {
 }
 
 /// In an isolated process: the table of the host's services, reached over
-/// file descriptor 3, if they are the services this program was built
-/// with (`identity`: the host's trait name and interface version). A host
-/// that offers other services, or another version of them, offers none to
-/// this process: every call is `Missing`, never a call by number into
-/// services of another signature.
+/// `channel`, if they are the services this program was built with
+/// (`identity`: the host's trait name and interface version). A host that
+/// offers other services, or another version of them, offers none to this
+/// process: every call is `Missing`, never a call by number into services
+/// of another signature.
 pub(super) fn child_services<I: Interface>(
     identity: &str,
-) -> io::Result<Option<&'static dropin::abi::RawServices>> {
-    // SAFETY: called once, when the setup names the host's services: the
-    // host put their channel at descriptor 3.
-    let Some(stream) = (unsafe { sys::inherited_channel() })? else {
-        return Ok(None);
-    };
-    let table = I::remote_services(Box::new(ChildServices {
-        stream: Mutex::new(stream),
-    }));
-    Ok(table.filter(|table| {
+    channel: ChildServices,
+) -> Option<&'static dropin::abi::RawServices> {
+    let table = I::remote_services(Box::new(channel));
+    table.filter(|table| {
         let same = services_identity(table.name.as_str(), table.version.as_str()) == identity;
         if !same {
             log::warn!(target: LOG_TARGET,
@@ -205,26 +212,46 @@ pub(super) fn child_services<I: Interface>(
             );
         }
         same
-    }))
+    })
 }
 
-/// An isolated process's way to the host's services: one call at a time.
+/// An isolated process's way to the host's services and the application's
+/// objects: one call at a time, over the channel at descriptor 3.
+#[derive(Clone)]
 pub(super) struct ChildServices {
-    pub(super) stream: Mutex<sys::Channel>,
+    pub(super) stream: Arc<Mutex<sys::Channel>>,
+}
+
+impl ChildServices {
+    fn exchange(&self, back: &Back) -> Result<Vec<u8>, String> {
+        let gone = |e: io::Error| format!("the host cannot be reached: {e}");
+        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let mut frame = Vec::new();
+        back.encode(&mut frame);
+        write_frame(&mut &*stream, &frame).map_err(gone)?;
+        read_frame(&mut &*stream, MAX_FRAME)
+            .map_err(gone)?
+            .ok_or_else(|| "the host closed its channel".to_owned())
+    }
 }
 
 impl dropin::abi::ServiceClient for ChildServices {
     fn call(&self, service: usize, args: Vec<u8>) -> Result<Vec<u8>, String> {
-        let gone = |e: io::Error| format!("the host's services cannot be reached: {e}");
-        let stream = self.stream.lock().unwrap_or_else(|e| e.into_inner());
-        let mut frame = Vec::with_capacity(4 + args.len());
-        u32::try_from(service)
-            .unwrap_or(u32::MAX)
-            .encode(&mut frame);
-        frame.extend_from_slice(&args);
-        write_frame(&mut &*stream, &frame).map_err(gone)?;
-        read_frame(&mut &*stream, MAX_FRAME)
-            .map_err(gone)?
-            .ok_or_else(|| "the host closed its services channel".to_owned())
+        self.exchange(&Back::Service {
+            method: u32::try_from(service).unwrap_or(u32::MAX),
+            args,
+        })
+    }
+
+    fn callback(&self, id: u64, method: usize, args: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.exchange(&Back::Callback {
+            id,
+            method: u32::try_from(method).unwrap_or(u32::MAX),
+            args,
+        })
+    }
+
+    fn drop_callback(&self, id: u64) -> Result<(), String> {
+        self.exchange(&Back::DropCallback { id }).map(drop)
     }
 }

@@ -11,11 +11,7 @@ use std::{
     thread,
 };
 
-use dropin::{
-    Interface,
-    abi::Remote,
-    wire::{Decode, Encode},
-};
+use dropin::{Interface, abi::Remote, wire::Encode};
 
 use crate::{
     error::{LoadError, LoadErrorKind},
@@ -70,6 +66,7 @@ pub(crate) fn start<I: Interface>(
         services: services
             .filter(|_| sys::target::UNIX)
             .map(|services| services_identity(services.name(), services.version())),
+        channel: sys::target::UNIX,
         described_name: described.plugin_name.clone(),
         described_version: described.plugin_version.clone(),
         described_interface_version: described.interface_version.clone(),
@@ -93,6 +90,7 @@ pub(crate) fn start<I: Interface>(
             let (caller, refusal) = services.caller_for(expected);
             (services.clone(), caller, refusal)
         }),
+        callbacks: Arc::new(Callbacks::new()),
         id: NEXT_SPAWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         not_loaded: {
             let policy = policy.clone();
@@ -163,14 +161,15 @@ pub(crate) const UNCONFINABLE: &str =
 /// The most bytes one service call from an isolated process may carry.
 pub(super) const MAX_SERVICE_FRAME: usize = 16 << 20;
 
-/// Serves an isolated process's service calls on a thread of their own
-/// until the process closes its end: reads a call, runs the application's
-/// service, answers. A thread per process: a call from the plugin while the
-/// host waits on that plugin's own call is served meanwhile.
+/// Serves an isolated process's calls to the host on a thread of their
+/// own until the process closes its end: reads a call, runs the
+/// application's service or object, answers. A thread per process: a call
+/// from the plugin while the host waits on that plugin's own call is
+/// served meanwhile.
 pub(super) fn serve_services(
     stream: sys::Channel,
-    services: dropin::Services,
-    caller: dropin::abi::Caller,
+    services: Option<(dropin::Services, dropin::abi::Caller)>,
+    callbacks: Arc<Callbacks>,
     id: u64,
 ) {
     let spawned = thread::Builder::new()
@@ -191,10 +190,29 @@ pub(super) fn serve_services(
                         break;
                     }
                 };
-                let mut call = frame.as_slice();
                 out.clear();
-                let served = u32::decode(&mut call)
-                    .and_then(|method| services.serve(&caller, method as usize, call, &mut out));
+                let served = message::<Back>(&frame).and_then(|back| match back {
+                    Back::Service { method, args } => match &services {
+                        Some((services, caller)) => {
+                            services.serve(caller, method as usize, &args, &mut out)
+                        }
+                        None => Err(dropin::wire::WireError(
+                            "the host offers no services".to_owned(),
+                        )),
+                    },
+                    Back::Callback { id, method, args } => {
+                        callbacks.serve(id, method as usize, &args, &mut out);
+                        Ok(())
+                    }
+                    Back::DropCallback { id } => {
+                        callbacks.release(id);
+                        dropin::abi::encode_service(
+                            &dropin::abi::RResult::<(), dropin::abi::RawError>::ROk(()),
+                            &mut out,
+                        );
+                        Ok(())
+                    }
+                });
                 if let Err(error) = served {
                     out.clear();
                     let outcome: dropin::abi::RResult<(), dropin::abi::RawError> =
@@ -220,6 +238,8 @@ pub(super) fn serve_services(
 pub(super) struct Spawner {
     /// Tells the threads that serve this plugin's service calls.
     pub(super) id: u64,
+    /// The application's objects kept for this plugin's processes.
+    pub(super) callbacks: Arc<Callbacks>,
     /// The application's services, the caller this plugin's calls are
     /// served as, and what turns them off.
     pub(super) services: Option<(dropin::Services, dropin::abi::Caller, dropin::abi::Refusal)>,
@@ -278,12 +298,13 @@ impl Spawner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         sys::confine(&mut command, self.memory_limit, self.confined);
-        let channel = match &self.services {
-            Some(_) => Some(
+        let channel = if sys::target::UNIX {
+            Some(
                 sys::services_channel(&mut command)
                     .map_err(|e| format!("its services channel could not be set up: {e}"))?,
-            ),
-            None => None,
+            )
+        } else {
+            None
         };
         let spawned = spawn_from_keeper(command);
         // The child's end is the child's alone now.
@@ -292,8 +313,12 @@ impl Spawner {
             host_end
         });
         let mut child = spawned.map_err(|e| format!("its process could not be started: {e}"))?;
-        if let (Some(host_end), Some((services, caller, _))) = (host_end, &self.services) {
-            serve_services(host_end, services.clone(), caller.clone(), self.id);
+        if let Some(host_end) = host_end {
+            let services = self
+                .services
+                .as_ref()
+                .map(|(services, caller, _)| (services.clone(), caller.clone()));
+            serve_services(host_end, services, Arc::clone(&self.callbacks), self.id);
         }
         let stdin = child.stdin.take().expect("piped");
         // Writes wait for the pipe within the call's deadline, never for

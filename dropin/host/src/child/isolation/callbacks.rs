@@ -1,0 +1,103 @@
+//! The application's objects that the host keeps for an isolated plugin's
+//! process (callbacks), by number: lent for one call, or given to the
+//! plugin until its process drops them or ends.
+
+use std::{
+    collections::BTreeMap,
+    hash::{BuildHasher, Hasher},
+    sync::{Arc, Mutex, RwLock, atomic::AtomicU64},
+};
+
+use dropin::{
+    __private::Served,
+    abi::{RResult, RawError, RawErrorKind},
+};
+
+/// One kept object: `None` once released. A call to it holds it shared,
+/// so that a release waits for the calls being served.
+type Entry = Arc<RwLock<Option<Served>>>;
+
+/// The objects kept for one plugin's processes.
+pub(super) struct Callbacks {
+    kept: Mutex<BTreeMap<u64, Entry>>,
+    next: AtomicU64,
+}
+
+impl Callbacks {
+    pub(super) fn new() -> Self {
+        // Numbers start at a random point, so that a process cannot guess
+        // the objects lent to another call.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Self {
+            kept: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(random),
+        }
+    }
+
+    /// Keeps `served`; its number.
+    pub(super) fn keep(&self, served: Served) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock().insert(id, Arc::new(RwLock::new(Some(served))));
+        id
+    }
+
+    /// Stops serving the object number `id` and drops it, once the calls
+    /// to it being served return.
+    pub(super) fn release(&self, id: u64) {
+        let entry = self.lock().remove(&id);
+        if let Some(entry) = entry {
+            let served = entry.write().unwrap_or_else(|e| e.into_inner()).take();
+            drop(served);
+        }
+    }
+
+    /// Drops the objects given to the plugin's process, which ended for
+    /// good; never waits (an object being served is dropped by the call
+    /// that serves it, when it returns). Lent objects stay until their call
+    /// releases them, which waits for the calls being served.
+    pub(super) fn release_given(&self) {
+        let given: Vec<Entry> = {
+            let mut kept = self.lock();
+            let ids: Vec<u64> = kept
+                .iter()
+                .filter(|(_, entry)| {
+                    entry
+                        .try_read()
+                        .map_or(true, |served| served.as_ref().is_none_or(|s| !s.is_lent()))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| kept.remove(id)).collect()
+        };
+        drop(given);
+    }
+
+    /// Serves a call from the plugin's process to the object number `id`;
+    /// the outcome as a service's.
+    pub(super) fn serve(&self, id: u64, method: usize, input: &[u8], out: &mut Vec<u8>) {
+        let entry = self.lock().get(&id).cloned();
+        let served = entry
+            .as_ref()
+            .map(|entry| entry.read().unwrap_or_else(|e| e.into_inner()));
+        let outcome = match served.as_deref() {
+            Some(Some(served)) => served
+                .serve(method, input, out)
+                .map_err(|error| format!("the host could not read the call: {error}")),
+            _ => Err(format!(
+                "the host keeps no object number {id} for this plugin (lent to a call that returned?)"
+            )),
+        };
+        if let Err(message) = outcome {
+            out.clear();
+            let outcome: RResult<(), RawError> =
+                RResult::RErr(RawError::new(RawErrorKind::Failed, message, None));
+            dropin::abi::encode_service(&outcome, out);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
