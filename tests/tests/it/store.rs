@@ -8,7 +8,7 @@ use std::process::Command;
 use dropin::CallErrorKind;
 use dropin_host::{Loader, probe::Probe};
 use greeter_tests::{PluginDir, artifacts, mode_runs_here, stderr, stdout, trusted};
-use store_interface::{StoreError, StorePlugin};
+use store_interface::{StoreError, StorePlugin, Visitor, Watcher};
 
 /// The store's loader for one half of a test: isolated, the example
 /// application serves as the plugins' process.
@@ -277,5 +277,201 @@ fn a_panicking_object_disables_its_plugin_and_its_other_objects() {
             "isolated: {isolated}"
         );
         assert_eq!(store.get("a").unwrap_err().kind(), CallErrorKind::Disabled);
+    }
+}
+
+/// The application's visitor: records what it is shown; stops after
+/// `limit` entries; panics at `panic_at`.
+struct Recorder {
+    seen: std::sync::Mutex<Vec<String>>,
+    limit: usize,
+    panic_at: Option<&'static str>,
+}
+
+impl Recorder {
+    fn new(limit: usize, panic_at: Option<&'static str>) -> Self {
+        Self {
+            seen: std::sync::Mutex::default(),
+            limit,
+            panic_at,
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Visitor for Recorder {
+    fn entry(&self, key: &str, value: &str) -> bool {
+        assert!(Some(key) != self.panic_at, "the recorder refuses {key}");
+        let mut seen = self.seen.lock().unwrap();
+        seen.push(format!("{key}={value}"));
+        seen.len() < self.limit
+    }
+}
+
+/// The application's watcher: sends each change, records its drop, and
+/// panics if told of `panic_at`.
+struct Told {
+    changes: std::sync::Mutex<std::sync::mpsc::Sender<String>>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    panics: bool,
+    /// The thread it was told on.
+    threads: std::sync::Arc<std::sync::Mutex<Vec<std::thread::ThreadId>>>,
+}
+
+impl Watcher for Told {
+    fn changed(&self, key: &str, value: &str) {
+        self.threads
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+        assert!(!self.panics, "this watcher refuses {key}");
+        let _ = self.changes.lock().unwrap().send(format!("{key}={value}"));
+    }
+}
+
+impl Drop for Told {
+    fn drop(&mut self) {
+        self.dropped.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Callbacks, the application's objects passed to a plugin, in both modes:
+/// one lent for a call, called during it; one given to the plugin, called
+/// later from the plugin's own thread, and dropped (in the application)
+/// when the plugin drops it. A panic in the application's callback fails
+/// the plugin's call, and the plugin, which did nothing wrong, stays
+/// enabled; one from the plugin's thread is caught there
+/// (`dropin::try_callback`), and the plugin goes on to its other watcher.
+#[test]
+fn a_callback_is_called_during_the_call_and_later_from_a_plugin_thread_in_both_modes() {
+    use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering::SeqCst, mpsc};
+    let dir = PluginDir::with(&["memory"]);
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        let store = report.registry.get("memory").unwrap();
+        for (key, value) in [("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")] {
+            store.put(key, value).unwrap().unwrap();
+        }
+        // Lent for the call, called during it, in key order; it stops the
+        // scan by returning `false`.
+        let recorder = Recorder::new(usize::MAX, None);
+        assert_eq!(store.scan("", &recorder).unwrap(), 4, "isolated: {isolated}");
+        assert_eq!(recorder.seen(), ["a=1", "b=2", "c=3", "d=4"]);
+        let recorder = Recorder::new(2, None);
+        assert_eq!(store.scan("", &recorder).unwrap(), 2);
+        assert_eq!(recorder.seen(), ["a=1", "b=2"]);
+
+        // A panic in the application's callback: the call fails, naming
+        // the callback; the plugin stays enabled.
+        let recorder = Recorder::new(usize::MAX, Some("b"));
+        let error = store.scan("", &recorder).unwrap_err();
+        assert_eq!(error.kind(), CallErrorKind::Failed, "isolated: {isolated}");
+        assert_eq!(
+            error.to_string(),
+            "plugin 'memory' failed: the application's callback `Visitor::entry` panicked: \
+             the recorder refuses b"
+        );
+        assert_eq!(recorder.seen(), ["a=1"]);
+        assert_eq!(store.failure(), None);
+        assert_eq!(store.get("a").unwrap(), Ok("1".to_owned()));
+
+        // Given to the plugin: called later, from the plugin's thread (a
+        // thread of the application's when isolated: the one that serves
+        // the plugin's process), never the caller's.
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let (send, changes) = mpsc::channel();
+        let panicking_dropped = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicBool::new(false));
+        store
+            .watch(Box::new(Told {
+                changes: Mutex::new(send.clone()),
+                dropped: Arc::clone(&panicking_dropped),
+                panics: true,
+                threads: Arc::clone(&threads),
+            }))
+            .unwrap();
+        store
+            .watch(Box::new(Told {
+                changes: Mutex::new(send),
+                dropped: Arc::clone(&dropped),
+                panics: false,
+                threads: Arc::clone(&threads),
+            }))
+            .unwrap();
+        store.put("e", "5").unwrap().unwrap();
+        let told = changes.recv_timeout(std::time::Duration::from_secs(10));
+        assert_eq!(told, Ok("e=5".to_owned()), "isolated: {isolated}");
+        let threads = threads.lock().unwrap().clone();
+        assert_eq!(threads.len(), 2);
+        assert!(!threads.contains(&std::thread::current().id()));
+        assert_eq!(store.failure(), None);
+        assert!(!dropped.load(SeqCst));
+        // The plugin drops them: the application's drop runs, before the
+        // call that dropped them returns.
+        assert_eq!(store.unwatch().unwrap(), 2);
+        assert!(dropped.load(SeqCst), "isolated: {isolated}");
+        assert!(panicking_dropped.load(SeqCst));
+        store.put("f", "6").unwrap().unwrap();
+        assert_eq!(
+            changes.recv_timeout(std::time::Duration::from_millis(200)),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
+}
+
+/// The store application gives the same answers to callbacks' requests in
+/// both modes.
+#[test]
+fn the_store_application_passes_callbacks_the_same_in_both_modes() {
+    let dir = PluginDir::with(&["memory"]);
+    for mode in [&[][..], &["--isolate"][..]] {
+        if !mode_runs_here(!mode.is_empty()) {
+            continue;
+        }
+        let requests = [
+            "put:a=1",
+            "put:b=2",
+            "put:c=3",
+            "scan:",
+            "scan::2",
+            "scan:b",
+            "scan-panic:",
+            "watch",
+            "put:d=4",
+            "unwatch",
+            "get:d",
+        ];
+        let output = Command::new(artifacts().binary("store-app"))
+            .arg("--plugins-dir")
+            .arg(dir.path())
+            .args(mode)
+            .args(requests)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&output),
+            "memory: put:a=1: stored\n\
+             memory: put:b=2: stored\n\
+             memory: put:c=3: stored\n\
+             memory: scan:: visited 3: a=1, b=2, c=3\n\
+             memory: scan::2: visited 2: a=1, b=2\n\
+             memory: scan:b: visited 1: b=2\n\
+             memory: scan-panic:: Failed: the application's callback `Visitor::entry` \
+             panicked: the visitor refuses a\n\
+             memory: watch: watching\n\
+             memory: put:d=4: stored; watcher told d=4\n\
+             memory: unwatch: dropped 1 watcher(s); ours dropped: true\n\
+             memory: get:d: 4\n",
+            "{mode:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(output.status.code(), Some(0));
     }
 }
