@@ -254,10 +254,21 @@ pub use dropin_macros::services;
 /// refers to it by number; its drop reaches that process. An object lives
 /// in the process that made it: after that process is restarted or a
 /// reload replaces it, its handles fail, saying so; open the object again.
-/// Not yet: objects the application passes to a plugin, objects inside
-/// collections, an object trait whose methods return objects of itself
-/// (directly or through another), and `#[since]` on an object trait's
-/// methods.
+///
+/// The application passes its own objects of such a trait to a plugin
+/// (callbacks): an interface method that takes `&dyn Trait` borrows one for
+/// the call, one that takes `Box<dyn Trait>` gives it to the plugin, which
+/// may keep it and call it from its own threads. The plugin calls the
+/// trait's methods as declared. A panic in the application's callback is
+/// caught in the application: the plugin's code unwinds from the call to
+/// the callback, and the plugin's method fails (see [`try_callback`] for a
+/// plugin's own threads); the plugin stays enabled. Isolated, the host
+/// keeps the callback by number for the plugin's process, whose calls to it
+/// cross the channel host services use.
+///
+/// Not yet: objects inside collections, an object trait whose methods
+/// return objects of itself (directly or through another), callbacks taken
+/// by an object's methods, and `#[since]` on an object trait's methods.
 #[doc(inline)]
 pub use dropin_macros::object;
 pub use error::{BoxError, CallError, CallErrorKind};

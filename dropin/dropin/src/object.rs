@@ -393,6 +393,11 @@ pub fn try_callback<T>(f: impl FnOnce() -> T) -> Result<T, CallbackError> {
 ///
 /// Only the object macro implements it, with the trait's own method table.
 #[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an object of a `#[dropin::object]` trait",
+    label = "the application's objects cross the plugin boundary as `&dyn Trait` or `Box<dyn Trait>`",
+    note = "declare the trait in the interface crate with `#[dropin::object]`"
+)]
 pub unsafe trait ObjectBox: crate::Stable<Ffi = RawObject> + Sized {
     /// The descriptor of `&dyn Trait` as an argument, lent for the call:
     /// not the owned object's, so that a plugin that would keep what the
@@ -423,13 +428,17 @@ pub unsafe trait ObjectBox: crate::Stable<Ffi = RawObject> + Sized {
     fn remote(id: u64, owned: bool) -> Self;
 }
 
+/// How one trait's objects are served to another process
+/// ([`ObjectBox::serve_raw`]).
+type ServeRaw = fn(&RawObject, usize, &[u8], &mut Vec<u8>) -> Result<(), WireError>;
+
 /// The application's object that the host keeps for an isolated plugin's
 /// process, served by number.
 #[doc(hidden)]
 pub struct Served {
     raw: RawObject,
     lent: bool,
-    serve: fn(&RawObject, usize, &[u8], &mut Vec<u8>) -> Result<(), WireError>,
+    serve: ServeRaw,
 }
 
 impl Served {

@@ -364,12 +364,10 @@ pub(crate) fn ffi_arg(arg: &crate::ast::Arg) -> TokenStream {
 /// `Box<dyn Trait>` for an argument that passes the application's object
 /// (`&dyn Trait` or `Box<dyn Trait>`).
 pub(crate) fn object_box(arg: &Arg) -> TokenStream {
-    match crate::ty::lent_trait(&arg.ty) {
-        Some(path) => quote!(::std::boxed::Box<dyn #path>),
-        None => {
-            let ty = &arg.ty;
-            quote!(#ty)
-        }
+    let ty = &arg.ty;
+    match crate::ty::lent_trait(ty) {
+        Some(path) => quote_spanned!(ty.span()=> ::std::boxed::Box<dyn #path>),
+        None => quote!(#ty),
     }
 }
 
@@ -644,7 +642,7 @@ pub(crate) fn into_ffi_values(method: &Method) -> Vec<TokenStream> {
         if *kind == Kind::Lent {
             let boxed = object_box(arg);
             let fat = fat(arg);
-            quote!(<#boxed as ::dropin::__private::ObjectBox>::lend((&raw const #fat).cast()))
+            quote_spanned!(ty.span()=> <#boxed as ::dropin::__private::ObjectBox>::lend((&raw const #fat).cast()))
         } else {
             quote!(<#ty as ::dropin::Stable>::into_ffi(#ident))
         }

@@ -36,6 +36,20 @@ pub fn services(services: &Interface) -> TokenStream {
         .to_compile_error();
         return quote!(#error #item);
     }
+    if let Some(arg) = services
+        .methods
+        .iter()
+        .flat_map(|method| &method.args)
+        .find(|arg| matches!(arg.kind, crate::ty::Kind::Lent | crate::ty::Kind::Given))
+    {
+        let error = syn::Error::new_spanned(
+            &arg.ty,
+            "a host service cannot take an object yet: the application calls its own objects \
+             directly",
+        )
+        .to_compile_error();
+        return quote!(#error #item);
+    }
     let trait_ident = &item.ident;
     let vis = visibility(item);
     let snake = snake_case(&unraw(trait_ident));

@@ -411,15 +411,26 @@ fn raw_frame(call: &[u8]) -> String {
     raw(&frame)
 }
 
-/// A service call as the channel carries it: the service's number, then
-/// its encoded arguments, each text a `u64` length and the bytes.
+/// A service call as the channel carries it: its kind (`0`, a service),
+/// the service's number, then its encoded arguments as bytes (a `u64`
+/// length), each text in them a `u64` length and the bytes.
 #[cfg(target_os = "linux")]
 fn call(service: u32, texts: &[&[u8]]) -> Vec<u8> {
-    let mut call = service.to_le_bytes().to_vec();
+    let mut args = Vec::new();
     for text in texts {
-        call.extend_from_slice(&(text.len() as u64).to_le_bytes());
-        call.extend_from_slice(text);
+        args.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        args.extend_from_slice(text);
     }
+    service_call(service, &args)
+}
+
+/// A call of service number `service` whose arguments are `args`.
+#[cfg(target_os = "linux")]
+fn service_call(service: u32, args: &[u8]) -> Vec<u8> {
+    let mut call = 0_u32.to_le_bytes().to_vec();
+    call.extend_from_slice(&service.to_le_bytes());
+    call.extend_from_slice(&(args.len() as u64).to_le_bytes());
+    call.extend_from_slice(args);
     call
 }
 
@@ -449,20 +460,21 @@ fn an_isolated_plugins_service_call_over_16_mib_is_refused_and_the_host_carries_
         plugin.greet_to("init").unwrap(),
         "Some(\"stored during init\")"
     );
-    // A call of `load` carries the service's number (4 bytes), the key's
-    // length (8 bytes) and the key: a key of 16 MiB - 12 bytes makes a call
-    // of exactly 16 MiB, which is served.
-    let largest = "k".repeat(MAX_SERVICE_CALL - 12);
+    // A call of `load` carries its kind and the service's number (4 bytes
+    // each), the arguments' length and the key's (8 bytes each), and the
+    // key: a key of 16 MiB - 24 bytes makes a call of exactly 16 MiB,
+    // which is served.
+    let largest = "k".repeat(MAX_SERVICE_CALL - 24);
     assert_eq!(plugin.greet_to(&largest).unwrap(), "None");
     assert_eq!(served(&recorder, &format!("load {largest}")), 1);
     // One byte more is refused before it reaches the application: the
     // host reads the length, closes the channel (the plugin's process finds
     // it closed as it writes the rest), and logs why.
-    let over = "k".repeat(MAX_SERVICE_CALL - 11);
+    let over = "k".repeat(MAX_SERVICE_CALL - 23);
     assert_eq!(
         plugin.greet_to(&over).unwrap(),
-        "Failed: host service `load` failed: the host's services cannot be reached: Broken pipe \
-         (os error 32)"
+        "Failed: host service `load` failed: the host cannot be reached: Broken pipe (os \
+         error 32)"
     );
     assert_eq!(served(&recorder, &format!("load {over}")), 0);
     assert_eq!(
@@ -473,8 +485,8 @@ fn an_isolated_plugins_service_call_over_16_mib_is_refused_and_the_host_carries_
     // answers, and the host serves its other plugins.
     assert_eq!(
         plugin.greet_to("init").unwrap(),
-        "Failed: host service `load` failed: the host's services cannot be reached: Broken pipe \
-         (os error 32)"
+        "Failed: host service `load` failed: the host cannot be reached: Broken pipe (os \
+         error 32)"
     );
     let counter = report.registry.get("counter").unwrap();
     assert_eq!(counter.greet().unwrap(), "Hello, visitor #1!");
@@ -526,10 +538,26 @@ fn a_malformed_service_call_from_an_isolated_plugin_is_answered_with_an_error() 
     let could_not_read = "Failed: the host could not read the call: malformed message: ";
     for (what, frame, answer) in [
         ("an empty call", vec![], "expected 4 more bytes, found 0"),
+        ("half a kind", vec![0, 0], "expected 4 more bytes, found 2"),
+        (
+            "a kind the host lacks",
+            vec![3, 0, 0, 0],
+            "Back has no variant 3",
+        ),
         (
             "half a service number",
-            vec![0, 0],
+            vec![0, 0, 0, 0, 0, 0],
             "expected 4 more bytes, found 2",
+        ),
+        (
+            "arguments longer than the call",
+            [
+                &0_u32.to_le_bytes()[..],
+                &0_u32.to_le_bytes(),
+                &1000_u64.to_le_bytes(),
+            ]
+            .concat(),
+            "a length of 1000, more than the 0 bytes left can hold",
         ),
         (
             "a service the host lacks",
@@ -548,12 +576,12 @@ fn a_malformed_service_call_from_an_isolated_plugin_is_answered_with_an_error() 
         ),
         (
             "a key longer than the call",
-            [&call(0, &[])[..], &1000_u64.to_le_bytes(), b"abc"].concat(),
+            service_call(0, &[&1000_u64.to_le_bytes()[..], b"abc"].concat()),
             "a length of 1000, more than the 3 bytes left can hold",
         ),
         (
             "a key of 2^64 - 1 bytes",
-            [&call(0, &[])[..], &u64::MAX.to_le_bytes(), b"abc"].concat(),
+            service_call(0, &[&u64::MAX.to_le_bytes()[..], b"abc"].concat()),
             "a length of 18446744073709551615, more than the 3 bytes left can hold",
         ),
         (
@@ -563,7 +591,7 @@ fn a_malformed_service_call_from_an_isolated_plugin_is_answered_with_an_error() 
         ),
         (
             "bytes after the key",
-            [&call(0, &[b"nothing"])[..], b"!!"].concat(),
+            service_call(0, &[&7_u64.to_le_bytes()[..], b"nothing!!"].concat()),
             "2 bytes after the arguments",
         ),
         (

@@ -334,7 +334,8 @@ impl Watcher for Told {
 
 impl Drop for Told {
     fn drop(&mut self) {
-        self.dropped.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -361,7 +362,11 @@ fn a_callback_is_called_during_the_call_and_later_from_a_plugin_thread_in_both_m
         // Lent for the call, called during it, in key order; it stops the
         // scan by returning `false`.
         let recorder = Recorder::new(usize::MAX, None);
-        assert_eq!(store.scan("", &recorder).unwrap(), 4, "isolated: {isolated}");
+        assert_eq!(
+            store.scan("", &recorder).unwrap(),
+            4,
+            "isolated: {isolated}"
+        );
         assert_eq!(recorder.seen(), ["a=1", "b=2", "c=3", "d=4"]);
         let recorder = Recorder::new(2, None);
         assert_eq!(store.scan("", &recorder).unwrap(), 2);

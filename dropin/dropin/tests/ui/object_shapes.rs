@@ -1,5 +1,6 @@
-/// What objects cannot do yet: be passed to a plugin, sit inside a
-/// collection, be returned by a host service, change in a minor version.
+/// What objects cannot do yet: sit inside a collection or an argument's
+/// `Option`, be returned by a host service or passed to one, be passed to
+/// an object's method, be returned lent, change in a minor version.
 #[dropin::object]
 pub trait Table: Send + Sync {
     fn get(&self, key: &str) -> Option<String>;
@@ -16,7 +17,18 @@ pub trait Later: Send + Sync {
 
 #[dropin::interface(name = "store", version = "1.0.0")]
 pub trait Store: Send + Sync {
-    fn take(&self, table: Box<dyn Table>);
+    fn take(&self, table: Option<Box<dyn Table>>);
+    fn lent(&self) -> &dyn Table;
+}
+
+#[dropin::object]
+pub trait Visits: Send + Sync {
+    fn visit(&self, table: &dyn Table) -> u8;
+}
+
+#[dropin::services]
+pub trait Lends: Send + Sync {
+    fn lend(&self, table: &dyn Table);
 }
 
 #[dropin::interface(name = "tables", version = "1.0.0")]

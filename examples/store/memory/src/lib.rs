@@ -19,8 +19,15 @@ struct Memory {
     values: Values,
     read_only: bool,
     /// The application's watchers, told of each `put` from a thread of the
-    /// store's own.
-    watchers: Arc<Mutex<Vec<Box<dyn Watcher>>>>,
+    /// store's own, and the number of the next `put`.
+    watchers: Arc<Mutex<Watchers>>,
+}
+
+/// Each watcher with the number of the first `put` it is told of.
+#[derive(Default)]
+struct Watchers {
+    kept: Vec<(u64, Box<dyn Watcher>)>,
+    puts: u64,
 }
 
 /// The entries under `name/`, and how many reads it served.
@@ -131,13 +138,20 @@ impl Store for Memory {
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
         let replaced = values.insert(key.to_owned(), value.to_owned());
         drop(values);
+        let put = {
+            let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+            watchers.puts += 1;
+            watchers.puts - 1
+        };
         let watchers = Arc::clone(&self.watchers);
         let (key, value) = (key.to_owned(), value.to_owned());
-        // Told later, from the store's own thread: no call's guard covers
-        // it, so a watcher that panics in the application is caught here.
+        // Told later, from the store's own thread, by the watchers that
+        // were kept before this `put`. No call's guard covers the thread,
+        // so a watcher that panics in the application is caught here.
         std::thread::spawn(move || {
             let watchers = watchers.lock().unwrap_or_else(|e| e.into_inner());
-            for watcher in watchers.iter() {
+            let told = watchers.kept.iter().filter(|(first, _)| *first <= put);
+            for (_, watcher) in told {
                 if let Err(error) = store_interface::try_callback(|| watcher.changed(&key, &value))
                 {
                     log::warn!("a watcher failed: {error}");
@@ -167,14 +181,14 @@ impl Store for Memory {
     }
 
     fn watch(&self, watcher: Box<dyn Watcher>) {
-        self.watchers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(watcher);
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let first = watchers.puts;
+        watchers.kept.push((first, watcher));
     }
 
     fn unwatch(&self) -> u64 {
-        let dropped = std::mem::take(&mut *self.watchers.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let dropped = std::mem::take(&mut watchers.kept);
         dropped.len() as u64
     }
 
