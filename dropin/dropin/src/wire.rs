@@ -235,10 +235,16 @@ impl Decode for crate::Text {
 
 impl<T: Encode> Encode for Vec<T> {
     fn encode(&self, out: &mut Vec<u8>) {
-        (self.len() as u64).encode(out);
-        for item in self {
-            item.encode(out);
-        }
+        encode_items(self, out);
+    }
+}
+
+/// Encodes `items` as a `Vec<T>` of them: how a `&[T]` argument crosses a
+/// process boundary.
+pub fn encode_items<T: Encode>(items: &[T], out: &mut Vec<u8>) {
+    (items.len() as u64).encode(out);
+    for item in items {
+        item.encode(out);
     }
 }
 

@@ -358,6 +358,26 @@ pub(crate) fn ffi_arg(arg: &crate::ast::Arg) -> TokenStream {
         Kind::OptionBytes => quote!(__dropin_rt::ROption<__dropin_rt::RSlice<'_, u8>>),
         Kind::Value | Kind::Given => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::Ffi),
         Kind::Lent => quote!(__dropin_rt::RawObject),
+        Kind::Slice => {
+            let vec = slice_vec(arg);
+            quote_spanned!(ty.span()=> <#vec as ::dropin::Stable>::Ffi)
+        }
+    }
+}
+
+/// `Vec<T>` for an argument `&[T]`, whose items cross in one.
+fn slice_vec(arg: &Arg) -> TokenStream {
+    let item = crate::ty::slice_item(&arg.ty).expect("a slice argument");
+    quote!(::std::vec::Vec<#item>)
+}
+
+/// Encodes the argument `arg` into `args`, as a call to another process
+/// carries it: each value as itself, a slice's items as a `Vec` of them.
+pub(crate) fn encode_arg(arg: &Arg) -> TokenStream {
+    let ident = &arg.ident;
+    match arg.kind {
+        Kind::Slice => quote!(::dropin::wire::encode_items(#ident, args);),
+        _ => quote!(::dropin::wire::Encode::encode(&#ident, args);),
     }
 }
 
@@ -434,12 +454,12 @@ pub(crate) fn remote_args(method: &Method, remote: &TokenStream) -> (TokenStream
     } else {
         quote!()
     };
-    let encodes = method.args.iter().map(|arg| {
-        let value = match arg.kind {
-            Kind::Lent | Kind::Given => callback_id(arg),
-            _ => arg.ident.clone(),
-        };
-        quote!(::dropin::wire::Encode::encode(&#value, args);)
+    let encodes = method.args.iter().map(|arg| match arg.kind {
+        Kind::Lent | Kind::Given => {
+            let id = callback_id(arg);
+            quote!(::dropin::wire::Encode::encode(&#id, args);)
+        }
+        _ => encode_arg(arg),
     });
     (lending, quote!(#(#encodes)*))
 }
@@ -455,6 +475,11 @@ pub(crate) fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
             quote!(<::core::option::Option<&'static [u8]> as ::dropin::Stable>::DESC)
         }
         Kind::Value | Kind::Given => quote_spanned!(ty.span()=> <#ty as ::dropin::Stable>::DESC),
+        // The items cross in a `Vec`, whose descriptor they share.
+        Kind::Slice => {
+            let vec = slice_vec(arg);
+            quote_spanned!(ty.span()=> <#vec as ::dropin::Stable>::DESC)
+        }
         Kind::Lent => {
             let boxed = object_box(arg);
             quote_spanned!(ty.span()=> <#boxed as ::dropin::__private::ObjectBox>::LENT)
@@ -643,6 +668,9 @@ pub(crate) fn into_ffi_values(method: &Method) -> Vec<TokenStream> {
             let boxed = object_box(arg);
             let fat = fat(arg);
             quote_spanned!(ty.span()=> <#boxed as ::dropin::__private::ObjectBox>::lend((&raw const #fat).cast()))
+        } else if *kind == Kind::Slice {
+            let vec = slice_vec(arg);
+            quote!(<#vec as ::dropin::Stable>::into_ffi(#ident.to_vec()))
         } else {
             quote!(<#ty as ::dropin::Stable>::into_ffi(#ident))
         }
@@ -666,6 +694,11 @@ pub(crate) fn from_ffi_values(method: &Method) -> Vec<TokenStream> {
             let boxed = object_box(arg);
             quote!(&*<#boxed as ::dropin::Stable>::from_ffi(#ident))
         }
+        Kind::Slice => {
+            let ident = &arg.ident;
+            let vec = slice_vec(arg);
+            quote!(<#vec as ::dropin::Stable>::from_ffi(#ident).as_slice())
+        }
         kind => from_ffi_value(arg, kind),
     })
 }
@@ -680,7 +713,7 @@ fn from_ffi_value(Arg { ident, ty, .. }: &Arg, kind: &Kind) -> TokenStream {
         Kind::OptionBytes => {
             quote!(<::core::option::Option<&[u8]> as ::dropin::Stable>::from_ffi(#ident))
         }
-        Kind::Value | Kind::Given | Kind::Lent => {
+        Kind::Value | Kind::Given | Kind::Lent | Kind::Slice => {
             quote!(<#ty as ::dropin::Stable>::from_ffi(#ident))
         }
     }
@@ -706,13 +739,14 @@ pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStrea
             Kind::Bytes => quote!(::std::vec::Vec<u8>),
             Kind::OptionStr => quote!(::core::option::Option<::std::string::String>),
             Kind::OptionBytes => quote!(::core::option::Option<::std::vec::Vec<u8>>),
+            Kind::Slice => slice_vec(arg),
             Kind::Value | Kind::Lent | Kind::Given => quote!(#ty),
         };
         quote!(let #ident = <#owned as ::dropin::wire::Decode>::decode(&mut input)?;)
     });
     let passes = per_arg(method, |Arg { ident, kind, .. }| match kind {
         Kind::Str => quote!(#ident.as_str()),
-        Kind::Bytes => quote!(#ident.as_slice()),
+        Kind::Bytes | Kind::Slice => quote!(#ident.as_slice()),
         Kind::OptionStr | Kind::OptionBytes => quote!(#ident.as_deref()),
         Kind::Value | Kind::Given => quote!(#ident),
         Kind::Lent => quote!(&*#ident),

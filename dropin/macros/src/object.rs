@@ -19,8 +19,8 @@ use syn::spanned::Spanned;
 use crate::{
     ast::{Interface, Method, unraw, visibility},
     expand::{
-        arg_desc, dispatch, ffi_arg, ffi_params, ffi_ret, from_ffi_values, into_ffi_values,
-        serve_arm, snake_case, typed_params,
+        arg_desc, dispatch, encode_arg, ffi_arg, ffi_params, ffi_ret, from_ffi_values,
+        into_ffi_values, serve_arm, snake_case, typed_params,
     },
     ty::Shape,
 };
@@ -392,7 +392,7 @@ fn handle_method(
     let docs = &method.docs;
     let params = typed_params(method);
     let values = into_ffi_values(method);
-    let names: Vec<&syn::Ident> = method.args.iter().map(|arg| &arg.ident).collect();
+    let encodes: Vec<TokenStream> = method.args.iter().map(encode_arg).collect();
     let ret = &method.ret;
     let plugin = quote!(self.object.plugin());
     let (output, convert, remote) = match Shape::of(ret) {
@@ -412,7 +412,7 @@ fn handle_method(
                         return self
                             .object
                             .call_remote::<#wire>(#index, |args| {
-                                #(::dropin::wire::Encode::encode(&#names, args);)*
+                                #(#encodes)*
                             })
                             .map(|value| #from_wire);
                     }
@@ -430,7 +430,7 @@ fn handle_method(
             quote! {
                 if self.object.is_remote() {
                     return self.object.call_remote::<#ret>(#index, |args| {
-                        #(::dropin::wire::Encode::encode(&#names, args);)*
+                        #(#encodes)*
                     });
                 }
             },
@@ -507,10 +507,10 @@ fn proxy_methods(
     };
     let call = match Shape::of(ret) {
         Ok(None) => {
-            let names = method.args.iter().map(|arg| &arg.ident);
+            let encodes = method.args.iter().map(encode_arg);
             quote! {
                 __dropin_rt::call_callback::<#ret>(self.id, #index, |args| {
-                    #(::dropin::wire::Encode::encode(&#names, args);)*
+                    #(#encodes)*
                 })
             }
         }
@@ -552,11 +552,13 @@ fn serve_raw_arm(index: usize, method: &Method) -> TokenStream {
         };
     }
     let (decodes, passes) = crate::expand::decoded_args(method);
-    let tys = method.args.iter().map(|arg| &arg.ty);
+    let idents = method.args.iter().map(|arg| &arg.ident);
+    let values = into_ffi_values(method);
     quote! {
         #index => {
             #(#decodes)*
-            let outcome = (methods.#ident)(raw.this, #(<#tys as ::dropin::Stable>::into_ffi(#passes)),*);
+            #(let #idents = #passes;)*
+            let outcome = (methods.#ident)(raw.this, #(#values),*);
             let outcome = match outcome {
                 __dropin_rt::RResult::ROk(value) => {
                     __dropin_rt::RResult::ROk(<#ret as ::dropin::Stable>::from_ffi(value))

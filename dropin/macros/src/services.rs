@@ -348,9 +348,14 @@ fn remote_function(index: usize, method: &Method) -> TokenStream {
     let ident = &method.ident;
     let function = format_ident!("__dropin_remote_{}", unraw(ident));
     let params = ffi_params(method);
-    let encodes = from_ffi_values(method)
-        .into_iter()
-        .map(|value| quote!(::dropin::wire::Encode::encode(&#value, out);));
+    let encodes =
+        from_ffi_values(method)
+            .into_iter()
+            .zip(&method.args)
+            .map(|(value, arg)| match arg.kind {
+                crate::ty::Kind::Slice => quote!(::dropin::wire::encode_items(#value, out);),
+                _ => quote!(::dropin::wire::Encode::encode(&#value, out);),
+            });
     let ret_ty = &method.ret;
     let ret = ffi_ret(method);
     quote! {

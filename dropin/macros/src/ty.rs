@@ -32,6 +32,8 @@ pub enum Kind {
     /// `Box<dyn Trait>` as an argument: the application's object, given to
     /// the plugin.
     Given,
+    /// `&[T]` of a `Stable` `T` (not `u8`): its items copied for the call.
+    Slice,
 }
 
 const OWNED: &str = "pass an owned value instead: an integer, float, bool, char, String, \
@@ -69,6 +71,10 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
                     Some((Kind::Str, "String"))
                 }
                 Type::Slice(slice) if is_ident(&slice.elem, "u8") => Some((Kind::Bytes, "Vec<u8>")),
+                Type::Slice(slice) => {
+                    check(&slice.elem, Position::Owned)?;
+                    Some((Kind::Slice, "Vec<T>"))
+                }
                 Type::TraitObject(_) if lent_trait(ty).is_some() => {
                     return match position {
                         Position::Argument => Ok(Kind::Lent),
@@ -94,7 +100,8 @@ pub fn check(ty: &Type, position: Position) -> syn::Result<Kind> {
                      the duration of the call: use `{owned}` here"
                 )),
                 (None, _) => error(format!(
-                    "only `&str` and `&[u8]` may be borrowed across the plugin boundary; {OWNED}"
+                    "only `&str`, `&[T]` and `&dyn Trait` may be borrowed across the plugin \
+                     boundary; {OWNED}"
                 )),
             }
         }
@@ -228,6 +235,17 @@ pub fn is_string(ty: &Type) -> bool {
             .last()
             .is_some_and(|last| last.ident == "String" && last.arguments.is_none()),
         _ => false,
+    }
+}
+
+/// The item type of a slice argument, `&[T]`.
+pub fn slice_item(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Reference(reference) => match &*reference.elem {
+            Type::Slice(slice) => Some(&slice.elem),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -57,6 +57,11 @@ fn a_typed_error_reaches_the_application_as_the_value_the_plugin_returned() {
             std::collections::BTreeMap::from([("a".to_owned(), "2".to_owned())])
         );
         assert_eq!(store.entries(Some("b")).unwrap(), Default::default());
+        // A slice of values crosses as its items.
+        let entries = [("x", "1"), ("y", "2")].map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(store.put_all(&entries).unwrap(), Ok(2));
+        assert_eq!(store.get("y").unwrap(), Ok("2".to_owned()));
+        assert_eq!(store.put_all(&[]).unwrap(), Ok(0));
 
         let report = loader(&dir, Some("read-only"), isolated).load().unwrap();
         let store = report.registry.get("memory").unwrap();

@@ -27,6 +27,9 @@ pub trait Store: Send + Sync {
     /// Stores `value` under `key`; the value it replaced, if any.
     fn put(&self, key: &str, value: &str) -> Result<Option<String>, StoreError>;
 
+    /// Stores each of `entries` (key and value), in order; how many.
+    fn put_all(&self, entries: &[(String, String)]) -> Result<u64, StoreError>;
+
     /// Every key that starts with `prefix` (every key, without one), and
     /// its value.
     fn entries(&self, prefix: Option<&str>) -> BTreeMap<String, String>;

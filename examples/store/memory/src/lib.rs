@@ -161,6 +161,13 @@ impl Store for Memory {
         Ok(replaced)
     }
 
+    fn put_all(&self, entries: &[(String, String)]) -> Result<u64, StoreError> {
+        for (key, value) in entries {
+            self.put(key, value)?;
+        }
+        Ok(entries.len() as u64)
+    }
+
     fn scan(&self, prefix: &str, visitor: &dyn Visitor) -> u64 {
         let values = self
             .values
