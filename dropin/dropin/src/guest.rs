@@ -293,6 +293,19 @@ pub fn call<P: Exported, T>(f: impl FnOnce(&P) -> Result<T, RawError>) -> RResul
     })
 }
 
+/// As [`call`], for an `async fn` method: the plugin's state is static,
+/// for the future the method returns.
+#[doc(hidden)]
+#[inline]
+pub fn call_static<P: Exported, T>(
+    f: impl FnOnce(&'static P) -> Result<T, RawError>,
+) -> RResult<T, RawError> {
+    guard(|| match P::cell().value.get() {
+        Some(plugin) => f(plugin),
+        None => Err(not_initialised()),
+    })
+}
+
 #[cold]
 #[inline(never)]
 fn not_initialised() -> RawError {

@@ -148,6 +148,12 @@ pub trait Remote: Send + Sync {
     /// The object's drop panicked, or its process failed.
     fn drop_object(&self, object: u64) -> Result<(), CallError>;
 
+    /// Sends the encoded arguments of the `async fn` method number `method`;
+    /// the answer, once the process gives it. Many such calls may be in
+    /// flight at once, and none holds a thread of the host while it waits;
+    /// dropping the future cancels the call in the process.
+    fn call_async(&self, method: usize, args: Vec<u8>) -> crate::future::RemoteAnswer<Vec<u8>>;
+
     /// Keeps the application's object `served` for the process (a
     /// callback the plugin may call back); its number there.
     fn keep_callback(&self, served: crate::object::Served) -> u64;
@@ -397,6 +403,28 @@ impl PluginCore {
         result
     }
 
+    /// Starts a call of the `async fn` method number `method` of an
+    /// isolated plugin, whose process `remote` reaches: the arguments
+    /// `encode` writes go there, the answer is decoded.
+    #[doc(hidden)]
+    pub fn call_remote_async<'a, F, T: crate::wire::Decode + Send + 'static>(
+        &self,
+        remote: &dyn Remote,
+        method: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+        convert: fn(F) -> T,
+    ) -> crate::PluginFuture<'a, F, T> {
+        if self.state.failure.get().is_some() {
+            return crate::PluginFuture::failed(&self.state, self.disabled(), convert);
+        }
+        let mut args = Vec::new();
+        encode(&mut args);
+        let answer = remote.call_async(method, args);
+        let name = self.name;
+        let decoded = async move { decode_answer::<T>(name, &answer.await?) };
+        crate::PluginFuture::remote(&self.state, Box::pin(decoded), convert)
+    }
+
     /// Decodes an isolated plugin's answer.
     ///
     /// # Errors
@@ -404,26 +432,7 @@ impl PluginCore {
     /// A [`CallError`] of kind `Failed` naming what was malformed.
     #[doc(hidden)]
     pub fn decode<T: crate::wire::Decode>(&self, bytes: &[u8]) -> Result<T, CallError> {
-        let mut input = bytes;
-        T::decode(&mut input)
-            .and_then(|value| {
-                if input.is_empty() {
-                    Ok(value)
-                } else {
-                    Err(crate::wire::WireError(format!(
-                        "{} bytes after the value",
-                        input.len()
-                    )))
-                }
-            })
-            .map_err(|error| {
-                CallError::from_parts(
-                    crate::CallErrorKind::Failed,
-                    self.name,
-                    format!("its process sent an answer that does not decode: {error}"),
-                    None,
-                )
-            })
+        decode_answer(self.name, bytes)
     }
 
     /// The plugin's name.
@@ -601,4 +610,28 @@ pub fn dir_bytes(dir: &Path) -> Vec<u8> {
 #[cfg(not(unix))]
 pub fn dir_bytes(dir: &Path) -> Vec<u8> {
     dir.to_string_lossy().into_owned().into_bytes()
+}
+
+/// Decodes the answer of the isolated plugin `name`'s process.
+fn decode_answer<T: crate::wire::Decode>(name: &str, bytes: &[u8]) -> Result<T, CallError> {
+    let mut input = bytes;
+    T::decode(&mut input)
+        .and_then(|value| {
+            if input.is_empty() {
+                Ok(value)
+            } else {
+                Err(crate::wire::WireError(format!(
+                    "{} bytes after the value",
+                    input.len()
+                )))
+            }
+        })
+        .map_err(|error| {
+            CallError::from_parts(
+                crate::CallErrorKind::Failed,
+                name,
+                format!("its process sent an answer that does not decode: {error}"),
+                None,
+            )
+        })
 }

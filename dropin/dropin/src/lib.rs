@@ -80,6 +80,7 @@
 pub mod abi;
 pub mod description;
 mod error;
+mod future;
 mod guest;
 mod handle;
 mod logging;
@@ -272,6 +273,7 @@ pub use dropin_macros::services;
 #[doc(inline)]
 pub use dropin_macros::object;
 pub use error::{BoxError, CallError, CallErrorKind};
+pub use future::PluginFuture;
 pub use guest::{Context, SavedState};
 pub use handle::{Interface, PluginCore};
 pub use logging::log_target;
@@ -289,9 +291,13 @@ pub use log;
 pub mod __private {
     pub use crate::__export_plugin as export;
     pub use crate::error::{RawError, RawErrorKind};
+    pub use crate::future::{
+        Async, FfiFuture, RemoteAnswer, block_on, cancellable, extend, extend_option,
+        into_ffi_future,
+    };
     pub use crate::guest::{
-        Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call, failed,
-        guarded, init_extended, module, save,
+        Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call,
+        call_static, failed, guarded, init_extended, module, save,
     };
     pub use crate::handle::PluginState;
     pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};

@@ -59,6 +59,8 @@ pub struct Method {
     pub fallible: bool,
     /// The return type as declared.
     pub output: syn::ReturnType,
+    /// Whether it is an `async fn`.
+    pub asyncness: Option<syn::Token![async]>,
     /// The interface version that added it, as a full semver version.
     pub since: String,
     /// Whether it belongs to the interface's first release (of this major):
@@ -215,13 +217,6 @@ impl Method {
                 ),
             ));
         }
-        if let Some(asyncness) = &sig.asyncness {
-            return Err(syn::Error::new(
-                asyncness.span(),
-                "an `async fn` cannot cross the plugin boundary: make it synchronous (the host may \
-                 call it from a thread of its own)",
-            ));
-        }
         if let Some(constness) = &sig.constness {
             return Err(syn::Error::new(
                 constness.span(),
@@ -330,6 +325,25 @@ impl Method {
         if let Err(error) = ty::check(&ret, Position::Owned) {
             errors.push(error);
         }
+        if let Some(asyncness) = &sig.asyncness {
+            if let Some(arg) = args
+                .iter()
+                .find(|arg| matches!(arg.kind, Kind::Lent | Kind::Given))
+            {
+                errors.push(syn::Error::new(
+                    arg.ty.span(),
+                    "an `async fn` cannot take the application's object yet: take it in a \
+                     synchronous method",
+                ));
+            }
+            if ty::holds_object(&ret) {
+                errors.push(syn::Error::new(
+                    asyncness.span(),
+                    "an `async fn` cannot return an object yet: return it from a synchronous \
+                     method",
+                ));
+            }
+        }
         errors.result()?;
         let mut since = None;
         let mut error = None;
@@ -360,6 +374,7 @@ impl Method {
             ret,
             fallible,
             output: sig.output.clone(),
+            asyncness: sig.asyncness,
             required: since.as_deref().is_none_or(|since| since == first_version),
             since: since.unwrap_or_else(|| first_version.to_owned()),
         })

@@ -67,6 +67,26 @@ pub fn interface(interface: &Interface) -> TokenStream {
         },
     );
 
+    // `async fn m(..) -> T` is `fn m(..) -> impl Future<Output = T> + Send`
+    // in the trait: the application may await it on any thread. A plugin
+    // still implements it with `async fn`.
+    for trait_item in &mut item.items {
+        if let syn::TraitItem::Fn(function) = trait_item
+            && function.sig.asyncness.take().is_some()
+        {
+            let output = match &function.sig.output {
+                syn::ReturnType::Default => quote!(()),
+                syn::ReturnType::Type(_, ty) => quote!(#ty),
+            };
+            function.sig.output = syn::parse_quote! {
+                -> impl ::core::future::Future<Output = #output> + ::core::marker::Send
+            };
+            if let Some(block) = &function.default {
+                function.default = Some(syn::parse_quote!({ async move #block }));
+            }
+        }
+    }
+
     let name = match &interface.name {
         Some(name) => quote!(#name),
         None => quote!(::core::env!("CARGO_PKG_NAME")),
@@ -489,6 +509,9 @@ pub(crate) fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
 
 pub(crate) fn ffi_ret(method: &Method) -> TokenStream {
     let ret = &method.ret;
+    if method.asyncness.is_some() {
+        return quote_spanned!(ret.span()=> __dropin_rt::RResult<__dropin_rt::FfiFuture<<#ret as ::dropin::Stable>::Ffi>, __dropin_rt::RawError>);
+    }
     quote_spanned!(ret.span()=> __dropin_rt::RResult<<#ret as ::dropin::Stable>::Ffi, __dropin_rt::RawError>)
 }
 
@@ -513,12 +536,17 @@ pub(crate) fn method_desc(method: &Method) -> TokenStream {
     let since = &method.since;
     let args = method.args.iter().map(arg_desc);
     let ret = &method.ret;
+    let ret = if method.asyncness.is_some() {
+        quote!(__dropin_rt::Async::<#ret>::DESC)
+    } else {
+        quote!(<#ret as ::dropin::Stable>::DESC)
+    };
     quote! {
         ::dropin::MethodDesc {
             name: __dropin_rt::RStr::from_str(#name),
             since: __dropin_rt::RStr::from_str(#since),
             args: __dropin_rt::RSlice::from_slice(&[#(#args),*]),
-            ret: <#ret as ::dropin::Stable>::DESC,
+            ret: #ret,
         }
     }
 }
@@ -527,6 +555,9 @@ pub(crate) fn method_desc(method: &Method) -> TokenStream {
 /// plugin's type: converts the arguments, calls the trait method under the
 /// guard, converts the result or the error.
 fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
+    if method.asyncness.is_some() {
+        return async_shim(trait_ident, method);
+    }
     let ident = &method.ident;
     let shim = format_ident!("__dropin_shim_{}", unraw(ident));
     let params = ffi_params(method);
@@ -555,6 +586,160 @@ fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
     }
 }
 
+/// The plugin's `extern "C"` function for an `async fn` method: converts
+/// the arguments, and returns the plugin's future, which calls the trait
+/// method when first polled and converts its output. The arguments the
+/// call borrows are the application's future's, which outlives this one.
+fn async_shim(trait_ident: &Ident, method: &Method) -> TokenStream {
+    let ident = &method.ident;
+    let shim = format_ident!("__dropin_shim_{}", unraw(ident));
+    let params = ffi_params(method);
+    let ret = ffi_ret(method);
+    let kept = per_arg(method, |Arg { ident, ty, kind }| {
+        let value = match kind {
+            Kind::Str | Kind::Bytes => quote! {
+                // SAFETY: lent by the application's future, which drops
+                // this one before it lets go of its arguments.
+                unsafe { __dropin_rt::extend(<#ty as ::dropin::Stable>::from_ffi(#ident)) }
+            },
+            Kind::OptionStr | Kind::OptionBytes => quote! {
+                // SAFETY: as above.
+                unsafe { __dropin_rt::extend_option(<#ty as ::dropin::Stable>::from_ffi(#ident)) }
+            },
+            Kind::Slice => {
+                let item = crate::ty::slice_item(ty).expect("a slice argument");
+                quote!(<::std::vec::Vec<#item> as ::dropin::Stable>::from_ffi(#ident))
+            }
+            // Refused by the parser.
+            Kind::Value | Kind::Lent | Kind::Given => {
+                quote!(<#ty as ::dropin::Stable>::from_ffi(#ident))
+            }
+        };
+        quote!(let #ident = #value;)
+    });
+    let passes = per_arg(method, |Arg { ident, kind, .. }| match kind {
+        Kind::Slice => quote!(#ident.as_slice()),
+        _ => quote!(#ident),
+    });
+    let call = quote!(<__DropinPlugin as #trait_ident>::#ident(plugin, #(#passes),*).await);
+    let output = if method.fallible {
+        quote! {
+            match #call {
+                ::core::result::Result::Ok(value) => {
+                    ::core::result::Result::Ok(::dropin::Stable::into_ffi(value))
+                }
+                ::core::result::Result::Err(error) => ::core::result::Result::Err(__dropin_rt::failed(error)),
+            }
+        }
+    } else {
+        quote!(::core::result::Result::Ok(::dropin::Stable::into_ffi(#call)))
+    };
+    quote! {
+        pub extern "C" fn #shim<__DropinPlugin: #trait_ident + __dropin_rt::Exported>(#(#params),*) -> #ret {
+            __dropin_rt::call_static::<__DropinPlugin, _>(|plugin| {
+                #(#kept)*
+                ::core::result::Result::Ok(__dropin_rt::into_ffi_future(async move { #output }))
+            })
+        }
+    }
+}
+
+/// The handle's method for an `async fn`: starts the call, and returns the
+/// future the application awaits, which borrows the handle and the
+/// borrowed arguments until it is dropped.
+fn async_handle_method(
+    vis: &syn::Visibility,
+    hidden: &Ident,
+    index: usize,
+    method: &Method,
+) -> TokenStream {
+    let ident = &method.ident;
+    let alias = fn_alias(ident);
+    let name = unraw(ident);
+    let since = &method.since;
+    let docs = &method.docs;
+    let params = per_arg(method, |Arg { ident, ty, .. }| {
+        let ty = with_lifetime(ty);
+        quote!(#ident: #ty)
+    });
+    let values = into_ffi_values(method);
+    let ret = &method.ret;
+    let encodes = method.args.iter().map(encode_arg);
+    let (output, convert) = if is_string(ret) {
+        (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
+    } else {
+        (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
+    };
+    let function = if method.required {
+        quote!(let function: #hidden::#alias = self.#ident;)
+    } else {
+        quote! {
+            let ::core::option::Option::Some(function) = self.#ident else {
+                return ::dropin::PluginFuture::failed(
+                    self.core.state(),
+                    self.core.missing(#name, #since),
+                    convert,
+                );
+            };
+        }
+    };
+    let note = "
+
+# Errors
+
+The future's output is a `dropin::CallError` if the plugin failed                 or panicked (which disables it), is disabled, or lacks the method. Dropping                 the future cancels the call: the plugin's future is dropped.";
+    quote! {
+        #(#docs)*
+        #[doc = #note]
+        #[allow(clippy::type_complexity)]
+        #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> ::dropin::PluginFuture<'__dropin, <#ret as ::dropin::Stable>::Ffi, #output> {
+            let convert: fn(<#ret as ::dropin::Stable>::Ffi) -> #output = #convert;
+            #function
+            if let ::core::option::Option::Some(remote) = self.core.remote() {
+                return self.core.call_remote_async(remote, #index, |args| {
+                    #(#encodes)*
+                }, convert);
+            }
+            ::dropin::PluginFuture::start(self.core.state(), || function(#(#values),*), convert)
+        }
+    }
+}
+
+/// `ty` with every elided reference lifetime named `'__dropin`: an
+/// `async fn`'s future borrows its arguments.
+fn with_lifetime(ty: &syn::Type) -> syn::Type {
+    fn name(ty: &mut syn::Type) {
+        match ty {
+            syn::Type::Reference(reference) => {
+                if reference.lifetime.is_none() {
+                    reference.lifetime = Some(syn::parse_quote!('__dropin));
+                }
+                name(&mut reference.elem);
+            }
+            syn::Type::Path(path) => {
+                for segment in &mut path.path.segments {
+                    if let syn::PathArguments::AngleBracketed(args) = &mut segment.arguments {
+                        for arg in &mut args.args {
+                            if let syn::GenericArgument::Type(ty) = arg {
+                                name(ty);
+                            }
+                        }
+                    }
+                }
+            }
+            syn::Type::Slice(slice) => name(&mut slice.elem),
+            syn::Type::Array(array) => name(&mut array.elem),
+            syn::Type::Tuple(tuple) => tuple.elems.iter_mut().for_each(name),
+            syn::Type::Paren(inner) => name(&mut inner.elem),
+            syn::Type::Group(inner) => name(&mut inner.elem),
+            _ => {}
+        }
+    }
+    let mut ty = ty.clone();
+    name(&mut ty);
+    ty
+}
+
 /// The handle's method: checks the plugin has it, calls through the
 /// function pointer, converts the result.
 fn handle_method(
@@ -563,6 +748,9 @@ fn handle_method(
     index: usize,
     method: &Method,
 ) -> TokenStream {
+    if method.asyncness.is_some() {
+        return async_handle_method(vis, hidden, index, method);
+    }
     let ident = &method.ident;
     let alias = fn_alias(ident);
     let name = unraw(ident);
@@ -786,10 +974,23 @@ pub(crate) fn serve_arm(index: usize, method: &Method) -> TokenStream {
             return quote!(#index => ::core::unreachable!(),);
         }
     };
+    // An `async fn` is awaited on the thread that serves the call.
+    let wait = method
+        .asyncness
+        .map(|_| {
+            quote! {
+                let ::core::option::Option::Some(outcome) = ::dropin::__private::block_on(outcome) else {
+                    return ::core::result::Result::Err(::dropin::wire::WireError(
+                        "the call was cancelled".to_owned(),
+                    ));
+                };
+            }
+        });
     quote! {
         #index => {
             #(#decodes)*
             let outcome = self.#ident(#(#passes),*);
+            #wait
             #to_wire
             ::dropin::__private::encode_outcome(&outcome, out);
             ::core::result::Result::Ok(())

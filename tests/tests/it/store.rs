@@ -485,3 +485,108 @@ fn the_store_application_passes_callbacks_the_same_in_both_modes() {
         assert_eq!(output.status.code(), Some(0));
     }
 }
+
+/// The store's log records about cancelled waits, in order.
+fn cancelled() -> Vec<String> {
+    greeter_tests::captured_logs("plugin::memory")
+        .into_iter()
+        .map(|record| record.message)
+        .filter(|message| message.starts_with("wait for "))
+        .collect()
+}
+
+/// The number of threads of this process.
+fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `async fn` methods, awaited on tokio, in both modes: one ready at once;
+/// one that a later call wakes from another task; one dropped before it
+/// finished, which the plugin observes as cancelled (its future dropped,
+/// in the plugin's code); and, isolated, 100 calls in flight to one
+/// plugin at once, which hold no thread of the host each.
+#[test]
+fn an_async_method_is_awaited_cancelled_and_called_100_times_at_once_in_both_modes() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let dir = PluginDir::with(&["memory"]);
+    // The logger, before the plugins that log to it.
+    cancelled();
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        // Shared with the runtime's tasks for the rest of the test.
+        let registry = Box::leak(Box::new(report.registry));
+        let store: &'static _ = registry.get("memory").unwrap();
+        runtime.block_on(async {
+            store.put("a", "1").unwrap().unwrap();
+            assert_eq!(store.fetch("a").await.unwrap(), Ok("1".to_owned()));
+            assert_eq!(
+                store.fetch("b").await.unwrap(),
+                Err(StoreError::NotFound {
+                    key: "b".to_owned()
+                }),
+                "isolated: {isolated}"
+            );
+
+            // Woken by a `put` from another task.
+            let waiting =
+                tokio::spawn(async move { store.wait_for("later").await.unwrap().to_string() });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            assert!(!waiting.is_finished());
+            store.put("later", "now").unwrap().unwrap();
+            let woken = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await;
+            assert_eq!(woken.unwrap().unwrap(), "now", "isolated: {isolated}");
+
+            // Dropped before it finished: the plugin's future is dropped.
+            let before = cancelled().len();
+            let timed_out = tokio::time::timeout(
+                std::time::Duration::from_millis(50),
+                store.wait_for("never"),
+            )
+            .await;
+            assert!(timed_out.is_err());
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while cancelled().len() == before && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(
+                cancelled()[before..],
+                ["wait for never cancelled".to_owned()],
+                "isolated: {isolated}"
+            );
+            assert_eq!(store.failure(), None);
+
+            // 100 calls in flight at once, then all woken.
+            let threads_before = threads();
+            let calls: Vec<_> = (0..100)
+                .map(|i| tokio::spawn(async move { store.wait_for(&format!("k{i}")).await }))
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            assert!(calls.iter().all(|call| !call.is_finished()));
+            if isolated {
+                // The host waits for all of them with the threads it had.
+                assert!(threads() <= threads_before + 2, "{} threads", threads());
+            }
+            let entries: Vec<(String, String)> =
+                (0..100).map(|i| (format!("k{i}"), i.to_string())).collect();
+            assert_eq!(store.put_all(&entries).unwrap(), Ok(100));
+            for (i, call) in calls.into_iter().enumerate() {
+                let answer = tokio::time::timeout(std::time::Duration::from_secs(10), call).await;
+                assert_eq!(answer.unwrap().unwrap().unwrap(), i.to_string());
+            }
+        });
+    }
+}

@@ -166,18 +166,19 @@ pub(crate) fn protocol_output() -> io::Result<File> {
     ))
 }
 
-/// A channel for an isolated process's service calls: not supported on this
-/// platform.
-pub(crate) fn services_channel(_: &mut std::process::Command) -> io::Result<(Channel, Channel)> {
+/// The socket pairs of an isolated process: none here.
+pub(crate) fn child_channels<const N: usize>(
+    _: &mut std::process::Command,
+) -> io::Result<[(Channel, Channel); N]> {
     Err(io::Error::other("not supported on this platform"))
 }
 
-/// In an isolated process: its end of the services channel, none here.
+/// In an isolated process: its end of a channel, none here.
 ///
 /// # Safety
 ///
 /// None needed here; the signature is Unix's.
-pub(crate) unsafe fn inherited_channel() -> io::Result<Option<Channel>> {
+pub(crate) unsafe fn inherited_channel(_: i32) -> io::Result<Option<Channel>> {
     Ok(None)
 }
 

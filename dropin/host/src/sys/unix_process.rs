@@ -171,56 +171,72 @@ pub(crate) fn protocol_output() -> io::Result<File> {
     }
 }
 
-/// A socket pair for an isolated process's service calls: the host's end,
-/// and the child's, which `command` puts at file descriptor 3.
-pub(crate) fn services_channel(command: &mut Command) -> io::Result<(Channel, Channel)> {
-    let (host_end, child_end) = UnixStream::pair()?;
-    let fd = child_end.as_raw_fd();
-    // SAFETY: dup2 and fcntl are async-signal-safe.
+/// The socket pairs of an isolated process: for each, the host's end, and
+/// the child's, which `command` puts at file descriptor 3, 4, ... in order.
+pub(crate) fn child_channels<const N: usize>(
+    command: &mut Command,
+) -> io::Result<[(Channel, Channel); N]> {
+    let mut pairs = Vec::with_capacity(N);
+    for _ in 0..N {
+        pairs.push(UnixStream::pair()?);
+    }
+    let pairs: [(Channel, Channel); N] =
+        pairs.try_into().unwrap_or_else(|_| unreachable!("N pairs"));
+    let fds: [i32; N] = std::array::from_fn(|i| pairs[i].1.as_raw_fd());
+    // SAFETY: fcntl, dup2 and close are async-signal-safe; nothing here
+    // allocates.
     unsafe {
         command.pre_exec(move || {
-            if fd == 3 {
-                // Already there: only keep it open across exec.
-                let flags = libc::fcntl(fd, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            // First out of the way of 3, 4, ...: a child end may sit on one
+            // of them.
+            let mut high = [0; N];
+            for (i, fd) in fds.iter().enumerate() {
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD, 16);
+                if high[i] < 0 {
                     return Err(io::Error::last_os_error());
                 }
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(io::Error::last_os_error());
+            }
+            for (i, fd) in high.iter().enumerate() {
+                // The copy at 3 + i is kept open across exec.
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(*fd);
             }
             Ok(())
         });
     }
-    Ok((host_end, child_end))
+    Ok(pairs)
 }
 
-/// In an isolated process: its end of the services channel, at descriptor
-/// 3, which the host put there.
+/// In an isolated process: its end of a channel the host put at descriptor
+/// `fd` (3, 4, ...).
 ///
 /// # Safety
 ///
-/// Call once, in a process whose host says (in its setup) that it put the
-/// services channel at descriptor 3: the channel returned owns it.
-pub(crate) unsafe fn inherited_channel() -> io::Result<Option<Channel>> {
+/// Call once per descriptor, in a process whose host says (in its setup)
+/// that it put a channel there: the channel returned owns it.
+pub(crate) unsafe fn inherited_channel(fd: i32) -> io::Result<Option<Channel>> {
     // The host put a socket there: anything else (a wrapper program that
     // closed or reused the descriptor) is not the host.
     // SAFETY: fstat writes into the struct it is given.
     let mut stat = unsafe { std::mem::zeroed::<libc::stat>() };
-    // SAFETY: as above; descriptor 3 may be anything, fstat only reads it.
-    if unsafe { libc::fstat(3, &raw mut stat) } != 0
+    // SAFETY: as above; the descriptor may be anything, fstat only reads it.
+    if unsafe { libc::fstat(fd, &raw mut stat) } != 0
         || stat.st_mode & libc::S_IFMT != libc::S_IFSOCK
     {
-        return Err(io::Error::other("descriptor 3 is not the host's socket"));
+        return Err(io::Error::other(format!(
+            "descriptor {fd} is not the host's socket"
+        )));
     }
     // Not inherited by programs the plugin starts.
     // SAFETY: fcntl on a descriptor known to be open.
-    if unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the host put the process's end of the services channel at
-    // descriptor 3 (the caller's contract; and it is a socket), and nothing
-    // else owns it.
-    Ok(Some(unsafe { UnixStream::from_raw_fd(3) }))
+    // SAFETY: the host put the process's end of a channel at `fd` (the
+    // caller's contract; and it is a socket), and nothing else owns it.
+    Ok(Some(unsafe { UnixStream::from_raw_fd(fd) }))
 }
 
 /// Makes writes to a child's standard input return at once when the pipe

@@ -49,6 +49,14 @@ pub trait Store: Send + Sync {
 
     /// Drops every watcher the store keeps; how many.
     fn unwatch(&self) -> u64;
+
+    /// The value stored under `key`, as a future that is ready at once.
+    async fn fetch(&self, key: &str) -> Result<String, StoreError>;
+
+    /// The value stored under `key` once there is one: a future that a
+    /// later `put` wakes, from whichever thread makes it. Dropping it
+    /// cancels the wait.
+    async fn wait_for(&self, key: &str) -> String;
 }
 
 /// What the application does with each entry `Store::scan` visits.

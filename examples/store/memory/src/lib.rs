@@ -3,10 +3,13 @@
 
 use std::{
     collections::BTreeMap,
+    future::Future,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
+    task::{Context as TaskContext, Poll, Waker},
 };
 
 use store_interface::{
@@ -21,6 +24,46 @@ struct Memory {
     /// The application's watchers, told of each `put` from a thread of the
     /// store's own, and the number of the next `put`.
     watchers: Arc<Mutex<Watchers>>,
+    /// The tasks waiting for a key (`wait_for`), woken by each `put`.
+    waiting: Mutex<Vec<Waker>>,
+}
+
+/// A wait for a key to be stored: ready once it is, woken by `put`.
+struct WaitFor<'a> {
+    store: &'a Memory,
+    key: &'a str,
+    done: bool,
+}
+
+impl Future for WaitFor<'_> {
+    type Output = String;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut TaskContext<'_>) -> Poll<String> {
+        // Registered before the look, so that a `put` in between wakes it.
+        self.store
+            .waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(context.waker().clone());
+        let values = self.store.values.lock().unwrap_or_else(|e| e.into_inner());
+        match values.get(self.key) {
+            Some(value) => {
+                let value = value.clone();
+                drop(values);
+                self.done = true;
+                Poll::Ready(value)
+            }
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for WaitFor<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            log::info!("wait for {} cancelled", self.key);
+        }
+    }
 }
 
 /// Each watcher with the number of the first `put` it is told of.
@@ -118,6 +161,7 @@ impl Store for Memory {
             values: Values::default(),
             read_only: context.config().trim() == "read-only",
             watchers: Arc::default(),
+            waiting: Mutex::default(),
         })
     }
 
@@ -138,6 +182,10 @@ impl Store for Memory {
         let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
         let replaced = values.insert(key.to_owned(), value.to_owned());
         drop(values);
+        let waiting = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        for waker in waiting {
+            waker.wake();
+        }
         let put = {
             let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
             watchers.puts += 1;
@@ -191,6 +239,19 @@ impl Store for Memory {
         let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
         let first = watchers.puts;
         watchers.kept.push((first, watcher));
+    }
+
+    async fn fetch(&self, key: &str) -> Result<String, StoreError> {
+        self.get(key)
+    }
+
+    async fn wait_for(&self, key: &str) -> String {
+        WaitFor {
+            store: self,
+            key,
+            done: false,
+        }
+        .await
     }
 
     fn unwatch(&self) -> u64 {

@@ -198,6 +198,7 @@ pub fn serve_if_requested<I: Interface>() {
 }
 
 mod callbacks;
+mod calls;
 mod protocol;
 mod remote;
 mod serve;

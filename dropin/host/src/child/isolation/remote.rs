@@ -19,6 +19,9 @@ use super::*;
 /// An isolated plugin's process, as its handle's [`Remote`].
 pub(super) struct Isolated {
     pub(super) state: Mutex<State>,
+    /// The channel of `async fn` calls to the process now running, apart
+    /// from `state`: an async call never waits for a call being served.
+    pub(super) link: Mutex<Option<Arc<calls::Link>>>,
     /// Set when a newer generation replaced this one: where calls go from
     /// then on (nowhere, if the newer generation runs in the host).
     pub(super) successor: OnceLock<Option<Arc<dyn Remote>>>,
@@ -47,6 +50,8 @@ pub(super) struct Process {
     pub(super) stdout: ChildStdout,
     /// How the process ended, once it did.
     pub(super) ended: Option<(CallErrorKind, String)>,
+    /// Its channel of `async fn` calls.
+    pub(super) link: Option<Arc<calls::Link>>,
 }
 
 impl Drop for Process {
@@ -169,6 +174,7 @@ impl Isolated {
         })?;
         state.forwarders.push(forwarder);
         state.process = process;
+        *self.link.lock().unwrap_or_else(|e| e.into_inner()) = state.process.link.clone();
         if ready.name != self.name {
             state.process.ended = Some((
                 CallErrorKind::Crashed,
@@ -364,6 +370,24 @@ impl Remote for Isolated {
         self.end_if_disabled();
     }
 
+    fn call_async(&self, method: usize, args: Vec<u8>) -> dropin::__private::RemoteAnswer<Vec<u8>> {
+        match self.successor.get() {
+            Some(Some(successor)) => return successor.call_async(method, args),
+            Some(None) => {
+                return calls::failed(self.successor().err().expect("no successor is an error"));
+            }
+            None => {}
+        }
+        let link = self.link.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match link {
+            Some(link) if !link.is_closed() => link.call(method, args),
+            _ => match self.relink() {
+                Ok(link) => link.call(method, args),
+                Err(error) => calls::failed(error),
+            },
+        }
+    }
+
     fn keep_callback(&self, served: dropin::__private::Served) -> u64 {
         self.spawner.callbacks.keep(served)
     }
@@ -387,6 +411,47 @@ impl Remote for Isolated {
 }
 
 impl Isolated {
+    /// The channel of `async fn` calls once the one in use closed: the
+    /// process ended, and is restarted as a call would restart it.
+    fn relink(&self) -> Result<Arc<calls::Link>, CallError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.retired || self.ending.load(Ordering::SeqCst) {
+            drop(state);
+            return Err(self.successor().err().unwrap_or_else(|| {
+                CallError::from_parts(
+                    CallErrorKind::Failed,
+                    &self.name,
+                    "its process ended: a newer generation replaced it".to_owned(),
+                    None,
+                )
+            }));
+        }
+        if state.process.ended.is_none()
+            && let Ok(Some(status)) = state.process.child.try_wait()
+        {
+            state.process.ended = Some((CallErrorKind::Crashed, describe(status)));
+        }
+        if let Some((kind, how)) = state.process.ended.clone() {
+            self.restart(&mut state).map_err(|why| {
+                CallError::from_parts(
+                    kind,
+                    &self.name,
+                    format!("its process ended earlier ({how}){why}"),
+                    None,
+                )
+            })?;
+        }
+        match &state.process.link {
+            Some(link) if !link.is_closed() => Ok(Arc::clone(link)),
+            _ => Err(CallError::from_parts(
+                CallErrorKind::Crashed,
+                &self.name,
+                "its process closed its channel of async calls".to_owned(),
+                None,
+            )),
+        }
+    }
+
     /// Ends the process, and every process it started, for good: `why`
     /// says why later calls fail. The caller then releases the
     /// application's objects the process held, once it no longer holds the

@@ -57,15 +57,21 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
     };
     let previous = setup.previous.map(|bytes| (setup.previous_version, bytes));
     let handed = previous.is_some();
-    let channel = if setup.channel {
-        // SAFETY: the setup says the host put the channel at descriptor 3.
-        unsafe { sys::inherited_channel() }
+    let (channel, async_channel) = if setup.channel {
+        // SAFETY: the setup says the host put its channels at descriptors 3
+        // and 4.
+        let (channel, async_channel) =
+            unsafe { (sys::inherited_channel(3), sys::inherited_channel(4)) };
+        let channel = channel
             .map_err(|e| format!("cannot reach the host's channel: {e}"))?
             .map(|stream| ChildServices {
                 stream: Arc::new(Mutex::new(stream)),
-            })
+            });
+        let async_channel =
+            async_channel.map_err(|e| format!("cannot reach the host's channel: {e}"))?;
+        (channel, async_channel)
     } else {
-        None
+        (None, None)
     };
     if let Some(channel) = &channel {
         // The application's objects passed to the plugin are reached there.
@@ -118,6 +124,11 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
     })
     .encode(&mut answer);
     write_frame(&mut output, &answer).map_err(|e| e.to_string())?;
+    // Served from other threads too, until this process ends.
+    let plugin: &'static crate::load::Plugin<I> = Box::leak(Box::new(plugin));
+    if let Some(channel) = async_channel {
+        calls::serve(channel, plugin);
+    }
     let mut out = Vec::new();
     while let Some(request) = read_frame(&mut input, MAX_FRAME).map_err(|e| e.to_string())? {
         out.clear();

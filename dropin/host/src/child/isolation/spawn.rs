@@ -74,7 +74,14 @@ pub(crate) fn start<I: Interface>(
     let expected = described.plugin_name.as_str();
     let mut bytes = Vec::new();
     setup.encode(&mut bytes);
+    let call_timeout = settings
+        .call_timeouts
+        .get(expected)
+        .copied()
+        .unwrap_or(settings.call_timeout);
     let spawner = Spawner {
+        name: expected.to_owned(),
+        call_timeout,
         launcher: launcher.clone(),
         interface: I::NAME,
         memory_limit: settings.memory_limit,
@@ -113,6 +120,7 @@ pub(crate) fn start<I: Interface>(
     }
     let _ = spawner.target.set(dropin::log_target(&ready.name));
     let isolated = Isolated {
+        link: Mutex::new(process.link.clone()),
         successor: OnceLock::new(),
         ending: AtomicBool::new(false),
         state: Mutex::new(State {
@@ -240,6 +248,10 @@ pub(super) struct Spawner {
     pub(super) id: u64,
     /// The application's objects kept for this plugin's processes.
     pub(super) callbacks: Arc<Callbacks>,
+    /// The name the plugin's description gives.
+    pub(super) name: String,
+    /// How long a write to its process may wait.
+    pub(super) call_timeout: std::time::Duration,
     /// The application's services, the caller this plugin's calls are
     /// served as, and what turns them off.
     pub(super) services: Option<(dropin::Services, dropin::abi::Caller, dropin::abi::Refusal)>,
@@ -298,20 +310,25 @@ impl Spawner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         sys::confine(&mut command, self.memory_limit, self.confined);
-        let channel = if sys::target::UNIX {
+        // At descriptor 3, the process's calls to the host; at 4, the
+        // host's `async fn` calls to the process.
+        let channels = if sys::target::UNIX {
             Some(
-                sys::services_channel(&mut command)
-                    .map_err(|e| format!("its services channel could not be set up: {e}"))?,
+                sys::child_channels::<2>(&mut command)
+                    .map_err(|e| format!("its channels could not be set up: {e}"))?,
             )
         } else {
             None
         };
         let spawned = spawn_from_keeper(command);
         // The child's end is the child's alone now.
-        let host_end = channel.map(|(host_end, child_end)| {
-            drop(child_end);
-            host_end
-        });
+        let (host_end, async_end) = match channels {
+            Some([(host_end, child_end), (async_end, async_child_end)]) => {
+                drop((child_end, async_child_end));
+                (Some(host_end), Some(async_end))
+            }
+            None => (None, None),
+        };
         let mut child = spawned.map_err(|e| format!("its process could not be started: {e}"))?;
         if let Some(host_end) = host_end {
             let services = self
@@ -327,11 +344,19 @@ impl Spawner {
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let forwarder = forward_stderr(stderr, Arc::clone(&self.target), self.path.clone());
+        let link = match async_end {
+            Some(channel) => Some(
+                calls::Link::start(channel, &self.name, self.call_timeout)
+                    .map_err(|e| format!("its channel of async calls could not be set up: {e}"))?,
+            ),
+            None => None,
+        };
         let mut process = Process {
             child,
             stdin,
             stdout,
             ended: None,
+            link,
         };
         // First the nonce in its environment, which proves to the process
         // that its host started it; then the setup.

@@ -1,0 +1,473 @@
+//! `async fn` methods across the boundary: the plugin's future as the
+//! application polls it, and the application's waker as the plugin wakes
+//! it, both as `#[repr(C)]` tables of `extern "C"` functions. No runtime
+//! crosses: the application polls on whatever executor it runs, and the
+//! plugin's future wakes the application's task through the waker it was
+//! polled with.
+
+use std::{
+    ffi::c_void,
+    fmt,
+    future::Future,
+    marker::PhantomData,
+    mem::{ManuallyDrop, size_of},
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, RawWaker, RawWakerVTable, Waker},
+};
+
+use abi_stable::std_types::{RResult, RSlice};
+
+use crate::{
+    Stable, TypeDesc,
+    error::{CallError, RawError, RawErrorKind},
+    handle::PluginState,
+};
+
+/// A waker as it crosses the boundary: the waking side's data and
+/// functions.
+#[doc(hidden)]
+#[repr(C)]
+#[allow(missing_debug_implementations)]
+pub struct FfiWaker {
+    data: *const c_void,
+    table: &'static FfiWakerTable,
+}
+
+/// The functions of an [`FfiWaker`], all the waking side's.
+#[doc(hidden)]
+#[repr(C)]
+#[allow(missing_debug_implementations)]
+pub struct FfiWakerTable {
+    clone: extern "C" fn(*const c_void) -> FfiWaker,
+    wake: extern "C" fn(*const c_void),
+    wake_by_ref: extern "C" fn(*const c_void),
+    drop: extern "C" fn(*const c_void),
+}
+
+/// What one poll of a plugin's future gives.
+#[doc(hidden)]
+#[repr(C, u8)]
+#[allow(missing_debug_implementations)]
+pub enum FfiPoll<T> {
+    Pending,
+    Ready(RResult<T, RawError>),
+}
+
+/// A plugin's future as the application holds it: the plugin's state, and
+/// its functions to poll and to drop it.
+#[doc(hidden)]
+#[repr(C)]
+#[allow(missing_debug_implementations)]
+pub struct FfiFuture<T> {
+    this: *mut c_void,
+    poll: extern "C" fn(*mut c_void, *const FfiWaker) -> FfiPoll<T>,
+    drop: extern "C" fn(*mut c_void) -> RResult<(), RawError>,
+}
+
+// SAFETY: the plugin's future is `Send` (the interface's trait requires it),
+// and its functions are statics.
+unsafe impl<T: Send> Send for FfiFuture<T> {}
+
+/// The descriptor of an `async fn`'s result: `async` of the output's.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)]
+pub struct Async<T>(PhantomData<T>);
+
+impl<T: Stable> Async<T> {
+    /// `async<T>`, the size of the future's representation.
+    pub const DESC: &'static TypeDesc = &TypeDesc {
+        args: RSlice::from_slice(&[T::DESC]),
+        ..TypeDesc::leaf(
+            "async",
+            size_of::<FfiFuture<T::Ffi>>(),
+            std::mem::align_of::<FfiFuture<T::Ffi>>(),
+        )
+    };
+}
+
+// --- The plugin's side -----------------------------------------------------
+
+/// The plugin's future, boxed, and whether it finished.
+struct Running<F> {
+    future: F,
+    done: bool,
+}
+
+/// The plugin's `future` as it crosses: polled, each time, under the panic
+/// guard; its output converted by the plugin.
+#[doc(hidden)]
+pub fn into_ffi_future<T, F>(future: F) -> FfiFuture<T>
+where
+    F: Future<Output = Result<T, RawError>> + Send,
+{
+    extern "C" fn poll<T, F: Future<Output = Result<T, RawError>>>(
+        this: *mut c_void,
+        waker: *const FfiWaker,
+    ) -> FfiPoll<T> {
+        // SAFETY: `this` is the box `into_ffi_future` made, never moved
+        // (so pinned) and polled by one caller at a time.
+        let running = unsafe { &mut *this.cast::<Running<F>>() };
+        if running.done {
+            return FfiPoll::Ready(RResult::RErr(RawError::new(
+                RawErrorKind::Failed,
+                "polled after it finished".to_owned(),
+                None,
+            )));
+        }
+        // SAFETY: the waker the application lent for this poll.
+        let waker = ManuallyDrop::new(unsafe { Waker::from_raw(lent_waker(waker)) });
+        let mut context = Context::from_waker(&waker);
+        // SAFETY: the future is never moved out of its box.
+        let future = unsafe { Pin::new_unchecked(&mut running.future) };
+        let polled = crate::guest::guarded(|| Ok(future.poll(&mut context)));
+        match polled {
+            RResult::ROk(Poll::Pending) => FfiPoll::Pending,
+            RResult::ROk(Poll::Ready(output)) => {
+                running.done = true;
+                FfiPoll::Ready(output.into())
+            }
+            RResult::RErr(error) => {
+                running.done = true;
+                FfiPoll::Ready(RResult::RErr(error))
+            }
+        }
+    }
+    extern "C" fn drop<F>(this: *mut c_void) -> RResult<(), RawError> {
+        crate::guest::guarded(|| {
+            // SAFETY: the box `into_ffi_future` made, dropped once.
+            std::mem::drop(unsafe { Box::from_raw(this.cast::<Running<F>>()) });
+            Ok(())
+        })
+    }
+    FfiFuture {
+        this: Box::into_raw(Box::new(Running {
+            future,
+            done: false,
+        }))
+        .cast(),
+        poll: poll::<T, F>,
+        drop: drop::<F>,
+    }
+}
+
+/// The application's waker, lent for one poll, as a waker of the plugin's.
+fn lent_waker(waker: *const FfiWaker) -> RawWaker {
+    RawWaker::new(waker.cast(), &LENT)
+}
+
+/// A waker lent for one poll: its clone is the application's own clone.
+static LENT: RawWakerVTable = RawWakerVTable::new(
+    |data| {
+        // SAFETY: `data` is the `FfiWaker` lent for the poll.
+        let waker = unsafe { &*data.cast::<FfiWaker>() };
+        kept((waker.table.clone)(waker.data))
+    },
+    |data| {
+        // SAFETY: as above.
+        let waker = unsafe { &*data.cast::<FfiWaker>() };
+        (waker.table.wake_by_ref)(waker.data);
+    },
+    |data| {
+        // SAFETY: as above.
+        let waker = unsafe { &*data.cast::<FfiWaker>() };
+        (waker.table.wake_by_ref)(waker.data);
+    },
+    |_| {},
+);
+
+/// A waker the plugin keeps: a box of the application's clone.
+fn kept(waker: FfiWaker) -> RawWaker {
+    RawWaker::new(Box::into_raw(Box::new(waker)).cast(), &KEPT)
+}
+
+static KEPT: RawWakerVTable = RawWakerVTable::new(
+    |data| {
+        // SAFETY: `data` is a box `kept` made, alive until its drop.
+        let waker = unsafe { &*data.cast::<FfiWaker>() };
+        kept((waker.table.clone)(waker.data))
+    },
+    |data| {
+        // SAFETY: as above; waking by value consumes it.
+        let waker = unsafe { Box::from_raw(data.cast::<FfiWaker>().cast_mut()) };
+        (waker.table.wake)(waker.data);
+    },
+    |data| {
+        // SAFETY: as above.
+        let waker = unsafe { &*data.cast::<FfiWaker>() };
+        (waker.table.wake_by_ref)(waker.data);
+    },
+    |data| {
+        // SAFETY: as above; dropped once.
+        let waker = unsafe { Box::from_raw(data.cast::<FfiWaker>().cast_mut()) };
+        (waker.table.drop)(waker.data);
+    },
+);
+
+// --- The application's side ------------------------------------------------
+
+/// The application's waker lent for one poll.
+fn lend(waker: &Waker) -> FfiWaker {
+    FfiWaker {
+        data: std::ptr::from_ref(waker).cast(),
+        table: &APPLICATION_LENT,
+    }
+}
+
+extern "C" fn lent_clone(data: *const c_void) -> FfiWaker {
+    // SAFETY: `data` is the `Waker` lent for the poll.
+    let waker = unsafe { &*data.cast::<Waker>() };
+    FfiWaker {
+        data: Box::into_raw(Box::new(waker.clone())).cast(),
+        table: &APPLICATION_KEPT,
+    }
+}
+
+extern "C" fn lent_wake(data: *const c_void) {
+    // SAFETY: as above.
+    unsafe { &*data.cast::<Waker>() }.wake_by_ref();
+}
+
+extern "C" fn lent_drop(_: *const c_void) {}
+
+static APPLICATION_LENT: FfiWakerTable = FfiWakerTable {
+    clone: lent_clone,
+    wake: lent_wake,
+    wake_by_ref: lent_wake,
+    drop: lent_drop,
+};
+
+extern "C" fn kept_wake(data: *const c_void) {
+    // SAFETY: a box `lent_clone` made, consumed once.
+    unsafe { Box::from_raw(data.cast::<Waker>().cast_mut()) }.wake();
+}
+
+extern "C" fn kept_drop(data: *const c_void) {
+    // SAFETY: as above.
+    drop(unsafe { Box::from_raw(data.cast::<Waker>().cast_mut()) });
+}
+
+static APPLICATION_KEPT: FfiWakerTable = FfiWakerTable {
+    clone: lent_clone,
+    wake: kept_wake,
+    wake_by_ref: lent_wake,
+    drop: kept_drop,
+};
+
+/// The future of an `async fn` method of a plugin, as the application
+/// awaits it: on any executor, from any thread. Dropping it before it
+/// finishes cancels the call: the plugin's future is dropped, in the
+/// plugin's code.
+///
+/// Its output is the method's result, or how the call failed
+/// ([`CallError`]): the plugin panicked while polled (which disables it, as
+/// a panic in any call does), was disabled, or lacks the method.
+#[must_use = "a plugin's future does nothing until it is awaited"]
+pub struct PluginFuture<'a, F, T> {
+    state: State<F, T>,
+    plugin: Arc<PluginState>,
+    convert: fn(F) -> T,
+    /// The call's borrowed arguments, which the plugin's future reads.
+    _borrows: PhantomData<&'a ()>,
+}
+
+/// The answer of an isolated plugin's process to an `async fn` call.
+#[doc(hidden)]
+pub type RemoteAnswer<T> = Pin<Box<dyn Future<Output = Result<T, CallError>> + Send>>;
+
+enum State<F, T> {
+    /// The plugin's future, in this process.
+    Running(FfiFuture<F>),
+    /// The answer of the plugin's process.
+    Remote(RemoteAnswer<T>),
+    Failed(CallError),
+    Finished,
+}
+
+impl<'a, F, T> PluginFuture<'a, F, T> {
+    /// Starts the call `entry` makes into the plugin of `plugin`, unless it
+    /// is disabled; `convert` converts the output.
+    #[doc(hidden)]
+    pub fn start(
+        plugin: &Arc<PluginState>,
+        entry: impl FnOnce() -> RResult<FfiFuture<F>, RawError>,
+        convert: fn(F) -> T,
+    ) -> Self {
+        let state = if plugin.failure().is_some() {
+            State::Failed(plugin.disabled())
+        } else {
+            match entry() {
+                RResult::ROk(future) => State::Running(future),
+                RResult::RErr(error) => State::Failed(plugin.failed(error)),
+            }
+        };
+        Self {
+            state,
+            plugin: Arc::clone(plugin),
+            convert,
+            _borrows: PhantomData,
+        }
+    }
+
+    /// A call to an isolated plugin, whose process answers `answer`.
+    pub(crate) fn remote(
+        plugin: &Arc<PluginState>,
+        answer: RemoteAnswer<T>,
+        convert: fn(F) -> T,
+    ) -> Self {
+        Self {
+            state: State::Remote(answer),
+            plugin: Arc::clone(plugin),
+            convert,
+            _borrows: PhantomData,
+        }
+    }
+
+    /// A call that failed before it started.
+    #[doc(hidden)]
+    pub fn failed(plugin: &Arc<PluginState>, error: CallError, convert: fn(F) -> T) -> Self {
+        Self {
+            state: State::Failed(error),
+            plugin: Arc::clone(plugin),
+            convert,
+            _borrows: PhantomData,
+        }
+    }
+}
+
+impl<F, T> Future for PluginFuture<'_, F, T> {
+    type Output = Result<T, CallError>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let future = match &mut this.state {
+            State::Running(future) => future,
+            State::Remote(answer) => {
+                let answer = std::task::ready!(answer.as_mut().poll(context));
+                this.state = State::Finished;
+                if let Err(error) = &answer
+                    && error.kind() == crate::CallErrorKind::Panicked
+                {
+                    // As in-process: a plugin that panicked is not called
+                    // again.
+                    this.plugin
+                        .disable(format!("panicked: {}", error.message()));
+                }
+                return Poll::Ready(answer);
+            }
+            State::Failed(_) => {
+                let State::Failed(error) = std::mem::replace(&mut this.state, State::Finished)
+                else {
+                    unreachable!()
+                };
+                return Poll::Ready(Err(error));
+            }
+            State::Finished => panic!("a plugin's future was polled after it finished"),
+        };
+        if this.plugin.failure().is_some() {
+            return Poll::Ready(Err(this.plugin.disabled()));
+        }
+        let waker = lend(context.waker());
+        match (future.poll)(future.this, &waker) {
+            FfiPoll::Pending => Poll::Pending,
+            FfiPoll::Ready(RResult::ROk(value)) => Poll::Ready(Ok((this.convert)(value))),
+            FfiPoll::Ready(RResult::RErr(error)) => Poll::Ready(Err(this.plugin.failed(error))),
+        }
+    }
+}
+
+impl<F, T> Drop for PluginFuture<'_, F, T> {
+    /// Drops the plugin's future, in the plugin's code (unless the plugin is
+    /// disabled: its state may be broken after a panic).
+    fn drop(&mut self) {
+        let State::Running(future) = &self.state else {
+            return;
+        };
+        if self.plugin.failure().is_some() {
+            return;
+        }
+        if let RResult::RErr(error) = (future.drop)(future.this) {
+            drop(self.plugin.failed(error));
+        }
+    }
+}
+
+impl<F, T> fmt::Debug for PluginFuture<'_, F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginFuture")
+            .field("plugin", &self.plugin.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `reference`, for as long as the application's future that lent it:
+/// how the plugin's future keeps a borrowed argument.
+///
+/// # Safety
+///
+/// The referent must outlive every use the plugin's future makes of it.
+#[doc(hidden)]
+pub unsafe fn extend<T: ?Sized>(reference: &T) -> &'static T {
+    // SAFETY: the caller's promise.
+    unsafe { &*std::ptr::from_ref(reference) }
+}
+
+/// As [`extend`], for an optional argument.
+///
+/// # Safety
+///
+/// As `extend`.
+#[doc(hidden)]
+pub unsafe fn extend_option<T: ?Sized>(reference: Option<&T>) -> Option<&'static T> {
+    // SAFETY: the caller's promise.
+    reference.map(|reference| unsafe { extend(reference) })
+}
+
+thread_local! {
+    /// The flag that cancels the call this thread serves, if any.
+    static CANCELLED: std::cell::RefCell<Option<Arc<std::sync::atomic::AtomicBool>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, a call served on this thread, which `flag` cancels: a
+/// [`block_on`] inside gives up once it is set (and the thread unparked).
+#[doc(hidden)]
+pub fn cancellable<R>(flag: Arc<std::sync::atomic::AtomicBool>, f: impl FnOnce() -> R) -> R {
+    let previous = CANCELLED.with(|cancelled| cancelled.replace(Some(flag)));
+    let result = f();
+    CANCELLED.with(|cancelled| cancelled.replace(previous));
+    result
+}
+
+/// Runs `future` to its end on this thread, which sleeps while it is
+/// pending: how an isolated plugin's process serves an `async fn` call.
+/// `None` (the future dropped unfinished) if the call this thread serves
+/// was cancelled ([`cancellable`]).
+#[doc(hidden)]
+pub fn block_on<F: Future>(future: F) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let cancelled = CANCELLED.with(|cancelled| cancelled.borrow().clone());
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if cancelled
+            .as_ref()
+            .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return None;
+        }
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return Some(output);
+        }
+        std::thread::park();
+    }
+}
