@@ -20,6 +20,9 @@ pub enum RawErrorKind {
     Failed,
     /// The method panicked; the panic was caught inside the plugin.
     Panicked,
+    /// A callback of the application that the method called failed (the
+    /// message says which, and how); the plugin did nothing wrong.
+    Callback,
 }
 
 /// The error half of every method's result at the boundary: one pointer to

@@ -349,7 +349,7 @@ fn panicked(payload: Box<dyn Any + Send>) -> RawError {
     // The application's callback failed: the plugin's call fails, and the
     // plugin, which did nothing wrong, is not disabled.
     let payload = match payload.downcast::<crate::object::CallbackFailed>() {
-        Ok(failed) => return raw(RawErrorKind::Failed, failed.0, None),
+        Ok(failed) => return raw(RawErrorKind::Callback, failed.0, None),
         Err(payload) => payload,
     };
     // First, before anything else can panic and run the hook again.

@@ -248,7 +248,7 @@ impl PluginState {
     pub(crate) fn failed(&self, error: RawError) -> CallError {
         let message = error.message().to_owned();
         match error.kind() {
-            RawErrorKind::Failed => CallError::failed(self.name, message),
+            RawErrorKind::Failed | RawErrorKind::Callback => CallError::failed(self.name, message),
             RawErrorKind::Panicked => {
                 let location = Some(error.location().to_owned()).filter(|l| !l.is_empty());
                 let at = location
@@ -594,7 +594,7 @@ pub fn save_state(extensions: &Extensions) -> Result<Option<(u32, Vec<u8>)>, Str
 
 fn raw_message(error: &RawError) -> String {
     match error.kind() {
-        RawErrorKind::Failed => error.message().to_owned(),
+        RawErrorKind::Failed | RawErrorKind::Callback => error.message().to_owned(),
         RawErrorKind::Panicked => format!("panicked: {}", error.message()),
     }
 }

@@ -302,9 +302,9 @@ pub mod __private {
     pub use crate::handle::PluginState;
     pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};
     pub use crate::object::{
-        CallbackFailed, Lending, ObjectBox, RawObject, ServeObject, Served, call_callback,
-        callback_failed, drop_callback, drop_object, keep_object, serve_object,
-        set_callback_client,
+        CallbackFailed, Lending, MessageError, ObjectBox, RawObject, ServeObject, Served,
+        call_callback, callback_failed, drop_callback, drop_object, keep_object, message_error,
+        serve_object, set_callback_client,
     };
     pub use crate::services::{
         Caller, Provider, RawServices, Refusal, ServiceClient, ServicesCore, Shared,

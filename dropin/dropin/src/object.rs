@@ -312,8 +312,10 @@ pub fn drop_object(id: u64) {
 
 /// What a plugin's call to the application's callback unwinds with when
 /// that callback panicked or could not be reached: the plugin's guard
-/// reports the plugin's call as failed (not panicked: the plugin did
-/// nothing wrong, and stays enabled), with this message.
+/// reports it as [`RawErrorKind::Callback`](crate::abi::RawErrorKind), with
+/// this message. The application sees its call fail (not panic: the plugin
+/// did nothing wrong, and stays enabled); a plugin's object that called the
+/// callback passes it on, unwinding its caller in turn.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct CallbackFailed(pub String);
@@ -331,7 +333,9 @@ pub fn callback_failed(name: &str, error: &RawError) -> ! {
             "the application's callback `{name}` panicked: {}",
             error.message()
         ),
-        crate::error::RawErrorKind::Failed => error.message().to_owned(),
+        crate::error::RawErrorKind::Failed | crate::error::RawErrorKind::Callback => {
+            error.message().to_owned()
+        }
     };
     // Not `panic!`: no panic hook runs, nothing is printed; the guard of
     // the plugin's call catches it.
@@ -383,6 +387,59 @@ pub fn try_callback<T>(f: impl FnOnce() -> T) -> Result<T, CallbackError> {
             Err(other) => std::panic::resume_unwind(other),
         },
     }
+}
+
+/// An error a method of an object trait returns as its message: how the
+/// application's error reaches a plugin that calls the application's
+/// object of that trait.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be made from an error's message",
+    note = "a method of a `#[dropin::object]` trait that returns an error as its message \
+            returns `dropin::BoxError`, `Box<dyn Error + Send + Sync>`, `Box<dyn Error + Send>`, \
+            `Box<dyn Error>`, `String` or `std::io::Error`: the application may implement the \
+            trait, and a plugin gets its error as a message"
+)]
+pub trait MessageError {
+    /// The error that says `message`.
+    fn from_message(message: String) -> Self;
+}
+
+impl MessageError for Box<dyn std::error::Error + Send + Sync> {
+    fn from_message(message: String) -> Self {
+        message.into()
+    }
+}
+
+impl MessageError for Box<dyn std::error::Error + Send> {
+    fn from_message(message: String) -> Self {
+        let error: Box<dyn std::error::Error + Send + Sync> = message.into();
+        error
+    }
+}
+
+impl MessageError for Box<dyn std::error::Error> {
+    fn from_message(message: String) -> Self {
+        message.into()
+    }
+}
+
+impl MessageError for String {
+    fn from_message(message: String) -> Self {
+        message
+    }
+}
+
+impl MessageError for std::io::Error {
+    fn from_message(message: String) -> Self {
+        std::io::Error::other(message)
+    }
+}
+
+/// The error `E` that says `message`.
+#[doc(hidden)]
+pub fn message_error<E: MessageError>(message: String) -> E {
+    E::from_message(message)
 }
 
 /// `Box<dyn Trait>` of a `#[dropin::object]` trait: what the generated code
@@ -505,6 +562,7 @@ impl fmt::Debug for Served {
 pub struct Lending<'a> {
     remote: &'a dyn Remote,
     lent: Vec<u64>,
+    given: Vec<u64>,
 }
 
 impl<'a> Lending<'a> {
@@ -513,6 +571,21 @@ impl<'a> Lending<'a> {
         Self {
             remote,
             lent: Vec::new(),
+            given: Vec::new(),
+        }
+    }
+
+    /// After the call: objects given to a process that never got them
+    /// (the plugin is disabled) or that ended (crashed, timed out) are
+    /// dropped now.
+    pub fn settle<T>(&mut self, result: &Result<T, CallError>) {
+        use crate::CallErrorKind as K;
+        if let Err(error) = result
+            && matches!(error.kind(), K::Disabled | K::Crashed | K::TimedOut)
+        {
+            for id in self.given.drain(..) {
+                self.remote.release_callback(id);
+            }
         }
     }
 
@@ -530,7 +603,9 @@ impl<'a> Lending<'a> {
 
     /// Gives the application's object to the plugin's process; its number.
     pub fn give<B: ObjectBox>(&mut self, object: B) -> u64 {
-        self.remote.keep_callback(Served::owned(object))
+        let id = self.remote.keep_callback(Served::owned(object));
+        self.given.push(id);
+        id
     }
 }
 

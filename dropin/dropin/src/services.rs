@@ -116,7 +116,7 @@ impl ServicesCore {
     fn failed(&self, service: &'static str, error: RawError) -> ServiceError {
         ServiceError {
             kind: match error.kind() {
-                RawErrorKind::Failed => ServiceErrorKind::Failed,
+                RawErrorKind::Failed | RawErrorKind::Callback => ServiceErrorKind::Failed,
                 RawErrorKind::Panicked => ServiceErrorKind::Panicked,
             },
             service,
@@ -457,6 +457,7 @@ pub fn encode_service<T: crate::wire::Encode>(outcome: &RResult<T, RawError>, ou
             out.push(match error.kind() {
                 RawErrorKind::Failed => 0,
                 RawErrorKind::Panicked => 1,
+                RawErrorKind::Callback => 2,
             });
             error.message().encode(out);
         }
@@ -488,6 +489,7 @@ pub fn decode_service<T: crate::wire::Decode + crate::Stable>(
             let kind = match u8::decode(&mut input) {
                 Ok(0) => RawErrorKind::Failed,
                 Ok(1) => RawErrorKind::Panicked,
+                Ok(2) => RawErrorKind::Callback,
                 _ => return malformed("an unknown error kind".to_owned()),
             };
             match String::decode(&mut input) {

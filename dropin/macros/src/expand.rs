@@ -761,6 +761,16 @@ fn handle_method(
     let ret = &method.ret;
     let lent = lent_pointers(method);
     let (lending, encodes) = remote_args(method, &quote!(&*remote));
+    let passes_objects = method
+        .args
+        .iter()
+        .any(|arg| matches!(arg.kind, Kind::Lent | Kind::Given));
+    let settle = passes_objects.then(|| quote!(__dropin_lending.settle(&result);));
+    let call_remote = if passes_objects {
+        quote!(call_remote_here)
+    } else {
+        quote!(call_remote)
+    };
     let (output, convert, remote) = match crate::ty::Shape::of(ret) {
         Ok(Some(shape)) => {
             let plugin = quote!(self.core.state());
@@ -771,12 +781,13 @@ fn handle_method(
             let remote = quote! {
                 if let ::core::option::Option::Some(remote) = self.core.shared_remote() {
                     #lending
-                    return self
+                    let result = self
                         .core
                         .call_remote_here::<#wire>(&*remote, #index, |args| {
                             #encodes
-                        })
-                        .map(|value| #from_wire);
+                        });
+                    #settle
+                    return result.map(|value| #from_wire);
                 }
             };
             (output, quote!(|value| #conversion), remote)
@@ -795,9 +806,14 @@ fn handle_method(
             let remote = quote! {
                 if let ::core::option::Option::Some(remote) = self.core.remote() {
                     #lending
-                    return self.core.call_remote::<#output>(remote, #index, |args| {
+                    // The application's objects are kept by this
+                    // generation's process: such a call is never forwarded
+                    // to a newer one.
+                    let result = self.core.#call_remote::<#output>(remote, #index, |args| {
                         #encodes
                     });
+                    #settle
+                    return result;
                 }
             };
             (output, convert, remote)

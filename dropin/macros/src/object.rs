@@ -39,6 +39,32 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
              trait only in a new major version of the interface",
         ));
     }
+    // The application's objects of the trait are proxies in a plugin, which
+    // implement the trait's methods and nothing else.
+    if let Some(bound) = item.supertraits.iter().find(|bound| match bound {
+        syn::TypeParamBound::Trait(bound) => !["Send", "Sync"].iter().any(|name| {
+            bound.path.is_ident(name)
+                || bound
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|last| last.ident == name)
+        }),
+        syn::TypeParamBound::Lifetime(lifetime) => lifetime.ident != "static",
+        _ => true,
+    }) {
+        return Err(syn::Error::new(
+            bound.span(),
+            "an object trait's bounds are `Send + Sync` and nothing else: the application's \
+             objects of the trait reach a plugin as proxies that implement its methods only",
+        ));
+    }
+    if let Some(asyncness) = object.methods.iter().find_map(|method| method.asyncness) {
+        return Err(syn::Error::new(
+            asyncness.span,
+            "an object's method cannot be `async` yet: declare it on the interface",
+        ));
+    }
     if let Some(arg) = object
         .methods
         .iter()
@@ -484,7 +510,7 @@ fn proxy_methods(
                 __dropin_rt::RResult::RErr(error)
                     if error.kind() == __dropin_rt::RawErrorKind::Failed =>
                 {
-                    ::core::result::Result::Err(::core::convert::From::from(error.message().to_owned()))
+                    ::core::result::Result::Err(__dropin_rt::message_error(error.message().to_owned()))
                 }
                 __dropin_rt::RResult::RErr(error) => __dropin_rt::callback_failed(#name, &error),
             }

@@ -36,6 +36,14 @@ pub fn services(services: &Interface) -> TokenStream {
         .to_compile_error();
         return quote!(#error #item);
     }
+    if let Some(asyncness) = services.methods.iter().find_map(|method| method.asyncness) {
+        let error = syn::Error::new(
+            asyncness.span,
+            "a host service cannot be `async` yet: the plugin calls it synchronously",
+        )
+        .to_compile_error();
+        return quote!(#error #item);
+    }
     if let Some(arg) = services
         .methods
         .iter()

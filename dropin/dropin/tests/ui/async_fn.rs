@@ -1,6 +1,24 @@
-#[dropin::interface]
-pub trait Fetch: Send + Sync {
-    async fn fetch(&self, url: &str) -> String;
+/// What an `async fn` cannot do yet: take the application's object, return
+/// an object, be an object's method or a host service.
+#[dropin::object]
+pub trait Visitor: Send + Sync {
+    fn visit(&self, key: &str) -> bool;
+}
+
+#[dropin::interface(name = "fetcher", version = "1.0.0")]
+pub trait Fetcher: Send + Sync {
+    async fn scan(&self, visitor: &dyn Visitor) -> u64;
+    async fn open(&self) -> Box<dyn Visitor>;
+}
+
+#[dropin::object]
+pub trait Slow: Send + Sync {
+    async fn get(&self) -> u8;
+}
+
+#[dropin::services]
+pub trait SlowHost: Send + Sync {
+    async fn load(&self) -> u8;
 }
 
 fn main() {}

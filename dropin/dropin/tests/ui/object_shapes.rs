@@ -41,6 +41,13 @@ pub trait StoreHost: Send + Sync {
     fn table(&self) -> Box<dyn Table>;
 }
 
+/// The application's objects of the trait would implement only its
+/// methods.
+#[dropin::object]
+pub trait Described: Send + Sync + std::fmt::Debug {
+    fn get(&self) -> u8;
+}
+
 /// Its handle could cross threads its objects may not.
 #[dropin::object]
 pub trait Unshared {

@@ -3,7 +3,7 @@
 //! plugin until its process drops them or ends.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, hash_map::RandomState},
     hash::{BuildHasher, Hasher},
     sync::{Arc, Mutex, RwLock, atomic::AtomicU64},
 };
@@ -20,26 +20,37 @@ type Entry = Arc<RwLock<Option<Served>>>;
 /// The objects kept for one plugin's processes.
 pub(super) struct Callbacks {
     kept: Mutex<BTreeMap<u64, Entry>>,
-    next: AtomicU64,
+    /// Counts the objects kept; a number is the count hashed with a key of
+    /// this host's, so that a process cannot guess the number of an object
+    /// lent to another call from its own.
+    count: AtomicU64,
+    key: RandomState,
 }
 
 impl Callbacks {
     pub(super) fn new() -> Self {
-        // Numbers start at a random point, so that a process cannot guess
-        // the objects lent to another call.
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
         Self {
             kept: Mutex::new(BTreeMap::new()),
-            next: AtomicU64::new(random),
+            count: AtomicU64::new(0),
+            key: RandomState::new(),
         }
     }
 
     /// Keeps `served`; its number.
     pub(super) fn keep(&self, served: Served) -> u64 {
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.lock().insert(id, Arc::new(RwLock::new(Some(served))));
+        let mut kept = self.lock();
+        let id = loop {
+            let mut hasher = self.key.build_hasher();
+            hasher.write_u64(
+                self.count
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            );
+            let id = hasher.finish();
+            if !kept.contains_key(&id) {
+                break id;
+            }
+        };
+        kept.insert(id, Arc::new(RwLock::new(Some(served))));
         id
     }
 
@@ -62,10 +73,13 @@ impl Callbacks {
             let mut kept = self.lock();
             let ids: Vec<u64> = kept
                 .iter()
+                // An entry still in the map is never locked for writing.
                 .filter(|(_, entry)| {
                     entry
-                        .try_read()
-                        .map_or(true, |served| served.as_ref().is_none_or(|s| !s.is_lent()))
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                        .is_none_or(|served| !served.is_lent())
                 })
                 .map(|(id, _)| *id)
                 .collect();

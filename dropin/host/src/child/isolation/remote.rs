@@ -306,7 +306,25 @@ impl Remote for Isolated {
     }
 
     fn drop_object(&self, object: u64) -> Result<(), CallError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = if SERVING.with(std::cell::Cell::get) == self.spawner.id {
+            // The thread that serves the process's calls to the host (an
+            // application's callback dropped a handle): the process may be
+            // waiting for it, holding a call. Then the object is left to its
+            // process, which drops it as it ends.
+            match self.state.try_lock() {
+                Ok(state) => state,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    log::debug!(
+                        target: &dropin::log_target(&self.name),
+                        "object {object} left to its process: dropped while the process waits"
+                    );
+                    return Ok(());
+                }
+            }
+        } else {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        };
         // The process ended, or was replaced: the object went with it.
         // Never restarted for a drop.
         if state.retired || state.process.ended.is_some() || self.ending.load(Ordering::SeqCst) {
@@ -397,7 +415,16 @@ impl Remote for Isolated {
     }
 
     fn process_id(&self) -> Option<u32> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state = if SERVING.with(std::cell::Cell::get) == self.spawner.id {
+            // As in `drop_object`: never wait for the process that waits.
+            match self.state.try_lock() {
+                Ok(state) => state,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return None,
+            }
+        } else {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        };
         let id = state
             .process
             .ended
