@@ -5,12 +5,15 @@
 
 use std::{
     fs,
+    future::Future,
     hint::black_box,
     io::{Read, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
+    pin::Pin,
     process::{Child, Command},
     sync::atomic::{AtomicUsize, Ordering},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 
@@ -19,7 +22,7 @@ use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group,
 use dropin_host::{Loader, LockEntry, Lockfile, isolation::Recovery, probe::Probe};
 use greeter_benches::{build_plugins, library_file_name};
 use greeter_interface::GreeterPlugin;
-use noop_interface::{NoopHost, NoopHostHandle, NoopPlugin};
+use noop_interface::{NoopHost, NoopHostHandle, NoopObject, NoopPlugin};
 use raw_interface::{RawModRef, RawPlugin};
 use sha2::{Digest, Sha256};
 
@@ -44,6 +47,44 @@ unsafe extern "C" {
 #[inline(never)]
 extern "C" fn local_extern(x: u64) -> u64 {
     x
+}
+
+/// The application's object of the no-op trait.
+struct LocalObject;
+
+impl NoopObject for LocalObject {
+    #[inline]
+    fn noop(&self, x: u64) -> u64 {
+        x
+    }
+}
+
+/// Waits for every future of `futures` on this thread, polling each again
+/// when any is woken: a minimal executor, so that the benchmark measures
+/// the calls, not a runtime.
+fn block_on_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut answers: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    loop {
+        for (future, answer) in futures.iter_mut().zip(&mut answers) {
+            if answer.is_none()
+                && let Poll::Ready(output) = Pin::new(future).poll(&mut context)
+            {
+                *answer = Some(output);
+            }
+        }
+        if answers.iter().all(Option::is_some) {
+            return answers.into_iter().map(Option::unwrap).collect();
+        }
+        std::thread::park();
+    }
 }
 
 #[inline(never)]
@@ -180,6 +221,46 @@ fn calls(c: &mut Criterion) {
         });
     });
     services.finish();
+    // Calls from a plugin to an object of the application's (a callback),
+    // timed inside one call that makes `iters` of them, against the host
+    // services' `plugin_to_host` above.
+    let mut callbacks = c.benchmark_group("callback");
+    callbacks.bench_function("plugin_to_application", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            black_box(plugin.call_back(&LocalObject, iters).unwrap());
+            start.elapsed()
+        });
+    });
+    callbacks.finish();
+    // An `async fn` whose future is ready at once, polled once by the
+    // application, against `call/plugin`.
+    let mut group = c.benchmark_group("call");
+    let mut context = Context::from_waker(Waker::noop());
+    group.bench_function("async_ready", |b| {
+        b.iter(|| {
+            let mut future = plugin.noop_async(black_box(7));
+            match Pin::new(&mut future).poll(&mut context) {
+                Poll::Ready(answer) => answer,
+                Poll::Pending => unreachable!("the no-op future is ready at once"),
+            }
+        });
+    });
+    group.finish();
+    // Isolated `async fn` calls: one in flight at a time, against 8 at once
+    // to the same plugin (throughput in calls).
+    let mut group = c.benchmark_group("isolated");
+    for in_flight in [1_u64, 8] {
+        group.throughput(Throughput::Elements(in_flight));
+        group.bench_function(format!("async_x{in_flight}"), |b| {
+            b.iter(|| {
+                let calls = (0..in_flight).map(|i| isolated_noop.noop_async(i)).collect();
+                let answers = block_on_all(calls);
+                assert_eq!(answers.len() as u64, in_flight);
+            });
+        });
+    }
+    group.finish();
     let mut group = c.benchmark_group("call");
     let local_fn: extern "C" fn(u64) -> u64 = black_box(local_extern);
     group.bench_function("local_fnptr", |b| b.iter(|| local_fn(black_box(7))));

@@ -18,6 +18,15 @@ pub trait Noop: Send + Sync {
     /// An object whose one method does nothing: the floor of a call to an
     /// object a plugin returned.
     fn object(&self) -> Box<dyn NoopObject>;
+
+    /// Calls `callback.noop` `times` times, with 0, 1, 2...; returns the sum
+    /// of the answers: the floor of a call from a plugin to the
+    /// application's object.
+    fn call_back(&self, callback: &dyn NoopObject, times: u64) -> u64;
+
+    /// Returns its argument, from a future that is ready at once: the floor
+    /// of an `async fn` call.
+    async fn noop_async(&self, x: u64) -> u64;
 }
 
 /// Does nothing, as an object.

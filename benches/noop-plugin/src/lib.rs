@@ -25,6 +25,14 @@ impl Noop for Plugin {
     fn object(&self) -> Box<dyn NoopObject> {
         Box::new(Object)
     }
+
+    fn call_back(&self, callback: &dyn NoopObject, times: u64) -> u64 {
+        (0..times).map(|i| callback.noop(i)).sum()
+    }
+
+    async fn noop_async(&self, x: u64) -> u64 {
+        x
+    }
 }
 
 struct Object;

@@ -20,7 +20,7 @@ use abi_stable::std_types::{RResult, RSlice};
 
 use crate::{
     Stable, TypeDesc,
-    error::{CallError, RawError, RawErrorKind},
+    error::{CallError, RawError},
     handle::PluginState,
 };
 
@@ -88,14 +88,10 @@ impl<T: Stable> Async<T> {
 
 // --- The plugin's side -----------------------------------------------------
 
-/// The plugin's future, boxed, and whether it finished.
-struct Running<F> {
-    future: F,
-    done: bool,
-}
-
 /// The plugin's `future` as it crosses: polled, each time, under the panic
-/// guard; its output converted by the plugin.
+/// guard; its output converted by the plugin. The poll that finishes it
+/// drops it too (the application calls no `drop` then); after a panic it
+/// is left as it is.
 #[doc(hidden)]
 pub fn into_ffi_future<T, F>(future: F) -> FfiFuture<T>
 where
@@ -106,46 +102,31 @@ where
         waker: *const FfiWaker,
     ) -> FfiPoll<T> {
         // SAFETY: `this` is the box `into_ffi_future` made, never moved
-        // (so pinned) and polled by one caller at a time.
-        let running = unsafe { &mut *this.cast::<Running<F>>() };
-        if running.done {
-            return FfiPoll::Ready(RResult::RErr(RawError::new(
-                RawErrorKind::Failed,
-                "polled after it finished".to_owned(),
-                None,
-            )));
-        }
+        // (so pinned), polled by one caller at a time and never after it
+        // finished.
+        let future = unsafe { Pin::new_unchecked(&mut *this.cast::<F>()) };
         // SAFETY: the waker the application lent for this poll.
         let waker = ManuallyDrop::new(unsafe { Waker::from_raw(lent_waker(waker)) });
         let mut context = Context::from_waker(&waker);
-        // SAFETY: the future is never moved out of its box.
-        let future = unsafe { Pin::new_unchecked(&mut running.future) };
         let polled = crate::guest::guarded(|| Ok(future.poll(&mut context)));
         match polled {
             RResult::ROk(Poll::Pending) => FfiPoll::Pending,
-            RResult::ROk(Poll::Ready(output)) => {
-                running.done = true;
-                FfiPoll::Ready(output.into())
-            }
-            RResult::RErr(error) => {
-                running.done = true;
-                FfiPoll::Ready(RResult::RErr(error))
-            }
+            RResult::ROk(Poll::Ready(output)) => match drop::<F>(this) {
+                RResult::ROk(()) => FfiPoll::Ready(output.into()),
+                RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
+            },
+            RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
         }
     }
     extern "C" fn drop<F>(this: *mut c_void) -> RResult<(), RawError> {
         crate::guest::guarded(|| {
             // SAFETY: the box `into_ffi_future` made, dropped once.
-            std::mem::drop(unsafe { Box::from_raw(this.cast::<Running<F>>()) });
+            std::mem::drop(unsafe { Box::from_raw(this.cast::<F>()) });
             Ok(())
         })
     }
     FfiFuture {
-        this: Box::into_raw(Box::new(Running {
-            future,
-            done: false,
-        }))
-        .cast(),
+        this: Box::into_raw(Box::new(future)).cast(),
         poll: poll::<T, F>,
         drop: drop::<F>,
     }
@@ -265,7 +246,7 @@ static APPLICATION_KEPT: FfiWakerTable = FfiWakerTable {
 #[must_use = "a plugin's future does nothing until it is awaited"]
 pub struct PluginFuture<'a, F, T> {
     state: State<F, T>,
-    plugin: Arc<PluginState>,
+    plugin: &'a PluginState,
     convert: fn(F) -> T,
     /// The call's borrowed arguments, which the plugin's future reads.
     _borrows: PhantomData<&'a ()>,
@@ -289,7 +270,7 @@ impl<'a, F, T> PluginFuture<'a, F, T> {
     /// is disabled; `convert` converts the output.
     #[doc(hidden)]
     pub fn start(
-        plugin: &Arc<PluginState>,
+        plugin: &'a Arc<PluginState>,
         entry: impl FnOnce() -> RResult<FfiFuture<F>, RawError>,
         convert: fn(F) -> T,
     ) -> Self {
@@ -303,7 +284,7 @@ impl<'a, F, T> PluginFuture<'a, F, T> {
         };
         Self {
             state,
-            plugin: Arc::clone(plugin),
+            plugin,
             convert,
             _borrows: PhantomData,
         }
@@ -311,13 +292,13 @@ impl<'a, F, T> PluginFuture<'a, F, T> {
 
     /// A call to an isolated plugin, whose process answers `answer`.
     pub(crate) fn remote(
-        plugin: &Arc<PluginState>,
+        plugin: &'a Arc<PluginState>,
         answer: RemoteAnswer<T>,
         convert: fn(F) -> T,
     ) -> Self {
         Self {
             state: State::Remote(answer),
-            plugin: Arc::clone(plugin),
+            plugin,
             convert,
             _borrows: PhantomData,
         }
@@ -325,10 +306,10 @@ impl<'a, F, T> PluginFuture<'a, F, T> {
 
     /// A call that failed before it started.
     #[doc(hidden)]
-    pub fn failed(plugin: &Arc<PluginState>, error: CallError, convert: fn(F) -> T) -> Self {
+    pub fn failed(plugin: &'a Arc<PluginState>, error: CallError, convert: fn(F) -> T) -> Self {
         Self {
             state: State::Failed(error),
-            plugin: Arc::clone(plugin),
+            plugin,
             convert,
             _borrows: PhantomData,
         }
@@ -368,11 +349,17 @@ impl<F, T> Future for PluginFuture<'_, F, T> {
             return Poll::Ready(Err(this.plugin.disabled()));
         }
         let waker = lend(context.waker());
-        match (future.poll)(future.this, &waker) {
-            FfiPoll::Pending => Poll::Pending,
-            FfiPoll::Ready(RResult::ROk(value)) => Poll::Ready(Ok((this.convert)(value))),
-            FfiPoll::Ready(RResult::RErr(error)) => Poll::Ready(Err(this.plugin.failed(error))),
-        }
+        let ready = match (future.poll)(future.this, &waker) {
+            FfiPoll::Pending => return Poll::Pending,
+            FfiPoll::Ready(ready) => ready,
+        };
+        // The poll that finished the plugin's future dropped it, unless
+        // the plugin panicked (and is disabled).
+        this.state = State::Finished;
+        Poll::Ready(match ready {
+            RResult::ROk(value) => Ok((this.convert)(value)),
+            RResult::RErr(error) => Err(this.plugin.failed(error)),
+        })
     }
 }
 

@@ -408,7 +408,7 @@ impl PluginCore {
     /// `encode` writes go there, the answer is decoded.
     #[doc(hidden)]
     pub fn call_remote_async<'a, F, T: crate::wire::Decode + Send + 'static>(
-        &self,
+        &'a self,
         remote: &dyn Remote,
         method: usize,
         encode: impl FnOnce(&mut Vec<u8>),
