@@ -254,7 +254,9 @@ fn calls(c: &mut Criterion) {
         group.throughput(Throughput::Elements(in_flight));
         group.bench_function(format!("async_x{in_flight}"), |b| {
             b.iter(|| {
-                let calls = (0..in_flight).map(|i| isolated_noop.noop_async(i)).collect();
+                let calls = (0..in_flight)
+                    .map(|i| isolated_noop.noop_async(i))
+                    .collect();
                 let answers = block_on_all(calls);
                 assert_eq!(answers.len() as u64, in_flight);
             });

@@ -55,11 +55,19 @@ pub const COMPAT_WORKSPACES: &[(&str, &[&str])] = &[
     ("v1_0", &["compat_v1_0"]),
     (
         "older_minor",
-        &["compat_older_minor_greeter", "compat_older_minor_transform"],
+        &[
+            "compat_older_minor_greeter",
+            "compat_older_minor_transform",
+            "compat_older_minor_store",
+        ],
     ),
     (
         "newer_minor",
-        &["compat_newer_minor_greeter", "compat_newer_minor_transform"],
+        &[
+            "compat_newer_minor_greeter",
+            "compat_newer_minor_transform",
+            "compat_newer_minor_store",
+        ],
     ),
     (
         "next_major",

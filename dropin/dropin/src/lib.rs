@@ -267,9 +267,13 @@ pub use dropin_macros::services;
 /// keeps the callback by number for the plugin's process, whose calls to it
 /// cross the channel host services use.
 ///
+/// An object trait evolves like an interface: methods added in a later
+/// minor version carry `#[since]`, and a call to one that an object made
+/// with an earlier version lacks fails as `Missing`.
+///
 /// Not yet: objects inside collections, an object trait whose methods
 /// return objects of itself (directly or through another), callbacks taken
-/// by an object's methods, and `#[since]` on an object trait's methods.
+/// by an object's methods, and `async fn` in an object trait.
 #[doc(inline)]
 pub use dropin_macros::object;
 pub use error::{BoxError, CallError, CallErrorKind};

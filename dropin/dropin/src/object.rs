@@ -152,6 +152,24 @@ impl Object {
         result
     }
 
+    /// The error of a call to the method `method`, added to the object's
+    /// trait in `since`, which this object lacks: its plugin was built with
+    /// an earlier version of the trait.
+    #[doc(hidden)]
+    #[cold]
+    #[inline(never)]
+    pub fn missing(&self, method: &str, since: &str) -> CallError {
+        CallError::from_parts(
+            crate::CallErrorKind::Missing,
+            self.plugin.name(),
+            format!(
+                "has no method `{method}`: it was added in interface {since}, after the version \
+                 the plugin was built against"
+            ),
+            None,
+        )
+    }
+
     /// Its plugin's state, for the objects its methods return.
     #[doc(hidden)]
     pub fn plugin(&self) -> &Arc<PluginState> {

@@ -319,3 +319,46 @@ fn an_object_trait_is_described_by_its_methods() {
         Some("Box<dyn Cursor>::next: field `->`: expected u32, found u64")
     );
 }
+
+mod cursor_v1_1 {
+    /// A later minor version: a method added with `#[since]`.
+    #[dropin::object(version = "1.1.0")]
+    pub trait Cursor: Send + Sync {
+        /// The next item.
+        fn next(&self) -> Option<u32>;
+        /// The next item, left where it is.
+        #[since("1.1")]
+        fn peek(&self) -> Option<u32>;
+    }
+}
+
+mod cursor_grown {
+    /// A method added without `#[since]`: another trait, not a later one.
+    #[dropin::object]
+    pub trait Cursor: Send + Sync {
+        /// The next item.
+        fn next(&self) -> Option<u32>;
+        /// The next item, left where it is.
+        fn peek(&self) -> Option<u32>;
+    }
+}
+
+/// Objects of a trait with and without its later methods (`#[since]`) are
+/// compatible both ways (a call to a method an object lacks fails as
+/// missing); a method added without `#[since]` is a difference.
+#[test]
+fn an_object_trait_gains_later_methods_compatibly() {
+    type V1 = Box<dyn cursor_v1::Cursor>;
+    type V1_1 = Box<dyn cursor_v1_1::Cursor>;
+    type Grown = Box<dyn cursor_grown::Cursor>;
+    assert_eq!(V1::DESC.difference(V1_1::DESC), None);
+    assert_eq!(V1_1::DESC.difference(V1::DESC), None);
+    assert_eq!(
+        V1::DESC.difference(Grown::DESC).as_deref(),
+        Some("Box<dyn Cursor>: expected 1 methods, found 2")
+    );
+    assert_eq!(
+        Grown::DESC.difference(V1_1::DESC).as_deref(),
+        Some("Box<dyn Cursor>::peek: expected 1 fields, found 2")
+    );
+}

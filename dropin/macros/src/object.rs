@@ -32,13 +32,6 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
     let snake = snake_case(&unraw(trait_ident));
     let hidden = format_ident!("__dropin_object_{}", snake);
     let handle = format_ident!("{}Handle", trait_ident);
-    if let Some(later) = object.methods.iter().find(|method| !method.required) {
-        return Err(syn::Error::new(
-            later.ident.span(),
-            "`#[since]` is not supported on an object trait's methods yet: change an object \
-             trait only in a new major version of the interface",
-        ));
-    }
     // The application's objects of the trait are proxies in a plugin, which
     // implement the trait's methods and nothing else.
     if let Some(bound) = item.supertraits.iter().find(|bound| match bound {
@@ -77,6 +70,7 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
              of the interface",
         ));
     }
+    let count = object.methods.len();
     let name = format!("Box<dyn {}>", unraw(trait_ident));
     let lent_name = format!("&dyn {}", unraw(trait_ident));
     let proxies = object
@@ -129,6 +123,17 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
             quote!(::dropin::FieldDesc { name: __dropin_rt::RStr::from_str(#field), ty: #desc })
         });
         let ret = &method.ret;
+        // A method added in a later minor says so: objects of the trait
+        // with and without it are compatible.
+        let since = (!method.required).then(|| {
+            let since = &method.since;
+            quote! {
+                ::dropin::FieldDesc {
+                    name: __dropin_rt::RStr::from_str("since"),
+                    ty: &::dropin::TypeDesc::leaf(#since, 0, 1),
+                },
+            }
+        });
         quote! {
             ::dropin::VariantDesc {
                 name: __dropin_rt::RStr::from_str(#method_name),
@@ -138,6 +143,7 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                         name: __dropin_rt::RStr::from_str("->"),
                         ty: <#ret as ::dropin::Stable>::DESC,
                     },
+                    #since
                 ]),
             }
         }
@@ -332,14 +338,18 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                 __dropin_rt::RResult::ROk(())
             }
 
-            /// The object's methods, in declaration order.
+            /// How many methods the table has (an object made with an
+            /// earlier minor version of the trait has fewer), then the
+            /// methods, in declaration order.
             #[repr(C)]
             pub(super) struct Methods {
+                pub __dropin_len: usize,
                 #(#table_fields,)*
             }
 
             /// The plugin's method table.
             pub(super) static METHODS: Methods = Methods {
+                __dropin_len: #count,
                 #(#table_entries,)*
             };
 
@@ -466,6 +476,21 @@ fn handle_method(
         "\n\n# Errors\n\n`dropin::CallError`: the object's method failed or panicked (which \
          disables its plugin), or its plugin is disabled. Of a `{name}`."
     );
+    // An object made with an earlier minor version of the trait lacks the
+    // later methods.
+    let method_name = format!(
+        "{}::{}",
+        name.trim_start_matches("Box<dyn ").trim_end_matches('>'),
+        unraw(ident)
+    );
+    let since = &method.since;
+    let check = (!method.required).then(|| {
+        quote! {
+            if methods.__dropin_len <= #index {
+                return ::core::result::Result::Err(self.object.missing(#method_name, #since));
+            }
+        }
+    });
     quote! {
         #(#docs)*
         #[doc = #note]
@@ -477,6 +502,7 @@ fn handle_method(
             // its type, and so its method table's, was compared with this
             // one at load.
             let methods = unsafe { self.object.methods::<#hidden::Methods>() };
+            #check
             self.object
                 .call(|| (methods.#ident)(self.object.this(), #(#values),*))
                 .map(#convert)
@@ -523,10 +549,28 @@ fn proxy_methods(
             }
         }
     };
+    // The application's object, made with an earlier minor version of the
+    // trait, may lack a later method.
+    let check = (!method.required).then(|| {
+        let message = format!(
+            "the application's object has no method `{name}`: it was added in {}",
+            method.since
+        );
+        quote! {
+            if methods.__dropin_len <= #index {
+                __dropin_rt::callback_failed(#name, &__dropin_rt::RawError::new(
+                    __dropin_rt::RawErrorKind::Callback,
+                    #message.to_owned(),
+                    ::core::option::Option::None,
+                ));
+            }
+        }
+    });
     let local = quote! {
         fn #ident(&self, #(#params),*) #output {
             // SAFETY: the table is this trait's, made with the object.
             let methods = unsafe { &*self.0.methods.cast::<Methods>() };
+            #check
             let outcome = (methods.#ident)(self.0.this, #(#values),*);
             #finish
         }

@@ -158,7 +158,7 @@ fn a_store_built_with_another_error_type_is_refused_naming_the_difference() {
         assert_eq!(
             error.to_string(),
             format!(
-                "{}: not compatible with store 1.0.0 (the plugin was built against 1.0.0): \
+                "{}: not compatible with store 1.1.0 (the plugin was built against 1.0.0): \
                  method `get`: result: StoreError: expected 2 variants, found 3",
                 full.display()
             ),
@@ -588,5 +588,48 @@ fn an_async_method_is_awaited_cancelled_and_called_100_times_at_once_in_both_mod
                 assert_eq!(answer.unwrap().unwrap().unwrap(), i.to_string());
             }
         });
+    }
+}
+
+/// An object trait evolves like an interface: a store built with
+/// store-interface 1.0 (its tables lack `Table::count`, added in 1.1) and one
+/// built with 1.2 (its tables have `Table::first`, which this host does not
+/// know) both load; the older one's tables answer every call but `count`,
+/// which fails as missing, in both modes.
+#[test]
+fn an_object_trait_evolves_by_minor_versions_like_an_interface() {
+    let dir = PluginDir::new();
+    dir.add_compat("compat_older_minor_store");
+    dir.add_compat("compat_newer_minor_store");
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        for name in ["old-store", "new-store"] {
+            let store = report.registry.get(name).unwrap();
+            store.put("t/a", "1").unwrap().unwrap();
+            store.put("t/b", "2").unwrap().unwrap();
+            let table = store.open("t").unwrap().unwrap();
+            assert_eq!(table.get("a").unwrap(), Some("1".to_owned()));
+            let rows = table.rows().unwrap();
+            assert_eq!(rows.next().unwrap(), Some(("a".to_owned(), "1".to_owned())));
+            let count = table.count();
+            if name == "new-store" {
+                assert_eq!(count.unwrap(), 2, "isolated: {isolated}");
+            } else {
+                let error = count.unwrap_err();
+                assert_eq!(error.kind(), CallErrorKind::Missing, "isolated: {isolated}");
+                assert_eq!(
+                    error.to_string(),
+                    "plugin 'old-store' has no method `Table::count`: it was added in interface \
+                     1.1.0, after the version the plugin was built against"
+                );
+                // Not a failure of the plugin's: it goes on.
+                assert_eq!(table.get("b").unwrap(), Some("2".to_owned()));
+                assert_eq!(store.failure(), None);
+            }
+        }
     }
 }

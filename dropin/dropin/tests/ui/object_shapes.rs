@@ -1,18 +1,9 @@
 /// What objects cannot do yet: sit inside a collection or an argument's
 /// `Option`, be returned by a host service or passed to one, be passed to
-/// an object's method, be returned lent, change in a minor version.
+/// an object's method, be returned lent.
 #[dropin::object]
 pub trait Table: Send + Sync {
     fn get(&self, key: &str) -> Option<String>;
-}
-
-#[dropin::object(version = "1.1.0")]
-pub trait Later: Send + Sync {
-    fn first(&self) -> u8;
-    #[since("1.1")]
-    fn second(&self) -> u8 {
-        2
-    }
 }
 
 #[dropin::interface(name = "store", version = "1.0.0")]

@@ -88,6 +88,11 @@ pub trait Table: Send + Sync {
     /// The table's entries, produced one by one as the application asks
     /// (an object returned by an object).
     fn rows(&self) -> Box<dyn Rows>;
+
+    /// How many entries the table has: added in 1.1, so that a table of a
+    /// store built with 1.0 lacks it, and a call says so.
+    #[since("1.1")]
+    fn count(&self) -> u64;
 }
 
 /// A sequence of a table's entries, which the plugin produces lazily.

@@ -93,6 +93,12 @@ impl Table for Named {
         self.reads.load(Ordering::Relaxed)
     }
 
+    fn count(&self) -> u64 {
+        let prefix = format!("{}/", self.name);
+        let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        values.keys().filter(|key| key.starts_with(&prefix)).count() as u64
+    }
+
     fn rows(&self) -> Box<dyn Rows> {
         Box::new(Cursor {
             name: self.name.clone(),
