@@ -387,6 +387,56 @@ impl<F, T> fmt::Debug for PluginFuture<'_, F, T> {
     }
 }
 
+/// Another binary's future (the application's object's, in a plugin), as a
+/// future of this one: its output, or how it failed. Dropping it unfinished
+/// drops the other's.
+#[doc(hidden)]
+#[allow(missing_debug_implementations)]
+pub struct Foreign<F> {
+    future: Option<FfiFuture<F>>,
+}
+
+impl<F> Foreign<F> {
+    /// The future `future` is.
+    pub fn new(future: FfiFuture<F>) -> Self {
+        Self {
+            future: Some(future),
+        }
+    }
+}
+
+impl<F> Future for Foreign<F> {
+    type Output = RResult<F, RawError>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let Some(future) = &this.future else {
+            panic!("a future was polled after it finished");
+        };
+        let waker = lend(context.waker());
+        match (future.poll)(future.this, &waker) {
+            FfiPoll::Pending => Poll::Pending,
+            FfiPoll::Ready(ready) => {
+                // The finishing poll dropped it.
+                this.future = None;
+                Poll::Ready(ready)
+            }
+        }
+    }
+}
+
+impl<F> Drop for Foreign<F> {
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            // A panic there was caught and is the other side's to report.
+            let _ = (future.drop)(future.this);
+        }
+    }
+}
+
+// SAFETY: as `FfiFuture`'s.
+unsafe impl<F: Send> Send for Foreign<F> {}
+
 /// `reference`, for as long as the application's future that lent it:
 /// how the plugin's future keeps a borrowed argument.
 ///

@@ -154,6 +154,15 @@ pub trait Remote: Send + Sync {
     /// dropping the future cancels the call in the process.
     fn call_async(&self, method: usize, args: Vec<u8>) -> crate::future::RemoteAnswer<Vec<u8>>;
 
+    /// As [`call_async`](Self::call_async), for method `method` of the object
+    /// number `object` that the process keeps.
+    fn call_object_async(
+        &self,
+        object: u64,
+        method: usize,
+        args: Vec<u8>,
+    ) -> crate::future::RemoteAnswer<Vec<u8>>;
+
     /// Keeps the application's object `served` for the process (a
     /// callback the plugin may call back); its number there.
     fn keep_callback(&self, served: crate::object::Served) -> u64;
@@ -613,7 +622,10 @@ pub fn dir_bytes(dir: &Path) -> Vec<u8> {
 }
 
 /// Decodes the answer of the isolated plugin `name`'s process.
-fn decode_answer<T: crate::wire::Decode>(name: &str, bytes: &[u8]) -> Result<T, CallError> {
+pub(crate) fn decode_answer<T: crate::wire::Decode>(
+    name: &str,
+    bytes: &[u8],
+) -> Result<T, CallError> {
     let mut input = bytes;
     T::decode(&mut input)
         .and_then(|value| {

@@ -273,7 +273,13 @@ pub use dropin_macros::services;
 ///
 /// Not yet: objects inside collections, an object trait whose methods
 /// return objects of itself (directly or through another), callbacks taken
-/// by an object's methods, and `async fn` in an object trait.
+/// by an object's methods.
+///
+/// An object trait's `async fn` is declared as `async fn` and becomes a
+/// boxed future in the trait, which stays usable as `Box<dyn Trait>`; a
+/// plugin implements it with `async fn` under `#[dropin::object]` on its
+/// `impl` block, which boxes its futures the same way. The handle's method
+/// returns a [`PluginFuture`].
 #[doc(inline)]
 pub use dropin_macros::object;
 pub use error::{BoxError, CallError, CallErrorKind};
@@ -296,7 +302,7 @@ pub mod __private {
     pub use crate::__export_plugin as export;
     pub use crate::error::{RawError, RawErrorKind};
     pub use crate::future::{
-        Async, FfiFuture, RemoteAnswer, block_on, cancellable, extend, extend_option,
+        Async, FfiFuture, Foreign, RemoteAnswer, block_on, cancellable, extend, extend_option,
         into_ffi_future,
     };
     pub use crate::guest::{

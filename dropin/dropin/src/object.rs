@@ -170,6 +170,30 @@ impl Object {
         )
     }
 
+    /// Starts a call of the `async fn` method number `method` of an object
+    /// in another process: the arguments `encode` writes go there, the
+    /// answer is decoded.
+    #[doc(hidden)]
+    pub fn call_remote_async<'a, F, T: crate::wire::Decode + Send + 'static>(
+        &'a self,
+        method: usize,
+        encode: impl FnOnce(&mut Vec<u8>),
+        convert: fn(F) -> T,
+    ) -> crate::PluginFuture<'a, F, T> {
+        let Place::Remote(remote, id) = &self.place else {
+            unreachable!("called for objects in another process only")
+        };
+        if self.plugin.failure().is_some() {
+            return crate::PluginFuture::failed(&self.plugin, self.plugin.disabled(), convert);
+        }
+        let mut args = Vec::new();
+        encode(&mut args);
+        let answer = remote.call_object_async(*id, method, args);
+        let name = self.plugin.name();
+        let decoded = async move { crate::handle::decode_answer::<T>(name, &answer.await?) };
+        crate::PluginFuture::remote(&self.plugin, Box::pin(decoded), convert)
+    }
+
     /// Its plugin's state, for the objects its methods return.
     #[doc(hidden)]
     pub fn plugin(&self) -> &Arc<PluginState> {

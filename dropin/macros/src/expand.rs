@@ -595,6 +595,24 @@ fn async_shim(trait_ident: &Ident, method: &Method) -> TokenStream {
     let shim = format_ident!("__dropin_shim_{}", unraw(ident));
     let params = ffi_params(method);
     let ret = ffi_ret(method);
+    let future = async_future(
+        method,
+        |passes| quote!(<__DropinPlugin as #trait_ident>::#ident(plugin, #(#passes),*)),
+    );
+    quote! {
+        pub extern "C" fn #shim<__DropinPlugin: #trait_ident + __dropin_rt::Exported>(#(#params),*) -> #ret {
+            __dropin_rt::call_static::<__DropinPlugin, _>(|plugin| { #future })
+        }
+    }
+}
+
+/// In the plugin's function of an `async fn`: the arguments kept for the
+/// future, and the future as it crosses (`Ok` of it), which awaits the
+/// future `call` makes of the arguments and converts its output.
+pub(crate) fn async_future(
+    method: &Method,
+    call: impl FnOnce(&[TokenStream]) -> TokenStream,
+) -> TokenStream {
     let kept = per_arg(method, |Arg { ident, ty, kind }| {
         let value = match kind {
             Kind::Str | Kind::Bytes => quote! {
@@ -621,7 +639,8 @@ fn async_shim(trait_ident: &Ident, method: &Method) -> TokenStream {
         Kind::Slice => quote!(#ident.as_slice()),
         _ => quote!(#ident),
     });
-    let call = quote!(<__DropinPlugin as #trait_ident>::#ident(plugin, #(#passes),*).await);
+    let call = call(&passes);
+    let call = quote!(#call.await);
     let output = if method.fallible {
         quote! {
             match #call {
@@ -635,12 +654,8 @@ fn async_shim(trait_ident: &Ident, method: &Method) -> TokenStream {
         quote!(::core::result::Result::Ok(::dropin::Stable::into_ffi(#call)))
     };
     quote! {
-        pub extern "C" fn #shim<__DropinPlugin: #trait_ident + __dropin_rt::Exported>(#(#params),*) -> #ret {
-            __dropin_rt::call_static::<__DropinPlugin, _>(|plugin| {
-                #(#kept)*
-                ::core::result::Result::Ok(__dropin_rt::into_ffi_future(async move { #output }))
-            })
-        }
+        #(#kept)*
+        ::core::result::Result::Ok(__dropin_rt::into_ffi_future(async move { #output }))
     }
 }
 
@@ -707,7 +722,7 @@ The future's output is a `dropin::CallError` if the plugin failed               
 
 /// `ty` with every elided reference lifetime named `'__dropin`: an
 /// `async fn`'s future borrows its arguments.
-fn with_lifetime(ty: &syn::Type) -> syn::Type {
+pub(crate) fn with_lifetime(ty: &syn::Type) -> syn::Type {
     fn name(ty: &mut syn::Type) {
         match ty {
             syn::Type::Reference(reference) => {

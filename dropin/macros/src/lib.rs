@@ -56,6 +56,10 @@ pub fn services(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Documented where it is used from, as `dropin::object`.
 #[proc_macro_attribute]
 pub fn object(args: TokenStream, input: TokenStream) -> TokenStream {
+    // On an implementation: its `async fn` methods as the trait has them.
+    if let Ok(implementation) = syn::parse::<syn::ItemImpl>(input.clone()) {
+        return object::implementation(implementation).into();
+    }
     let item = parse_macro_input!(input as ItemTrait);
     let original = item.clone();
     match ast::Interface::parse(args.into(), item).and_then(|declared| object::object(&declared)) {

@@ -25,8 +25,61 @@ use crate::{
     ty::Shape,
 };
 
+/// `async fn m(&self, ..) -> T` as a dyn-compatible method:
+/// `fn m<'__dropin>(&'__dropin self, ..) -> Pin<Box<dyn Future<Output = T> +
+/// Send + '__dropin>>`, a body boxed as `async move`.
+fn boxed_async(sig: &mut syn::Signature, body: Option<&mut syn::Block>) {
+    if sig.asyncness.take().is_none() {
+        return;
+    }
+    let output = match &sig.output {
+        syn::ReturnType::Default => quote!(()),
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    sig.generics.params.push(syn::parse_quote!('__dropin));
+    for input in &mut sig.inputs {
+        match input {
+            syn::FnArg::Receiver(receiver) => {
+                if let Some((_, lifetime)) = &mut receiver.reference {
+                    *lifetime = Some(syn::parse_quote!('__dropin));
+                }
+                *receiver.ty = crate::expand::with_lifetime(&receiver.ty);
+            }
+            syn::FnArg::Typed(typed) => {
+                *typed.ty = crate::expand::with_lifetime(&typed.ty);
+            }
+        }
+    }
+    sig.output = syn::parse_quote! {
+        -> ::core::pin::Pin<::std::boxed::Box<
+            dyn ::core::future::Future<Output = #output> + ::core::marker::Send + '__dropin
+        >>
+    };
+    if let Some(body) = body {
+        let block = body.clone();
+        *body = syn::parse_quote!({ ::std::boxed::Box::pin(async move #block) });
+    }
+}
+
+/// `#[dropin::object]` on an implementation of an object trait: its
+/// `async fn` methods as the trait declares them.
+pub fn implementation(mut item: syn::ItemImpl) -> TokenStream {
+    for impl_item in &mut item.items {
+        if let syn::ImplItem::Fn(function) = impl_item {
+            boxed_async(&mut function.sig, Some(&mut function.block));
+        }
+    }
+    quote!(#item)
+}
+
 pub fn object(object: &Interface) -> syn::Result<TokenStream> {
-    let item = &object.item;
+    let mut item = object.item.clone();
+    for trait_item in &mut item.items {
+        if let syn::TraitItem::Fn(function) = trait_item {
+            boxed_async(&mut function.sig, function.default.as_mut());
+        }
+    }
+    let item = &item;
     let trait_ident = &item.ident;
     let vis = visibility(item);
     let snake = snake_case(&unraw(trait_ident));
@@ -50,12 +103,6 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
             bound.span(),
             "an object trait's bounds are `Send + Sync` and nothing else: the application's \
              objects of the trait reach a plugin as proxies that implement its methods only",
-        ));
-    }
-    if let Some(asyncness) = object.methods.iter().find_map(|method| method.asyncness) {
-        return Err(syn::Error::new(
-            asyncness.span,
-            "an object's method cannot be `async` yet: declare it on the interface",
         ));
     }
     if let Some(arg) = object
@@ -123,6 +170,11 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
             quote!(::dropin::FieldDesc { name: __dropin_rt::RStr::from_str(#field), ty: #desc })
         });
         let ret = &method.ret;
+        let ret_desc = if method.asyncness.is_some() {
+            quote!(__dropin_rt::Async::<#ret>::DESC)
+        } else {
+            quote!(<#ret as ::dropin::Stable>::DESC)
+        };
         // A method added in a later minor says so: objects of the trait
         // with and without it are compatible.
         let since = (!method.required).then(|| {
@@ -141,7 +193,7 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                     #(#args,)*
                     ::dropin::FieldDesc {
                         name: __dropin_rt::RStr::from_str("->"),
-                        ty: <#ret as ::dropin::Stable>::DESC,
+                        ty: #ret_desc,
                     },
                     #since
                 ]),
@@ -389,6 +441,22 @@ fn shim(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     let ident = &method.ident;
     let shim = format_ident!("__dropin_object_shim_{}", unraw(ident));
     let params = ffi_params(method);
+    if method.asyncness.is_some() {
+        let ret = ffi_ret(method);
+        let future =
+            crate::expand::async_future(method, |passes| quote!(object.#ident(#(#passes),*)));
+        return quote! {
+            extern "C" fn #shim(this: *const __dropin_rt::c_void, #(#params),*) -> #ret {
+                __dropin_rt::guarded(|| {
+                    // SAFETY: `this` is what `into_raw` or `lend` made; the
+                    // application's future that will hold this one borrows
+                    // the object's handle, which keeps the object.
+                    let object: &'static dyn #trait_ident = unsafe { &**this.cast::<*const dyn #trait_ident>() };
+                    #future
+                })
+            }
+        };
+    }
     let values = from_ffi_values(method);
     let ret = ffi_ret(method);
     let call = quote!(object.#ident(#(#values),*));
@@ -424,6 +492,9 @@ fn handle_method(
     index: usize,
     method: &Method,
 ) -> TokenStream {
+    if method.asyncness.is_some() {
+        return async_handle_method(vis, hidden, name, index, method);
+    }
     let ident = &method.ident;
     let docs = &method.docs;
     let params = typed_params(method);
@@ -510,6 +581,74 @@ fn handle_method(
     }
 }
 
+/// The handle's method for an `async fn` of the object: starts the call,
+/// and returns the future the application awaits, which borrows the handle
+/// (and so keeps the object) until it is dropped.
+fn async_handle_method(
+    vis: &syn::Visibility,
+    hidden: &syn::Ident,
+    name: &str,
+    index: usize,
+    method: &Method,
+) -> TokenStream {
+    let ident = &method.ident;
+    let docs = &method.docs;
+    let params = method.args.iter().map(|arg| {
+        let ident = &arg.ident;
+        let ty = crate::expand::with_lifetime(&arg.ty);
+        quote!(#ident: #ty)
+    });
+    let values = into_ffi_values(method);
+    let encodes: Vec<TokenStream> = method.args.iter().map(encode_arg).collect();
+    let ret = &method.ret;
+    let (output, convert) = if crate::ty::is_string(ret) {
+        (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
+    } else {
+        (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
+    };
+    let method_name = format!(
+        "{}::{}",
+        name.trim_start_matches("Box<dyn ").trim_end_matches('>'),
+        unraw(ident)
+    );
+    let since = &method.since;
+    let check = (!method.required).then(|| {
+        quote! {
+            if methods.__dropin_len <= #index {
+                return ::dropin::PluginFuture::failed(
+                    self.object.plugin(),
+                    self.object.missing(#method_name, #since),
+                    convert,
+                );
+            }
+        }
+    });
+    let note = format!(
+        "\n\n# Errors\n\nThe future's output is a `dropin::CallError` if the object's method \
+         failed or panicked (which disables its plugin), or its plugin is disabled. Dropping \
+         the future cancels the call. Of a `{name}`."
+    );
+    quote! {
+        #(#docs)*
+        #[doc = #note]
+        #[allow(clippy::type_complexity)]
+        #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> ::dropin::PluginFuture<'__dropin, <#ret as ::dropin::Stable>::Ffi, #output> {
+            let convert: fn(<#ret as ::dropin::Stable>::Ffi) -> #output = #convert;
+            if self.object.is_remote() {
+                return self.object.call_remote_async(#index, |args| { #(#encodes)* }, convert);
+            }
+            // SAFETY: as for the handle's other methods.
+            let methods = unsafe { self.object.methods::<#hidden::Methods>() };
+            #check
+            ::dropin::PluginFuture::start(
+                self.object.plugin(),
+                || (methods.#ident)(self.object.this(), #(#values),*),
+                convert,
+            )
+        }
+    }
+}
+
 /// One method of the trait, as the application's object implements it in
 /// a plugin: through the object's method table in the same process, and
 /// over the channel to the host in an isolated plugin's. A panic in the
@@ -566,6 +705,39 @@ fn proxy_methods(
             }
         }
     });
+    if method.asyncness.is_some() {
+        // As the trait declares it: a boxed future, which borrows the
+        // object and the arguments.
+        let mut sig: syn::Signature = syn::parse_quote!(fn #ident(&self, #(#params),*) #output);
+        sig.asyncness = Some(Default::default());
+        boxed_async(&mut sig, None);
+        let encodes = method.args.iter().map(encode_arg);
+        let local = quote! {
+            #sig {
+                // SAFETY: the table is this trait's, made with the object.
+                let methods = unsafe { &*self.0.methods.cast::<Methods>() };
+                #check
+                let future = match (methods.#ident)(self.0.this, #(#values),*) {
+                    __dropin_rt::RResult::ROk(future) => __dropin_rt::Foreign::new(future),
+                    __dropin_rt::RResult::RErr(error) => __dropin_rt::callback_failed(#name, &error),
+                };
+                ::std::boxed::Box::pin(async move {
+                    let outcome = future.await;
+                    #finish
+                })
+            }
+        };
+        // Isolated, the host's answer is awaited when the call is made.
+        let remote = quote! {
+            #sig {
+                let outcome = __dropin_rt::call_callback::<#ret>(self.id, #index, |args| {
+                    #(#encodes)*
+                });
+                ::std::boxed::Box::pin(::core::future::ready(#finish))
+            }
+        };
+        return (local, remote);
+    }
     let local = quote! {
         fn #ident(&self, #(#params),*) #output {
             // SAFETY: the table is this trait's, made with the object.
@@ -624,11 +796,30 @@ fn serve_raw_arm(index: usize, method: &Method) -> TokenStream {
     let (decodes, passes) = crate::expand::decoded_args(method);
     let idents = method.args.iter().map(|arg| &arg.ident);
     let values = into_ffi_values(method);
+    // The application's future is awaited on the thread that serves the
+    // plugin's process.
+    let wait = method.asyncness.map(|_| {
+        quote! {
+            let outcome = match outcome {
+                __dropin_rt::RResult::ROk(future) => {
+                    __dropin_rt::block_on(__dropin_rt::Foreign::new(future)).unwrap_or_else(|| {
+                        __dropin_rt::RResult::RErr(__dropin_rt::RawError::new(
+                            __dropin_rt::RawErrorKind::Failed,
+                            "the call was cancelled".to_owned(),
+                            ::core::option::Option::None,
+                        ))
+                    })
+                }
+                __dropin_rt::RResult::RErr(error) => __dropin_rt::RResult::RErr(error),
+            };
+        }
+    });
     quote! {
         #index => {
             #(#decodes)*
             #(let #idents = #passes;)*
             let outcome = (methods.#ident)(raw.this, #(#values),*);
+            #wait
             let outcome = match outcome {
                 __dropin_rt::RResult::ROk(value) => {
                     __dropin_rt::RResult::ROk(<#ret as ::dropin::Stable>::from_ffi(value))

@@ -633,3 +633,72 @@ fn an_object_trait_evolves_by_minor_versions_like_an_interface() {
         }
     }
 }
+
+/// The store's log records about closed feeds, in order.
+fn feeds_closed() -> Vec<String> {
+    greeter_tests::captured_logs("plugin::memory")
+        .into_iter()
+        .map(|record| record.message)
+        .filter(|message| message.starts_with("feed "))
+        .collect()
+}
+
+/// An async stream: an object whose `async fn next` the plugin answers as
+/// entries come, awaited on tokio, consumed in part and dropped (in the
+/// plugin), the same in both modes; an older store lacks it.
+#[test]
+fn an_async_stream_is_consumed_in_part_and_dropped_in_both_modes() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let dir = PluginDir::with(&["memory"]);
+    dir.add_compat("compat_older_minor_store");
+    // The logger, before the plugins that log to it.
+    feeds_closed();
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        let registry = Box::leak(Box::new(report.registry));
+        let store: &'static _ = registry.get("memory").unwrap();
+        let before = feeds_closed().len();
+        runtime.block_on(async {
+            store.put("f/a", "1").unwrap().unwrap();
+            store.put("g/x", "0").unwrap().unwrap();
+            store.put("f/b", "2").unwrap().unwrap();
+            let feed = store.follow("f/").unwrap();
+            let pair = |k: &str, v: &str| Some((k.to_owned(), v.to_owned()));
+            assert_eq!(
+                feed.next().await.unwrap(),
+                pair("f/a", "1"),
+                "isolated: {isolated}"
+            );
+            assert_eq!(feed.next().await.unwrap(), pair("f/b", "2"));
+            // The next one comes when it is stored.
+            let next = feed.next();
+            let put = async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                store.put("f/c", "3").unwrap().unwrap();
+            };
+            let (next, ()) = tokio::join!(next, put);
+            assert_eq!(next.unwrap(), pair("f/c", "3"));
+            drop(feed);
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while feeds_closed().len() == before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            feeds_closed()[before..],
+            ["feed f/ closed after 3".to_owned()],
+            "isolated: {isolated}"
+        );
+        // A store built with 1.0 has no `follow`.
+        let old = registry.get("old-store").unwrap();
+        assert_eq!(old.follow("f/").unwrap_err().kind(), CallErrorKind::Missing);
+    }
+}

@@ -1,5 +1,5 @@
 /// What an `async fn` cannot do yet: take the application's object, return
-/// an object, be an object's method or a host service.
+/// an object, be a host service.
 #[dropin::object]
 pub trait Visitor: Send + Sync {
     fn visit(&self, key: &str) -> bool;
@@ -9,11 +9,6 @@ pub trait Visitor: Send + Sync {
 pub trait Fetcher: Send + Sync {
     async fn scan(&self, visitor: &dyn Visitor) -> u64;
     async fn open(&self) -> Box<dyn Visitor>;
-}
-
-#[dropin::object]
-pub trait Slow: Send + Sync {
-    async fn get(&self) -> u8;
 }
 
 #[dropin::services]

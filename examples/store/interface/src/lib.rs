@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-pub use dropin::{BoxError, Context, log, try_callback};
+pub use dropin::{BoxError, Context, log, object, try_callback};
 
 /// Why a store refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, dropin::Stable)]
@@ -57,6 +57,18 @@ pub trait Store: Send + Sync {
     /// later `put` wakes, from whichever thread makes it. Dropping it
     /// cancels the wait.
     async fn wait_for(&self, key: &str) -> String;
+
+    /// Every entry whose key starts with `prefix`, in key order, then each
+    /// one stored later, as it is stored: an async stream.
+    #[since("1.1")]
+    fn follow(&self, prefix: &str) -> Box<dyn Feed>;
+}
+
+/// A stream of a store's entries, which the plugin produces as they come.
+#[dropin::object]
+pub trait Feed: Send + Sync {
+    /// The next entry (key and value), once there is one.
+    async fn next(&self) -> Option<(String, String)>;
 }
 
 /// What the application does with each entry `Store::scan` visits.

@@ -13,7 +13,7 @@ use std::{
 };
 
 use store_interface::{
-    BoxError, Context, Rows, Store, StoreError, Table, Visitor, Watcher, export_store, log,
+    BoxError, Context, Feed, Rows, Store, StoreError, Table, Visitor, Watcher, export_store, log,
 };
 
 type Values = Arc<Mutex<BTreeMap<String, String>>>;
@@ -24,8 +24,65 @@ struct Memory {
     /// The application's watchers, told of each `put` from a thread of the
     /// store's own, and the number of the next `put`.
     watchers: Arc<Mutex<Watchers>>,
-    /// The tasks waiting for a key (`wait_for`), woken by each `put`.
-    waiting: Mutex<Vec<Waker>>,
+    /// The tasks waiting for a key (`wait_for`) or an entry (`follow`),
+    /// woken by each `put`.
+    waiting: Waiting,
+}
+
+type Waiting = Arc<Mutex<Vec<Waker>>>;
+
+/// A store's entries under a prefix, in key order, each produced when the
+/// application asks and there is one: after the last it produced.
+struct Follow {
+    prefix: String,
+    values: Values,
+    waiting: Waiting,
+    after: Mutex<Option<String>>,
+    produced: AtomicU64,
+}
+
+#[store_interface::object]
+impl Feed for Follow {
+    async fn next(&self) -> Option<(String, String)> {
+        std::future::poll_fn(|context| {
+            use std::ops::Bound;
+            // Registered before the look, so that a `put` in between wakes
+            // it.
+            self.waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(context.waker().clone());
+            let mut after = self.after.lock().unwrap_or_else(|e| e.into_inner());
+            let from = match after.as_ref() {
+                Some(key) => Bound::Excluded(key.clone()),
+                None => Bound::Included(self.prefix.clone()),
+            };
+            let values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+            match values
+                .range((from, Bound::Unbounded))
+                .next()
+                .filter(|(key, _)| key.starts_with(&self.prefix))
+            {
+                Some((key, value)) => {
+                    *after = Some(key.clone());
+                    self.produced.fetch_add(1, Ordering::Relaxed);
+                    Poll::Ready(Some((key.clone(), value.clone())))
+                }
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        log::info!(
+            "feed {} closed after {}",
+            self.prefix,
+            self.produced.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// A wait for a key to be stored: ready once it is, woken by `put`.
@@ -167,7 +224,7 @@ impl Store for Memory {
             values: Values::default(),
             read_only: context.config().trim() == "read-only",
             watchers: Arc::default(),
-            waiting: Mutex::default(),
+            waiting: Waiting::default(),
         })
     }
 
@@ -258,6 +315,16 @@ impl Store for Memory {
             done: false,
         }
         .await
+    }
+
+    fn follow(&self, prefix: &str) -> Box<dyn Feed> {
+        Box::new(Follow {
+            prefix: prefix.to_owned(),
+            values: Arc::clone(&self.values),
+            waiting: Arc::clone(&self.waiting),
+            after: Mutex::new(None),
+            produced: AtomicU64::new(0),
+        })
     }
 
     fn unwatch(&self) -> u64 {

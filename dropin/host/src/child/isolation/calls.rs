@@ -32,6 +32,14 @@ pub(super) enum Call {
     Start { id: u64, method: u32, args: Vec<u8> },
     /// The host dropped the call's future: drop the plugin's.
     Cancel { id: u64 },
+    /// Starts the call number `id` of method `method` of the object number
+    /// `object` that the process keeps.
+    Object {
+        id: u64,
+        object: u64,
+        method: u32,
+        args: Vec<u8>,
+    },
 }
 
 /// What the process answers a call: its number and the encoded outcome.
@@ -136,6 +144,30 @@ impl Link {
 
     /// Starts the call of method `method` with `args`; its answer.
     pub(super) fn call(self: &Arc<Self>, method: usize, args: Vec<u8>) -> Answer {
+        self.send_call(|id| Call::Start {
+            id,
+            method: u32::try_from(method).unwrap_or(u32::MAX),
+            args,
+        })
+    }
+
+    /// Starts the call of method `method` of the object number `object`.
+    pub(super) fn call_object(
+        self: &Arc<Self>,
+        object: u64,
+        method: usize,
+        args: Vec<u8>,
+    ) -> Answer {
+        self.send_call(|id| Call::Object {
+            id,
+            object,
+            method: u32::try_from(method).unwrap_or(u32::MAX),
+            args,
+        })
+    }
+
+    /// Sends the call `call` makes of its number; its answer.
+    fn send_call(self: &Arc<Self>, call: impl FnOnce(u64) -> Call) -> Answer {
         let id = {
             let mut pending = self.lock();
             if let Some(why) = &pending.closed {
@@ -146,12 +178,7 @@ impl Link {
             pending.slots.insert(id, Slot::default());
             id
         };
-        let start = Call::Start {
-            id,
-            method: u32::try_from(method).unwrap_or(u32::MAX),
-            args,
-        };
-        if let Err(error) = self.send(&start) {
+        if let Err(error) = self.send(&call(id)) {
             self.close(format!("its process did not read the call: {error}"));
         }
         Box::pin(Waiting {
@@ -254,7 +281,16 @@ pub(super) fn serve<I: Interface>(channel: sys::Channel, plugin: &'static crate:
             while let Ok(Some(frame)) = read_frame(&mut input, MAX_FRAME) {
                 match message::<Call>(&frame) {
                     Ok(Call::Start { id, method, args }) => {
-                        start(plugin, id, method, args, &running, &writer);
+                        start(plugin, id, Target::Plugin(method), args, &running, &writer);
+                    }
+                    Ok(Call::Object {
+                        id,
+                        object,
+                        method,
+                        args,
+                    }) => {
+                        let target = Target::Object(object, method);
+                        start(plugin, id, target, args, &running, &writer);
                     }
                     Ok(Call::Cancel { id }) => {
                         let running = running.lock().unwrap_or_else(|e| e.into_inner());
@@ -280,10 +316,17 @@ struct Running {
     thread: Option<thread::Thread>,
 }
 
+/// What a call calls: a method of the plugin, or of an object it keeps.
+#[derive(Clone, Copy)]
+enum Target {
+    Plugin(u32),
+    Object(u64, u32),
+}
+
 fn start<I: Interface>(
     plugin: &'static crate::load::Plugin<I>,
     id: u64,
-    method: u32,
+    target: Target,
     args: Vec<u8>,
     running: &Arc<Mutex<HashMap<u64, Running>>>,
     writer: &Arc<Mutex<sys::Channel>>,
@@ -302,8 +345,11 @@ fn start<I: Interface>(
         .name("dropin-call".to_owned())
         .spawn(move || {
             let mut out = Vec::new();
-            let served = dropin::__private::cancellable(flag, || {
-                plugin.handle().serve(method as usize, &args, &mut out)
+            let served = dropin::__private::cancellable(flag, || match target {
+                Target::Plugin(method) => plugin.handle().serve(method as usize, &args, &mut out),
+                Target::Object(object, method) => {
+                    dropin::__private::serve_object(object, method as usize, &args, &mut out)
+                }
             });
             calls.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             if cancelled.load(Ordering::SeqCst) {

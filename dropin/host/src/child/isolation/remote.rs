@@ -406,6 +406,36 @@ impl Remote for Isolated {
         }
     }
 
+    fn call_object_async(
+        &self,
+        object: u64,
+        method: usize,
+        args: Vec<u8>,
+    ) -> dropin::__private::RemoteAnswer<Vec<u8>> {
+        // Objects stay in the process that made them: a call of a retired
+        // generation's fails, as `call_object`'s does.
+        if self.successor.get().is_some() {
+            return calls::failed(CallError::from_parts(
+                CallErrorKind::Failed,
+                &self.name,
+                "the object's process ended: a newer generation replaced it; open the object \
+                 again"
+                    .to_owned(),
+                None,
+            ));
+        }
+        let link = self.link.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match link {
+            Some(link) if !link.is_closed() => link.call_object(object, method, args),
+            _ => calls::failed(CallError::from_parts(
+                CallErrorKind::Crashed,
+                &self.name,
+                "the object's process ended".to_owned(),
+                None,
+            )),
+        }
+    }
+
     fn keep_callback(&self, served: dropin::__private::Served) -> u64 {
         self.spawner.callbacks.keep(served)
     }

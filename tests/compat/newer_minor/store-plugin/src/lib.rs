@@ -7,7 +7,7 @@ use std::{
 };
 
 use store_interface::{
-    BoxError, Context, Rows, Store, StoreError, Table, Visitor, Watcher, export_store,
+    BoxError, Context, Feed, Rows, Store, StoreError, Table, Visitor, Watcher, export_store,
 };
 
 type Values = Arc<Mutex<BTreeMap<String, String>>>;
@@ -52,6 +52,16 @@ impl Table for Named {
 
     fn first(&self) -> Option<String> {
         self.keys().into_iter().next().map(|(key, _)| key)
+    }
+}
+
+/// A feed with nothing in it.
+struct Empty;
+
+#[store_interface::object]
+impl Feed for Empty {
+    async fn next(&self) -> Option<(String, String)> {
+        None
     }
 }
 
@@ -111,6 +121,10 @@ impl Store for Kept {
     }
 
     fn watch(&self, _: Box<dyn Watcher>) {}
+
+    fn follow(&self, _: &str) -> Box<dyn Feed> {
+        Box::new(Empty)
+    }
 
     fn unwatch(&self) -> u64 {
         0
