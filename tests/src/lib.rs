@@ -73,6 +73,7 @@ pub const COMPAT_WORKSPACES: &[(&str, &[&str])] = &[
         "next_major",
         &["compat_next_major_greeter", "compat_next_major_transform"],
     ),
+    ("changed_object", &["compat_changed_object_store"]),
     (
         "changed_type",
         &[

@@ -702,3 +702,32 @@ fn an_async_stream_is_consumed_in_part_and_dropped_in_both_modes() {
         assert_eq!(old.follow("f/").unwrap_err().kind(), CallErrorKind::Missing);
     }
 }
+
+/// An object trait is part of the signature of the methods that return it:
+/// a store built against a `Table` whose `get` changed its result in place
+/// is refused before anything of it runs, naming the method and the
+/// object's method, in both modes.
+#[test]
+fn a_store_built_with_a_changed_object_trait_is_refused_naming_the_method() {
+    let dir = PluginDir::new();
+    let changed = dir.add_compat("compat_changed_object_store");
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        assert!(report.registry.is_empty(), "isolated: {isolated}");
+        let [error] = &report.rejected[..] else {
+            panic!("isolated: {isolated}: {:?}", report.rejected);
+        };
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}: not compatible with store 1.1.0 (the plugin was built against 1.1.1): method \
+                 `open`: result: Box<dyn Table>::get: field `->`: expected String, found Vec<u8>",
+                changed.display()
+            ),
+            "isolated: {isolated}"
+        );
+    }
+}
