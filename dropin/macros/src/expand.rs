@@ -563,9 +563,24 @@ fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
     let params = ffi_params(method);
     let values = from_ffi_values(method);
     let ret = ffi_ret(method);
-    let body = if method.fallible {
+    let body = into_boundary(
+        method,
+        &quote!(<__DropinPlugin as #trait_ident>::#ident(plugin, #(#values),*)),
+    );
+    quote! {
+        pub extern "C" fn #shim<__DropinPlugin: #trait_ident + __dropin_rt::Exported>(#(#params),*) -> #ret {
+            __dropin_rt::call::<__DropinPlugin, _>(|plugin| #body)
+        }
+    }
+}
+
+/// What the method's result `call` gives, as it crosses: `Ok` of its
+/// representation, or, for a method whose error is a message, the error's
+/// message (formatted inside the guard, as `call` runs).
+pub(crate) fn into_boundary(method: &Method, call: &TokenStream) -> TokenStream {
+    if method.fallible {
         quote! {
-            match <__DropinPlugin as #trait_ident>::#ident(plugin, #(#values),*) {
+            match #call {
                 ::core::result::Result::Ok(value) => {
                     ::core::result::Result::Ok(::dropin::Stable::into_ffi(value))
                 }
@@ -573,16 +588,7 @@ fn shim(trait_ident: &Ident, method: &Method) -> TokenStream {
             }
         }
     } else {
-        quote! {
-            ::core::result::Result::Ok(::dropin::Stable::into_ffi(
-                <__DropinPlugin as #trait_ident>::#ident(plugin, #(#values),*),
-            ))
-        }
-    };
-    quote! {
-        pub extern "C" fn #shim<__DropinPlugin: #trait_ident + __dropin_rt::Exported>(#(#params),*) -> #ret {
-            __dropin_rt::call::<__DropinPlugin, _>(|plugin| #body)
-        }
+        quote!(::core::result::Result::Ok(::dropin::Stable::into_ffi(#call)))
     }
 }
 
@@ -641,18 +647,7 @@ pub(crate) fn async_future(
     });
     let call = call(&passes);
     let call = quote!(#call.await);
-    let output = if method.fallible {
-        quote! {
-            match #call {
-                ::core::result::Result::Ok(value) => {
-                    ::core::result::Result::Ok(::dropin::Stable::into_ffi(value))
-                }
-                ::core::result::Result::Err(error) => ::core::result::Result::Err(__dropin_rt::failed(error)),
-            }
-        }
-    } else {
-        quote!(::core::result::Result::Ok(::dropin::Stable::into_ffi(#call)))
-    };
+    let output = into_boundary(method, &call);
     quote! {
         #(#kept)*
         ::core::result::Result::Ok(__dropin_rt::into_ffi_future(async move { #output }))

@@ -459,19 +459,7 @@ fn shim(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     }
     let values = from_ffi_values(method);
     let ret = ffi_ret(method);
-    let call = quote!(object.#ident(#(#values),*));
-    let body = if method.fallible {
-        quote! {
-            match #call {
-                ::core::result::Result::Ok(value) => {
-                    ::core::result::Result::Ok(::dropin::Stable::into_ffi(value))
-                }
-                ::core::result::Result::Err(error) => ::core::result::Result::Err(__dropin_rt::failed(error)),
-            }
-        }
-    } else {
-        quote!(::core::result::Result::Ok(::dropin::Stable::into_ffi(#call)))
-    };
+    let body = crate::expand::into_boundary(method, &quote!(object.#ident(#(#values),*)));
     quote! {
         extern "C" fn #shim(this: *const __dropin_rt::c_void, #(#params),*) -> #ret {
             __dropin_rt::guarded(|| {
@@ -549,11 +537,7 @@ fn handle_method(
     );
     // An object made with an earlier minor version of the trait lacks the
     // later methods.
-    let method_name = format!(
-        "{}::{}",
-        name.trim_start_matches("Box<dyn ").trim_end_matches('>'),
-        unraw(ident)
-    );
+    let method_name = qualified(name, ident);
     let since = &method.since;
     let check = (!method.required).then(|| {
         quote! {
@@ -606,11 +590,7 @@ fn async_handle_method(
     } else {
         (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
     };
-    let method_name = format!(
-        "{}::{}",
-        name.trim_start_matches("Box<dyn ").trim_end_matches('>'),
-        unraw(ident)
-    );
+    let method_name = qualified(name, ident);
     let since = &method.since;
     let check = (!method.required).then(|| {
         quote! {
@@ -830,4 +810,10 @@ fn serve_raw_arm(index: usize, method: &Method) -> TokenStream {
             ::core::result::Result::Ok(())
         }
     }
+}
+
+/// `Trait::method`, for the object type `name` (`Box<dyn Trait>`).
+fn qualified(name: &str, method: &syn::Ident) -> String {
+    let name = name.trim_start_matches("Box<dyn ").trim_end_matches('>');
+    format!("{name}::{}", unraw(method))
 }
