@@ -435,8 +435,8 @@ fn a_callback_is_called_during_the_call_and_later_from_a_plugin_thread_in_both_m
     }
 }
 
-/// The store application gives the same answers to callbacks' requests in
-/// both modes.
+/// The store application gives the same answers to callbacks', `async
+/// fn`s' and streams' requests in both modes.
 #[test]
 fn the_store_application_passes_callbacks_the_same_in_both_modes() {
     let dir = PluginDir::with(&["memory"]);
@@ -456,6 +456,10 @@ fn the_store_application_passes_callbacks_the_same_in_both_modes() {
             "put:d=4",
             "unwatch",
             "get:d",
+            "fetch:b",
+            "fetch:z",
+            "follow:b:1",
+            "follow::4",
         ];
         let output = Command::new(artifacts().binary("store-app"))
             .arg("--plugins-dir")
@@ -478,7 +482,11 @@ fn the_store_application_passes_callbacks_the_same_in_both_modes() {
              memory: watch: watching\n\
              memory: put:d=4: stored; watcher told d=4\n\
              memory: unwatch: dropped 1 watcher(s); ours dropped: true\n\
-             memory: get:d: 4\n",
+             memory: get:d: 4\n\
+             memory: fetch:b: 2\n\
+             memory: fetch:z: nothing stored under z\n\
+             memory: follow:b:1: b=2\n\
+             memory: follow::4: a=1, b=2, c=3, d=4\n",
             "{mode:?}: {}",
             stderr(&output)
         );

@@ -1,7 +1,9 @@
 //! `store-app [--plugins-dir DIR] [--isolate] [--config NAME=TEXT]... REQUEST...`:
 //! sends each request (`get:KEY`, `put:KEY=VALUE`, `list`, `list:PREFIX`,
 //! `table:NAME:KEY`, `rows:NAME`, `scan:PREFIX[:LIMIT]`, `scan-panic:PREFIX`,
-//! `watch` or `unwatch`) to every store plugin
+//! `watch`, `unwatch`, `fetch:KEY` or `follow:PREFIX:COUNT`, which waits for
+//! COUNT entries) to every store
+//! plugin
 //! of the folder (default `./plugins`), in this process or, with
 //! `--isolate`, each plugin in a process of its own, and says what each
 //! answered: the store's errors are matched one by one, apart from the
@@ -195,6 +197,23 @@ fn answer(
             Ok(visited) => format!("visited {visited}"),
             Err(error) => format!("{:?}: {}", error.kind(), error.message()),
         });
+    } else if let Some(key) = request.strip_prefix("fetch:") {
+        // An `async fn`, awaited: on this program's own small executor.
+        block_on(store.fetch(key))?
+    } else if let Some((prefix, count)) = request
+        .strip_prefix("follow:")
+        .and_then(|rest| rest.split_once(':'))
+    {
+        // An async stream: the first COUNT entries, then dropped.
+        let feed = store.follow(prefix)?;
+        let mut followed = Vec::new();
+        for _ in 0..count.parse().unwrap_or(0) {
+            match block_on(feed.next())? {
+                Some((key, value)) => followed.push(format!("{key}={value}")),
+                None => break,
+            }
+        }
+        return Ok(followed.join(", "));
     } else if request == "watch" {
         // A callback given to the plugin, which keeps it.
         let (send, changes) = mpsc::channel();
@@ -253,7 +272,8 @@ fn answer(
     } else {
         return Ok(
             "not a request: expected get:KEY, put:KEY=VALUE, list[:PREFIX], table:NAME:KEY, \
-             rows:NAME, scan:PREFIX[:LIMIT], scan-panic:PREFIX, watch or unwatch"
+             rows:NAME, scan:PREFIX[:LIMIT], scan-panic:PREFIX, watch, unwatch, fetch:KEY or \
+             follow:PREFIX:COUNT"
                 .to_owned(),
         );
     };
@@ -263,6 +283,26 @@ fn answer(
         Err(StoreError::NotFound { key }) => format!("nothing stored under {key}"),
         Err(StoreError::ReadOnly) => "refused: the store is read-only".to_owned(),
     })
+}
+
+/// Runs `future` to its end on this thread: the application's futures of
+/// plugins run on any executor, and this program needs no more than this.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
 }
 
 fn usage() -> ExitCode {
