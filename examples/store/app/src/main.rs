@@ -2,10 +2,10 @@
 //! sends each request (`get:KEY`, `put:KEY=VALUE`, `list`, `list:PREFIX`,
 //! `table:NAME:KEY`, `rows:NAME`, `scan:PREFIX[:LIMIT]`, `scan-panic:PREFIX`,
 //! `watch`, `unwatch`, `fetch:KEY` or `follow:PREFIX:COUNT`, which waits for
-//! COUNT entries) to every store plugin of the folder (default `./plugins`), in this process or, with
-//! `--isolate`, each plugin in a process of its own, and says what each
-//! answered: the store's errors are matched one by one, apart from the
-//! framework's own failures.
+//! COUNT entries) to every store plugin of the folder (default
+//! `./plugins`), in this process or, with `--isolate`, each plugin in a
+//! process of its own, and says what each answered: the store's errors are
+//! matched one by one, apart from the framework's own failures.
 
 use std::{
     process::ExitCode,
