@@ -538,6 +538,10 @@ pub struct Served {
     raw: RawObject,
     lent: bool,
     serve: ServeRaw,
+    /// Set when the object is released: an `async fn` of it being awaited
+    /// is dropped, on the thread that serves it.
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    serving: std::sync::Mutex<Option<std::thread::Thread>>,
 }
 
 impl Served {
@@ -547,6 +551,8 @@ impl Served {
             raw: object.into_ffi(),
             lent: false,
             serve: B::serve_raw,
+            cancelled: Arc::default(),
+            serving: std::sync::Mutex::new(None),
         }
     }
 
@@ -561,6 +567,8 @@ impl Served {
             raw: B::lend(fat),
             lent: true,
             serve: B::serve_raw,
+            cancelled: Arc::default(),
+            serving: std::sync::Mutex::new(None),
         }
     }
 
@@ -575,7 +583,23 @@ impl Served {
     ///
     /// Arguments that do not decode, or no such method.
     pub fn serve(&self, method: usize, input: &[u8], out: &mut Vec<u8>) -> Result<(), WireError> {
-        (self.serve)(&self.raw, method, input, out)
+        *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+        let served = crate::future::cancellable(Arc::clone(&self.cancelled), || {
+            (self.serve)(&self.raw, method, input, out)
+        });
+        *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        served
+    }
+
+    /// Gives up an `async fn` of the object being awaited for the plugin's
+    /// process (the object is being released): the application's future is
+    /// dropped, and its call fails. A synchronous method runs to its end.
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = &*self.serving.lock().unwrap_or_else(|e| e.into_inner()) {
+            thread.unpark();
+        }
     }
 }
 

@@ -739,3 +739,70 @@ fn a_store_built_with_a_changed_object_trait_is_refused_naming_the_method() {
         );
     }
 }
+
+/// The application's async stream, lent to the store: yields `items`, then
+/// none; or, with `stuck`, never yields at all.
+struct Items {
+    items: std::sync::Mutex<Vec<(String, String)>>,
+    stuck: bool,
+}
+
+#[store_interface::object]
+impl store_interface::Feed for Items {
+    async fn next(&self) -> Option<(String, String)> {
+        if self.stuck {
+            std::future::pending::<()>().await;
+        }
+        let mut items = self.items.lock().unwrap();
+        (!items.is_empty()).then(|| items.remove(0))
+    }
+}
+
+/// An application's object with an `async fn`, lent to a plugin, which
+/// awaits it on a thread of its own, in both modes. Isolated, one that
+/// never answers does not hold the application past the call's timeout:
+/// releasing it gives up the application's future.
+#[test]
+fn an_applications_async_stream_lent_to_a_plugin_is_awaited_and_given_up_at_the_timeout() {
+    let dir = PluginDir::with(&["memory"]);
+    for isolated in [false, true] {
+        if !mode_runs_here(isolated) {
+            continue;
+        }
+        let report = loader(&dir, None, isolated).load().unwrap();
+        let store = report.registry.get("memory").unwrap();
+        let source = Items {
+            items: std::sync::Mutex::new(vec![
+                ("i/a".to_owned(), "1".to_owned()),
+                ("i/b".to_owned(), "2".to_owned()),
+            ]),
+            stuck: false,
+        };
+        assert_eq!(store.import(&source).unwrap(), 2, "isolated: {isolated}");
+        assert_eq!(store.get("i/b").unwrap(), Ok("2".to_owned()));
+    }
+    if !mode_runs_here(true) {
+        return;
+    }
+    let report = Loader::<StorePlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(artifacts().binary("store-app")))
+        .call_timeout(std::time::Duration::from_secs(1))
+        .build_isolated()
+        .load()
+        .unwrap();
+    let registry = Box::leak(Box::new(report.registry));
+    let store: &'static _ = registry.get("memory").unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let stuck = Items {
+            items: std::sync::Mutex::default(),
+            stuck: true,
+        };
+        let _ = done.send(store.import(&stuck).map_err(|error| error.kind()));
+    });
+    let outcome = finished.recv_timeout(std::time::Duration::from_secs(20));
+    assert_eq!(outcome, Ok(Err(CallErrorKind::TimedOut)));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

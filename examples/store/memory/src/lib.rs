@@ -85,6 +85,26 @@ impl Drop for Follow {
     }
 }
 
+/// Runs `future` to its end on this thread: the store needs no runtime of
+/// its own to await the application's futures.
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = TaskContext::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 /// A wait for a key to be stored: ready once it is, woken by `put`.
 struct WaitFor<'a> {
     store: &'a Memory,
@@ -325,6 +345,15 @@ impl Store for Memory {
             after: Mutex::new(None),
             produced: AtomicU64::new(0),
         })
+    }
+
+    fn import(&self, source: &dyn Feed) -> u64 {
+        let mut imported = 0;
+        while let Some((key, value)) = block_on(source.next()) {
+            let _ = self.put(&key, &value);
+            imported += 1;
+        }
+        imported
     }
 
     fn unwatch(&self) -> u64 {

@@ -59,6 +59,11 @@ impl Callbacks {
     pub(super) fn release(&self, id: u64) {
         let entry = self.lock().remove(&id);
         if let Some(entry) = entry {
+            // An application's future being awaited for the process gives
+            // up, or the release would wait for as long as it does.
+            if let Some(served) = &*entry.read().unwrap_or_else(|e| e.into_inner()) {
+                served.cancel();
+            }
             let served = entry.write().unwrap_or_else(|e| e.into_inner()).take();
             drop(served);
         }

@@ -339,7 +339,7 @@ fn start<I: Interface>(
             thread: None,
         },
     );
-    let (calls, writer) = (Arc::clone(running), Arc::clone(writer));
+    let (calls, answers) = (Arc::clone(running), Arc::clone(writer));
     let flag = Arc::clone(&cancelled);
     let spawned = thread::Builder::new()
         .name("dropin-call".to_owned())
@@ -369,8 +369,8 @@ fn start<I: Interface>(
             }
             let mut frame = Vec::new();
             Answered { id, outcome: out }.encode(&mut frame);
-            let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = write_frame(&mut &*writer, &frame);
+            let answers = answers.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = write_frame(&mut &*answers, &frame);
         });
     match spawned {
         Ok(handle) => {
@@ -387,7 +387,25 @@ fn start<I: Interface>(
             }
         }
         Err(error) => {
-            log::warn!(target: LOG_TARGET, "cannot serve an async call: {error}");
+            // Answered at once: the call must not wait for ever.
+            running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            let mut out = Vec::new();
+            dropin::abi::encode_outcome::<()>(
+                &Err(CallError::from_parts(
+                    CallErrorKind::Failed,
+                    plugin.name(),
+                    format!("its process cannot start a thread for the call: {error}"),
+                    None,
+                )),
+                &mut out,
+            );
+            let mut frame = Vec::new();
+            Answered { id, outcome: out }.encode(&mut frame);
+            let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = write_frame(&mut &*writer, &frame);
         }
     }
 }

@@ -65,6 +65,11 @@ pub trait Store: Send + Sync {
     /// one stored later, as it is stored: an async stream.
     #[since("1.1")]
     fn follow(&self, prefix: &str) -> Box<dyn Feed>;
+
+    /// Stores every entry `source` yields, until it yields none: an async
+    /// stream of the application's, lent for the call. How many.
+    #[since("1.1")]
+    fn import(&self, source: &dyn Feed) -> u64;
 }
 
 /// A stream of a store's entries, which the plugin produces as they come.

@@ -126,6 +126,10 @@ impl Store for Kept {
         Box::new(Empty)
     }
 
+    fn import(&self, _: &dyn Feed) -> u64 {
+        0
+    }
+
     fn unwatch(&self) -> u64 {
         0
     }
