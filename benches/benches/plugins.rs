@@ -62,7 +62,8 @@ impl NoopObject for LocalObject {
 /// Waits for every future of `futures` on this thread, polling each again
 /// when any is woken: a minimal executor, so that the benchmark measures
 /// the calls, not a runtime.
-fn block_on_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+fn block_on_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     struct Unpark(std::thread::Thread);
     impl std::task::Wake for Unpark {
         fn wake(self: std::sync::Arc<Self>) {
@@ -75,7 +76,7 @@ fn block_on_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
     loop {
         for (future, answer) in futures.iter_mut().zip(&mut answers) {
             if answer.is_none()
-                && let Poll::Ready(output) = Pin::new(future).poll(&mut context)
+                && let Poll::Ready(output) = future.as_mut().poll(&mut context)
             {
                 *answer = Some(output);
             }
@@ -239,8 +240,8 @@ fn calls(c: &mut Criterion) {
     let mut context = Context::from_waker(Waker::noop());
     group.bench_function("async_ready", |b| {
         b.iter(|| {
-            let mut future = plugin.noop_async(black_box(7));
-            match Pin::new(&mut future).poll(&mut context) {
+            let future = std::pin::pin!(plugin.noop_async(black_box(7)));
+            match future.poll(&mut context) {
                 Poll::Ready(answer) => answer,
                 Poll::Pending => unreachable!("the no-op future is ready at once"),
             }

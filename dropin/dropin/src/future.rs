@@ -69,6 +69,20 @@ pub struct FfiFuture<T> {
 // and its functions are statics.
 unsafe impl<T: Send> Send for FfiFuture<T> {}
 
+/// What the call that starts an `async fn` gives: its output, if the
+/// plugin's future was ready at its first poll, or the future.
+#[doc(hidden)]
+#[repr(C, u8)]
+#[allow(missing_debug_implementations)]
+pub enum FfiStart<T> {
+    Ready(T),
+    Pending(FfiFuture<T>),
+}
+
+// SAFETY: the room of a `PluginFuture` is plain bytes, the plugin's future
+// in it is `Send`, and `FfiStart` and `FfiFuture` are `Send` as above.
+unsafe impl Send for Room {}
+
 /// The descriptor of an `async fn`'s result: `async` of the output's.
 #[doc(hidden)]
 #[allow(missing_debug_implementations)]
@@ -129,6 +143,82 @@ where
         this: Box::into_raw(Box::new(future)).cast(),
         poll: poll::<T, F>,
         drop: drop::<F>,
+    }
+}
+
+/// Starts the plugin's `future` for the application: in `room` (the
+/// application's [`PluginFuture`]'s, pinned, [`ROOM`] bytes aligned to 16)
+/// if it fits, else boxed; polled once with `waker`, unless it is null (then
+/// only made). Run inside the call's guard: a panic in the first poll
+/// leaves the future where it is, never dropped, as after any panic.
+#[doc(hidden)]
+pub fn start_ffi_future<T, F>(
+    future: F,
+    room: *mut c_void,
+    waker: *const FfiWaker,
+) -> Result<FfiStart<T>, RawError>
+where
+    F: Future<Output = Result<T, RawError>> + Send,
+{
+    extern "C" fn poll_here<T, F: Future<Output = Result<T, RawError>>>(
+        this: *mut c_void,
+        waker: *const FfiWaker,
+    ) -> FfiPoll<T> {
+        // SAFETY: `this` is the room `start_ffi_future` wrote the future in,
+        // pinned, polled by one caller at a time and never after it
+        // finished.
+        let future = unsafe { Pin::new_unchecked(&mut *this.cast::<F>()) };
+        // SAFETY: the waker the application lent for this poll.
+        let waker = ManuallyDrop::new(unsafe { Waker::from_raw(lent_waker(waker)) });
+        let mut context = Context::from_waker(&waker);
+        match crate::guest::guarded(|| Ok(future.poll(&mut context))) {
+            RResult::ROk(Poll::Pending) => FfiPoll::Pending,
+            RResult::ROk(Poll::Ready(output)) => match drop_here::<F>(this) {
+                RResult::ROk(()) => FfiPoll::Ready(output.into()),
+                RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
+            },
+            RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
+        }
+    }
+    extern "C" fn drop_here<F>(this: *mut c_void) -> RResult<(), RawError> {
+        crate::guest::guarded(|| {
+            // SAFETY: the future `start_ffi_future` wrote there, dropped
+            // once; the room is the application's.
+            unsafe { std::ptr::drop_in_place(this.cast::<F>()) };
+            Ok(())
+        })
+    }
+    let fits = size_of::<F>() <= ROOM && std::mem::align_of::<F>() <= 16;
+    if waker.is_null() || room.is_null() || !fits {
+        let boxed = into_ffi_future(future);
+        if waker.is_null() {
+            return Ok(FfiStart::Pending(boxed));
+        }
+        return match (boxed.poll)(boxed.this, waker) {
+            FfiPoll::Pending => Ok(FfiStart::Pending(boxed)),
+            FfiPoll::Ready(ready) => Result::from(ready).map(FfiStart::Ready),
+        };
+    }
+    let place = room.cast::<F>();
+    // SAFETY: the room holds `ROOM` bytes aligned to 16, which `F` fits.
+    unsafe { place.write(future) };
+    // SAFETY: the room is pinned: the application's future does not move
+    // from its first poll on.
+    let pinned = unsafe { Pin::new_unchecked(&mut *place) };
+    // SAFETY: the waker the application lent for this poll.
+    let lent = ManuallyDrop::new(unsafe { Waker::from_raw(lent_waker(waker)) });
+    let mut context = Context::from_waker(&lent);
+    match pinned.poll(&mut context) {
+        Poll::Ready(output) => {
+            // SAFETY: finished: dropped once, here.
+            unsafe { std::ptr::drop_in_place(place) };
+            output.map(FfiStart::Ready)
+        }
+        Poll::Pending => Ok(FfiStart::Pending(FfiFuture {
+            this: room,
+            poll: poll_here::<T, F>,
+            drop: drop_here::<F>,
+        })),
     }
 }
 
@@ -240,23 +330,47 @@ static APPLICATION_KEPT: FfiWakerTable = FfiWakerTable {
 /// finishes cancels the call: the plugin's future is dropped, in the
 /// plugin's code.
 ///
+/// The call starts at the first poll, which is also the plugin's future's
+/// first poll: a future that is ready at once crosses the boundary once.
+/// The plugin's future lives in this one's room when it fits, else in the
+/// plugin's allocation.
+///
 /// Its output is the method's result, or how the call failed
 /// ([`CallError`]): the plugin panicked while polled (which disables it, as
 /// a panic in any call does), was disabled, or lacks the method.
 #[must_use = "a plugin's future does nothing until it is awaited"]
-pub struct PluginFuture<'a, F, T> {
-    state: State<F, T>,
+pub struct PluginFuture<
+    'a,
+    F,
+    T,
+    S = fn(*mut c_void, *const FfiWaker) -> RResult<FfiStart<F>, RawError>,
+> {
+    state: State<F, T, S>,
     plugin: &'a PluginState,
     convert: fn(F) -> T,
+    /// Where the plugin's future lives while it is pending, if it fits:
+    /// this future is pinned from its first poll on, and so is the room.
+    room: Room,
     /// The call's borrowed arguments, which the plugin's future reads.
     _borrows: PhantomData<&'a ()>,
+    _pinned: std::marker::PhantomPinned,
 }
+
+/// How many bytes of a plugin's future fit in a [`PluginFuture`].
+#[doc(hidden)]
+pub const ROOM: usize = 64;
+
+/// The room for a plugin's future: `ROOM` bytes, aligned to 16.
+#[repr(C, align(16))]
+struct Room(std::mem::MaybeUninit<[u8; ROOM]>);
 
 /// The answer of an isolated plugin's process to an `async fn` call.
 #[doc(hidden)]
 pub type RemoteAnswer<T> = Pin<Box<dyn Future<Output = Result<T, CallError>> + Send>>;
 
-enum State<F, T> {
+enum State<F, T, S> {
+    /// Not polled yet: what starts the call.
+    Unstarted(S),
     /// The plugin's future, in this process.
     Running(FfiFuture<F>),
     /// The answer of the plugin's process.
@@ -265,28 +379,26 @@ enum State<F, T> {
     Finished,
 }
 
-impl<'a, F, T> PluginFuture<'a, F, T> {
-    /// Starts the call `entry` makes into the plugin of `plugin`, unless it
-    /// is disabled; `convert` converts the output.
+impl<'a, F, T, S> PluginFuture<'a, F, T, S>
+where
+    S: FnOnce(*mut c_void, *const FfiWaker) -> RResult<FfiStart<F>, RawError>,
+{
+    /// The call `start` makes into the plugin of `plugin` at the first poll,
+    /// with the room for the plugin's future and the task's waker;
+    /// `convert` converts the output.
     #[doc(hidden)]
-    pub fn start(
-        plugin: &'a Arc<PluginState>,
-        entry: impl FnOnce() -> RResult<FfiFuture<F>, RawError>,
-        convert: fn(F) -> T,
-    ) -> Self {
-        let state = if plugin.failure().is_some() {
-            State::Failed(plugin.disabled())
-        } else {
-            match entry() {
-                RResult::ROk(future) => State::Running(future),
-                RResult::RErr(error) => State::Failed(plugin.failed(error)),
-            }
-        };
+    pub fn start(plugin: &'a Arc<PluginState>, start: S, convert: fn(F) -> T) -> Self {
+        Self::with(plugin, State::Unstarted(start), convert)
+    }
+
+    fn with(plugin: &'a PluginState, state: State<F, T, S>, convert: fn(F) -> T) -> Self {
         Self {
             state,
             plugin,
             convert,
+            room: Room(std::mem::MaybeUninit::uninit()),
             _borrows: PhantomData,
+            _pinned: std::marker::PhantomPinned,
         }
     }
 
@@ -296,33 +408,57 @@ impl<'a, F, T> PluginFuture<'a, F, T> {
         answer: RemoteAnswer<T>,
         convert: fn(F) -> T,
     ) -> Self {
-        Self {
-            state: State::Remote(answer),
-            plugin,
-            convert,
-            _borrows: PhantomData,
-        }
+        Self::with(plugin, State::Remote(answer), convert)
     }
 
     /// A call that failed before it started.
     #[doc(hidden)]
     pub fn failed(plugin: &'a Arc<PluginState>, error: CallError, convert: fn(F) -> T) -> Self {
-        Self {
-            state: State::Failed(error),
-            plugin,
-            convert,
-            _borrows: PhantomData,
-        }
+        Self::with(plugin, State::Failed(error), convert)
+    }
+
+    /// The output of a finished plugin's future.
+    fn finished(&mut self, ready: RResult<F, RawError>) -> Poll<Result<T, CallError>> {
+        self.state = State::Finished;
+        Poll::Ready(match ready {
+            RResult::ROk(value) => Ok((self.convert)(value)),
+            RResult::RErr(error) => Err(self.plugin.failed(error)),
+        })
     }
 }
 
-impl<F, T> Future for PluginFuture<'_, F, T> {
+impl<F, T, S> Future for PluginFuture<'_, F, T, S>
+where
+    S: FnOnce(*mut c_void, *const FfiWaker) -> RResult<FfiStart<F>, RawError>,
+{
     type Output = Result<T, CallError>;
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
+        // SAFETY: nothing is moved out of `this`: its room, where the
+        // plugin's future may live, stays where it is.
+        let this = unsafe { self.get_unchecked_mut() };
         let future = match &mut this.state {
             State::Running(future) => future,
+            State::Unstarted(_) => {
+                let State::Unstarted(start) = std::mem::replace(&mut this.state, State::Finished)
+                else {
+                    unreachable!()
+                };
+                if this.plugin.failure().is_some() {
+                    return Poll::Ready(Err(this.plugin.disabled()));
+                }
+                let waker = lend(context.waker());
+                let room = std::ptr::from_mut(&mut this.room).cast::<c_void>();
+                return match start(room, &waker) {
+                    RResult::ROk(FfiStart::Ready(value)) => this.finished(RResult::ROk(value)),
+                    RResult::ROk(FfiStart::Pending(future)) => {
+                        this.state = State::Running(future);
+                        Poll::Pending
+                    }
+                    // Made and dropped in the call, or left after a panic.
+                    RResult::RErr(error) => this.finished(RResult::RErr(error)),
+                };
+            }
             State::Remote(answer) => {
                 let answer = std::task::ready!(answer.as_mut().poll(context));
                 this.state = State::Finished;
@@ -349,23 +485,19 @@ impl<F, T> Future for PluginFuture<'_, F, T> {
             return Poll::Ready(Err(this.plugin.disabled()));
         }
         let waker = lend(context.waker());
-        let ready = match (future.poll)(future.this, &waker) {
-            FfiPoll::Pending => return Poll::Pending,
-            FfiPoll::Ready(ready) => ready,
-        };
-        // The poll that finished the plugin's future dropped it, unless
-        // the plugin panicked (and is disabled).
-        this.state = State::Finished;
-        Poll::Ready(match ready {
-            RResult::ROk(value) => Ok((this.convert)(value)),
-            RResult::RErr(error) => Err(this.plugin.failed(error)),
-        })
+        match (future.poll)(future.this, &waker) {
+            FfiPoll::Pending => Poll::Pending,
+            // The poll that finished the plugin's future dropped it, unless
+            // the plugin panicked (and is disabled).
+            FfiPoll::Ready(ready) => this.finished(ready),
+        }
     }
 }
 
-impl<F, T> Drop for PluginFuture<'_, F, T> {
+impl<F, T, S> Drop for PluginFuture<'_, F, T, S> {
     /// Drops the plugin's future, in the plugin's code (unless the plugin is
-    /// disabled: its state may be broken after a panic).
+    /// disabled: its state may be broken after a panic), before its room
+    /// goes.
     fn drop(&mut self) {
         let State::Running(future) = &self.state else {
             return;
@@ -379,7 +511,7 @@ impl<F, T> Drop for PluginFuture<'_, F, T> {
     }
 }
 
-impl<F, T> fmt::Debug for PluginFuture<'_, F, T> {
+impl<F, T, S> fmt::Debug for PluginFuture<'_, F, T, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginFuture")
             .field("plugin", &self.plugin.name())
@@ -394,13 +526,21 @@ impl<F, T> fmt::Debug for PluginFuture<'_, F, T> {
 #[allow(missing_debug_implementations)]
 pub struct Foreign<F> {
     future: Option<FfiFuture<F>>,
+    ready: Option<F>,
 }
 
 impl<F> Foreign<F> {
-    /// The future `future` is.
-    pub fn new(future: FfiFuture<F>) -> Self {
-        Self {
-            future: Some(future),
+    /// The future `start` made.
+    pub fn new(start: FfiStart<F>) -> Self {
+        match start {
+            FfiStart::Pending(future) => Self {
+                future: Some(future),
+                ready: None,
+            },
+            FfiStart::Ready(value) => Self {
+                future: None,
+                ready: Some(value),
+            },
         }
     }
 }
@@ -411,7 +551,10 @@ impl<F> Future for Foreign<F> {
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let Some(future) = &this.future else {
-            panic!("a future was polled after it finished");
+            return match this.ready.take() {
+                Some(value) => Poll::Ready(RResult::ROk(value)),
+                None => panic!("a future was polled after it finished"),
+            };
         };
         let waker = lend(context.waker());
         match (future.poll)(future.this, &waker) {
@@ -434,8 +577,10 @@ impl<F> Drop for Foreign<F> {
     }
 }
 
-// SAFETY: as `FfiFuture`'s.
+// SAFETY: as `FfiFuture`'s; the ready value is `F`.
 unsafe impl<F: Send> Send for Foreign<F> {}
+
+impl<F> Unpin for Foreign<F> {}
 
 /// `reference`, for as long as the application's future that lent it:
 /// how the plugin's future keeps a borrowed argument.

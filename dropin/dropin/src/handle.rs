@@ -416,18 +416,23 @@ impl PluginCore {
     /// isolated plugin, whose process `remote` reaches: the arguments
     /// `encode` writes go there, the answer is decoded.
     #[doc(hidden)]
-    pub fn call_remote_async<'a, F, T: crate::wire::Decode + Send + 'static>(
+    pub fn call_remote_async<'a, F, T, S>(
         &'a self,
         remote: &dyn Remote,
         method: usize,
-        encode: impl FnOnce(&mut Vec<u8>),
+        args: Vec<u8>,
         convert: fn(F) -> T,
-    ) -> crate::PluginFuture<'a, F, T> {
+    ) -> crate::PluginFuture<'a, F, T, S>
+    where
+        T: crate::wire::Decode + Send + 'static,
+        S: FnOnce(
+            *mut std::ffi::c_void,
+            *const crate::future::FfiWaker,
+        ) -> RResult<crate::future::FfiStart<F>, RawError>,
+    {
         if self.state.failure.get().is_some() {
             return crate::PluginFuture::failed(&self.state, self.disabled(), convert);
         }
-        let mut args = Vec::new();
-        encode(&mut args);
         let answer = remote.call_async(method, args);
         let name = self.name;
         let decoded = async move { decode_answer::<T>(name, &answer.await?) };

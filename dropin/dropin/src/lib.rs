@@ -279,7 +279,7 @@ pub use dropin_macros::services;
 /// boxed future in the trait, which stays usable as `Box<dyn Trait>`; a
 /// plugin implements it with `async fn` under `#[dropin::object]` on its
 /// `impl` block, which boxes its futures the same way. The handle's method
-/// returns a [`PluginFuture`].
+/// returns a future (a [`PluginFuture`]).
 #[doc(inline)]
 pub use dropin_macros::object;
 pub use error::{BoxError, CallError, CallErrorKind};
@@ -302,8 +302,8 @@ pub mod __private {
     pub use crate::__export_plugin as export;
     pub use crate::error::{RawError, RawErrorKind};
     pub use crate::future::{
-        Async, FfiFuture, Foreign, RemoteAnswer, block_on, cancellable, extend, extend_option,
-        into_ffi_future,
+        Async, FfiFuture, FfiStart, FfiWaker, Foreign, RemoteAnswer, block_on, cancellable, extend,
+        extend_option, into_ffi_future, start_ffi_future,
     };
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call,

@@ -174,20 +174,25 @@ impl Object {
     /// in another process: the arguments `encode` writes go there, the
     /// answer is decoded.
     #[doc(hidden)]
-    pub fn call_remote_async<'a, F, T: crate::wire::Decode + Send + 'static>(
+    pub fn call_remote_async<'a, F, T, S>(
         &'a self,
         method: usize,
-        encode: impl FnOnce(&mut Vec<u8>),
+        args: Vec<u8>,
         convert: fn(F) -> T,
-    ) -> crate::PluginFuture<'a, F, T> {
+    ) -> crate::PluginFuture<'a, F, T, S>
+    where
+        T: crate::wire::Decode + Send + 'static,
+        S: FnOnce(
+            *mut c_void,
+            *const crate::future::FfiWaker,
+        ) -> RResult<crate::future::FfiStart<F>, RawError>,
+    {
         let Place::Remote(remote, id) = &self.place else {
             unreachable!("called for objects in another process only")
         };
         if self.plugin.failure().is_some() {
             return crate::PluginFuture::failed(&self.plugin, self.plugin.disabled(), convert);
         }
-        let mut args = Vec::new();
-        encode(&mut args);
         let answer = remote.call_object_async(*id, method, args);
         let name = self.plugin.name();
         let decoded = async move { crate::handle::decode_answer::<T>(name, &answer.await?) };

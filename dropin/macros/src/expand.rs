@@ -510,7 +510,7 @@ pub(crate) fn arg_desc(arg: &crate::ast::Arg) -> TokenStream {
 pub(crate) fn ffi_ret(method: &Method) -> TokenStream {
     let ret = &method.ret;
     if method.asyncness.is_some() {
-        return quote_spanned!(ret.span()=> __dropin_rt::RResult<__dropin_rt::FfiFuture<<#ret as ::dropin::Stable>::Ffi>, __dropin_rt::RawError>);
+        return quote_spanned!(ret.span()=> __dropin_rt::RResult<__dropin_rt::FfiStart<<#ret as ::dropin::Stable>::Ffi>, __dropin_rt::RawError>);
     }
     quote_spanned!(ret.span()=> __dropin_rt::RResult<<#ret as ::dropin::Stable>::Ffi, __dropin_rt::RawError>)
 }
@@ -518,10 +518,26 @@ pub(crate) fn ffi_ret(method: &Method) -> TokenStream {
 /// `pub type __dropin_fn_greet = extern "C" fn(..) -> RResult<..>;`
 fn fn_type(method: &Method) -> TokenStream {
     let alias = fn_alias(&method.ident);
-    let args = method.args.iter().map(ffi_arg);
+    let args = method
+        .args
+        .iter()
+        .map(ffi_arg)
+        .chain(async_param_types(method));
     let ret = ffi_ret(method);
     quote! {
         pub type #alias = extern "C" fn(#(#args),*) -> #ret;
+    }
+}
+
+/// For an `async fn`, the types of the boundary function's last
+/// parameters: the room for the plugin's future and the task's waker.
+pub(crate) fn async_param_types(method: &Method) -> Vec<TokenStream> {
+    match method.asyncness {
+        Some(_) => vec![
+            quote!(*mut __dropin_rt::c_void),
+            quote!(*const __dropin_rt::FfiWaker),
+        ],
+        None => Vec::new(),
     }
 }
 
@@ -650,7 +666,7 @@ pub(crate) fn async_future(
     let output = into_boundary(method, &call);
     quote! {
         #(#kept)*
-        ::core::result::Result::Ok(__dropin_rt::into_ffi_future(async move { #output }))
+        __dropin_rt::start_ffi_future(async move { #output }, __dropin_room, __dropin_waker)
     }
 }
 
@@ -680,37 +696,55 @@ fn async_handle_method(
     } else {
         (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
     };
-    let function = if method.required {
-        quote!(let function: #hidden::#alias = self.#ident;)
+    let (function, missing) = if method.required {
+        (
+            quote!(let function: ::core::option::Option<#hidden::#alias> = ::core::option::Option::Some(self.#ident);),
+            quote!(),
+        )
     } else {
-        quote! {
-            let ::core::option::Option::Some(function) = self.#ident else {
-                return ::dropin::PluginFuture::failed(
-                    self.core.state(),
-                    self.core.missing(#name, #since),
-                    convert,
-                );
-            };
-        }
+        (
+            quote!(let function: ::core::option::Option<#hidden::#alias> = self.#ident;),
+            quote! {
+                if function.is_none() {
+                    return ::dropin::PluginFuture::failed(
+                        self.core.state(),
+                        self.core.missing(#name, #since),
+                        convert,
+                    );
+                }
+            },
+        )
     };
-    let note = "
-
-# Errors
-
-The future's output is a `dropin::CallError` if the plugin failed                 or panicked (which disables it), is disabled, or lacks the method. Dropping                 the future cancels the call: the plugin's future is dropped.";
+    let note = "\n\n# Errors\n\nThe future's output is a `dropin::CallError` if the plugin \
+                failed or panicked (which disables it), is disabled, or lacks the method. The \
+                call starts at the first poll; dropping the future cancels it: the plugin's \
+                future is dropped.";
     quote! {
         #(#docs)*
         #[doc = #note]
         #[allow(clippy::type_complexity)]
-        #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> ::dropin::PluginFuture<'__dropin, <#ret as ::dropin::Stable>::Ffi, #output> {
+        #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#output, ::dropin::CallError>> + ::core::marker::Send + '__dropin {
             let convert: fn(<#ret as ::dropin::Stable>::Ffi) -> #output = #convert;
             #function
-            if let ::core::option::Option::Some(remote) = self.core.remote() {
-                return self.core.call_remote_async(remote, #index, |args| {
-                    #(#encodes)*
-                }, convert);
+            // The arguments as another process gets them, before the call
+            // takes them.
+            let encoded = self.core.remote().map(|_| {
+                let mut encoded = ::std::vec::Vec::new();
+                let args = &mut encoded;
+                #(#encodes)*
+                encoded
+            });
+            let start = move |room: *mut #hidden::__dropin_rt::c_void, waker: *const #hidden::__dropin_rt::FfiWaker| {
+                let function = function.expect("a method the plugin has");
+                function(#(#values,)* room, waker)
+            };
+            #missing
+            if let (::core::option::Option::Some(remote), ::core::option::Option::Some(encoded)) =
+                (self.core.remote(), encoded)
+            {
+                return self.core.call_remote_async(remote, #index, encoded, convert);
             }
-            ::dropin::PluginFuture::start(self.core.state(), || function(#(#values),*), convert)
+            ::dropin::PluginFuture::start(self.core.state(), start, convert)
         }
     }
 }
@@ -893,11 +927,16 @@ pub(crate) fn into_ffi_values(method: &Method) -> Vec<TokenStream> {
 
 /// `name: <ffi type>` for each argument: a boundary function's parameters.
 pub(crate) fn ffi_params(method: &Method) -> Vec<TokenStream> {
-    per_arg(method, |arg| {
+    let mut params = per_arg(method, |arg| {
         let name = &arg.ident;
         let ffi = ffi_arg(arg);
         quote!(#name: #ffi)
-    })
+    });
+    if method.asyncness.is_some() {
+        params.push(quote!(__dropin_room: *mut __dropin_rt::c_void));
+        params.push(quote!(__dropin_waker: *const __dropin_rt::FfiWaker));
+    }
+    params
 }
 
 /// Each argument converted back from its boundary representation.

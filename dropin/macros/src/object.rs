@@ -136,7 +136,11 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
     );
     let table_fields = object.methods.iter().map(|method| {
         let ident = &method.ident;
-        let args = method.args.iter().map(ffi_arg);
+        let args = method
+            .args
+            .iter()
+            .map(ffi_arg)
+            .chain(crate::expand::async_param_types(method));
         let ret = ffi_ret(method);
         quote!(pub #ident: extern "C" fn(*const __dropin_rt::c_void, #(#args),*) -> #ret)
     });
@@ -594,6 +598,8 @@ fn async_handle_method(
     let since = &method.since;
     let check = (!method.required).then(|| {
         quote! {
+            // SAFETY: as above.
+            let methods = unsafe { self.object.methods::<#hidden::Methods>() };
             if methods.__dropin_len <= #index {
                 return ::dropin::PluginFuture::failed(
                     self.object.plugin(),
@@ -605,26 +611,35 @@ fn async_handle_method(
     });
     let note = format!(
         "\n\n# Errors\n\nThe future's output is a `dropin::CallError` if the object's method \
-         failed or panicked (which disables its plugin), or its plugin is disabled. Dropping \
-         the future cancels the call. Of a `{name}`."
+         failed or panicked (which disables its plugin), or its plugin is disabled. The call \
+         starts at the first poll; dropping the future cancels it. Of a `{name}`."
     );
     quote! {
         #(#docs)*
         #[doc = #note]
         #[allow(clippy::type_complexity)]
-        #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> ::dropin::PluginFuture<'__dropin, <#ret as ::dropin::Stable>::Ffi, #output> {
+        #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#output, ::dropin::CallError>> + ::core::marker::Send + '__dropin {
             let convert: fn(<#ret as ::dropin::Stable>::Ffi) -> #output = #convert;
-            if self.object.is_remote() {
-                return self.object.call_remote_async(#index, |args| { #(#encodes)* }, convert);
+            // The arguments as another process gets them, before the call
+            // takes them.
+            let encoded = self.object.is_remote().then(|| {
+                let mut encoded = ::std::vec::Vec::new();
+                let args = &mut encoded;
+                #(#encodes)*
+                encoded
+            });
+            let object = &self.object;
+            let start = move |room: *mut ::dropin::__private::c_void, waker: *const ::dropin::__private::FfiWaker| {
+                // SAFETY: as for the handle's other methods; called only
+                // for an object in this process.
+                let methods = unsafe { object.methods::<#hidden::Methods>() };
+                (methods.#ident)(object.this(), #(#values,)* room, waker)
+            };
+            if let ::core::option::Option::Some(encoded) = encoded {
+                return self.object.call_remote_async(#index, encoded, convert);
             }
-            // SAFETY: as for the handle's other methods.
-            let methods = unsafe { self.object.methods::<#hidden::Methods>() };
             #check
-            ::dropin::PluginFuture::start(
-                self.object.plugin(),
-                || (methods.#ident)(self.object.this(), #(#values),*),
-                convert,
-            )
+            ::dropin::PluginFuture::start(self.object.plugin(), start, convert)
         }
     }
 }
@@ -697,7 +712,12 @@ fn proxy_methods(
                 // SAFETY: the table is this trait's, made with the object.
                 let methods = unsafe { &*self.0.methods.cast::<Methods>() };
                 #check
-                let future = match (methods.#ident)(self.0.this, #(#values),*) {
+                let future = match (methods.#ident)(
+                    self.0.this,
+                    #(#values,)*
+                    ::core::ptr::null_mut(),
+                    ::core::ptr::null(),
+                ) {
                     __dropin_rt::RResult::ROk(future) => __dropin_rt::Foreign::new(future),
                     __dropin_rt::RResult::RErr(error) => __dropin_rt::callback_failed(#name, &error),
                 };
@@ -778,6 +798,10 @@ fn serve_raw_arm(index: usize, method: &Method) -> TokenStream {
     let values = into_ffi_values(method);
     // The application's future is awaited on the thread that serves the
     // plugin's process.
+    // An `async fn`'s future, made without a room or a waker.
+    let made = method
+        .asyncness
+        .map(|_| quote!(::core::ptr::null_mut(), ::core::ptr::null()));
     let wait = method.asyncness.map(|_| {
         quote! {
             let outcome = match outcome {
@@ -798,7 +822,7 @@ fn serve_raw_arm(index: usize, method: &Method) -> TokenStream {
         #index => {
             #(#decodes)*
             #(let #idents = #passes;)*
-            let outcome = (methods.#ident)(raw.this, #(#values),*);
+            let outcome = (methods.#ident)(raw.this, #(#values,)* #made);
             #wait
             let outcome = match outcome {
                 __dropin_rt::RResult::ROk(value) => {
