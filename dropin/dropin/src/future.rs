@@ -79,23 +79,25 @@ pub enum FfiStart<T> {
     Pending(FfiFuture<T>),
 }
 
-// SAFETY: the room of a `PluginFuture` is plain bytes, the plugin's future
-// in it is `Send`, and `FfiStart` and `FfiFuture` are `Send` as above.
-unsafe impl Send for Room {}
-
 /// The descriptor of an `async fn`'s result: `async` of the output's.
 #[doc(hidden)]
 #[allow(missing_debug_implementations)]
 pub struct Async<T>(PhantomData<T>);
 
 impl<T: Stable> Async<T> {
-    /// `async<T>`, the size of the future's representation.
+    /// `async<T>`: the size of what the call that starts it returns, and the
+    /// room the application lends the plugin's future, as a field: a host
+    /// and a plugin that disagree on either are refused.
     pub const DESC: &'static TypeDesc = &TypeDesc {
         args: RSlice::from_slice(&[T::DESC]),
+        fields: RSlice::from_slice(&[crate::FieldDesc {
+            name: abi_stable::std_types::RStr::from_str("room"),
+            ty: &TypeDesc::leaf("bytes", ROOM, std::mem::align_of::<Room>()),
+        }]),
         ..TypeDesc::leaf(
             "async",
-            size_of::<FfiFuture<T::Ffi>>(),
-            std::mem::align_of::<FfiFuture<T::Ffi>>(),
+            size_of::<FfiStart<T::Ffi>>(),
+            std::mem::align_of::<FfiStart<T::Ffi>>(),
         )
     };
 }
@@ -358,7 +360,7 @@ pub struct PluginFuture<
 
 /// How many bytes of a plugin's future fit in a [`PluginFuture`].
 #[doc(hidden)]
-pub const ROOM: usize = 64;
+pub const ROOM: usize = 128;
 
 /// The room for a plugin's future: `ROOM` bytes, aligned to 16.
 #[repr(C, align(16))]
@@ -495,14 +497,20 @@ where
 }
 
 impl<F, T, S> Drop for PluginFuture<'_, F, T, S> {
-    /// Drops the plugin's future, in the plugin's code (unless the plugin is
-    /// disabled: its state may be broken after a panic), before its room
-    /// goes.
+    /// Drops the plugin's future, in the plugin's code, before its room
+    /// goes. A disabled plugin's boxed future is left as it is (its state
+    /// may be broken after a panic); one in the room is dropped all the
+    /// same, since the room is about to be freed under it, and it may have
+    /// lent its address to something that outlives it.
     fn drop(&mut self) {
         let State::Running(future) = &self.state else {
             return;
         };
-        if self.plugin.failure().is_some() {
+        let in_room = std::ptr::eq(
+            future.this.cast_const(),
+            std::ptr::from_ref(&self.room).cast(),
+        );
+        if self.plugin.failure().is_some() && !in_room {
             return;
         }
         if let RResult::RErr(error) = (future.drop)(future.this) {
@@ -615,10 +623,16 @@ thread_local! {
 /// [`block_on`] inside gives up once it is set (and the thread unparked).
 #[doc(hidden)]
 pub fn cancellable<R>(flag: Arc<std::sync::atomic::AtomicBool>, f: impl FnOnce() -> R) -> R {
-    let previous = CANCELLED.with(|cancelled| cancelled.replace(Some(flag)));
-    let result = f();
-    CANCELLED.with(|cancelled| cancelled.replace(previous));
-    result
+    /// Puts the previous flag back, even if `f` panics.
+    struct Restore(Option<Arc<std::sync::atomic::AtomicBool>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CANCELLED.with(|cancelled| cancelled.replace(previous));
+        }
+    }
+    let _restore = Restore(CANCELLED.with(|cancelled| cancelled.replace(Some(flag))));
+    f()
 }
 
 /// Runs `future` to its end on this thread, which sleeps while it is

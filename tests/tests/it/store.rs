@@ -806,3 +806,38 @@ fn an_applications_async_stream_lent_to_a_plugin_is_awaited_and_given_up_at_the_
     assert_eq!(outcome, Ok(Err(CallErrorKind::TimedOut)));
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A plugin's future that lives in the application's future's room is
+/// dropped when the application's future is, even after its plugin was
+/// disabled by a panic meanwhile: the room is freed, and the plugin's
+/// future may have lent its address to something that outlives it.
+#[test]
+fn a_pending_future_in_the_applications_room_is_dropped_even_after_its_plugin_is_disabled() {
+    let dir = PluginDir::with(&["memory"]);
+    cancelled();
+    let report = loader(&dir, None, false).load().unwrap();
+    let store = report.registry.get("memory").unwrap();
+    let table = store.open("t").unwrap().unwrap();
+    let before = cancelled().len();
+    {
+        let mut waiting = std::pin::pin!(store.wait_for("never"));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(waiting.as_mut().poll(&mut context).is_pending());
+        // Another call panics: the plugin is disabled.
+        assert_eq!(
+            table.get("panic").unwrap_err().kind(),
+            CallErrorKind::Panicked
+        );
+        assert_eq!(
+            waiting
+                .as_mut()
+                .poll(&mut context)
+                .map(|answer| answer.map_err(|e| e.kind())),
+            std::task::Poll::Ready(Err(CallErrorKind::Disabled))
+        );
+    }
+    assert_eq!(
+        cancelled()[before..],
+        ["wait for never cancelled".to_owned()]
+    );
+}

@@ -240,7 +240,11 @@ impl Future for Waiting {
                 Poll::Ready(answer)
             }
             None => {
-                slot.waker = Some(context.waker().clone());
+                // The waker it replaces is dropped once the lock is let
+                // go: its drop may drop another call of this link.
+                let replaced = slot.waker.replace(context.waker().clone());
+                drop(pending);
+                drop(replaced);
                 Poll::Pending
             }
         }
@@ -345,11 +349,21 @@ fn start<I: Interface>(
         .name("dropin-call".to_owned())
         .spawn(move || {
             let mut out = Vec::new();
-            let served = dropin::__private::cancellable(flag, || match target {
-                Target::Plugin(method) => plugin.handle().serve(method as usize, &args, &mut out),
-                Target::Object(object, method) => {
-                    dropin::__private::serve_object(object, method as usize, &args, &mut out)
-                }
+            // A panic outside the plugin's guards still answers the call.
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                dropin::__private::cancellable(flag, || match target {
+                    Target::Plugin(method) => {
+                        plugin.handle().serve(method as usize, &args, &mut out)
+                    }
+                    Target::Object(object, method) => {
+                        dropin::__private::serve_object(object, method as usize, &args, &mut out)
+                    }
+                })
+            }))
+            .unwrap_or_else(|_| {
+                Err(dropin::wire::WireError(
+                    "serving it panicked in the process".to_owned(),
+                ))
             });
             calls.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             if cancelled.load(Ordering::SeqCst) {
