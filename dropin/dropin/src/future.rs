@@ -119,20 +119,8 @@ where
     ) -> FfiPoll<T> {
         // SAFETY: `this` is the box `into_ffi_future` made, never moved
         // (so pinned), polled by one caller at a time and never after it
-        // finished.
-        let future = unsafe { Pin::new_unchecked(&mut *this.cast::<F>()) };
-        // SAFETY: the waker the application lent for this poll.
-        let waker = ManuallyDrop::new(unsafe { Waker::from_raw(lent_waker(waker)) });
-        let mut context = Context::from_waker(&waker);
-        let polled = crate::guest::guarded(|| Ok(future.poll(&mut context)));
-        match polled {
-            RResult::ROk(Poll::Pending) => FfiPoll::Pending,
-            RResult::ROk(Poll::Ready(output)) => match drop::<F>(this) {
-                RResult::ROk(()) => FfiPoll::Ready(output.into()),
-                RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
-            },
-            RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
-        }
+        // finished; `drop` drops it.
+        unsafe { poll_then::<T, F>(this, waker, drop::<F>) }
     }
     extern "C" fn drop<F>(this: *mut c_void) -> RResult<(), RawError> {
         crate::guest::guarded(|| {
@@ -145,6 +133,35 @@ where
         this: Box::into_raw(Box::new(future)).cast(),
         poll: poll::<T, F>,
         drop: drop::<F>,
+    }
+}
+
+/// Polls the plugin's future at `this` once, under the panic guard, with
+/// the waker the application lent; the poll that finishes it drops it with
+/// `drop`.
+///
+/// # Safety
+///
+/// `this` must be a pinned `F`, polled by one caller at a time and never
+/// after it finished, which `drop` drops; `waker` the waker lent for this
+/// poll.
+unsafe fn poll_then<T, F: Future<Output = Result<T, RawError>>>(
+    this: *mut c_void,
+    waker: *const FfiWaker,
+    drop: extern "C" fn(*mut c_void) -> RResult<(), RawError>,
+) -> FfiPoll<T> {
+    // SAFETY: the caller's promise.
+    let future = unsafe { Pin::new_unchecked(&mut *this.cast::<F>()) };
+    // SAFETY: as above.
+    let waker = ManuallyDrop::new(unsafe { Waker::from_raw(lent_waker(waker)) });
+    let mut context = Context::from_waker(&waker);
+    match crate::guest::guarded(|| Ok(future.poll(&mut context))) {
+        RResult::ROk(Poll::Pending) => FfiPoll::Pending,
+        RResult::ROk(Poll::Ready(output)) => match drop(this) {
+            RResult::ROk(()) => FfiPoll::Ready(output.into()),
+            RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
+        },
+        RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
     }
 }
 
@@ -168,19 +185,8 @@ where
     ) -> FfiPoll<T> {
         // SAFETY: `this` is the room `start_ffi_future` wrote the future in,
         // pinned, polled by one caller at a time and never after it
-        // finished.
-        let future = unsafe { Pin::new_unchecked(&mut *this.cast::<F>()) };
-        // SAFETY: the waker the application lent for this poll.
-        let waker = ManuallyDrop::new(unsafe { Waker::from_raw(lent_waker(waker)) });
-        let mut context = Context::from_waker(&waker);
-        match crate::guest::guarded(|| Ok(future.poll(&mut context))) {
-            RResult::ROk(Poll::Pending) => FfiPoll::Pending,
-            RResult::ROk(Poll::Ready(output)) => match drop_here::<F>(this) {
-                RResult::ROk(()) => FfiPoll::Ready(output.into()),
-                RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
-            },
-            RResult::RErr(error) => FfiPoll::Ready(RResult::RErr(error)),
-        }
+        // finished; `drop_here` drops it.
+        unsafe { poll_then::<T, F>(this, waker, drop_here::<F>) }
     }
     extern "C" fn drop_here<F>(this: *mut c_void) -> RResult<(), RawError> {
         crate::guest::guarded(|| {
@@ -404,13 +410,23 @@ where
         }
     }
 
-    /// A call to an isolated plugin, whose process answers `answer`.
+    /// A call to an isolated plugin (of state `plugin`) that `send` sends
+    /// unless the plugin is disabled; its process's answer decoded.
     pub(crate) fn remote(
         plugin: &'a Arc<PluginState>,
-        answer: RemoteAnswer<T>,
+        send: impl FnOnce() -> RemoteAnswer<Vec<u8>>,
         convert: fn(F) -> T,
-    ) -> Self {
-        Self::with(plugin, State::Remote(answer), convert)
+    ) -> Self
+    where
+        T: crate::wire::Decode + Send + 'static,
+    {
+        if plugin.failure().is_some() {
+            return Self::failed(plugin, plugin.disabled(), convert);
+        }
+        let answer = send();
+        let name = plugin.name();
+        let decoded = async move { crate::handle::decode_answer::<T>(name, &answer.await?) };
+        Self::with(plugin, State::Remote(Box::pin(decoded)), convert)
     }
 
     /// A call that failed before it started.

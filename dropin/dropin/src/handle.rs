@@ -430,13 +430,7 @@ impl PluginCore {
             *const crate::future::FfiWaker,
         ) -> RResult<crate::future::FfiStart<F>, RawError>,
     {
-        if self.state.failure.get().is_some() {
-            return crate::PluginFuture::failed(&self.state, self.disabled(), convert);
-        }
-        let answer = remote.call_async(method, args);
-        let name = self.name;
-        let decoded = async move { decode_answer::<T>(name, &answer.await?) };
-        crate::PluginFuture::remote(&self.state, Box::pin(decoded), convert)
+        crate::PluginFuture::remote(&self.state, || remote.call_async(method, args), convert)
     }
 
     /// Decodes an isolated plugin's answer.

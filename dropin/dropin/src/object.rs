@@ -190,13 +190,11 @@ impl Object {
         let Place::Remote(remote, id) = &self.place else {
             unreachable!("called for objects in another process only")
         };
-        if self.plugin.failure().is_some() {
-            return crate::PluginFuture::failed(&self.plugin, self.plugin.disabled(), convert);
-        }
-        let answer = remote.call_object_async(*id, method, args);
-        let name = self.plugin.name();
-        let decoded = async move { crate::handle::decode_answer::<T>(name, &answer.await?) };
-        crate::PluginFuture::remote(&self.plugin, Box::pin(decoded), convert)
+        crate::PluginFuture::remote(
+            &self.plugin,
+            || remote.call_object_async(*id, method, args),
+            convert,
+        )
     }
 
     /// Its plugin's state, for the objects its methods return.

@@ -146,24 +146,29 @@ fn the_store_application_matches_each_error_the_same_in_both_modes() {
 fn a_store_built_with_another_error_type_is_refused_naming_the_difference() {
     let dir = PluginDir::new();
     let full = dir.add_compat("compat_changed_type_store");
+    refused_alone_in_both_modes(
+        &dir,
+        &format!(
+            "{}: not compatible with store 1.1.0 (the plugin was built against 1.0.0): \
+                 method `get`: result: StoreError: expected 2 variants, found 3",
+            full.display()
+        ),
+    );
+}
+
+/// Loads `dir`, whose one plugin is refused, in both modes: the refusal
+/// reads `expected`, and nothing loads.
+fn refused_alone_in_both_modes(dir: &PluginDir, expected: &str) {
     for isolated in [false, true] {
         if !mode_runs_here(isolated) {
             continue;
         }
-        let report = loader(&dir, None, isolated).load().unwrap();
+        let report = loader(dir, None, isolated).load().unwrap();
         assert!(report.registry.is_empty(), "isolated: {isolated}");
         let [error] = &report.rejected[..] else {
             panic!("isolated: {isolated}: {:?}", report.rejected);
         };
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "{}: not compatible with store 1.1.0 (the plugin was built against 1.0.0): \
-                 method `get`: result: StoreError: expected 2 variants, found 3",
-                full.display()
-            ),
-            "isolated: {isolated}"
-        );
+        assert_eq!(error.to_string(), expected, "isolated: {isolated}");
     }
 }
 
@@ -719,25 +724,14 @@ fn an_async_stream_is_consumed_in_part_and_dropped_in_both_modes() {
 fn a_store_built_with_a_changed_object_trait_is_refused_naming_the_method() {
     let dir = PluginDir::new();
     let changed = dir.add_compat("compat_changed_object_store");
-    for isolated in [false, true] {
-        if !mode_runs_here(isolated) {
-            continue;
-        }
-        let report = loader(&dir, None, isolated).load().unwrap();
-        assert!(report.registry.is_empty(), "isolated: {isolated}");
-        let [error] = &report.rejected[..] else {
-            panic!("isolated: {isolated}: {:?}", report.rejected);
-        };
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "{}: not compatible with store 1.1.0 (the plugin was built against 1.1.1): method \
+    refused_alone_in_both_modes(
+        &dir,
+        &format!(
+            "{}: not compatible with store 1.1.0 (the plugin was built against 1.1.1): method \
                  `open`: result: Box<dyn Table>::get: field `->`: expected String, found Vec<u8>",
-                changed.display()
-            ),
-            "isolated: {isolated}"
-        );
-    }
+            changed.display()
+        ),
+    );
 }
 
 /// The application's async stream, lent to the store: yields `items`, then

@@ -369,22 +369,15 @@ fn start<I: Interface>(
             if cancelled.load(Ordering::SeqCst) {
                 return;
             }
-            if let Err(error) = served {
-                out.clear();
-                dropin::abi::encode_outcome::<()>(
-                    &Err(CallError::from_parts(
-                        CallErrorKind::Failed,
-                        plugin.name(),
-                        format!("its process could not read the call: {error}"),
-                        None,
-                    )),
-                    &mut out,
-                );
+            match served {
+                Ok(()) => answer(&answers, id, out),
+                Err(error) => answer_failed(
+                    &answers,
+                    id,
+                    plugin.name(),
+                    format!("its process could not read the call: {error}"),
+                ),
             }
-            let mut frame = Vec::new();
-            Answered { id, outcome: out }.encode(&mut frame);
-            let answers = answers.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = write_frame(&mut &*answers, &frame);
         });
     match spawned {
         Ok(handle) => {
@@ -406,20 +399,36 @@ fn start<I: Interface>(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
-            let mut out = Vec::new();
-            dropin::abi::encode_outcome::<()>(
-                &Err(CallError::from_parts(
-                    CallErrorKind::Failed,
-                    plugin.name(),
-                    format!("its process cannot start a thread for the call: {error}"),
-                    None,
-                )),
-                &mut out,
+            answer_failed(
+                writer,
+                id,
+                plugin.name(),
+                format!("its process cannot start a thread for the call: {error}"),
             );
-            let mut frame = Vec::new();
-            Answered { id, outcome: out }.encode(&mut frame);
-            let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = write_frame(&mut &*writer, &frame);
         }
     }
+}
+
+/// Answers the call number `id` with `outcome`, as `encode_outcome` wrote it.
+fn answer(writer: &Mutex<sys::Channel>, id: u64, outcome: Vec<u8>) {
+    let mut frame = Vec::new();
+    Answered { id, outcome }.encode(&mut frame);
+    let writer = writer.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = write_frame(&mut &*writer, &frame);
+}
+
+/// Answers the call number `id` of the plugin `name` with a failure that
+/// says `why`.
+fn answer_failed(writer: &Mutex<sys::Channel>, id: u64, name: &str, why: String) {
+    let mut outcome = Vec::new();
+    dropin::abi::encode_outcome::<()>(
+        &Err(CallError::from_parts(
+            CallErrorKind::Failed,
+            name,
+            why,
+            None,
+        )),
+        &mut outcome,
+    );
+    answer(writer, id, outcome);
 }
