@@ -171,6 +171,9 @@ unsafe fn poll_then<T, F: Future<Output = Result<T, RawError>>>(
 /// only made). Run inside the call's guard: a panic in the first poll
 /// leaves the future where it is, never dropped, as after any panic.
 #[doc(hidden)]
+// Inlined into the plugin's function of each method: the future is then
+// made in place, not moved into a call.
+#[inline(always)]
 pub fn start_ffi_future<T, F>(
     future: F,
     room: *mut c_void,
@@ -352,10 +355,13 @@ pub struct PluginFuture<
     F,
     T,
     S = fn(*mut c_void, *const FfiWaker) -> RResult<FfiStart<F>, RawError>,
+    C = fn(F) -> T,
 > {
     state: State<F, T, S>,
     plugin: &'a PluginState,
-    convert: fn(F) -> T,
+    /// Converts the plugin's output (a function's own type, so that the
+    /// conversion is inlined).
+    convert: C,
     /// Where the plugin's future lives while it is pending, if it fits:
     /// this future is pinned from its first poll on, and so is the room.
     room: Room,
@@ -387,19 +393,22 @@ enum State<F, T, S> {
     Finished,
 }
 
-impl<'a, F, T, S> PluginFuture<'a, F, T, S>
+impl<'a, F, T, S, C> PluginFuture<'a, F, T, S, C>
 where
     S: FnOnce(*mut c_void, *const FfiWaker) -> RResult<FfiStart<F>, RawError>,
+    C: Fn(F) -> T,
 {
     /// The call `start` makes into the plugin of `plugin` at the first poll,
     /// with the room for the plugin's future and the task's waker;
     /// `convert` converts the output.
     #[doc(hidden)]
-    pub fn start(plugin: &'a Arc<PluginState>, start: S, convert: fn(F) -> T) -> Self {
+    #[inline]
+    pub fn start(plugin: &'a Arc<PluginState>, start: S, convert: C) -> Self {
         Self::with(plugin, State::Unstarted(start), convert)
     }
 
-    fn with(plugin: &'a PluginState, state: State<F, T, S>, convert: fn(F) -> T) -> Self {
+    #[inline]
+    fn with(plugin: &'a PluginState, state: State<F, T, S>, convert: C) -> Self {
         Self {
             state,
             plugin,
@@ -415,7 +424,7 @@ where
     pub(crate) fn remote(
         plugin: &'a Arc<PluginState>,
         send: impl FnOnce() -> RemoteAnswer<Vec<u8>>,
-        convert: fn(F) -> T,
+        convert: C,
     ) -> Self
     where
         T: crate::wire::Decode + Send + 'static,
@@ -431,23 +440,53 @@ where
 
     /// A call that failed before it started.
     #[doc(hidden)]
-    pub fn failed(plugin: &'a Arc<PluginState>, error: CallError, convert: fn(F) -> T) -> Self {
+    pub fn failed(plugin: &'a Arc<PluginState>, error: CallError, convert: C) -> Self {
         Self::with(plugin, State::Failed(error), convert)
     }
 
-    /// The output of a finished plugin's future.
-    fn finished(&mut self, ready: RResult<F, RawError>) -> Poll<Result<T, CallError>> {
-        self.state = State::Finished;
+    /// The output of a finished plugin's future (the state is `Finished`
+    /// already).
+    #[inline]
+    fn output(&self, ready: RResult<F, RawError>) -> Poll<Result<T, CallError>> {
         Poll::Ready(match ready {
             RResult::ROk(value) => Ok((self.convert)(value)),
             RResult::RErr(error) => Err(self.plugin.failed(error)),
         })
     }
+
+    /// The first poll: starts the call.
+    #[inline]
+    fn begin(&mut self, context: &mut Context<'_>) -> Poll<Result<T, CallError>> {
+        // SAFETY: the state is `Unstarted` (the caller matched it), read
+        // once: `Finished` is written over it before anything can read it
+        // again (nothing below runs before that write).
+        let State::Unstarted(start) = (unsafe { std::ptr::read(&self.state) }) else {
+            unreachable!("called for an unstarted call only")
+        };
+        // SAFETY: what was there was moved out above: nothing to drop.
+        unsafe { std::ptr::write(&mut self.state, State::Finished) };
+        if self.plugin.failure().is_some() {
+            return Poll::Ready(Err(self.plugin.disabled()));
+        }
+        let waker = lend(context.waker());
+        let room = std::ptr::from_mut(&mut self.room).cast::<c_void>();
+        match start(room, &waker) {
+            RResult::ROk(FfiStart::Ready(value)) => self.output(RResult::ROk(value)),
+            RResult::ROk(FfiStart::Pending(future)) => {
+                // SAFETY: `Finished`, written above: nothing to drop.
+                unsafe { std::ptr::write(&mut self.state, State::Running(future)) };
+                Poll::Pending
+            }
+            // Made and dropped in the call, or left after a panic.
+            RResult::RErr(error) => self.output(RResult::RErr(error)),
+        }
+    }
 }
 
-impl<F, T, S> Future for PluginFuture<'_, F, T, S>
+impl<F, T, S, C> Future for PluginFuture<'_, F, T, S, C>
 where
     S: FnOnce(*mut c_void, *const FfiWaker) -> RResult<FfiStart<F>, RawError>,
+    C: Fn(F) -> T,
 {
     type Output = Result<T, CallError>;
 
@@ -457,26 +496,7 @@ where
         let this = unsafe { self.get_unchecked_mut() };
         let future = match &mut this.state {
             State::Running(future) => future,
-            State::Unstarted(_) => {
-                let State::Unstarted(start) = std::mem::replace(&mut this.state, State::Finished)
-                else {
-                    unreachable!()
-                };
-                if this.plugin.failure().is_some() {
-                    return Poll::Ready(Err(this.plugin.disabled()));
-                }
-                let waker = lend(context.waker());
-                let room = std::ptr::from_mut(&mut this.room).cast::<c_void>();
-                return match start(room, &waker) {
-                    RResult::ROk(FfiStart::Ready(value)) => this.finished(RResult::ROk(value)),
-                    RResult::ROk(FfiStart::Pending(future)) => {
-                        this.state = State::Running(future);
-                        Poll::Pending
-                    }
-                    // Made and dropped in the call, or left after a panic.
-                    RResult::RErr(error) => this.finished(RResult::RErr(error)),
-                };
-            }
+            State::Unstarted(_) => return this.begin(context),
             State::Remote(answer) => {
                 let answer = std::task::ready!(answer.as_mut().poll(context));
                 this.state = State::Finished;
@@ -507,21 +527,33 @@ where
             FfiPoll::Pending => Poll::Pending,
             // The poll that finished the plugin's future dropped it, unless
             // the plugin panicked (and is disabled).
-            FfiPoll::Ready(ready) => this.finished(ready),
+            FfiPoll::Ready(ready) => {
+                this.state = State::Finished;
+                this.output(ready)
+            }
         }
     }
 }
 
-impl<F, T, S> Drop for PluginFuture<'_, F, T, S> {
+impl<F, T, S, C> Drop for PluginFuture<'_, F, T, S, C> {
     /// Drops the plugin's future, in the plugin's code, before its room
     /// goes. A disabled plugin's boxed future is left as it is (its state
     /// may be broken after a panic); one in the room is dropped all the
     /// same, since the room is about to be freed under it, and it may have
     /// lent its address to something that outlives it.
+    #[inline]
     fn drop(&mut self) {
-        let State::Running(future) = &self.state else {
-            return;
-        };
+        if let State::Running(future) = &self.state {
+            self.drop_running(future);
+        }
+    }
+}
+
+impl<F, T, S, C> PluginFuture<'_, F, T, S, C> {
+    /// Drops the plugin's future that is still running.
+    #[cold]
+    #[inline(never)]
+    fn drop_running(&self, future: &FfiFuture<F>) {
         let in_room = std::ptr::eq(
             future.this.cast_const(),
             std::ptr::from_ref(&self.room).cast(),
@@ -535,7 +567,7 @@ impl<F, T, S> Drop for PluginFuture<'_, F, T, S> {
     }
 }
 
-impl<F, T, S> fmt::Debug for PluginFuture<'_, F, T, S> {
+impl<F, T, S, C> fmt::Debug for PluginFuture<'_, F, T, S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginFuture")
             .field("plugin", &self.plugin.name())

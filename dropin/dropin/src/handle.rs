@@ -416,15 +416,16 @@ impl PluginCore {
     /// isolated plugin, whose process `remote` reaches: the arguments
     /// `encode` writes go there, the answer is decoded.
     #[doc(hidden)]
-    pub fn call_remote_async<'a, F, T, S>(
+    pub fn call_remote_async<'a, F, T, S, C>(
         &'a self,
         remote: &dyn Remote,
         method: usize,
         args: Vec<u8>,
-        convert: fn(F) -> T,
-    ) -> crate::PluginFuture<'a, F, T, S>
+        convert: C,
+    ) -> crate::PluginFuture<'a, F, T, S, C>
     where
         T: crate::wire::Decode + Send + 'static,
+        C: Fn(F) -> T,
         S: FnOnce(
             *mut std::ffi::c_void,
             *const crate::future::FfiWaker,

@@ -22,9 +22,11 @@ use crate::{
 #[repr(C)]
 #[allow(missing_debug_implementations)]
 pub struct RawObject {
-    /// The object: a `Box<dyn Trait>`, boxed again to be one pointer wide.
+    /// The object: a pointer to a value of the type that implements the
+    /// trait.
     pub this: *mut c_void,
-    /// The trait's method table (a `#[repr(C)]` struct of functions).
+    /// That type's table of the trait's methods (a `#[repr(C)]` struct of
+    /// functions, each calling the type's method).
     pub methods: *const c_void,
     /// Drops the object, a panic caught.
     pub drop: extern "C" fn(*mut c_void) -> RResult<(), RawError>,
@@ -174,14 +176,15 @@ impl Object {
     /// in another process: the arguments `encode` writes go there, the
     /// answer is decoded.
     #[doc(hidden)]
-    pub fn call_remote_async<'a, F, T, S>(
+    pub fn call_remote_async<'a, F, T, S, C>(
         &'a self,
         method: usize,
         args: Vec<u8>,
-        convert: fn(F) -> T,
-    ) -> crate::PluginFuture<'a, F, T, S>
+        convert: C,
+    ) -> crate::PluginFuture<'a, F, T, S, C>
     where
         T: crate::wire::Decode + Send + 'static,
+        C: Fn(F) -> T,
         S: FnOnce(
             *mut c_void,
             *const crate::future::FfiWaker,

@@ -320,6 +320,59 @@ fn an_object_trait_is_described_by_its_methods() {
     );
 }
 
+/// A type of the trait with a method of its own by the name of the
+/// trait's, and a drop that says it ran.
+struct Counting {
+    left: std::sync::atomic::AtomicU32,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Counting {
+    /// Not the trait's `next`.
+    #[allow(dead_code)]
+    fn next(&self) -> &'static str {
+        "the type's own"
+    }
+}
+
+impl cursor_v1::Cursor for Counting {
+    fn next(&self) -> Option<u32> {
+        use std::sync::atomic::Ordering;
+        let left = self.left.load(Ordering::SeqCst);
+        (left > 0).then(|| {
+            self.left.store(left - 1, Ordering::SeqCst);
+            left
+        })
+    }
+}
+
+impl Drop for Counting {
+    fn drop(&mut self) {
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An object crosses with its type's own method table: its method is the
+/// trait's (not the type's of the same name), and its drop runs once,
+/// when what received it drops it.
+#[test]
+fn an_object_crosses_with_its_types_methods_and_drop() {
+    let dropped = std::sync::Arc::default();
+    let object: Box<dyn cursor_v1::Cursor> = Box::new(Counting {
+        left: 2.into(),
+        dropped: std::sync::Arc::clone(&dropped),
+    });
+    let received = Box::<dyn cursor_v1::Cursor>::from_ffi(object.into_ffi());
+    assert_eq!(
+        (received.next(), received.next(), received.next()),
+        (Some(2), Some(1), None)
+    );
+    assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+    drop(received);
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+}
+
 mod cursor_v1_1 {
     /// A later minor version: a method added with `#[since]`.
     #[dropin::object(version = "1.1.0")]

@@ -724,7 +724,7 @@ fn async_handle_method(
         #[doc = #note]
         #[allow(clippy::type_complexity)]
         #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#output, ::dropin::CallError>> + ::core::marker::Send + '__dropin {
-            let convert: fn(<#ret as ::dropin::Stable>::Ffi) -> #output = #convert;
+            let convert = #convert;
             #function
             // The arguments as another process gets them, before the call
             // takes them.

@@ -79,9 +79,8 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
             boxed_async(&mut function.sig, function.default.as_mut());
         }
     }
-    let item = &item;
-    let trait_ident = &item.ident;
-    let vis = visibility(item);
+    let trait_ident = &item.ident.clone();
+    let vis = &visibility(&item).clone();
     let snake = snake_case(&unraw(trait_ident));
     let hidden = format_ident!("__dropin_object_{}", snake);
     let handle = format_ident!("{}Handle", trait_ident);
@@ -105,6 +104,14 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
              objects of the trait reach a plugin as proxies that implement its methods only",
         ));
     }
+    // Every type of the trait converts itself, with a method table of its
+    // own: the plugin's function for a method calls the type's, not
+    // another `dyn` call.
+    item.supertraits.push(syn::parse_quote!(#hidden::Convert));
+    if item.colon_token.is_none() {
+        item.colon_token = Some(Default::default());
+    }
+    let item = &item;
     if let Some(arg) = object
         .methods
         .iter()
@@ -147,7 +154,7 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
     let table_entries = object.methods.iter().map(|method| {
         let ident = &method.ident;
         let shim = format_ident!("__dropin_object_shim_{}", unraw(ident));
-        quote!(#ident: #shim)
+        quote!(#ident: #shim::<T>)
     });
     let shims = object
         .methods
@@ -295,7 +302,7 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                 }
             };
             fn into_ffi(self) -> ::dropin::__private::RawObject {
-                #hidden::into_raw(self)
+                #hidden::Convert::__dropin_into_raw(self)
             }
             /// The application's object, in the plugin: a proxy whose
             /// methods call the application's (a plugin's object reaches
@@ -320,11 +327,10 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                 }
             };
             fn lend(fat: *const ::dropin::__private::c_void) -> ::dropin::__private::RawObject {
-                ::dropin::__private::RawObject {
-                    this: fat.cast_mut(),
-                    methods: (&raw const #hidden::METHODS).cast(),
-                    drop: #hidden::__dropin_object_lent_drop,
-                }
+                // SAFETY: `fat` points to a pointer to the object, which
+                // outlives the call it is lent for.
+                let object: &dyn #trait_ident = unsafe { &**fat.cast::<*const dyn #trait_ident>() };
+                #hidden::Convert::__dropin_lend(object)
             }
             fn serve_raw(
                 raw: &::dropin::__private::RawObject,
@@ -403,37 +409,56 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
                 #(#table_fields,)*
             }
 
-            /// The plugin's method table.
-            pub(super) static METHODS: Methods = Methods {
-                __dropin_len: #count,
-                #(#table_entries,)*
-            };
+            /// How an object of the trait crosses: every type of the
+            /// trait has it, and a method table of its own.
+            pub trait Convert {
+                /// The object, given: `drop` drops it.
+                #[doc(hidden)]
+                fn __dropin_into_raw(self: __dropin_rt::Box<Self>) -> __dropin_rt::RawObject;
+                /// The object, lent for a call: `drop` drops nothing.
+                #[doc(hidden)]
+                fn __dropin_lend(&self) -> __dropin_rt::RawObject;
+            }
+
+            impl<T: #trait_ident> Convert for T {
+                fn __dropin_into_raw(self: __dropin_rt::Box<Self>) -> __dropin_rt::RawObject {
+                    __dropin_rt::RawObject {
+                        this: __dropin_rt::Box::into_raw(self).cast(),
+                        methods: ::core::ptr::from_ref(methods::<T>()).cast(),
+                        drop: __dropin_object_drop::<T>,
+                    }
+                }
+
+                fn __dropin_lend(&self) -> __dropin_rt::RawObject {
+                    __dropin_rt::RawObject {
+                        this: ::core::ptr::from_ref(self).cast_mut().cast(),
+                        methods: ::core::ptr::from_ref(methods::<T>()).cast(),
+                        drop: __dropin_object_lent_drop,
+                    }
+                }
+            }
+
+            /// The method table of the type `T`.
+            fn methods<T: #trait_ident>() -> &'static Methods {
+                const {
+                    &Methods {
+                        __dropin_len: #count,
+                        #(#table_entries,)*
+                    }
+                }
+            }
 
             #(#shims)*
 
-            extern "C" fn __dropin_object_drop(
+            extern "C" fn __dropin_object_drop<T: #trait_ident>(
                 this: *mut __dropin_rt::c_void,
             ) -> __dropin_rt::RResult<(), __dropin_rt::RawError> {
                 __dropin_rt::guarded(|| {
-                    // SAFETY: `this` is what `into_raw` made, dropped once:
-                    // a box of the pointer to the boxed object.
-                    let object = *unsafe { __dropin_rt::Box::from_raw(this.cast::<*const dyn #trait_ident>()) };
-                    // SAFETY: that pointer came from `Box::into_raw`.
-                    ::core::mem::drop(unsafe { __dropin_rt::Box::from_raw(object.cast_mut()) });
+                    // SAFETY: `this` is what `__dropin_into_raw` made of a
+                    // `Box<T>`, dropped once.
+                    ::core::mem::drop(unsafe { __dropin_rt::Box::from_raw(this.cast::<T>()) });
                     ::core::result::Result::Ok(())
                 })
-            }
-
-            /// The object as it crosses: a pointer to the pointer to the
-            /// object (one pointer wide, as a lent object's), its methods,
-            /// its drop.
-            pub(super) fn into_raw(object: __dropin_rt::Box<dyn #trait_ident>) -> __dropin_rt::RawObject {
-                let object: *const dyn #trait_ident = __dropin_rt::Box::into_raw(object);
-                __dropin_rt::RawObject {
-                    this: __dropin_rt::Box::into_raw(__dropin_rt::Box::new(object)).cast(),
-                    methods: (&raw const METHODS).cast(),
-                    drop: __dropin_object_drop,
-                }
             }
         }
     })
@@ -450,12 +475,17 @@ fn shim(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
         let future =
             crate::expand::async_future(method, |passes| quote!(object.#ident(#(#passes),*)));
         return quote! {
-            extern "C" fn #shim(this: *const __dropin_rt::c_void, #(#params),*) -> #ret {
+            extern "C" fn #shim<T: #trait_ident>(this: *const __dropin_rt::c_void, #(#params),*) -> #ret {
                 __dropin_rt::guarded(|| {
-                    // SAFETY: `this` is what `into_raw` or `lend` made; the
+                    // SAFETY: `this` is what `__dropin_into_raw` or
+                    // `__dropin_lend` made of a `T`.
+                    let object: &dyn #trait_ident = unsafe { &*this.cast::<T>() };
+                    // SAFETY: the same object, its lifetime erased: the
                     // application's future that will hold this one borrows
                     // the object's handle, which keeps the object.
-                    let object: &'static dyn #trait_ident = unsafe { &**this.cast::<*const dyn #trait_ident>() };
+                    let object: &'static dyn #trait_ident = unsafe {
+                        __dropin_rt::transmute::<&dyn #trait_ident, &'static dyn #trait_ident>(object)
+                    };
                     #future
                 })
             }
@@ -463,13 +493,19 @@ fn shim(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     }
     let values = from_ffi_values(method);
     let ret = ffi_ret(method);
-    let body = crate::expand::into_boundary(method, &quote!(object.#ident(#(#values),*)));
+    // Called by the trait's path: a method of the type's own by the same
+    // name is not the trait's.
+    let body = crate::expand::into_boundary(
+        method,
+        &quote!(<T as #trait_ident>::#ident(object, #(#values),*)),
+    );
     quote! {
-        extern "C" fn #shim(this: *const __dropin_rt::c_void, #(#params),*) -> #ret {
+        extern "C" fn #shim<T: #trait_ident>(this: *const __dropin_rt::c_void, #(#params),*) -> #ret {
             __dropin_rt::guarded(|| {
-                // SAFETY: `this` is what `into_raw` or `lend` made, alive
-                // until its drop or the call's end.
-                let object: &dyn #trait_ident = unsafe { &**this.cast::<*const dyn #trait_ident>() };
+                // SAFETY: `this` is what `__dropin_into_raw` or
+                // `__dropin_lend` made of a `T`, alive until its drop or
+                // the call's end.
+                let object: &T = unsafe { &*this.cast::<T>() };
                 #body
             })
         }
@@ -619,7 +655,7 @@ fn async_handle_method(
         #[doc = #note]
         #[allow(clippy::type_complexity)]
         #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#output, ::dropin::CallError>> + ::core::marker::Send + '__dropin {
-            let convert: fn(<#ret as ::dropin::Stable>::Ffi) -> #output = #convert;
+            let convert = #convert;
             // The arguments as another process gets them, before the call
             // takes them.
             let encoded = self.object.is_remote().then(|| {
