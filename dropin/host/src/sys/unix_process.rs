@@ -172,9 +172,11 @@ pub(crate) fn protocol_output() -> io::Result<File> {
 }
 
 /// The socket pairs of an isolated process: for each, the host's end, and
-/// the child's, which `command` puts at file descriptor 3, 4, ... in order.
+/// the child's, which `command` puts at file descriptor 3, 4, ... in order;
+/// then `shared`'s memory at the next descriptor.
 pub(crate) fn child_channels<const N: usize>(
     command: &mut Command,
+    shared: &SharedMemory,
 ) -> io::Result<[(Channel, Channel); N]> {
     let mut pairs = Vec::with_capacity(N);
     for _ in 0..N {
@@ -182,14 +184,19 @@ pub(crate) fn child_channels<const N: usize>(
     }
     let pairs: [(Channel, Channel); N] =
         pairs.try_into().unwrap_or_else(|_| unreachable!("N pairs"));
-    let fds: [i32; N] = std::array::from_fn(|i| pairs[i].1.as_raw_fd());
+    let mut fds = vec![0; N + 1];
+    for (fd, pair) in fds.iter_mut().zip(&pairs) {
+        *fd = pair.1.as_raw_fd();
+    }
+    fds[N] = shared.fd.as_raw_fd();
     // SAFETY: fcntl, dup2 and close are async-signal-safe; nothing here
     // allocates.
     unsafe {
         command.pre_exec(move || {
             // First out of the way of 3, 4, ...: a child end may sit on one
             // of them.
-            let mut high = [0; N];
+            let mut high = [0; 8];
+            let high = &mut high[..fds.len()];
             for (i, fd) in fds.iter().enumerate() {
                 high[i] = libc::fcntl(*fd, libc::F_DUPFD, 16);
                 if high[i] < 0 {
@@ -238,6 +245,211 @@ pub(crate) unsafe fn inherited_channel(fd: i32) -> io::Result<Option<Channel>> {
     // caller's contract; and it is a socket), and nothing else owns it.
     Ok(Some(unsafe { UnixStream::from_raw_fd(fd) }))
 }
+
+/// Memory mapped in this process and shared with a child process, which
+/// finds it at a descriptor (`child_channels`) and maps it too
+/// ([`SharedMemory::inherited`]). Its size cannot change once made: a
+/// process that could shrink it would make the other's reads fault.
+pub(crate) struct SharedMemory {
+    at: std::ptr::NonNull<u8>,
+    len: usize,
+    fd: std::os::fd::OwnedFd,
+}
+
+// SAFETY: a mapping of shared memory, reached only through atomics (its
+// users' contract).
+unsafe impl Send for SharedMemory {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMemory {}
+
+impl SharedMemory {
+    /// `len` bytes of zeroes, shared with the children the descriptor is
+    /// given to.
+    pub(crate) fn create(len: usize) -> io::Result<Self> {
+        let fd = anonymous_memory(len)?;
+        // SAFETY: a new mapping of a descriptor this process owns, `len`
+        // bytes long.
+        let at = unsafe { map_shared(fd.as_raw_fd(), len)? };
+        Ok(Self { at, len, fd })
+    }
+
+    /// In a child: the memory its parent put at descriptor `fd`, at least
+    /// `len` bytes long.
+    ///
+    /// # Safety
+    ///
+    /// Call once per descriptor, in a process whose parent says it put
+    /// shared memory there: this value owns the descriptor.
+    pub(crate) unsafe fn inherited(fd: RawFd, len: usize) -> io::Result<Self> {
+        // SAFETY: fstat writes into the struct it is given.
+        let mut stat = unsafe { std::mem::zeroed::<libc::stat>() };
+        // SAFETY: as above; the descriptor may be anything, fstat only reads it.
+        if unsafe { libc::fstat(fd, &raw mut stat) } != 0
+            || stat.st_mode & libc::S_IFMT != libc::S_IFREG
+            || usize::try_from(stat.st_size).map_or(true, |size| size < len)
+        {
+            return Err(io::Error::other(format!(
+                "descriptor {fd} is not the host's shared memory of {len} bytes"
+            )));
+        }
+        // SAFETY: the caller's contract: nothing else owns `fd`.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // Not inherited by programs the plugin starts.
+        // SAFETY: fcntl on a descriptor known to be open.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new mapping of a regular file at least `len` long.
+        let at = unsafe { map_shared(fd.as_raw_fd(), len)? };
+        Ok(Self { at, len, fd })
+    }
+
+    /// The first byte.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.at.as_ptr()
+    }
+
+    /// How many bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for SharedMemory {
+    fn drop(&mut self) {
+        // SAFETY: the mapping this value made, no longer used.
+        unsafe { libc::munmap(self.at.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Maps `len` bytes of `fd`, shared, for reading and writing.
+///
+/// # Safety
+///
+/// `fd` must be open, at least `len` bytes long.
+unsafe fn map_shared(fd: RawFd, len: usize) -> io::Result<std::ptr::NonNull<u8>> {
+    // SAFETY: the caller's contract; a new mapping aliases nothing.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::ptr::NonNull::new(at.cast()).expect("a mapping is never at 0"))
+}
+
+/// A file of `len` zero bytes in memory, closed on exec, whose size can
+/// never change again (sealed).
+#[cfg(target_os = "linux")]
+fn anonymous_memory(len: usize) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: a new descriptor, owned from here on; the name is a C string.
+    let fd = unsafe {
+        libc::memfd_create(
+            c"dropin-calls".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just made, owned by nothing else.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: ftruncate and fcntl on a descriptor this process owns.
+    unsafe {
+        if libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) != 0
+            || libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
+
+/// A file of `len` zero bytes in memory, closed on exec. (Without seals on
+/// this platform; it offers no way to keep a child from resizing it.)
+#[cfg(not(target_os = "linux"))]
+fn anonymous_memory(len: usize) -> io::Result<std::os::fd::OwnedFd> {
+    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("/dropin-{}-{made}\0", std::process::id());
+    // SAFETY: a new object, unlinked at once, its descriptor owned from
+    // here on.
+    unsafe {
+        let fd = libc::shm_open(
+            name.as_ptr().cast(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        libc::shm_unlink(name.as_ptr().cast());
+        let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+        if libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) != 0
+            || libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) != 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(fd)
+    }
+}
+
+/// Waits while `word` holds `value`, at most `timeout` (for ever if
+/// `None`); may return early, for no reason. `word` may be in memory shared
+/// with another process.
+#[cfg(target_os = "linux")]
+pub(crate) fn wait_on(word: &std::sync::atomic::AtomicU32, value: u32, timeout: Option<std::time::Duration>) {
+    let timeout = timeout.map(|left| libc::timespec {
+        tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::try_from(left.subsec_nanos()).unwrap_or(0),
+    });
+    let timeout = timeout
+        .as_ref()
+        .map_or(std::ptr::null(), std::ptr::from_ref);
+    // SAFETY: `word` is a valid, aligned 32-bit word for the call; a shared
+    // (not private) futex, since another process may wake it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            value,
+            timeout,
+        );
+    }
+}
+
+/// Wakes whatever waits on `word` ([`wait_on`]), in any process.
+#[cfg(target_os = "linux")]
+pub(crate) fn wake_all(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: as in `wait_on`.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+}
+
+/// Waits while `word` holds `value`, at most `timeout`: without a way to
+/// sleep on a word shared between processes, by looking again every 100
+/// microseconds.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn wait_on(word: &std::sync::atomic::AtomicU32, value: u32, timeout: Option<std::time::Duration>) {
+    let step = std::time::Duration::from_micros(100);
+    if word.load(std::sync::atomic::Ordering::SeqCst) == value {
+        std::thread::sleep(timeout.map_or(step, |left| left.min(step)));
+    }
+}
+
+/// Nothing to wake where waiting looks again by itself.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn wake_all(_: &std::sync::atomic::AtomicU32) {}
 
 /// Makes writes to a child's standard input return at once when the pipe
 /// is full, instead of waiting.

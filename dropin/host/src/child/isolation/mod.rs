@@ -202,6 +202,7 @@ mod calls;
 mod protocol;
 mod remote;
 mod serve;
+mod slots;
 mod spawn;
 
 use callbacks::*;

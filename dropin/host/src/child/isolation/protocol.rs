@@ -30,6 +30,10 @@ pub(super) struct Setup {
     pub(super) described_name: String,
     pub(super) described_version: String,
     pub(super) described_interface_version: String,
+    /// How the memory shared for calls, at the descriptor after the
+    /// channels, is laid out: how many slots, of how many bytes each.
+    pub(super) slots: u32,
+    pub(super) stride: u32,
 }
 
 /// What the child answers once its plugin is loaded; on the wire, its

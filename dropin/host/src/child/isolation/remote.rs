@@ -5,7 +5,7 @@
 use std::{
     process::{Child, ChildStdin, ChildStdout, ExitStatus},
     sync::{
-        Arc, Mutex, OnceLock, TryLockError,
+        Arc, Mutex, OnceLock, RwLock, TryLockError,
         atomic::{AtomicBool, Ordering},
     },
     thread,
@@ -18,6 +18,12 @@ use super::*;
 
 /// An isolated plugin's process, as its handle's [`Remote`].
 pub(super) struct Isolated {
+    /// Held, shared, by each call in flight, and alone by what ends the
+    /// process (a newer generation, a disabled plugin), which so waits for
+    /// the calls to return.
+    pub(super) gate: RwLock<()>,
+    /// Held briefly: by a call to learn which process to call (and to
+    /// start it again), and to record how that process ended.
     pub(super) state: Mutex<State>,
     /// The channel of `async fn` calls to the process now running, apart
     /// from `state`: an async call never waits for a call being served.
@@ -47,7 +53,8 @@ pub(super) struct State {
 pub(super) struct Process {
     pub(super) child: Child,
     pub(super) stdin: ChildStdin,
-    pub(super) stdout: ChildStdout,
+    /// The memory shared with it for calls.
+    pub(super) calls: Arc<slots::Calls>,
     /// How the process ended, once it did.
     pub(super) ended: Option<(CallErrorKind, String)>,
     /// Its channel of `async fn` calls.
@@ -65,16 +72,17 @@ impl Drop for Process {
     }
 }
 
-/// Sends one frame to `process` and waits for the answer; how the process
-/// ended, if it did instead of answering (which `process` then records).
-pub(super) fn round_trip(
+/// Sends the setup to `process` and waits for the answer on `stdout`,
+/// within the time a process may take to start; how the process ended, if
+/// it did instead of answering (which `process` then records).
+pub(super) fn setup_round_trip(
     process: &mut Process,
+    stdout: &mut ChildStdout,
     frame: &[u8],
-    timeout: Duration,
 ) -> Result<Vec<u8>, Ended> {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + START_TIMEOUT;
     let answer = write_frame_until(&mut process.stdin, frame, deadline)
-        .and_then(|()| read_frame_until(&mut process.stdout, MAX_FRAME, deadline));
+        .and_then(|()| read_frame_until(stdout, MAX_FRAME, deadline));
     let (kind, how) = match answer {
         Ok(Some(bytes)) => return Ok(bytes),
         Ok(None) | Err(Wait::Failed) => (CallErrorKind::Crashed, ended(&mut process.child)),
@@ -83,7 +91,7 @@ pub(super) fn round_trip(
             let _ = process.child.wait();
             (
                 CallErrorKind::TimedOut,
-                format!("did not answer within {timeout:?} and was killed"),
+                format!("did not answer within {START_TIMEOUT:?} and was killed"),
             )
         }
     };
@@ -96,25 +104,84 @@ impl Isolated {
     /// process if it ended earlier and the recovery allows it; `None` if a
     /// newer generation replaced this one.
     fn exchange(&self, frame: &[u8]) -> Option<Result<Vec<u8>, Ended>> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.retired {
-            return None;
-        }
-        // Disabled while this call waited for the process: never served.
-        if self.ending.load(Ordering::SeqCst) {
-            self.stop(&mut state, "was disabled");
-            drop(state);
-            self.spawner.callbacks.release_given();
-            return None;
-        }
-        let answer = self.exchange_locked(&mut state, frame);
-        drop(state);
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let calls = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.retired {
+                return None;
+            }
+            // Disabled while this call waited for the process: never served.
+            if self.ending.load(Ordering::SeqCst) {
+                drop((state, gate));
+                self.end_if_disabled();
+                return None;
+            }
+            if let Some((kind, how)) = state.process.ended.clone()
+                && let Err(why) = self.restart(&mut state)
+            {
+                return Some(Err(Ended {
+                    kind,
+                    how: format!("ended earlier ({how}){why}"),
+                }));
+            }
+            Arc::clone(&state.process.calls)
+        };
+        let answer = self.send(&calls, frame);
+        drop(gate);
         self.end_if_disabled();
         Some(answer)
     }
 
+    /// Sends `frame` to the process `calls` reaches and waits for the
+    /// answer; how the process failed the call, which ends it.
+    fn send(&self, calls: &Arc<slots::Calls>, frame: &[u8]) -> Result<Vec<u8>, Ended> {
+        let failure = match calls.round_trip(frame, Instant::now() + self.timeout) {
+            Ok(answer) => return Ok(answer),
+            Err(failure) => failure,
+        };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let slots::Failure::Busy = failure {
+            return Err(Ended {
+                kind: CallErrorKind::Failed,
+                how: format!(
+                    "had {} calls in flight for the call's whole timeout ({:?})",
+                    slots::SLOTS,
+                    self.timeout
+                ),
+            });
+        }
+        if !Arc::ptr_eq(&state.process.calls, calls) {
+            // Another call saw it end, and started another.
+            return Err(Ended {
+                kind: CallErrorKind::Crashed,
+                how: "ended while the call waited".to_owned(),
+            });
+        }
+        // Another call may have seen how it ended first.
+        if let Some((kind, how)) = state.process.ended.clone() {
+            return Err(Ended { kind, how });
+        }
+        let (kind, how) = match failure {
+            slots::Failure::Ended => (CallErrorKind::Crashed, ended(&mut state.process.child)),
+            slots::Failure::TimedOut => (
+                CallErrorKind::TimedOut,
+                format!("did not answer within {:?} and was killed", self.timeout),
+            ),
+            slots::Failure::Broken(why) => (
+                CallErrorKind::Crashed,
+                format!("broke the protocol of calls ({why}) and was killed"),
+            ),
+            slots::Failure::Busy => unreachable!("answered above"),
+        };
+        let _ = state.process.child.kill();
+        let _ = state.process.child.wait();
+        state.process.ended = Some((kind, how.clone()));
+        state.failed_at = Some(Instant::now());
+        Err(Ended { kind, how })
+    }
+
     /// Ends the process if the plugin was disabled and no call holds it.
-    /// Whatever holds the lock does the same once it lets go, so the last
+    /// Whatever holds the gate does the same once it lets go, so the last
     /// one out ends it.
     fn end_if_disabled(&self) {
         // Orders the unlock before the load, as `end` orders its store
@@ -123,30 +190,17 @@ impl Isolated {
         if !self.ending.load(Ordering::SeqCst) {
             return;
         }
-        let mut state = match self.state.try_lock() {
-            Ok(state) => state,
+        let gate = match self.gate.try_write() {
+            Ok(gate) => gate,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !state.retired {
             self.stop(&mut state, "was disabled");
-            drop(state);
+            drop((state, gate));
             self.spawner.callbacks.release_given();
         }
-    }
-
-    fn exchange_locked(&self, state: &mut State, frame: &[u8]) -> Result<Vec<u8>, Ended> {
-        if let Some((kind, how)) = state.process.ended.clone() {
-            self.restart(state).map_err(|why| Ended {
-                kind,
-                how: format!("ended earlier ({how}){why}"),
-            })?;
-        }
-        let answer = round_trip(&mut state.process, frame, self.timeout);
-        if answer.is_err() {
-            state.failed_at = Some(Instant::now());
-        }
-        answer
     }
 
     /// Starts a new process in place of the one that ended; why not, as
@@ -306,37 +360,42 @@ impl Remote for Isolated {
     }
 
     fn drop_object(&self, object: u64) -> Result<(), CallError> {
-        let mut state = if SERVING.with(std::cell::Cell::get) == self.spawner.id {
+        let gate = if SERVING.with(std::cell::Cell::get) == self.spawner.id {
             // The thread that serves the process's calls to the host (an
-            // application's callback dropped a handle): the process may be
-            // waiting for it, holding a call. Then the object is left to its
-            // process, which drops it as it ends.
-            match self.state.try_lock() {
-                Ok(state) => state,
+            // application's callback dropped a handle): a call in flight
+            // may wait for this thread, and what waits to end the process
+            // waits for that call. Then the object is left to its process,
+            // which is ending and drops it as it ends.
+            match self.gate.try_read() {
+                Ok(gate) => gate,
                 Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                 Err(TryLockError::WouldBlock) => {
                     log::debug!(
                         target: &dropin::log_target(&self.name),
-                        "object {object} left to its process: dropped while the process waits"
+                        "object {object} left to its process: dropped while the process ends"
                     );
                     return Ok(());
                 }
             }
         } else {
-            self.state.lock().unwrap_or_else(|e| e.into_inner())
+            self.gate.read().unwrap_or_else(|e| e.into_inner())
         };
-        // The process ended, or was replaced: the object went with it.
-        // Never restarted for a drop.
-        if state.retired || state.process.ended.is_some() || self.ending.load(Ordering::SeqCst) {
-            return Ok(());
-        }
+        let calls = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            // The process ended, or was replaced: the object went with it.
+            // Never restarted for a drop.
+            if state.retired
+                || state.process.ended.is_some()
+                || self.ending.load(Ordering::SeqCst)
+            {
+                return Ok(());
+            }
+            Arc::clone(&state.process.calls)
+        };
         let mut frame = Vec::new();
         Request::DropObject { id: object }.encode(&mut frame);
-        let answer = round_trip(&mut state.process, &frame, self.timeout);
-        if answer.is_err() {
-            state.failed_at = Some(Instant::now());
-        }
-        drop(state);
+        let answer = self.send(&calls, &frame);
+        drop(gate);
         self.end_if_disabled();
         let answer = answer.map_err(|ended| self.ended(ended))?;
         dropin::abi::decode_outcome(&self.name, &answer).map(|_| ())
@@ -372,10 +431,11 @@ impl Remote for Isolated {
 
     fn retire(&self, successor: Option<Arc<dyn Remote>>) {
         let _ = self.successor.set(successor);
-        // Waits for the call being served, if any.
+        // Waits for the calls in flight, if any.
+        let gate = self.gate.write().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.stop(&mut state, "was replaced by a newer generation");
-        drop(state);
+        drop((state, gate));
         self.spawner.callbacks.release_given();
     }
 
@@ -461,8 +521,6 @@ impl Remote for Isolated {
             .is_none()
             .then(|| state.process.child.id());
         drop(state);
-        // Holding the lock, this may have kept `end` from ending it.
-        self.end_if_disabled();
         id
     }
 }

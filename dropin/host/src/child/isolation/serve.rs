@@ -40,6 +40,19 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .ok_or("the host closed the pipe before the setup")?;
     let setup = message::<Setup>(&setup).map_err(|e| e.to_string())?;
+    if (setup.slots as usize, setup.stride as usize) != (slots::SLOTS, slots::STRIDE) {
+        return Err(format!(
+            "the host shares {} slots of {} bytes for calls, this program serves {} of {}",
+            setup.slots,
+            setup.stride,
+            slots::SLOTS,
+            slots::STRIDE
+        ));
+    }
+    // SAFETY: the host put the memory shared for calls at descriptor 5,
+    // after its two channels.
+    let memory = unsafe { sys::SharedMemory::inherited(5, slots::SLOTS * slots::STRIDE) }
+        .map_err(|e| format!("cannot reach the memory shared for calls: {e}"))?;
     // Frames go out on what was standard output; whatever the plugin
     // prints there goes to standard error instead, which the host logs.
     let mut output =
@@ -129,50 +142,75 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
     if let Some(channel) = async_channel {
         calls::serve(channel, plugin);
     }
-    let mut out = Vec::new();
-    while let Some(request) = read_frame(&mut input, MAX_FRAME).map_err(|e| e.to_string())? {
-        out.clear();
-        match message::<Request>(&request).map_err(|e| e.to_string())? {
-            Request::Call { method, args } => plugin
-                .handle()
-                .serve(method as usize, &args, &mut out)
-                .map_err(|e| e.to_string())?,
-            Request::Object { id, method, args } => {
-                dropin::__private::serve_object(id, method as usize, &args, &mut out)
-                    .map_err(|e| e.to_string())?;
-            }
-            Request::DropObject { id } => {
-                dropin::__private::drop_object(id);
-                // A drop that panicked disabled the plugin here: the host's
-                // side of it learns so.
-                let outcome = match plugin.core().failure() {
-                    Some(failure) => Err(CallError::from_parts(
-                        CallErrorKind::Panicked,
-                        plugin.name(),
-                        failure
-                            .strip_prefix("panicked: ")
-                            .unwrap_or(failure)
-                            .to_owned(),
-                        None,
-                    )),
-                    None => Ok(()),
-                };
-                dropin::abi::encode_outcome(&outcome, &mut out);
-            }
-            Request::Save => {
-                let saved = plugin
-                    .extensions
-                    .map_or(Ok(None), dropin::abi::save_state)
-                    .map_err(|message| {
-                        CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
-                    });
-                dropin::abi::encode_outcome(
-                    &saved.map(|state| state.map(|(version, bytes)| Saved { version, bytes })),
-                    &mut out,
-                );
-            }
+    // Each slot of the shared memory served on a thread of its own: calls
+    // from several of the host's threads run at once.
+    let memory: &'static sys::SharedMemory = Box::leak(Box::new(memory));
+    for index in 0..slots::SLOTS {
+        std::thread::Builder::new()
+            .name(format!("dropin-slot-{index}"))
+            .spawn(move || {
+                slots::serve_slot(memory, index, |request, out| {
+                    if let Err(error) = serve_request(plugin, request, out) {
+                        let _ = writeln!(io::stderr(), "isolated plugin process: {error}");
+                        std::process::exit(1);
+                    }
+                })
+            })
+            .map_err(|e| format!("cannot start a thread to serve calls: {e}"))?;
+    }
+    // Until the host closes the pipe: then this process ends.
+    while read_frame(&mut input, MAX_FRAME)
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {}
+    Ok(())
+}
+
+/// Serves one request of the host's: `out` gets the answer.
+fn serve_request<I: Interface>(
+    plugin: &crate::load::Plugin<I>,
+    request: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    match message::<Request>(request).map_err(|e| e.to_string())? {
+        Request::Call { method, args } => plugin
+            .handle()
+            .serve(method as usize, &args, out)
+            .map_err(|e| e.to_string())?,
+        Request::Object { id, method, args } => {
+            dropin::__private::serve_object(id, method as usize, &args, out)
+                .map_err(|e| e.to_string())?;
         }
-        write_frame(&mut output, &out).map_err(|e| e.to_string())?;
+        Request::DropObject { id } => {
+            dropin::__private::drop_object(id);
+            // A drop that panicked disabled the plugin here: the host's
+            // side of it learns so.
+            let outcome = match plugin.core().failure() {
+                Some(failure) => Err(CallError::from_parts(
+                    CallErrorKind::Panicked,
+                    plugin.name(),
+                    failure
+                        .strip_prefix("panicked: ")
+                        .unwrap_or(failure)
+                        .to_owned(),
+                    None,
+                )),
+                None => Ok(()),
+            };
+            dropin::abi::encode_outcome(&outcome, out);
+        }
+        Request::Save => {
+            let saved = plugin
+                .extensions
+                .map_or(Ok(None), dropin::abi::save_state)
+                .map_err(|message| {
+                    CallError::from_parts(CallErrorKind::Failed, plugin.name(), message, None)
+                });
+            dropin::abi::encode_outcome(
+                &saved.map(|state| state.map(|(version, bytes)| Saved { version, bytes })),
+                out,
+            );
+        }
     }
     Ok(())
 }

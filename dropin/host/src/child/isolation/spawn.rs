@@ -70,6 +70,8 @@ pub(crate) fn start<I: Interface>(
         described_name: described.plugin_name.clone(),
         described_version: described.plugin_version.clone(),
         described_interface_version: described.interface_version.clone(),
+        slots: slots::SLOTS as u32,
+        stride: slots::STRIDE as u32,
     };
     let expected = described.plugin_name.as_str();
     let mut bytes = Vec::new();
@@ -120,6 +122,7 @@ pub(crate) fn start<I: Interface>(
     }
     let _ = spawner.target.set(dropin::log_target(&ready.name));
     let isolated = Isolated {
+        gate: std::sync::RwLock::new(()),
         link: Mutex::new(process.link.clone()),
         successor: OnceLock::new(),
         ending: AtomicBool::new(false),
@@ -310,11 +313,16 @@ impl Spawner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         sys::confine(&mut command, self.memory_limit, self.confined);
+        let calls = Arc::new(
+            slots::Calls::new()
+                .map_err(|e| format!("its shared memory could not be set up: {e}"))?,
+        );
         // At descriptor 3, the process's calls to the host; at 4, the
-        // host's `async fn` calls to the process.
+        // host's `async fn` calls to the process; at 5, the memory shared
+        // for the host's other calls.
         let channels = if sys::target::UNIX {
             Some(
-                sys::child_channels::<2>(&mut command)
+                sys::child_channels::<2>(&mut command, calls.memory())
                     .map_err(|e| format!("its channels could not be set up: {e}"))?,
             )
         } else {
@@ -341,7 +349,7 @@ impl Spawner {
         // Writes wait for the pipe within the call's deadline, never for
         // ever: a process that stops reading cannot block the host.
         sys::set_nonblocking(&stdin).map_err(|e| format!("its pipe could not be set up: {e}"))?;
-        let stdout = child.stdout.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let forwarder = forward_stderr(stderr, Arc::clone(&self.target), self.path.clone());
         let link = match async_end {
@@ -354,7 +362,7 @@ impl Spawner {
         let mut process = Process {
             child,
             stdin,
-            stdout,
+            calls,
             ended: None,
             link,
         };
@@ -363,7 +371,7 @@ impl Spawner {
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         crate::child::frame::write_frame_until(&mut process.stdin, nonce.as_bytes(), deadline)
             .map_err(|_| format!("its process {}", ended(&mut process.child)))?;
-        let answer = round_trip(&mut process, &self.setup, START_TIMEOUT)
+        let answer = setup_round_trip(&mut process, &mut stdout, &self.setup)
             .map_err(|ended| format!("its process {ended}"))?;
         let answer = message::<Answer>(&answer)
             .map_err(|e| format!("its process answered the setup with a {e}"))?;
@@ -371,6 +379,17 @@ impl Spawner {
             Answer::Started(ready) => ready,
             Answer::NotLoaded(not) => return Err(Failure::NotLoaded(not)),
         };
+        // The pipe the process answered the setup on, which it alone holds
+        // (not the programs it starts), closes when it ends: then every
+        // call waiting for it fails at once.
+        let calls = Arc::clone(&process.calls);
+        thread::Builder::new()
+            .name("dropin-watch".to_owned())
+            .spawn(move || {
+                let _ = io::copy(&mut stdout, &mut io::sink());
+                calls.end();
+            })
+            .map_err(|e| format!("cannot watch its process: {e}"))?;
         Ok((process, forwarder, ready))
     }
 }
