@@ -917,3 +917,126 @@ fn an_isolated_process_dies_with_its_host_even_under_sigkill() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Calls from several threads to one isolated plugin run at once in its
+/// process: four calls that each take 300 ms end in far less than the
+/// 1.2 s they would take one after another.
+#[test]
+fn calls_from_several_threads_to_one_isolated_plugin_run_at_once() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let report = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(artifacts().host_binary()))
+        .isolate(Isolate::All)
+        .config("runs-at-open", "greet = \"nap\"")
+        .build_isolated()
+        .load()
+        .unwrap();
+    let plugin = report.registry.get("runs-at-open").unwrap();
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..4).map(|_| scope.spawn(|| plugin.greet())).collect();
+        for call in calls {
+            assert_eq!(
+                call.join().unwrap().unwrap(),
+                "Hello from a library with a constructor!"
+            );
+        }
+    });
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(900), "4 calls took {took:?}");
+}
+
+/// A plugin that writes over the memory its process shares with the host
+/// for calls fails its own call: the host reads a turn it did not give, or
+/// a length past the buffer, kills the process, and carries on.
+#[test]
+fn a_plugin_writing_over_its_shared_memory_fails_its_own_call_and_nothing_else() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    for (mode, why) in [
+        ("scribble", "a turn the host did not give"),
+        ("overlong", "a length past its buffer or the largest answer"),
+    ] {
+        let output = dir
+            .command(&["--isolate", "greet", "runs-at-open", "hello"])
+            .env("GREETER_GREET", mode)
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&output), "hello: Hello!\n", "{mode}");
+        assert_eq!(
+            stderr(&output),
+            format!(
+                "greeter-host: plugin 'runs-at-open' crashed: its process broke the protocol \
+                 of calls ({why}) and was killed\n"
+            ),
+            "{mode}"
+        );
+        assert_eq!(output.status.code(), Some(1), "{mode}");
+    }
+}
+
+/// The processor time of `pid` and every process under it, in clock ticks.
+fn tree_ticks(pid: u32) -> u64 {
+    let own = fs::read_to_string(format!("/proc/{pid}/stat")).map_or(0, |stat| {
+        // Fields after `pid (comm) `: utime and stime are the 12th and 13th.
+        let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = rest.split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    });
+    own + children_of(pid).into_iter().map(tree_ticks).sum::<u64>()
+}
+
+/// An isolated plugin's process that waits for calls uses no processor:
+/// after a call, its threads spin for a fraction of a millisecond, then
+/// sleep until the next.
+#[test]
+fn an_idle_isolated_plugins_process_uses_no_processor_time() {
+    let dir = PluginDir::with(&["hello"]);
+    let report = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(artifacts().host_binary()))
+        .isolate(Isolate::All)
+        .build_isolated()
+        .load()
+        .unwrap();
+    let plugin = report.registry.get("hello").unwrap();
+    for _ in 0..1000 {
+        assert_eq!(plugin.greet().unwrap(), "Hello!");
+    }
+    let pid = plugin.core().process_id().expect("running");
+    std::thread::sleep(Duration::from_millis(100));
+    let before = tree_ticks(pid);
+    std::thread::sleep(Duration::from_secs(10));
+    let after = tree_ticks(pid);
+    assert_eq!(after - before, 0, "ticks used while idle for 10 s");
+    assert_eq!(plugin.greet().unwrap(), "Hello!");
+}
+
+/// Arguments and answers larger than the memory a call has in the shared
+/// slot cross in chunks, from several threads at once.
+#[test]
+fn an_isolated_call_larger_than_its_slot_crosses_whole() {
+    let dir = PluginDir::with(&["counter"]);
+    let report = Loader::<GreeterPlugin>::builder()
+        .dir(dir.path())
+        .probe(Probe::command(artifacts().host_binary()))
+        .isolate(Isolate::All)
+        .build_isolated()
+        .load()
+        .unwrap();
+    let plugin = report.registry.get("counter").unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..3 {
+            let plugin = &plugin;
+            scope.spawn(move || {
+                for len in [65_471, 65_472, 65_473, 1 << 20] {
+                    let name: String = (0..len)
+                        .map(|i| char::from(b'a' + ((i + thread) % 26) as u8))
+                        .collect();
+                    let answer = plugin.greet_to(&name).unwrap();
+                    assert!(answer.starts_with(&format!("{name}, Hello, visitor #")));
+                }
+            });
+        }
+    });
+}

@@ -406,10 +406,15 @@ fn anonymous_memory(len: usize) -> io::Result<std::os::fd::OwnedFd> {
 /// `None`); may return early, for no reason. `word` may be in memory shared
 /// with another process.
 #[cfg(target_os = "linux")]
-pub(crate) fn wait_on(word: &std::sync::atomic::AtomicU32, value: u32, timeout: Option<std::time::Duration>) {
+pub(crate) fn wait_on(
+    word: &std::sync::atomic::AtomicU32,
+    value: u32,
+    timeout: Option<std::time::Duration>,
+) {
     let timeout = timeout.map(|left| libc::timespec {
         tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::try_from(left.subsec_nanos()).unwrap_or(0),
+        // Under 10^9: fits any `c_long`.
+        tv_nsec: left.subsec_nanos() as libc::c_long,
     });
     let timeout = timeout
         .as_ref()
@@ -440,7 +445,11 @@ pub(crate) fn wake_all(word: &std::sync::atomic::AtomicU32) {
 /// sleep on a word shared between processes, by looking again every 100
 /// microseconds.
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn wait_on(word: &std::sync::atomic::AtomicU32, value: u32, timeout: Option<std::time::Duration>) {
+pub(crate) fn wait_on(
+    word: &std::sync::atomic::AtomicU32,
+    value: u32,
+    timeout: Option<std::time::Duration>,
+) {
     let step = std::time::Duration::from_micros(100);
     if word.load(std::sync::atomic::Ordering::SeqCst) == value {
         std::thread::sleep(timeout.map_or(step, |left| left.min(step)));

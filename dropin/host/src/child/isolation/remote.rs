@@ -384,9 +384,7 @@ impl Remote for Isolated {
             let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             // The process ended, or was replaced: the object went with it.
             // Never restarted for a drop.
-            if state.retired
-                || state.process.ended.is_some()
-                || self.ending.load(Ordering::SeqCst)
+            if state.retired || state.process.ended.is_some() || self.ending.load(Ordering::SeqCst)
             {
                 return Ok(());
             }

@@ -127,8 +127,8 @@ impl Slot<'_> {
         let words = len / 8;
         for i in 0..words {
             // SAFETY: within the buffer (`len` was bounded), 8-aligned.
-            let word = unsafe { AtomicU64::from_ptr(self.data.add(i * 8).cast()) }
-                .load(Ordering::Relaxed);
+            let word =
+                unsafe { AtomicU64::from_ptr(self.data.add(i * 8).cast()) }.load(Ordering::Relaxed);
             out.extend_from_slice(&word.to_ne_bytes());
         }
         for i in words * 8..len {
@@ -286,7 +286,12 @@ impl Calls {
         }
     }
 
-    fn exchange(&self, held: &mut Held, request: &[u8], deadline: Instant) -> Result<Vec<u8>, Failure> {
+    fn exchange(
+        &self,
+        held: &mut Held,
+        request: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, Failure> {
         let slot = slot(&self.memory, held.index);
         let mut chunks = request.chunks(CAPACITY).peekable();
         // An empty request is one empty chunk.
@@ -304,7 +309,11 @@ impl Calls {
         let mut answer = Vec::new();
         loop {
             match slot.take(&mut answer, MAX_FRAME) {
-                None => return Err(Failure::Broken("a length past its buffer or the largest answer")),
+                None => {
+                    return Err(Failure::Broken(
+                        "a length past its buffer or the largest answer",
+                    ));
+                }
                 Some(false) => return Ok(answer),
                 Some(true) => self.hand_and_wait(slot, held, deadline)?,
             }
@@ -312,7 +321,12 @@ impl Calls {
     }
 
     /// Hands the buffer to the process and waits until it hands it back.
-    fn hand_and_wait(&self, slot: Slot<'_>, held: &mut Held, deadline: Instant) -> Result<(), Failure> {
+    fn hand_and_wait(
+        &self,
+        slot: Slot<'_>,
+        held: &mut Held,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
         let theirs = held.turn.wrapping_add(1);
         let ours = held.turn.wrapping_add(2);
         slot.hand(theirs, &slot.head.child_asleep);
@@ -345,7 +359,11 @@ impl Calls {
 
 /// The process's side of one slot: waits for each request, has it served,
 /// and answers, for as long as the process lives.
-pub(super) fn serve_slot(memory: &SharedMemory, index: usize, mut serve: impl FnMut(&[u8], &mut Vec<u8>)) -> ! {
+pub(super) fn serve_slot(
+    memory: &SharedMemory,
+    index: usize,
+    mut serve: impl FnMut(&[u8], &mut Vec<u8>),
+) -> ! {
     let slot = slot(memory, index);
     // The turn at which the buffer is this side's next.
     let mut mine: u32 = 1;
