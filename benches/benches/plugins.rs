@@ -284,7 +284,7 @@ fn calls(c: &mut Criterion) {
     assert_eq!(ipc.greet(), "Hello!");
     group.bench_function("ipc", |b| b.iter(|| ipc.greet()));
     // The same plugin file, isolated: its own process, reached through the
-    // same handle over pipes.
+    // same handle, through memory shared with it.
     let isolated = Loader::<GreeterPlugin>::builder()
         .dir(dir.path())
         .probe(Probe::command(plugins.join("greeter-host")))
@@ -297,6 +297,28 @@ fn calls(c: &mut Criterion) {
         .expect("the hello plugin loads isolated");
     assert!(isolated.is_isolated());
     group.bench_function("isolated", |b| b.iter(|| isolated.greet().unwrap()));
+    group.finish();
+    // One isolated plugin called from 1 and from 4 threads at once
+    // (throughput in calls): each thread makes the same number of calls.
+    let mut group = c.benchmark_group("isolated");
+    for threads in [1_u64, 4] {
+        group.throughput(Throughput::Elements(threads));
+        group.bench_function(format!("greet_threads_x{threads}"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for _ in 0..threads {
+                        scope.spawn(|| {
+                            for _ in 0..iters {
+                                black_box(isolated.greet().unwrap());
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            });
+        });
+    }
     group.finish();
 
     // From a crash to the restarted plugin answering again: the isolated
