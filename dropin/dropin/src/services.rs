@@ -343,64 +343,85 @@ pub struct Shared<T> {
 }
 
 thread_local! {
-    static CALLING: Cell<Option<*const str>> = const { Cell::new(None) };
+    /// The caller whose service call this thread serves (null outside one).
+    static CALLING: Cell<*const Caller> = const { Cell::new(std::ptr::null()) };
 }
 
 /// The name of the plugin whose service call this thread is serving, for
 /// the application's service implementations (`None` outside one).
 pub fn calling_plugin() -> Option<String> {
-    CALLING.with(|calling| {
-        // SAFETY: set by `serve_with` to a name that outlives the call it
-        // serves, and reset when the call returns.
-        calling.get().map(|name| unsafe { &*name }.to_owned())
-    })
+    let caller = CALLING.with(Cell::get);
+    // SAFETY: set by `serve_with` to a caller that outlives the call it
+    // serves, and reset when the call returns.
+    (!caller.is_null()).then(|| unsafe { &*caller }.plugin.to_string())
 }
 
 /// Runs one service call for `caller` on `host`: refused if the plugin was
 /// disabled, `calling_plugin` set meanwhile, a panic caught and reported.
+/// Inlined into each service's function: what only a refusal or a panic
+/// needs is out of line.
 #[doc(hidden)]
+#[inline]
 pub fn serve_with<T, R>(
     caller: &Caller,
     host: &T,
     f: impl FnOnce(&T) -> Result<R, String>,
 ) -> RResult<R, RawError> {
     if caller.refused.load(Ordering::Acquire) {
-        return RResult::RErr(RawError::new(
-            RawErrorKind::Failed,
-            format!(
-                "refused: plugin '{}' was disabled by the host",
-                caller.plugin
-            ),
-            None,
-        ));
+        return RResult::RErr(refused(caller));
     }
-    let name: *const str = &*caller.plugin;
-    let previous = CALLING.with(|calling| calling.replace(Some(name)));
+    let previous = CALLING.with(|calling| calling.replace(std::ptr::from_ref(caller)));
     let outcome = catch_unwind(AssertUnwindSafe(|| f(host)));
     CALLING.with(|calling| calling.set(previous));
     match outcome {
         Ok(Ok(value)) => RResult::ROk(value),
-        Ok(Err(message)) => RResult::RErr(RawError::new(RawErrorKind::Failed, message, None)),
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
-            // A payload whose drop panics is leaked rather than dropped.
-            if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-                std::mem::forget(second);
-            }
-            // A logger that panics must not unwind out of this function.
-            let _ = catch_unwind(AssertUnwindSafe(|| {
-                log::warn!(
-                    "the host's service panicked while serving plugin '{}': {message}",
-                    caller.plugin
-                );
-            }));
-            RResult::RErr(RawError::new(RawErrorKind::Panicked, message, None))
-        }
+        Ok(Err(message)) => RResult::RErr(failed(message)),
+        Err(payload) => RResult::RErr(panicked(caller, payload)),
     }
+}
+
+/// The error of a call from a plugin the host disabled.
+#[cold]
+#[inline(never)]
+fn refused(caller: &Caller) -> RawError {
+    RawError::new(
+        RawErrorKind::Failed,
+        format!(
+            "refused: plugin '{}' was disabled by the host",
+            caller.plugin
+        ),
+        None,
+    )
+}
+
+/// The error of a service that failed with `message`.
+#[cold]
+#[inline(never)]
+fn failed(message: String) -> RawError {
+    RawError::new(RawErrorKind::Failed, message, None)
+}
+
+/// The error of a service that panicked with `payload`, which is dropped
+/// here (a payload whose drop panics is leaked); the panic is logged.
+#[cold]
+#[inline(never)]
+fn panicked(caller: &Caller, payload: Box<dyn std::any::Any + Send>) -> RawError {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
+    // A logger that panics must not unwind out of this function.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        log::warn!(
+            "the host's service panicked while serving plugin '{}': {message}",
+            caller.plugin
+        );
+    }));
+    RawError::new(RawErrorKind::Panicked, message, None)
 }
 
 /// The context of a host-side service function, back to what it is.
