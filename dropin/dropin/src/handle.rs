@@ -523,10 +523,14 @@ impl PluginCore {
         CallError::missing(self.name, method, since, self.interface_version)
     }
 
+    #[cold]
+    #[inline(never)]
     fn disabled(&self) -> CallError {
         self.state.disabled()
     }
 
+    #[cold]
+    #[inline(never)]
     fn failed(&self, error: RawError) -> CallError {
         self.state.failed(error)
     }
