@@ -948,14 +948,17 @@ fn calls_from_several_threads_to_one_isolated_plugin_run_at_once() {
 }
 
 /// A plugin that writes over the memory its process shares with the host
-/// for calls fails its own call: the host reads a turn it did not give, or
-/// a length past the buffer, kills the process, and carries on.
+/// for calls fails its own call: the host reads a turn it did not give, a
+/// length past the buffer, or an empty chunk said to be followed by more
+/// (which, answered for ever, would hold the call past its deadline), kills
+/// the process, and carries on.
 #[test]
 fn a_plugin_writing_over_its_shared_memory_fails_its_own_call_and_nothing_else() {
     let dir = PluginDir::with(&["hello", "runs_at_open"]);
     for (mode, why) in [
         ("scribble", "a turn the host did not give"),
-        ("overlong", "a length past its buffer or the largest answer"),
+        ("overlong", "a length past its buffer"),
+        ("endless", "a chunk short of its buffer before the last"),
     ] {
         let output = dir
             .command(&["--isolate", "greet", "runs-at-open", "hello"])

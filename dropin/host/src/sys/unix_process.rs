@@ -184,6 +184,8 @@ pub(crate) fn child_channels<const N: usize>(
     }
     let pairs: [(Channel, Channel); N] =
         pairs.try_into().unwrap_or_else(|_| unreachable!("N pairs"));
+    // The child's copy is made in a fixed array: no allocation after fork.
+    assert!(N < 8, "at most 7 channels and the shared memory");
     let mut fds = vec![0; N + 1];
     for (fd, pair) in fds.iter_mut().zip(&pairs) {
         *fd = pair.1.as_raw_fd();
@@ -373,13 +375,17 @@ fn anonymous_memory(len: usize) -> io::Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
-/// A file of `len` zero bytes in memory, closed on exec. (Without seals on
-/// this platform; it offers no way to keep a child from resizing it.)
+/// A file of `len` zero bytes in memory, closed on exec. Without seals on
+/// this platform: a child could resize it, and the host's next read of it
+/// would fault. (Not built or tested here: Linux is the platform CI runs.)
 #[cfg(not(target_os = "linux"))]
 fn anonymous_memory(len: usize) -> io::Result<std::os::fd::OwnedFd> {
-    static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let name = format!("/dropin-{}-{made}\0", std::process::id());
+    use std::hash::{BuildHasher, Hasher};
+    // A name no other process can guess and take first.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let name = format!("/dropin-{}-{random:016x}\0", std::process::id());
     // SAFETY: a new object, unlinked at once, its descriptor owned from
     // here on.
     unsafe {
@@ -442,15 +448,16 @@ pub(crate) fn wake_all(word: &std::sync::atomic::AtomicU32) {
 }
 
 /// Waits while `word` holds `value`, at most `timeout`: without a way to
-/// sleep on a word shared between processes, by looking again every 100
-/// microseconds.
+/// sleep on a word shared between processes here, by looking again after
+/// a millisecond (so a process waiting for calls wakes a thousand times a
+/// second on this platform).
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn wait_on(
     word: &std::sync::atomic::AtomicU32,
     value: u32,
     timeout: Option<std::time::Duration>,
 ) {
-    let step = std::time::Duration::from_micros(100);
+    let step = std::time::Duration::from_millis(1);
     if word.load(std::sync::atomic::Ordering::SeqCst) == value {
         std::thread::sleep(timeout.map_or(step, |left| left.min(step)));
     }

@@ -4,8 +4,9 @@
 //! The same plugin file, the same checks, the same handle: an isolated
 //! plugin's library is opened, checked and initialised in a child process
 //! (the application's own executable started again, like the probe), and
-//! each call through its handle is encoded ([`dropin::wire`]), sent over a
-//! pipe, served there, and answered. A plugin that crashes, aborts, exits or
+//! each call through its handle is encoded ([`dropin::wire`]), handed to
+//! that process through memory the two share (`slots`), served there, and
+//! answered the same way. A plugin that crashes, aborts, exits or
 //! hangs ends its own process, not the host: the call fails with
 //! [`CallErrorKind::Crashed`](dropin::CallErrorKind::Crashed) or [`CallErrorKind::TimedOut`](dropin::CallErrorKind::TimedOut) naming how, and
 //! the plugin is disabled.

@@ -1,6 +1,8 @@
-//! An isolated plugin as its handle's `Remote`: a call is a frame to its
-//! process and a frame back, within the call's deadline; a crash or a
-//! timeout fails the call and, if asked, starts the process again.
+//! An isolated plugin as its handle's `Remote`: a call is a request handed
+//! to its process through a slot of their shared memory and an answer
+//! handed back, within the call's deadline, several calls at once; a
+//! crash, a timeout or a broken protocol fails the call and, if asked,
+//! starts the process again.
 
 use std::{
     process::{Child, ChildStdin, ChildStdout, ExitStatus},
@@ -99,21 +101,59 @@ pub(super) fn setup_round_trip(
     Err(Ended { kind, how })
 }
 
+/// A call's hold on its plugin's process (the gate, shared): whatever way
+/// the call returns, letting go ends the process if the plugin was
+/// disabled meanwhile.
+struct InFlight<'a> {
+    isolated: &'a Isolated,
+    gate: Option<std::sync::RwLockReadGuard<'a, ()>>,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(isolated: &'a Isolated, gate: std::sync::RwLockReadGuard<'a, ()>) -> Self {
+        Self {
+            isolated,
+            gate: Some(gate),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        drop(self.gate.take());
+        self.isolated.end_if_disabled();
+    }
+}
+
 impl Isolated {
+    /// The state, waited for, except on the thread that serves the
+    /// process's calls to the host: a thread that holds the state may be
+    /// waiting for the process, which may be waiting for that thread. There
+    /// `None` if another thread holds it.
+    fn lock_state(&self) -> Option<std::sync::MutexGuard<'_, State>> {
+        if SERVING.with(std::cell::Cell::get) != self.spawner.id {
+            return Some(self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        match self.state.try_lock() {
+            Ok(state) => Some(state),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Sends one call and waits for the answer, after restarting the
     /// process if it ended earlier and the recovery allows it; `None` if a
     /// newer generation replaced this one.
     fn exchange(&self, frame: &[u8]) -> Option<Result<Vec<u8>, Ended>> {
-        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let _in_flight = InFlight::new(self, self.gate.read().unwrap_or_else(|e| e.into_inner()));
         let calls = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if state.retired {
                 return None;
             }
-            // Disabled while this call waited for the process: never served.
+            // Disabled while this call waited for the process: never served
+            // (letting go ends the process).
             if self.ending.load(Ordering::SeqCst) {
-                drop((state, gate));
-                self.end_if_disabled();
                 return None;
             }
             if let Some((kind, how)) = state.process.ended.clone()
@@ -126,10 +166,7 @@ impl Isolated {
             }
             Arc::clone(&state.process.calls)
         };
-        let answer = self.send(&calls, frame);
-        drop(gate);
-        self.end_if_disabled();
-        Some(answer)
+        Some(self.send(&calls, frame))
     }
 
     /// Sends `frame` to the process `calls` reaches and waits for the
@@ -139,7 +176,6 @@ impl Isolated {
             Ok(answer) => return Ok(answer),
             Err(failure) => failure,
         };
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let slots::Failure::Busy = failure {
             return Err(Ended {
                 kind: CallErrorKind::Failed,
@@ -150,6 +186,14 @@ impl Isolated {
                 ),
             });
         }
+        let Some(mut state) = self.lock_state() else {
+            // The thread that serves the process's calls to the host, while
+            // another holds the state: how it ended is recorded there.
+            return Err(Ended {
+                kind: CallErrorKind::Crashed,
+                how: "ended while the call waited".to_owned(),
+            });
+        };
         if !Arc::ptr_eq(&state.process.calls, calls) {
             // Another call saw it end, and started another.
             return Err(Ended {
@@ -195,7 +239,11 @@ impl Isolated {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // The thread that holds the state ends the process when it lets
+        // go, if it is a call's; `relink` does the same.
+        let Some(mut state) = self.lock_state() else {
+            return;
+        };
         if !state.retired {
             self.stop(&mut state, "was disabled");
             drop((state, gate));
@@ -380,8 +428,15 @@ impl Remote for Isolated {
         } else {
             self.gate.read().unwrap_or_else(|e| e.into_inner())
         };
+        let _in_flight = InFlight::new(self, gate);
         let calls = {
-            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(state) = self.lock_state() else {
+                log::debug!(
+                    target: &dropin::log_target(&self.name),
+                    "object {object} left to its process: dropped while the process starts"
+                );
+                return Ok(());
+            };
             // The process ended, or was replaced: the object went with it.
             // Never restarted for a drop.
             if state.retired || state.process.ended.is_some() || self.ending.load(Ordering::SeqCst)
@@ -393,8 +448,7 @@ impl Remote for Isolated {
         let mut frame = Vec::new();
         Request::DropObject { id: object }.encode(&mut frame);
         let answer = self.send(&calls, &frame);
-        drop(gate);
-        self.end_if_disabled();
+        drop(_in_flight);
         let answer = answer.map_err(|ended| self.ended(ended))?;
         dropin::abi::decode_outcome(&self.name, &answer).map(|_| ())
     }
@@ -457,10 +511,15 @@ impl Remote for Isolated {
         let link = self.link.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match link {
             Some(link) if !link.is_closed() => link.call(method, args),
-            _ => match self.relink() {
-                Ok(link) => link.call(method, args),
-                Err(error) => calls::failed(error),
-            },
+            _ => {
+                let relinked = self.relink();
+                // Disabled while it restarted the process: ended now.
+                self.end_if_disabled();
+                match relinked {
+                    Ok(link) => link.call(method, args),
+                    Err(error) => calls::failed(error),
+                }
+            }
         }
     }
 
@@ -503,16 +562,7 @@ impl Remote for Isolated {
     }
 
     fn process_id(&self) -> Option<u32> {
-        let state = if SERVING.with(std::cell::Cell::get) == self.spawner.id {
-            // As in `drop_object`: never wait for the process that waits.
-            match self.state.try_lock() {
-                Ok(state) => state,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return None,
-            }
-        } else {
-            self.state.lock().unwrap_or_else(|e| e.into_inner())
-        };
+        let state = self.lock_state()?;
         let id = state
             .process
             .ended

@@ -21,7 +21,8 @@
 //! process is killed: what a process writes into its memory fails its own
 //! calls and nothing else. The memory's size is sealed: the process cannot
 //! shrink it under the host. Whether the process still lives is the host's
-//! own knowledge: it ended when the pipe only it held closed.
+//! own knowledge: it ended when the pipe only it held closed (and a process
+//! that writes on that pipe after its setup broke the protocol).
 
 use std::{
     io::Write,
@@ -115,13 +116,21 @@ impl Slot<'_> {
         self.head.more.store(u32::from(more), Ordering::Relaxed);
     }
 
-    /// Appends the buffer's bytes to `out`: whether more follow, or `None`
-    /// if the length is past the buffer or makes `out` longer than `limit`.
-    fn take(self, out: &mut Vec<u8>, limit: usize) -> Option<bool> {
+    /// Appends the buffer's bytes to `out`: whether more follow; or why
+    /// not: the length is past the buffer, makes `out` longer than `limit`,
+    /// or is short of a full buffer while more follow (every chunk but the
+    /// last is full, so a message takes a bounded number of handovers).
+    fn take(self, out: &mut Vec<u8>, limit: usize) -> Result<bool, &'static str> {
         let len = self.head.len.load(Ordering::Relaxed) as usize;
         let more = self.head.more.load(Ordering::Relaxed) != 0;
-        if len > CAPACITY || out.len() + len > limit {
-            return None;
+        if len > CAPACITY {
+            return Err("a length past its buffer");
+        }
+        if out.len() + len > limit {
+            return Err("a message past the largest one");
+        }
+        if more && len != CAPACITY {
+            return Err("a chunk short of its buffer before the last");
         }
         out.reserve(len);
         let words = len / 8;
@@ -135,7 +144,7 @@ impl Slot<'_> {
             // SAFETY: within the buffer.
             out.push(unsafe { AtomicU8::from_ptr(self.data.add(i)) }.load(Ordering::Relaxed));
         }
-        Some(more)
+        Ok(more)
     }
 
     /// Hands the buffer to the other side (`turn` becomes `to`), waking it
@@ -210,6 +219,12 @@ pub(super) struct Calls {
     free: Mutex<Vec<Held>>,
     freed: Condvar,
     ended: AtomicBool,
+    /// Why the process's calls fail from now on, if it broke the protocol
+    /// outside a call (and is to be killed).
+    broken: std::sync::OnceLock<&'static str>,
+    /// The bytes of answers being received, for all slots together: at
+    /// most `MAX_FRAME`, as when one call at a time was answered.
+    receiving: std::sync::atomic::AtomicUsize,
 }
 
 impl Calls {
@@ -225,6 +240,8 @@ impl Calls {
             ),
             freed: Condvar::new(),
             ended: AtomicBool::new(false),
+            broken: std::sync::OnceLock::new(),
+            receiving: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -243,15 +260,32 @@ impl Calls {
         self.freed.notify_all();
     }
 
+    /// The process broke the protocol outside any call (`why`): every call
+    /// fails now, as broken, and the process is killed for it.
+    pub(super) fn break_off(&self, why: &'static str) {
+        let _ = self.broken.set(why);
+        self.end();
+    }
+
     /// Whether the process ended.
     pub(super) fn has_ended(&self) -> bool {
         self.ended.load(Ordering::SeqCst)
     }
 
+    /// How a call fails once the process ended.
+    fn ending(&self) -> Failure {
+        match self.broken.get() {
+            Some(why) => Failure::Broken(why),
+            None => Failure::Ended,
+        }
+    }
+
     /// Sends `request` and returns the answer, by `deadline`.
     pub(super) fn round_trip(&self, request: &[u8], deadline: Instant) -> Result<Vec<u8>, Failure> {
         let mut held = self.hold(deadline)?;
-        let answer = self.exchange(&mut held, request, deadline);
+        let mut counted = 0;
+        let answer = self.exchange(&mut held, request, deadline, &mut counted);
+        self.receiving.fetch_sub(counted, Ordering::SeqCst);
         // A slot whose call failed is left: its state is unknown, and the
         // process is ended for it.
         if answer.is_ok() {
@@ -269,7 +303,7 @@ impl Calls {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if self.has_ended() {
-                return Err(Failure::Ended);
+                return Err(self.ending());
             }
             if let Some(held) = free.pop() {
                 return Ok(held);
@@ -286,11 +320,14 @@ impl Calls {
         }
     }
 
+    /// One call through the slot `held`; `counted` is how many bytes of the
+    /// answer it counted in `receiving`.
     fn exchange(
         &self,
         held: &mut Held,
         request: &[u8],
         deadline: Instant,
+        counted: &mut usize,
     ) -> Result<Vec<u8>, Failure> {
         let slot = slot(&self.memory, held.index);
         let mut chunks = request.chunks(CAPACITY).peekable();
@@ -308,14 +345,21 @@ impl Calls {
         // The buffer holds the answer's first chunk.
         let mut answer = Vec::new();
         loop {
-            match slot.take(&mut answer, MAX_FRAME) {
-                None => {
-                    return Err(Failure::Broken(
-                        "a length past its buffer or the largest answer",
-                    ));
-                }
-                Some(false) => return Ok(answer),
-                Some(true) => self.hand_and_wait(slot, held, deadline)?,
+            let before = answer.len();
+            let more = slot.take(&mut answer, MAX_FRAME);
+            // The answers being received, all slots together, stay within
+            // the largest answer (a chunk over it at most per slot).
+            let added = answer.len() - before;
+            *counted += added;
+            if self.receiving.fetch_add(added, Ordering::SeqCst) + added > MAX_FRAME {
+                return Err(Failure::Broken(
+                    "answers longer than the largest answer, counting its other calls'",
+                ));
+            }
+            match more {
+                Err(why) => return Err(Failure::Broken(why)),
+                Ok(false) => return Ok(answer),
+                Ok(true) => self.hand_and_wait(slot, held, deadline)?,
             }
         }
     }
@@ -327,6 +371,11 @@ impl Calls {
         held: &mut Held,
         deadline: Instant,
     ) -> Result<(), Failure> {
+        // Checked at every handover, not only when the process is slow: a
+        // process that answers at once, for ever, is stopped here too.
+        if Instant::now() >= deadline {
+            return Err(Failure::TimedOut);
+        }
         let theirs = held.turn.wrapping_add(1);
         let ours = held.turn.wrapping_add(2);
         slot.hand(theirs, &slot.head.child_asleep);
@@ -339,7 +388,7 @@ impl Calls {
                     break;
                 }
                 if self.has_ended() {
-                    return Err(Failure::Ended);
+                    return Err(self.ending());
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
@@ -373,7 +422,7 @@ pub(super) fn serve_slot(
         request.clear();
         loop {
             wait_for(slot, mine);
-            let Some(more) = slot.take(&mut request, MAX_FRAME) else {
+            let Ok(more) = slot.take(&mut request, MAX_FRAME) else {
                 // Not the host's lengths: nothing here can be served.
                 let _ = writeln!(
                     std::io::stderr(),

@@ -381,13 +381,14 @@ impl Spawner {
         };
         // The pipe the process answered the setup on, which it alone holds
         // (not the programs it starts), closes when it ends: then every
-        // call waiting for it fails at once.
+        // call waiting for it fails at once. Nothing more comes on it: a
+        // process that writes there broke the protocol.
         let calls = Arc::clone(&process.calls);
         thread::Builder::new()
             .name("dropin-watch".to_owned())
-            .spawn(move || {
-                let _ = io::copy(&mut stdout, &mut io::sink());
-                calls.end();
+            .spawn(move || match stdout.read(&mut [0; 1]) {
+                Ok(1..) => calls.break_off("bytes on its pipe after the setup"),
+                _ => calls.end(),
             })
             .map_err(|e| format!("cannot watch its process: {e}"))?;
         Ok((process, forwarder, ready))
