@@ -28,8 +28,36 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
-        .collect()
+    fn digit(byte: u8) -> Option<u8> {
+        match byte {
+            b'0'..=b'9' => Some(byte - b'0'),
+            b'a'..=b'f' => Some(byte - b'a' + 10),
+            b'A'..=b'F' => Some(byte - b'A' + 10),
+            _ => None,
+        }
+    }
+    // A digit at a time, not through `str` parsing: a cached description
+    // is thousands of digits, read for every plugin at every start.
+    let mut bytes = Vec::with_capacity(text.len() / 2);
+    for pair in text.as_bytes().chunks_exact(2) {
+        bytes.push((digit(pair[0])? << 4) | digit(pair[1])?);
+    }
+    Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unhex;
+
+    #[test]
+    fn hexadecimal_of_either_case_and_nothing_else_is_read() {
+        assert_eq!(
+            unhex("00ff7Fa0").as_deref(),
+            Some(&[0x00, 0xff, 0x7f, 0xa0][..])
+        );
+        assert_eq!(unhex("").as_deref(), Some(&[][..]));
+        for bad in ["0", "0g", "+1", " 1", "é1"] {
+            assert_eq!(unhex(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -591,6 +591,7 @@ fn handle_method(
         #[doc = #note]
         // The method's own result inside the framework's.
         #[allow(clippy::type_complexity)]
+        #[inline]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
             #remote
             // SAFETY: the object was made for this trait, in this process:
