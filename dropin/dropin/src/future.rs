@@ -454,6 +454,38 @@ where
         })
     }
 
+    /// A poll of a call to another process, or of one that failed before
+    /// it started: out of line, so that a call in this process inlines
+    /// only its own.
+    #[cold]
+    #[inline(never)]
+    fn poll_elsewhere(&mut self, context: &mut Context<'_>) -> Poll<Result<T, CallError>> {
+        match &mut self.state {
+            State::Remote(answer) => {
+                let answer = std::task::ready!(answer.as_mut().poll(context));
+                self.state = State::Finished;
+                if let Err(error) = &answer
+                    && error.kind() == crate::CallErrorKind::Panicked
+                {
+                    // As in-process: a plugin that panicked is not called
+                    // again.
+                    self.plugin
+                        .disable(format!("panicked: {}", error.message()));
+                }
+                Poll::Ready(answer)
+            }
+            State::Failed(_) => {
+                let State::Failed(error) = std::mem::replace(&mut self.state, State::Finished)
+                else {
+                    unreachable!()
+                };
+                Poll::Ready(Err(error))
+            }
+            State::Finished => panic!("a plugin's future was polled after it finished"),
+            State::Unstarted(_) | State::Running(_) => unreachable!("polled in this process"),
+        }
+    }
+
     /// The first poll: starts the call.
     #[inline]
     fn begin(&mut self, context: &mut Context<'_>) -> Poll<Result<T, CallError>> {
@@ -490,6 +522,7 @@ where
 {
     type Output = Result<T, CallError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
         // SAFETY: nothing is moved out of `this`: its room, where the
         // plugin's future may live, stays where it is.
@@ -497,27 +530,9 @@ where
         let future = match &mut this.state {
             State::Running(future) => future,
             State::Unstarted(_) => return this.begin(context),
-            State::Remote(answer) => {
-                let answer = std::task::ready!(answer.as_mut().poll(context));
-                this.state = State::Finished;
-                if let Err(error) = &answer
-                    && error.kind() == crate::CallErrorKind::Panicked
-                {
-                    // As in-process: a plugin that panicked is not called
-                    // again.
-                    this.plugin
-                        .disable(format!("panicked: {}", error.message()));
-                }
-                return Poll::Ready(answer);
+            State::Remote(_) | State::Failed(_) | State::Finished => {
+                return this.poll_elsewhere(context);
             }
-            State::Failed(_) => {
-                let State::Failed(error) = std::mem::replace(&mut this.state, State::Finished)
-                else {
-                    unreachable!()
-                };
-                return Poll::Ready(Err(error));
-            }
-            State::Finished => panic!("a plugin's future was polled after it finished"),
         };
         if this.plugin.failure().is_some() {
             return Poll::Ready(Err(this.plugin.disabled()));

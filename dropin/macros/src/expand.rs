@@ -723,6 +723,7 @@ fn async_handle_method(
         #(#docs)*
         #[doc = #note]
         #[allow(clippy::type_complexity)]
+        #[inline]
         #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#output, ::dropin::CallError>> + ::core::marker::Send + '__dropin {
             let convert = #convert;
             #function
