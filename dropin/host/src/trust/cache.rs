@@ -74,8 +74,9 @@ const LOG_TARGET: &str = "dropin_host::cache";
 /// removed as unused and kept again.)
 static HANDED_OUT: Mutex<Option<HandedOut>> = Mutex::new(None);
 
-/// Files (device and inode) and paths.
-type HandedOut = (HashSet<(u64, u64)>, HashSet<PathBuf>);
+/// Files (device and inode) and paths (as bytes: hashed whole, not a
+/// component at a time).
+type HandedOut = (HashSet<(u64, u64)>, HashSet<std::ffi::OsString>);
 
 /// Numbers the temporary files of this process's copies into the cache.
 static TEMPORARY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -178,9 +179,9 @@ fn owner(meta: &fs::Metadata) -> u32 {
 fn hand_out(id: (u64, u64), path: &Path) -> bool {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let (files, paths) = handed_out.get_or_insert_with(Default::default);
-    let new = !files.contains(&id) && !paths.contains(path);
+    let new = !files.contains(&id) && !paths.contains(path.as_os_str());
     files.insert(id);
-    paths.insert(path.to_owned());
+    paths.insert(path.as_os_str().to_owned());
     new
 }
 

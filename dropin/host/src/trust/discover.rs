@@ -79,7 +79,9 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, DiscoverError> {
         }
         candidates.push(entry.path());
     }
-    candidates.sort();
+    // All in one folder: ordered by their names' bytes, which is the order
+    // of the paths, without comparing them a component at a time.
+    candidates.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     Ok(candidates)
 }
 
