@@ -88,11 +88,10 @@ pub(crate) fn start<I: Interface>(
         interface: I::NAME,
         memory_limit: settings.memory_limit,
         confined: settings.confined,
-        path: path.to_owned(),
         setup: bytes,
-        // Until the plugin says its name, its output is logged under the
-        // file's.
-        target: Arc::new(OnceLock::new()),
+        // The name its description gives, which its process must load:
+        // from the first record on, `init`'s included.
+        target: dropin::log_target(expected),
         // Its service calls say they come from the plugin its description
         // names, which its process must then load.
         services: services.map(|services| {
@@ -120,7 +119,6 @@ pub(crate) fn start<I: Interface>(
         }
         .at(path.to_owned()));
     }
-    let _ = spawner.target.set(dropin::log_target(&ready.name));
     let isolated = Isolated {
         gate: std::sync::RwLock::new(()),
         link: Mutex::new(process.link.clone()),
@@ -262,11 +260,10 @@ pub(super) struct Spawner {
     pub(super) interface: &'static str,
     pub(super) memory_limit: Option<u64>,
     pub(super) confined: bool,
-    pub(super) path: PathBuf,
     /// The encoded [`Setup`].
     pub(super) setup: Vec<u8>,
     /// The log target its output goes to.
-    pub(super) target: Arc<OnceLock<String>>,
+    pub(super) target: String,
     /// The kind of error for what the process says kept its plugin from
     /// loading.
     pub(super) not_loaded: Box<dyn Fn(NotLoaded) -> LoadErrorKind + Send + Sync>,
@@ -351,7 +348,7 @@ impl Spawner {
         sys::set_nonblocking(&stdin).map_err(|e| format!("its pipe could not be set up: {e}"))?;
         let mut stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        let forwarder = forward_stderr(stderr, Arc::clone(&self.target), self.path.clone());
+        let forwarder = forward_stderr(stderr, self.target.clone());
         let link = match async_end {
             Some(channel) => Some(
                 calls::Link::start(channel, &self.name, self.call_timeout)
@@ -443,8 +440,7 @@ impl<I: Interface> Plugin<I> {
 /// `plugin::<name>`.
 pub(super) fn forward_stderr(
     stderr: impl Read + Send + 'static,
-    target: Arc<OnceLock<String>>,
-    path: PathBuf,
+    target: String,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(stderr);
@@ -482,14 +478,7 @@ pub(super) fn forward_stderr(
             }
             let line = String::from_utf8_lossy(&bytes);
             let line = line.trim_end_matches(['\n', '\r']);
-            let fallback;
-            let target = match target.get() {
-                Some(target) => target.as_str(),
-                None => {
-                    fallback = format!("plugin::{}", path.display());
-                    fallback.as_str()
-                }
-            };
+            let target = target.as_str();
             match line
                 .strip_prefix(LOG_MARK)
                 .and_then(|rest| rest.split_once('\t'))
