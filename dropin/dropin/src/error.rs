@@ -273,11 +273,16 @@ impl fmt::Display for CallError {
             kind,
             plugin,
             message,
+            location,
             ..
         } = &*self.0;
         match kind {
             CallErrorKind::Failed => write!(f, "plugin '{plugin}' failed: {message}"),
-            CallErrorKind::Panicked => write!(f, "plugin '{plugin}' panicked: {message}"),
+            // Where, as Rust's own panic message says it.
+            CallErrorKind::Panicked => match location {
+                Some(location) => write!(f, "plugin '{plugin}' panicked at {location}: {message}"),
+                None => write!(f, "plugin '{plugin}' panicked: {message}"),
+            },
             CallErrorKind::Disabled => write!(
                 f,
                 "plugin '{plugin}' is disabled after an earlier panic ({message})"

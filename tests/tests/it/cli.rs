@@ -145,7 +145,8 @@ fn greet_json_adds_the_greeting_or_the_error() {
     assert_eq!(by_status("panicky")["status"], "failed");
     assert_eq!(
         by_status("panicky")["error"],
-        "plugin 'panicky' panicked: greet is broken on purpose"
+        "plugin 'panicky' panicked at tests/fixtures/panicky/src/lib.rs:13:9: greet is broken on \
+         purpose"
     );
     let empty = entries.iter().find(|e| e["status"] == "rejected").unwrap();
     assert_eq!(empty["greeting"], Value::Null);
@@ -169,7 +170,8 @@ fn a_panicking_plugin_does_not_take_the_binary_down() {
     );
     assert_eq!(
         lines[1],
-        "greeter-host: plugin 'panicky' panicked: greet is broken on purpose"
+        "greeter-host: plugin 'panicky' panicked at tests/fixtures/panicky/src/lib.rs:13:9: \
+         greet is broken on purpose"
     );
     assert_eq!(output.status.code(), Some(1));
 }

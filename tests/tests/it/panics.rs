@@ -21,7 +21,7 @@ fn a_panicking_greet_is_an_error_naming_the_plugin_and_the_host_carries_on() {
     );
     assert_eq!(
         error.to_string(),
-        "plugin 'panicky' panicked: greet is broken on purpose"
+        "plugin 'panicky' panicked at tests/fixtures/panicky/src/lib.rs:13:9: greet is broken on purpose"
     );
     // Reported at warn, the command line's default level, with where.
     let logged = captured_logs(&target);

@@ -170,7 +170,8 @@ fn the_readme_interface_plugin_and_application_build_and_run() {
     assert_eq!(stdout(&output), "");
     let log = stderr(&output);
     assert!(
-        log.ends_with("plugin 'loud' panicked: nothing to shout\n"),
+        log.contains("plugin 'loud' panicked at loud/src/lib.rs:")
+            && log.ends_with(": nothing to shout\n"),
         "{log}"
     );
     assert!(

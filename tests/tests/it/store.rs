@@ -273,7 +273,8 @@ fn a_panicking_object_disables_its_plugin_and_its_other_objects() {
         );
         assert_eq!(
             error.to_string(),
-            "plugin 'memory' panicked: table t cannot read `panic`"
+            "plugin 'memory' panicked at examples/store/memory/src/lib.rs:163:9: table t cannot \
+             read `panic`"
         );
         assert_eq!(other.reads().unwrap_err().kind(), CallErrorKind::Disabled);
         assert_eq!(store.get("a").unwrap_err().kind(), CallErrorKind::Disabled);
