@@ -403,6 +403,16 @@ pub const fn assert_plugin_name(name: &str) {
     }
 }
 
+/// Named by the export macro in a plugin built with `panic = "abort"`: its
+/// deprecation is the warning the build prints (the refusal at load stays).
+#[doc(hidden)]
+#[deprecated(
+    note = "this plugin is built with `panic = \"abort\"`: hosts refuse to load it, since its \
+            first panic would end the host's process; build it with `panic = \"unwind\"` (the \
+            default), or load it only in a host that allows abort"
+)]
+pub const fn built_with_panic_abort() {}
+
 /// Panics, at compile time when evaluated in a constant, unless `req` is
 /// empty or a semver requirement: comma-separated comparators such as
 /// `>=1.2`, `<2`, `~1.4.3`, `1.*`.
@@ -504,6 +514,9 @@ macro_rules! __export_plugin {
             const __DROPIN_HOST: &str = $crate::__export_plugin!(@or "" $(, $host)?);
             const _: () = __dropin_rt::assert_plugin_name(__DROPIN_NAME);
             const _: () = __dropin_rt::assert_host_requirement(__DROPIN_HOST);
+            // Said when it is built, not only when a host refuses it.
+            #[cfg(panic = "abort")]
+            const _: () = __dropin_rt::built_with_panic_abort();
 
             static __DROPIN_CELL: __dropin_rt::PluginCell<$plugin> = __dropin_rt::PluginCell::new(__DROPIN_NAME);
 

@@ -305,6 +305,9 @@ pub mod __private {
         Async, FfiFuture, FfiStart, FfiWaker, Foreign, RemoteAnswer, block_on, cancellable, extend,
         extend_option, into_ffi_future, start_ffi_future,
     };
+    // Deprecated only to make a warning where a plugin names it.
+    #[allow(deprecated)]
+    pub use crate::guest::built_with_panic_abort;
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call,
         call_static, failed, guarded, init_extended, module, save,
