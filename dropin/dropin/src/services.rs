@@ -230,6 +230,7 @@ pub struct Services {
 impl Services {
     #[doc(hidden)]
     pub fn new(provider: Arc<dyn Provider>) -> Self {
+        quiet_service_panics();
         Self { provider }
     }
 
@@ -347,6 +348,37 @@ thread_local! {
     static CALLING: Cell<*const Caller> = const { Cell::new(std::ptr::null()) };
 }
 
+thread_local! {
+    /// Where the last panic in a host service on this thread happened.
+    static PANICKED_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps the process's panic hook (the default one prints the panic and a
+/// note on backtraces) from reporting a panic of a host service, which
+/// [`serve_with`] catches, reports to the plugin and logs with where it
+/// happened; any other panic goes to the hook as before. Installed once,
+/// over the hook in place then: an application that sets its own later
+/// replaces this.
+fn quiet_service_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let serving = CALLING.try_with(|calling| !calling.get().is_null());
+            if serving == Ok(true) {
+                let location = info.location().map(ToString::to_string);
+                let _ = PANICKED_AT.try_with(|slot| {
+                    if let Ok(mut slot) = slot.try_borrow_mut() {
+                        *slot = location;
+                    }
+                });
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// The name of the plugin whose service call this thread is serving, for
 /// the application's service implementations (`None` outside one).
 pub fn calling_plugin() -> Option<String> {
@@ -411,17 +443,24 @@ fn panicked(caller: &Caller, payload: Box<dyn std::any::Any + Send>) -> RawError
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
+    let location = PANICKED_AT
+        .try_with(|slot| slot.try_borrow_mut().ok()?.take())
+        .ok()
+        .flatten();
     if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
         std::mem::forget(second);
     }
     // A logger that panics must not unwind out of this function.
     let _ = catch_unwind(AssertUnwindSafe(|| {
+        let at = location
+            .as_deref()
+            .map_or_else(String::new, |location| format!(" at {location}"));
         log::warn!(
-            "the host's service panicked while serving plugin '{}': {message}",
+            "the host's service panicked{at} while serving plugin '{}': {message}",
             caller.plugin
         );
     }));
-    RawError::new(RawErrorKind::Panicked, message, None)
+    RawError::new(RawErrorKind::Panicked, message, location)
 }
 
 /// The context of a host-side service function, back to what it is.

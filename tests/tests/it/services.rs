@@ -747,3 +747,47 @@ fn greeter_host_keeps_each_plugins_store_apart_and_bounds_it() {
     assert_eq!(kept["services-user"], serde_json::Value::Object(full));
     assert_eq!(kept["counter"], serde_json::json!({ "visitors": "1" }));
 }
+
+/// A panic in the application's service is caught and logged with where it
+/// happened, and never reaches the process's panic hook (the default one
+/// would print it and a note on backtraces to standard error); a panic
+/// anywhere else still does.
+#[test]
+fn a_panicking_service_is_logged_with_its_location_not_printed_by_the_panic_hook() {
+    greeter_tests::captured_logs("dropin::services");
+    let hooked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = Arc::clone(&hooked);
+    std::panic::set_hook(Box::new(move |info| {
+        seen.lock().unwrap().push(info.to_string());
+    }));
+    let dir = PluginDir::with(&["services_user"]);
+    let recorder = Arc::new(Recorder::default());
+    let report = greeter_tests::in_mode(
+        Loader::<GreeterPlugin>::builder()
+            .dir(dir.path())
+            .services(GreeterHostHandle::provided_by(TestHost(recorder))),
+        false,
+    )
+    .load()
+    .unwrap();
+    let plugin = report.registry.get("services-user").unwrap();
+    assert_eq!(
+        plugin.greet_to("panic").unwrap(),
+        "Panicked: host service `load` panicked: the host's store exploded"
+    );
+    assert_eq!(*hooked.lock().unwrap(), Vec::<String>::new());
+    let logged: Vec<String> = greeter_tests::captured_logs("dropin::services")
+        .into_iter()
+        .map(|record| record.message)
+        .collect();
+    assert!(
+        logged.iter().any(|message| message
+            .starts_with("the host's service panicked at tests/tests/it/services.rs:")
+            && message
+                .ends_with(" while serving plugin 'services-user': the host's store exploded")),
+        "{logged:?}"
+    );
+    // Elsewhere, the hook sees panics as before.
+    assert!(std::panic::catch_unwind(|| panic!("not in a service")).is_err());
+    assert_eq!(hooked.lock().unwrap().len(), 1);
+}
