@@ -70,7 +70,10 @@ pub struct Method {
 
 /// One argument after `&self`.
 pub struct Arg {
+    /// The name the generated code uses, apart from its own names.
     pub ident: Ident,
+    /// The name the trait gives it, for the signatures users read.
+    pub name: Ident,
     pub ty: Type,
     pub kind: Kind,
 }
@@ -296,11 +299,15 @@ impl Method {
             let FnArg::Typed(typed) = input else {
                 unreachable!("only the first argument can be a receiver")
             };
-            let ident = match &*typed.pat {
-                Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
-                    quote::format_ident!("__arg_{}", unraw(&pat.ident))
+            let (ident, name) = match &*typed.pat {
+                Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => (
+                    quote::format_ident!("__arg_{}", unraw(&pat.ident)),
+                    pat.ident.clone(),
+                ),
+                _ => {
+                    let ident = quote::format_ident!("__arg{}", i);
+                    (ident.clone(), ident)
                 }
-                _ => quote::format_ident!("__arg{}", i),
             };
             let kind = match ty::check(&typed.ty, Position::Argument) {
                 Ok(kind) => kind,
@@ -311,6 +318,7 @@ impl Method {
             };
             args.push(Arg {
                 ident,
+                name,
                 ty: (*typed.ty).clone(),
                 kind,
             });

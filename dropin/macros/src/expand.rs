@@ -635,28 +635,33 @@ pub(crate) fn async_future(
     method: &Method,
     call: impl FnOnce(&[TokenStream]) -> TokenStream,
 ) -> TokenStream {
-    let kept = per_arg(method, |Arg { ident, ty, kind }| {
-        let value = match kind {
-            Kind::Str | Kind::Bytes => quote! {
-                // SAFETY: lent by the application's future, which drops
-                // this one before it lets go of its arguments.
-                unsafe { __dropin_rt::extend(<#ty as ::dropin::Stable>::from_ffi(#ident)) }
-            },
-            Kind::OptionStr | Kind::OptionBytes => quote! {
-                // SAFETY: as above.
-                unsafe { __dropin_rt::extend_option(<#ty as ::dropin::Stable>::from_ffi(#ident)) }
-            },
-            Kind::Slice => {
-                let item = crate::ty::slice_item(ty).expect("a slice argument");
-                quote!(<::std::vec::Vec<#item> as ::dropin::Stable>::from_ffi(#ident))
-            }
-            // Refused by the parser.
-            Kind::Value | Kind::Lent | Kind::Given => {
-                quote!(<#ty as ::dropin::Stable>::from_ffi(#ident))
-            }
-        };
-        quote!(let #ident = #value;)
-    });
+    let kept = per_arg(
+        method,
+        |Arg {
+             ident, ty, kind, ..
+         }| {
+            let value = match kind {
+                Kind::Str | Kind::Bytes => quote! {
+                    // SAFETY: lent by the application's future, which drops
+                    // this one before it lets go of its arguments.
+                    unsafe { __dropin_rt::extend(<#ty as ::dropin::Stable>::from_ffi(#ident)) }
+                },
+                Kind::OptionStr | Kind::OptionBytes => quote! {
+                    // SAFETY: as above.
+                    unsafe { __dropin_rt::extend_option(<#ty as ::dropin::Stable>::from_ffi(#ident)) }
+                },
+                Kind::Slice => {
+                    let item = crate::ty::slice_item(ty).expect("a slice argument");
+                    quote!(<::std::vec::Vec<#item> as ::dropin::Stable>::from_ffi(#ident))
+                }
+                // Refused by the parser.
+                Kind::Value | Kind::Lent | Kind::Given => {
+                    quote!(<#ty as ::dropin::Stable>::from_ffi(#ident))
+                }
+            };
+            quote!(let #ident = #value;)
+        },
+    );
     let passes = per_arg(method, |Arg { ident, kind, .. }| match kind {
         Kind::Slice => quote!(#ident.as_slice()),
         _ => quote!(#ident),
@@ -684,9 +689,9 @@ fn async_handle_method(
     let name = unraw(ident);
     let since = &method.since;
     let docs = &method.docs;
-    let params = per_arg(method, |Arg { ident, ty, .. }| {
+    let (params, rebinds) = public_params(method, |ty| {
         let ty = with_lifetime(ty);
-        quote!(#ident: #ty)
+        quote!(#ty)
     });
     let values = into_ffi_values(method);
     let ret = &method.ret;
@@ -725,6 +730,7 @@ fn async_handle_method(
         #[allow(clippy::type_complexity)]
         #[inline]
         #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#output, ::dropin::CallError>> + ::core::marker::Send + '__dropin {
+            #rebinds
             let convert = #convert;
             #function
             // The arguments as another process gets them, before the call
@@ -801,7 +807,7 @@ fn handle_method(
     let name = unraw(ident);
     let since = &method.since;
     let docs = &method.docs;
-    let params = typed_params(method);
+    let (params, rebinds) = public_params(method, |ty| quote!(#ty));
     let values = into_ffi_values(method);
     let ret = &method.ret;
     let lent = lent_pointers(method);
@@ -890,6 +896,7 @@ fn handle_method(
         // The method's own result inside the framework's.
         #[allow(clippy::type_complexity)]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
+            #rebinds
             #function
             #lent
             #remote
@@ -909,10 +916,31 @@ pub(crate) fn typed_params(method: &Method) -> Vec<TokenStream> {
     per_arg(method, |Arg { ident, ty, .. }| quote!(#ident: #ty))
 }
 
+/// A handle method's parameters as the trait names them (its rustdoc shows
+/// them), each type made by `ty`; and the statements that give each the
+/// name the generated code uses, first thing in the body.
+pub(crate) fn public_params(
+    method: &Method,
+    ty: impl Fn(&syn::Type) -> TokenStream,
+) -> (Vec<TokenStream>, TokenStream) {
+    let params = per_arg(method, |arg| {
+        let name = &arg.name;
+        let ty = ty(&arg.ty);
+        quote!(#name: #ty)
+    });
+    let rebinds = method
+        .args
+        .iter()
+        .map(|Arg { ident, name, .. }| quote!(let #ident = #name;));
+    (params, quote!(#(#rebinds)*))
+}
+
 /// Each argument converted to its boundary representation.
 pub(crate) fn into_ffi_values(method: &Method) -> Vec<TokenStream> {
     per_arg(method, |arg| {
-        let Arg { ident, ty, kind } = arg;
+        let Arg {
+            ident, ty, kind, ..
+        } = arg;
         if *kind == Kind::Lent {
             let boxed = object_box(arg);
             let fat = fat(arg);
@@ -977,7 +1005,9 @@ fn from_ffi_value(Arg { ident, ty, .. }: &Arg, kind: &Kind) -> TokenStream {
 /// the method takes it: what serving a call from another process does.
 pub(crate) fn decoded_args(method: &Method) -> (Vec<TokenStream>, Vec<TokenStream>) {
     let decodes = per_arg(method, |arg| {
-        let Arg { ident, ty, kind } = arg;
+        let Arg {
+            ident, ty, kind, ..
+        } = arg;
         if matches!(kind, Kind::Lent | Kind::Given) {
             let boxed = object_box(arg);
             let owned = *kind == Kind::Given;
@@ -1088,6 +1118,57 @@ pub(crate) fn snake_case(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::snake_case;
+
+    /// The parameters' names of method `method` of `impl #ty` in `file`.
+    fn parameters(file: &syn::File, ty: &str, method: &str) -> Vec<String> {
+        file.items
+            .iter()
+            .filter_map(|item| match item {
+                syn::Item::Impl(item)
+                    if quote::quote!(#item)
+                        .to_string()
+                        .starts_with(&format!("impl {ty} ")) =>
+                {
+                    Some(item)
+                }
+                _ => None,
+            })
+            .flat_map(|item| &item.items)
+            .find_map(|item| match item {
+                syn::ImplItem::Fn(function) if function.sig.ident == method => Some(function),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no method `{method}` on `{ty}`"))
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|input| match input {
+                syn::FnArg::Typed(typed) => Some(quote::quote!(#typed).to_string()),
+                syn::FnArg::Receiver(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn handle_methods_name_their_parameters_as_the_trait_does() {
+        let item: syn::ItemTrait = syn::parse_quote! {
+            pub trait Greeter: Send + Sync {
+                fn greet_to(&self, name: &str, mut times: u32, _: u8) -> String;
+                async fn wait_for(&self, key: &str) -> String;
+            }
+        };
+        let interface =
+            crate::ast::Interface::parse(quote::quote!(name = "greeter"), item).unwrap();
+        let file: syn::File = syn::parse2(super::interface(&interface)).unwrap();
+        assert_eq!(
+            parameters(&file, "GreeterPlugin", "greet_to"),
+            ["name : & str", "times : u32", "__arg2 : u8"]
+        );
+        assert_eq!(
+            parameters(&file, "GreeterPlugin", "wait_for"),
+            ["key : & '__dropin str"]
+        );
+    }
 
     #[test]
     fn trait_names_become_snake_case_macro_names() {

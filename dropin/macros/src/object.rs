@@ -525,7 +525,7 @@ fn handle_method(
     }
     let ident = &method.ident;
     let docs = &method.docs;
-    let params = typed_params(method);
+    let (params, rebinds) = crate::expand::public_params(method, |ty| quote!(#ty));
     let values = into_ffi_values(method);
     let encodes: Vec<TokenStream> = method.args.iter().map(encode_arg).collect();
     let ret = &method.ret;
@@ -593,6 +593,7 @@ fn handle_method(
         #[allow(clippy::type_complexity)]
         #[inline]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#output, ::dropin::CallError> {
+            #rebinds
             #remote
             // SAFETY: the object was made for this trait, in this process:
             // its type, and so its method table's, was compared with this
@@ -618,10 +619,9 @@ fn async_handle_method(
 ) -> TokenStream {
     let ident = &method.ident;
     let docs = &method.docs;
-    let params = method.args.iter().map(|arg| {
-        let ident = &arg.ident;
-        let ty = crate::expand::with_lifetime(&arg.ty);
-        quote!(#ident: #ty)
+    let (params, rebinds) = crate::expand::public_params(method, |ty| {
+        let ty = crate::expand::with_lifetime(ty);
+        quote!(#ty)
     });
     let values = into_ffi_values(method);
     let encodes: Vec<TokenStream> = method.args.iter().map(encode_arg).collect();
@@ -657,6 +657,7 @@ fn async_handle_method(
         #[allow(clippy::type_complexity)]
         #[inline]
         #vis fn #ident<'__dropin>(&'__dropin self, #(#params),*) -> impl ::core::future::Future<Output = ::core::result::Result<#output, ::dropin::CallError>> + ::core::marker::Send + '__dropin {
+            #rebinds
             let convert = #convert;
             // The arguments as another process gets them, before the call
             // takes them.

@@ -18,7 +18,7 @@ use crate::{
     ast::{Interface, Method, unraw, visibility},
     expand::{
         decoded_args, ffi_arg, ffi_params, ffi_ret, from_ffi_values, into_ffi_values, method_desc,
-        snake_case, typed_params,
+        snake_case,
     },
 };
 
@@ -297,7 +297,7 @@ fn handle_method(vis: &syn::Visibility, method: &Method) -> TokenStream {
     let since = &method.since;
     let docs = &method.docs;
     let ret = &method.ret;
-    let params = typed_params(method);
+    let (params, rebinds) = crate::expand::public_params(method, |ty| quote!(#ty));
     let values = into_ffi_values(method);
     let note = format!(
         "\n\n# Errors\n\n`dropin::ServiceError`: the host's service failed or panicked, refused \
@@ -308,6 +308,7 @@ fn handle_method(vis: &syn::Visibility, method: &Method) -> TokenStream {
         #[doc = #note]
         #[inline]
         #vis fn #ident(&self, #(#params),*) -> ::core::result::Result<#ret, ::dropin::ServiceError> {
+            #rebinds
             let ::core::option::Option::Some(function) = self.#ident else {
                 return ::core::result::Result::Err(self.core.missing(#name, #since));
             };
