@@ -93,19 +93,26 @@ fn a_plugin_that_kills_its_process_fails_its_call_and_the_host_carries_on() {
         ("exit", "exited with status 3"),
         ("overflow", "was killed by signal 6 (SIGABRT)"),
     ] {
-        let output = dir
-            .command(&["--isolate", "greet", "runs-at-open", "hello"])
-            .env("GREETER_GREET", mode)
-            .output()
-            .unwrap();
-        assert_eq!(stdout(&output), "hello: Hello!\n", "{mode}");
         assert_eq!(
-            stderr(&output),
+            fails_alone_isolated(&dir, mode),
             format!("greeter-host: plugin 'runs-at-open' crashed: its process {how}\n"),
             "{mode}"
         );
-        assert_eq!(output.status.code(), Some(1), "{mode}");
     }
+}
+
+/// `greeter-host --isolate greet` of `runs-at-open`, greeting as `mode`
+/// says, and `hello`: `hello` greets, the command fails; what it wrote to
+/// standard error.
+fn fails_alone_isolated(dir: &PluginDir, mode: &str) -> String {
+    let output = dir
+        .command(&["--isolate", "greet", "runs-at-open", "hello"])
+        .env("GREETER_GREET", mode)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&output), "hello: Hello!\n", "{mode}");
+    assert_eq!(output.status.code(), Some(1), "{mode}");
+    stderr(&output)
 }
 
 #[test]
@@ -960,21 +967,14 @@ fn a_plugin_writing_over_its_shared_memory_fails_its_own_call_and_nothing_else()
         ("overlong", "a length past its buffer"),
         ("endless", "a chunk short of its buffer before the last"),
     ] {
-        let output = dir
-            .command(&["--isolate", "greet", "runs-at-open", "hello"])
-            .env("GREETER_GREET", mode)
-            .output()
-            .unwrap();
-        assert_eq!(stdout(&output), "hello: Hello!\n", "{mode}");
         assert_eq!(
-            stderr(&output),
+            fails_alone_isolated(&dir, mode),
             format!(
                 "greeter-host: plugin 'runs-at-open' crashed: its process broke the protocol \
                  of calls ({why}) and was killed\n"
             ),
             "{mode}"
         );
-        assert_eq!(output.status.code(), Some(1), "{mode}");
     }
 }
 
