@@ -85,13 +85,88 @@ fn the_readmes_excerpts_are_in_the_files_they_name() {
     assert_eq!(excerpts.len(), 12);
 }
 
+/// Packages the framework's crates (`cargo package`, into `target`) and
+/// unpacks each into `into`: where each crate's sources are, by name.
+fn packaged_crates(target: &Path, into: &Path) -> std::collections::HashMap<String, PathBuf> {
+    let crates = ["dropin-macros", "dropin", "dropin-host"];
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(root())
+        .args([
+            "package",
+            "--quiet",
+            "--no-verify",
+            "--allow-dirty",
+            "--target-dir",
+        ])
+        .arg(target);
+    for name in crates {
+        cargo.args(["-p", name]);
+    }
+    assert!(cargo.status().unwrap().success(), "cargo package");
+    fs::create_dir_all(into).unwrap();
+    crates
+        .iter()
+        .map(|name| {
+            let file = fs::read_dir(target.join("package"))
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .find(|path| {
+                    path.file_name()
+                        .and_then(|file| file.to_str())
+                        .and_then(|file| file.strip_prefix(&format!("{name}-")))
+                        .and_then(|rest| rest.strip_suffix(".crate"))
+                        .is_some_and(|version| version.starts_with(|c: char| c.is_ascii_digit()))
+                })
+                .unwrap_or_else(|| panic!("no package of {name}"));
+            let status = Command::new("tar")
+                .arg("-xzf")
+                .arg(&file)
+                .arg("-C")
+                .arg(into)
+                .status()
+                .unwrap();
+            assert!(status.success(), "unpacking {}", file.display());
+            let unpacked = into.join(
+                file.file_stem()
+                    .expect("a package file's name")
+                    .to_str()
+                    .expect("a package file's name is UTF-8"),
+            );
+            assert!(
+                unpacked.join("Cargo.toml").is_file(),
+                "{}",
+                unpacked.display()
+            );
+            ((*name).to_owned(), unpacked)
+        })
+        .collect()
+}
+
 #[test]
 fn the_readme_interface_plugin_and_application_build_and_run() {
     let trial = tempfile::tempdir().unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), PathBuf::from)
+        .join("test-artifacts");
+    // The framework's crates as users would download them: packaged, then
+    // unpacked, and built from those sources alone.
+    let packaged = packaged_crates(&target, &trial.path().join("packaged"));
     let mut members = Vec::new();
     for (path, body) in readme_files() {
         if path.contains(' ') {
             continue;
+        }
+        let mut body = body;
+        for (folder, name) in [
+            ("dropin/dropin", "dropin"),
+            ("dropin/macros", "dropin-macros"),
+            ("dropin/host", "dropin-host"),
+        ] {
+            body = body.replace(
+                &format!("/path/to/this/repo/{folder}\""),
+                &format!("{}\"", packaged[name].display()),
+            );
         }
         let body = body.replace("/path/to/this/repo", root().to_str().unwrap());
         if path.ends_with(".rs") {
@@ -121,9 +196,6 @@ fn the_readme_interface_plugin_and_application_build_and_run() {
     )
     .unwrap();
     fs::copy(root().join("Cargo.lock"), trial.path().join("Cargo.lock")).unwrap();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root().join("target"), PathBuf::from)
-        .join("test-artifacts");
     let status = Command::new(env!("CARGO"))
         .current_dir(trial.path())
         .args(["build", "--quiet", "--target-dir"])
@@ -132,6 +204,26 @@ fn the_readme_interface_plugin_and_application_build_and_run() {
         .status()
         .unwrap();
     assert!(status.success());
+    // Built from the packages, not from this repository's folders.
+    let metadata = Command::new(env!("CARGO"))
+        .current_dir(trial.path())
+        .args(["metadata", "--format-version", "1"])
+        .output()
+        .unwrap();
+    assert!(metadata.status.success());
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).unwrap();
+    for (name, unpacked) in &packaged {
+        let manifest = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|package| package["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} is not in the build"))["manifest_path"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(Path::new(&manifest), unpacked.join("Cargo.toml"), "{name}");
+    }
 
     let plugins = trial.path().join("plugins");
     fs::create_dir(&plugins).unwrap();
