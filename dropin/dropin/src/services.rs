@@ -356,16 +356,19 @@ thread_local! {
 /// Keeps the process's panic hook (the default one prints the panic and a
 /// note on backtraces) from reporting a panic of a host service, which
 /// [`serve_with`] catches, reports to the plugin and logs with where it
-/// happened; any other panic goes to the hook as before. Installed once,
-/// over the hook in place then: an application that sets its own later
-/// replaces this.
+/// happened; any other panic goes to the hook as before (so does every
+/// panic of an application built to abort). A panic that a service catches
+/// itself is not reported by the hook either. Installed once, over the hook
+/// in place then: an application that sets its own later replaces this.
 fn quiet_service_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let serving = CALLING.try_with(|calling| !calling.get().is_null());
-            if serving == Ok(true) {
+            // Built to abort, the process ends here: nothing catches the
+            // panic to log it, so the hook reports it as always.
+            if serving == Ok(true) && !cfg!(panic = "abort") {
                 let location = info.location().map(ToString::to_string);
                 let _ = PANICKED_AT.try_with(|slot| {
                     if let Ok(mut slot) = slot.try_borrow_mut() {
@@ -403,6 +406,9 @@ pub fn serve_with<T, R>(
         return RResult::RErr(refused(caller));
     }
     let previous = CALLING.with(|calling| calling.replace(std::ptr::from_ref(caller)));
+    // A location left by a panic the service caught itself is not this
+    // call's.
+    let _ = PANICKED_AT.try_with(|slot| slot.try_borrow_mut().map(|mut slot| slot.take()));
     let outcome = catch_unwind(AssertUnwindSafe(|| f(host)));
     CALLING.with(|calling| calling.set(previous));
     match outcome {

@@ -305,7 +305,7 @@ impl Method {
                     pat.ident.clone(),
                 ),
                 _ => {
-                    let ident = quote::format_ident!("__arg{}", i);
+                    let ident = quote::format_ident!("__dropin_arg{}", i);
                     (ident.clone(), ident)
                 }
             };

@@ -1162,7 +1162,7 @@ mod tests {
         let file: syn::File = syn::parse2(super::interface(&interface)).unwrap();
         assert_eq!(
             parameters(&file, "GreeterPlugin", "greet_to"),
-            ["name : & str", "times : u32", "__arg2 : u8"]
+            ["name : & str", "times : u32", "__dropin_arg2 : u8"]
         );
         assert_eq!(
             parameters(&file, "GreeterPlugin", "wait_for"),

@@ -411,6 +411,10 @@ pub fn object(object: &Interface) -> syn::Result<TokenStream> {
 
             /// How an object of the trait crosses: every type of the
             /// trait has it, and a method table of its own.
+            #[diagnostic::on_unimplemented(
+                message = "`{Self}` cannot be an object of a `#[dropin::object]` trait",
+                note = "an object trait is implemented by sized types only: implement it for a type that owns or borrows the unsized value"
+            )]
             pub trait Convert {
                 /// The object, given: `drop` drops it.
                 #[doc(hidden)]
@@ -472,8 +476,10 @@ fn shim(trait_ident: &syn::Ident, method: &Method) -> TokenStream {
     let params = ffi_params(method);
     if method.asyncness.is_some() {
         let ret = ffi_ret(method);
-        let future =
-            crate::expand::async_future(method, |passes| quote!(object.#ident(#(#passes),*)));
+        let future = crate::expand::async_future(
+            method,
+            |passes| quote!(<dyn #trait_ident as #trait_ident>::#ident(object, #(#passes),*)),
+        );
         return quote! {
             extern "C" fn #shim<T: #trait_ident>(this: *const __dropin_rt::c_void, #(#params),*) -> #ret {
                 __dropin_rt::guarded(|| {
