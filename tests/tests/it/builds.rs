@@ -211,3 +211,27 @@ fn valid_plugins_built_every_way_load_without_a_word() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A plugin built with `panic = "abort"` (which hosts refuse to load) says
+/// so when it is built, on its export macro's line. (Cargo repeats a built
+/// crate's warnings, so the compat build that the other tests use is read
+/// again here.)
+#[test]
+fn a_plugin_built_with_panic_abort_warns_when_it_builds() {
+    greeter_tests::compat_artifacts();
+    let build = Command::new(env!("CARGO"))
+        .current_dir(greeter_tests::workspace_root().join("tests/compat/panic_abort"))
+        .args(["build", "--locked", "--target-dir"])
+        .arg(greeter_tests::target_dir().join("compat"))
+        .output()
+        .unwrap();
+    assert!(build.status.success());
+    let said = String::from_utf8_lossy(&build.stderr);
+    assert!(
+        said.contains(
+            "this plugin is built with `panic = \"abort\"`: hosts refuse to load it, since its \
+             first panic would end the host's process"
+        ) && said.contains("export_greeter!(Aborts, name = \"aborts\");"),
+        "{said}"
+    );
+}
