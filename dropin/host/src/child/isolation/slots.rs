@@ -157,6 +157,17 @@ impl Slot<'_> {
     }
 }
 
+/// `message` in chunks of a buffer each, with whether more follow: every
+/// chunk but the last full, and one empty chunk for an empty message.
+fn chunks(message: &[u8]) -> impl Iterator<Item = (&[u8], bool)> {
+    let count = message.len().div_ceil(CAPACITY).max(1);
+    (0..count).map(move |i| {
+        let start = i * CAPACITY;
+        let end = (start + CAPACITY).min(message.len());
+        (&message[start..end], i + 1 < count)
+    })
+}
+
 /// Spins while `ready` says no, for `spin` at most: whether it said yes.
 fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
     if spin.is_zero() {
@@ -330,19 +341,12 @@ impl Calls {
         counted: &mut usize,
     ) -> Result<Vec<u8>, Failure> {
         let slot = slot(&self.memory, held.index);
-        let mut chunks = request.chunks(CAPACITY).peekable();
-        // An empty request is one empty chunk.
-        let mut chunk = chunks.next().unwrap_or(&[]);
-        loop {
-            let more = chunks.peek().is_some();
+        // The process hands the buffer back empty for each chunk but the
+        // last, and with the answer's first chunk after the last.
+        for (chunk, more) in chunks(request) {
             slot.put(chunk, more);
             self.hand_and_wait(slot, held, deadline)?;
-            match chunks.next() {
-                Some(next) => chunk = next,
-                None => break,
-            }
         }
-        // The buffer holds the answer's first chunk.
         let mut answer = Vec::new();
         loop {
             let before = answer.len();
@@ -439,20 +443,13 @@ pub(super) fn serve_slot(
         }
         answer.clear();
         serve(&request, &mut answer);
-        let mut chunks = answer.chunks(CAPACITY).peekable();
-        let mut chunk = chunks.next().unwrap_or(&[]);
-        loop {
-            let more = chunks.peek().is_some();
+        for (chunk, more) in chunks(&answer) {
             slot.put(chunk, more);
             slot.hand(mine.wrapping_add(1), &slot.head.host_asleep);
             mine = mine.wrapping_add(2);
-            match chunks.next() {
-                Some(next) => {
-                    // Waits for the host to take this chunk.
-                    wait_for(slot, mine);
-                    chunk = next;
-                }
-                None => break,
+            if more {
+                // Waits for the host to take this chunk.
+                wait_for(slot, mine);
             }
         }
     }
