@@ -63,6 +63,16 @@ pub(super) struct Process {
     pub(super) link: Option<Arc<calls::Link>>,
 }
 
+impl Process {
+    /// Kills and reaps the process (if it still runs), and records how it
+    /// ended.
+    fn end(&mut self, kind: CallErrorKind, how: String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.ended = Some((kind, how));
+    }
+}
+
 impl Drop for Process {
     /// A process no longer used is killed and reaped, whatever state it is
     /// in: no process outlives its handle, and none is left a zombie.
@@ -88,16 +98,12 @@ pub(super) fn setup_round_trip(
     let (kind, how) = match answer {
         Ok(Some(bytes)) => return Ok(bytes),
         Ok(None) | Err(Wait::Failed) => (CallErrorKind::Crashed, ended(&mut process.child)),
-        Err(Wait::TimedOut) => {
-            let _ = process.child.kill();
-            let _ = process.child.wait();
-            (
-                CallErrorKind::TimedOut,
-                format!("did not answer within {START_TIMEOUT:?} and was killed"),
-            )
-        }
+        Err(Wait::TimedOut) => (
+            CallErrorKind::TimedOut,
+            format!("did not answer within {START_TIMEOUT:?} and was killed"),
+        ),
     };
-    process.ended = Some((kind, how.clone()));
+    process.end(kind, how.clone());
     Err(Ended { kind, how })
 }
 
@@ -217,9 +223,7 @@ impl Isolated {
             ),
             slots::Failure::Busy => unreachable!("answered above"),
         };
-        let _ = state.process.child.kill();
-        let _ = state.process.child.wait();
-        state.process.ended = Some((kind, how.clone()));
+        state.process.end(kind, how.clone());
         state.failed_at = Some(Instant::now());
         Err(Ended { kind, how })
     }
@@ -623,9 +627,7 @@ impl Isolated {
     fn stop(&self, state: &mut State, why: &str) {
         let name = &self.name;
         state.retired = true;
-        let _ = state.process.child.kill();
-        let _ = state.process.child.wait();
-        state.process.ended = Some((CallErrorKind::Failed, why.to_owned()));
+        state.process.end(CallErrorKind::Failed, why.to_owned());
         log::debug!(target: &dropin::log_target(name), "its process ended: it {why}");
     }
 }
