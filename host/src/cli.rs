@@ -3,6 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use dropin_host::{parse_duration, parse_size};
 use semver::VersionReq;
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -113,38 +114,6 @@ pub(crate) struct Cli {
 
     #[command(subcommand)]
     pub(crate) command: Command,
-}
-
-/// `512M`, `2G`, `64K` or a number of bytes.
-pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    let (number, unit) = match text.chars().last() {
-        Some('K' | 'k') => (&text[..text.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&text[..text.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&text[..text.len() - 1], 1 << 30),
-        _ => (text, 1),
-    };
-    number
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|number| number.checked_mul(unit))
-        .filter(|bytes| *bytes > 0)
-        .ok_or_else(|| format!("expected a size such as 512M or 2G, found {text:?}"))
-}
-
-/// `500ms`, `2s`, `1.5s` or a number of seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = match text.strip_suffix("ms") {
-        Some(number) => (number, 0.001),
-        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
-    };
-    number
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|value| value.is_finite() && *value > 0.0)
-        .and_then(|value| Duration::try_from_secs_f64(value * unit).ok())
-        .ok_or_else(|| format!("expected a duration such as 500ms or 30s, found {text:?}"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,13 +7,12 @@ use std::{
     io::{self, Write},
     path::PathBuf,
     process::ExitCode,
-    time::Duration,
 };
 
 use anyhow::Context;
 use clap::Parser;
 use dropin_host::{
-    Loader, LoaderError, LockMode, LockfileError,
+    Loader, LoaderError, LockMode, LockfileError, RESTART_BACKOFF,
     isolation::{Isolate, Recovery},
     probe::Probe,
 };
@@ -23,7 +22,6 @@ use semver::Version;
 use crate::{
     cli::{Cli, Command, Format},
     commands::{check::check, greet::greet, list::list, lock::write_lock, watch::watch},
-    config::configure,
     output::{permission_hint, shown},
 };
 
@@ -38,7 +36,6 @@ macro_rules! say {
 
 mod cli;
 mod commands;
-mod config;
 mod output;
 mod store;
 
@@ -111,14 +108,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(timeout) = cli.call_timeout {
         builder = builder.call_timeout(timeout);
     }
-    builder = builder.confine_isolated(cli.confine);
+    // Given here, a setting wins over the folder's plugins.toml.
+    if cli.confine {
+        builder = builder.confine_isolated(true);
+    }
     if let Some(bytes) = cli.memory_limit {
         builder = builder.isolation_memory_limit(bytes);
     }
     if let Some(attempts) = cli.restarts {
         builder = builder.isolation_recovery(Recovery::Restart {
             attempts,
-            backoff: Duration::from_millis(100),
+            backoff: RESTART_BACKOFF,
         });
     }
     let store = match &cli.store {
@@ -126,7 +126,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => store::Store::in_memory(),
     };
     builder = builder.services(GreeterHostHandle::provided_by(store));
-    builder = configure(builder, &dir, !cli.allow_insecure_permissions)?;
     if let Some(req) = cli.accept_interface {
         builder = builder.accept_interface(req);
     }

@@ -31,7 +31,10 @@ pub use abi_stable::std_types::RResult;
 pub use crate::{
     error::{RawError, RawErrorKind},
     handle::{Remote, dir_bytes as path_bytes, initialize, save_state},
-    module::{EXTENSIONS_SYMBOL, Extensions, MethodEntry, ModuleRef},
+    module::{
+        EXTENSIONS_SYMBOL, EXTENSIONS_V2_SYMBOL, Extensions, ExtensionsRef, ExtensionsV2,
+        MethodEntry, ModuleRef,
+    },
     services::{Caller, RawServices, Refusal, ServiceClient, encode_service},
     values::{items, lossy},
     wire::{decode_outcome, encode_outcome},

@@ -18,7 +18,9 @@ use abi_stable::{
 use crate::{
     error::{BoxError, RawError, RawErrorKind},
     logging,
-    module::{BuildInfo, InitArgs, InitExtra, MethodEntry, Module, ModuleRef, RawSavedState},
+    module::{
+        BuildInfo, InitArgs, InitExtra, InitExtraV2, MethodEntry, Module, ModuleRef, RawSavedState,
+    },
     services::{RawServices, ServicesHandle},
 };
 
@@ -28,6 +30,7 @@ pub struct Context<'a> {
     name: &'a str,
     dir: &'a Path,
     config: &'a str,
+    config_file: Option<&'a Path>,
     previous: Option<&'a SavedState>,
     services: Option<&'static RawServices>,
 }
@@ -39,9 +42,19 @@ impl<'a> Context<'a> {
             name,
             dir,
             config,
+            config_file: None,
             previous: None,
             services: None,
         }
+    }
+
+    /// The same context, with its configuration read from `file`, as a
+    /// host gives it: [`config`](Self::config)'s errors name the file. For
+    /// unit tests of a plugin's configuration.
+    #[must_use]
+    pub fn with_config_file(mut self, file: &'a Path) -> Self {
+        self.config_file = Some(file);
+        self
     }
 
     /// The same context, as a reload gives it: with the state the plugin's
@@ -63,11 +76,54 @@ impl<'a> Context<'a> {
         self.dir
     }
 
-    /// The plugin's configuration as the application handed it over (for
-    /// `greeter-host`, its table of `plugins.toml`, as TOML text); empty if
-    /// there is none.
-    pub fn config(&self) -> &'a str {
+    /// The plugin's configuration as text, as the host handed it over: its
+    /// table of the plugins folder's configuration file (`plugins.toml`),
+    /// as TOML, or what the application gave it in code; empty if there is
+    /// none. [`config`](Self::config) reads it typed.
+    pub fn config_text(&self) -> &'a str {
         self.config
+    }
+
+    /// The file the plugin's configuration is read from, when the host
+    /// reads one: the configuration file, whether or not it has a table for
+    /// the plugin. `None` when the application gave the configuration in
+    /// code.
+    pub fn config_file(&self) -> Option<&'a Path> {
+        self.config_file
+    }
+
+    /// The plugin's configuration, read as a `T`: its table of the plugins
+    /// folder's configuration file (`[plugin.<name>]` of `plugins.toml`),
+    /// or the TOML text the application gave in code. A plugin without a
+    /// table reads an empty one, so give `T`'s optional keys defaults
+    /// (`#[serde(default)]`).
+    ///
+    /// ```
+    /// #[derive(serde::Deserialize)]
+    /// struct Settings {
+    ///     start: u64,
+    /// }
+    ///
+    /// let file = std::path::Path::new("plugins/plugins.toml");
+    /// let context = dropin::Context::new("counter", file.parent().unwrap(), "start = \"soon\"")
+    ///     .with_config_file(file);
+    /// let error = context.config::<Settings>().unwrap_err();
+    /// assert_eq!(
+    ///     error.to_string(),
+    ///     "plugins/plugins.toml: [plugin.counter]: key `start`: invalid type: string \"soon\", \
+    ///      expected u64"
+    /// );
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`](crate::ConfigError), naming the file, the plugin's
+    /// table, the key and what was expected: for a value of the wrong type,
+    /// a missing key, or a key `T` does not read (a misspelt setting is
+    /// refused, never ignored).
+    #[cfg(feature = "config")]
+    pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::ConfigError> {
+        crate::config::read(self.name, self.config_file, self.config)
     }
 
     /// When the host reloads the plugin, what the generation being replaced
@@ -188,7 +244,7 @@ pub fn module<E: Exports>(
 }
 
 extern "C" fn init<E: Exports>(args: &InitArgs<'_>) -> RResult<(), RawError> {
-    init_with::<E>(args, None, None)
+    init_with::<E>(args, None, None, None)
 }
 
 /// The [`Extensions`](crate::module::Extensions) entry that initialises plugin
@@ -202,13 +258,30 @@ pub extern "C" fn init_extended<E: Exports>(
         version: previous.version,
         bytes: previous.bytes.to_vec(),
     });
-    init_with::<E>(args, previous.as_ref(), extra.services)
+    init_with::<E>(args, previous.as_ref(), extra.services, None)
+}
+
+/// The [`ExtensionsV2`](crate::module::ExtensionsV2) entry that initialises
+/// plugin `E::Plugin` with its predecessor's state, the host's services and
+/// where its configuration came from.
+#[doc(hidden)]
+pub extern "C" fn init_extended_v2<E: Exports>(
+    args: &InitArgs<'_>,
+    extra: &InitExtraV2<'_>,
+) -> RResult<(), RawError> {
+    let previous = extra.previous.map(|previous| SavedState {
+        version: previous.version,
+        bytes: previous.bytes.to_vec(),
+    });
+    let file = extra.config_file().map(path_from_bytes);
+    init_with::<E>(args, previous.as_ref(), extra.services, file.as_deref())
 }
 
 fn init_with<E: Exports>(
     args: &InitArgs<'_>,
     previous: Option<&SavedState>,
     services: Option<&'static RawServices>,
+    config_file: Option<&Path>,
 ) -> RResult<(), RawError> {
     let cell = E::Plugin::cell();
     logging::install(cell.name, args.sink, args.max_level);
@@ -221,6 +294,7 @@ fn init_with<E: Exports>(
             let mut context = Context::new(cell.name, &dir, args.config.as_str());
             context.previous = previous;
             context.services = services;
+            context.config_file = config_file;
             let _ = cell.value.set(E::init(&context)?);
         }
         Ok(())
@@ -562,11 +636,18 @@ macro_rules! __export_plugin {
             static dropin_description_v1: [u8; __DROPIN_DESCRIPTION_LEN] =
                 __dropin_rt::encode_description::<__DROPIN_DESCRIPTION_LEN>(&__DROPIN_PARTS);
 
-            // What the plugin offers for reloads, looked up by this name.
+            // What the plugin offers beyond its root module, looked up by
+            // these names: the second for hosts that know it, the first for
+            // earlier ones.
             #[unsafe(no_mangle)]
             static dropin_extensions_v1: __dropin_rt::Extensions = __dropin_rt::Extensions {
                 save: __dropin_rt::save::<$exports>,
                 init_extended: __dropin_rt::init_extended::<$exports>,
+            };
+            #[unsafe(no_mangle)]
+            static dropin_extensions_v2: __dropin_rt::ExtensionsV2 = __dropin_rt::ExtensionsV2 {
+                save: __dropin_rt::save::<$exports>,
+                init_extended: __dropin_rt::init_extended_v2::<$exports>,
             };
 
             // The symbol abi_stable's loader looks up, spelled out so that

@@ -12,7 +12,10 @@ use abi_stable::std_types::{RResult, RSlice, RStr};
 use crate::{
     error::{CallError, RawError, RawErrorKind},
     logging::{self, LogLevel},
-    module::{Extensions, InitArgs, InitExtra, MethodDesc, MethodEntry, ModuleRef, RawSavedState},
+    module::{
+        ExtensionsRef, InitArgs, InitExtra, InitExtraV2, MethodDesc, MethodEntry, ModuleRef,
+        RawSavedState,
+    },
     services::RawServices,
 };
 
@@ -550,15 +553,19 @@ impl fmt::Debug for PluginCore {
 /// Runs a loaded plugin's `init`: installs the log bridge to this process's
 /// `log` logger and lets the plugin create its state, from `previous`
 /// (version and bytes) if its earlier generation saved one.
+/// `config_file` is where `config` was read from, for the plugin's errors
+/// about it; a plugin built before [`ExtensionsV2`](crate::module::ExtensionsV2)
+/// does not see it.
 ///
 /// # Errors
 ///
 /// The plugin's own error message, or `panicked: ` and its panic's.
 pub fn initialize(
     module: ModuleRef,
-    extensions: Option<&Extensions>,
+    extensions: Option<ExtensionsRef>,
     dir: &Path,
     config: &str,
+    config_file: Option<&Path>,
     previous: Option<(u32, &[u8])>,
     services: Option<&'static RawServices>,
 ) -> Result<(), String> {
@@ -569,12 +576,22 @@ pub fn initialize(
         dir: RSlice::from_slice(&dir),
         config: RStr::from_str(config),
     };
+    let previous = previous.map(|(version, bytes)| RawSavedState {
+        version,
+        bytes: bytes.to_vec().into(),
+    });
     let outcome = match extensions {
-        Some(extensions) => {
-            let previous = previous.map(|(version, bytes)| RawSavedState {
-                version,
-                bytes: bytes.to_vec().into(),
-            });
+        Some(ExtensionsRef::V2(extensions)) => {
+            let file = config_file.map(dir_bytes).unwrap_or_default();
+            let extra = InitExtraV2 {
+                size: size_of::<InitExtraV2<'_>>(),
+                previous: previous.as_ref(),
+                services,
+                config_file: RSlice::from_slice(&file),
+            };
+            (extensions.init_extended)(&args, &extra)
+        }
+        Some(ExtensionsRef::V1(extensions)) => {
             let extra = InitExtra {
                 previous: previous.as_ref(),
                 services,
@@ -596,8 +613,8 @@ pub fn initialize(
 /// # Errors
 ///
 /// The plugin's own error message, or `panicked: ` and its panic's.
-pub fn save_state(extensions: &Extensions) -> Result<Option<(u32, Vec<u8>)>, String> {
-    match (extensions.save)() {
+pub fn save_state(extensions: ExtensionsRef) -> Result<Option<(u32, Vec<u8>)>, String> {
+    match (extensions.save())() {
         RResult::ROk(state) => Ok(state
             .into_option()
             .map(|state| (state.version, state.bytes.to_vec()))),

@@ -78,6 +78,8 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+#[cfg(feature = "config")]
+mod config;
 pub mod description;
 mod error;
 mod future;
@@ -223,6 +225,8 @@ pub use dropin_macros::interface;
 #[doc(inline)]
 pub use dropin_macros::services;
 
+#[cfg(feature = "config")]
+pub use config::{ConfigError, ConfigErrorKind};
 /// Declares a trait whose objects a plugin hands the application: a value
 /// with methods and state of its own (a table, a session, a decoder).
 ///
@@ -310,7 +314,7 @@ pub mod __private {
     pub use crate::guest::built_with_panic_abort;
     pub use crate::guest::{
         Exported, Exports, PluginCell, assert_host_requirement, assert_plugin_name, call,
-        call_static, failed, guarded, init_extended, module, save,
+        call_static, failed, guarded, init_extended, init_extended_v2, module, save,
     };
     pub use crate::handle::PluginState;
     pub use crate::handle::{Remote, dir_bytes as path_bytes, initialize, save_state};
@@ -332,7 +336,10 @@ pub mod __private {
     pub extern "C" fn trap() {
         std::process::abort();
     }
-    pub use crate::module::{BuildInfo, EXTENSIONS_SYMBOL, Extensions, MethodEntry, ModuleRef};
+    pub use crate::module::{
+        BuildInfo, EXTENSIONS_SYMBOL, EXTENSIONS_V2_SYMBOL, Extensions, ExtensionsV2, MethodEntry,
+        ModuleRef,
+    };
     pub use abi_stable::library::{
         __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
     };

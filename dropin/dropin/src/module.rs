@@ -100,6 +100,69 @@ pub struct InitExtra<'a> {
 /// The name of the [`Extensions`] symbol, NUL-terminated.
 pub const EXTENSIONS_SYMBOL: &[u8] = b"dropin_extensions_v1\0";
 
+/// [`Extensions`] with an `init` that receives [`InitExtraV2`], exported as
+/// the symbol [`EXTENSIONS_V2_SYMBOL`]. A plugin exports both: a host that
+/// knows this one calls it, an earlier host the first.
+#[repr(C)]
+#[derive(Debug)]
+pub struct ExtensionsV2 {
+    /// As [`Extensions::save`].
+    pub save: extern "C" fn() -> RResult<ROption<RawSavedState>, RawError>,
+    /// `init` with what [`InitExtraV2`] adds. Never unwinds.
+    pub init_extended:
+        extern "C" fn(args: &InitArgs<'_>, extra: &InitExtraV2<'_>) -> RResult<(), RawError>,
+}
+
+/// What [`ExtensionsV2::init_extended`] receives beyond [`InitArgs`]. Its
+/// first field is its size as the host knows it: a later host may append
+/// fields, and a plugin reads a field only when that size covers it, so that
+/// this layout never needs another symbol.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct InitExtraV2<'a> {
+    /// `size_of::<InitExtraV2>()` in the host that made it.
+    pub size: usize,
+    /// The state the plugin's earlier generation saved, on a reload.
+    pub previous: Option<&'a RawSavedState>,
+    /// The services the host offers this plugin.
+    pub services: Option<&'static RawServices>,
+    /// The file the plugin's configuration was read from, as bytes of the
+    /// platform's path encoding; empty when the application gave it in
+    /// code (or there is none).
+    pub config_file: RSlice<'a, u8>,
+}
+
+impl<'a> InitExtraV2<'a> {
+    /// The file the configuration came from, if the host's `InitExtraV2`
+    /// has the field and it is not empty.
+    pub(crate) fn config_file(&self) -> Option<&'a [u8]> {
+        let end = std::mem::offset_of!(Self, config_file) + size_of::<RSlice<'_, u8>>();
+        (self.size >= end && !self.config_file.is_empty()).then(|| self.config_file.as_slice())
+    }
+}
+
+/// The name of the [`ExtensionsV2`] symbol, NUL-terminated.
+pub const EXTENSIONS_V2_SYMBOL: &[u8] = b"dropin_extensions_v2\0";
+
+/// The extensions a plugin exports: the latest version the host found.
+#[derive(Debug, Clone, Copy)]
+pub enum ExtensionsRef {
+    /// A plugin built before [`ExtensionsV2`].
+    V1(&'static Extensions),
+    /// A plugin that exports [`ExtensionsV2`].
+    V2(&'static ExtensionsV2),
+}
+
+impl ExtensionsRef {
+    /// The plugin's `save`.
+    pub fn save(self) -> extern "C" fn() -> RResult<ROption<RawSavedState>, RawError> {
+        match self {
+            Self::V1(extensions) => extensions.save,
+            Self::V2(extensions) => extensions.save,
+        }
+    }
+}
+
 /// A plugin's state as it crosses from one generation to the next: the
 /// version of the plugin's own format, and the bytes.
 #[repr(C)]
@@ -253,6 +316,11 @@ mod tests {
         // The extensions symbol's contract (`dropin_extensions_v1`).
         assert_eq!(size_of::<Extensions>(), 2 * word);
         assert_eq!(size_of::<InitExtra<'_>>(), 2 * word);
+        // `dropin_extensions_v2`: `InitExtraV2` may grow (its size says how
+        // far), never change what it has.
+        assert_eq!(size_of::<ExtensionsV2>(), 2 * word);
+        assert_eq!(size_of::<InitExtraV2<'_>>(), 5 * word);
+        assert_eq!(std::mem::offset_of!(InitExtraV2<'_>, config_file), 3 * word);
         assert_eq!(size_of::<RawSavedState>(), 5 * word);
         assert_eq!(size_of::<RawServices>(), 7 * word);
     }

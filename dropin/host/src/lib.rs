@@ -101,9 +101,10 @@ pub use inspect::description::{
 pub use inspect::verify::{ObjectFormat, VerifyError};
 pub use load::{Application, Judged, Plugin};
 pub use loader::{
-    DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED, DEFAULT_MAX_RETAINED, Described, DescribedFile,
-    Loader, LoaderBuilder, LoaderError, LockMode, Recording, ReloadError, ReloadReport, Reloaded,
-    Survey, describe_file,
+    CONFIG_FILE_NAME, ConfigFileError, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_MAPPED,
+    DEFAULT_MAX_RETAINED, Described, DescribedFile, Loader, LoaderBuilder, LoaderError, LockMode,
+    MAX_CONFIG_SIZE, RESTART_BACKOFF, Recording, ReloadError, ReloadReport, Reloaded, Survey,
+    describe_file, parse_duration, parse_size,
 };
 pub use registry::{Live, LoadReport, Registry, Retained};
 pub use trust::{

@@ -20,6 +20,14 @@ pub struct Counter {
     host: GreeterHostHandle,
 }
 
+/// The counter's table of `plugins.toml` (`[plugin.counter]`).
+#[derive(Debug, serde::Deserialize)]
+struct Settings {
+    /// The count to go on from.
+    #[serde(default)]
+    start: u64,
+}
+
 /// The key the count is kept under in the host's store.
 const KEY: &str = "visitors";
 
@@ -62,14 +70,7 @@ impl Greeter for Counter {
             Err(error) if error.kind() == ServiceErrorKind::Missing => {}
             Err(error) => log::warn!("{error}; counting from the configuration"),
         }
-        let config: toml::Table = context.config().parse()?;
-        let start = match config.get("start") {
-            None => 0,
-            Some(start) => start
-                .as_integer()
-                .and_then(|start| u64::try_from(start).ok())
-                .ok_or_else(|| format!("expected `start` to be a whole number, found {start}"))?,
-        };
+        let Settings { start } = context.config()?;
         log::debug!(
             "counter ready in {}, starting after {start}",
             context.dir().display()
@@ -148,12 +149,20 @@ mod config_tests {
     fn the_configuration_sets_where_counting_starts() {
         let counter = Counter::init(&Context::new("counter", ".".as_ref(), "start = 41")).unwrap();
         assert_eq!(counter.greet().unwrap(), "Hello, visitor #42!");
-        let error = Counter::init(&Context::new("counter", ".".as_ref(), "start = -1"))
-            .err()
-            .unwrap();
+        let file = std::path::Path::new("plugins/plugins.toml");
+        let context = Context::new("counter", ".".as_ref(), "start = -1").with_config_file(file);
+        let error = Counter::init(&context).err().unwrap();
         assert_eq!(
             error.to_string(),
-            "expected `start` to be a whole number, found -1"
+            "plugins/plugins.toml: [plugin.counter]: key `start`: invalid value: integer `-1`, \
+             expected u64"
+        );
+        let context = Context::new("counter", ".".as_ref(), "strat = 41").with_config_file(file);
+        let error = Counter::init(&context).err().unwrap();
+        assert_eq!(
+            error.to_string(),
+            "plugins/plugins.toml: [plugin.counter]: unknown key `strat`: expected only the keys \
+             the plugin reads"
         );
     }
 }

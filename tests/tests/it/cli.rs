@@ -443,9 +443,10 @@ fn a_configuration_the_plugin_refuses_rejects_only_that_plugin() {
     assert_eq!(
         stderr(&output),
         format!(
-            "greeter-host: rejected {}: plugin failed to initialise: \
-             expected `start` to be a whole number, found \"soon\"\n",
-            dir.path().join(library_file_name("counter")).display()
+            "greeter-host: rejected {}: plugin failed to initialise: {}: [plugin.counter]: key \
+             `start`: invalid type: string \"soon\", expected u64\n",
+            dir.path().join(library_file_name("counter")).display(),
+            dir.path().join("plugins.toml").display()
         )
     );
     assert_eq!(output.status.code(), Some(1));
@@ -472,8 +473,8 @@ fn a_broken_or_unsafe_plugins_toml_stops_everything_naming_it() {
     assert_eq!(
         stderr(&output),
         format!(
-            "greeter-host: {}: expected only [plugin.<name>] tables, `isolate` and \
-             [call_timeout], found `isolated`\n",
+            "greeter-host: {}: unknown key `isolated`: expected `isolate`, `call_timeout`, \
+             `memory_limit`, `restarts`, `confine` or [plugin.<name>] tables\n",
             config.display()
         )
     );
@@ -484,7 +485,8 @@ fn a_broken_or_unsafe_plugins_toml_stops_everything_naming_it() {
     assert_eq!(
         stderr(&output),
         format!(
-            "greeter-host: {}: expected `isolate = true` or a list of plugin names, found 3\n",
+            "greeter-host: {}: key `isolate`: expected true, false or a list of plugin names, \
+             found 3\n",
             config.display()
         )
     );

@@ -17,7 +17,7 @@ use std::{
 use abi_stable::library::{RawLibrary, lib_header_from_raw_library};
 use dropin::{
     Interface, PluginCore,
-    abi::{Extensions, ModuleRef},
+    abi::{ExtensionsRef, ModuleRef},
 };
 use semver::{Version, VersionReq};
 
@@ -55,7 +55,7 @@ pub struct Plugin<I: Interface> {
     pub(crate) module: Option<ModuleRef>,
     /// What the plugin offers for reloads, if it was built with it and its
     /// library is mapped here.
-    pub(crate) extensions: Option<&'static Extensions>,
+    pub(crate) extensions: Option<ExtensionsRef>,
     /// Its number among the generations of its name: 1 for the first load,
     /// one more for each reload.
     pub(crate) generation: u32,
@@ -334,22 +334,29 @@ pub(crate) fn open<I: Interface>(
         Some(module),
         handle,
     );
-    // SAFETY: a symbol of this name is the export macro's `Extensions`
-    // static (the name carries the layout's version), in a library whose
-    // root module passed every check and which is never unloaded.
-    plugin.extensions = extensions.map(|pointer| unsafe { &*pointer });
+    plugin.extensions = extensions;
     Ok(plugin)
 }
 
-/// Where `library` has the [`Extensions`] it exports, if it does: read
-/// only once the root module passed every check.
-fn extensions(library: &RawLibrary) -> Option<*const Extensions> {
-    // SAFETY: only the symbol's address is taken.
-    let symbol = unsafe { library.get::<*const Extensions>(dropin::abi::EXTENSIONS_SYMBOL) };
-    symbol
-        .ok()
-        .map(|symbol| *symbol)
-        .filter(|pointer| pointer.is_aligned() && !pointer.is_null())
+/// The extensions (latest version first) that `library` exports, if it
+/// does: used only once the root module passed every check.
+fn extensions(library: &RawLibrary) -> Option<ExtensionsRef> {
+    fn symbol<T>(library: &RawLibrary, name: &[u8]) -> Option<&'static T> {
+        // SAFETY: only the symbol's address is taken.
+        let symbol = unsafe { library.get::<*const T>(name) };
+        let pointer = symbol
+            .ok()
+            .map(|symbol| *symbol)
+            .filter(|pointer| pointer.is_aligned() && !pointer.is_null())?;
+        // SAFETY: a symbol of this name is the export macro's static of
+        // this type (the name carries the layout's version), in a library
+        // that is never unloaded; nothing reads it before the root module
+        // passed every check.
+        Some(unsafe { &*pointer })
+    }
+    symbol(library, dropin::abi::EXTENSIONS_V2_SYMBOL)
+        .map(ExtensionsRef::V2)
+        .or_else(|| symbol(library, dropin::abi::EXTENSIONS_SYMBOL).map(ExtensionsRef::V1))
 }
 
 /// Runs the plugin's `init` with its folder and configuration.
@@ -359,7 +366,7 @@ fn extensions(library: &RawLibrary) -> Option<*const Extensions> {
 /// [`LoadErrorKind::Init`] with the plugin's message.
 pub(crate) fn initialize<I: Interface>(
     plugin: &Plugin<I>,
-    config: &str,
+    config: (&str, Option<&Path>),
     previous: Option<&Saved>,
     services: Option<&'static dropin::abi::RawServices>,
 ) -> Result<(), LoadError> {
@@ -369,6 +376,15 @@ pub(crate) fn initialize<I: Interface>(
         return Ok(());
     };
     let previous = previous.map(|(version, bytes)| (*version, bytes.as_slice()));
-    dropin::abi::initialize(module, plugin.extensions, dir, config, previous, services)
-        .map_err(|message| LoadErrorKind::Init { message }.at(plugin.path.clone()))
+    let (config, config_file) = config;
+    dropin::abi::initialize(
+        module,
+        plugin.extensions,
+        dir,
+        config,
+        config_file,
+        previous,
+        services,
+    )
+    .map_err(|message| LoadErrorKind::Init { message }.at(plugin.path.clone()))
 }

@@ -56,6 +56,8 @@ pub struct LoaderBuilder<I: Interface> {
     pub(super) probe: Option<Probe>,
     pub(super) isolation: isolation::Settings,
     pub(super) config: HashMap<String, String>,
+    pub(super) config_source: config::Source,
+    pub(super) given: config::GivenInCode,
     pub(super) interface: PhantomData<fn() -> I>,
 }
 
@@ -70,6 +72,7 @@ impl<I: Interface> fmt::Debug for LoaderBuilder<I> {
             .field("check_permissions", &self.check_permissions)
             .field("allow_panic_abort", &self.allow_panic_abort)
             .field("configured", &self.config.keys().collect::<Vec<_>>())
+            .field("config_file", &self.config_source)
             .finish()
     }
 }
@@ -220,6 +223,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// `CallErrorKind::TimedOut`.
     pub fn call_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.isolation.call_timeout = timeout;
+        self.given.call_timeout = true;
         self
     }
 
@@ -239,6 +243,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// is refused, never run unconfined.
     pub fn confine_isolated(mut self, confine: bool) -> Self {
         self.isolation.confined = confine;
+        self.given.confined = true;
         self
     }
 
@@ -246,6 +251,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// out (default: [`Recovery::Disable`](crate::child::isolation::Recovery)).
     pub fn isolation_recovery(mut self, recovery: crate::child::isolation::Recovery) -> Self {
         self.isolation.recovery = recovery;
+        self.given.recovery = true;
         self
     }
 
@@ -266,6 +272,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// fails with `CallErrorKind::Crashed`.
     pub fn isolation_memory_limit(mut self, bytes: u64) -> Self {
         self.isolation.memory_limit = Some(bytes);
+        self.given.memory_limit = true;
         self
     }
 
@@ -289,11 +296,29 @@ impl<I: Interface> LoaderBuilder<I> {
     }
 
     /// The configuration handed to the plugin called `plugin` when it
-    /// initialises ([`dropin::Context::config`]); the format is the
-    /// application's (`greeter-host` passes a TOML table). Plugins without
-    /// one get an empty string.
+    /// initialises, in place of its table of the configuration file
+    /// ([`dropin::Context::config_text`]; [`dropin::Context::config`] reads
+    /// it typed when it is TOML, as a table's text is).
     pub fn config(mut self, plugin: impl Into<String>, config: impl Into<String>) -> Self {
         self.config.insert(plugin.into(), config.into());
+        self
+    }
+
+    /// The configuration file to read in place of the plugins folder's
+    /// [`plugins.toml`](crate::CONFIG_FILE_NAME): it must exist. See
+    /// [`Loader`] for what the file holds; it is read when the loader is
+    /// built, by the lock file's rules.
+    #[must_use]
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_source = config::Source::File(path.into());
+        self
+    }
+
+    /// Reads no configuration file: every setting is the application's, and
+    /// a plugin's configuration only what [`config`](Self::config) gives.
+    #[must_use]
+    pub fn without_config_file(mut self) -> Self {
+        self.config_source = config::Source::Off;
         self
     }
 
@@ -342,6 +367,23 @@ impl<I: Interface> LoaderBuilder<I> {
             default_interface_req(&own)
         });
         let host_version = self.host_version.unwrap_or(Version::new(0, 0, 0));
+        let mut isolation = self.isolation;
+        let mut configs = config::PluginConfigs {
+            given: self.config,
+            ..Default::default()
+        };
+        // Read now, so that the loader's settings never change; an error
+        // is what every load, reload and survey returns.
+        let config_error = config::apply(
+            &self.config_source,
+            &self.dir,
+            self.check_permissions,
+            self.given,
+            &mut isolation,
+            &mut configs,
+        )
+        .err()
+        .map(std::sync::Arc::new);
         Loader {
             dir: self.dir,
             policy: Policy {
@@ -359,8 +401,9 @@ impl<I: Interface> LoaderBuilder<I> {
             max_retained: self.max_retained,
             services: self.services,
             probe: self.probe,
-            isolation: self.isolation,
-            config: self.config,
+            isolation,
+            configs,
+            config_error,
             in_process: true,
             interface: PhantomData,
         }

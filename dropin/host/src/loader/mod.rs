@@ -31,11 +31,15 @@ use crate::{
 };
 
 mod builder;
+mod config;
 mod reload;
 mod stage;
 mod survey;
 
 pub use builder::LoaderBuilder;
+pub use config::{
+    CONFIG_FILE_NAME, ConfigFileError, MAX_CONFIG_SIZE, RESTART_BACKOFF, parse_duration, parse_size,
+};
 use stage::*;
 pub use survey::{Described, DescribedFile, Recording, Survey, describe_file};
 
@@ -83,6 +87,10 @@ pub enum LoaderError {
     /// The lock file is required and missing, or does not parse.
     #[error(transparent)]
     Lockfile(#[from] LockfileError),
+    /// The configuration file is unsafe, does not parse, or holds a setting
+    /// it may not.
+    #[error(transparent)]
+    Config(std::sync::Arc<ConfigFileError>),
     /// The private snapshot folder could not be created.
     #[error("cannot create the private snapshot folder in {}", root.display())]
     Snapshot {
@@ -197,7 +205,10 @@ pub struct Loader<I: Interface> {
     probe: Option<Probe>,
     services: Option<dropin::Services>,
     isolation: isolation::Settings,
-    config: HashMap<String, String>,
+    configs: config::PluginConfigs,
+    /// Why the configuration file could not be used, if it could not:
+    /// every load, reload and survey fails with it.
+    config_error: Option<std::sync::Arc<ConfigFileError>>,
     /// Whether the application vouched for the plugins that run in this
     /// process ([`LoaderBuilder::build`]); a loader built isolated maps
     /// nothing here, whatever happens.
@@ -247,6 +258,8 @@ impl<I: Interface> Loader<I> {
             probe: None,
             isolation: isolation::Settings::default(),
             config: HashMap::new(),
+            config_source: config::Source::InFolder,
+            given: config::GivenInCode::default(),
             interface: PhantomData,
         }
     }
@@ -398,6 +411,7 @@ impl<I: Interface> Loader<I> {
     /// process its loader started as a child never loads plugins itself:
     /// it would start children of its own, and they theirs.
     fn check_probe(&self) -> Result<(), LoaderError> {
+        self.check_config()?;
         for (variable, call) in [
             (
                 crate::child::probe::PROBE_ENV,
@@ -416,6 +430,14 @@ impl<I: Interface> Loader<I> {
             return Err(LoaderError::NoProbe);
         }
         Ok(())
+    }
+
+    /// The configuration file could be used.
+    fn check_config(&self) -> Result<(), LoaderError> {
+        match &self.config_error {
+            Some(error) => Err(LoaderError::Config(error.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The lock file in force, read afresh.

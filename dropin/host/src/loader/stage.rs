@@ -453,7 +453,7 @@ impl<I: Interface> Loader<I> {
             description,
             ..
         } = approved;
-        let config = self.config.get(&name).map_or("", String::as_str);
+        let config = self.configs.of(&name);
         let mut plugin = isolation::start::<I>(
             &probe.launcher(),
             &self.isolation,
@@ -550,7 +550,7 @@ impl<I: Interface> Loader<I> {
         // Checked before the plugin's own initialisation runs: a duplicate
         // never gets to set anything up.
         claim(plugin.name())?;
-        let config = self.config.get(plugin.name()).map_or("", String::as_str);
+        let config = self.configs.of(plugin.name());
         let previous = previous(false);
         // The plugin's own table: its calls say who they come from, and are
         // refused once it is disabled.

@@ -40,6 +40,7 @@ impl<I: Interface> Loader<I> {
     ///
     /// The folder-level errors of [`load`](Self::load).
     pub fn survey(&self) -> Result<Survey, LoaderError> {
+        self.check_config()?;
         let lockfile = self.lockfile()?;
         self.survey_under(lockfile.as_ref())
     }
@@ -56,6 +57,7 @@ impl<I: Interface> Loader<I> {
     ///
     /// The folder-level errors of [`load`](Self::load).
     pub fn record(&self) -> Result<Recording, LoaderError> {
+        self.check_config()?;
         let survey = self.survey_under(None)?;
         Ok(Recording {
             entries: survey.plugins.iter().map(Described::lock_entry).collect(),

@@ -242,7 +242,7 @@ impl Store for Memory {
     fn init(context: &Context<'_>) -> Result<Self, BoxError> {
         Ok(Memory {
             values: Values::default(),
-            read_only: context.config().trim() == "read-only",
+            read_only: context.config_text().trim() == "read-only",
             watchers: Arc::default(),
             waiting: Waiting::default(),
         })

@@ -11,6 +11,8 @@ pub(super) struct Setup {
     pub(super) path: Vec<u8>,
     pub(super) copy: Vec<u8>,
     pub(super) config: String,
+    /// The file `config` is from, as path bytes, if it is from one.
+    pub(super) config_file: Option<Vec<u8>>,
     pub(super) accepted: String,
     pub(super) host_version: String,
     pub(super) allow_panic_abort: bool,

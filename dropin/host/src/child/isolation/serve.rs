@@ -62,6 +62,7 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
     log::set_max_level(log::LevelFilter::Trace);
     let path = sys::path_from_bytes(setup.path);
     let copy = sys::path_from_bytes(setup.copy);
+    let config_file = setup.config_file.map(sys::path_from_bytes);
     let policy = Policy {
         accepted: setup.accepted.parse().map_err(|e| format!("{e}"))?,
         host_version: setup.host_version.parse().map_err(|e| format!("{e}"))?,
@@ -111,7 +112,8 @@ pub(super) fn serve<I: Interface>(nonce: &str) -> Result<(), String> {
             }
         })
         .and_then(|plugin| {
-            load::initialize(&plugin, &setup.config, previous.as_ref(), services).map(|()| plugin)
+            let config = (setup.config.as_str(), config_file.as_deref());
+            load::initialize(&plugin, config, previous.as_ref(), services).map(|()| plugin)
         });
     let plugin = match loaded {
         Ok(plugin) => plugin,

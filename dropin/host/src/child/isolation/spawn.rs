@@ -44,7 +44,7 @@ pub(crate) fn start<I: Interface>(
     copy: &Path,
     sha256: Option<[u8; 32]>,
     policy: &Policy,
-    config: &str,
+    config: (&str, Option<&Path>),
     described: &dropin::description::Description,
     previous: Option<crate::load::Saved>,
     services: Option<&dropin::Services>,
@@ -56,7 +56,8 @@ pub(crate) fn start<I: Interface>(
     let setup = Setup {
         path: dropin::abi::path_bytes(path),
         copy: dropin::abi::path_bytes(copy),
-        config: config.to_owned(),
+        config: config.0.to_owned(),
+        config_file: config.1.map(dropin::abi::path_bytes),
         accepted: policy.accepted.to_string(),
         host_version: policy.host_version.to_string(),
         allow_panic_abort: policy.allow_panic_abort,

@@ -1,0 +1,416 @@
+//! The plugins folder's configuration file (`plugins.toml`): the
+//! application's settings for its plugins, and each plugin's own table.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{
+    child::isolation::{self, Isolate, Recovery},
+    trust::trusted_file::{TrustedFileError, read_trusted_text},
+};
+
+/// The configuration file's name in the plugins folder, read by default.
+pub const CONFIG_FILE_NAME: &str = "plugins.toml";
+
+/// The largest configuration file read: far more than a thousand plugins'
+/// tables need.
+pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
+
+/// The keys the file's top level may have, as its errors list them.
+const EXPECTED_KEYS: &str = "`isolate`, `call_timeout`, `memory_limit`, `restarts`, `confine` \
+                             or [plugin.<name>] tables";
+
+/// How long an isolated plugin whose process ended waits before its first
+/// restart (`restarts` in the file); each later one waits twice as long.
+pub const RESTART_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why the configuration file could not be used: nothing is loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigFileError {
+    /// The file could not be read by the lock file's rules (a regular file,
+    /// writable by nobody else, at most [`MAX_CONFIG_SIZE`] bytes of UTF-8).
+    #[error(transparent)]
+    Read(#[from] TrustedFileError),
+    /// The application named a file that does not exist.
+    #[error("{}: expected the configuration file the application names, found nothing", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Not TOML.
+    #[error("{}: invalid TOML: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the line and column.
+        message: String,
+    },
+    /// A key the file may not have.
+    #[error("{}: unknown key `{key}`: expected {EXPECTED_KEYS}", path.display())]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The key, dotted from the top.
+        key: String,
+    },
+    /// A setting whose value is not one it takes.
+    #[error("{}: key `{key}`: expected {expected}, found {found}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, dotted from the top.
+        key: String,
+        /// What it takes.
+        expected: &'static str,
+        /// What it has.
+        found: String,
+    },
+}
+
+/// Which configuration file a loader reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// [`CONFIG_FILE_NAME`] in the plugins folder, if it exists.
+    InFolder,
+    /// The file the application named, which must exist.
+    File(PathBuf),
+    /// None.
+    Off,
+}
+
+/// The settings the application gave in code, which win over the file's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GivenInCode {
+    pub(crate) call_timeout: bool,
+    pub(crate) memory_limit: bool,
+    pub(crate) recovery: bool,
+    pub(crate) confined: bool,
+}
+
+/// Each plugin's configuration: what the application gave in code, else its
+/// table of the file, as TOML.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PluginConfigs {
+    /// Given in code, by plugin name.
+    pub(crate) given: HashMap<String, String>,
+    /// The file's tables, by plugin name.
+    pub(crate) tables: HashMap<String, String>,
+    /// The file read, whether or not it exists.
+    pub(crate) file: Option<PathBuf>,
+}
+
+impl PluginConfigs {
+    /// The configuration of plugin `name`, and the file it is from (when it
+    /// is not given in code and a file is read).
+    pub(crate) fn of(&self, name: &str) -> (&str, Option<&Path>) {
+        match self.given.get(name) {
+            Some(text) => (text, None),
+            None => (
+                self.tables.get(name).map_or("", String::as_str),
+                self.file.as_deref(),
+            ),
+        }
+    }
+}
+
+/// Reads the configuration file `source` names for the plugins folder `dir`,
+/// and applies it under what the application gave in code: the isolation
+/// settings it did not give, the `isolate` rules added to its own, and the
+/// tables of the plugins it gave no configuration.
+pub(crate) fn apply(
+    source: &Source,
+    dir: &Path,
+    check_permissions: bool,
+    given: GivenInCode,
+    isolation: &mut isolation::Settings,
+    configs: &mut PluginConfigs,
+) -> Result<(), ConfigFileError> {
+    let (path, required) = match source {
+        Source::Off => return Ok(()),
+        Source::InFolder => (dir.join(CONFIG_FILE_NAME), false),
+        Source::File(path) => (path.clone(), true),
+    };
+    configs.file = Some(path.clone());
+    let Some(text) = read_trusted_text(&path, "configuration", check_permissions, MAX_CONFIG_SIZE)?
+    else {
+        return match required {
+            true => Err(ConfigFileError::Missing { path }),
+            false => Ok(()),
+        };
+    };
+    let file = parse(&path, &text)?;
+    if !given.call_timeout
+        && let Some(timeout) = file.call_timeout
+    {
+        isolation.call_timeout = timeout;
+    }
+    for (name, timeout) in file.call_timeouts {
+        isolation.call_timeouts.entry(name).or_insert(timeout);
+    }
+    if !given.memory_limit && file.memory_limit.is_some() {
+        isolation.memory_limit = file.memory_limit;
+    }
+    if !given.recovery
+        && let Some(attempts) = file.restarts
+    {
+        isolation.recovery = Recovery::Restart {
+            attempts,
+            backoff: RESTART_BACKOFF,
+        };
+    }
+    if !given.confined
+        && let Some(confine) = file.confine
+    {
+        isolation.confined = confine;
+    }
+    isolation.rules.extend(file.isolate);
+    configs.tables = file.tables;
+    Ok(())
+}
+
+/// What the file says.
+#[derive(Debug, Default)]
+struct File {
+    isolate: Option<Isolate>,
+    call_timeout: Option<Duration>,
+    call_timeouts: HashMap<String, Duration>,
+    memory_limit: Option<u64>,
+    restarts: Option<u32>,
+    confine: Option<bool>,
+    tables: HashMap<String, String>,
+}
+
+fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
+    let table: toml::Table = toml::from_str(text).map_err(|error| ConfigFileError::Syntax {
+        path: path.to_owned(),
+        message: error.to_string().trim_end().to_owned(),
+    })?;
+    let invalid = |key: &str, expected, found: &toml::Value| ConfigFileError::Invalid {
+        path: path.to_owned(),
+        key: key.to_owned(),
+        expected,
+        found: found.to_string(),
+    };
+    let mut file = File::default();
+    for (key, value) in &table {
+        match key.as_str() {
+            "isolate" => {
+                const EXPECTED: &str = "true, false or a list of plugin names";
+                file.isolate = match value {
+                    toml::Value::Boolean(all) => all.then_some(Isolate::All),
+                    toml::Value::Array(names) => Some(Isolate::Plugins(
+                        names
+                            .iter()
+                            .map(|name| name.as_str().map(str::to_owned))
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| invalid(key, EXPECTED, value))?,
+                    )),
+                    _ => return Err(invalid(key, EXPECTED, value)),
+                };
+            }
+            "call_timeout" => match value {
+                toml::Value::Table(timeouts) => {
+                    for (name, timeout) in timeouts {
+                        let timeout = timeout
+                            .as_str()
+                            .and_then(|text| parse_duration(text).ok())
+                            .ok_or_else(|| {
+                                invalid(
+                                    &format!("call_timeout.{name}"),
+                                    "a duration such as \"500ms\" or \"30s\"",
+                                    timeout,
+                                )
+                            })?;
+                        file.call_timeouts.insert(name.clone(), timeout);
+                    }
+                }
+                _ => {
+                    let timeout = value.as_str().and_then(|text| parse_duration(text).ok());
+                    file.call_timeout = Some(timeout.ok_or_else(|| {
+                        invalid(
+                            key,
+                            "a duration such as \"500ms\" or \"30s\", or a table of plugin names \
+                             and durations",
+                            value,
+                        )
+                    })?);
+                }
+            },
+            "memory_limit" => {
+                let bytes = match value {
+                    toml::Value::String(text) => parse_size(text).ok(),
+                    toml::Value::Integer(bytes) => u64::try_from(*bytes).ok().filter(|&b| b > 0),
+                    _ => None,
+                };
+                file.memory_limit = Some(bytes.ok_or_else(|| {
+                    invalid(
+                        key,
+                        "a size such as \"512M\" or \"2G\", or a number of bytes",
+                        value,
+                    )
+                })?);
+            }
+            "restarts" => {
+                let attempts = value.as_integer().and_then(|n| u32::try_from(n).ok());
+                file.restarts = Some(
+                    attempts
+                        .ok_or_else(|| invalid(key, "a number of restarts, 0 or more", value))?,
+                );
+            }
+            "confine" => {
+                file.confine = Some(
+                    value
+                        .as_bool()
+                        .ok_or_else(|| invalid(key, "true or false", value))?,
+                );
+            }
+            "plugin" => {
+                let Some(plugins) = value.as_table() else {
+                    return Err(invalid(key, "[plugin.<name>] tables", value));
+                };
+                for (name, table) in plugins {
+                    let Some(table) = table.as_table() else {
+                        return Err(invalid(
+                            &format!("plugin.{name}"),
+                            "a table of the plugin's settings",
+                            table,
+                        ));
+                    };
+                    let text = toml::to_string(table).expect("a parsed table serialises");
+                    file.tables.insert(name.clone(), text);
+                }
+            }
+            _ => {
+                return Err(ConfigFileError::UnknownKey {
+                    path: path.to_owned(),
+                    key: key.clone(),
+                });
+            }
+        }
+    }
+    Ok(file)
+}
+
+/// A duration as the configuration file and a command line give it: `500ms`,
+/// `2s`, `1.5s` or a number of seconds; more than zero.
+///
+/// # Errors
+///
+/// What was expected and what was found.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = match text.strip_suffix("ms") {
+        Some(number) => (number, 0.001),
+        None => (text.strip_suffix('s').unwrap_or(text), 1.0),
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|value| value.is_finite() && *value > 0.0)
+        .and_then(|value| Duration::try_from_secs_f64(value * unit).ok())
+        .ok_or_else(|| format!("expected a duration such as 500ms or 30s, found {text:?}"))
+}
+
+/// A size as the configuration file and a command line give it: `512M`,
+/// `2G`, `64K` or a number of bytes; more than zero.
+///
+/// # Errors
+///
+/// What was expected and what was found.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.chars().last() {
+        Some('K' | 'k') => (&text[..text.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&text[..text.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|number| number.checked_mul(unit))
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("expected a size such as 512M or 2G, found {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        parse(Path::new("p/plugins.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn every_setting_reads() {
+        let file = parse(
+            Path::new("plugins.toml"),
+            "isolate = [\"a\"]\ncall_timeout = \"1.5s\"\nmemory_limit = \"512M\"\nrestarts = \
+             3\nconfine = true\n[plugin.a]\nx = 1\n",
+        )
+        .unwrap();
+        assert!(matches!(&file.isolate, Some(Isolate::Plugins(names)) if names == &["a"]));
+        assert_eq!(file.call_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(file.memory_limit, Some(512 << 20));
+        assert_eq!(file.restarts, Some(3));
+        assert_eq!(file.confine, Some(true));
+        assert_eq!(file.tables["a"], "x = 1\n");
+        let file = parse(
+            Path::new("plugins.toml"),
+            "isolate = false\nmemory_limit = 4096\n[call_timeout]\na = \"300ms\"\n",
+        )
+        .unwrap();
+        assert!(file.isolate.is_none());
+        assert_eq!(file.memory_limit, Some(4096));
+        assert_eq!(file.call_timeouts["a"], Duration::from_millis(300));
+    }
+
+    #[test]
+    fn a_wrong_value_names_the_file_the_key_and_what_was_expected() {
+        assert_eq!(
+            error("isolate = 3\n"),
+            "p/plugins.toml: key `isolate`: expected true, false or a list of plugin names, found 3"
+        );
+        assert_eq!(
+            error("[call_timeout]\na = \"soon\"\n"),
+            "p/plugins.toml: key `call_timeout.a`: expected a duration such as \"500ms\" or \
+             \"30s\", found \"soon\""
+        );
+        assert_eq!(
+            error("memory_limit = -1\n"),
+            "p/plugins.toml: key `memory_limit`: expected a size such as \"512M\" or \"2G\", or a \
+             number of bytes, found -1"
+        );
+        assert_eq!(
+            error("restarts = \"3\"\n"),
+            "p/plugins.toml: key `restarts`: expected a number of restarts, 0 or more, found \"3\""
+        );
+        assert_eq!(
+            error("plugin = 1\n"),
+            "p/plugins.toml: key `plugin`: expected [plugin.<name>] tables, found 1"
+        );
+        assert_eq!(
+            error("isolated = true\n"),
+            "p/plugins.toml: unknown key `isolated`: expected `isolate`, `call_timeout`, \
+             `memory_limit`, `restarts`, `confine` or [plugin.<name>] tables"
+        );
+        assert!(error("[plugin.a\n").starts_with("p/plugins.toml: invalid TOML: "));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("99999999999G").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("-1s").is_err());
+    }
+}
