@@ -99,7 +99,7 @@ impl<'a> Context<'a> {
     /// (`#[serde(default)]`).
     ///
     /// ```
-    /// #[derive(serde::Deserialize)]
+    /// #[derive(Debug, serde::Deserialize)]
     /// struct Settings {
     ///     start: u64,
     /// }

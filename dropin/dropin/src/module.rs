@@ -100,7 +100,7 @@ pub struct InitExtra<'a> {
 /// The name of the [`Extensions`] symbol, NUL-terminated.
 pub const EXTENSIONS_SYMBOL: &[u8] = b"dropin_extensions_v1\0";
 
-/// [`Extensions`] with an `init` that receives [`InitExtraV2`], exported as
+/// [`Extensions`] with an `init` that receives `InitExtraV2`, exported as
 /// the symbol [`EXTENSIONS_V2_SYMBOL`]. A plugin exports both: a host that
 /// knows this one calls it, an earlier host the first.
 #[repr(C)]
@@ -108,7 +108,7 @@ pub const EXTENSIONS_SYMBOL: &[u8] = b"dropin_extensions_v1\0";
 pub struct ExtensionsV2 {
     /// As [`Extensions::save`].
     pub save: extern "C" fn() -> RResult<ROption<RawSavedState>, RawError>,
-    /// `init` with what [`InitExtraV2`] adds. Never unwinds.
+    /// `init` with what `InitExtraV2` adds. Never unwinds.
     pub init_extended:
         extern "C" fn(args: &InitArgs<'_>, extra: &InitExtraV2<'_>) -> RResult<(), RawError>,
 }

@@ -20,6 +20,8 @@ mod generic;
 mod store;
 // The `greeter-host` binary: output, JSON, exit codes.
 mod cli;
+// The plugins folder's configuration file, read by the library.
+mod config;
 // Libraries the dynamic loader dies on: the probe process dies instead.
 #[cfg(unix)]
 mod probe;

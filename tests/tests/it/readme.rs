@@ -21,7 +21,7 @@ fn readme_files() -> Vec<(String, String)> {
 
 /// The code blocks of the README marked `<!-- KIND: PATH -->`, in order:
 /// the path, and the block's lines joined.
-fn readme_blocks(kind: &str) -> Vec<(String, String)> {
+pub(crate) fn readme_blocks(kind: &str) -> Vec<(String, String)> {
     let readme = fs::read_to_string(root().join("README.md")).unwrap();
     let marker = format!("<!-- {kind}: ");
     let mut blocks = Vec::new();
@@ -225,8 +225,9 @@ fn the_readme_interface_plugin_and_application_build_and_run() {
         assert_eq!(Path::new(&manifest), unpacked.join("Cargo.toml"), "{name}");
     }
 
+    // The README's plugins/plugins.toml made the folder.
     let plugins = trial.path().join("plugins");
-    fs::create_dir(&plugins).unwrap();
+    assert!(plugins.join("plugins.toml").is_file());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -291,8 +292,7 @@ fn the_readme_interface_plugin_and_application_build_and_run() {
     );
 
     // Without a plugins folder: the error and its cause, on one line.
-    fs::remove_file(plugins.join(&library)).unwrap();
-    fs::remove_dir(&plugins).unwrap();
+    fs::remove_dir_all(&plugins).unwrap();
     let output = run("hello");
     assert_eq!(
         stderr(&output),

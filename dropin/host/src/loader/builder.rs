@@ -305,9 +305,10 @@ impl<I: Interface> LoaderBuilder<I> {
     }
 
     /// The configuration file to read in place of the plugins folder's
-    /// [`plugins.toml`](crate::CONFIG_FILE_NAME): it must exist. See
-    /// [`Loader`] for what the file holds; it is read when the loader is
-    /// built, by the lock file's rules.
+    /// [`plugins.toml`](crate::CONFIG_FILE_NAME), which says what the file
+    /// holds: this one must exist. It is read when the loader is built, by
+    /// the lock file's rules; what is wrong with it fails every load with
+    /// [`LoaderError::Config`].
     #[must_use]
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config_source = config::Source::File(path.into());

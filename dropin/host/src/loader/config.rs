@@ -12,7 +12,27 @@ use crate::{
     trust::trusted_file::{TrustedFileError, read_trusted_text},
 };
 
-/// The configuration file's name in the plugins folder, read by default.
+/// The configuration file's name in the plugins folder, read by default
+/// when the loader is built (if it is there), by the lock file's rules: a
+/// regular file, writable by nobody but its owner, owned by this user or
+/// root, at most [`MAX_CONFIG_SIZE`] bytes of UTF-8. It holds:
+///
+/// ```toml
+/// isolate = ["counter"]  # true, false, or plugin names: added to the rules given in code
+/// call_timeout = "2s"    # every isolated plugin's; or [call_timeout] counter = "5s", per plugin
+/// memory_limit = "512M"  # an isolated plugin's process's address space ("2G", or bytes)
+/// restarts = 3           # how often a crashed isolated plugin starts again (RESTART_BACKOFF)
+/// confine = true         # confine isolated plugins' processes
+///
+/// [plugin.counter]       # the plugin's own table: `dropin::Context::config`
+/// start = 41
+/// ```
+///
+/// A setting given in code ([`LoaderBuilder`](crate::LoaderBuilder)) wins
+/// over the same setting in the file, and configuration given in code for a
+/// plugin replaces its table. Any other key, or a value of another type,
+/// is a [`ConfigFileError`] naming the file, the key, what was expected
+/// and what was found.
 pub const CONFIG_FILE_NAME: &str = "plugins.toml";
 
 /// The largest configuration file read: far more than a thousand plugins'
