@@ -272,6 +272,21 @@ unsafe impl Stable for String {
     }
 }
 
+// SAFETY: `String`'s representation, which `Text` wraps: the application's
+// handle returns it where the interface returns a `String`, without a copy.
+unsafe impl Stable for Text {
+    type Ffi = RString;
+    const DESC: &'static TypeDesc = String::DESC;
+    #[inline]
+    fn into_ffi(self) -> RString {
+        self.0
+    }
+    #[inline]
+    fn from_ffi(ffi: RString) -> Text {
+        Text(ffi)
+    }
+}
+
 // SAFETY: `RStr` is a `#[repr(C)]` pointer and length of UTF-8 bytes,
 // borrowed for the duration of the call.
 unsafe impl<'a> Stable for &'a str {
@@ -480,9 +495,12 @@ map!(HashMap, "HashMap", Eq + std::hash::Hash);
 /// A string returned by a plugin, handed over without a copy: it derefs to
 /// `str` and frees itself through the plugin's allocator.
 ///
-/// An interface method that returns `String` returns this in the
-/// application's handle; [`into_string`](Self::into_string) makes it a
-/// `String`.
+/// Where an interface method returns a `String`, the application's handle
+/// returns this: for a `String` result, and for each `String` of an
+/// `Option`, a `Result`'s value, a `Vec`, a tuple, an array or a map in the
+/// result (`Option<String>` comes back as `Option<Text>`). A `String` field
+/// of the interface's own types stays a `String`, copied.
+/// [`into_string`](Self::into_string) makes it a `String`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Text(RString);
 
@@ -495,12 +513,6 @@ impl Text {
     /// The text as a `String` (a copy when the plugin allocated it).
     pub fn into_string(self) -> String {
         self.0.into_string()
-    }
-
-    #[doc(hidden)]
-    #[inline]
-    pub fn from_ffi(ffi: RString) -> Self {
-        Self(ffi)
     }
 }
 
@@ -547,9 +559,40 @@ impl PartialEq<String> for Text {
     }
 }
 
+impl PartialEq<Text> for str {
+    fn eq(&self, other: &Text) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<Text> for &str {
+    fn eq(&self, other: &Text) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<Text> for String {
+    fn eq(&self, other: &Text) -> bool {
+        self == other.as_str()
+    }
+}
+
 impl From<Text> for String {
     fn from(text: Text) -> String {
         text.into_string()
+    }
+}
+
+/// For comparing what a handle returned: `assert_eq!(store.get("a")?, Ok("1".into()))`.
+impl From<&str> for Text {
+    fn from(text: &str) -> Text {
+        Text(text.into())
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Text {
+        Text(text.into())
     }
 }
 

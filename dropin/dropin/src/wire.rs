@@ -229,7 +229,7 @@ impl Decode for String {
 
 impl Decode for crate::Text {
     fn decode(input: &mut &[u8]) -> Result<Self, WireError> {
-        String::decode(input).map(|text| Self::from_ffi(text.into()))
+        String::decode(input).map(|text| <Self as crate::Stable>::from_ffi(text.into()))
     }
 }
 

@@ -15,7 +15,7 @@ use syn::{Ident, spanned::Spanned};
 
 use crate::{
     ast::{Arg, Interface, Method, unraw, visibility},
-    ty::{Kind, is_string},
+    ty::Kind,
 };
 
 pub fn interface(interface: &Interface) -> TokenStream {
@@ -214,8 +214,9 @@ pub fn interface(interface: &Interface) -> TokenStream {
     let handle_doc = format!(
         "A loaded plugin of the [`{trait_ident}`] interface: the application's typed handle.\n\n\
          Each method of the trait is a method here that calls into the plugin and returns \
-         `Result<T, dropin::CallError>` (a `String` comes back as a `dropin::Text`, without a \
-         copy). Load plugins with `dropin_host::Loader::<{handle}>`."
+         `Result<T, dropin::CallError>` (each `String` of the result, alone or in an `Option`, a \
+         `Result`'s value, a `Vec`, a tuple, an array or a map, comes back as a `dropin::Text`, \
+         without a copy). Load plugins with `dropin_host::Loader::<{handle}>`."
     );
     let export_doc = format!(
         "Exports a type implementing [`{trait_ident}`] as this library's plugin.\n\n\
@@ -696,11 +697,7 @@ fn async_handle_method(
     let values = into_ffi_values(method);
     let ret = &method.ret;
     let encodes = method.args.iter().map(encode_arg);
-    let (output, convert) = if is_string(ret) {
-        (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
-    } else {
-        (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
-    };
+    let (output, convert) = crate::ty::handle_output(ret);
     let (function, missing) = if method.required {
         (
             quote!(let function: ::core::option::Option<#hidden::#alias> = ::core::option::Option::Some(self.#ident);),
@@ -849,11 +846,7 @@ fn handle_method(
             (quote!(#ret), quote!(|_| ::core::unreachable!()), error)
         }
         Ok(None) => {
-            let (output, convert) = if is_string(ret) {
-                (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
-            } else {
-                (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
-            };
+            let (output, convert) = crate::ty::handle_output(ret);
             let remote = quote! {
                 if let ::core::option::Option::Some(remote) = self.core.remote() {
                     #lending

@@ -632,11 +632,7 @@ fn async_handle_method(
     let values = into_ffi_values(method);
     let encodes: Vec<TokenStream> = method.args.iter().map(encode_arg).collect();
     let ret = &method.ret;
-    let (output, convert) = if crate::ty::is_string(ret) {
-        (quote!(::dropin::Text), quote!(::dropin::Text::from_ffi))
-    } else {
-        (quote!(#ret), quote!(<#ret as ::dropin::Stable>::from_ffi))
-    };
+    let (output, convert) = crate::ty::handle_output(ret);
     let method_name = qualified(name, ident);
     let since = &method.since;
     let check = (!method.required).then(|| {

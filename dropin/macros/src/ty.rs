@@ -238,6 +238,75 @@ pub fn is_string(ty: &Type) -> bool {
     }
 }
 
+/// The type the application's handle returns for a result of type `ty`:
+/// `ty` with `dropin::Text` (handed over without a copy) for each `String`
+/// that is the result, or inside an `Option`, a `Result`'s value, a `Vec`,
+/// a tuple, an array or a map's keys and values, however deep; `None` when
+/// there is no such `String`. Both have the same representation.
+pub fn handle_text(ty: &Type) -> Option<Type> {
+    if is_string(ty) {
+        return Some(syn::parse_quote!(::dropin::Text));
+    }
+    let mut ty = ty.clone();
+    replace_strings(&mut ty).then_some(ty)
+}
+
+/// The application handle's result type for `ret`, and the conversion of
+/// its `Stable` representation into it.
+pub fn handle_output(ret: &Type) -> (TokenStream, TokenStream) {
+    let output = handle_text(ret).unwrap_or_else(|| ret.clone());
+    (
+        quote!(#output),
+        quote!(<#output as ::dropin::Stable>::from_ffi),
+    )
+}
+
+/// Replaces the `String`s [`handle_text`] names in `ty`; whether there were
+/// any.
+fn replace_strings(ty: &mut Type) -> bool {
+    let text: Type = syn::parse_quote!(::dropin::Text);
+    let visit = |ty: &mut Type| {
+        if is_string(ty) {
+            *ty = text.clone();
+            true
+        } else {
+            replace_strings(ty)
+        }
+    };
+    match ty {
+        Type::Path(path) if path.qself.is_none() => {
+            let Some(last) = path.path.segments.last_mut() else {
+                return false;
+            };
+            // Only the containers whose `Stable` conversion converts each
+            // item: a type of the interface's own keeps its fields.
+            let items = match last.ident.to_string().as_str() {
+                "Option" | "Vec" | "HashMap" | "BTreeMap" => usize::MAX,
+                "Result" => 1,
+                _ => return false,
+            };
+            let syn::PathArguments::AngleBracketed(args) = &mut last.arguments else {
+                return false;
+            };
+            let mut any = false;
+            for arg in args.args.iter_mut().take(items) {
+                if let syn::GenericArgument::Type(ty) = arg {
+                    any |= visit(ty);
+                }
+            }
+            any
+        }
+        Type::Tuple(tuple) => tuple
+            .elems
+            .iter_mut()
+            .fold(false, |any, ty| visit(ty) | any),
+        Type::Array(array) => visit(&mut array.elem),
+        Type::Paren(inner) => visit(&mut inner.elem),
+        Type::Group(inner) => visit(&mut inner.elem),
+        _ => false,
+    }
+}
+
 /// The item type of a slice argument, `&[T]`.
 pub fn slice_item(ty: &Type) -> Option<&Type> {
     match ty {
@@ -466,5 +535,50 @@ pub fn holds_object(ty: &Type) -> bool {
         Type::Paren(inner) => holds_object(&inner.elem),
         Type::Group(inner) => holds_object(&inner.elem),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(ty: &str) -> Option<String> {
+        let ty: Type = syn::parse_str(ty).unwrap();
+        handle_text(&ty).map(|ty| quote!(#ty).to_string().replace(' ', ""))
+    }
+
+    #[test]
+    fn every_string_of_a_result_in_std_containers_comes_back_as_text() {
+        for (ty, handle) in [
+            ("String", "::dropin::Text"),
+            ("Option<String>", "Option<::dropin::Text>"),
+            (
+                "Result<String, StoreError>",
+                "Result<::dropin::Text,StoreError>",
+            ),
+            ("Result<u32, String>", ""),
+            ("Vec<Option<String>>", "Vec<Option<::dropin::Text>>"),
+            (
+                "std::collections::HashMap<String, Vec<String>>",
+                "std::collections::HashMap<::dropin::Text,Vec<::dropin::Text>>",
+            ),
+            ("BTreeMap<u8, String>", "BTreeMap<u8,::dropin::Text>"),
+            ("(u32, String)", "(u32,::dropin::Text)"),
+            ("[String; 2]", "[::dropin::Text;2]"),
+            (
+                "Option<(String, String)>",
+                "Option<(::dropin::Text,::dropin::Text)>",
+            ),
+            // The interface's own types keep their fields.
+            ("Entry<String>", ""),
+            ("Option<Entry>", ""),
+            ("u32", ""),
+        ] {
+            assert_eq!(
+                text(ty),
+                (!handle.is_empty()).then(|| handle.to_owned()),
+                "{ty}"
+            );
+        }
     }
 }

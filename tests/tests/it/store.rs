@@ -38,8 +38,8 @@ fn a_typed_error_reaches_the_application_as_the_value_the_plugin_returned() {
         let store = report.registry.get("memory").unwrap();
         assert_eq!(store.is_isolated(), isolated);
         assert_eq!(store.put("a", "1").unwrap(), Ok(None));
-        assert_eq!(store.put("a", "2").unwrap(), Ok(Some("1".to_owned())));
-        assert_eq!(store.get("a").unwrap(), Ok("2".to_owned()));
+        assert_eq!(store.put("a", "2").unwrap(), Ok(Some("1".into())));
+        assert_eq!(store.get("a").unwrap(), Ok("2".into()));
         // The plugin's error, as the value it returned: no framework
         // failure, and the plugin stays usable.
         assert_eq!(
@@ -50,17 +50,17 @@ fn a_typed_error_reaches_the_application_as_the_value_the_plugin_returned() {
             "isolated: {isolated}"
         );
         assert_eq!(store.failure(), None);
-        assert_eq!(store.get("a").unwrap(), Ok("2".to_owned()));
+        assert_eq!(store.get("a").unwrap(), Ok("2".into()));
         // A map crosses as a value.
         assert_eq!(
             store.entries(None).unwrap(),
-            std::collections::BTreeMap::from([("a".to_owned(), "2".to_owned())])
+            std::collections::BTreeMap::from([("a".into(), "2".into())])
         );
         assert_eq!(store.entries(Some("b")).unwrap(), Default::default());
         // A slice of values crosses as its items.
         let entries = [("x", "1"), ("y", "2")].map(|(k, v)| (k.to_owned(), v.to_owned()));
         assert_eq!(store.put_all(&entries).unwrap(), Ok(2));
-        assert_eq!(store.get("y").unwrap(), Ok("2".to_owned()));
+        assert_eq!(store.get("y").unwrap(), Ok("2".into()));
         assert_eq!(store.put_all(&[]).unwrap(), Ok(0));
 
         let report = loader(&dir, Some("read-only"), isolated).load().unwrap();
@@ -395,7 +395,7 @@ fn a_callback_is_called_during_the_call_and_later_from_a_plugin_thread_in_both_m
         );
         assert_eq!(recorder.seen(), ["a=1"]);
         assert_eq!(store.failure(), None);
-        assert_eq!(store.get("a").unwrap(), Ok("1".to_owned()));
+        assert_eq!(store.get("a").unwrap(), Ok("1".into()));
 
         // Given to the plugin: called later, from the plugin's thread (a
         // thread of the application's when isolated: the one that serves
@@ -422,7 +422,7 @@ fn a_callback_is_called_during_the_call_and_later_from_a_plugin_thread_in_both_m
             .unwrap();
         store.put("e", "5").unwrap().unwrap();
         let told = changes.recv_timeout(std::time::Duration::from_secs(10));
-        assert_eq!(told, Ok("e=5".to_owned()), "isolated: {isolated}");
+        assert_eq!(told, Ok("e=5".into()), "isolated: {isolated}");
         let threads = threads.lock().unwrap().clone();
         assert_eq!(threads.len(), 2);
         assert!(!threads.contains(&std::thread::current().id()));
@@ -546,7 +546,7 @@ fn an_async_method_is_awaited_cancelled_and_called_100_times_at_once_in_both_mod
         let store: &'static _ = registry.get("memory").unwrap();
         runtime.block_on(async {
             store.put("a", "1").unwrap().unwrap();
-            assert_eq!(store.fetch("a").await.unwrap(), Ok("1".to_owned()));
+            assert_eq!(store.fetch("a").await.unwrap(), Ok("1".into()));
             assert_eq!(
                 store.fetch("b").await.unwrap(),
                 Err(StoreError::NotFound {
@@ -685,7 +685,7 @@ fn an_async_stream_is_consumed_in_part_and_dropped_in_both_modes() {
             store.put("g/x", "0").unwrap().unwrap();
             store.put("f/b", "2").unwrap().unwrap();
             let feed = store.follow("f/").unwrap();
-            let pair = |k: &str, v: &str| Some((k.to_owned(), v.to_owned()));
+            let pair = |k: &str, v: &str| Some((k.into(), v.into()));
             assert_eq!(
                 feed.next().await.unwrap(),
                 pair("f/a", "1"),
@@ -774,7 +774,7 @@ fn an_applications_async_stream_lent_to_a_plugin_is_awaited_and_given_up_at_the_
             stuck: false,
         };
         assert_eq!(store.import(&source).unwrap(), 2, "isolated: {isolated}");
-        assert_eq!(store.get("i/b").unwrap(), Ok("2".to_owned()));
+        assert_eq!(store.get("i/b").unwrap(), Ok("2".into()));
     }
     if !mode_runs_here(true) {
         return;

@@ -152,7 +152,7 @@ fn answer(
     watching: &mut Option<Watching>,
 ) -> Result<String, CallError> {
     let answered = if let Some(key) = request.strip_prefix("get:") {
-        store.get(key)?
+        store.get(key)?.map(String::from)
     } else if let Some((key, value)) = request.strip_prefix("put:").and_then(|r| r.split_once('='))
     {
         let stored = store.put(key, value)?.map(|replaced| match replaced {
@@ -197,7 +197,7 @@ fn answer(
         });
     } else if let Some(key) = request.strip_prefix("fetch:") {
         // An `async fn`, awaited: on this program's own small executor.
-        block_on(store.fetch(key))?
+        block_on(store.fetch(key))?.map(String::from)
     } else if let Some((prefix, count)) = request
         .strip_prefix("follow:")
         .and_then(|rest| rest.split_once(':'))
