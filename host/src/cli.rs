@@ -12,14 +12,16 @@ Exit status:
      greet, every greeting succeeded)
   1  some file was rejected, a greeting failed, or a named plugin is not loaded
   2  usage error; the plugins folder is missing, unreadable or writable by
-     others; the lock file is required and missing, or does not parse; or the
-     snapshot folder cannot be made, is noexec or has no room for the copies
+     others; plugins.toml is unsafe, does not parse or has a setting it may not;
+     the lock file is required and missing, or does not parse; or the snapshot
+     folder cannot be made, is noexec or has no room for the copies
   3  standard output was closed before everything was written
   4  a plugin's code called exit while it was being loaded (the file is named
      on stderr)
 
-Configuration: plugins.toml in the plugins folder; the table [plugin.<name>] is
-handed to that plugin's init, as TOML text.
+Configuration: plugins.toml in the plugins folder: isolate, call_timeout,
+memory_limit, restarts and confine (the options above win over them), and a
+table [plugin.<name>] that plugin reads.
 
 Logging: RUST_LOG (default: warn). Plugin records use the target plugin::<name>.";
 

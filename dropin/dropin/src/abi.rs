@@ -15,8 +15,9 @@
 //!
 //! - The root module every plugin exports ([`ModuleRef`]), its method table
 //!   ([`MethodEntry`], with each method's [`MethodDesc`](crate::MethodDesc))
-//!   and the optional extensions found by [`EXTENSIONS_SYMBOL`]
-//!   ([`Extensions`]).
+//!   and the optional extensions found by [`EXTENSIONS_V2_SYMBOL`]
+//!   ([`ExtensionsV2`]), or, in plugins built before it, by
+//!   [`EXTENSIONS_SYMBOL`] ([`Extensions`]); [`ExtensionsRef`] is either.
 //! - What a failed call carries across the boundary ([`RawError`],
 //!   [`RawErrorKind`], in abi_stable's [`RResult`]).
 //! - A plugin's handle to a process of its own ([`Remote`]), its `init` and

@@ -69,9 +69,73 @@ impl std::error::Error for ConfigError {}
 /// Where a plugin's configuration came from, as errors name it.
 fn origin(name: &str, file: Option<&Path>) -> String {
     match file {
-        Some(file) => format!("{}: [plugin.{name}]", file.display()),
+        Some(file) => format!("{}: [plugin.{}]", file.display(), key_name(name)),
         None => format!("the configuration of plugin '{name}'"),
     }
+}
+
+/// A key as TOML writes it: bare when it can be, else quoted, so that a
+/// key with a dot in it is not read as two.
+fn key_name(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if bare {
+        return key.to_owned();
+    }
+    let mut quoted = String::from('"');
+    for c in key.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// Appends `key` to the dotted path `path`.
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(&key_name(key));
+}
+
+/// The dotted path of a key `T` did not read: `limits.maximum`,
+/// `servers[1].prot`.
+fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        Path::Map { parent, key } => {
+            let mut path = ignored_path(parent);
+            push_key(&mut path, key);
+            path
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
+    }
+}
+
+/// The dotted path of the value a deserialisation error is about, if it
+/// is about one below the table.
+fn error_path(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut dotted = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => dotted.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => push_key(&mut dotted, key),
+            Segment::Unknown => push_key(&mut dotted, "?"),
+        }
+    }
+    (!dotted.is_empty()).then_some(dotted)
 }
 
 /// Reads `text`, the configuration of plugin `name` (from `file`, if it
@@ -91,14 +155,13 @@ pub(crate) fn read<T: DeserializeOwned>(
         .map_err(|e| error(ConfigErrorKind::Syntax, None, e.message().to_owned()))?;
     let mut unknown = None;
     let mut note = |path: serde_ignored::Path<'_>| {
-        unknown.get_or_insert_with(|| path.to_string());
+        unknown.get_or_insert_with(|| ignored_path(&path));
     };
     let ignoring = serde_ignored::Deserializer::new(document, &mut note);
     let value = serde_path_to_error::deserialize(ignoring).map_err(|e| {
-        let key = e.path().to_string();
-        // The path of an error about the table itself (a missing key) is
-        // `.`: the message names the key.
-        let key = (key != ".").then_some(key);
+        // An error about the table itself (a missing key) has no path: the
+        // message names the key.
+        let key = error_path(e.path());
         error(
             ConfigErrorKind::Invalid,
             key,
@@ -174,6 +237,33 @@ mod tests {
             error.to_string(),
             "the configuration of plugin 'counter': unknown key `strat`: expected only the keys \
              the plugin reads"
+        );
+        // Keys with dots are quoted, as TOML needs them.
+        assert_eq!(
+            read::<Settings>(
+                "my.counter",
+                Some(Path::new("p.toml")),
+                "start = 1\n\"a.b\" = 2\n"
+            )
+            .unwrap_err()
+            .to_string(),
+            "p.toml: [plugin.\"my.counter\"]: unknown key `\"a.b\"`: expected only the keys the \
+             plugin reads"
+        );
+        #[derive(Debug, serde::Deserialize)]
+        struct Servers {
+            #[allow(dead_code)]
+            servers: Vec<Limits>,
+        }
+        assert_eq!(
+            message::<Servers>("[[servers]]\nmax = 1\n[[servers]]\nmax = \"2\"\n"),
+            "plugins/plugins.toml: [plugin.counter]: key `servers[1].max`: invalid type: string \
+             \"2\", expected u32"
+        );
+        assert_eq!(
+            message::<Servers>("[[servers]]\nmax = 1\n[[servers]]\nmxa = 2\n"),
+            "plugins/plugins.toml: [plugin.counter]: unknown key `servers[1].mxa`: expected only \
+             the keys the plugin reads"
         );
         let error = read::<Settings>("counter", None, "start = \n").unwrap_err();
         assert_eq!(error.kind(), ConfigErrorKind::Syntax);

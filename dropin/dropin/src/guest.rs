@@ -120,7 +120,11 @@ impl<'a> Context<'a> {
     /// [`ConfigError`](crate::ConfigError), naming the file, the plugin's
     /// table, the key and what was expected: for a value of the wrong type,
     /// a missing key, or a key `T` does not read (a misspelt setting is
-    /// refused, never ignored).
+    /// refused, not ignored). serde reads the fields of a
+    /// `#[serde(flatten)]` field, and of untagged and internally tagged
+    /// enums, through a buffer where a key nothing reads cannot be seen:
+    /// give their types `#[serde(deny_unknown_fields)]` where serde
+    /// allows it.
     #[cfg(feature = "config")]
     pub fn config<T: serde::de::DeserializeOwned>(&self) -> Result<T, crate::ConfigError> {
         crate::config::read(self.name, self.config_file, self.config)

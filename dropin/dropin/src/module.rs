@@ -117,19 +117,23 @@ pub struct ExtensionsV2 {
 /// first field is its size as the host knows it: a later host may append
 /// fields, and a plugin reads a field only when that size covers it, so that
 /// this layout never needs another symbol.
+///
+/// Neither `Clone` nor `Copy`, and its fields are this crate's only: a
+/// plugin reads it through the reference the host passes, never a copy of
+/// a size the host's may not have.
 #[repr(C)]
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct InitExtraV2<'a> {
     /// `size_of::<InitExtraV2>()` in the host that made it.
-    pub size: usize,
+    pub(crate) size: usize,
     /// The state the plugin's earlier generation saved, on a reload.
-    pub previous: Option<&'a RawSavedState>,
+    pub(crate) previous: Option<&'a RawSavedState>,
     /// The services the host offers this plugin.
-    pub services: Option<&'static RawServices>,
+    pub(crate) services: Option<&'static RawServices>,
     /// The file the plugin's configuration was read from, as bytes of the
     /// platform's path encoding; empty when the application gave it in
     /// code (or there is none).
-    pub config_file: RSlice<'a, u8>,
+    pub(crate) config_file: RSlice<'a, u8>,
 }
 
 impl<'a> InitExtraV2<'a> {

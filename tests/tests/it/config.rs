@@ -86,8 +86,8 @@ fn configuration_given_in_code_wins_over_the_file() {
     let dir = PluginDir::with(&["counter", "runs_at_open"]);
     dir.write(
         "plugins.toml",
-        b"call_timeout = \"30s\"\n[plugin.counter]\nstart = 41\n[plugin.runs-at-open]\ngreet = \
-          \"hang\"\n",
+        b"[call_timeout]\nruns-at-open = \"30s\"\n[plugin.counter]\nstart = 41\n\
+          [plugin.runs-at-open]\ngreet = \"hang\"\n",
     );
     let report = load(
         builder(&dir)
@@ -100,8 +100,8 @@ fn configuration_given_in_code_wins_over_the_file() {
         report.registry.get("counter").unwrap().greet().unwrap(),
         "Hello, visitor #8!"
     );
-    // The file's own table reached the other plugin; the code's timeout
-    // ended its call.
+    // The file's own table reached the other plugin; the timeout given in
+    // code, for every plugin, ended its call before the file's own for it.
     let error = report
         .registry
         .get("runs-at-open")

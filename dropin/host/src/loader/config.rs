@@ -119,7 +119,7 @@ pub(crate) struct PluginConfigs {
     pub(crate) given: HashMap<String, String>,
     /// The file's tables, by plugin name.
     pub(crate) tables: HashMap<String, String>,
-    /// The file read, whether or not it exists.
+    /// The file read, if there is one.
     pub(crate) file: Option<PathBuf>,
 }
 
@@ -154,7 +154,6 @@ pub(crate) fn apply(
         Source::InFolder => (dir.join(CONFIG_FILE_NAME), false),
         Source::File(path) => (path.clone(), true),
     };
-    configs.file = Some(path.clone());
     let Some(text) = read_trusted_text(&path, "configuration", check_permissions, MAX_CONFIG_SIZE)?
     else {
         return match required {
@@ -163,13 +162,17 @@ pub(crate) fn apply(
         };
     };
     let file = parse(&path, &text)?;
-    if !given.call_timeout
-        && let Some(timeout) = file.call_timeout
-    {
-        isolation.call_timeout = timeout;
-    }
-    for (name, timeout) in file.call_timeouts {
-        isolation.call_timeouts.entry(name).or_insert(timeout);
+    configs.file = Some(path);
+    // A call timeout given in code replaces all of the file's, each
+    // plugin's included; one given in code for a plugin replaces the
+    // file's for it.
+    if !given.call_timeout {
+        if let Some(timeout) = file.call_timeout {
+            isolation.call_timeout = timeout;
+        }
+        for (name, timeout) in file.call_timeouts {
+            isolation.call_timeouts.entry(name).or_insert(timeout);
+        }
     }
     if !given.memory_limit && file.memory_limit.is_some() {
         isolation.memory_limit = file.memory_limit;
@@ -177,9 +180,12 @@ pub(crate) fn apply(
     if !given.recovery
         && let Some(attempts) = file.restarts
     {
-        isolation.recovery = Recovery::Restart {
-            attempts,
-            backoff: RESTART_BACKOFF,
+        isolation.recovery = match attempts {
+            0 => Recovery::Disable,
+            attempts => Recovery::Restart {
+                attempts,
+                backoff: RESTART_BACKOFF,
+            },
         };
     }
     if !given.confined
@@ -207,13 +213,13 @@ struct File {
 fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
     let table: toml::Table = toml::from_str(text).map_err(|error| ConfigFileError::Syntax {
         path: path.to_owned(),
-        message: error.to_string().trim_end().to_owned(),
+        message: syntax_message(text, &error),
     })?;
     let invalid = |key: &str, expected, found: &toml::Value| ConfigFileError::Invalid {
         path: path.to_owned(),
         key: key.to_owned(),
         expected,
-        found: found.to_string(),
+        found: shortened(found.to_string()),
     };
     let mut file = File::default();
     for (key, value) in &table {
@@ -240,7 +246,7 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                             .and_then(|text| parse_duration(text).ok())
                             .ok_or_else(|| {
                                 invalid(
-                                    &format!("call_timeout.{name}"),
+                                    &format!("call_timeout.{}", key_name(name)),
                                     "a duration such as \"500ms\" or \"30s\"",
                                     timeout,
                                 )
@@ -295,7 +301,7 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                 for (name, table) in plugins {
                     let Some(table) = table.as_table() else {
                         return Err(invalid(
-                            &format!("plugin.{name}"),
+                            &format!("plugin.{}", key_name(name)),
                             "a table of the plugin's settings",
                             table,
                         ));
@@ -307,12 +313,52 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
             _ => {
                 return Err(ConfigFileError::UnknownKey {
                     path: path.to_owned(),
-                    key: key.clone(),
+                    key: key_name(key),
                 });
             }
         }
     }
     Ok(file)
+}
+
+/// The parser's message about `text` on one line, with where: `at line 3,
+/// column 9: invalid table header`.
+fn syntax_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().replace('\n', "; ");
+    match error.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
+            format!("at line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// A value as an error shows it: at most 80 characters of it.
+fn shortened(mut shown: String) -> String {
+    if let Some((cut, _)) = shown.char_indices().nth(80) {
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    shown
+}
+
+/// A key as TOML writes it: bare when it can be, else quoted.
+pub(crate) fn key_name(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    match bare {
+        true => key.to_owned(),
+        false => toml::Value::String(key.to_owned()).to_string(),
+    }
 }
 
 /// A duration as the configuration file and a command line give it: `500ms`,
@@ -330,8 +376,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|value| value.is_finite() && *value > 0.0)
+        .filter(|value| value.is_finite())
         .and_then(|value| Duration::try_from_secs_f64(value * unit).ok())
+        .filter(|duration| !duration.is_zero())
         .ok_or_else(|| format!("expected a duration such as 500ms or 30s, found {text:?}"))
 }
 
@@ -420,7 +467,23 @@ mod tests {
             "p/plugins.toml: unknown key `isolated`: expected `isolate`, `call_timeout`, \
              `memory_limit`, `restarts`, `confine` or [plugin.<name>] tables"
         );
-        assert!(error("[plugin.a\n").starts_with("p/plugins.toml: invalid TOML: "));
+        assert_eq!(
+            error("[plugin.a\nx = 1\n"),
+            "p/plugins.toml: invalid TOML: at line 1, column 10: unclosed table, expected `]`"
+        );
+        assert_eq!(
+            error("[plugin]\n\"a.b\" = 3\n"),
+            "p/plugins.toml: key `plugin.\"a.b\"`: expected a table of the plugin's settings, \
+             found 3"
+        );
+        assert_eq!(
+            error(&format!("restarts = \"{}\"\n", "x".repeat(1000))),
+            format!(
+                "p/plugins.toml: key `restarts`: expected a number of restarts, 0 or more, found \
+                 \"{}...",
+                "x".repeat(79)
+            )
+        );
     }
 
     #[test]
@@ -432,5 +495,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("-1s").is_err());
+        // Rounds to nothing: not a timeout.
+        assert!(parse_duration("1e-10s").is_err());
+        assert!(parse_duration("0").is_err());
     }
 }

@@ -301,6 +301,8 @@ impl<I: Interface> Loader<I> {
     pub fn load(&self) -> Result<LoadReport<I>, LoaderError> {
         self.check_probe()?;
         let candidates = self.candidates()?;
+        // After the folder's own errors, which say more.
+        self.check_config()?;
         // How each file was before it was read: one that changes while it is
         // loaded and is rejected is tried again by a reload.
         let metas = metadata_of(&candidates);
@@ -411,7 +413,6 @@ impl<I: Interface> Loader<I> {
     /// process its loader started as a child never loads plugins itself:
     /// it would start children of its own, and they theirs.
     fn check_probe(&self) -> Result<(), LoaderError> {
-        self.check_config()?;
         for (variable, call) in [
             (
                 crate::child::probe::PROBE_ENV,
@@ -433,7 +434,7 @@ impl<I: Interface> Loader<I> {
     }
 
     /// The configuration file could be used.
-    fn check_config(&self) -> Result<(), LoaderError> {
+    pub(super) fn check_config(&self) -> Result<(), LoaderError> {
         match &self.config_error {
             Some(error) => Err(LoaderError::Config(error.clone())),
             None => Ok(()),

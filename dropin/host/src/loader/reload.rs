@@ -118,6 +118,7 @@ impl<I: Interface> Loader<I> {
     /// [`ReloadError`]; the current generation keeps serving.
     pub fn reload(&self, registry: &Registry<I>, name: &str) -> Result<Reloaded, ReloadError> {
         self.check_probe()?;
+        self.check_config()?;
         let _one_at_a_time = registry.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let slot = registry.slot(name).ok_or_else(|| ReloadError::NotLoaded {
             name: name.to_owned(),
@@ -149,6 +150,7 @@ impl<I: Interface> Loader<I> {
     /// nothing is reloaded.
     pub fn reload_changed(&self, registry: &Registry<I>) -> Result<ReloadReport, LoaderError> {
         self.check_probe()?;
+        self.check_config()?;
         let _one_at_a_time = registry.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let candidates = self.candidates()?;
         let mut report = ReloadReport::default();

@@ -40,7 +40,6 @@ impl<I: Interface> Loader<I> {
     ///
     /// The folder-level errors of [`load`](Self::load).
     pub fn survey(&self) -> Result<Survey, LoaderError> {
-        self.check_config()?;
         let lockfile = self.lockfile()?;
         self.survey_under(lockfile.as_ref())
     }
@@ -57,7 +56,6 @@ impl<I: Interface> Loader<I> {
     ///
     /// The folder-level errors of [`load`](Self::load).
     pub fn record(&self) -> Result<Recording, LoaderError> {
-        self.check_config()?;
         let survey = self.survey_under(None)?;
         Ok(Recording {
             entries: survey.plugins.iter().map(Described::lock_entry).collect(),
@@ -67,6 +65,7 @@ impl<I: Interface> Loader<I> {
 
     fn survey_under(&self, lockfile: Option<&Lockfile>) -> Result<Survey, LoaderError> {
         let candidates = self.candidates()?;
+        self.check_config()?;
         let index = lockfile.map(lock_index);
         let snapshots = self.snapshot_dir(&metadata_of(&candidates))?;
         let mut survey = Survey {
