@@ -162,11 +162,20 @@ pub(crate) fn read<T: DeserializeOwned>(
         // An error about the table itself (a missing key) has no path: the
         // message names the key.
         let key = error_path(e.path());
-        error(
-            ConfigErrorKind::Invalid,
-            key,
-            e.into_inner().message().to_owned(),
-        )
+        let message = e.into_inner().message().to_owned();
+        // serde's words for a key the table lacks, in this error's terms.
+        match message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            Some(field) => {
+                let mut key = key.unwrap_or_default();
+                push_key(&mut key, field);
+                let found = "expected a value, found none".to_owned();
+                error(ConfigErrorKind::Invalid, Some(key), found)
+            }
+            None => error(ConfigErrorKind::Invalid, key, message),
+        }
     })?;
     match unknown {
         Some(key) => Err(error(ConfigErrorKind::UnknownKey, Some(key), String::new())),
@@ -223,7 +232,7 @@ mod tests {
         );
         assert_eq!(
             message::<Settings>(""),
-            "plugins/plugins.toml: [plugin.counter]: missing field `start`"
+            "plugins/plugins.toml: [plugin.counter]: key `start`: expected a value, found none"
         );
         assert_eq!(
             message::<Settings>("start = 1\n[limits]\nmaximum = 3\n"),

@@ -243,3 +243,36 @@ fn the_readmes_example_file_is_read_as_it_says() {
         "Hello, visitor #42!"
     );
 }
+
+/// A misspelt name would leave its plugin in this process, or without its
+/// settings, without a word: each name no loaded plugin has is a warning.
+#[test]
+fn names_no_plugin_has_are_warned_of() {
+    let dir = PluginDir::with(&["counter", "hello"]);
+    dir.write(
+        "plugins.toml",
+        b"isolate = [\"helo\", \"counter\"]\n[plugin.countr]\nstart = 41\n",
+    );
+    let output = dir.run(&["greet"]);
+    assert_eq!(
+        greeter_tests::stdout(&output),
+        "counter: Hello, visitor #1!\nhello: Hello!\n"
+    );
+    let log = greeter_tests::stderr(&output);
+    for warning in [
+        format!(
+            " WARN  dropin_host::loader] isolation is asked for plugin 'helo', but no plugin in \
+             {} has that name: is it spelt as the plugin names itself?\n",
+            dir.path().display()
+        ),
+        format!(
+            " WARN  dropin_host::loader] there is configuration for plugin 'countr', but no \
+             plugin in {} has that name: is it spelt as the plugin names itself?\n",
+            dir.path().display()
+        ),
+    ] {
+        assert!(log.contains(&warning), "{log}");
+    }
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert_eq!(output.status.code(), Some(0));
+}

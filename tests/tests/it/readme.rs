@@ -82,7 +82,7 @@ fn the_readmes_excerpts_are_in_the_files_they_name() {
             "the README's excerpt of {path} is not in it:\n{body}"
         );
     }
-    assert_eq!(excerpts.len(), 12);
+    assert_eq!(excerpts.len(), 14);
 }
 
 /// Packages the framework's crates (`cargo package`, into `target`) and

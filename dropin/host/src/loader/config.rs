@@ -334,7 +334,15 @@ fn syntax_message(text: &str, error: &toml::de::Error) -> String {
                 .rposition(|&b| b == b'\n')
                 .map_or(0, |i| i + 1);
             let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
-            format!("at line {line}, column {column}: {message}")
+            // What the span covers, when it is a short word: the key of a
+            // duplicate key.
+            let covered = text.get(span.clone()).map(str::trim).filter(|covered| {
+                !covered.is_empty() && covered.len() <= 40 && !covered.contains('\n')
+            });
+            match covered {
+                Some(covered) => format!("at line {line}, column {column}, `{covered}`: {message}"),
+                None => format!("at line {line}, column {column}: {message}"),
+            }
         }
         None => message,
     }
@@ -470,6 +478,10 @@ mod tests {
         assert_eq!(
             error("[plugin.a\nx = 1\n"),
             "p/plugins.toml: invalid TOML: at line 1, column 10: unclosed table, expected `]`"
+        );
+        assert_eq!(
+            error("isolate = true\nconfine = true\nisolate = false\n"),
+            "p/plugins.toml: invalid TOML: at line 3, column 1, `isolate`: duplicate key"
         );
         assert_eq!(
             error("[plugin]\n\"a.b\" = 3\n"),

@@ -45,6 +45,9 @@ pub use survey::{Described, DescribedFile, Recording, Survey, describe_file};
 
 pub use reload::{ReloadError, ReloadReport, Reloaded};
 
+/// The target of the loader's log records.
+const LOG_TARGET: &str = "dropin_host::loader";
+
 /// Libraries this process has opened through any loader; they are never
 /// unloaded.
 static MAPPED: AtomicUsize = AtomicUsize::new(0);
@@ -335,6 +338,8 @@ impl<I: Interface> Loader<I> {
             rejected: Vec::new(),
         };
         let snapshots = self.snapshot_dir(&metas)?;
+        // Every name a file's description gave, loaded or not.
+        let named = std::cell::RefCell::new(std::collections::HashSet::new());
         let mut prober = self
             .probe
             .clone()
@@ -379,7 +384,7 @@ impl<I: Interface> Loader<I> {
                     while let Some(staged) = early.remove(&expected) {
                         expected += 1;
                         let loaded = staged.and_then(|staged| {
-                            self.finish(&mut report.registry, prober.as_mut(), staged)
+                            self.finish(&mut report.registry, prober.as_mut(), staged, &named)
                         });
                         if let Err(error) = loaded {
                             log::debug!("rejected: {error}");
@@ -392,6 +397,7 @@ impl<I: Interface> Loader<I> {
         if let Some(cache) = &cache {
             cache.save();
         }
+        self.warn_unmatched(&named.into_inner());
         if let Some(snapshots) = snapshots {
             let _ = report.registry.snapshots.set(snapshots);
         }
@@ -431,6 +437,51 @@ impl<I: Interface> Loader<I> {
             return Err(LoaderError::NoProbe);
         }
         Ok(())
+    }
+
+    /// Warns of each name the configuration gives that no file of the
+    /// folder described as its plugin's (`named`): a misspelt `isolate`
+    /// name leaves its plugin in this process, and a misspelt table leaves
+    /// its plugin without its settings.
+    fn warn_unmatched(&self, named: &std::collections::HashSet<String>) {
+        let mut isolated: Vec<&str> = self
+            .isolation
+            .rules
+            .iter()
+            .filter_map(|rule| match rule {
+                isolation::Isolate::Plugins(names) => Some(names),
+                _ => None,
+            })
+            .flatten()
+            .map(String::as_str)
+            .filter(|name| !named.contains(*name))
+            .collect();
+        isolated.sort_unstable();
+        isolated.dedup();
+        for name in isolated {
+            log::warn!(target: LOG_TARGET,
+                "isolation is asked for plugin '{name}', but no plugin in {} has that name: is it \
+                 spelt as the plugin names itself?",
+                self.dir.display()
+            );
+        }
+        let mut tables: Vec<&str> = self
+            .configs
+            .tables
+            .keys()
+            .chain(self.configs.given.keys())
+            .map(String::as_str)
+            .filter(|name| !named.contains(*name))
+            .collect();
+        tables.sort_unstable();
+        tables.dedup();
+        for name in tables {
+            log::warn!(target: LOG_TARGET,
+                "there is configuration for plugin '{name}', but no plugin in {} has that name: \
+                 is it spelt as the plugin names itself?",
+                self.dir.display()
+            );
+        }
     }
 
     /// The configuration file could be used.

@@ -27,10 +27,6 @@ use crate::{
 
 use super::{builder::default_snapshot_roots, *};
 
-/// The target of this module's log records: the module it was split from,
-/// which `RUST_LOG` filters name.
-const LOG_TARGET: &str = "dropin_host::loader";
-
 /// Steps 1 to 3 done (ARCHITECTURE.md): a file opened once, its lock-file
 /// entry found, and a private copy made; nothing of it has run.
 pub(super) struct Staged<'l> {
@@ -197,21 +193,29 @@ impl<I: Interface> Loader<I> {
     }
 
     /// A staged file's checks, then the plugin into `registry`: its name
-    /// must be free.
+    /// must be free. The name, once its description gives it, goes into
+    /// `named`, whether or not the plugin then loads.
     pub(super) fn finish(
         &self,
         registry: &mut Registry<I>,
         prober: Option<&mut Prober>,
         staged: Staged<'_>,
+        named: &std::cell::RefCell<std::collections::HashSet<String>>,
     ) -> Result<(), LoadError> {
         let path = staged.path.clone();
-        let plugin = self.admit(
-            prober,
-            staged,
-            &unique_name(registry, &path),
-            &|_| None,
-            &Default::default(),
-        )?;
+        let plugin = {
+            let unique = unique_name(registry, &path);
+            self.admit(
+                prober,
+                staged,
+                &|name| {
+                    named.borrow_mut().insert(name.to_owned());
+                    unique(name)
+                },
+                &|_| None,
+                &Default::default(),
+            )?
+        };
         registry.insert(plugin);
         Ok(())
     }

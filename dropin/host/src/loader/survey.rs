@@ -19,10 +19,6 @@ use crate::{
 
 use super::*;
 
-/// The target of this module's log records: the module it was split from,
-/// which `RUST_LOG` filters name.
-const LOG_TARGET: &str = "dropin_host::loader";
-
 impl<I: Interface> Loader<I> {
     /// What [`load`](Self::load) would find in the folder, up to the point
     /// where a plugin's code would first run, without running any: each file
