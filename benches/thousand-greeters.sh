@@ -8,8 +8,10 @@
 # runs (process start to exit: every plugin loaded and called once): locked without a cache, then locked with a
 # snapshot cache in the temporary folder and on /dev/shm (the first run of
 # each fills it); and, as the baseline, whole runs of a program that only
-# dlopens the same files (`load-runner dlopen`). RUNS (default 5) runs of
-# each. Run from the workspace root.
+# dlopens the same files (`load-runner dlopen`), and one that copies and
+# hashes them as a locked first start must, then dlopens the copies
+# (`load-runner floor`). RUNS (default 5) runs of each. Run from the
+# workspace root.
 set -euo pipefail
 
 runs=${1:-5}
@@ -42,4 +44,10 @@ timed "locked, cache on /dev/shm" --snapshot-cache "/dev/shm/thousand-greeters.$
 for _ in $(seq "$runs"); do
     echo -n "dlopen only: "
     { time target/release/load-runner dlopen "$dir" > /dev/null; } 2>&1
+done
+# What a locked first start cannot do without: every file copied into a
+# private folder and hashed while copied, then each copy opened.
+for _ in $(seq "$runs"); do
+    echo -n "copy, hash and dlopen only: "
+    { time target/release/load-runner floor "$dir" > /dev/null; } 2>&1
 done

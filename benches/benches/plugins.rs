@@ -615,7 +615,10 @@ fn loads(c: &mut Criterion) {
     let mut rss = Vec::new();
     for (count, modes) in [
         (100, &["cached", "dlopen"][..]),
-        (THOUSAND, &["plugin", "locked", "cached", "dlopen"][..]),
+        (
+            THOUSAND,
+            &["plugin", "locked", "cached", "floor", "dlopen"][..],
+        ),
     ] {
         let folder = distinct_plugins(&library, root.path(), count);
         for &mode in modes {
@@ -623,6 +626,7 @@ fn loads(c: &mut Criterion) {
                 ("plugin", _) => format!("plugin_x{count}"),
                 ("locked", _) => format!("plugin_x{count}_locked"),
                 ("cached", _) => format!("plugin_x{count}_cached"),
+                ("floor", _) => format!("floor_x{count}_locked"),
                 (_, THOUSAND) => format!("dlopen_x{count}"),
                 _ => format!("dlopen_x{count}_warm"),
             };
