@@ -162,6 +162,16 @@ pub struct SavedState {
     pub bytes: Vec<u8>,
 }
 
+impl SavedState {
+    /// The state as the host handed it over.
+    fn from_raw(raw: &RawSavedState) -> Self {
+        Self {
+            version: raw.version,
+            bytes: raw.bytes.to_vec(),
+        }
+    }
+}
+
 /// A plugin's state: created once by `init`, then shared by every call.
 #[doc(hidden)]
 pub struct PluginCell<P> {
@@ -258,10 +268,7 @@ pub extern "C" fn init_extended<E: Exports>(
     args: &InitArgs<'_>,
     extra: &InitExtra<'_>,
 ) -> RResult<(), RawError> {
-    let previous = extra.previous.map(|previous| SavedState {
-        version: previous.version,
-        bytes: previous.bytes.to_vec(),
-    });
+    let previous = extra.previous.map(SavedState::from_raw);
     init_with::<E>(args, previous.as_ref(), extra.services, None)
 }
 
@@ -273,10 +280,7 @@ pub extern "C" fn init_extended_v2<E: Exports>(
     args: &InitArgs<'_>,
     extra: &InitExtraV2<'_>,
 ) -> RResult<(), RawError> {
-    let previous = extra.previous.map(|previous| SavedState {
-        version: previous.version,
-        bytes: previous.bytes.to_vec(),
-    });
+    let previous = extra.previous.map(SavedState::from_raw);
     let file = extra.config_file().map(path_from_bytes);
     init_with::<E>(args, previous.as_ref(), extra.services, file.as_deref())
 }

@@ -444,20 +444,24 @@ impl<I: Interface> Loader<I> {
     /// name leaves its plugin in this process, and a misspelt table leaves
     /// its plugin without its settings.
     fn warn_unmatched(&self, named: &std::collections::HashSet<String>) {
-        let mut isolated: Vec<&str> = self
-            .isolation
-            .rules
-            .iter()
-            .filter_map(|rule| match rule {
-                isolation::Isolate::Plugins(names) => Some(names),
-                _ => None,
-            })
-            .flatten()
-            .map(String::as_str)
-            .filter(|name| !named.contains(*name))
-            .collect();
-        isolated.sort_unstable();
-        isolated.dedup();
+        // Each name once, in order.
+        fn unmatched<'a>(
+            names: impl Iterator<Item = &'a String>,
+            named: &std::collections::HashSet<String>,
+        ) -> std::collections::BTreeSet<&'a String> {
+            names.filter(|name| !named.contains(*name)).collect()
+        }
+        let isolated = unmatched(
+            self.isolation
+                .rules
+                .iter()
+                .filter_map(|rule| match rule {
+                    isolation::Isolate::Plugins(names) => Some(names),
+                    _ => None,
+                })
+                .flatten(),
+            named,
+        );
         for name in isolated {
             log::warn!(target: LOG_TARGET,
                 "isolation is asked for plugin '{name}', but no plugin in {} has that name: is it \
@@ -465,16 +469,10 @@ impl<I: Interface> Loader<I> {
                 self.dir.display()
             );
         }
-        let mut tables: Vec<&str> = self
-            .configs
-            .tables
-            .keys()
-            .chain(self.configs.given.keys())
-            .map(String::as_str)
-            .filter(|name| !named.contains(*name))
-            .collect();
-        tables.sort_unstable();
-        tables.dedup();
+        let tables = unmatched(
+            self.configs.tables.keys().chain(self.configs.given.keys()),
+            named,
+        );
         for name in tables {
             log::warn!(target: LOG_TARGET,
                 "there is configuration for plugin '{name}', but no plugin in {} has that name: \
