@@ -162,8 +162,9 @@ pub use values::{FieldDesc, Stable, Text, TypeDesc, VariantDesc};
 ///   log bridge and creates the plugin's state with `init`. A plugin name with
 ///   whitespace or a host requirement that is not semver fails to compile.
 /// - `<Trait>Plugin` (`ScorerPlugin`), the application's typed handle: each
-///   method of the trait, returning `Result<T, CallError>` (`String` results
-///   come back as [`Text`]). It implements [`Interface`], which is what
+///   method of the trait, returning `Result<T, CallError>` (every `String` of
+///   a result, alone or in an `Option`, a `Result`'s value, a `Vec`, a tuple,
+///   an array or a map, comes back as a [`Text`]). It implements [`Interface`], which is what
 ///   `dropin_host::Loader` is generic over.
 /// - a hidden module with the `extern "C"` side of every method.
 ///

@@ -498,8 +498,9 @@ map!(HashMap, "HashMap", Eq + std::hash::Hash);
 /// Where an interface method returns a `String`, the application's handle
 /// returns this: for a `String` result, and for each `String` of an
 /// `Option`, a `Result`'s value, a `Vec`, a tuple, an array or a map in the
-/// result (`Option<String>` comes back as `Option<Text>`). A `String` field
-/// of the interface's own types stays a `String`, copied.
+/// result (`Option<String>` comes back as `Option<Text>`; a map of them is
+/// looked up by `&str`). A `String` field of the interface's own types, and
+/// a `String` behind a type alias, stay `String`s, copied.
 /// [`into_string`](Self::into_string) makes it a `String`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Text(RString);
@@ -574,6 +575,14 @@ impl PartialEq<Text> for &str {
 impl PartialEq<Text> for String {
     fn eq(&self, other: &Text) -> bool {
         self == other.as_str()
+    }
+}
+
+// `Text`'s `Eq`, `Ord` and `Hash` are `RString`'s, which are `str`'s: a map
+// of `Text` keys is looked up by `&str`.
+impl std::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self.as_str()
     }
 }
 

@@ -565,17 +565,20 @@ fn handle_method(
             let error = error.to_compile_error();
             (quote!(#ret), quote!(|_| ::core::unreachable!()), error)
         }
-        Ok(None) => (
-            quote!(#ret),
-            quote!(<#ret as ::dropin::Stable>::from_ffi),
-            quote! {
-                if self.object.is_remote() {
-                    return self.object.call_remote::<#ret>(#index, |args| {
-                        #(#encodes)*
-                    });
-                }
-            },
-        ),
+        Ok(None) => {
+            let (output, convert) = crate::ty::handle_output(ret);
+            (
+                output.clone(),
+                convert,
+                quote! {
+                    if self.object.is_remote() {
+                        return self.object.call_remote::<#output>(#index, |args| {
+                            #(#encodes)*
+                        });
+                    }
+                },
+            )
+        }
     };
     let note = format!(
         "\n\n# Errors\n\n`dropin::CallError`: the object's method failed or panicked (which \

@@ -225,17 +225,31 @@ fn is_ident(ty: &Type, name: &str) -> bool {
     matches!(ty, Type::Path(path) if path.qself.is_none() && path.path.is_ident(name))
 }
 
-/// Whether `ty` is `String`, which the application's handle returns as
-/// `dropin::Text` (handed over without a copy).
+/// Whether `ty` is the standard `String` (`String`, `std::string::String`
+/// or `alloc::string::String`), which the application's handle returns as
+/// `dropin::Text` (handed over without a copy). A type of the interface's
+/// own named `String` in a module of its own is not.
 pub fn is_string(ty: &Type) -> bool {
-    match ty {
-        Type::Path(path) if path.qself.is_none() => path
-            .path
-            .segments
-            .last()
-            .is_some_and(|last| last.ident == "String" && last.arguments.is_none()),
-        _ => false,
+    let Type::Path(path) = ty else {
+        return false;
+    };
+    if path.qself.is_some() || path.path.segments.iter().any(|s| !s.arguments.is_none()) {
+        return false;
     }
+    let names: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    matches!(
+        names
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+        ["String"] | ["std" | "alloc", "string", "String"]
+    )
 }
 
 /// The type the application's handle returns for a result of type `ty`:
@@ -571,6 +585,11 @@ mod tests {
             ),
             // The interface's own types keep their fields.
             ("Entry<String>", ""),
+            ("std::string::String", "::dropin::Text"),
+            ("Option<::alloc::string::String>", "Option<::dropin::Text>"),
+            // A type of the interface's own that is named String.
+            ("Option<names::String>", ""),
+            ("names::String", ""),
             ("Option<Entry>", ""),
             ("u32", ""),
         ] {

@@ -56,6 +56,8 @@ fn a_typed_error_reaches_the_application_as_the_value_the_plugin_returned() {
             store.entries(None).unwrap(),
             std::collections::BTreeMap::from([("a".into(), "2".into())])
         );
+        // Its keys come back as Text, looked up by &str.
+        assert_eq!(store.entries(None).unwrap()["a"], "2");
         assert_eq!(store.entries(Some("b")).unwrap(), Default::default());
         // A slice of values crosses as its items.
         let entries = [("x", "1"), ("y", "2")].map(|(k, v)| (k.to_owned(), v.to_owned()));
@@ -189,7 +191,7 @@ fn an_object_is_created_called_and_dropped_in_the_plugin_in_both_modes() {
         store.put("t/a", "1").unwrap().unwrap();
         let table = store.open("t").unwrap().unwrap();
         let other = store.open("u").unwrap().unwrap();
-        assert_eq!(table.get("a").unwrap(), Some("1".to_owned()));
+        assert_eq!(table.get("a").unwrap(), Some("1".into()));
         assert_eq!(table.get("b").unwrap(), None);
         assert_eq!(table.reads().unwrap(), 2, "isolated: {isolated}");
         assert_eq!(other.reads().unwrap(), 0);
@@ -218,7 +220,7 @@ fn an_object_is_created_called_and_dropped_in_the_plugin_in_both_modes() {
         store.put("t/b", "2").unwrap().unwrap();
         let table = store.open("t").unwrap().unwrap();
         let rows = table.rows().unwrap();
-        assert_eq!(rows.next().unwrap(), Some(("a".to_owned(), "1".to_owned())));
+        assert_eq!(rows.next().unwrap(), Some(("a".into(), "1".into())));
         drop(rows);
         assert_eq!(
             wait_for_closed(before, 3)[2..],
@@ -626,9 +628,9 @@ fn an_object_trait_evolves_by_minor_versions_like_an_interface() {
             store.put("t/a", "1").unwrap().unwrap();
             store.put("t/b", "2").unwrap().unwrap();
             let table = store.open("t").unwrap().unwrap();
-            assert_eq!(table.get("a").unwrap(), Some("1".to_owned()));
+            assert_eq!(table.get("a").unwrap(), Some("1".into()));
             let rows = table.rows().unwrap();
-            assert_eq!(rows.next().unwrap(), Some(("a".to_owned(), "1".to_owned())));
+            assert_eq!(rows.next().unwrap(), Some(("a".into(), "1".into())));
             let count = table.count();
             if name == "new-store" {
                 assert_eq!(count.unwrap(), 2, "isolated: {isolated}");
@@ -641,7 +643,7 @@ fn an_object_trait_evolves_by_minor_versions_like_an_interface() {
                      1.1.0, after the version the plugin was built against"
                 );
                 // Not a failure of the plugin's: it goes on.
-                assert_eq!(table.get("b").unwrap(), Some("2".to_owned()));
+                assert_eq!(table.get("b").unwrap(), Some("2".into()));
                 assert_eq!(store.failure(), None);
             }
         }
