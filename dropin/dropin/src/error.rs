@@ -1,7 +1,12 @@
 //! Errors: what crosses the boundary when a plugin fails, and what the
 //! application sees.
 
-use std::{fmt, ptr::NonNull};
+use std::{
+    any::Any,
+    fmt,
+    panic::{AssertUnwindSafe, catch_unwind},
+    ptr::NonNull,
+};
 
 use abi_stable::{StableAbi, std_types::RStr};
 
@@ -295,3 +300,23 @@ impl fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
+
+/// The message of a caught panic's `payload`, which is dropped here:
+/// dropping it may run another crate's code (its `Drop`), and a second panic
+/// there is caught, its own payload leaked rather than dropped.
+pub(crate) fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    let message = catch_unwind(AssertUnwindSafe(|| {
+        if let Some(message) = payload.downcast_ref::<&str>() {
+            (*message).to_owned()
+        } else if let Some(message) = payload.downcast_ref::<String>() {
+            message.clone()
+        } else {
+            "panic with a non-string payload".to_owned()
+        }
+    }))
+    .unwrap_or_else(|_| "panic with a message that could not be formatted".to_owned());
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(second);
+    }
+    message
+}

@@ -16,7 +16,7 @@ use abi_stable::{
 };
 
 use crate::{
-    error::{BoxError, RawError, RawErrorKind},
+    error::{BoxError, RawError, RawErrorKind, panic_message},
     logging,
     module::{
         BuildInfo, InitArgs, InitExtra, InitExtraV2, MethodEntry, Module, ModuleRef, RawSavedState,
@@ -439,28 +439,11 @@ fn panicked(payload: Box<dyn Any + Send>) -> RawError {
         .try_with(|cell| cell.try_borrow_mut().ok().and_then(|mut slot| slot.take()))
         .ok()
         .flatten();
-    let message = catch_unwind(AssertUnwindSafe(|| panic_message(&*payload)))
-        .unwrap_or_else(|_| "panic with a message that could not be formatted".to_owned());
-    // Dropping the payload runs plugin code too (its `Drop`); a second panic
-    // there is caught, and its own payload leaked rather than dropped.
-    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(second);
-    }
-    raw(RawErrorKind::Panicked, message, location)
+    raw(RawErrorKind::Panicked, panic_message(payload), location)
 }
 
 fn raw(kind: RawErrorKind, message: String, location: Option<String>) -> RawError {
     RawError::new(kind, message, location)
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
 }
 
 /// Panics, at compile time when evaluated in a constant, unless `name` is a

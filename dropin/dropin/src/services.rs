@@ -444,18 +444,11 @@ fn failed(message: String) -> RawError {
 #[cold]
 #[inline(never)]
 fn panicked(caller: &Caller, payload: Box<dyn std::any::Any + Send>) -> RawError {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic with a non-string payload".to_owned());
     let location = PANICKED_AT
         .try_with(|slot| slot.try_borrow_mut().ok()?.take())
         .ok()
         .flatten();
-    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(second);
-    }
+    let message = crate::error::panic_message(payload);
     // A logger that panics must not unwind out of this function.
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let at = location
