@@ -192,21 +192,19 @@ impl Isolated {
                 ),
             });
         }
-        let Some(mut state) = self.lock_state() else {
-            // The thread that serves the process's calls to the host, while
-            // another holds the state: how it ended is recorded there.
+        // Not the state if this is the thread that serves the process's
+        // calls to the host while another holds it (how the process ended
+        // is recorded there), nor if another call saw it end and started
+        // another.
+        let state = self
+            .lock_state()
+            .filter(|state| Arc::ptr_eq(&state.process.calls, calls));
+        let Some(mut state) = state else {
             return Err(Ended {
                 kind: CallErrorKind::Crashed,
                 how: "ended while the call waited".to_owned(),
             });
         };
-        if !Arc::ptr_eq(&state.process.calls, calls) {
-            // Another call saw it end, and started another.
-            return Err(Ended {
-                kind: CallErrorKind::Crashed,
-                how: "ended while the call waited".to_owned(),
-            });
-        }
         // Another call may have seen how it ended first.
         if let Some((kind, how)) = state.process.ended.clone() {
             return Err(Ended { kind, how });
