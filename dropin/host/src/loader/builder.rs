@@ -57,7 +57,7 @@ pub struct LoaderBuilder<I: Interface> {
     pub(super) isolation: isolation::Settings,
     pub(super) config: HashMap<String, String>,
     pub(super) config_source: config::Source,
-    pub(super) given: config::GivenInCode,
+    pub(super) chosen: config::Chosen,
     pub(super) interface: PhantomData<fn() -> I>,
 }
 
@@ -222,8 +222,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// past it, its process is killed and the call fails with
     /// `CallErrorKind::TimedOut`.
     pub fn call_timeout(mut self, timeout: std::time::Duration) -> Self {
-        self.isolation.call_timeout = timeout;
-        self.given.call_timeout = true;
+        self.chosen.call_timeout = Some(timeout);
         self
     }
 
@@ -242,16 +241,14 @@ impl<I: Interface> LoaderBuilder<I> {
     /// the host can read. Where the kernel refuses any of these, the plugin
     /// is refused, never run unconfined.
     pub fn confine_isolated(mut self, confine: bool) -> Self {
-        self.isolation.confined = confine;
-        self.given.confined = true;
+        self.chosen.confined = Some(confine);
         self
     }
 
     /// What happens to an isolated plugin whose process crashed or timed
     /// out (default: [`Recovery::Disable`](crate::child::isolation::Recovery)).
     pub fn isolation_recovery(mut self, recovery: crate::child::isolation::Recovery) -> Self {
-        self.isolation.recovery = recovery;
-        self.given.recovery = true;
+        self.chosen.recovery = Some(recovery);
         self
     }
 
@@ -271,8 +268,7 @@ impl<I: Interface> LoaderBuilder<I> {
     /// plugin's allocations fail, which ends its process, and the call
     /// fails with `CallErrorKind::Crashed`.
     pub fn isolation_memory_limit(mut self, bytes: u64) -> Self {
-        self.isolation.memory_limit = Some(bytes);
-        self.given.memory_limit = true;
+        self.chosen.memory_limit = Some(bytes);
         self
     }
 
@@ -379,7 +375,7 @@ impl<I: Interface> LoaderBuilder<I> {
             &self.config_source,
             &self.dir,
             self.check_permissions,
-            self.given,
+            self.chosen,
             &mut isolation,
             &mut configs,
         )

@@ -102,13 +102,42 @@ pub(crate) enum Source {
     Off,
 }
 
-/// The settings the application gave in code, which win over the file's.
+/// The isolation settings that code or the file may choose, each `None`
+/// where it does not.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct GivenInCode {
-    pub(crate) call_timeout: bool,
-    pub(crate) memory_limit: bool,
-    pub(crate) recovery: bool,
-    pub(crate) confined: bool,
+pub(crate) struct Chosen {
+    pub(crate) call_timeout: Option<Duration>,
+    pub(crate) memory_limit: Option<u64>,
+    pub(crate) recovery: Option<Recovery>,
+    pub(crate) confined: Option<bool>,
+}
+
+impl Chosen {
+    /// These choices, and `other`'s where these make none.
+    fn or(self, other: Self) -> Self {
+        Self {
+            call_timeout: self.call_timeout.or(other.call_timeout),
+            memory_limit: self.memory_limit.or(other.memory_limit),
+            recovery: self.recovery.or(other.recovery),
+            confined: self.confined.or(other.confined),
+        }
+    }
+
+    /// `settings` with these choices made.
+    fn apply_to(self, settings: &mut isolation::Settings) {
+        if let Some(timeout) = self.call_timeout {
+            settings.call_timeout = timeout;
+        }
+        if let Some(bytes) = self.memory_limit {
+            settings.memory_limit = Some(bytes);
+        }
+        if let Some(recovery) = self.recovery {
+            settings.recovery = recovery;
+        }
+        if let Some(confined) = self.confined {
+            settings.confined = confined;
+        }
+    }
 }
 
 /// Each plugin's configuration: what the application gave in code, else its
@@ -138,75 +167,67 @@ impl PluginConfigs {
 }
 
 /// Reads the configuration file `source` names for the plugins folder `dir`,
-/// and applies it under what the application gave in code: the isolation
-/// settings it did not give, the `isolate` rules added to its own, and the
-/// tables of the plugins it gave no configuration.
+/// and makes `isolation` what the application `chose` in code and, where it
+/// chose nothing, what the file says; the file's `isolate` rules are added
+/// to the application's, and its tables go to the plugins the application
+/// gave no configuration.
 pub(crate) fn apply(
     source: &Source,
     dir: &Path,
     check_permissions: bool,
-    given: GivenInCode,
+    chosen: Chosen,
     isolation: &mut isolation::Settings,
     configs: &mut PluginConfigs,
 ) -> Result<(), ConfigFileError> {
-    let (path, required) = match source {
-        Source::Off => return Ok(()),
-        Source::InFolder => (dir.join(CONFIG_FILE_NAME), false),
-        Source::File(path) => (path.clone(), true),
+    let file = read(source, dir, check_permissions)?;
+    let Some((path, file)) = file else {
+        chosen.apply_to(isolation);
+        return Ok(());
     };
-    let Some(text) = read_trusted_text(&path, "configuration", check_permissions, MAX_CONFIG_SIZE)?
-    else {
-        return match required {
-            true => Err(ConfigFileError::Missing { path }),
-            false => Ok(()),
-        };
-    };
-    let file = parse(&path, &text)?;
-    configs.file = Some(path);
     // A call timeout given in code replaces all of the file's, each
     // plugin's included; one given in code for a plugin replaces the
     // file's for it.
-    if !given.call_timeout {
-        if let Some(timeout) = file.call_timeout {
-            isolation.call_timeout = timeout;
-        }
+    if chosen.call_timeout.is_none() {
         for (name, timeout) in file.call_timeouts {
             isolation.call_timeouts.entry(name).or_insert(timeout);
         }
     }
-    if !given.memory_limit && file.memory_limit.is_some() {
-        isolation.memory_limit = file.memory_limit;
-    }
-    if !given.recovery
-        && let Some(attempts) = file.restarts
-    {
-        isolation.recovery = match attempts {
-            0 => Recovery::Disable,
-            attempts => Recovery::Restart {
-                attempts,
-                backoff: RESTART_BACKOFF,
-            },
-        };
-    }
-    if !given.confined
-        && let Some(confine) = file.confine
-    {
-        isolation.confined = confine;
-    }
+    chosen.or(file.chosen).apply_to(isolation);
     isolation.rules.extend(file.isolate);
+    configs.file = Some(path);
     configs.tables = file.tables;
     Ok(())
+}
+
+/// The file `source` names for the plugins folder `dir`, and what it says;
+/// `None` if there is none to read.
+fn read(
+    source: &Source,
+    dir: &Path,
+    check_permissions: bool,
+) -> Result<Option<(PathBuf, File)>, ConfigFileError> {
+    let (path, required) = match source {
+        Source::Off => return Ok(None),
+        Source::InFolder => (dir.join(CONFIG_FILE_NAME), false),
+        Source::File(path) => (path.clone(), true),
+    };
+    match read_trusted_text(&path, "configuration", check_permissions, MAX_CONFIG_SIZE)? {
+        Some(text) => {
+            let file = parse(&path, &text)?;
+            Ok(Some((path, file)))
+        }
+        None if required => Err(ConfigFileError::Missing { path }),
+        None => Ok(None),
+    }
 }
 
 /// What the file says.
 #[derive(Debug, Default)]
 struct File {
     isolate: Option<Isolate>,
-    call_timeout: Option<Duration>,
+    /// Its isolation settings (`restarts` as the recovery it asks for).
+    chosen: Chosen,
     call_timeouts: HashMap<String, Duration>,
-    memory_limit: Option<u64>,
-    restarts: Option<u32>,
-    confine: Option<bool>,
     tables: HashMap<String, String>,
 }
 
@@ -256,7 +277,7 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                 }
                 _ => {
                     let timeout = value.as_str().and_then(|text| parse_duration(text).ok());
-                    file.call_timeout = Some(timeout.ok_or_else(|| {
+                    file.chosen.call_timeout = Some(timeout.ok_or_else(|| {
                         invalid(
                             key,
                             "a duration such as \"500ms\" or \"30s\", or a table of plugin names \
@@ -272,7 +293,7 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                     toml::Value::Integer(bytes) => u64::try_from(*bytes).ok().filter(|&b| b > 0),
                     _ => None,
                 };
-                file.memory_limit = Some(bytes.ok_or_else(|| {
+                file.chosen.memory_limit = Some(bytes.ok_or_else(|| {
                     invalid(
                         key,
                         "a size such as \"512M\" or \"2G\", or a number of bytes",
@@ -282,13 +303,18 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
             }
             "restarts" => {
                 let attempts = value.as_integer().and_then(|n| u32::try_from(n).ok());
-                file.restarts = Some(
-                    attempts
-                        .ok_or_else(|| invalid(key, "a number of restarts, 0 or more", value))?,
-                );
+                let attempts = attempts
+                    .ok_or_else(|| invalid(key, "a number of restarts, 0 or more", value))?;
+                file.chosen.recovery = Some(match attempts {
+                    0 => Recovery::Disable,
+                    attempts => Recovery::Restart {
+                        attempts,
+                        backoff: RESTART_BACKOFF,
+                    },
+                });
             }
             "confine" => {
-                file.confine = Some(
+                file.chosen.confined = Some(
                     value
                         .as_bool()
                         .ok_or_else(|| invalid(key, "true or false", value))?,
@@ -431,18 +457,23 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(&file.isolate, Some(Isolate::Plugins(names)) if names == &["a"]));
-        assert_eq!(file.call_timeout, Some(Duration::from_millis(1500)));
-        assert_eq!(file.memory_limit, Some(512 << 20));
-        assert_eq!(file.restarts, Some(3));
-        assert_eq!(file.confine, Some(true));
+        assert_eq!(file.chosen.call_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(file.chosen.memory_limit, Some(512 << 20));
+        assert!(matches!(
+            file.chosen.recovery,
+            Some(Recovery::Restart { attempts: 3, .. })
+        ));
+        assert_eq!(file.chosen.confined, Some(true));
         assert_eq!(file.tables["a"], "x = 1\n");
         let file = parse(
             Path::new("plugins.toml"),
-            "isolate = false\nmemory_limit = 4096\n[call_timeout]\na = \"300ms\"\n",
+            "isolate = false\nmemory_limit = 4096\nrestarts = 0\n[call_timeout]\na = \"300ms\"\n",
         )
         .unwrap();
         assert!(file.isolate.is_none());
-        assert_eq!(file.memory_limit, Some(4096));
+        assert_eq!(file.chosen.memory_limit, Some(4096));
+        // No restarts: the default recovery, not a restart with none left.
+        assert_eq!(file.chosen.recovery, Some(Recovery::Disable));
         assert_eq!(file.call_timeouts["a"], Duration::from_millis(300));
     }
 

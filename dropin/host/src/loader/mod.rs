@@ -262,7 +262,7 @@ impl<I: Interface> Loader<I> {
             isolation: isolation::Settings::default(),
             config: HashMap::new(),
             config_source: config::Source::InFolder,
-            given: config::GivenInCode::default(),
+            chosen: config::Chosen::default(),
             interface: PhantomData,
         }
     }
