@@ -86,16 +86,19 @@ fn configuration_given_in_code_wins_over_the_file() {
     let dir = PluginDir::with(&["counter", "runs_at_open"]);
     dir.write(
         "plugins.toml",
-        b"[call_timeout]\nruns-at-open = \"30s\"\n[plugin.counter]\nstart = 41\n\
-          [plugin.runs-at-open]\ngreet = \"hang\"\n",
+        b"memory_limit = \"8M\"\n[call_timeout]\nruns-at-open = \"30s\"\n[plugin.counter]\n\
+          start = 41\n[plugin.runs-at-open]\ngreet = \"hang\"\n",
     );
     let report = load(
         builder(&dir)
             .config("counter", "start = 7")
-            .call_timeout(Duration::from_millis(300)),
+            .call_timeout(Duration::from_millis(300))
+            // The file's 8 MiB would keep any process from starting.
+            .isolation_memory_limit(4 << 30),
         true,
     )
     .unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     assert_eq!(
         report.registry.get("counter").unwrap().greet().unwrap(),
         "Hello, visitor #8!"
