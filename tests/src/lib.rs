@@ -254,6 +254,14 @@ impl PluginDir {
         self.dir.path()
     }
 
+    /// A loader of the greeter plugins here whose probe, and the process
+    /// of each isolated plugin, is the built `greeter-host`.
+    pub fn probed_loader(&self) -> dropin_host::LoaderBuilder<GreeterPlugin> {
+        Loader::<GreeterPlugin>::builder().dir(self.path()).probe(
+            dropin_host::probe::Probe::command(artifacts().host_binary()),
+        )
+    }
+
     /// Copies the built library `lib` in under its own file name.
     pub fn add(&self, lib: &str) -> PathBuf {
         self.add_as(lib, &library_file_name(lib))

@@ -5,17 +5,9 @@
 use std::time::Duration;
 
 use dropin::CallErrorKind;
-use dropin_host::{
-    ConfigFileError, ErrorChain, LoadErrorKind, Loader, LoaderBuilder, LoaderError, probe::Probe,
-};
+use dropin_host::{ConfigFileError, ErrorChain, LoadErrorKind, LoaderBuilder, LoaderError};
 use greeter_interface::GreeterPlugin;
-use greeter_tests::{PluginDir, artifacts, library_file_name};
-
-fn builder(dir: &PluginDir) -> LoaderBuilder<GreeterPlugin> {
-    Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .probe(Probe::command(artifacts().host_binary()))
-}
+use greeter_tests::{PluginDir, library_file_name};
 
 /// Loads `dir` in this process, or with every plugin isolated.
 fn load(
@@ -32,7 +24,7 @@ fn load(
 
 /// What plugin `name`'s `init` said, the only rejection of the load.
 fn init_error(dir: &PluginDir, isolated: bool, name: &str) -> String {
-    let report = load(builder(dir), isolated).unwrap();
+    let report = load(dir.probed_loader(), isolated).unwrap();
     assert_eq!(report.rejected.len(), 1, "{:?}", report.rejected);
     let error = &report.rejected[0];
     assert_eq!(error.path(), dir.path().join(library_file_name(name)));
@@ -47,7 +39,7 @@ fn a_plugin_reads_its_table_typed_in_both_modes() {
     let dir = PluginDir::with(&["counter", "hello"]);
     let file = dir.write("plugins.toml", b"[plugin.counter]\nstart = 41\n");
     for isolated in [false, true] {
-        let report = load(builder(&dir), isolated).unwrap();
+        let report = load(dir.probed_loader(), isolated).unwrap();
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);
         let counter = report.registry.get("counter").unwrap();
         assert_eq!(counter.core().is_isolated(), isolated);
@@ -90,7 +82,7 @@ fn configuration_given_in_code_wins_over_the_file() {
           start = 41\n[plugin.runs-at-open]\ngreet = \"hang\"\n",
     );
     let report = load(
-        builder(&dir)
+        dir.probed_loader()
             .config("counter", "start = 7")
             .call_timeout(Duration::from_millis(300))
             // The file's 8 MiB would keep any process from starting.
@@ -122,7 +114,7 @@ fn configuration_given_in_code_wins_over_the_file() {
 fn the_file_isolates_the_plugins_it_names() {
     let dir = PluginDir::with(&["counter", "hello"]);
     dir.write("plugins.toml", b"isolate = [\"counter\"]\n");
-    let report = load(builder(&dir), false).unwrap();
+    let report = load(dir.probed_loader(), false).unwrap();
     assert!(report.registry.get("counter").unwrap().core().is_isolated());
     assert!(!report.registry.get("hello").unwrap().core().is_isolated());
 }
@@ -135,19 +127,19 @@ fn a_named_file_replaces_the_folders_and_must_exist() {
     let elsewhere = tempfile::tempdir().unwrap();
     let named = elsewhere.path().join("app.toml");
     std::fs::write(&named, "[plugin.counter]\nstart = 41\n").unwrap();
-    let report = load(builder(&dir).config_file(&named), false).unwrap();
+    let report = load(dir.probed_loader().config_file(&named), false).unwrap();
     assert_eq!(
         report.registry.get("counter").unwrap().greet().unwrap(),
         "Hello, visitor #42!"
     );
-    let report = load(builder(&dir).without_config_file(), false).unwrap();
+    let report = load(dir.probed_loader().without_config_file(), false).unwrap();
     assert_eq!(
         report.registry.get("counter").unwrap().greet().unwrap(),
         "Hello, visitor #1!"
     );
 
     let missing = elsewhere.path().join("missing.toml");
-    let error = load(builder(&dir).config_file(&missing), false).unwrap_err();
+    let error = load(dir.probed_loader().config_file(&missing), false).unwrap_err();
     assert!(
         matches!(&error, LoaderError::Config(e) if matches!(**e, ConfigFileError::Missing { .. })),
         "{error:?}"
@@ -171,7 +163,7 @@ fn an_unsafe_or_wrong_file_stops_every_load_naming_it() {
     let file = dir.write("plugins.toml", b"[plugin.hello]\n");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o646)).unwrap();
     // SAFETY: the test's own example plugin (none loads: the file stops it).
-    let loader = unsafe { builder(&dir).build() };
+    let loader = unsafe { dir.probed_loader().build() };
     let expected = format!(
         "configuration {} is not safe: writable by others (mode 0646); expected no write \
          permission for group or others",
@@ -193,7 +185,7 @@ fn an_unsafe_or_wrong_file_stops_every_load_naming_it() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     dir.write("plugins.toml", b"memory_limit = \"lots\"\n");
     assert_eq!(
-        ErrorChain(&load(builder(&dir), true).unwrap_err()).to_string(),
+        ErrorChain(&load(dir.probed_loader(), true).unwrap_err()).to_string(),
         format!(
             "{}: key `memory_limit`: expected a size such as \"512M\" or \"2G\", or a number of \
              bytes, found \"lots\"",
@@ -209,7 +201,7 @@ fn an_unsafe_or_wrong_file_stops_every_load_naming_it() {
         .unwrap();
     assert!(made.success());
     let watchdog = greeter_tests::deadline(greeter_tests::HANG, "a FIFO as the configuration");
-    let error = load(builder(&dir), false).unwrap_err();
+    let error = load(dir.probed_loader(), false).unwrap_err();
     drop(watchdog);
     assert_eq!(
         ErrorChain(&error).to_string(),
@@ -232,14 +224,14 @@ fn the_readmes_example_file_is_read_as_it_says() {
     let dir = PluginDir::with(&["counter", "hello"]);
     dir.write(name, text.as_bytes());
     // SAFETY: the test's own example plugins; a survey runs none of them.
-    let survey = unsafe { builder(&dir).build() }.survey().unwrap();
+    let survey = unsafe { dir.probed_loader().build() }.survey().unwrap();
     let isolated: Vec<(&str, bool)> = survey
         .plugins
         .iter()
         .map(|plugin| (plugin.name(), plugin.is_isolated()))
         .collect();
     assert_eq!(isolated, [("counter", true), ("hello", false)]);
-    let report = load(builder(&dir).confine_isolated(false), false).unwrap();
+    let report = load(dir.probed_loader().confine_isolated(false), false).unwrap();
     assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     assert_eq!(
         report.registry.get("counter").unwrap().greet().unwrap(),

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dropin_host::{Loader, isolation::Isolate, probe::Probe};
+use dropin_host::{Loader, isolation::Isolate};
 use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, artifacts, stderr, stdout};
 
@@ -59,9 +59,7 @@ fn the_example_plugins_greet_identically_isolated() {
 fn the_library_api_isolates_by_rule_and_the_handle_is_the_same() {
     let dir = PluginDir::with(&["hello", "counter"]);
     let report = greeter_tests::trusted(
-        Loader::<GreeterPlugin>::builder()
-            .dir(dir.path())
-            .probe(Probe::command(artifacts().host_binary()))
+        dir.probed_loader()
             .isolate(Isolate::Plugins(vec!["counter".to_owned()])),
     )
     .load()
@@ -565,9 +563,8 @@ fn an_isolated_plugins_descendants_end_with_its_process_while_the_host_lives() {
         ("fork-bomb", 127, 7, true),
     ] {
         let seconds = unique_sleep(salt);
-        let report = Loader::<GreeterPlugin>::builder()
-            .dir(dir.path())
-            .probe(Probe::command(artifacts().host_binary()))
+        let report = dir
+            .probed_loader()
             .isolate(Isolate::All)
             .confine_isolated(confine)
             .call_timeout(Duration::from_secs(2))
@@ -786,9 +783,8 @@ fn plugins_toml_chooses_which_plugins_run_isolated() {
 #[test]
 fn a_timed_out_plugins_process_is_gone_and_the_others_keep_answering() {
     let dir = PluginDir::with(&["hello", "runs_at_open"]);
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .probe(Probe::command(artifacts().host_binary()))
+    let report = dir
+        .probed_loader()
         .isolate(Isolate::All)
         // Long enough for `hello` to answer on a busy machine.
         .call_timeout(Duration::from_secs(2))
@@ -931,9 +927,8 @@ fn an_isolated_process_dies_with_its_host_even_under_sigkill() {
 #[test]
 fn calls_from_several_threads_to_one_isolated_plugin_run_at_once() {
     let dir = PluginDir::with(&["runs_at_open"]);
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .probe(Probe::command(artifacts().host_binary()))
+    let report = dir
+        .probed_loader()
         .isolate(Isolate::All)
         .config("runs-at-open", "greet = \"nap\"")
         .build_isolated()
@@ -995,9 +990,8 @@ fn tree_ticks(pid: u32) -> u64 {
 #[test]
 fn an_idle_isolated_plugins_process_uses_no_processor_time() {
     let dir = PluginDir::with(&["hello"]);
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .probe(Probe::command(artifacts().host_binary()))
+    let report = dir
+        .probed_loader()
         .isolate(Isolate::All)
         .build_isolated()
         .load()
@@ -1020,9 +1014,8 @@ fn an_idle_isolated_plugins_process_uses_no_processor_time() {
 #[test]
 fn an_isolated_call_larger_than_its_slot_crosses_whole() {
     let dir = PluginDir::with(&["counter"]);
-    let report = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .probe(Probe::command(artifacts().host_binary()))
+    let report = dir
+        .probed_loader()
         .isolate(Isolate::All)
         .build_isolated()
         .load()

@@ -403,11 +403,7 @@ fn reload_changed_reloads_what_changed_adds_what_is_new_and_retries_only_changes
 #[test]
 fn an_isolated_reload_switches_and_ends_the_old_process() {
     let dir = PluginDir::with(&["hello"]);
-    let loader = Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
-        .probe(Probe::command(artifacts().host_binary()))
-        .isolate(Isolate::All)
-        .build_isolated();
+    let loader = dir.probed_loader().isolate(Isolate::All).build_isolated();
     let report = loader.load().unwrap();
     let registry = &report.registry;
     let first = registry.get("hello").unwrap();

@@ -13,9 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dropin_host::{LoadReport, Loader, probe::Probe};
+use dropin_host::{LoadReport, Loader};
 use greeter_interface::{BoxError, GreeterHost, GreeterHostHandle, GreeterPlugin};
-use greeter_tests::{PluginDir, artifacts};
+use greeter_tests::PluginDir;
 
 /// The application's services, as a test sees them: what plugins keep, and
 /// every call served, with the plugin it came from.
@@ -381,12 +381,10 @@ fn isolated_loader(
     dir: &PluginDir,
     recorder: &Arc<Recorder>,
 ) -> dropin_host::LoaderBuilder<GreeterPlugin> {
-    Loader::<GreeterPlugin>::builder()
-        .dir(dir.path())
+    dir.probed_loader()
         .services(GreeterHostHandle::provided_by(TestHost(Arc::clone(
             recorder,
         ))))
-        .probe(Probe::command(artifacts().host_binary()))
 }
 
 /// The most bytes one service call from an isolated process may carry
