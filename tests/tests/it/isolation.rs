@@ -90,6 +90,11 @@ fn a_plugin_that_kills_its_process_fails_its_call_and_the_host_carries_on() {
         ("abort", "was killed by signal 6 (SIGABRT)"),
         ("exit", "exited with status 3"),
         ("overflow", "was killed by signal 6 (SIGABRT)"),
+        // Its pipes closed, as an ending process's are: not waited for.
+        (
+            "close-all",
+            "closed its pipe to the host without ending, and was killed",
+        ),
     ] {
         assert_eq!(
             fails_alone_isolated(&dir, mode),
@@ -796,8 +801,25 @@ fn a_timed_out_plugins_process_is_gone_and_the_others_keep_answering() {
     let hello = report.registry.get("hello").unwrap();
     let pid = hanging.core().process_id().expect("running");
     assert!(fs::metadata(format!("/proc/{pid}")).is_ok());
-    let error = hanging.greet().unwrap_err();
-    assert_eq!(error.kind(), dropin::CallErrorKind::TimedOut);
+    // A second call, in flight when the first one times out, did not time
+    // out: its process was killed under it.
+    let (timed_out, in_flight) = std::thread::scope(|scope| {
+        let first = scope.spawn(|| hanging.greet().unwrap_err());
+        std::thread::sleep(Duration::from_secs(1));
+        let second = hanging.greet().unwrap_err();
+        (first.join().unwrap(), second)
+    });
+    assert_eq!(timed_out.kind(), dropin::CallErrorKind::TimedOut);
+    assert_eq!(
+        timed_out.to_string(),
+        "plugin 'runs-at-open' timed out: its process did not answer within 2s and was killed"
+    );
+    assert_eq!(in_flight.kind(), dropin::CallErrorKind::Crashed);
+    assert_eq!(
+        in_flight.to_string(),
+        "plugin 'runs-at-open' crashed: its process was killed: another call did not answer \
+         within 2s"
+    );
     assert_eq!(hanging.core().process_id(), None);
     // Killed and reaped: no process, not even a zombie, is left.
     assert!(

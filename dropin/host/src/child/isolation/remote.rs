@@ -97,7 +97,9 @@ pub(super) fn setup_round_trip(
         .and_then(|()| read_frame_until(stdout, MAX_FRAME, deadline));
     let (kind, how) = match answer {
         Ok(Some(bytes)) => return Ok(bytes),
-        Ok(None) | Err(Wait::Failed) => (CallErrorKind::Crashed, ended(&mut process.child)),
+        Ok(None) | Err(Wait::Failed) => {
+            (CallErrorKind::Crashed, ended(&mut process.child, deadline))
+        }
         Err(Wait::TimedOut) => (
             CallErrorKind::TimedOut,
             format!("did not answer within {START_TIMEOUT:?} and was killed"),
@@ -178,7 +180,8 @@ impl Isolated {
     /// Sends `frame` to the process `calls` reaches and waits for the
     /// answer; how the process failed the call, which ends it.
     fn send(&self, calls: &Arc<slots::Calls>, frame: &[u8]) -> Result<Vec<u8>, Ended> {
-        let failure = match calls.round_trip(frame, Instant::now() + self.timeout) {
+        let deadline = Instant::now() + self.timeout;
+        let failure = match calls.round_trip(frame, deadline) {
             Ok(answer) => return Ok(answer),
             Err(failure) => failure,
         };
@@ -205,12 +208,26 @@ impl Isolated {
                 how: "ended while the call waited".to_owned(),
             });
         };
-        // Another call may have seen how it ended first.
+        // Another call may have seen how it ended first. If that call timed
+        // out and this one did not, this one was in flight when the process
+        // was killed for the other.
         if let Some((kind, how)) = state.process.ended.clone() {
-            return Err(Ended { kind, how });
+            return Err(match kind {
+                CallErrorKind::TimedOut if !matches!(failure, slots::Failure::TimedOut) => Ended {
+                    kind: CallErrorKind::Crashed,
+                    how: format!(
+                        "was killed: another call did not answer within {:?}",
+                        self.timeout
+                    ),
+                },
+                _ => Ended { kind, how },
+            });
         }
         let (kind, how) = match failure {
-            slots::Failure::Ended => (CallErrorKind::Crashed, ended(&mut state.process.child)),
+            slots::Failure::Ended => (
+                CallErrorKind::Crashed,
+                ended(&mut state.process.child, deadline),
+            ),
             slots::Failure::TimedOut => (
                 CallErrorKind::TimedOut,
                 format!("did not answer within {:?} and was killed", self.timeout),
@@ -651,22 +668,40 @@ impl Drop for Isolated {
     }
 }
 
-/// How a process that stopped answering ended.
-pub(super) fn ended(child: &mut Child) -> String {
-    // It closed its output: it is ending, if it has not yet.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
+/// How a process that closed its pipe to the host ended. An ending
+/// process closes its pipes just before it ends, so its status is waited
+/// for only a moment: until `by`, but at least [`ENDING_GRACE`] and at most
+/// [`ENDING_WAIT`]. One still running then closed its pipe on purpose, and
+/// is killed.
+pub(super) fn ended(child: &mut Child, by: Instant) -> String {
+    let now = Instant::now();
+    let by = by.clamp(now + ENDING_GRACE, now + ENDING_WAIT);
+    loop {
         match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
-            _ => {
+            Ok(Some(status)) => return describe(status),
+            Ok(None) if Instant::now() < by => thread::sleep(Duration::from_millis(1)),
+            running => {
                 let _ = child.kill();
-                break child.wait().ok();
+                let _ = child.wait();
+                return match running {
+                    Ok(_) => {
+                        "closed its pipe to the host without ending, and was killed".to_owned()
+                    }
+                    Err(_) => "ended".to_owned(),
+                };
             }
         }
-    };
-    status.map_or_else(|| "ended".to_owned(), describe)
+    }
 }
+
+/// The least time [`ended`] waits for a process that closed its pipe to
+/// end: a crashing process closes its pipes as the last step before it
+/// ends, without waiting for anything.
+const ENDING_GRACE: Duration = Duration::from_millis(50);
+
+/// The most time [`ended`] waits, whatever time its call has left: it holds
+/// the plugin's state meanwhile.
+const ENDING_WAIT: Duration = Duration::from_millis(500);
 
 pub(super) fn describe(status: ExitStatus) -> String {
     // In the probe's words, without its standard error (which is logged).

@@ -368,7 +368,7 @@ impl Spawner {
         // that its host started it; then the setup.
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         crate::child::frame::write_frame_until(&mut process.stdin, nonce.as_bytes(), deadline)
-            .map_err(|_| format!("its process {}", ended(&mut process.child)))?;
+            .map_err(|_| format!("its process {}", ended(&mut process.child, deadline)))?;
         let answer = setup_round_trip(&mut process, &mut stdout, &self.setup)
             .map_err(|ended| format!("its process {ended}"))?;
         let answer = message::<Answer>(&answer)
