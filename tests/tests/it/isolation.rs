@@ -829,6 +829,42 @@ fn a_timed_out_plugins_process_is_gone_and_the_others_keep_answering() {
     assert_eq!(hello.greet().unwrap(), "Hello!");
 }
 
+/// An `init` that never returns holds up the load for the start timeout,
+/// given in code or in `plugins.toml`, not for ever: then its process is
+/// killed and the plugin rejected, and the others load.
+#[test]
+fn an_isolated_plugin_that_never_starts_is_rejected_after_its_start_timeout() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    fs::write(dir.path().join("plugins.toml"), "start_timeout = \"1s\"\n").unwrap();
+    for in_code in [true, false] {
+        let mut builder = dir
+            .probed_loader()
+            .config("runs-at-open", "init = \"hang\"");
+        if in_code {
+            builder = builder
+                .without_config_file()
+                .start_timeout(Duration::from_millis(1500));
+        }
+        let started = Instant::now();
+        let report = builder.build_isolated().load().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(25), "{in_code}");
+        let names: Vec<&str> = report.registry.iter().map(|plugin| plugin.name()).collect();
+        assert_eq!(names, ["hello"], "{in_code}");
+        let [rejected] = &report.rejected[..] else {
+            panic!("{:?}", report.rejected);
+        };
+        assert_eq!(
+            rejected.to_string(),
+            format!(
+                "{}: not loaded in its own process: its process did not start its plugin \
+                 within {} and was killed",
+                dir.path().join("libruns_at_open.so").display(),
+                if in_code { "1.5s" } else { "1s" }
+            )
+        );
+    }
+}
+
 #[test]
 fn a_plugin_flooding_its_output_neither_blocks_nor_bloats_the_host() {
     let dir = PluginDir::with(&["runs_at_open"]);

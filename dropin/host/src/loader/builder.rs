@@ -226,6 +226,17 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// How long an isolated plugin's process may take to start, open its
+    /// library and run the plugin's `init` (default:
+    /// [`DEFAULT_START_TIMEOUT`](crate::child::isolation::DEFAULT_START_TIMEOUT));
+    /// past it, its process is killed and the plugin is rejected with
+    /// `LoadErrorKind::Isolated`, or, when its process is started again
+    /// after a crash, the call that started it fails saying so.
+    pub fn start_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.chosen.start_timeout = Some(timeout);
+        self
+    }
+
     /// Confines isolated plugins' processes, and the probe's (Linux;
     /// default: `false`): a user namespace of its own (mapping the host's
     /// user to itself), whatever the host's user, root included, with every

@@ -20,6 +20,7 @@ use crate::{
 /// ```toml
 /// isolate = ["counter"]  # true, false, or plugin names: added to the rules given in code
 /// call_timeout = "2s"    # every isolated plugin's; or [call_timeout] counter = "5s", per plugin
+/// start_timeout = "10s"  # how long an isolated plugin's process may take to start and run `init`
 /// memory_limit = "512M"  # an isolated plugin's process's address space ("2G", or bytes)
 /// restarts = 3           # how often a crashed isolated plugin starts again (RESTART_BACKOFF)
 /// confine = true         # confine isolated plugins' processes
@@ -40,8 +41,8 @@ pub const CONFIG_FILE_NAME: &str = "plugins.toml";
 pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 
 /// The keys the file's top level may have, as its errors list them.
-const EXPECTED_KEYS: &str = "`isolate`, `call_timeout`, `memory_limit`, `restarts`, `confine` \
-                             or [plugin.<name>] tables";
+const EXPECTED_KEYS: &str = "`isolate`, `call_timeout`, `start_timeout`, `memory_limit`, \
+                             `restarts`, `confine` or [plugin.<name>] tables";
 
 /// How long an isolated plugin whose process ended waits before its first
 /// restart (`restarts` in the file); each later one waits twice as long.
@@ -107,6 +108,7 @@ pub(crate) enum Source {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Chosen {
     pub(crate) call_timeout: Option<Duration>,
+    pub(crate) start_timeout: Option<Duration>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) recovery: Option<Recovery>,
     pub(crate) confined: Option<bool>,
@@ -117,6 +119,7 @@ impl Chosen {
     fn or(self, other: Self) -> Self {
         Self {
             call_timeout: self.call_timeout.or(other.call_timeout),
+            start_timeout: self.start_timeout.or(other.start_timeout),
             memory_limit: self.memory_limit.or(other.memory_limit),
             recovery: self.recovery.or(other.recovery),
             confined: self.confined.or(other.confined),
@@ -127,6 +130,9 @@ impl Chosen {
     fn apply_to(self, settings: &mut isolation::Settings) {
         if let Some(timeout) = self.call_timeout {
             settings.call_timeout = timeout;
+        }
+        if let Some(timeout) = self.start_timeout {
+            settings.start_timeout = timeout;
         }
         if let Some(bytes) = self.memory_limit {
             settings.memory_limit = Some(bytes);
@@ -287,6 +293,12 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                     })?);
                 }
             },
+            "start_timeout" => {
+                let timeout = value.as_str().and_then(|text| parse_duration(text).ok());
+                file.chosen.start_timeout = Some(timeout.ok_or_else(|| {
+                    invalid(key, "a duration such as \"500ms\" or \"30s\"", value)
+                })?);
+            }
             "memory_limit" => {
                 let bytes = match value {
                     toml::Value::String(text) => parse_size(text).ok(),
@@ -452,12 +464,13 @@ mod tests {
     fn every_setting_reads() {
         let file = parse(
             Path::new("plugins.toml"),
-            "isolate = [\"a\"]\ncall_timeout = \"1.5s\"\nmemory_limit = \"512M\"\nrestarts = \
-             3\nconfine = true\n[plugin.a]\nx = 1\n",
+            "isolate = [\"a\"]\ncall_timeout = \"1.5s\"\nstart_timeout = \"10s\"\nmemory_limit = \
+             \"512M\"\nrestarts = 3\nconfine = true\n[plugin.a]\nx = 1\n",
         )
         .unwrap();
         assert!(matches!(&file.isolate, Some(Isolate::Plugins(names)) if names == &["a"]));
         assert_eq!(file.chosen.call_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(file.chosen.start_timeout, Some(Duration::from_secs(10)));
         assert_eq!(file.chosen.memory_limit, Some(512 << 20));
         assert!(matches!(
             file.chosen.recovery,
@@ -494,6 +507,11 @@ mod tests {
              number of bytes, found -1"
         );
         assert_eq!(
+            error("start_timeout = 10\n"),
+            "p/plugins.toml: key `start_timeout`: expected a duration such as \"500ms\" or \
+             \"30s\", found 10"
+        );
+        assert_eq!(
             error("restarts = \"3\"\n"),
             "p/plugins.toml: key `restarts`: expected a number of restarts, 0 or more, found \"3\""
         );
@@ -504,7 +522,7 @@ mod tests {
         assert_eq!(
             error("isolated = true\n"),
             "p/plugins.toml: unknown key `isolated`: expected `isolate`, `call_timeout`, \
-             `memory_limit`, `restarts`, `confine` or [plugin.<name>] tables"
+             `start_timeout`, `memory_limit`, `restarts`, `confine` or [plugin.<name>] tables"
         );
         assert_eq!(
             error("[plugin.a\nx = 1\n"),

@@ -80,9 +80,10 @@ pub const ISOLATED_ENV: &str = "DROPIN_ISOLATED";
 /// plugin that takes longer is killed and the call fails.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The time an isolated plugin's process may take to start, open its
-/// library and run `init`.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time an isolated plugin's process may take to start, open
+/// its library and run `init`; a process that takes longer is killed and
+/// the plugin is rejected (or, when it restarts, its call fails).
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The longest line of an isolated process's standard error that is
 /// logged; the rest of a longer line is dropped.
@@ -135,6 +136,7 @@ pub(crate) struct Settings {
     pub(crate) call_timeout: Duration,
     /// Call timeouts of particular plugins, by name.
     pub(crate) call_timeouts: std::collections::HashMap<String, Duration>,
+    pub(crate) start_timeout: Duration,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) recovery: Recovery,
     pub(crate) confined: bool,
@@ -146,6 +148,7 @@ impl Default for Settings {
             rules: Vec::new(),
             call_timeout: DEFAULT_CALL_TIMEOUT,
             call_timeouts: std::collections::HashMap::new(),
+            start_timeout: DEFAULT_START_TIMEOUT,
             memory_limit: None,
             recovery: Recovery::default(),
             confined: false,

@@ -84,15 +84,15 @@ impl Drop for Process {
     }
 }
 
-/// Sends the setup to `process` and waits for the answer on `stdout`,
-/// within the time a process may take to start; how the process ended, if
-/// it did instead of answering (which `process` then records).
+/// Sends the setup to `process` and waits for the answer on `stdout`, by
+/// `deadline`, `timeout` after the process started; how the process
+/// ended, if it did instead of answering (which `process` then records).
 pub(super) fn setup_round_trip(
     process: &mut Process,
     stdout: &mut ChildStdout,
     frame: &[u8],
+    (deadline, timeout): (Instant, Duration),
 ) -> Result<Vec<u8>, Ended> {
-    let deadline = Instant::now() + START_TIMEOUT;
     let answer = write_frame_until(&mut process.stdin, frame, deadline)
         .and_then(|()| read_frame_until(stdout, MAX_FRAME, deadline));
     let (kind, how) = match answer {
@@ -102,7 +102,7 @@ pub(super) fn setup_round_trip(
         }
         Err(Wait::TimedOut) => (
             CallErrorKind::TimedOut,
-            format!("did not answer within {START_TIMEOUT:?} and was killed"),
+            format!("did not start its plugin within {timeout:?} and was killed"),
         ),
     };
     process.end(kind, how.clone());

@@ -85,6 +85,7 @@ pub(crate) fn start<I: Interface>(
     let spawner = Spawner {
         name: expected.to_owned(),
         call_timeout,
+        start_timeout: settings.start_timeout,
         launcher: launcher.clone(),
         interface: I::NAME,
         memory_limit: settings.memory_limit,
@@ -254,6 +255,8 @@ pub(super) struct Spawner {
     pub(super) name: String,
     /// How long a write to its process may wait.
     pub(super) call_timeout: std::time::Duration,
+    /// How long its process may take to start and load its plugin.
+    pub(super) start_timeout: std::time::Duration,
     /// The application's services, the caller this plugin's calls are
     /// served as, and what turns them off.
     pub(super) services: Option<(dropin::Services, dropin::abi::Caller, dropin::abi::Refusal)>,
@@ -366,11 +369,16 @@ impl Spawner {
         };
         // First the nonce in its environment, which proves to the process
         // that its host started it; then the setup.
-        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        let deadline = std::time::Instant::now() + self.start_timeout;
         crate::child::frame::write_frame_until(&mut process.stdin, nonce.as_bytes(), deadline)
             .map_err(|_| format!("its process {}", ended(&mut process.child, deadline)))?;
-        let answer = setup_round_trip(&mut process, &mut stdout, &self.setup)
-            .map_err(|ended| format!("its process {ended}"))?;
+        let answer = setup_round_trip(
+            &mut process,
+            &mut stdout,
+            &self.setup,
+            (deadline, self.start_timeout),
+        )
+        .map_err(|ended| format!("its process {ended}"))?;
         let answer = message::<Answer>(&answer)
             .map_err(|e| format!("its process answered the setup with a {e}"))?;
         let ready = match answer {
