@@ -125,6 +125,12 @@ pub trait Remote: Send + Sync {
     /// The id of the process that serves the plugin now, while it runs.
     fn process_id(&self) -> Option<u32>;
 
+    /// Why the plugin failed for good: its process ended and will not be
+    /// started again (the default: never).
+    fn failure(&self) -> Option<&str> {
+        None
+    }
+
     /// Ends the process once the call it is serving returns: a newer
     /// generation of the plugin replaced it. Later calls through this remote
     /// go to `successor`, or fail if there is none.
@@ -480,9 +486,16 @@ impl PluginCore {
             .collect()
     }
 
-    /// Why the plugin is disabled: it panicked earlier in this process.
+    /// Why the plugin is disabled: it panicked earlier in this process, the
+    /// application disabled it, or, isolated, its process ended (crashed or
+    /// timed out) and will not be started again. `None` while it may still
+    /// answer, an isolated plugin that will restart included.
     pub fn failure(&self) -> Option<&str> {
-        self.state.failure()
+        // An isolated plugin's process fails before any later reason to
+        // disable it; the first reason sticks.
+        (self.state.remote.as_ref())
+            .and_then(|remote| remote.failure())
+            .or_else(|| self.state.failure())
     }
 
     /// Disables the plugin for the rest of the process: after a panic its

@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dropin_host::{Loader, isolation::Isolate};
+use dropin_host::{
+    Loader,
+    isolation::{Isolate, Recovery},
+};
 use greeter_interface::GreeterPlugin;
 use greeter_tests::{PluginDir, artifacts, stderr, stdout};
 
@@ -179,6 +182,54 @@ fn a_crashed_plugin_stays_failed_and_says_why() {
          signal 11 (SIGSEGV))\n"
     );
     assert_eq!(output.status.code(), Some(1));
+}
+
+/// `failure()` says why an isolated plugin will not answer again: at once
+/// without restarts, after its last process crashed with them, and never
+/// while a restart is left.
+#[test]
+fn an_isolated_plugins_failure_says_why_once_it_is_not_restarted() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    for attempts in [0, 2] {
+        let recovery = match attempts {
+            0 => Recovery::Disable,
+            attempts => Recovery::Restart {
+                attempts,
+                backoff: Duration::ZERO,
+            },
+        };
+        let report = dir
+            .probed_loader()
+            .isolation_recovery(recovery)
+            .config("runs-at-open", "greet = \"segv\"")
+            .build_isolated()
+            .load()
+            .unwrap();
+        let plugin = report.registry.get("runs-at-open").unwrap();
+        assert_eq!(plugin.failure(), None);
+        for restart in 0..attempts {
+            let error = plugin.greet().unwrap_err();
+            assert_eq!(error.kind(), dropin::CallErrorKind::Crashed, "{error}");
+            assert_eq!(
+                plugin.failure(),
+                None,
+                "restart {restart} of {attempts} is left"
+            );
+        }
+        let error = plugin.greet().unwrap_err();
+        assert_eq!(error.kind(), dropin::CallErrorKind::Crashed, "{error}");
+        assert_eq!(
+            plugin.failure(),
+            Some("its process was killed by signal 11 (SIGSEGV)"),
+            "{attempts} restarts"
+        );
+        // What the application disables it for later does not replace it.
+        plugin.disable("disabled by the test");
+        assert_eq!(
+            plugin.failure(),
+            Some("its process was killed by signal 11 (SIGSEGV)")
+        );
+    }
 }
 
 #[test]

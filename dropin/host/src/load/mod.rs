@@ -160,7 +160,10 @@ impl<I: Interface> Plugin<I> {
         Ok(hex(self.sha256.get_or_init(|| digest)))
     }
 
-    /// Why the plugin is disabled: it panicked earlier in this process.
+    /// Why the plugin is disabled: it panicked earlier in this process, the
+    /// application disabled it, or, isolated, its process ended (crashed or
+    /// timed out) and will not be started again. `None` while it may still
+    /// answer, an isolated plugin that will restart included.
     pub fn failure(&self) -> Option<&str> {
         self.core().failure()
     }

@@ -36,6 +36,9 @@ pub(super) struct Isolated {
     /// Set when the plugin is disabled: its process ends as soon as no
     /// call holds it.
     pub(super) ending: AtomicBool,
+    /// Why the plugin failed for good: its process ended and its recovery
+    /// starts no other.
+    pub(super) failure: OnceLock<String>,
     pub(super) timeout: Duration,
     pub(super) recovery: Recovery,
     pub(super) name: String,
@@ -167,10 +170,9 @@ impl Isolated {
             if let Some((kind, how)) = state.process.ended.clone()
                 && let Err(why) = self.restart(&mut state)
             {
-                return Some(Err(Ended {
-                    kind,
-                    how: format!("ended earlier ({how}){why}"),
-                }));
+                let how = format!("ended earlier ({how}){why}");
+                self.settle(&state, &how);
+                return Some(Err(Ended { kind, how }));
             }
             Arc::clone(&state.process.calls)
         };
@@ -240,6 +242,7 @@ impl Isolated {
         };
         state.process.end(kind, how.clone());
         state.failed_at = Some(Instant::now());
+        self.settle(&state, &how);
         Err(Ended { kind, how })
     }
 
@@ -267,6 +270,18 @@ impl Isolated {
             self.stop(&mut state, "was disabled");
             drop((state, gate));
             self.spawner.callbacks.release_given();
+        }
+    }
+
+    /// Records why the plugin failed for good if its process, which ended
+    /// as `how` says, is not to be started again.
+    fn settle(&self, state: &State, how: &str) {
+        let restarts_left = match self.recovery {
+            Recovery::Disable => false,
+            Recovery::Restart { attempts, .. } => state.restarts < attempts,
+        };
+        if !restarts_left {
+            let _ = self.failure.set(format!("its process {how}"));
         }
     }
 
@@ -580,6 +595,10 @@ impl Remote for Isolated {
         self.spawner.callbacks.release(id);
     }
 
+    fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
     fn process_id(&self) -> Option<u32> {
         let state = self.lock_state()?;
         let id = state
@@ -615,12 +634,9 @@ impl Isolated {
         }
         if let Some((kind, how)) = state.process.ended.clone() {
             self.restart(&mut state).map_err(|why| {
-                CallError::from_parts(
-                    kind,
-                    &self.name,
-                    format!("its process ended earlier ({how}){why}"),
-                    None,
-                )
+                let how = format!("ended earlier ({how}){why}");
+                self.settle(&state, &how);
+                CallError::from_parts(kind, &self.name, format!("its process {how}"), None)
             })?;
         }
         match &state.process.link {

@@ -126,6 +126,7 @@ pub(crate) fn start<I: Interface>(
         link: Mutex::new(process.link.clone()),
         successor: OnceLock::new(),
         ending: AtomicBool::new(false),
+        failure: OnceLock::new(),
         state: Mutex::new(State {
             process,
             forwarders: vec![forwarder],
