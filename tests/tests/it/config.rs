@@ -110,6 +110,38 @@ fn configuration_given_in_code_wins_over_the_file() {
     );
 }
 
+/// `"*"` in `[call_timeout]` is every plugin's the table does not name.
+#[test]
+fn the_files_default_call_timeout_stands_beside_a_plugins_own() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    for (timeouts, within) in [
+        ("\"*\" = \"300ms\"\n", "300ms"),
+        ("\"*\" = \"300ms\"\nruns-at-open = \"400ms\"\n", "400ms"),
+    ] {
+        dir.write(
+            "plugins.toml",
+            format!(
+                "isolate = true\n[call_timeout]\n{timeouts}[plugin.runs-at-open]\ngreet = \"hang\"\n"
+            )
+            .as_bytes(),
+        );
+        let report = load(dir.probed_loader(), true).unwrap();
+        let error = report
+            .registry
+            .get("runs-at-open")
+            .unwrap()
+            .greet()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "plugin 'runs-at-open' timed out: its process did not answer within {within} and \
+                 was killed"
+            )
+        );
+    }
+}
+
 #[test]
 fn the_file_isolates_the_plugins_it_names() {
     let dir = PluginDir::with(&["counter", "hello"]);
@@ -246,7 +278,8 @@ fn names_no_plugin_has_are_warned_of() {
     let dir = PluginDir::with(&["counter", "hello"]);
     dir.write(
         "plugins.toml",
-        b"isolate = [\"helo\", \"counter\"]\n[plugin.countr]\nstart = 41\n",
+        b"isolate = [\"helo\", \"counter\"]\n[call_timeout]\n\"*\" = \"5s\"\nhelo = \"1s\"\n\
+          [plugin.countr]\nstart = 41\n",
     );
     let output = dir.run(&["greet"]);
     assert_eq!(
@@ -265,9 +298,14 @@ fn names_no_plugin_has_are_warned_of() {
              plugin in {} has that name: is it spelt as the plugin names itself?\n",
             dir.path().display()
         ),
+        format!(
+            " WARN  dropin_host::loader] a call timeout is set for plugin 'helo', but no plugin \
+             in {} has that name: is it spelt as the plugin names itself?\n",
+            dir.path().display()
+        ),
     ] {
         assert!(log.contains(&warning), "{log}");
     }
-    assert_eq!(log.lines().count(), 2, "{log}");
+    assert_eq!(log.lines().count(), 3, "{log}");
     assert_eq!(output.status.code(), Some(0));
 }

@@ -19,7 +19,7 @@ use crate::{
 ///
 /// ```toml
 /// isolate = ["counter"]  # true, false, or plugin names: added to the rules given in code
-/// call_timeout = "2s"    # every isolated plugin's; or [call_timeout] counter = "5s", per plugin
+/// call_timeout = "2s"    # every isolated plugin's; or a table: [call_timeout] "*" = "2s", counter = "5s"
 /// start_timeout = "10s"  # how long an isolated plugin's process may take to start and run `init`
 /// memory_limit = "512M"  # an isolated plugin's process's address space ("2G", or bytes)
 /// restarts = 3           # how often a crashed isolated plugin starts again (RESTART_BACKOFF)
@@ -43,6 +43,10 @@ pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 /// The keys the file's top level may have, as its errors list them.
 const EXPECTED_KEYS: &str = "`isolate`, `call_timeout`, `start_timeout`, `memory_limit`, \
                              `restarts`, `confine` or [plugin.<name>] tables";
+
+/// The key of a `[call_timeout]` table that sets the timeout of every
+/// plugin the table does not name.
+const ANY_PLUGIN: &str = "*";
 
 /// How long an isolated plugin whose process ended waits before its first
 /// restart (`restarts` in the file); each later one waits twice as long.
@@ -278,7 +282,13 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                                     timeout,
                                 )
                             })?;
-                        file.call_timeouts.insert(name.clone(), timeout);
+                        // `"*"`: every other plugin's, as `call_timeout = ".."`
+                        // would say if TOML let a key be a value and a table.
+                        if name == ANY_PLUGIN {
+                            file.chosen.call_timeout = Some(timeout);
+                        } else {
+                            file.call_timeouts.insert(name.clone(), timeout);
+                        }
                     }
                 }
                 _ => {
@@ -488,6 +498,16 @@ mod tests {
         // No restarts: the default recovery, not a restart with none left.
         assert_eq!(file.chosen.recovery, Some(Recovery::Disable));
         assert_eq!(file.call_timeouts["a"], Duration::from_millis(300));
+        assert_eq!(file.chosen.call_timeout, None);
+        // A default beside the plugins' own.
+        let file = parse(
+            Path::new("plugins.toml"),
+            "[call_timeout]\n\"*\" = \"2s\"\na = \"300ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(file.chosen.call_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(file.call_timeouts.len(), 1);
+        assert_eq!(file.call_timeouts["a"], Duration::from_millis(300));
     }
 
     #[test]
@@ -500,6 +520,11 @@ mod tests {
             error("[call_timeout]\na = \"soon\"\n"),
             "p/plugins.toml: key `call_timeout.a`: expected a duration such as \"500ms\" or \
              \"30s\", found \"soon\""
+        );
+        assert_eq!(
+            error("[call_timeout]\n\"*\" = 2\n"),
+            "p/plugins.toml: key `call_timeout.\"*\"`: expected a duration such as \"500ms\" or \
+             \"30s\", found 2"
         );
         assert_eq!(
             error("memory_limit = -1\n"),

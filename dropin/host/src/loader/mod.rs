@@ -480,6 +480,13 @@ impl<I: Interface> Loader<I> {
                 self.dir.display()
             );
         }
+        for name in unmatched(self.isolation.call_timeouts.keys(), named) {
+            log::warn!(target: LOG_TARGET,
+                "a call timeout is set for plugin '{name}', but no plugin in {} has that name: \
+                 is it spelt as the plugin names itself?",
+                self.dir.display()
+            );
+        }
     }
 
     /// The configuration file could be used.
