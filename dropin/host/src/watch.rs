@@ -207,7 +207,7 @@ impl<I: Interface> Watch<'_, I> {
     /// The next event, waiting at most `timeout` for it; `None` if nothing
     /// was reloaded or refused by then.
     pub fn next_within(&mut self, timeout: Duration) -> Option<WatchEvent> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::child::deadline_in(timeout);
         loop {
             if let Some(event) = self.ready.pop_front() {
                 return Some(event);

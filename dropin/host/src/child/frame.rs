@@ -109,6 +109,17 @@ pub(crate) enum Wait {
     TimedOut,
     /// The pipe failed or ended: the process is ending.
     Failed,
+    /// The process wrote what no frame is: a length over the limit, or
+    /// bytes past the frame.
+    Broken(&'static str),
+}
+
+/// The time `timeout` from now; far in the future, not a panic, for a
+/// timeout too long for the clock.
+pub(crate) fn deadline_in(timeout: std::time::Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Writes one frame, waiting for room in the pipe at most until
@@ -155,7 +166,7 @@ pub(crate) fn read_frame_until(
         };
         let wanted = frame.len() + n;
         if len.is_some_and(|len| wanted > 4 + len) {
-            return Err(Wait::Failed);
+            return Err(Wait::Broken("bytes past its answer"));
         }
         if wanted > frame.capacity() {
             // Doubling, but never past the length the header declared: the
@@ -169,8 +180,11 @@ pub(crate) fn read_frame_until(
         if len.is_none() && frame.len() >= 4 {
             let header: [u8; 4] = frame[..4].try_into().expect("four bytes");
             let claimed = u32::from_le_bytes(header) as usize;
-            if claimed > limit || frame.len() > 4 + claimed {
-                return Err(Wait::Failed);
+            if claimed > limit {
+                return Err(Wait::Broken("an answer longer than the limit"));
+            }
+            if frame.len() > 4 + claimed {
+                return Err(Wait::Broken("bytes past its answer"));
             }
             len = Some(claimed);
         }

@@ -3,6 +3,7 @@
 //! which runs a plugin in a process of its own and calls it there.
 
 mod frame;
+pub(crate) use frame::deadline_in;
 pub mod isolation;
 pub(crate) mod not_loaded;
 pub mod probe;

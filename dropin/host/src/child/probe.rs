@@ -330,7 +330,7 @@ impl Prober {
         // One deadline for the whole exchange, the exit included: a probe
         // that answers and then goes silent is as hung as one that never
         // answers.
-        let deadline = Instant::now() + self.probe.timeout;
+        let deadline = crate::child::deadline_in(self.probe.timeout);
         let mut request = Vec::new();
         Request {
             nonce: running.nonce.clone().into_bytes(),
@@ -357,7 +357,9 @@ impl Prober {
                     })
                 }
             },
-            Ok(None) | Err(Wait::Failed) => Err(running.end(deadline, self.probe.timeout)),
+            Ok(None) | Err(Wait::Failed | Wait::Broken(_)) => {
+                Err(running.end(deadline, self.probe.timeout))
+            }
             Err(Wait::TimedOut) => Err(running.hung(self.probe.timeout)),
         }
     }

@@ -231,7 +231,9 @@ impl<I: Interface> LoaderBuilder<I> {
     /// [`DEFAULT_START_TIMEOUT`](crate::child::isolation::DEFAULT_START_TIMEOUT));
     /// past it, its process is killed and the plugin is rejected with
     /// `LoadErrorKind::Isolated`, or, when its process is started again
-    /// after a crash, the call that started it fails saying so.
+    /// after a crash, the call that started it fails saying so. A call that
+    /// starts the process again waits for that start, within this timeout
+    /// and not its call timeout, and so do the calls that wait for it.
     pub fn start_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.chosen.start_timeout = Some(timeout);
         self

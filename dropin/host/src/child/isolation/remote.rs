@@ -103,6 +103,10 @@ pub(super) fn setup_round_trip(
         Ok(None) | Err(Wait::Failed) => {
             (CallErrorKind::Crashed, ended(&mut process.child, deadline))
         }
+        Err(Wait::Broken(why)) => (
+            CallErrorKind::Crashed,
+            format!("broke the protocol of its start ({why}) and was killed"),
+        ),
         Err(Wait::TimedOut) => (
             CallErrorKind::TimedOut,
             format!("did not start its plugin within {timeout:?} and was killed"),
@@ -182,7 +186,7 @@ impl Isolated {
     /// Sends `frame` to the process `calls` reaches and waits for the
     /// answer; how the process failed the call, which ends it.
     fn send(&self, calls: &Arc<slots::Calls>, frame: &[u8]) -> Result<Vec<u8>, Ended> {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = crate::child::deadline_in(self.timeout);
         let failure = match calls.round_trip(frame, deadline) {
             Ok(answer) => return Ok(answer),
             Err(failure) => failure,
@@ -273,9 +277,34 @@ impl Isolated {
         }
     }
 
+    /// Records how the process ended if it did between calls (no call saw
+    /// it): then the plugin may have failed for good. Never waits: not for
+    /// the state, which a call may hold, nor for the process.
+    fn notice_end(&self) {
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        if state.process.ended.is_some() || !state.process.calls.has_ended() {
+            return;
+        }
+        if let Ok(Some(status)) = state.process.child.try_wait() {
+            let how = describe(status);
+            state.process.ended = Some((CallErrorKind::Crashed, how.clone()));
+            state.failed_at = Some(Instant::now());
+            self.settle(&state, &how);
+        }
+    }
+
     /// Records why the plugin failed for good if its process, which ended
-    /// as `how` says, is not to be started again.
+    /// as `how` says, is not to be started again; not if the plugin was
+    /// disabled or replaced first (that reason, or the newer generation's,
+    /// counts).
     fn settle(&self, state: &State, how: &str) {
+        if state.retired || self.ending.load(Ordering::SeqCst) || self.successor.get().is_some() {
+            return;
+        }
         let restarts_left = match self.recovery {
             Recovery::Disable => false,
             Recovery::Restart { attempts, .. } => state.restarts < attempts,
@@ -596,7 +625,18 @@ impl Remote for Isolated {
     }
 
     fn failure(&self) -> Option<&str> {
-        self.failure.get().map(String::as_str)
+        match self.successor.get() {
+            // Calls go there now.
+            Some(Some(successor)) => successor.failure(),
+            // Disabled, or replaced in the host: what failed before stands.
+            Some(None) => self.failure.get().map(String::as_str),
+            None => {
+                if self.failure.get().is_none() {
+                    self.notice_end();
+                }
+                self.failure.get().map(String::as_str)
+            }
+        }
     }
 
     fn process_id(&self) -> Option<u32> {
@@ -685,39 +725,59 @@ impl Drop for Isolated {
 }
 
 /// How a process that closed its pipe to the host ended. An ending
-/// process closes its pipes just before it ends, so its status is waited
-/// for only a moment: until `by`, but at least [`ENDING_GRACE`] and at most
-/// [`ENDING_WAIT`]. One still running then closed its pipe on purpose, and
-/// is killed.
+/// process closes its pipes as it ends, so its status is waited for only
+/// a moment: until `by`, but at least [`ENDING_GRACE`] and at most
+/// [`ENDING_WAIT`]. One still running then is killed, and said to have
+/// closed its pipe without ending.
 pub(super) fn ended(child: &mut Child, by: Instant) -> String {
-    let now = Instant::now();
-    let by = by.clamp(now + ENDING_GRACE, now + ENDING_WAIT);
+    let started = Instant::now();
+    let by = by.clamp(started + ENDING_GRACE, started + ENDING_WAIT);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return describe(status),
             Ok(None) if Instant::now() < by => thread::sleep(Duration::from_millis(1)),
-            running => {
+            Ok(None) => break,
+            Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return match running {
-                    Ok(_) => {
-                        "closed its pipe to the host without ending, and was killed".to_owned()
-                    }
-                    Err(_) => "ended".to_owned(),
-                };
+                return "ended".to_owned();
             }
         }
+    }
+    let _ = child.kill();
+    match child.wait() {
+        // It ended on its own after all, between the last look and the kill.
+        Ok(status) if !killed_by_sigkill(status) => describe(status),
+        _ => format!(
+            "closed its pipe to the host but had not ended {:?} later, and was killed",
+            Duration::from_millis(by.duration_since(started).as_millis() as u64)
+        ),
+    }
+}
+
+/// Whether `status` is that of a process killed by `SIGKILL`, as
+/// [`Child::kill`] kills.
+fn killed_by_sigkill(status: ExitStatus) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal() == Some(9)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = status;
+        true
     }
 }
 
 /// The least time [`ended`] waits for a process that closed its pipe to
-/// end: a crashing process closes its pipes as the last step before it
-/// ends, without waiting for anything.
-const ENDING_GRACE: Duration = Duration::from_millis(50);
+/// end. On Linux the host's child ends after the plugin's process and its
+/// two waiting processes, a few steps of the scheduler each.
+const ENDING_GRACE: Duration = Duration::from_millis(200);
 
 /// The most time [`ended`] waits, whatever time its call has left: it holds
 /// the plugin's state meanwhile.
-const ENDING_WAIT: Duration = Duration::from_millis(500);
+const ENDING_WAIT: Duration = Duration::from_secs(1);
 
 pub(super) fn describe(status: ExitStatus) -> String {
     // In the probe's words, without its standard error (which is logged).

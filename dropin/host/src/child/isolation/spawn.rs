@@ -370,7 +370,7 @@ impl Spawner {
         };
         // First the nonce in its environment, which proves to the process
         // that its host started it; then the setup.
-        let deadline = std::time::Instant::now() + self.start_timeout;
+        let deadline = crate::child::deadline_in(self.start_timeout);
         crate::child::frame::write_frame_until(&mut process.stdin, nonce.as_bytes(), deadline)
             .map_err(|_| format!("its process {}", ended(&mut process.child, deadline)))?;
         let answer = setup_round_trip(
