@@ -474,7 +474,8 @@ fn a_broken_or_unsafe_plugins_toml_stops_everything_naming_it() {
         stderr(&output),
         format!(
             "greeter-host: {}: unknown key `isolated`: expected `isolate`, `call_timeout`, \
-             `start_timeout`, `memory_limit`, `restarts`, `confine` or [plugin.<name>] tables\n",
+             `start_timeout`, `memory_limit`, `process_limit`, `restarts`, `confine` or \
+             [plugin.<name>] tables\n",
             config.display()
         )
     );

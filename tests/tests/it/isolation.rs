@@ -535,14 +535,9 @@ fn a_confining_hosts_probe_is_confined_too() {
 /// still at `want`, or when 10 seconds have passed.
 #[cfg(target_os = "linux")]
 fn sleeping(seconds: &str, want: usize) -> usize {
-    let pattern = format!("^sleep {seconds}$");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let found = std::process::Command::new("pgrep")
-            .args(["-f", &pattern])
-            .output()
-            .unwrap();
-        let count = stdout(&found).lines().count();
+        let count = sleeping_now(seconds);
         if count == want || Instant::now() > deadline {
             return count;
         }
@@ -687,6 +682,85 @@ fn an_isolated_plugins_descendants_end_with_its_process_while_the_host_lives() {
             "{mode}: a descendant outlived its plugin's process"
         );
         drop(report);
+    }
+}
+
+/// How many `sleep {seconds}` run now.
+fn sleeping_now(seconds: &str) -> usize {
+    let found = std::process::Command::new("pgrep")
+        .args(["-f", &format!("^sleep {seconds}$")])
+        .output()
+        .unwrap();
+    stdout(&found).lines().count()
+}
+
+/// How many `sleep {seconds}` run once their number stops changing.
+fn settled_sleeping(seconds: &str) -> usize {
+    let mut last = usize::MAX;
+    let mut since = Instant::now();
+    loop {
+        let count = sleeping_now(seconds);
+        if count != last {
+            (last, since) = (count, Instant::now());
+        } else if since.elapsed() > Duration::from_secs(1) {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A fork bomb (127 processes without a limit) stays within the process
+/// limit, confined or not: past it the plugin's forks fail, and the host and
+/// the other plugin carry on; its processes end with the plugin's. A host
+/// that runs as root refuses the plugins instead: the kernel never counts
+/// root's processes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_fork_bomb_stays_within_the_process_limit() {
+    use std::os::unix::fs::MetadataExt;
+    let root = fs::metadata("/proc/self").unwrap().uid() == 0;
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    for (confine, salt) in [(false, 11), (true, 12)] {
+        let seconds = unique_sleep(salt);
+        let report = dir
+            .probed_loader()
+            .confine_isolated(confine)
+            .isolation_process_limit(48)
+            .config(
+                "runs-at-open",
+                format!("greet = \"fork-bomb\"\nsleep = \"{seconds}\""),
+            )
+            .build_isolated()
+            .load()
+            .unwrap();
+        if root {
+            assert_eq!(report.registry.iter().count(), 0);
+            assert_eq!(report.rejected.len(), 2, "{:?}", report.rejected);
+            for rejected in &report.rejected {
+                assert!(
+                    rejected.to_string().ends_with(
+                        "a process limit cannot hold for a host that runs as root (the kernel \
+                         never counts root's processes against it): refused rather than run \
+                         without it"
+                    ),
+                    "{rejected}"
+                );
+            }
+            continue;
+        }
+        let plugin = report.registry.get("runs-at-open").unwrap();
+        assert_eq!(
+            plugin.greet().unwrap(),
+            "Hello from a library with a constructor!"
+        );
+        let count = settled_sleeping(&seconds);
+        assert!(0 < count && count < 48, "{count} sleeps, confine {confine}");
+        assert_eq!(
+            report.registry.get("hello").unwrap().greet().unwrap(),
+            "Hello!"
+        );
+        drop(report);
+        assert_eq!(sleeping(&seconds, 0), 0, "confine {confine}");
     }
 }
 

@@ -279,9 +279,9 @@ impl Probe {
 pub(crate) struct Prober {
     probe: Probe,
     /// Whether each probe process is confined as isolated plugins are,
-    /// within their memory limit.
+    /// within their limits.
     confined: bool,
-    memory_limit: Option<u64>,
+    limits: crate::sys::Limits,
     running: Option<Running>,
 }
 
@@ -300,13 +300,13 @@ const STDERR_TAIL: usize = 400;
 
 impl Prober {
     /// A prober starting `probe`'s program, confined if `confined`, within
-    /// `memory_limit` if any: a probe runs a file's constructors, which a
-    /// loader that confines its plugins confines too.
-    pub(crate) fn new(probe: Probe, confined: bool, memory_limit: Option<u64>) -> Self {
+    /// `limits`: a probe runs a file's constructors, which a loader that
+    /// confines and limits its plugins confines and limits too.
+    pub(crate) fn new(probe: Probe, confined: bool, limits: crate::sys::Limits) -> Self {
         Self {
             probe,
             confined,
-            memory_limit,
+            limits,
             running: None,
         }
     }
@@ -316,7 +316,7 @@ impl Prober {
     pub(crate) fn check(&mut self, original: &Path, path: &Path) -> Result<Report, ProbeFailure> {
         let running = match &mut self.running {
             Some(running) => running,
-            empty => empty.insert(self.probe.start(self.confined, self.memory_limit).map_err(
+            empty => empty.insert(self.probe.start(self.confined, self.limits).map_err(
                 |error| ProbeFailure::Unavailable {
                     message: error.to_string(),
                 },
@@ -366,12 +366,15 @@ impl Prober {
 }
 
 impl Probe {
-    fn start(&self, confined: bool, memory_limit: Option<u64>) -> io::Result<Running> {
+    fn start(&self, confined: bool, limits: crate::sys::Limits) -> io::Result<Running> {
         if confined && !crate::sys::target::CONFINES {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 crate::child::isolation::UNCONFINABLE,
             ));
+        }
+        if let Some(why) = limits.unenforceable() {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, why));
         }
         let nonce = crate::child::role::nonce();
         let mut command = Command::new(&self.program);
@@ -382,7 +385,7 @@ impl Probe {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // It dies with the host, and is confined as the plugins are.
-        crate::sys::confine(&mut command, memory_limit, confined);
+        crate::sys::confine(&mut command, limits, confined);
         let mut child = command.spawn()?;
         let stdin = child.stdin.take().expect("piped");
         // Writes wait for the pipe within the deadline, never for ever.

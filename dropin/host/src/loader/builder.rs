@@ -285,6 +285,26 @@ impl<I: Interface> LoaderBuilder<I> {
         self
     }
 
+    /// The most processes and threads an isolated plugin's process, and
+    /// everything it starts, may run at once (default: no limit), the
+    /// process's own included: about a dozen run before the plugin starts
+    /// anything (two waiting processes, the process, and the threads that
+    /// serve calls), so a limit is at least
+    /// [`MIN_PROCESS_LIMIT`](crate::child::isolation::MIN_PROCESS_LIMIT).
+    /// Past it, the plugin's `fork` and thread creation fail; a fork bomb
+    /// stays within it, and the host and the machine carry on. A probe runs
+    /// within it too.
+    ///
+    /// Linux counts them in the user namespace each isolated process gets
+    /// (`RLIMIT_NPROC`, Linux 5.14 or later) when the host does not run as
+    /// root. The kernel never counts root's processes: a host that runs as
+    /// root, or on another platform, refuses a plugin with a limit rather
+    /// than run it without.
+    pub fn isolation_process_limit(mut self, processes: u32) -> Self {
+        self.chosen.process_limit = Some(processes);
+        self
+    }
+
     /// Open every library that the lock file does not approve in a probe
     /// process first (see [`crate::child::probe`]): a library that makes the
     /// dynamic loader crash, exit or hang is refused, and the host survives.

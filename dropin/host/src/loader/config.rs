@@ -22,6 +22,7 @@ use crate::{
 /// call_timeout = "2s"    # every isolated plugin's; or a table: [call_timeout] "*" = "2s", counter = "5s"
 /// start_timeout = "10s"  # how long an isolated plugin's process may take to start and run `init`
 /// memory_limit = "512M"  # an isolated plugin's process's address space ("2G", or bytes)
+/// process_limit = 64     # the processes and threads an isolated plugin may run at once
 /// restarts = 3           # how often a crashed isolated plugin starts again (RESTART_BACKOFF)
 /// confine = true         # confine isolated plugins' processes
 ///
@@ -42,7 +43,7 @@ pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
 
 /// The keys the file's top level may have, as its errors list them.
 const EXPECTED_KEYS: &str = "`isolate`, `call_timeout`, `start_timeout`, `memory_limit`, \
-                             `restarts`, `confine` or [plugin.<name>] tables";
+                             `process_limit`, `restarts`, `confine` or [plugin.<name>] tables";
 
 /// The key of a `[call_timeout]` table that sets the timeout of every
 /// plugin the table does not name.
@@ -114,6 +115,7 @@ pub(crate) struct Chosen {
     pub(crate) call_timeout: Option<Duration>,
     pub(crate) start_timeout: Option<Duration>,
     pub(crate) memory_limit: Option<u64>,
+    pub(crate) process_limit: Option<u32>,
     pub(crate) recovery: Option<Recovery>,
     pub(crate) confined: Option<bool>,
 }
@@ -125,6 +127,7 @@ impl Chosen {
             call_timeout: self.call_timeout.or(other.call_timeout),
             start_timeout: self.start_timeout.or(other.start_timeout),
             memory_limit: self.memory_limit.or(other.memory_limit),
+            process_limit: self.process_limit.or(other.process_limit),
             recovery: self.recovery.or(other.recovery),
             confined: self.confined.or(other.confined),
         }
@@ -140,6 +143,9 @@ impl Chosen {
         }
         if let Some(bytes) = self.memory_limit {
             settings.memory_limit = Some(bytes);
+        }
+        if let Some(processes) = self.process_limit {
+            settings.process_limit = Some(processes);
         }
         if let Some(recovery) = self.recovery {
             settings.recovery = recovery;
@@ -323,6 +329,16 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                     )
                 })?);
             }
+            "process_limit" => {
+                const _: () = assert!(isolation::MIN_PROCESS_LIMIT == 32, "the message says 32");
+                let processes = value
+                    .as_integer()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|&n| n >= isolation::MIN_PROCESS_LIMIT);
+                file.chosen.process_limit = Some(processes.ok_or_else(|| {
+                    invalid(key, "a number of processes and threads, 32 or more", value)
+                })?);
+            }
             "restarts" => {
                 let attempts = value.as_integer().and_then(|n| u32::try_from(n).ok());
                 let attempts = attempts
@@ -475,13 +491,14 @@ mod tests {
         let file = parse(
             Path::new("plugins.toml"),
             "isolate = [\"a\"]\ncall_timeout = \"1.5s\"\nstart_timeout = \"10s\"\nmemory_limit = \
-             \"512M\"\nrestarts = 3\nconfine = true\n[plugin.a]\nx = 1\n",
+             \"512M\"\nprocess_limit = 64\nrestarts = 3\nconfine = true\n[plugin.a]\nx = 1\n",
         )
         .unwrap();
         assert!(matches!(&file.isolate, Some(Isolate::Plugins(names)) if names == &["a"]));
         assert_eq!(file.chosen.call_timeout, Some(Duration::from_millis(1500)));
         assert_eq!(file.chosen.start_timeout, Some(Duration::from_secs(10)));
         assert_eq!(file.chosen.memory_limit, Some(512 << 20));
+        assert_eq!(file.chosen.process_limit, Some(64));
         assert!(matches!(
             file.chosen.recovery,
             Some(Recovery::Restart { attempts: 3, .. })
@@ -532,6 +549,11 @@ mod tests {
              number of bytes, found -1"
         );
         assert_eq!(
+            error("process_limit = 8\n"),
+            "p/plugins.toml: key `process_limit`: expected a number of processes and threads, 32 \
+             or more, found 8"
+        );
+        assert_eq!(
             error("start_timeout = 10\n"),
             "p/plugins.toml: key `start_timeout`: expected a duration such as \"500ms\" or \
              \"30s\", found 10"
@@ -547,7 +569,8 @@ mod tests {
         assert_eq!(
             error("isolated = true\n"),
             "p/plugins.toml: unknown key `isolated`: expected `isolate`, `call_timeout`, \
-             `start_timeout`, `memory_limit`, `restarts`, `confine` or [plugin.<name>] tables"
+             `start_timeout`, `memory_limit`, `process_limit`, `restarts`, `confine` or \
+             [plugin.<name>] tables"
         );
         assert_eq!(
             error("[plugin.a\nx = 1\n"),

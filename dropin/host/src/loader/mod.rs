@@ -343,7 +343,7 @@ impl<I: Interface> Loader<I> {
         let mut prober = self
             .probe
             .clone()
-            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.memory_limit));
+            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.limits()));
         let cache = match (&lockfile, &self.snapshot_cache) {
             (Some(_), Some(dir)) => lock_owner(&self.lockfile_path())
                 .and_then(|owner| Cache::open(dir, owner, host_build::<I>())),

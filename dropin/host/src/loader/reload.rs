@@ -130,7 +130,7 @@ impl<I: Interface> Loader<I> {
         let mut prober = self
             .probe
             .clone()
-            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.memory_limit));
+            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.limits()));
         let reloaded = self.replace(registry, slot, index.as_ref(), prober.as_mut(), false)?;
         Ok(reloaded.expect("a reload by name never skips"))
     }
@@ -183,7 +183,7 @@ impl<I: Interface> Loader<I> {
         let mut prober = self
             .probe
             .clone()
-            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.memory_limit));
+            .map(|probe| Prober::new(probe, self.isolation.confined, self.isolation.limits()));
         for (path, stamp) in changed {
             let result = match by_path.get(&path) {
                 Some(slot) => self.replace(registry, slot, index.as_ref(), prober.as_mut(), true),

@@ -43,6 +43,50 @@ pub(crate) struct Space {
     pub(crate) available: u64,
 }
 
+/// The limits a child process (an isolated plugin's, a probe's) runs
+/// within, with everything it starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Its address space, in bytes (`RLIMIT_AS`).
+    pub(crate) memory: Option<u64>,
+    /// The processes and threads of the user namespace it gets, its own
+    /// included (`RLIMIT_NPROC`).
+    pub(crate) processes: Option<u32>,
+}
+
+/// The least process limit: what an isolated plugin's process tree runs
+/// before the plugin starts anything (two waiting processes, the process,
+/// and the threads that serve calls), and room to spare.
+pub const MIN_PROCESS_LIMIT: u32 = 32;
+
+impl Limits {
+    /// Why these limits cannot hold for a child of this process, if they
+    /// cannot: then the child must not run.
+    pub(crate) fn unenforceable(&self) -> Option<String> {
+        let processes = self.processes?;
+        if processes < MIN_PROCESS_LIMIT {
+            return Some(format!(
+                "a process limit of {processes} is below the {MIN_PROCESS_LIMIT} its process needs \
+                 for itself"
+            ));
+        }
+        if !target::CONFINES {
+            return Some(
+                "a process limit needs Linux, whose kernel counts a user namespace's processes"
+                    .to_owned(),
+            );
+        }
+        if effective_uid() == Some(0) {
+            return Some(
+                "a process limit cannot hold for a host that runs as root (the kernel never \
+                 counts root's processes against it): refused rather than run without it"
+                    .to_owned(),
+            );
+        }
+        None
+    }
+}
+
 /// What the platform is, for the object checks and the choice of folders.
 pub(crate) mod target {
     /// A Unix, where isolated processes reach the host's services.

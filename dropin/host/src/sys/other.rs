@@ -205,4 +205,4 @@ pub(crate) fn wait_readable(
 
 /// Sets up a child before it runs: nothing on this platform, which has
 /// neither the parent-death signal nor namespaces.
-pub(crate) fn confine(_: &mut std::process::Command, _: Option<u64>, _: bool) {}
+pub(crate) fn confine(_: &mut std::process::Command, _: super::Limits, _: bool) {}

@@ -520,11 +520,12 @@ fn wait_for(fd: RawFd, events: libc::c_short, deadline: Instant) -> io::Result<b
 }
 
 /// Sets up the child before it runs the program: it dies with the host,
-/// within the memory limit, and, if `confined`, in a user namespace of its
-/// own with no capability left, without new privileges, without a network,
-/// and with every file system read-only.
+/// within its `limits` (which the caller checked can hold), and, if
+/// `confined`, in a user namespace of its own with no capability left,
+/// without new privileges, without a network, and with every file system
+/// read-only.
 #[cfg(target_os = "linux")]
-pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined: bool) {
+pub(crate) fn confine(command: &mut Command, limits: super::Limits, confined: bool) {
     use std::os::unix::process::CommandExt;
     // Everything the child needs is prepared here: between fork and exec
     // only async-signal-safe calls may run, so no allocation.
@@ -544,7 +545,7 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
             if libc::getppid() != host {
                 libc::_exit(1);
             }
-            if let Some(bytes) = memory_limit {
+            if let Some(bytes) = limits.memory {
                 let limit = libc::rlimit {
                     rlim_cur: bytes,
                     rlim_max: bytes,
@@ -652,6 +653,19 @@ pub(crate) fn confine(command: &mut Command, memory_limit: Option<u64>, confined
                 write_file(c"/proc/self/setgroups", b"deny")?;
                 write_file(c"/proc/self/uid_map", &uid_map)?;
                 write_file(c"/proc/self/gid_map", &gid_map)?;
+            }
+            // Set in the user namespace made above, where the kernel counts
+            // this process and all it starts against it (Linux 5.14 and
+            // later). Set before it, the namespace would keep it as the limit
+            // of the user's processes all over the machine.
+            if let Some(processes) = limits.processes {
+                let limit = libc::rlimit {
+                    rlim_cur: processes.into(),
+                    rlim_max: processes.into(),
+                };
+                if libc::setrlimit(libc::RLIMIT_NPROC, &raw const limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -985,4 +999,4 @@ pub(crate) fn contain_descendants() -> io::Result<()> {
 /// which has neither the parent-death signal nor the namespaces (a plugin
 /// to confine is refused before it gets here).
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn confine(_: &mut Command, _: Option<u64>, _: bool) {}
+pub(crate) fn confine(_: &mut Command, _: super::Limits, _: bool) {}

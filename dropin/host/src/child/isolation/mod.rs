@@ -85,6 +85,8 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// the plugin is rejected (or, when it restarts, its call fails).
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
+pub use crate::sys::MIN_PROCESS_LIMIT;
+
 /// The longest line of an isolated process's standard error that is
 /// logged; the rest of a longer line is dropped.
 const MAX_LINE: usize = 64 * 1024;
@@ -138,6 +140,7 @@ pub(crate) struct Settings {
     pub(crate) call_timeouts: std::collections::HashMap<String, Duration>,
     pub(crate) start_timeout: Duration,
     pub(crate) memory_limit: Option<u64>,
+    pub(crate) process_limit: Option<u32>,
     pub(crate) recovery: Recovery,
     pub(crate) confined: bool,
 }
@@ -150,6 +153,7 @@ impl Default for Settings {
             call_timeouts: std::collections::HashMap::new(),
             start_timeout: DEFAULT_START_TIMEOUT,
             memory_limit: None,
+            process_limit: None,
             recovery: Recovery::default(),
             confined: false,
         }
@@ -157,6 +161,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The limits an isolated plugin's process, or a probe's, runs within.
+    pub(crate) fn limits(&self) -> crate::sys::Limits {
+        crate::sys::Limits {
+            memory: self.memory_limit,
+            processes: self.process_limit,
+        }
+    }
+
     /// Whether the plugin `name` (if known) from `path` runs isolated.
     pub(crate) fn applies(&self, name: Option<&str>, path: &Path, locked: bool) -> bool {
         self.rules.iter().any(|rule| match rule {

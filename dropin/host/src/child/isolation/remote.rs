@@ -747,26 +747,11 @@ pub(super) fn ended(child: &mut Child, by: Instant) -> String {
     let _ = child.kill();
     match child.wait() {
         // It ended on its own after all, between the last look and the kill.
-        Ok(status) if !killed_by_sigkill(status) => describe(status),
+        Ok(status) if crate::sys::signal_of(status) != Some(9) => describe(status),
         _ => format!(
             "closed its pipe to the host but had not ended {:?} later, and was killed",
             Duration::from_millis(by.duration_since(started).as_millis() as u64)
         ),
-    }
-}
-
-/// Whether `status` is that of a process killed by `SIGKILL`, as
-/// [`Child::kill`] kills.
-fn killed_by_sigkill(status: ExitStatus) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        status.signal() == Some(9)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = status;
-        true
     }
 }
 

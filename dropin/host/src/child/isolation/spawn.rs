@@ -88,7 +88,7 @@ pub(crate) fn start<I: Interface>(
         start_timeout: settings.start_timeout,
         launcher: launcher.clone(),
         interface: I::NAME,
-        memory_limit: settings.memory_limit,
+        limits: settings.limits(),
         confined: settings.confined,
         setup: bytes,
         // The name its description gives, which its process must load:
@@ -263,7 +263,7 @@ pub(super) struct Spawner {
     pub(super) services: Option<(dropin::Services, dropin::abi::Caller, dropin::abi::Refusal)>,
     pub(super) launcher: Launcher,
     pub(super) interface: &'static str,
-    pub(super) memory_limit: Option<u64>,
+    pub(super) limits: sys::Limits,
     pub(super) confined: bool,
     /// The encoded [`Setup`].
     pub(super) setup: Vec<u8>,
@@ -306,6 +306,9 @@ impl Spawner {
         if self.confined && !sys::target::CONFINES {
             return Err(UNCONFINABLE.into());
         }
+        if let Some(why) = self.limits.unenforceable() {
+            return Err(why.into());
+        }
         let nonce = crate::child::role::nonce();
         let mut command = Command::new(&self.launcher.program);
         command
@@ -314,7 +317,7 @@ impl Spawner {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        sys::confine(&mut command, self.memory_limit, self.confined);
+        sys::confine(&mut command, self.limits, self.confined);
         let calls = Arc::new(
             slots::Calls::new()
                 .map_err(|e| format!("its shared memory could not be set up: {e}"))?,
