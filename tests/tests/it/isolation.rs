@@ -696,6 +696,7 @@ fn sleeping_now(seconds: &str) -> usize {
 
 /// How many `sleep {seconds}` run once their number stops changing.
 fn settled_sleeping(seconds: &str) -> usize {
+    let started = Instant::now();
     let mut last = usize::MAX;
     let mut since = Instant::now();
     loop {
@@ -705,27 +706,46 @@ fn settled_sleeping(seconds: &str) -> usize {
         } else if since.elapsed() > Duration::from_secs(1) {
             return count;
         }
+        assert!(
+            started.elapsed() < greeter_tests::HANG,
+            "the number of sleeps never settled"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// A fork bomb (127 processes without a limit) stays within the process
-/// limit, confined or not: past it the plugin's forks fail, and the host and
-/// the other plugin carry on; its processes end with the plugin's. A host
-/// that runs as root refuses the plugins instead: the kernel never counts
-/// root's processes.
+/// limit, given in code or in `plugins.toml`, confined or not: past it the
+/// plugin's forks fail, and the host and the other plugin carry on; its
+/// processes end with the plugin's. The limit counts the plugin's processes
+/// only: the test's own 64 threads, of the same user, do not keep it from
+/// starting. A host that runs as root refuses the plugins instead: the
+/// kernel never counts root's processes.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_fork_bomb_stays_within_the_process_limit() {
     use std::os::unix::fs::MetadataExt;
     let root = fs::metadata("/proc/self").unwrap().uid() == 0;
     let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    let (park, parked) = std::sync::mpsc::channel::<()>();
+    let parked = std::sync::Arc::new(std::sync::Mutex::new(parked));
+    let threads: Vec<_> = (0..64)
+        .map(|_| {
+            let parked = std::sync::Arc::clone(&parked);
+            std::thread::spawn(move || {
+                let _ = parked.lock().unwrap().recv();
+            })
+        })
+        .collect();
     for (confine, salt) in [(false, 11), (true, 12)] {
         let seconds = unique_sleep(salt);
-        let report = dir
-            .probed_loader()
-            .confine_isolated(confine)
-            .isolation_process_limit(48)
+        let mut builder = dir.probed_loader().confine_isolated(confine);
+        if confine {
+            dir.write("plugins.toml", b"process_limit = 48\n");
+        } else {
+            builder = builder.without_config_file().isolation_process_limit(48);
+        }
+        let report = builder
             .config(
                 "runs-at-open",
                 format!("greet = \"fork-bomb\"\nsleep = \"{seconds}\""),
@@ -761,6 +781,10 @@ fn a_fork_bomb_stays_within_the_process_limit() {
         );
         drop(report);
         assert_eq!(sleeping(&seconds, 0), 0, "confine {confine}");
+    }
+    drop(park);
+    for thread in threads {
+        thread.join().unwrap();
     }
 }
 

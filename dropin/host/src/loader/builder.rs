@@ -291,15 +291,20 @@ impl<I: Interface> LoaderBuilder<I> {
     /// anything (two waiting processes, the process, and the threads that
     /// serve calls), so a limit is at least
     /// [`MIN_PROCESS_LIMIT`](crate::child::isolation::MIN_PROCESS_LIMIT).
-    /// Past it, the plugin's `fork` and thread creation fail; a fork bomb
+    /// Each `async fn` call in flight runs on a thread of its own there, and
+    /// counts too. Past the limit, the plugin's `fork` and thread creation
+    /// fail (an `async fn` call is answered with an error); a fork bomb
     /// stays within it, and the host and the machine carry on. A probe runs
     /// within it too.
     ///
     /// Linux counts them in the user namespace each isolated process gets
     /// (`RLIMIT_NPROC`, Linux 5.14 or later) when the host does not run as
-    /// root. The kernel never counts root's processes: a host that runs as
-    /// root, or on another platform, refuses a plugin with a limit rather
-    /// than run it without.
+    /// root. Unconfined, the plugin may still have another program start
+    /// processes for it (a service manager, through a socket), which are not
+    /// counted: [`confine_isolated`](Self::confine_isolated) closes that. The
+    /// kernel never counts root's processes: a host that runs as root, on
+    /// an older kernel or on another platform refuses a plugin with a limit
+    /// rather than run it without, and so refuses every file it would probe.
     pub fn isolation_process_limit(mut self, processes: u32) -> Self {
         self.chosen.process_limit = Some(processes);
         self

@@ -76,12 +76,29 @@ impl Limits {
                     .to_owned(),
             );
         }
-        if effective_uid() == Some(0) {
+        // The kernel exempts a process whose real user is root; its
+        // children's user namespace maps the effective one.
+        if effective_uid() == Some(0) || real_uid() == Some(0) {
             return Some(
                 "a process limit cannot hold for a host that runs as root (the kernel never \
                  counts root's processes against it): refused rather than run without it"
                     .to_owned(),
             );
+        }
+        // Before 5.14, the kernel counts every process of the user, all
+        // over the machine, not those of the user namespace.
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .map(|n| n.parse::<u32>().ok());
+        if let (Some(Some(major)), Some(Some(minor))) = (numbers.next(), numbers.next())
+            && (major, minor) < (5, 14)
+        {
+            return Some(format!(
+                "a process limit needs Linux 5.14 or later, which counts a user namespace's \
+                 processes; this is {}",
+                release.trim()
+            ));
         }
         None
     }

@@ -17,6 +17,11 @@ pub(crate) fn effective_uid() -> Option<u32> {
     None
 }
 
+/// The user this process runs as: no such notion here.
+pub(crate) fn real_uid() -> Option<u32> {
+    None
+}
+
 /// The owner and permission bits of a file: no such notion here.
 pub(crate) fn owner_and_mode(_meta: &Metadata) -> Option<(u32, u32)> {
     None

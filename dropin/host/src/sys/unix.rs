@@ -17,6 +17,12 @@ pub(crate) fn effective_uid() -> Option<u32> {
     Some(unsafe { libc::geteuid() })
 }
 
+/// The user this process runs as.
+pub(crate) fn real_uid() -> Option<u32> {
+    // SAFETY: `getuid` has no preconditions and cannot fail.
+    Some(unsafe { libc::getuid() })
+}
+
 /// The owner and permission bits of the file `meta` describes.
 pub(crate) fn owner_and_mode(meta: &Metadata) -> Option<(u32, u32)> {
     Some((meta.uid(), meta.mode() & 0o7777))

@@ -746,8 +746,11 @@ pub(super) fn ended(child: &mut Child, by: Instant) -> String {
     }
     let _ = child.kill();
     match child.wait() {
-        // It ended on its own after all, between the last look and the kill.
-        Ok(status) if crate::sys::signal_of(status) != Some(9) => describe(status),
+        // It ended on its own after all, between the last look and the kill
+        // (which, on Unix, ends it by `SIGKILL`).
+        Ok(status) if crate::sys::target::UNIX && crate::sys::signal_of(status) != Some(9) => {
+            describe(status)
+        }
         _ => format!(
             "closed its pipe to the host but had not ended {:?} later, and was killed",
             Duration::from_millis(by.duration_since(started).as_millis() as u64)
