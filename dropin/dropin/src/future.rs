@@ -420,10 +420,12 @@ where
     }
 
     /// A call to an isolated plugin (of state `plugin`) that `send` sends
-    /// unless the plugin is disabled; its process's answer decoded.
+    /// unless the plugin is disabled; its process's answer decoded. `since`
+    /// names a method the plugin may lack, as `(name, version)`.
     pub(crate) fn remote(
         plugin: &'a Arc<PluginState>,
         send: impl FnOnce() -> RemoteAnswer<Vec<u8>>,
+        since: Option<(&'static str, &'static str)>,
         convert: C,
     ) -> Self
     where
@@ -434,7 +436,11 @@ where
         }
         let answer = send();
         let name = plugin.name();
-        let decoded = async move { crate::handle::decode_answer::<T>(name, &answer.await?) };
+        let state = Arc::clone(plugin);
+        let decoded = async move {
+            let answer = answer.await.map_err(|error| state.lacking(error, since))?;
+            crate::handle::decode_answer::<T>(name, &answer)
+        };
         Self::with(plugin, State::Remote(Box::pin(decoded)), convert)
     }
 

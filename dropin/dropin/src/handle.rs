@@ -222,6 +222,8 @@ pub struct PluginCore {
 #[allow(missing_debug_implementations)]
 pub struct PluginState {
     name: &'static str,
+    /// The interface version the plugin was built against.
+    interface_version: &'static str,
     failure: OnceLock<String>,
     /// Turns off the plugin's calls to the host's services when it is
     /// disabled.
@@ -233,6 +235,30 @@ impl PluginState {
     /// The plugin's name.
     pub(crate) fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// The error of a call to `method`, added to the interface in
+    /// `since`, which the plugin lacks.
+    #[cold]
+    pub(crate) fn missing(&self, method: &'static str, since: &'static str) -> CallError {
+        CallError::missing(self.name, method, since, self.interface_version)
+    }
+
+    /// `error` from another process, or, if it says the plugin lacks the
+    /// method `since` names (a later method, as `(name, version)`), the
+    /// host's own error naming it, as in-process.
+    #[cold]
+    pub(crate) fn lacking(
+        &self,
+        error: CallError,
+        since: Option<(&'static str, &'static str)>,
+    ) -> CallError {
+        match since {
+            Some((method, since)) if error.kind() == crate::CallErrorKind::Missing => {
+                self.missing(method, since)
+            }
+            _ => error,
+        }
     }
 
     /// Why the plugin is disabled, if it is.
@@ -304,6 +330,7 @@ impl PluginCore {
             remote: None,
             state: Arc::new(PluginState {
                 name,
+                interface_version,
                 failure: OnceLock::new(),
                 refusal: OnceLock::new(),
                 remote: None,
@@ -319,6 +346,7 @@ impl PluginCore {
         self.remote = Some(Arc::clone(&remote));
         self.state = Arc::new(PluginState {
             name: self.name,
+            interface_version: self.interface_version,
             failure: OnceLock::new(),
             refusal: OnceLock::new(),
             remote: Some(remote),
@@ -440,7 +468,13 @@ impl PluginCore {
             *const crate::future::FfiWaker,
         ) -> RResult<crate::future::FfiStart<F>, RawError>,
     {
-        crate::PluginFuture::remote(&self.state, || remote.call_async(method, args), convert)
+        // The host checks the plugin's own methods itself, before it calls.
+        crate::PluginFuture::remote(
+            &self.state,
+            || remote.call_async(method, args),
+            None,
+            convert,
+        )
     }
 
     /// Decodes an isolated plugin's answer.

@@ -111,7 +111,9 @@ impl Object {
     }
 
     /// Calls method number `method` of an object in another process: the
-    /// arguments `encode` writes go there, the answer is decoded.
+    /// arguments `encode` writes go there, the answer is decoded. `since`
+    /// names a method added after the trait's first version, as
+    /// `(name, version)`, which the object may lack.
     ///
     /// # Errors
     ///
@@ -122,6 +124,7 @@ impl Object {
     pub fn call_remote<T: crate::wire::Decode>(
         &self,
         method: usize,
+        since: Option<(&'static str, &'static str)>,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Result<T, CallError> {
         let Place::Remote(remote, id) = &self.place else {
@@ -132,18 +135,21 @@ impl Object {
         }
         let mut args = Vec::new();
         encode(&mut args);
-        let result = remote.call_object(*id, method, args).and_then(|bytes| {
-            let mut input = bytes.as_slice();
-            T::decode(&mut input)
-                .ok()
-                .filter(|_| input.is_empty())
-                .ok_or_else(|| {
-                    CallError::failed(
-                        self.plugin.name(),
-                        "its process sent an answer that does not decode".to_owned(),
-                    )
-                })
-        });
+        let result = remote
+            .call_object(*id, method, args)
+            .map_err(|error| self.plugin.lacking(error, since))
+            .and_then(|bytes| {
+                let mut input = bytes.as_slice();
+                T::decode(&mut input)
+                    .ok()
+                    .filter(|_| input.is_empty())
+                    .ok_or_else(|| {
+                        CallError::failed(
+                            self.plugin.name(),
+                            "its process sent an answer that does not decode".to_owned(),
+                        )
+                    })
+            });
         if let Err(error) = &result
             && error.kind() == crate::CallErrorKind::Panicked
         {
@@ -160,16 +166,8 @@ impl Object {
     #[doc(hidden)]
     #[cold]
     #[inline(never)]
-    pub fn missing(&self, method: &str, since: &str) -> CallError {
-        CallError::from_parts(
-            crate::CallErrorKind::Missing,
-            self.plugin.name(),
-            format!(
-                "has no method `{method}`: it was added in interface {since}, after the version \
-                 the plugin was built against"
-            ),
-            None,
-        )
+    pub fn missing(&self, method: &'static str, since: &'static str) -> CallError {
+        self.plugin.missing(method, since)
     }
 
     /// Starts a call of the `async fn` method number `method` of an object
@@ -179,6 +177,7 @@ impl Object {
     pub fn call_remote_async<'a, F, T, S, C>(
         &'a self,
         method: usize,
+        since: Option<(&'static str, &'static str)>,
         args: Vec<u8>,
         convert: C,
     ) -> crate::PluginFuture<'a, F, T, S, C>
@@ -196,6 +195,7 @@ impl Object {
         crate::PluginFuture::remote(
             &self.plugin,
             || remote.call_object_async(*id, method, args),
+            since,
             convert,
         )
     }

@@ -536,6 +536,7 @@ fn handle_method(
     let encodes: Vec<TokenStream> = method.args.iter().map(encode_arg).collect();
     let ret = &method.ret;
     let plugin = quote!(self.object.plugin());
+    let lacking = lacking(name, method);
     let (output, convert, remote) = match Shape::of(ret) {
         Ok(Some(shape)) => {
             let wire = shape.wire_type();
@@ -552,7 +553,7 @@ fn handle_method(
                     if self.object.is_remote() {
                         return self
                             .object
-                            .call_remote::<#wire>(#index, |args| {
+                            .call_remote::<#wire>(#index, #lacking, |args| {
                                 #(#encodes)*
                             })
                             .map(|value| #from_wire);
@@ -572,7 +573,7 @@ fn handle_method(
                 convert,
                 quote! {
                     if self.object.is_remote() {
-                        return self.object.call_remote::<#output>(#index, |args| {
+                        return self.object.call_remote::<#output>(#index, #lacking, |args| {
                             #(#encodes)*
                         });
                     }
@@ -616,6 +617,19 @@ fn handle_method(
     }
 }
 
+/// What a call to an object in another process says of `method`: the
+/// name and version of a method added after the trait's first version,
+/// which the object may lack (its process then says so, and the host makes
+/// its own error of it); `None` for one the object always has.
+fn lacking(name: &str, method: &Method) -> TokenStream {
+    if method.required {
+        return quote!(::core::option::Option::None);
+    }
+    let method_name = qualified(name, &method.ident);
+    let since = &method.since;
+    quote!(::core::option::Option::Some((#method_name, #since)))
+}
+
 /// The handle's method for an `async fn` of the object: starts the call,
 /// and returns the future the application awaits, which borrows the handle
 /// (and so keeps the object) until it is dropped.
@@ -638,6 +652,7 @@ fn async_handle_method(
     let (output, convert) = crate::ty::handle_output(ret);
     let method_name = qualified(name, ident);
     let since = &method.since;
+    let lacking = lacking(name, method);
     let check = (!method.required).then(|| {
         quote! {
             // SAFETY: as above.
@@ -680,7 +695,7 @@ fn async_handle_method(
                 (methods.#ident)(object.this(), #(#values,)* room, waker)
             };
             if let ::core::option::Option::Some(encoded) = encoded {
-                return self.object.call_remote_async(#index, encoded, convert);
+                return self.object.call_remote_async(#index, #lacking, encoded, convert);
             }
             #check
             ::dropin::PluginFuture::start(self.object.plugin(), start, convert)

@@ -640,7 +640,11 @@ fn an_object_trait_evolves_by_minor_versions_like_an_interface() {
                 assert_eq!(
                     error.to_string(),
                     "plugin 'old-store' has no method `Table::count`: it was added in interface \
-                     1.1.0, after the version the plugin was built against"
+                     1.1.0, the plugin was built against 1.0.1"
+                );
+                assert_eq!(
+                    error.missing_method(),
+                    Some(("Table::count", "1.1.0", "1.0.1"))
                 );
                 // Not a failure of the plugin's: it goes on.
                 assert_eq!(table.get("b").unwrap(), Some("2".into()));
