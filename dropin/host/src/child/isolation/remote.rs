@@ -247,6 +247,11 @@ impl Isolated {
         state.process.end(kind, how.clone());
         state.failed_at = Some(Instant::now());
         self.settle(&state, &how);
+        drop(state);
+        // What the application gave that process went with it; dropping it
+        // runs the application's code, which may call the plugin: not under
+        // the state's lock.
+        self.spawner.callbacks.release_given();
         Err(Ended { kind, how })
     }
 
@@ -294,6 +299,8 @@ impl Isolated {
             state.process.ended = Some((CallErrorKind::Crashed, how.clone()));
             state.failed_at = Some(Instant::now());
             self.settle(&state, &how);
+            drop(state);
+            self.spawner.callbacks.release_given();
         }
     }
 
