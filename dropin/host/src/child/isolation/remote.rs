@@ -674,27 +674,42 @@ impl Isolated {
                 )
             }));
         }
+        let mut ended_now = false;
         if state.process.ended.is_none()
             && let Ok(Some(status)) = state.process.child.try_wait()
         {
             state.process.ended = Some((CallErrorKind::Crashed, describe(status)));
+            ended_now = true;
         }
-        if let Some((kind, how)) = state.process.ended.clone() {
-            self.restart(&mut state).map_err(|why| {
+        let link = 'link: {
+            if let Some((kind, how)) = state.process.ended.clone()
+                && let Err(why) = self.restart(&mut state)
+            {
                 let how = format!("ended earlier ({how}){why}");
                 self.settle(&state, &how);
-                CallError::from_parts(kind, &self.name, format!("its process {how}"), None)
-            })?;
+                break 'link Err(CallError::from_parts(
+                    kind,
+                    &self.name,
+                    format!("its process {how}"),
+                    None,
+                ));
+            }
+            match &state.process.link {
+                Some(link) if !link.is_closed() => Ok(Arc::clone(link)),
+                _ => Err(CallError::from_parts(
+                    CallErrorKind::Crashed,
+                    &self.name,
+                    "its process closed its channel of async calls".to_owned(),
+                    None,
+                )),
+            }
+        };
+        drop(state);
+        // As `send` does: what the ended process was given goes with it.
+        if ended_now {
+            self.spawner.callbacks.release_given();
         }
-        match &state.process.link {
-            Some(link) if !link.is_closed() => Ok(Arc::clone(link)),
-            _ => Err(CallError::from_parts(
-                CallErrorKind::Crashed,
-                &self.name,
-                "its process closed its channel of async calls".to_owned(),
-                None,
-            )),
-        }
+        link
     }
 
     /// Ends the process, and every process it started, for good: `why`
