@@ -247,11 +247,6 @@ impl Isolated {
         state.process.end(kind, how.clone());
         state.failed_at = Some(Instant::now());
         self.settle(&state, &how);
-        drop(state);
-        // What the application gave that process went with it; dropping it
-        // runs the application's code, which may call the plugin: not under
-        // the state's lock.
-        self.spawner.callbacks.release_given();
         Err(Ended { kind, how })
     }
 
@@ -299,8 +294,6 @@ impl Isolated {
             state.process.ended = Some((CallErrorKind::Crashed, how.clone()));
             state.failed_at = Some(Instant::now());
             self.settle(&state, &how);
-            drop(state);
-            self.spawner.callbacks.release_given();
         }
     }
 
@@ -674,42 +667,27 @@ impl Isolated {
                 )
             }));
         }
-        let mut ended_now = false;
         if state.process.ended.is_none()
             && let Ok(Some(status)) = state.process.child.try_wait()
         {
             state.process.ended = Some((CallErrorKind::Crashed, describe(status)));
-            ended_now = true;
         }
-        let link = 'link: {
-            if let Some((kind, how)) = state.process.ended.clone()
-                && let Err(why) = self.restart(&mut state)
-            {
+        if let Some((kind, how)) = state.process.ended.clone() {
+            self.restart(&mut state).map_err(|why| {
                 let how = format!("ended earlier ({how}){why}");
                 self.settle(&state, &how);
-                break 'link Err(CallError::from_parts(
-                    kind,
-                    &self.name,
-                    format!("its process {how}"),
-                    None,
-                ));
-            }
-            match &state.process.link {
-                Some(link) if !link.is_closed() => Ok(Arc::clone(link)),
-                _ => Err(CallError::from_parts(
-                    CallErrorKind::Crashed,
-                    &self.name,
-                    "its process closed its channel of async calls".to_owned(),
-                    None,
-                )),
-            }
-        };
-        drop(state);
-        // As `send` does: what the ended process was given goes with it.
-        if ended_now {
-            self.spawner.callbacks.release_given();
+                CallError::from_parts(kind, &self.name, format!("its process {how}"), None)
+            })?;
         }
-        link
+        match &state.process.link {
+            Some(link) if !link.is_closed() => Ok(Arc::clone(link)),
+            _ => Err(CallError::from_parts(
+                CallErrorKind::Crashed,
+                &self.name,
+                "its process closed its channel of async calls".to_owned(),
+                None,
+            )),
+        }
     }
 
     /// Ends the process, and every process it started, for good: `why`
