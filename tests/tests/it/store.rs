@@ -352,6 +352,84 @@ impl Drop for Told {
     }
 }
 
+/// A watcher given to an isolated store goes with the process that kept it:
+/// when that process ends (killed here, as the kernel's out-of-memory killer
+/// would), the application's object is dropped, whether the store then
+/// stays failed or restarts (in a process that never had it); one given to
+/// the restarted process stays, and is told of changes.
+#[test]
+fn objects_given_to_an_isolated_plugin_go_when_its_process_ends() {
+    use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering::SeqCst, mpsc};
+    if !mode_runs_here(true) {
+        return;
+    }
+    let dir = PluginDir::with(&["memory"]);
+    for restarts in [0, 1] {
+        let mut builder = Loader::<StorePlugin>::builder()
+            .dir(dir.path())
+            .probe(Probe::command(artifacts().binary("store-app")));
+        if restarts > 0 {
+            builder = builder.isolation_recovery(dropin_host::isolation::Recovery::Restart {
+                attempts: restarts,
+                backoff: std::time::Duration::ZERO,
+            });
+        }
+        let report = builder.build_isolated().load().unwrap();
+        let store = report.registry.get("memory").unwrap();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let (send, _changes) = mpsc::channel();
+        store
+            .watch(Box::new(Told {
+                changes: Mutex::new(send),
+                dropped: Arc::clone(&dropped),
+                panics: false,
+                threads: Arc::default(),
+            }))
+            .unwrap();
+        assert!(!dropped.load(SeqCst));
+        let pid = store.core().process_id().expect("running");
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        // The plugin's process ends shortly after the host's child: the
+        // first call that finds it gone.
+        let started = std::time::Instant::now();
+        let error = loop {
+            match store.get("a") {
+                Err(error) => break error,
+                Ok(_) => {
+                    assert!(started.elapsed() < greeter_tests::HANG, "still answering");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        };
+        assert_eq!(error.kind(), CallErrorKind::Crashed, "{error}");
+        assert!(dropped.load(SeqCst), "restarts: {restarts}");
+        if restarts > 0 {
+            // One given to the new process stays, and is told.
+            let kept = Arc::new(AtomicBool::new(false));
+            let (send, changes) = mpsc::channel();
+            store
+                .watch(Box::new(Told {
+                    changes: Mutex::new(send),
+                    dropped: Arc::clone(&kept),
+                    panics: false,
+                    threads: Arc::default(),
+                }))
+                .unwrap();
+            store.put("a", "1").unwrap().unwrap();
+            assert_eq!(store.get("a").unwrap(), Ok("1".into()));
+            assert_eq!(
+                changes.recv_timeout(greeter_tests::HANG).unwrap(),
+                "a=1".to_owned()
+            );
+            assert!(!kept.load(SeqCst));
+        }
+    }
+}
+
 /// Callbacks, the application's objects passed to a plugin, in both modes:
 /// one lent for a call, called during it; one given to the plugin, called
 /// later from the plugin's own thread, and dropped (in the application)

@@ -17,9 +17,15 @@ use dropin::{
 /// so that a release waits for the calls being served.
 type Entry = Arc<RwLock<Option<Served>>>;
 
+/// A kept object, and the process a call gave it to (0 until one did).
+struct Kept {
+    entry: Entry,
+    process: u64,
+}
+
 /// The objects kept for one plugin's processes.
 pub(super) struct Callbacks {
-    kept: Mutex<BTreeMap<u64, Entry>>,
+    kept: Mutex<BTreeMap<u64, Kept>>,
     /// Counts the objects kept; a number is the count hashed with a key of
     /// this host's, so that a process cannot guess the number of an object
     /// lent to another call from its own.
@@ -50,14 +56,31 @@ impl Callbacks {
                 break id;
             }
         };
-        kept.insert(id, Arc::new(RwLock::new(Some(served))));
+        kept.insert(
+            id,
+            Kept {
+                entry: Arc::new(RwLock::new(Some(served))),
+                process: 0,
+            },
+        );
         id
+    }
+
+    /// The objects numbered `ids` were given to the process numbered
+    /// `process`, by a call sent to it.
+    pub(super) fn sent(&self, ids: &[u64], process: u64) {
+        let mut kept = self.lock();
+        for id in ids {
+            if let Some(kept) = kept.get_mut(id) {
+                kept.process = process;
+            }
+        }
     }
 
     /// Stops serving the object number `id` and drops it, once the calls
     /// to it being served return.
     pub(super) fn release(&self, id: u64) {
-        let entry = self.lock().remove(&id);
+        let entry = self.lock().remove(&id).map(|kept| kept.entry);
         if let Some(entry) = entry {
             // An application's future being awaited for the process gives
             // up, or the release would wait for as long as it does.
@@ -69,18 +92,22 @@ impl Callbacks {
         }
     }
 
-    /// Drops the objects given to the plugin's process, which ended for
-    /// good; never waits (an object being served is dropped by the call
-    /// that serves it, when it returns). Lent objects stay until their call
-    /// releases them, which waits for the calls being served.
-    pub(super) fn release_given(&self) {
-        let given: Vec<Entry> = {
+    /// Drops the objects given to the plugin's processes, which ended:
+    /// those given to the process numbered `process`, or, with `None`, to
+    /// any (the plugin ended for good). Never waits (an object being served
+    /// is dropped by the call that serves it, when it returns). Lent
+    /// objects stay until their call releases them, which waits for the
+    /// calls being served; so do given ones no call has sent yet, which
+    /// their call releases if it fails.
+    pub(super) fn release_given(&self, process: Option<u64>) {
+        let given: Vec<Kept> = {
             let mut kept = self.lock();
             let ids: Vec<u64> = kept
                 .iter()
+                .filter(|(_, kept)| process.is_none_or(|process| kept.process == process))
                 // An entry still in the map is never locked for writing.
-                .filter(|(_, entry)| {
-                    entry
+                .filter(|(_, kept)| {
+                    kept.entry
                         .read()
                         .unwrap_or_else(|e| e.into_inner())
                         .as_ref()
@@ -96,7 +123,7 @@ impl Callbacks {
     /// Serves a call from the plugin's process to the object number `id`;
     /// the outcome as a service's.
     pub(super) fn serve(&self, id: u64, method: usize, input: &[u8], out: &mut Vec<u8>) {
-        let entry = self.lock().get(&id).cloned();
+        let entry = self.lock().get(&id).map(|kept| Arc::clone(&kept.entry));
         let served = entry
             .as_ref()
             .map(|entry| entry.read().unwrap_or_else(|e| e.into_inner()));
@@ -116,7 +143,7 @@ impl Callbacks {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Kept>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -56,6 +56,8 @@ pub(super) struct State {
 }
 
 pub(super) struct Process {
+    /// Tells this process from the plugin's others (never 0).
+    pub(super) number: u64,
     pub(super) child: Child,
     pub(super) stdin: ChildStdin,
     /// The memory shared with it for calls.
@@ -113,7 +115,11 @@ pub(super) fn setup_round_trip(
         ),
     };
     process.end(kind, how.clone());
-    Err(Ended { kind, how })
+    Err(Ended {
+        kind,
+        how,
+        release: None,
+    })
 }
 
 /// A call's hold on its plugin's process (the gate, shared): whatever way
@@ -176,8 +182,15 @@ impl Isolated {
             {
                 let how = format!("ended earlier ({how}){why}");
                 self.settle(&state, &how);
-                return Some(Err(Ended { kind, how }));
+                return Some(Err(Ended {
+                    kind,
+                    how,
+                    release: None,
+                }));
             }
+            // The objects this call gives go to this process.
+            let given = self.take_given();
+            self.spawner.callbacks.sent(&given, state.process.number);
             Arc::clone(&state.process.calls)
         };
         Some(self.send(&calls, frame))
@@ -199,6 +212,7 @@ impl Isolated {
                     slots::SLOTS,
                     self.timeout
                 ),
+                release: None,
             });
         }
         // Not the state if this is the thread that serves the process's
@@ -212,6 +226,7 @@ impl Isolated {
             return Err(Ended {
                 kind: CallErrorKind::Crashed,
                 how: "ended while the call waited".to_owned(),
+                release: None,
             });
         };
         // Another call may have seen how it ended first. If that call timed
@@ -225,8 +240,13 @@ impl Isolated {
                         "was killed: another call did not answer within {:?}",
                         self.timeout
                     ),
+                    release: None,
                 },
-                _ => Ended { kind, how },
+                _ => Ended {
+                    kind,
+                    how,
+                    release: None,
+                },
             });
         }
         let (kind, how) = match failure {
@@ -247,7 +267,11 @@ impl Isolated {
         state.process.end(kind, how.clone());
         state.failed_at = Some(Instant::now());
         self.settle(&state, &how);
-        Err(Ended { kind, how })
+        Err(Ended {
+            kind,
+            how,
+            release: Some(state.process.number),
+        })
     }
 
     /// Ends the process if the plugin was disabled and no call holds it.
@@ -273,8 +297,21 @@ impl Isolated {
         if !state.retired {
             self.stop(&mut state, "was disabled");
             drop((state, gate));
-            self.spawner.callbacks.release_given();
+            self.spawner.callbacks.release_given(None);
         }
+    }
+
+    /// The objects this thread kept for this plugin to give with the call
+    /// it is sending.
+    fn take_given(&self) -> Vec<u64> {
+        GIVEN.with(|given| {
+            let mut given = given.borrow_mut();
+            let (ours, others) = given
+                .drain(..)
+                .partition(|(spawner, _)| *spawner == self.spawner.id);
+            *given = others;
+            ours.into_iter().map(|(_, id)| id).collect::<Vec<u64>>()
+        })
     }
 
     /// Records how the process ended if it did between calls (no call saw
@@ -294,6 +331,9 @@ impl Isolated {
             state.process.ended = Some((CallErrorKind::Crashed, how.clone()));
             state.failed_at = Some(Instant::now());
             self.settle(&state, &how);
+            let process = state.process.number;
+            drop(state);
+            self.spawner.callbacks.release_given(Some(process));
         }
     }
 
@@ -360,6 +400,9 @@ impl Isolated {
 pub(super) struct Ended {
     pub(super) kind: CallErrorKind,
     pub(super) how: String,
+    /// The number of the process whose end this call recorded: what it was
+    /// given goes, once the call lets go of the plugin.
+    pub(super) release: Option<u64>,
 }
 
 impl std::fmt::Display for Ended {
@@ -392,8 +435,15 @@ impl Isolated {
         }))
     }
 
-    /// How the process failed a request, as the call's error.
+    /// How the process failed a request, as the call's error; what the
+    /// application gave that process goes with it, if this call saw it
+    /// end. Called once the call no longer holds the gate nor the state:
+    /// dropping the objects runs the application's code, which may call
+    /// the plugin.
     fn ended(&self, ended: Ended) -> CallError {
+        if let Some(process) = ended.release {
+            self.spawner.callbacks.release_given(Some(process));
+        }
         CallError::from_parts(
             ended.kind,
             &self.name,
@@ -551,7 +601,7 @@ impl Remote for Isolated {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         self.stop(&mut state, "was replaced by a newer generation");
         drop((state, gate));
-        self.spawner.callbacks.release_given();
+        self.spawner.callbacks.release_given(None);
     }
 
     fn end(&self) {
@@ -564,6 +614,9 @@ impl Remote for Isolated {
     }
 
     fn call_async(&self, method: usize, args: Vec<u8>) -> dropin::__private::RemoteAnswer<Vec<u8>> {
+        // Which process an async call's objects reach is not tracked: they
+        // stay until the plugin ends for good, or the call releases them.
+        drop(self.take_given());
         match self.successor.get() {
             Some(Some(successor)) => return successor.call_async(method, args),
             Some(None) => {
@@ -617,7 +670,14 @@ impl Remote for Isolated {
     }
 
     fn keep_callback(&self, served: dropin::__private::Served) -> u64 {
-        self.spawner.callbacks.keep(served)
+        let lent = served.is_lent();
+        let id = self.spawner.callbacks.keep(served);
+        if !lent {
+            // The call about to be sent from this thread gives it: which
+            // process gets it is known when the call is sent.
+            GIVEN.with(|given| given.borrow_mut().push((self.spawner.id, id)));
+        }
+        id
     }
 
     fn release_callback(&self, id: u64) {
@@ -667,27 +727,42 @@ impl Isolated {
                 )
             }));
         }
+        let mut ended_now = None;
         if state.process.ended.is_none()
             && let Ok(Some(status)) = state.process.child.try_wait()
         {
             state.process.ended = Some((CallErrorKind::Crashed, describe(status)));
+            ended_now = Some(state.process.number);
         }
-        if let Some((kind, how)) = state.process.ended.clone() {
-            self.restart(&mut state).map_err(|why| {
+        let link = 'link: {
+            if let Some((kind, how)) = state.process.ended.clone()
+                && let Err(why) = self.restart(&mut state)
+            {
                 let how = format!("ended earlier ({how}){why}");
                 self.settle(&state, &how);
-                CallError::from_parts(kind, &self.name, format!("its process {how}"), None)
-            })?;
+                break 'link Err(CallError::from_parts(
+                    kind,
+                    &self.name,
+                    format!("its process {how}"),
+                    None,
+                ));
+            }
+            match &state.process.link {
+                Some(link) if !link.is_closed() => Ok(Arc::clone(link)),
+                _ => Err(CallError::from_parts(
+                    CallErrorKind::Crashed,
+                    &self.name,
+                    "its process closed its channel of async calls".to_owned(),
+                    None,
+                )),
+            }
+        };
+        drop(state);
+        // As a call that sees the process end: what it was given goes.
+        if let Some(process) = ended_now {
+            self.spawner.callbacks.release_given(Some(process));
         }
-        match &state.process.link {
-            Some(link) if !link.is_closed() => Ok(Arc::clone(link)),
-            _ => Err(CallError::from_parts(
-                CallErrorKind::Crashed,
-                &self.name,
-                "its process closed its channel of async calls".to_owned(),
-                None,
-            )),
-        }
+        link
     }
 
     /// Ends the process, and every process it started, for good: `why`

@@ -160,10 +160,19 @@ pub(crate) fn start<I: Interface>(
 /// calls can tell that plugin's calls.
 pub(super) static NEXT_SPAWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// Numbers the processes of every plugin: what a call gives is released
+/// with the process it was sent to.
+static NEXT_PROCESS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 thread_local! {
     /// On a thread that serves an isolated plugin's service calls: which
     /// spawner's plugin.
     pub(super) static SERVING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The application's objects this thread kept for a call it is about
+    /// to send, as (spawner, object number): the call, once sent, tells
+    /// which process got them.
+    pub(super) static GIVEN: std::cell::RefCell<Vec<(u64, u64)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Why a confined plugin is refused where the kernel cannot confine it.
@@ -365,6 +374,7 @@ impl Spawner {
             None => None,
         };
         let mut process = Process {
+            number: NEXT_PROCESS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             child,
             stdin,
             calls,
