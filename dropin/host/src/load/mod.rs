@@ -164,6 +164,10 @@ impl<I: Interface> Plugin<I> {
     /// application disabled it, or, isolated, its process ended (crashed or
     /// timed out) and will not be started again. `None` while it may still
     /// answer, an isolated plugin that will restart included.
+    ///
+    /// Finding an isolated plugin's process gone drops what the application
+    /// gave that process, which runs those objects' `Drop`: not while
+    /// holding a lock their `Drop` takes.
     pub fn failure(&self) -> Option<&str> {
         self.core().failure()
     }

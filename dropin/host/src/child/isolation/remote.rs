@@ -165,7 +165,7 @@ impl Isolated {
     /// Sends one call and waits for the answer, after restarting the
     /// process if it ended earlier and the recovery allows it; `None` if a
     /// newer generation replaced this one.
-    fn exchange(&self, frame: &[u8]) -> Option<Result<Vec<u8>, Ended>> {
+    fn exchange(&self, frame: &[u8], given: &[u64]) -> Option<Result<Vec<u8>, Ended>> {
         let _in_flight = InFlight::new(self, self.gate.read().unwrap_or_else(|e| e.into_inner()));
         let calls = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -189,8 +189,7 @@ impl Isolated {
                 }));
             }
             // The objects this call gives go to this process.
-            let given = self.take_given();
-            self.spawner.callbacks.sent(&given, state.process.number);
+            self.spawner.callbacks.sent(given, state.process.number);
             Arc::clone(&state.process.calls)
         };
         Some(self.send(&calls, frame))
@@ -415,6 +414,9 @@ impl Isolated {
     /// Sends one request and returns the plugin's encoded outcome; `None`
     /// if a newer generation replaced this one.
     fn request(&self, request: &Request) -> Option<Result<Vec<u8>, CallError>> {
+        // Taken whatever way the call returns: a call that is never sent
+        // releases what it gives itself, if it fails.
+        let given = self.take_given();
         if SERVING.with(std::cell::Cell::get) == self.spawner.id {
             // This thread serves the plugin's service calls: the plugin may
             // be waiting for it right now, and would never answer.
@@ -429,7 +431,9 @@ impl Isolated {
         }
         let mut frame = Vec::new();
         request.encode(&mut frame);
-        let answer = self.exchange(&frame)?.map_err(|ended| self.ended(ended));
+        let answer = self
+            .exchange(&frame, &given)?
+            .map_err(|ended| self.ended(ended));
         Some(answer.and_then(|answer| {
             dropin::abi::decode_outcome(&self.name, &answer).map(<[u8]>::to_vec)
         }))
