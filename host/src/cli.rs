@@ -20,8 +20,8 @@ Exit status:
      on stderr)
 
 Configuration: plugins.toml in the plugins folder: isolate, call_timeout,
-memory_limit, restarts and confine (the options above win over them), and a
-table [plugin.<name>] that plugin reads.
+start_timeout, memory_limit, process_limit, restarts and confine (the options
+above win over them), and a table [plugin.<name>] that plugin reads.
 
 Logging: RUST_LOG (default: warn). Plugin records use the target plugin::<name>.";
 
@@ -92,10 +92,23 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) call_timeout: Option<Duration>,
 
+    /// How long an isolated plugin's process may take to start and run the
+    /// plugin's init, such as `10s` [default: 30s]; past it, the process is
+    /// killed and the plugin rejected.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) start_timeout: Option<Duration>,
+
     /// The most memory an isolated plugin's process may use, such as `512M`
     /// or `2G` (its address space, RLIMIT_AS; Linux) [default: no limit].
     #[arg(long, global = true, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) memory_limit: Option<u64>,
+
+    /// The most processes and threads an isolated plugin's process and all
+    /// it starts may run at once, its own included, 32 or more (Linux 5.14
+    /// or later; a host running as root refuses such plugins) [default: no
+    /// limit].
+    #[arg(long, global = true, value_name = "N", value_parser = parse_process_limit)]
+    pub(crate) process_limit: Option<u32>,
 
     /// Keep what plugins store through the host's services (the `counter`
     /// plugin's count) in FILE, across runs [default: in memory, for this
@@ -116,6 +129,16 @@ pub(crate) struct Cli {
 
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// A process limit as `--process-limit` takes it: a number, at least
+/// [`MIN_PROCESS_LIMIT`](dropin_host::isolation::MIN_PROCESS_LIMIT).
+fn parse_process_limit(text: &str) -> Result<u32, String> {
+    let min = dropin_host::isolation::MIN_PROCESS_LIMIT;
+    text.parse::<u32>()
+        .ok()
+        .filter(|&n| n >= min)
+        .ok_or_else(|| format!("expected a number of processes and threads, {min} or more"))
 }
 
 #[derive(Debug, Subcommand)]

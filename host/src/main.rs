@@ -112,8 +112,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.confine {
         builder = builder.confine_isolated(true);
     }
+    if let Some(timeout) = cli.start_timeout {
+        builder = builder.start_timeout(timeout);
+    }
     if let Some(bytes) = cli.memory_limit {
         builder = builder.isolation_memory_limit(bytes);
+    }
+    if let Some(processes) = cli.process_limit {
+        builder = builder.isolation_process_limit(processes);
     }
     if let Some(attempts) = cli.restarts {
         builder = builder.isolation_recovery(Recovery::Restart {

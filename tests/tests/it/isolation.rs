@@ -1050,6 +1050,36 @@ fn an_isolated_plugin_that_never_starts_is_rejected_after_its_start_timeout() {
     }
 }
 
+/// greeter-host's `--start-timeout` and `--process-limit`, as the
+/// library's settings: a start that never ends is rejected after it, and
+/// a limit below what a process needs for itself is a usage error.
+#[test]
+fn greeter_host_takes_the_start_timeout_and_the_process_limit() {
+    let dir = PluginDir::with(&["hello", "runs_at_open"]);
+    dir.write("plugins.toml", b"[plugin.runs-at-open]\ninit = \"hang\"\n");
+    let output = dir.run(&["--isolate", "--start-timeout", "1s", "greet"]);
+    assert_eq!(stdout(&output), "hello: Hello!\n");
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "greeter-host: rejected {}: not loaded in its own process: its process did not start \
+             its plugin within 1s and was killed\n",
+            dir.path().join("libruns_at_open.so").display()
+        )
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let output = dir.run(&["--isolate", "--process-limit", "8", "greet"]);
+    assert!(
+        stderr(&output).starts_with(
+            "error: invalid value '8' for '--process-limit <N>': expected a number of processes \
+             and threads, 32 or more\n"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
 #[test]
 fn a_plugin_flooding_its_output_neither_blocks_nor_bloats_the_host() {
     let dir = PluginDir::with(&["runs_at_open"]);
