@@ -1257,6 +1257,39 @@ fn tree_ticks(pid: u32) -> u64 {
     own + children_of(pid).into_iter().map(tree_ticks).sum::<u64>()
 }
 
+/// The processor ticks the calling thread used so far.
+fn thread_ticks() -> u64 {
+    let stat = fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let rest = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// A process that wakes its host again and again without answering keeps
+/// the calling thread no busier than a poll every millisecond: the call
+/// still times out, having used a sliver of the processor in its two
+/// seconds.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_plugin_waking_its_host_without_answering_does_not_keep_it_busy() {
+    let dir = PluginDir::with(&["runs_at_open"]);
+    let report = dir
+        .probed_loader()
+        .call_timeout(Duration::from_secs(2))
+        .config("runs-at-open", "greet = \"wake-spam\"")
+        .build_isolated()
+        .load()
+        .unwrap();
+    let plugin = report.registry.get("runs-at-open").unwrap();
+    let before = thread_ticks();
+    let error = plugin.greet().unwrap_err();
+    let used = thread_ticks() - before;
+    assert_eq!(error.kind(), dropin::CallErrorKind::TimedOut, "{error}");
+    // 100 ticks a second: a twentieth of the call's two seconds at most
+    // (measured: 2 ticks; 31 when the host slept on the turn each time).
+    assert!(used < 10, "the calling thread used {used} ticks");
+}
+
 /// An isolated plugin's process that waits for calls uses no processor:
 /// after a call, its threads spin for a fraction of a millisecond, then
 /// sleep until the next.

@@ -59,6 +59,15 @@ const CHILD_SPIN: Duration = Duration::from_micros(100);
 /// whether the process ended (a wake-up can be missed in between).
 const HOST_NAP: Duration = Duration::from_millis(50);
 
+/// How many times in a row the host may be woken within [`HOST_POLL`]
+/// without the turn handed back before it stops sleeping on the turn and
+/// polls it instead: a process wakes the host only as it hands the turn
+/// back, so one that wakes it again and again means to keep it busy.
+const SPURIOUS_WAKES: u32 = 32;
+
+/// How often the host looks at a turn it polls.
+const HOST_POLL: Duration = Duration::from_millis(1);
+
 /// A slot's head, at the start of its stride in the shared memory.
 #[repr(C)]
 struct Head {
@@ -386,6 +395,7 @@ impl Calls {
         let turn = &slot.head.turn;
         let answered = || turn.load(Ordering::Acquire) != theirs;
         if !spin_until(spin(HOST_SPIN), answered) {
+            let mut spurious = 0;
             loop {
                 slot.head.host_asleep.store(1, Ordering::SeqCst);
                 if turn.load(Ordering::SeqCst) != theirs {
@@ -398,7 +408,17 @@ impl Calls {
                 if left.is_zero() {
                     return Err(Failure::TimedOut);
                 }
+                if spurious >= SPURIOUS_WAKES {
+                    std::thread::sleep(left.min(HOST_POLL));
+                    continue;
+                }
+                let asleep = Instant::now();
                 sys::wait_on(turn, theirs, Some(left.min(HOST_NAP)));
+                if asleep.elapsed() < HOST_POLL {
+                    spurious += 1;
+                } else {
+                    spurious = 0;
+                }
             }
             slot.head.host_asleep.store(0, Ordering::SeqCst);
         }
