@@ -1012,6 +1012,15 @@ fn a_timed_out_plugins_process_is_gone_and_the_others_keep_answering() {
         "{pid} remains"
     );
     assert_eq!(hello.greet().unwrap(), "Hello!");
+    // A later call does not wait, nor time out: it fails at once, as after
+    // a crash, saying how the process ended.
+    let later = hanging.greet().unwrap_err();
+    assert_eq!(later.kind(), dropin::CallErrorKind::Crashed);
+    assert_eq!(
+        later.to_string(),
+        "plugin 'runs-at-open' crashed: its process ended earlier (did not answer within 2s and \
+         was killed)"
+    );
 }
 
 /// An `init` that never returns holds up the load for the start timeout,

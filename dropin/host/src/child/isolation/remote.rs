@@ -183,7 +183,7 @@ impl Isolated {
                 let how = format!("ended earlier ({how}){why}");
                 self.settle(&state, &how);
                 return Some(Err(Ended {
-                    kind,
+                    kind: earlier(kind),
                     how,
                     release: None,
                 }));
@@ -392,6 +392,16 @@ impl Isolated {
             state.restarts
         );
         Ok(())
+    }
+}
+
+/// The kind of error of a call made after its process ended as `kind`
+/// says: a call that timed out killed the process, and a later call did
+/// not wait; it fails as after a crash.
+fn earlier(kind: CallErrorKind) -> CallErrorKind {
+    match kind {
+        CallErrorKind::TimedOut => CallErrorKind::Crashed,
+        kind => kind,
     }
 }
 
@@ -745,7 +755,7 @@ impl Isolated {
                 let how = format!("ended earlier ({how}){why}");
                 self.settle(&state, &how);
                 break 'link Err(CallError::from_parts(
-                    kind,
+                    earlier(kind),
                     &self.name,
                     format!("its process {how}"),
                     None,
