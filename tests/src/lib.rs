@@ -527,6 +527,16 @@ pub fn trusted<I: dropin::Interface>(builder: dropin_host::LoaderBuilder<I>) -> 
 }
 
 /// A command's standard output, as text.
+/// Kills the process `pid` with `SIGKILL`, as the kernel's out-of-memory
+/// killer would: from outside, without a word.
+pub fn kill(pid: u32) {
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "kill {pid}");
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).expect("UTF-8 on stdout")
 }

@@ -242,12 +242,7 @@ fn an_isolated_plugins_failure_shows_a_process_that_ended_between_calls() {
     let plugin = report.registry.get("hello").unwrap();
     assert_eq!(plugin.greet().unwrap(), "Hello!");
     assert_eq!(plugin.failure(), None);
-    let pid = plugin.core().process_id().expect("running");
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    greeter_tests::kill(plugin.core().process_id().expect("running"));
     let started = Instant::now();
     while plugin.failure().is_none() && started.elapsed() < greeter_tests::HANG {
         std::thread::sleep(Duration::from_millis(10));

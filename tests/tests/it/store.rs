@@ -387,12 +387,7 @@ fn objects_given_to_an_isolated_plugin_go_when_its_process_ends() {
             }))
             .unwrap();
         assert!(!dropped.load(SeqCst));
-        let pid = store.core().process_id().expect("running");
-        let killed = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        greeter_tests::kill(store.core().process_id().expect("running"));
         // The plugin's process ends shortly after the host's child: the
         // first call that finds it gone.
         let started = std::time::Instant::now();
