@@ -114,6 +114,23 @@ pub(crate) enum Wait {
     Broken(&'static str),
 }
 
+/// The exit status of `child`, once it exits by `deadline`; `None` if it
+/// is still running then. Looks every millisecond.
+pub(crate) fn exit_by(
+    child: &mut std::process::Child,
+    deadline: Instant,
+) -> io::Result<Option<std::process::ExitStatus>> {
+    loop {
+        match child.try_wait()? {
+            Some(status) => return Ok(Some(status)),
+            None if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            None => return Ok(None),
+        }
+    }
+}
+
 /// The time `timeout` from now; far in the future, not a panic, for a
 /// timeout too long for the clock.
 pub(crate) fn deadline_in(timeout: std::time::Duration) -> Instant {

@@ -3,7 +3,7 @@
 //! which runs a plugin in a process of its own and calls it there.
 
 mod frame;
-pub(crate) use frame::deadline_in;
+pub(crate) use frame::{deadline_in, exit_by};
 pub mod isolation;
 pub(crate) mod not_loaded;
 pub mod probe;

@@ -447,15 +447,11 @@ impl Running {
     fn exited(&mut self, deadline: Instant) -> Option<io::Result<ExitStatus>> {
         // Closing its input ends a probe waiting for a request.
         self.stdin.take();
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(Ok(status)),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(1)),
-                Ok(None) => return None,
-                Err(error) => {
-                    self.kill();
-                    return Some(Err(error));
-                }
+        match crate::child::exit_by(&mut self.child, deadline) {
+            Ok(status) => status.map(Ok),
+            Err(error) => {
+                self.kill();
+                Some(Err(error))
             }
         }
     }

@@ -69,6 +69,17 @@ pub(super) struct Process {
 }
 
 impl Process {
+    /// Records how the process ended, if it exited on its own and nothing
+    /// recorded it yet: how, then. Never waits.
+    fn exited(&mut self) -> Option<String> {
+        if self.ended.is_some() {
+            return None;
+        }
+        let how = describe(self.child.try_wait().ok()??);
+        self.ended = Some((CallErrorKind::Crashed, how.clone()));
+        Some(how)
+    }
+
     /// Kills and reaps the process (if it still runs), and records how it
     /// ended.
     fn end(&mut self, kind: CallErrorKind, how: String) {
@@ -322,12 +333,10 @@ impl Isolated {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return,
         };
-        if state.process.ended.is_some() || !state.process.calls.has_ended() {
+        if !state.process.calls.has_ended() {
             return;
         }
-        if let Ok(Some(status)) = state.process.child.try_wait() {
-            let how = describe(status);
-            state.process.ended = Some((CallErrorKind::Crashed, how.clone()));
+        if let Some(how) = state.process.exited() {
             state.failed_at = Some(Instant::now());
             self.settle(&state, &how);
             let process = state.process.number;
@@ -628,9 +637,6 @@ impl Remote for Isolated {
     }
 
     fn call_async(&self, method: usize, args: Vec<u8>) -> dropin::__private::RemoteAnswer<Vec<u8>> {
-        // Which process an async call's objects reach is not tracked: they
-        // stay until the plugin ends for good, or the call releases them.
-        drop(self.take_given());
         match self.successor.get() {
             Some(Some(successor)) => return successor.call_async(method, args),
             Some(None) => {
@@ -741,13 +747,7 @@ impl Isolated {
                 )
             }));
         }
-        let mut ended_now = None;
-        if state.process.ended.is_none()
-            && let Ok(Some(status)) = state.process.child.try_wait()
-        {
-            state.process.ended = Some((CallErrorKind::Crashed, describe(status)));
-            ended_now = Some(state.process.number);
-        }
+        let ended_now = state.process.exited().map(|_| state.process.number);
         let link = 'link: {
             if let Some((kind, how)) = state.process.ended.clone()
                 && let Err(why) = self.restart(&mut state)
@@ -821,16 +821,13 @@ impl Drop for Isolated {
 pub(super) fn ended(child: &mut Child, by: Instant) -> String {
     let started = Instant::now();
     let by = by.clamp(started + ENDING_GRACE, started + ENDING_WAIT);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return describe(status),
-            Ok(None) if Instant::now() < by => thread::sleep(Duration::from_millis(1)),
-            Ok(None) => break,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return "ended".to_owned();
-            }
+    match crate::child::exit_by(child, by) {
+        Ok(Some(status)) => return describe(status),
+        Ok(None) => {}
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return "ended".to_owned();
         }
     }
     let _ = child.kill();
