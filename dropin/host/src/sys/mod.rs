@@ -85,22 +85,27 @@ impl Limits {
                     .to_owned(),
             );
         }
-        // Before 5.14, the kernel counts every process of the user, all
-        // over the machine, not those of the user namespace.
-        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-        let mut numbers = release
-            .split(|c: char| !c.is_ascii_digit())
-            .map(|n| n.parse::<u32>().ok());
-        if let (Some(Some(major)), Some(Some(minor))) = (numbers.next(), numbers.next())
-            && (major, minor) < (5, 14)
-        {
-            return Some(format!(
-                "a process limit needs Linux 5.14 or later, which counts a user namespace's \
-                 processes; this is {}",
-                release.trim()
-            ));
-        }
-        None
+        OLD_KERNEL.get_or_init(old_kernel).clone()
+    }
+}
+
+/// Why this kernel cannot hold a process limit, read once: before 5.14 it
+/// counts every process of the user, all over the machine, not those of
+/// the user namespace.
+static OLD_KERNEL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+fn old_kernel() -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next(), numbers.next()) {
+        (Some(Some(major)), Some(Some(minor))) if (major, minor) < (5, 14) => Some(format!(
+            "a process limit needs Linux 5.14 or later, which counts a user namespace's \
+             processes; this is {}",
+            release.trim()
+        )),
+        _ => None,
     }
 }
 

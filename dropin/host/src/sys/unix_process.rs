@@ -545,14 +545,19 @@ pub(crate) fn confine(command: &mut Command, limits: super::Limits, confined: bo
             if libc::getppid() != host {
                 libc::_exit(1);
             }
-            if let Some(bytes) = limits.memory {
+            // Both the soft and the hard limit: the process cannot raise it.
+            let set_limit = |resource, value: u64| {
                 let limit = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
+                    rlim_cur: value,
+                    rlim_max: value,
                 };
-                if libc::setrlimit(libc::RLIMIT_AS, &raw const limit) != 0 {
+                if libc::setrlimit(resource, &raw const limit) != 0 {
                     return Err(io::Error::last_os_error());
                 }
+                Ok(())
+            };
+            if let Some(bytes) = limits.memory {
+                set_limit(libc::RLIMIT_AS, bytes)?;
             }
             if confined {
                 // No setuid program it runs gains privileges.
@@ -659,13 +664,7 @@ pub(crate) fn confine(command: &mut Command, limits: super::Limits, confined: bo
             // later). Set before it, the namespace would keep it as the limit
             // of the user's processes all over the machine.
             if let Some(processes) = limits.processes {
-                let limit = libc::rlimit {
-                    rlim_cur: processes.into(),
-                    rlim_max: processes.into(),
-                };
-                if libc::setrlimit(libc::RLIMIT_NPROC, &raw const limit) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
+                set_limit(libc::RLIMIT_NPROC, processes.into())?;
             }
             Ok(())
         });
