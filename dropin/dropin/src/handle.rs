@@ -207,7 +207,6 @@ pub trait Remote: Send + Sync {
 /// the methods it provides, and whether it is disabled.
 pub struct PluginCore {
     name: &'static str,
-    interface_version: &'static str,
     methods: &'static [MethodDesc],
     required: usize,
     provided: usize,
@@ -323,7 +322,6 @@ impl PluginCore {
     ) -> Self {
         Self {
             name,
-            interface_version,
             methods,
             required,
             provided: provided.min(methods.len()),
@@ -346,7 +344,7 @@ impl PluginCore {
         self.remote = Some(Arc::clone(&remote));
         self.state = Arc::new(PluginState {
             name: self.name,
-            interface_version: self.interface_version,
+            interface_version: self.state.interface_version,
             failure: OnceLock::new(),
             refusal: OnceLock::new(),
             remote: Some(remote),
@@ -574,7 +572,7 @@ impl PluginCore {
     #[cold]
     #[inline(never)]
     pub fn missing(&self, method: &'static str, since: &'static str) -> CallError {
-        CallError::missing(self.name, method, since, self.interface_version)
+        self.state.missing(method, since)
     }
 
     #[cold]
@@ -594,7 +592,7 @@ impl fmt::Debug for PluginCore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PluginCore")
             .field("name", &self.name)
-            .field("interface_version", &self.interface_version)
+            .field("interface_version", &self.state.interface_version)
             .field("provided", &self.provided)
             .field("failure", &self.failure())
             .finish()
