@@ -247,6 +247,15 @@ struct File {
     tables: HashMap<String, String>,
 }
 
+/// What a duration's error says was expected.
+const A_DURATION: &str = "a duration such as \"500ms\" or \"30s\"";
+
+/// `value` as a duration, if it is one: a string that [`parse_duration`]
+/// reads.
+fn duration(value: &toml::Value) -> Option<Duration> {
+    value.as_str().and_then(|text| parse_duration(text).ok())
+}
+
 fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
     let table: toml::Table = toml::from_str(text).map_err(|error| ConfigFileError::Syntax {
         path: path.to_owned(),
@@ -278,16 +287,13 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
             "call_timeout" => match value {
                 toml::Value::Table(timeouts) => {
                     for (name, timeout) in timeouts {
-                        let timeout = timeout
-                            .as_str()
-                            .and_then(|text| parse_duration(text).ok())
-                            .ok_or_else(|| {
-                                invalid(
-                                    &format!("call_timeout.{}", key_name(name)),
-                                    "a duration such as \"500ms\" or \"30s\"",
-                                    timeout,
-                                )
-                            })?;
+                        let timeout = duration(timeout).ok_or_else(|| {
+                            invalid(
+                                &format!("call_timeout.{}", key_name(name)),
+                                A_DURATION,
+                                timeout,
+                            )
+                        })?;
                         // `"*"`: every other plugin's, as `call_timeout = ".."`
                         // would say if TOML let a key be a value and a table.
                         if name == ANY_PLUGIN {
@@ -298,8 +304,7 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                     }
                 }
                 _ => {
-                    let timeout = value.as_str().and_then(|text| parse_duration(text).ok());
-                    file.chosen.call_timeout = Some(timeout.ok_or_else(|| {
+                    file.chosen.call_timeout = Some(duration(value).ok_or_else(|| {
                         invalid(
                             key,
                             "a duration such as \"500ms\" or \"30s\", or a table of plugin names \
@@ -310,10 +315,8 @@ fn parse(path: &Path, text: &str) -> Result<File, ConfigFileError> {
                 }
             },
             "start_timeout" => {
-                let timeout = value.as_str().and_then(|text| parse_duration(text).ok());
-                file.chosen.start_timeout = Some(timeout.ok_or_else(|| {
-                    invalid(key, "a duration such as \"500ms\" or \"30s\"", value)
-                })?);
+                file.chosen.start_timeout =
+                    Some(duration(value).ok_or_else(|| invalid(key, A_DURATION, value))?);
             }
             "memory_limit" => {
                 let bytes = match value {
