@@ -444,15 +444,22 @@ impl<I: Interface> Loader<I> {
     /// name leaves its plugin in this process, and a misspelt table leaves
     /// its plugin without its settings.
     fn warn_unmatched(&self, named: &std::collections::HashSet<String>) {
-        // Each name once, in order.
-        fn unmatched<'a>(
-            names: impl Iterator<Item = &'a String>,
-            named: &std::collections::HashSet<String>,
-        ) -> std::collections::BTreeSet<&'a String> {
-            names.filter(|name| !named.contains(*name)).collect()
-        }
-        let isolated = unmatched(
-            self.isolation
+        // Each name once, in order, after what is asked for it.
+        let warn = |asked: &str, names: &mut dyn Iterator<Item = &String>| {
+            let unmatched: std::collections::BTreeSet<&String> =
+                names.filter(|name| !named.contains(*name)).collect();
+            for name in unmatched {
+                log::warn!(target: LOG_TARGET,
+                    "{asked} plugin '{name}', but no plugin in {} has that name: is it spelt as \
+                     the plugin names itself?",
+                    self.dir.display()
+                );
+            }
+        };
+        warn(
+            "isolation is asked for",
+            &mut self
+                .isolation
                 .rules
                 .iter()
                 .filter_map(|rule| match rule {
@@ -460,33 +467,15 @@ impl<I: Interface> Loader<I> {
                     _ => None,
                 })
                 .flatten(),
-            named,
         );
-        for name in isolated {
-            log::warn!(target: LOG_TARGET,
-                "isolation is asked for plugin '{name}', but no plugin in {} has that name: is it \
-                 spelt as the plugin names itself?",
-                self.dir.display()
-            );
-        }
-        let tables = unmatched(
-            self.configs.tables.keys().chain(self.configs.given.keys()),
-            named,
+        warn(
+            "there is configuration for",
+            &mut self.configs.tables.keys().chain(self.configs.given.keys()),
         );
-        for name in tables {
-            log::warn!(target: LOG_TARGET,
-                "there is configuration for plugin '{name}', but no plugin in {} has that name: \
-                 is it spelt as the plugin names itself?",
-                self.dir.display()
-            );
-        }
-        for name in unmatched(self.isolation.call_timeouts.keys(), named) {
-            log::warn!(target: LOG_TARGET,
-                "a call timeout is set for plugin '{name}', but no plugin in {} has that name: \
-                 is it spelt as the plugin names itself?",
-                self.dir.display()
-            );
-        }
+        warn(
+            "a call timeout is set for",
+            &mut self.isolation.call_timeouts.keys(),
+        );
     }
 
     /// The configuration file could be used.
